@@ -1,0 +1,119 @@
+# crier: crierd (the daemon), crier-sim (provider simulator), crierctl (operator CLI).
+#   make            build everything into build/
+#   make test       install missing packages, build, run unit and integration tests
+#   make run        install missing packages, build, run the demo broadcast
+#   make bench      run the benchmark
+#   SANITIZE=address,undefined   build with sanitizers;  WERROR=1   warnings are errors
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+PYTHON  ?= /usr/bin/python3
+
+CC      ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS    := libuv hiredis libcurl libcjson openssl libjwt uuid
+
+WARN    := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes \
+           -Wwrite-strings -Wformat=2 -Wvla -fno-common -Wno-format-nonliteral
+CSTD    := -std=c11 -D_GNU_SOURCE
+OPT     ?= -O2 -g
+ifdef WERROR
+WARN    += -Werror
+endif
+ifdef SANITIZE
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined
+LDSAN   := -fsanitize=$(SANITIZE)
+BUILD   ?= build-san
+else
+BUILD   ?= build
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CPPFLAGS += -Iinclude -Idaemon -MMD -MP
+CFLAGS   += $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS)
+LDFLAGS  += $(LDSAN)
+LDLIBS   += $(PKG_LIBS) -lhttp_parser -lcsv -lm
+
+COMMON_SRC := $(wildcard common/*.c)
+CORE_SRC   := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard workers/*.c)
+SIM_SRC    := $(wildcard sim/*.c)
+CLI_SRC    := $(wildcard cli/*.c)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+CORE_OBJ   := $(call obj,$(CORE_SRC))
+
+CRIERD   := $(BUILD)/crierd
+CRIERSIM := $(BUILD)/crier-sim
+CRIERCTL := $(BUILD)/crierctl
+UNIT     := $(BUILD)/crier-unit
+BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(UNIT)
+
+.PHONY: all deps test unit integration run bench install uninstall clean format
+all: $(BINS)
+
+deps:
+	@sh scripts/install-deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcrier.a: $(COMMON_OBJ) $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(CRIERD): $(call obj,daemon/main.c) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CRIERSIM): $(call obj,$(SIM_SRC)) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CRIERCTL): $(call obj,$(CLI_SRC)) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT): $(call obj,$(UNIT_SRC)) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The whole suite: unit tests, then integration tests against real redis-server
+# and crier-sim; ends with "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
+
+unit: all
+	$(UNIT)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/crier $(DESTDIR)$(UNITDIR)
+	install -m 755 $(CRIERD) $(CRIERSIM) $(DESTDIR)$(BINDIR)/
+	$(if $(CLI_SRC),install -m 755 $(CRIERCTL) $(DESTDIR)$(BINDIR)/)
+	install -m 644 config/crierd.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json
+	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crierd.service.in \
+		> $(DESTDIR)$(UNITDIR)/crierd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/crierd.service
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/crierd $(DESTDIR)$(BINDIR)/crier-sim $(DESTDIR)$(BINDIR)/crierctl
+	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json $(DESTDIR)$(UNITDIR)/crierd.service
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/crier 2>/dev/null
+
+clean:
+	rm -rf build build-san
+
+format:
+	clang-format -i $(wildcard */*.c */*.h tests/unit/*.c)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

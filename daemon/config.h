@@ -1,0 +1,108 @@
+/* crierd's configuration: one JSON file with comments, secrets by reference
+ * ("$env:NAME", "$file:/path"), every key validated with its path named. */
+#ifndef CR_CONFIG_H
+#define CR_CONFIG_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cr_provider.h"
+#include "cr_types.h"
+
+#define CR_MAX_PROVIDERS 16
+#define CR_MAX_CHANNEL_PROVIDERS 4
+
+struct cr_provider_conf {
+    char *name;                       /* key under "providers" */
+    const struct cr_provider_ops *ops;
+    char *url;                        /* base URL, no trailing slash */
+    int max_inflight;                 /* concurrent requests, default 64 */
+    long timeout_ms;                  /* total per request, default 10000 */
+    long connect_timeout_ms;          /* default 2000 */
+    char *ca_file;                    /* CA bundle for TLS, NULL = system default */
+    void *state;                      /* from ops->init, freed by cr_config_release */
+};
+
+/* Limits applied to every job document at intake. */
+struct cr_job_limits {
+    size_t doc_bytes;       /* default 262144 */
+    int depth;              /* JSON nesting, default 8 */
+    size_t id_length;       /* default 64 */
+    size_t segments;        /* per list (segments, require, exclude), default 64 */
+    size_t subscribers;     /* explicit ids, default 10000 */
+    size_t subject;         /* bytes, default 200 */
+    size_t text;            /* bytes, default 20000 */
+    size_t html;            /* bytes, default 100000 */
+    int sms_segments;       /* default 6 */
+    size_t push_title;      /* bytes, default 120 */
+    size_t push_body;       /* bytes, default 2000 */
+    size_t translations;    /* default 16 */
+    size_t tags;            /* default 32 */
+};
+
+struct cr_config {
+    /* redis */
+    char *redis_host;              /* default "127.0.0.1" */
+    int redis_port;                /* default 6379 */
+    char *redis_password;          /* NULL = none */
+    char *prefix;                  /* default "crier:" */
+    long redis_connect_timeout_ms; /* default 2000 */
+    long redis_command_timeout_ms; /* default 5000 */
+    long redis_reconnect_max_ms;   /* default 5000 */
+
+    char *consumer;                /* consumer name in the groups, default the host name */
+    char *group;                   /* consumer group, default "crierd" */
+
+    /* intake */
+    long intake_block_ms;          /* default 1000 */
+    int intake_max_jobs;           /* jobs read per call, default 16 */
+
+    /* fan-out */
+    int batch_size;                /* subscribers per batch, default 500 */
+    int max_batches;               /* batches held in memory at once, default 8 */
+    long reclaim_idle_ms;          /* default 60000 */
+
+    /* retries */
+    int retry_max_attempts;        /* default 5 */
+    long retry_base_ms;            /* default 500 */
+    long retry_max_ms;             /* default 30000 */
+
+    long receipts_maxlen;          /* MAXLEN ~ of crier:receipts, default 1000000 */
+    long retention_s;              /* life of job keys after completion, default 604800 */
+    char *log_level;               /* default "info" */
+    char *public_url;              /* default "http://127.0.0.1" */
+
+    struct cr_job_limits limits;
+
+    struct cr_provider_conf providers[CR_MAX_PROVIDERS];
+    size_t nproviders;
+    /* per channel, indexes into providers in failover order */
+    int channel_providers[CR_CH__COUNT][CR_MAX_CHANNEL_PROVIDERS];
+    size_t nchannel_providers[CR_CH__COUNT];
+
+    cJSON *root;                   /* the parsed document, secrets resolved; owned */
+};
+
+/* Fills lim with the defaults above. */
+void cr_job_limits_default(struct cr_job_limits *lim);
+
+/* Parses and validates a config document (JSON, comments allowed). On success
+ * returns 0 and cfg owns everything (free with cr_config_release). On failure
+ * returns CR_ECONFIG (or CR_ENOMEM) with err = "<key path>: <problem>", e.g.
+ * "providers.twilio.url: must start with http:// or https://", and cfg holds
+ * nothing that needs releasing. Secret references are resolved here. */
+int cr_config_parse(const char *text, size_t len, struct cr_config *cfg, char *err,
+                    size_t errlen);
+
+/* Reads path and calls cr_config_parse; a file that cannot be read is
+ * CR_ECONFIG with "<path>: <strerror>". */
+int cr_config_load(const char *path, struct cr_config *cfg, char *err, size_t errlen);
+
+/* Frees everything cfg owns, including adapter states. */
+void cr_config_release(struct cr_config *cfg);
+
+/* Returns the provider conf called name, or NULL. */
+const struct cr_provider_conf *cr_config_provider(const struct cr_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,93 @@
+/* The v1 job document (DESIGN.md): parsed from JSON, checked against explicit
+ * limits, and either accepted as a struct cr_job or rejected with a machine
+ * code and a reason a person can act on. */
+#ifndef CR_JOB_H
+#define CR_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "cr_types.h"
+
+#define CR_JOB_ID_MAX 64
+#define CR_LANG_MAX 16
+
+/* Content for one language; absent parts are NULL. */
+struct cr_content {
+    char *subject;
+    char *text;
+    char *html;
+    char *sms;
+    char *push_title;
+    char *push_body;
+};
+
+struct cr_translation {
+    char lang[CR_LANG_MAX];
+    struct cr_content content;
+};
+
+struct cr_strlist {
+    char **v;
+    size_t n;
+};
+
+struct cr_job {
+    char id[CR_JOB_ID_MAX + 1];  /* "" when the document gave none */
+    enum cr_priority priority;   /* default normal */
+    struct cr_strlist segments;
+    struct cr_strlist require;
+    struct cr_strlist exclude;
+    struct cr_strlist subscribers;
+    unsigned channels;           /* CR_CH_BIT set, never 0 */
+    char *sender_name;
+    char *sender_team;
+    char lang[CR_LANG_MAX];      /* default "en" */
+    struct cr_content content;
+    struct cr_translation *translations;
+    size_t ntranslations;
+    char *survey_question;       /* NULL when no survey */
+    struct cr_strlist survey_options;
+    int64_t send_at_ms;          /* unix ms, 0 = now */
+    int64_t expires_at_ms;       /* unix ms, 0 = none given */
+    char *tags_json;             /* the tags object as compact JSON, NULL when absent */
+};
+
+/* Why a job was refused: code is a short stable token for machines
+ * ("not_json", "bad_type", "missing_field", "unknown_field", "unknown_priority",
+ * "too_large", "too_deep", "bad_id", "empty_audience", "unknown_channel",
+ * "too_long", "bad_time", "bad_template", "no_content"), message says what and
+ * where ("message.sms: 7 SMS segments, over the limit of 6"). */
+struct cr_job_error {
+    char code[32];
+    char message[256];
+};
+
+/* Parses and validates a job document of len bytes (need not be NUL-terminated).
+ * Returns 0 with *job filled (release with cr_job_release), or CR_EINVAL with
+ * *err filled and *job holding nothing that needs releasing.
+ * Rules: every limit in lim; id matches [A-Za-z0-9][A-Za-z0-9._:-]* up to
+ * lim->id_length; the audience names at least one segment or subscriber;
+ * every channel listed has content for it in the default language (email:
+ * subject and text or html; sms: sms; push: push.title or push.body); every
+ * template compiles; send_at/expires_at are RFC 3339 times and expires_at is
+ * after send_at. Unknown top-level keys are rejected (a typo must not silently
+ * drop a requirement). */
+int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim,
+                 struct cr_job *job, struct cr_job_error *err);
+
+/* Frees everything job owns. */
+void cr_job_release(struct cr_job *job);
+
+/* The content to use for a subscriber whose language is lang (may be NULL or
+ * ""): the matching translation's parts where present, the default language's
+ * parts otherwise. Fills *out with borrowed pointers into job. */
+void cr_job_content_for(const struct cr_job *job, const char *lang, struct cr_content *out);
+
+/* Parses an RFC 3339 / ISO 8601 UTC or offset time ("2026-11-22T09:00:00Z",
+ * "2026-11-22T10:00:00+01:00", fractional seconds allowed) into unix ms.
+ * Returns 0 or CR_EINVAL. */
+int cr_time_parse(const char *s, int64_t *out_ms);
+
+#endif

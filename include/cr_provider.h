@@ -1,0 +1,121 @@
+/* The contract between the dispatcher and a provider adapter in workers/.
+ * An adapter is pure: it turns messages into an HTTP request description and an
+ * HTTP answer into outcomes; the dispatcher owns the connections and the clock. */
+#ifndef CR_PROVIDER_H
+#define CR_PROVIDER_H
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cr_buf.h"
+#include "cr_types.h"
+
+/* One rendered message to one address. All strings are borrowed from the
+ * dispatcher for the duration of the build call; absent ones are NULL. */
+struct cr_message {
+    const char *job_id;
+    const char *sub_id;
+    const char *ref;      /* crier's reference "<job>/<position>/<channel>": unique per message,
+                             stable across retries and crashes (idempotency/collapse key) */
+    enum cr_channel channel;
+    enum cr_priority priority;
+    const char *address;  /* email address, E.164 number or push token */
+    const char *platform; /* push: "fcm" or "apns" */
+    const char *subject;  /* email */
+    const char *text;     /* email plain text */
+    const char *html;     /* email HTML (already escaped where it substitutes) */
+    const char *sms;      /* sms body */
+    const char *push_title;
+    const char *push_body;
+    const char *sender_name;
+    int64_t expires_at_ms; /* unix ms; 0 = none */
+};
+
+/* What the adapter asks the dispatcher to send. The dispatcher initialises it
+ * (method "POST", empty buffers with caps, headers NULL) and releases it. */
+struct cr_request {
+    char method[8];
+    struct cr_buf url;          /* absolute URL */
+    struct curl_slist *headers; /* owned by the request; "Name: value" lines */
+    struct cr_buf body;
+    const char *userpwd;        /* basic auth "user:password", borrowed from the adapter state */
+};
+
+/* An HTTP answer as the dispatcher received it. Only complete answers reach
+ * classify; transport errors (refused, timeout, reset) are retried by the
+ * dispatcher without asking the adapter. */
+struct cr_response {
+    long status;
+    const char *body; /* NUL-terminated, may be "" */
+    size_t body_len;
+    const char *retry_after; /* value of a Retry-After header, or NULL */
+    const char *headers;     /* all response header lines "Name: value\r\n", NUL-terminated */
+};
+
+enum cr_outcome {
+    CR_OUT_DELIVERED, /* the provider confirmed delivery */
+    CR_OUT_SENT,      /* accepted; a receipt may follow by webhook */
+    CR_OUT_RETRY,     /* try again later (429, 5xx, transient provider error) */
+    CR_OUT_FAILED,    /* permanent failure: never retried */
+    CR_OUT_SUPPRESS   /* permanent, and the address must not be used again on this channel */
+};
+
+struct cr_result {
+    enum cr_outcome outcome;
+    int64_t retry_after_ms;  /* CR_OUT_RETRY: delay the provider asked for, -1 when it did not */
+    char code[48];           /* provider's code ("202", "21211", "UNREGISTERED") */
+    char provider_id[96];    /* provider's message id, "" when none */
+    char detail[160];        /* a short reason a person can read */
+};
+
+struct cr_provider_ops {
+    const char *type;          /* config "type" value, e.g. "twilio" */
+    enum cr_channel channel;
+    const char *platform;      /* push only: "fcm" or "apns" this adapter serves; NULL = any */
+    size_t max_batch;          /* most messages one request may carry (1 = one each) */
+    const char *const *keys;   /* the adapter's own config keys, NULL-terminated */
+
+    /* Validates the provider's config object cfg (secrets already resolved) and
+     * makes the adapter state. path names the object in error messages
+     * ("providers.sendgrid"). Returns 0, or CR_ECONFIG with err set to
+     * "<path>.<key>: <what is wrong>". *state is freed with free_state. */
+    int (*init)(const cJSON *cfg, const char *base_url, const char *path, void **state,
+                char *err, size_t errlen);
+    void (*free_state)(void *state);
+
+    /* Fills req for msgs[0..n) (n <= max_batch, all with the same rendering
+     * when n > 1). Returns 0, CR_ETOOBIG or CR_ENOMEM; a failure leaves the
+     * messages unsent and they are retried. */
+    int (*build)(void *state, const struct cr_message *const *msgs, size_t n,
+                 struct cr_request *req);
+
+    /* Classifies the answer to a request built for msgs[0..n), writing one
+     * result per message into res[0..n). Never fails: an answer it cannot read
+     * is CR_OUT_RETRY for 5xx and CR_OUT_FAILED otherwise, with a detail. */
+    void (*classify)(void *state, const struct cr_message *const *msgs, size_t n,
+                     const struct cr_response *resp, struct cr_result *res);
+};
+
+/* All adapters compiled in (workers/registry.c), NULL-terminated. */
+extern const struct cr_provider_ops *const cr_provider_table[];
+
+/* Returns the adapter for a config "type", or NULL. */
+const struct cr_provider_ops *cr_provider_find(const char *type);
+
+/* Parses a Retry-After value, seconds or an HTTP-date, relative to now_ms
+ * (unix ms). Returns the delay in ms (>= 0), or -1 when value is NULL or
+ * unreadable. */
+int64_t cr_retry_after_parse(const char *value, int64_t now_ms);
+
+/* Copies the value of response header name (case-insensitive, trimmed) into
+ * out. Returns 0, CR_ENOTFOUND, or CR_ETOOBIG when it does not fit (truncated). */
+int cr_response_header(const struct cr_response *resp, const char *name, char *out,
+                       size_t outlen);
+
+/* Helpers for adapters: set a result's fields safely (values are truncated). */
+void cr_result_set(struct cr_result *res, enum cr_outcome outcome, const char *code,
+                   const char *detail);
+
+#endif
