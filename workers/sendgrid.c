@@ -1,0 +1,324 @@
+/* SendGrid v3 mail/send adapter: one JSON request carries one rendering to one
+ * or more personalizations, and the answer's status (plus X-Message-Id and the
+ * errors[] array) decides each message's outcome. */
+#include "adapter.h"
+#include "cr_error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SENDGRID_PATH "/v3/mail/send"
+
+struct sendgrid {
+    char *url;        /* base URL + SENDGRID_PATH */
+    char *api_key;
+    char *from_email;
+    char *from_name;  /* NULL = none; a message's sender_name wins */
+    char *reply_to;   /* NULL = none */
+};
+
+static const char *const sendgrid_keys[] = {"api_key", "from_email", "from_name", "reply_to",
+                                            NULL};
+
+static void sendgrid_free(void *state)
+{
+    struct sendgrid *sg = state;
+
+    if (sg == NULL)
+        return;
+    free(sg->url);
+    free(sg->api_key);
+    free(sg->from_email);
+    free(sg->from_name);
+    free(sg->reply_to);
+    free(sg);
+}
+
+/* A usable mail address for a header: has an '@' and no CR/LF. */
+static int address_ok(const char *s)
+{
+    return s != NULL && strchr(s, '@') != NULL && cr_header_safe(s);
+}
+
+static int sendgrid_init(const cJSON *cfg, const char *base_url, const char *path, void **state,
+                         char *err, size_t errlen)
+{
+    struct sendgrid *sg;
+    char *base = NULL;
+    int rc;
+
+    *state = NULL;
+    if (!cJSON_IsObject(cfg))
+        return cr_cfg_fail(err, errlen, path, NULL, "must be an object");
+    sg = calloc(1, sizeof(*sg));
+    if (sg == NULL)
+        return CR_ENOMEM;
+    rc = cr_cfg_base_url(base_url, path, &base, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "api_key", 1, &sg->api_key, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "from_email", 1, &sg->from_email, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "from_name", 0, &sg->from_name, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "reply_to", 0, &sg->reply_to, err, errlen);
+    if (rc < 0)
+        goto out;
+
+    if (!cr_header_safe(sg->api_key)) {
+        rc = cr_cfg_fail(err, errlen, path, "api_key", "must not contain CR or LF");
+        goto out;
+    }
+    if (!cr_header_safe(sg->from_email)) {
+        rc = cr_cfg_fail(err, errlen, path, "from_email", "must not contain CR or LF");
+        goto out;
+    }
+    if (!address_ok(sg->from_email)) {
+        rc = cr_cfg_fail(err, errlen, path, "from_email", "must be an email address (no '@')");
+        goto out;
+    }
+    if (sg->from_name != NULL && !cr_header_safe(sg->from_name)) {
+        rc = cr_cfg_fail(err, errlen, path, "from_name", "must not contain CR or LF");
+        goto out;
+    }
+    if (sg->reply_to != NULL && !address_ok(sg->reply_to)) {
+        rc = cr_cfg_fail(err, errlen, path, "reply_to",
+                         "must be an email address without CR or LF");
+        goto out;
+    }
+
+    sg->url = malloc(strlen(base) + sizeof(SENDGRID_PATH));
+    if (sg->url == NULL) {
+        rc = CR_ENOMEM;
+        goto out;
+    }
+    memcpy(sg->url, base, strlen(base));
+    memcpy(sg->url + strlen(base), SENDGRID_PATH, sizeof(SENDGRID_PATH));
+    *state = sg;
+    sg = NULL;
+    rc = 0;
+out:
+    free(base);
+    sendgrid_free(sg);
+    return rc;
+}
+
+/* Adds key: value to obj unless value is NULL. Returns 0 or CR_ENOMEM. */
+static int add_string(cJSON *obj, const char *key, const char *value)
+{
+    if (value == NULL)
+        return 0;
+    return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
+}
+
+/* {"email": address[, "name": name]} added to arr or under key of obj. */
+static int add_address(cJSON *parent, const char *key, const char *email, const char *name)
+{
+    cJSON *a = cJSON_CreateObject();
+
+    if (a == NULL)
+        return CR_ENOMEM;
+    if (key != NULL ? !cJSON_AddItemToObject(parent, key, a) : !cJSON_AddItemToArray(parent, a)) {
+        cJSON_Delete(a);
+        return CR_ENOMEM;
+    }
+    if (add_string(a, "email", email) < 0 || add_string(a, "name", name) < 0)
+        return CR_ENOMEM;
+    return 0;
+}
+
+static int add_personalization(cJSON *pers, const struct cr_message *m)
+{
+    cJSON *p = cJSON_CreateObject();
+    cJSON *to;
+    cJSON *args;
+
+    if (p == NULL)
+        return CR_ENOMEM;
+    if (!cJSON_AddItemToArray(pers, p)) {
+        cJSON_Delete(p);
+        return CR_ENOMEM;
+    }
+    to = cJSON_AddArrayToObject(p, "to");
+    if (to == NULL || add_address(to, NULL, m->address, NULL) < 0)
+        return CR_ENOMEM;
+    args = cJSON_AddObjectToObject(p, "custom_args");
+    if (args == NULL || add_string(args, "crier_ref", m->ref) < 0 ||
+        add_string(args, "crier_job", m->job_id) < 0)
+        return CR_ENOMEM;
+    return 0;
+}
+
+static int add_content(cJSON *content, const char *type, const char *value)
+{
+    cJSON *part;
+
+    if (value == NULL)
+        return 0;
+    part = cJSON_CreateObject();
+    if (part == NULL)
+        return CR_ENOMEM;
+    if (!cJSON_AddItemToArray(content, part)) {
+        cJSON_Delete(part);
+        return CR_ENOMEM;
+    }
+    if (add_string(part, "type", type) < 0 || add_string(part, "value", value) < 0)
+        return CR_ENOMEM;
+    return 0;
+}
+
+/* One request for n messages sharing msgs[0]'s rendering: a personalization
+ * per message (its address and crier_ref), everything else from msgs[0].
+ * CR_EINVAL when an address, the subject or the sender name could smuggle a
+ * header (CR/LF) or when there is no content at all. */
+static int sendgrid_build(void *state, const struct cr_message *const *msgs, size_t n,
+                          struct cr_request *req)
+{
+    const struct sendgrid *sg = state;
+    const struct cr_message *m;
+    const char *name;
+    cJSON *root = NULL;
+    cJSON *pers;
+    cJSON *content;
+    size_t i;
+    int rc = CR_EINVAL;
+
+    if (n == 0)
+        goto out;
+    m = msgs[0];
+    name = m->sender_name ? m->sender_name : sg->from_name;
+    if (m->text == NULL && m->html == NULL)
+        goto out;
+    if ((m->subject != NULL && !cr_header_safe(m->subject)) ||
+        (name != NULL && !cr_header_safe(name)))
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (!address_ok(msgs[i]->address))
+            goto out;
+    }
+
+    rc = CR_ENOMEM;
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        goto out;
+    pers = cJSON_AddArrayToObject(root, "personalizations");
+    if (pers == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (add_personalization(pers, msgs[i]) < 0)
+            goto out;
+    }
+    if (add_address(root, "from", sg->from_email, name) < 0)
+        goto out;
+    if (sg->reply_to != NULL && add_address(root, "reply_to", sg->reply_to, NULL) < 0)
+        goto out;
+    if (add_string(root, "subject", m->subject) < 0)
+        goto out;
+    content = cJSON_AddArrayToObject(root, "content");
+    if (content == NULL)
+        goto out;
+    /* SendGrid requires text/plain before text/html. */
+    if (add_content(content, "text/plain", m->text) < 0 ||
+        add_content(content, "text/html", m->html) < 0)
+        goto out;
+
+    rc = cr_req_set_json(req, root);
+    if (rc < 0)
+        goto out;
+    cr_buf_reset(&req->url);
+    rc = cr_buf_appends(&req->url, sg->url);
+    if (rc < 0)
+        goto out;
+    rc = cr_req_add_bearer(req, sg->api_key);
+    if (rc < 0)
+        goto out;
+    rc = cr_req_add_header(req, "Content-Type", "application/json");
+    if (rc < 0)
+        goto out;
+    snprintf(req->method, sizeof(req->method), "POST");
+    req->userpwd = NULL;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* "<message> (field <field>)" from the first errors[] entry; 0, or
+ * CR_ENOTFOUND when the body has none. */
+static int first_error(const cJSON *doc, char *out, size_t outlen)
+{
+    const cJSON *errors = cJSON_GetObjectItemCaseSensitive(doc, "errors");
+    const cJSON *e = cJSON_IsArray(errors) ? cJSON_GetArrayItem(errors, 0) : NULL;
+    const char *msg = cr_json_string(e, "message");
+    const char *field = cr_json_string(e, "field");
+
+    out[0] = '\0';
+    if (msg == NULL && field == NULL)
+        return CR_ENOTFOUND;
+    if (field != NULL)
+        snprintf(out, outlen, "%s (field %s)", msg ? msg : "error", field);
+    else
+        snprintf(out, outlen, "%s", msg);
+    return 0;
+}
+
+static void sendgrid_classify(void *state, const struct cr_message *const *msgs, size_t n,
+                              const struct cr_response *resp, struct cr_result *res)
+{
+    long st = resp->status;
+    cJSON *doc = NULL;
+    char code[24];
+    char why[160];
+    char id[sizeof(res->provider_id)];
+
+    (void)state;
+    (void)msgs;
+    if (n == 0)
+        return;
+    snprintf(code, sizeof(code), "%ld", st);
+    if (st >= 200 && st <= 299) {
+        cr_result_setf(res, CR_OUT_SENT, code, "accepted (HTTP %ld)", st);
+        if (cr_response_header(resp, "X-Message-Id", id, sizeof(id)) != CR_ENOTFOUND)
+            cr_result_set_id(res, id);
+        goto out;
+    }
+    doc = cr_json_parse_body(resp);
+    if (doc == NULL)
+        snprintf(why, sizeof(why), "body unreadable");
+    else if (first_error(doc, why, sizeof(why)) < 0)
+        snprintf(why, sizeof(why), "no errors[] in the body");
+
+    if (st == 401 || st == 403)
+        cr_result_setf(res, CR_OUT_RETRY, code,
+                       "auth rejected (HTTP %ld): check the api_key; %s", st, why);
+    else if (st == 400)
+        cr_result_setf(res, CR_OUT_FAILED, code, "rejected (HTTP 400): %s", why);
+    else if (st == 413)
+        cr_result_setf(res, CR_OUT_FAILED, code, "message too large (HTTP 413): %s", why);
+    else if (st == 429)
+        cr_result_setf(res, CR_OUT_RETRY, code, "rate limited (HTTP 429): %s", why);
+    else if (st >= 500 && st <= 599)
+        cr_result_setf(res, CR_OUT_RETRY, code, "provider error (HTTP %ld): %s", st, why);
+    else
+        cr_result_setf(res, CR_OUT_FAILED, code, "unexpected answer (HTTP %ld): %s", st, why);
+out:
+    cJSON_Delete(doc);
+    cr_result_finish(res, n, resp);
+}
+
+const struct cr_provider_ops cr_sendgrid_ops = {
+    .type = "sendgrid",
+    .channel = CR_CH_EMAIL,
+    .platform = NULL,
+    .max_batch = 1,
+    .keys = sendgrid_keys,
+    .init = sendgrid_init,
+    .free_state = sendgrid_free,
+    .build = sendgrid_build,
+    .classify = sendgrid_classify,
+};

@@ -1,0 +1,366 @@
+/* Twilio Messages API adapter: a form-encoded POST with basic auth per SMS;
+ * the answer's sid/status or its numeric error code decides the outcome. */
+#include "adapter.h"
+#include "cr_error.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TWILIO_URL_MAX 2048   /* the status callback URL with its ref */
+#define TWILIO_VALUE_MAX 65536 /* longest single form value we escape */
+
+struct twilio {
+    char *url;             /* base + /2010-04-01/Accounts/<sid>/Messages.json */
+    char *userpwd;         /* "<account_sid>:<auth_token>" for basic auth */
+    char *from;            /* E.164 sender, or NULL when mg_sid is set */
+    char *mg_sid;          /* messaging service sid, or NULL when from is set */
+    char *status_callback; /* NULL = none */
+};
+
+static const char *const twilio_keys[] = {"account_sid", "auth_token", "from",
+                                          "messaging_service_sid", "status_callback", NULL};
+
+static void twilio_free(void *state)
+{
+    struct twilio *tw = state;
+
+    if (tw == NULL)
+        return;
+    free(tw->url);
+    free(tw->userpwd);
+    free(tw->from);
+    free(tw->mg_sid);
+    free(tw->status_callback);
+    free(tw);
+}
+
+/* prefix followed by exactly 32 hex digits ("AC…", "MG…"). */
+static int sid_ok(const char *s, const char *prefix)
+{
+    size_t i;
+
+    if (strncmp(s, prefix, 2) != 0 || strlen(s) != 34)
+        return 0;
+    for (i = 2; i < 34; i++) {
+        if (!isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* '+', a non-zero digit, then at most 14 more digits. */
+static int e164_ok(const char *s)
+{
+    size_t i;
+    size_t len = strlen(s);
+
+    if (len < 3 || len > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
+        return 0;
+    for (i = 2; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static int callback_ok(const char *s)
+{
+    const char *p;
+
+    if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        return 0;
+    for (p = s; *p != '\0'; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#')
+            return 0;
+    }
+    return 1;
+}
+
+static int twilio_init(const cJSON *cfg, const char *base_url, const char *path, void **state,
+                       char *err, size_t errlen)
+{
+    struct twilio *tw;
+    char *base = NULL;
+    char *sid = NULL;
+    char *token = NULL;
+    struct cr_buf b;
+    int rc;
+
+    *state = NULL;
+    cr_buf_init(&b, TWILIO_URL_MAX);
+    if (!cJSON_IsObject(cfg))
+        return cr_cfg_fail(err, errlen, path, NULL, "must be an object");
+    tw = calloc(1, sizeof(*tw));
+    if (tw == NULL)
+        return CR_ENOMEM;
+    rc = cr_cfg_base_url(base_url, path, &base, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "account_sid", 1, &sid, err, errlen);
+    if (rc < 0)
+        goto out;
+    if (!sid_ok(sid, "AC")) {
+        rc = cr_cfg_fail(err, errlen, path, "account_sid",
+                         "must be \"AC\" followed by 32 hex digits");
+        goto out;
+    }
+    rc = cr_cfg_string(cfg, path, "auth_token", 1, &token, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "from", 0, &tw->from, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "messaging_service_sid", 0, &tw->mg_sid, err, errlen);
+    if (rc < 0)
+        goto out;
+    rc = cr_cfg_string(cfg, path, "status_callback", 0, &tw->status_callback, err, errlen);
+    if (rc < 0)
+        goto out;
+    if (tw->from != NULL && tw->mg_sid != NULL) {
+        rc = cr_cfg_fail(err, errlen, path, "from",
+                         "give either from or messaging_service_sid, not both");
+        goto out;
+    }
+    if (tw->from == NULL && tw->mg_sid == NULL) {
+        rc = cr_cfg_fail(err, errlen, path, "from",
+                         "is required (or messaging_service_sid instead)");
+        goto out;
+    }
+    if (tw->from != NULL && !e164_ok(tw->from)) {
+        rc = cr_cfg_fail(err, errlen, path, "from",
+                         "must be an E.164 number like +447700900123");
+        goto out;
+    }
+    if (tw->mg_sid != NULL && !sid_ok(tw->mg_sid, "MG")) {
+        rc = cr_cfg_fail(err, errlen, path, "messaging_service_sid",
+                         "must be \"MG\" followed by 32 hex digits");
+        goto out;
+    }
+    if (tw->status_callback != NULL && !callback_ok(tw->status_callback)) {
+        rc = cr_cfg_fail(err, errlen, path, "status_callback",
+                         "must be an http:// or https:// URL without spaces or fragment");
+        goto out;
+    }
+
+    rc = cr_buf_appendf(&b, "%s/2010-04-01/Accounts/%s/Messages.json", base, sid);
+    if (rc < 0) {
+        rc = rc == CR_ETOOBIG ? cr_cfg_fail(err, errlen, path, "url", "is too long") : rc;
+        goto out;
+    }
+    tw->url = cr_buf_steal(&b);
+    rc = cr_buf_appendf(&b, "%s:%s", sid, token);
+    if (rc < 0) {
+        rc = rc == CR_ETOOBIG ? cr_cfg_fail(err, errlen, path, "auth_token", "is too long") : rc;
+        goto out;
+    }
+    tw->userpwd = cr_buf_steal(&b);
+    *state = tw;
+    tw = NULL;
+    rc = 0;
+out:
+    cr_buf_release(&b);
+    free(base);
+    free(sid);
+    free(token);
+    twilio_free(tw);
+    return rc;
+}
+
+/* Appends "[&]name=<escaped value>" to a form body. */
+static int form_add(struct cr_buf *body, const char *name, const char *value)
+{
+    char *esc;
+    int rc;
+
+    if (strlen(value) > TWILIO_VALUE_MAX)
+        return CR_ETOOBIG;
+    esc = curl_easy_escape(NULL, value, 0);
+    if (esc == NULL)
+        return CR_ENOMEM;
+    rc = cr_buf_appendf(body, "%s%s=%s", body->len > 0 ? "&" : "", name, esc);
+    curl_free(esc);
+    return rc;
+}
+
+/* The status callback URL with "?ref=<ref>" (or "&ref=") so a receipt names
+ * its message. */
+static int callback_with_ref(const struct twilio *tw, const char *ref, struct cr_buf *out)
+{
+    char *esc;
+    int rc;
+
+    if (ref == NULL)
+        return cr_buf_appends(out, tw->status_callback);
+    esc = curl_easy_escape(NULL, ref, 0);
+    if (esc == NULL)
+        return CR_ENOMEM;
+    rc = cr_buf_appendf(out, "%s%cref=%s", tw->status_callback,
+                        strchr(tw->status_callback, '?') ? '&' : '?', esc);
+    curl_free(esc);
+    return rc;
+}
+
+/* One SMS per request (n must be 1). CR_EINVAL without an address or body. */
+static int twilio_build(void *state, const struct cr_message *const *msgs, size_t n,
+                        struct cr_request *req)
+{
+    const struct twilio *tw = state;
+    const struct cr_message *m;
+    struct cr_buf cb;
+    int rc = CR_EINVAL;
+
+    cr_buf_init(&cb, TWILIO_URL_MAX);
+    if (n != 1)
+        goto out;
+    m = msgs[0];
+    if (m->address == NULL || m->address[0] == '\0' || m->sms == NULL)
+        goto out;
+
+    cr_buf_reset(&req->body);
+    rc = form_add(&req->body, "To", m->address);
+    if (rc < 0)
+        goto out;
+    if (tw->from != NULL)
+        rc = form_add(&req->body, "From", tw->from);
+    else
+        rc = form_add(&req->body, "MessagingServiceSid", tw->mg_sid);
+    if (rc < 0)
+        goto out;
+    rc = form_add(&req->body, "Body", m->sms);
+    if (rc < 0)
+        goto out;
+    if (tw->status_callback != NULL) {
+        rc = callback_with_ref(tw, m->ref, &cb);
+        if (rc < 0)
+            goto out;
+        rc = form_add(&req->body, "StatusCallback", cr_buf_cstr(&cb));
+        if (rc < 0)
+            goto out;
+    }
+    cr_buf_reset(&req->url);
+    rc = cr_buf_appends(&req->url, tw->url);
+    if (rc < 0)
+        goto out;
+    rc = cr_req_add_header(req, "Content-Type", "application/x-www-form-urlencoded");
+    if (rc < 0)
+        goto out;
+    snprintf(req->method, sizeof(req->method), "POST");
+    req->userpwd = tw->userpwd;
+    rc = 0;
+out:
+    cr_buf_release(&cb);
+    return rc;
+}
+
+/* Twilio's numeric error "code" (a number, or digits in a string); -1 when
+ * there is none. */
+static long error_code(const cJSON *doc)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "code");
+    char *end;
+    long v;
+
+    if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 1e9)
+        return (long)c->valuedouble;
+    if (cJSON_IsString(c) && c->valuestring[0] != '\0') {
+        v = strtol(c->valuestring, &end, 10);
+        if (*end == '\0' && v >= 0)
+            return v;
+    }
+    return -1;
+}
+
+static int code_in(long code, const long *list, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (list[i] == code)
+            return 1;
+    }
+    return 0;
+}
+
+/* Recipients Twilio will never reach: invalid, unreachable or not SMS-capable
+ * numbers, blocked regions, empty or oversized bodies. */
+static const long permanent_codes[] = {21211, 21614, 21612, 21408, 21601,
+                                       21602, 21604, 21606, 21617};
+
+static void classify_error(const struct cr_response *resp, const cJSON *doc,
+                           struct cr_result *res)
+{
+    long st = resp->status;
+    long tc = doc ? error_code(doc) : -1;
+    const char *msg = cr_json_string(doc, "message");
+    char code[24];
+
+    if (doc == NULL)
+        msg = "body unreadable";
+    else if (msg == NULL)
+        msg = "no message in the body";
+    if (tc >= 0)
+        snprintf(code, sizeof(code), "%ld", tc);
+    else
+        snprintf(code, sizeof(code), "%ld", st);
+
+    if (tc == 21610)
+        cr_result_setf(res, CR_OUT_SUPPRESS, code, "recipient unsubscribed (STOP): %s", msg);
+    else if (code_in(tc, permanent_codes, sizeof(permanent_codes) / sizeof(permanent_codes[0])))
+        cr_result_setf(res, CR_OUT_FAILED, code, "rejected (HTTP %ld): %s", st, msg);
+    else if (tc == 20429 || st == 429)
+        cr_result_setf(res, CR_OUT_RETRY, code, "rate limited (HTTP %ld): %s", st, msg);
+    else if (tc == 20003 || st == 401)
+        cr_result_setf(res, CR_OUT_RETRY, code,
+                       "auth rejected (HTTP %ld): check account_sid and auth_token; %s", st,
+                       msg);
+    else if (tc == 20500 || tc == 20503 || (st >= 500 && st <= 599))
+        cr_result_setf(res, CR_OUT_RETRY, code, "provider error (HTTP %ld): %s", st, msg);
+    else
+        cr_result_setf(res, CR_OUT_FAILED, code, "rejected (HTTP %ld): %s", st, msg);
+}
+
+static void twilio_classify(void *state, const struct cr_message *const *msgs, size_t n,
+                            const struct cr_response *resp, struct cr_result *res)
+{
+    long st = resp->status;
+    cJSON *doc;
+
+    (void)state;
+    (void)msgs;
+    if (n == 0)
+        return;
+    doc = cr_json_parse_body(resp);
+    if (st >= 200 && st <= 299) {
+        const char *sid = cr_json_string(doc, "sid");
+        const char *status = cr_json_string(doc, "status");
+
+        if (sid == NULL) {
+            cr_result_by_status(res, resp, "accepted, body unreadable");
+        } else {
+            char code[24];
+
+            snprintf(code, sizeof(code), "%ld", st);
+            cr_result_setf(res, CR_OUT_SENT, status ? status : code, "accepted (%s)",
+                           status ? status : "no status");
+            cr_result_set_id(res, sid);
+        }
+    } else {
+        classify_error(resp, doc, res);
+    }
+    cJSON_Delete(doc);
+    cr_result_finish(res, n, resp);
+}
+
+const struct cr_provider_ops cr_twilio_ops = {
+    .type = "twilio",
+    .channel = CR_CH_SMS,
+    .platform = NULL,
+    .max_batch = 1,
+    .keys = twilio_keys,
+    .init = twilio_init,
+    .free_state = twilio_free,
+    .build = twilio_build,
+    .classify = twilio_classify,
+};
