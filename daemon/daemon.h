@@ -1,0 +1,44 @@
+/* The crierd process: one libuv loop carrying two Redis connections (commands
+ * and blocking reads), the outbound HTTP client and the modules of the job
+ * pipeline. Modules reach each other through this struct; each owns its part. */
+#ifndef CR_DAEMON_H
+#define CR_DAEMON_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "keys.h"
+#include "redis.h"
+
+struct cr_reader;
+struct cr_intake;
+struct cr_expander;
+struct cr_fanout;
+struct cr_dispatch;
+
+struct cr_daemon {
+    uv_loop_t *loop;
+    const struct cr_config *cfg;
+    struct cr_keys keys;
+    struct cr_redis *rc;        /* commands, scripts, pipelined loads */
+    struct cr_redis *rb;        /* XREADGROUP BLOCK only */
+    struct cr_http *http;
+    struct cr_reader *reader;
+    struct cr_intake *intake;
+    struct cr_expander *expander;
+    struct cr_fanout *fanout;
+    struct cr_dispatch *dispatch;
+    int stopping;               /* SIGTERM seen: take no new work */
+    int exit_code;
+};
+
+/* Wall-clock unix time in ms: read at the loop edge and passed down. */
+int64_t cr_now_ms(void);
+
+/* Called by modules when they may have become idle during shutdown; the daemon
+ * exits once nothing is in flight. */
+void cr_daemon_maybe_done(struct cr_daemon *d);
+
+#endif

@@ -1,0 +1,28 @@
+/* The dispatcher: per-provider send queues (one per priority, urgent served
+ * first), an in-flight cap per provider, rendering and request building just
+ * before sending (so queued messages hold no rendered text), classification
+ * of answers, and retries with backoff and full jitter. */
+#ifndef CR_DISPATCH_H
+#define CR_DISPATCH_H
+
+#include <stddef.h>
+
+#include "daemon.h"
+#include "fanout.h"
+
+int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out);
+
+/* Queues m (state CR_MSG_QUEUED) on its channel's provider. Never reports an
+ * outcome from inside this call. */
+void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m);
+
+/* Messages handed to providers and not answered yet. */
+size_t cr_dispatch_inflight(const struct cr_dispatch *dp);
+
+/* Shutdown: forgets queued and retry-waiting messages (their batches are not
+ * acknowledged, so they are sent after a restart); in-flight ones finish. */
+void cr_dispatch_stop(struct cr_dispatch *dp);
+
+void cr_dispatch_free(struct cr_dispatch *dp);
+
+#endif

@@ -1,0 +1,486 @@
+/* Audience expansion (see expander.h). Source 0 is the job's explicit
+ * subscriber list (cursor = offset), sources 1..n its segments (cursor = the
+ * SSCAN cursor). An id from source k is kept only if it is in none of the
+ * sources before k, in every require set and in no exclude set. */
+#include "expander.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_buf.h"
+#include "cr_error.h"
+#include "cr_log.h"
+#include "intake.h"
+#include "reader.h"
+#include "scripts.h"
+
+#define IDS_MAX (8u << 20)
+
+struct expansion {
+    struct cr_expander *x;
+    char entry[32];
+    char id[CR_JOB_ID_MAX + 1];
+    char key[CR_KEY_MAX];
+    char ledger[CR_KEY_MAX + 8];
+    struct cr_job job;
+    char **explicit_sorted; /* deduplicated explicit ids, for membership */
+    size_t nexplicit;
+    int src;
+    char cursor[32];
+    int next_src;
+    char next_cursor[32];
+    char **chunk;           /* ids of the current page (owned) */
+    size_t nchunk;
+    unsigned char *keep;
+    int replies;            /* filter replies still to come */
+    int failed;
+    struct expansion *next;
+};
+
+struct cr_expander {
+    struct cr_daemon *d;
+    struct expansion *list;
+    size_t n;
+};
+
+static void step(struct expansion *e);
+
+int cr_expander_init(struct cr_daemon *d, struct cr_expander **out)
+{
+    struct cr_expander *x = calloc(1, sizeof(*x));
+
+    if (x == NULL)
+        return CR_ENOMEM;
+    x->d = d;
+    *out = x;
+    return 0;
+}
+
+size_t cr_expander_active(const struct cr_expander *x)
+{
+    return x->n;
+}
+
+static void free_chunk(struct expansion *e)
+{
+    size_t i;
+
+    for (i = 0; i < e->nchunk; i++)
+        free(e->chunk[i]);
+    free(e->chunk);
+    free(e->keep);
+    e->chunk = NULL;
+    e->keep = NULL;
+    e->nchunk = 0;
+}
+
+static void finish(struct expansion *e)
+{
+    struct cr_expander *x = e->x;
+    struct expansion **p;
+    char entry[32];
+
+    for (p = &x->list; *p; p = &(*p)->next) {
+        if (*p == e) {
+            *p = e->next;
+            break;
+        }
+    }
+    x->n--;
+    memcpy(entry, e->entry, sizeof(entry));
+    free_chunk(e);
+    free(e->explicit_sorted);
+    cr_job_release(&e->job);
+    free(e);
+    cr_intake_release(x->d->intake, entry);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int in_explicit(const struct expansion *e, const char *id)
+{
+    return bsearch(&id, e->explicit_sorted, e->nexplicit, sizeof(char *), cmp_str) != NULL;
+}
+
+/* Sorted, deduplicated view of the explicit subscriber list (pointers into job). */
+static int index_explicit(struct expansion *e)
+{
+    size_t i;
+    size_t n = 0;
+
+    if (e->job.subscribers.n == 0)
+        return 0;
+    e->explicit_sorted = malloc(e->job.subscribers.n * sizeof(char *));
+    if (e->explicit_sorted == NULL)
+        return CR_ENOMEM;
+    memcpy(e->explicit_sorted, e->job.subscribers.v, e->job.subscribers.n * sizeof(char *));
+    qsort(e->explicit_sorted, e->job.subscribers.n, sizeof(char *), cmp_str);
+    for (i = 0; i < e->job.subscribers.n; i++) {
+        if (n == 0 || strcmp(e->explicit_sorted[n - 1], e->explicit_sorted[i]) != 0)
+            e->explicit_sorted[n++] = e->explicit_sorted[i];
+    }
+    e->nexplicit = n;
+    return 0;
+}
+
+static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct expansion *e = ud;
+    long long rc;
+    int done = e->next_src > (int)e->job.segments.n;
+
+    (void)r;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        cr_error("job %s: recording audience batch failed (%s); expansion resumes later", e->id,
+                 reply && reply->str ? reply->str : "connection lost");
+        finish(e);
+        return;
+    }
+    rc = cr_reply_int(reply);
+    if (rc == -2) {
+        cr_warn("job %s: another crierd is expanding this audience; leaving it to it", e->id);
+        finish(e);
+        return;
+    }
+    free_chunk(e);
+    cr_reader_kick(e->x->d->reader);
+    if (rc == -1 || done) {
+        cr_info("job %s: audience expanded", e->id);
+        finish(e);
+        return;
+    }
+    e->src = e->next_src;
+    memcpy(e->cursor, e->next_cursor, sizeof(e->cursor));
+    step(e);
+}
+
+/* Writes the kept ids of the page as one batch and moves the cursor. */
+static void emit(struct expansion *e)
+{
+    struct cr_daemon *d = e->x->d;
+    struct cr_buf ids;
+    char src[16];
+    char nsrc[16];
+    char n[16];
+    char now[24];
+    char ret[24];
+    const char *argv[17];
+    size_t kept = 0;
+    size_t i;
+    int done = e->next_src > (int)e->job.segments.n;
+
+    cr_buf_init(&ids, IDS_MAX);
+    for (i = 0; i < e->nchunk; i++) {
+        if (!e->keep[i])
+            continue;
+        if ((kept && cr_buf_append(&ids, ",", 1) < 0) || cr_buf_appends(&ids, e->chunk[i]) < 0) {
+            cr_buf_release(&ids);
+            finish(e);
+            return;
+        }
+        kept++;
+    }
+    snprintf(src, sizeof(src), "%d", e->src);
+    snprintf(nsrc, sizeof(nsrc), "%d", e->next_src);
+    snprintf(n, sizeof(n), "%zu", kept);
+    snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+    snprintf(ret, sizeof(ret), "%ld", d->cfg->retention_s);
+    argv[0] = e->key;
+    argv[1] = d->keys.batches[e->job.priority];
+    argv[2] = d->keys.events;
+    argv[3] = d->keys.jobs;
+    argv[4] = e->ledger;
+    argv[5] = e->id;
+    argv[6] = src;
+    argv[7] = e->cursor;
+    argv[8] = nsrc;
+    argv[9] = e->next_cursor;
+    argv[10] = n;
+    argv[11] = cr_buf_cstr(&ids);
+    argv[12] = done ? "1" : "0";
+    argv[13] = now;
+    argv[14] = d->cfg->group;
+    argv[15] = e->entry;
+    argv[16] = ret;
+    if (cr_script_call(d->rc, CR_SCRIPT_EXPAND, 5, 17, argv, NULL, on_emitted, e) < 0)
+        finish(e);
+    cr_buf_release(&ids);
+}
+
+enum filter_kind { F_EARLIER, F_REQUIRE, F_EXCLUDE };
+
+struct filter_ctx {
+    struct expansion *e;
+    enum filter_kind kind;
+};
+
+static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct filter_ctx *fc = ud;
+    struct expansion *e = fc->e;
+    size_t i;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != e->nchunk) {
+        if (!e->failed)
+            cr_error("job %s: audience filter failed (%s)", e->id,
+                     reply && reply->str ? reply->str : "connection lost");
+        e->failed = 1;
+    } else {
+        for (i = 0; i < e->nchunk; i++) {
+            int member = cr_reply_int(reply->element[i]) == 1;
+
+            if ((fc->kind == F_REQUIRE) ? !member : member)
+                e->keep[i] = 0;
+        }
+    }
+    free(fc);
+    if (--e->replies > 0)
+        return;
+    if (e->failed)
+        finish(e);
+    else
+        emit(e);
+}
+
+static int send_filter(struct expansion *e, const char *set_name, enum filter_kind kind)
+{
+    struct cr_daemon *d = e->x->d;
+    struct filter_ctx *fc;
+    const char **argv;
+    char key[CR_KEY_MAX];
+    size_t i;
+    int rc = CR_ENOMEM;
+
+    fc = malloc(sizeof(*fc));
+    argv = malloc((e->nchunk + 2) * sizeof(char *));
+    if (fc == NULL || argv == NULL)
+        goto out;
+    fc->e = e;
+    fc->kind = kind;
+    cr_key_for(&d->keys, "seg", set_name, key, sizeof(key));
+    argv[0] = "SMISMEMBER";
+    argv[1] = key;
+    for (i = 0; i < e->nchunk; i++)
+        argv[2 + i] = e->chunk[i];
+    rc = cr_redis_argv(d->rc, on_filter, fc, 0, (int)e->nchunk + 2, argv, NULL);
+    if (rc == 0) {
+        fc = NULL;
+        e->replies++;
+    }
+out:
+    free(fc);
+    free(argv);
+    return rc;
+}
+
+/* The page is in e->chunk: drop what other sources cover, then filter. */
+static void filter(struct expansion *e)
+{
+    size_t i;
+    int s;
+    int rc = 0;
+
+    e->keep = malloc(e->nchunk ? e->nchunk : 1);
+    if (e->keep == NULL) {
+        finish(e);
+        return;
+    }
+    memset(e->keep, 1, e->nchunk);
+    if (e->src > 0) {
+        for (i = 0; i < e->nchunk; i++) {
+            if (in_explicit(e, e->chunk[i]))
+                e->keep[i] = 0;
+        }
+    }
+    e->replies = 1; /* held while sending, so no reply can finish the page early */
+    if (e->nchunk > 0) {
+        for (s = 0; rc == 0 && s + 1 < e->src; s++)
+            rc = send_filter(e, e->job.segments.v[s], F_EARLIER);
+        for (i = 0; rc == 0 && i < e->job.require.n; i++)
+            rc = send_filter(e, e->job.require.v[i], F_REQUIRE);
+        for (i = 0; rc == 0 && i < e->job.exclude.n; i++)
+            rc = send_filter(e, e->job.exclude.v[i], F_EXCLUDE);
+    }
+    if (rc < 0)
+        e->failed = 1;
+    if (--e->replies > 0)
+        return;
+    if (e->failed)
+        finish(e);
+    else
+        emit(e);
+}
+
+static int copy_page(struct expansion *e, char **ids, const size_t *lens, size_t n)
+{
+    size_t i;
+
+    e->chunk = calloc(n ? n : 1, sizeof(char *));
+    if (e->chunk == NULL)
+        return CR_ENOMEM;
+    for (i = 0; i < n; i++) {
+        e->chunk[i] = strndup(ids[i], lens ? lens[i] : strlen(ids[i]));
+        if (e->chunk[i] == NULL)
+            return CR_ENOMEM;
+        e->nchunk++;
+    }
+    return 0;
+}
+
+static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct expansion *e = ud;
+    const redisReply *members;
+    char **ids = NULL;
+    size_t *lens = NULL;
+    size_t i;
+    int rc = CR_ENOMEM;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        cr_error("job %s: SSCAN failed (%s)", e->id,
+                 reply && reply->str ? reply->str : "connection lost");
+        finish(e);
+        return;
+    }
+    members = reply->element[1];
+    snprintf(e->next_cursor, sizeof(e->next_cursor), "%s", reply->element[0]->str);
+    e->next_src = e->src;
+    if (strcmp(e->next_cursor, "0") == 0)
+        e->next_src = e->src + 1;
+    ids = calloc(members->elements + 1, sizeof(char *));
+    lens = calloc(members->elements + 1, sizeof(size_t));
+    if (ids && lens) {
+        for (i = 0; i < members->elements; i++) {
+            ids[i] = members->element[i]->str;
+            lens[i] = members->element[i]->len;
+        }
+        rc = copy_page(e, ids, lens, members->elements);
+    }
+    free(ids);
+    free(lens);
+    if (rc < 0) {
+        finish(e);
+        return;
+    }
+    filter(e);
+}
+
+static void step(struct expansion *e)
+{
+    struct cr_daemon *d = e->x->d;
+    int nseg = (int)e->job.segments.n;
+
+    if (d->stopping) {
+        finish(e);
+        return;
+    }
+    if (e->src == 0) {
+        char *end = NULL;
+        size_t off = (size_t)strtoull(e->cursor, &end, 10);
+        size_t n = e->nexplicit > off ? e->nexplicit - off : 0;
+
+        if (n > (size_t)d->cfg->batch_size)
+            n = (size_t)d->cfg->batch_size;
+        if (off + n >= e->nexplicit) {
+            e->next_src = 1;
+            snprintf(e->next_cursor, sizeof(e->next_cursor), "0");
+        } else {
+            e->next_src = 0;
+            snprintf(e->next_cursor, sizeof(e->next_cursor), "%zu", off + n);
+        }
+        if (copy_page(e, e->explicit_sorted + off, NULL, n) < 0) {
+            finish(e);
+            return;
+        }
+        filter(e);
+        return;
+    }
+    if (e->src > nseg) {
+        /* nothing left: write the final (empty) step that marks it expanded */
+        e->next_src = nseg + 1;
+        snprintf(e->next_cursor, sizeof(e->next_cursor), "0");
+        if (copy_page(e, NULL, NULL, 0) < 0) {
+            finish(e);
+            return;
+        }
+        filter(e);
+        return;
+    }
+    {
+        char key[CR_KEY_MAX];
+
+        cr_key_for(&d->keys, "seg", e->job.segments.v[e->src - 1], key, sizeof(key));
+        if (cr_redis_cmd(d->rc, on_scan, e, 0, "SSCAN %s %s COUNT %d", key, e->cursor,
+                         d->cfg->batch_size) < 0)
+            finish(e);
+    }
+}
+
+static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct expansion *e = ud;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        finish(e);
+        return;
+    }
+    if (reply->element[2]->type == REDIS_REPLY_STRING && strcmp(reply->element[2]->str, "1") == 0) {
+        /* expanded before a crash took the ack with it: ack now */
+        cr_redis_cmd(e->x->d->rc, NULL, NULL, 0, "XACK %s %s %s", e->x->d->keys.jobs,
+                     e->x->d->cfg->group, e->entry);
+        finish(e);
+        return;
+    }
+    e->src = (int)cr_reply_int(reply->element[0]);
+    snprintf(e->cursor, sizeof(e->cursor), "%s",
+             reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "0");
+    step(e);
+}
+
+void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
+                       struct cr_job *job)
+{
+    struct cr_daemon *d = x->d;
+    struct expansion *e = calloc(1, sizeof(*e));
+
+    if (e == NULL) {
+        cr_job_release(job);
+        cr_intake_release(d->intake, entry);
+        return;
+    }
+    e->x = x;
+    snprintf(e->entry, sizeof(e->entry), "%s", entry);
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    cr_key_for(&d->keys, "job", id, e->key, sizeof(e->key));
+    snprintf(e->ledger, sizeof(e->ledger), "%s:ledger", e->key);
+    e->job = *job;
+    memset(job, 0, sizeof(*job));
+    e->next = x->list;
+    x->list = e;
+    x->n++;
+    if (index_explicit(e) < 0 ||
+        cr_redis_cmd(d->rc, on_state, e, 0, "HMGET %s exp_src exp_cursor expanded", e->key) < 0)
+        finish(e);
+}
+
+void cr_expander_free(struct cr_expander *x)
+{
+    while (x->list) {
+        struct expansion *e = x->list;
+
+        x->list = e->next;
+        free_chunk(e);
+        free(e->explicit_sorted);
+        cr_job_release(&e->job);
+        free(e);
+    }
+    free(x);
+}

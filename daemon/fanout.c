@@ -1,0 +1,772 @@
+/* Batches (see fanout.h): take, load, plan, hand out, record, acknowledge. */
+#include "fanout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+#include "dispatch.h"
+#include "reader.h"
+#include "record.h"
+
+#define FLUSH_EVERY 128     /* outcomes that trigger a write before the batch ends */
+#define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
+#define JOB_CACHE 32
+#define MAX_BATCH_IDS 100000
+
+struct cr_fanout {
+    struct cr_daemon *d;
+    struct cr_batch *active;
+    size_t nactive[CR_PRIO__COUNT];
+    struct cr_jobctx *cache;  /* most recently used first */
+    size_t ncache;
+    uv_timer_t timer;
+    int stopped;
+};
+
+static void batch_free(struct cr_batch *b);
+static void maybe_complete(struct cr_batch *b);
+
+static void on_tick(uv_timer_t *t)
+{
+    struct cr_fanout *f = t->data;
+    struct cr_batch *b;
+    struct cr_batch *next;
+    uint64_t now = uv_now(f->d->loop);
+
+    for (b = f->active; b; b = next) {
+        next = b->next;
+        if (!b->flush_busy && b->nouts > b->nflushed && now >= b->flush_due)
+            cr_record_flush(b, !b->dead);
+        else if (!b->flush_busy && b->planned && b->nouts >= b->expected && !b->acked && !b->dead)
+            cr_record_flush(b, 1); /* an earlier final write failed: try again */
+    }
+}
+
+int cr_fanout_init(struct cr_daemon *d, struct cr_fanout **out)
+{
+    struct cr_fanout *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return CR_ENOMEM;
+    f->d = d;
+    uv_timer_init(d->loop, &f->timer);
+    f->timer.data = f;
+    uv_timer_start(&f->timer, on_tick, FLUSH_DELAY_MS, FLUSH_DELAY_MS);
+    *out = f;
+    return 0;
+}
+
+int cr_fanout_has_room(const struct cr_fanout *f, enum cr_priority prio)
+{
+    size_t max = (size_t)f->d->cfg->max_batches;
+    size_t others = 0;
+    int p;
+
+    if (f->stopped)
+        return 0;
+    /* Urgent work has room of its own, so bulk batches can never keep it out. */
+    if (prio == CR_PRIO_URGENT)
+        return f->nactive[CR_PRIO_URGENT] < max;
+    for (p = CR_PRIO_HIGH; p < CR_PRIO__COUNT; p++)
+        others += f->nactive[p];
+    return others < max;
+}
+
+int cr_fanout_has(const struct cr_fanout *f, const char *entry)
+{
+    const struct cr_batch *b;
+
+    for (b = f->active; b; b = b->next) {
+        if (strcmp(b->entry, entry) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+size_t cr_fanout_active(const struct cr_fanout *f)
+{
+    size_t n = 0;
+    int p;
+
+    for (p = 0; p < CR_PRIO__COUNT; p++)
+        n += f->nactive[p];
+    return n;
+}
+
+/* ---- job cache ---- */
+
+static struct cr_jobctx *cache_get(struct cr_fanout *f, const char *id)
+{
+    struct cr_jobctx **p;
+
+    for (p = &f->cache; *p; p = &(*p)->next) {
+        if (strcmp((*p)->id, id) == 0) {
+            struct cr_jobctx *jc = *p;
+
+            *p = jc->next; /* move to front */
+            jc->next = f->cache;
+            f->cache = jc;
+            cr_jobctx_ref(jc);
+            return jc;
+        }
+    }
+    return NULL;
+}
+
+static void cache_put(struct cr_fanout *f, struct cr_jobctx *jc)
+{
+    struct cr_jobctx **p;
+
+    cr_jobctx_ref(jc);
+    jc->next = f->cache;
+    f->cache = jc;
+    if (++f->ncache <= JOB_CACHE)
+        return;
+    for (p = &f->cache; (*p)->next; p = &(*p)->next)
+        ;
+    cr_jobctx_unref(*p); /* batches still using it hold their own reference */
+    *p = NULL;
+    f->ncache--;
+}
+
+/* ---- outcomes ---- */
+
+static struct cr_record *add_record(struct cr_batch *b, struct cr_sub *sub, enum cr_channel ch,
+                                    enum cr_status st, const char *code)
+{
+    struct cr_record *o = &b->outs[b->nouts++];
+
+    memset(o, 0, sizeof(*o));
+    o->sub = sub;
+    o->channel = ch;
+    o->status = st;
+    snprintf(o->code, sizeof(o->code), "%s", code ? code : "");
+    if (b->nouts == b->nflushed + 1)
+        b->flush_due = uv_now(b->d->loop) + FLUSH_DELAY_MS;
+    return o;
+}
+
+static void maybe_complete(struct cr_batch *b)
+{
+    if (b->planning || !b->planned)
+        return;
+    if (b->nouts >= b->expected && !b->dead)
+        cr_record_flush(b, 1);
+    else if (b->nouts - b->nflushed >= FLUSH_EVERY)
+        cr_record_flush(b, 0);
+}
+
+/* Shutting down: once nothing of b is in flight, write what is known (no ack:
+ * the rest is sent after a restart) and let the batch go. */
+static int any_inflight(const struct cr_batch *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->nmsgs; i++) {
+        if (b->msgs[i].state == CR_MSG_INFLIGHT)
+            return 1;
+    }
+    return 0;
+}
+
+static void drain_if_idle(struct cr_batch *b)
+{
+    if (any_inflight(b) || b->flush_busy)
+        return;
+    cr_record_flush(b, 0);
+    if (!b->flush_busy)
+        batch_free(b);
+}
+
+void cr_fanout_msg_returned(struct cr_msg *m)
+{
+    m->state = CR_MSG_QUEUED;
+    if (m->batch->dead)
+        drain_if_idle(m->batch);
+}
+
+void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provider,
+                        const struct cr_result *res, long latency_us, int suppress)
+{
+    struct cr_batch *b = m->batch;
+    struct cr_record *o;
+
+    m->state = CR_MSG_DONE;
+    o = add_record(b, m->sub, m->channel, st, res ? res->code : "");
+    o->attempt = m->attempt;
+    o->provider = provider;
+    o->latency_us = latency_us;
+    o->address = m->address;
+    o->suppress = (uint8_t)suppress;
+    if (res)
+        snprintf(o->provider_id, sizeof(o->provider_id), "%s", res->provider_id);
+    if (b->dead) {
+        drain_if_idle(b);
+        return;
+    }
+    maybe_complete(b);
+}
+
+void cr_fanout_flushed(struct cr_batch *b, int ok, int acked)
+{
+    if (acked) {
+        b->acked = 1;
+        cr_debug("job %s batch %s: %zu outcomes recorded, batch acknowledged", b->job_id,
+                 b->entry, b->nouts);
+        batch_free(b);
+        return;
+    }
+    if (b->dead) {
+        if (ok && b->nflushed < b->nouts) {
+            cr_record_flush(b, 0);
+            if (b->flush_busy)
+                return;
+        }
+        if (!any_inflight(b))
+            batch_free(b);
+        return;
+    }
+    if (ok)
+        maybe_complete(b);
+}
+
+void cr_fanout_redis_ready(struct cr_fanout *f)
+{
+    struct cr_batch *b;
+
+    for (b = f->active; b; b = b->next) {
+        if (b->planned && !b->flush_busy)
+            maybe_complete(b);
+    }
+}
+
+/* ---- planning: which messages this batch sends ---- */
+
+static const char *sub_field(const struct cr_sub *s, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < s->nkv; i += 2) {
+        if (strcmp(s->kv[i], name) == 0)
+            return s->kv[i + 1][0] ? s->kv[i + 1] : NULL;
+    }
+    return NULL;
+}
+
+static int ledger_done(const struct cr_batch *b, uint32_t pos, int ch)
+{
+    uint64_t bit = (uint64_t)pos * 4 + (unsigned)ch;
+    uint64_t base = (uint64_t)b->pos0 * 4 / 8;
+    uint64_t byte = bit / 8;
+
+    if (byte < base || byte - base >= b->ledger_len)
+        return 0;
+    return (b->ledger[byte - base] >> (7 - bit % 8)) & 1; /* Redis bit order: MSB first */
+}
+
+/* The channels a subscriber can be reached on for this job. */
+static unsigned sub_channels(const struct cr_batch *b, const struct cr_sub *s)
+{
+    const char *pref = sub_field(s, "channels");
+    unsigned set = b->jc->job.channels;
+    unsigned want = 0;
+    int ch;
+
+    if (pref) {
+        for (ch = 0; ch < CR_CH__COUNT; ch++) {
+            const char *name = cr_channel_name((enum cr_channel)ch);
+            const char *p = pref;
+            size_t n = strlen(name);
+
+            while ((p = strstr(p, name)) != NULL) {
+                if ((p == pref || p[-1] == ',' || p[-1] == ' ') &&
+                    (p[n] == '\0' || p[n] == ',' || p[n] == ' ')) {
+                    want |= CR_CH_BIT(ch);
+                    break;
+                }
+                p += n;
+            }
+        }
+        set &= want;
+    }
+    if (!sub_field(s, "email"))
+        set &= ~CR_CH_BIT(CR_CH_EMAIL);
+    if (!sub_field(s, "phone"))
+        set &= ~CR_CH_BIT(CR_CH_SMS);
+    if (!sub_field(s, "push_token"))
+        set &= ~CR_CH_BIT(CR_CH_PUSH);
+    return set;
+}
+
+static const char *address_field(enum cr_channel ch)
+{
+    static const char *const f[CR_CH__COUNT] = {"email", "phone", "push_token"};
+
+    return f[ch];
+}
+
+/* Below the subscriber's min_priority: the resident asked not to get these. */
+static int below_min_priority(const struct cr_batch *b, const struct cr_sub *s)
+{
+    const char *mp = sub_field(s, "min_priority");
+    enum cr_priority p;
+
+    if (mp == NULL || cr_priority_parse(mp, &p) < 0)
+        return 0;
+    return b->jc->job.priority > p;
+}
+
+static void hand_out(struct cr_batch *b)
+{
+    struct cr_daemon *d = b->d;
+    size_t i;
+
+    b->planning = 1;
+    for (i = 0; i < b->nmsgs; i++) {
+        struct cr_msg *m = &b->msgs[i];
+
+        if (m->state == CR_MSG_DONE)
+            continue;
+        if (b->jc->cancelled) {
+            cr_fanout_msg_done(m, CR_ST_CANCELLED, NULL, NULL, 0, 0);
+            continue;
+        }
+        cr_dispatch_enqueue(d->dispatch, m);
+    }
+    b->planning = 0;
+    b->planned = 1;
+    cr_debug("job %s batch %s: %zu subscribers, %zu messages, %zu outcomes expected",
+             b->job_id, b->entry, b->nsubs, b->nmsgs, b->expected);
+    maybe_complete(b);
+}
+
+struct supp_ctx {
+    struct cr_batch *b;
+    enum cr_channel ch;
+};
+
+/* One of the batch's suppression answers is in (or the placeholder taken
+ * while sending them): when the last is, the messages go out. */
+static void supp_step_done(struct cr_batch *b)
+{
+    if (--b->loads_pending > 0)
+        return;
+    if (b->dead) {
+        batch_free(b);
+        return;
+    }
+    hand_out(b);
+}
+
+static void on_suppressed(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct supp_ctx *sc = ud;
+    struct cr_batch *b = sc->b;
+    size_t i;
+    size_t k = 0;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        if (!b->dead)
+            cr_error("job %s batch %s: suppression check failed; batch handed back", b->job_id,
+                     b->entry);
+        b->dead = 1;
+    } else {
+        for (i = 0; i < b->nmsgs; i++) {
+            struct cr_msg *m = &b->msgs[i];
+
+            if (m->channel != sc->ch || m->state == CR_MSG_DONE)
+                continue;
+            if (k < reply->elements && cr_reply_int(reply->element[k]) == 1) {
+                struct cr_record *o;
+
+                m->state = CR_MSG_DONE;
+                o = add_record(b, m->sub, m->channel, CR_ST_SUPPRESSED, "suppressed");
+                o->address = m->address;
+            }
+            k++;
+        }
+    }
+    free(sc);
+    supp_step_done(b);
+}
+
+/* Decides each (subscriber, channel) of a loaded batch; returns the number of
+ * messages per channel through argv/argc (SMISMEMBER commands to send). */
+static int decide(struct cr_batch *b, const char **argv[CR_CH__COUNT], size_t argc[CR_CH__COUNT])
+{
+    size_t i;
+    int ch;
+
+    for (i = 0; i < b->nsubs; i++) {
+        struct cr_sub *s = &b->subs[i];
+        unsigned set = s->missing ? 0 : sub_channels(b, s);
+        const char *why = s->missing ? "no_subscriber" : "no_channel";
+
+        if (set && below_min_priority(b, s)) {
+            set = 0;
+            why = "below_min_priority";
+        }
+        if (set == 0) {
+            if (!ledger_done(b, s->pos, 3)) {
+                b->expected++;
+                add_record(b, s, CR_CH__COUNT, CR_ST_SKIPPED, why);
+            }
+            continue;
+        }
+        for (ch = 0; ch < CR_CH__COUNT; ch++) {
+            struct cr_msg *m;
+
+            if (!(set & CR_CH_BIT(ch)) || ledger_done(b, s->pos, ch))
+                continue;
+            m = &b->msgs[b->nmsgs++];
+            m->batch = b;
+            m->sub = s;
+            m->channel = (enum cr_channel)ch;
+            m->address = sub_field(s, address_field((enum cr_channel)ch));
+            m->platform = ch == CR_CH_PUSH ? sub_field(s, "push_platform") : NULL;
+            m->state = CR_MSG_QUEUED;
+            b->expected++;
+            if (argc[ch] == 0) {
+                argv[ch][0] = "SMISMEMBER";
+                argv[ch][1] = b->d->keys.suppress[ch];
+                argc[ch] = 2;
+            }
+            argv[ch][argc[ch]++] = m->address;
+        }
+    }
+    return 0;
+}
+
+/* Subscribers are loaded: decide each (subscriber, channel), then ask Redis
+ * which addresses are suppressed. */
+static void plan(struct cr_batch *b)
+{
+    const char **argv[CR_CH__COUNT] = {NULL, NULL, NULL};
+    size_t argc[CR_CH__COUNT] = {0, 0, 0};
+    int ch;
+
+    b->loads_pending = 1; /* placeholder until every query is sent */
+    b->msgs = calloc(b->nsubs * CR_CH__COUNT + 1, sizeof(*b->msgs));
+    b->outs = calloc(b->nsubs * (CR_CH__COUNT + 1) + 1, sizeof(*b->outs));
+    for (ch = 0; ch < CR_CH__COUNT; ch++)
+        argv[ch] = malloc((b->nsubs + 2) * sizeof(char *));
+    if (b->msgs == NULL || b->outs == NULL || !argv[0] || !argv[1] || !argv[2]) {
+        b->dead = 1;
+        goto out;
+    }
+    decide(b, argv, argc);
+    for (ch = 0; ch < CR_CH__COUNT && !b->dead; ch++) {
+        struct supp_ctx *sc;
+
+        if (argc[ch] == 0)
+            continue;
+        sc = malloc(sizeof(*sc));
+        if (sc == NULL) {
+            b->dead = 1;
+            break;
+        }
+        sc->b = b;
+        sc->ch = (enum cr_channel)ch;
+        if (cr_redis_argv(b->d->rc, on_suppressed, sc, 0, (int)argc[ch], argv[ch], NULL) < 0) {
+            free(sc);
+            b->dead = 1;
+            break;
+        }
+        b->loads_pending++;
+    }
+out:
+    for (ch = 0; ch < CR_CH__COUNT; ch++)
+        free(argv[ch]);
+    supp_step_done(b);
+}
+
+/* ---- loading subscribers and the ledger ---- */
+
+struct load_ctx {
+    struct cr_batch *b;
+    struct cr_sub *sub; /* NULL: the ledger read */
+};
+
+static int copy_hash(struct cr_sub *s, const redisReply *reply)
+{
+    size_t i;
+    size_t bytes = 0;
+    char *p;
+
+    if (reply->elements == 0) {
+        s->missing = 1;
+        return 0;
+    }
+    for (i = 0; i < reply->elements; i++)
+        bytes += reply->element[i]->len + 1;
+    s->kv = malloc(reply->elements * sizeof(char *) + bytes);
+    if (s->kv == NULL)
+        return CR_ENOMEM;
+    p = (char *)(s->kv + reply->elements);
+    for (i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+
+        s->kv[i] = p;
+        if (e->type == REDIS_REPLY_STRING && e->len)
+            memcpy(p, e->str, e->len);
+        p[e->type == REDIS_REPLY_STRING ? e->len : 0] = '\0';
+        p += (e->type == REDIS_REPLY_STRING ? e->len : 0) + 1;
+    }
+    s->nkv = reply->elements;
+    return 0;
+}
+
+static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct load_ctx *lc = ud;
+    struct cr_batch *b = lc->b;
+
+    (void)r;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (!b->dead)
+            cr_error("job %s batch %s: loading subscribers failed (%s); batch handed back",
+                     b->job_id, b->entry, reply && reply->str ? reply->str : "connection lost");
+        b->dead = 1;
+    } else if (lc->sub == NULL) {
+        if (reply->type == REDIS_REPLY_STRING && reply->len > 0) {
+            b->ledger = malloc(reply->len);
+            if (b->ledger == NULL) {
+                b->dead = 1;
+            } else {
+                memcpy(b->ledger, reply->str, reply->len);
+                b->ledger_len = reply->len;
+            }
+        }
+    } else if (reply->type == REDIS_REPLY_ARRAY) {
+        if (copy_hash(lc->sub, reply) < 0)
+            b->dead = 1;
+    }
+    free(lc);
+    if (--b->loads_pending > 0)
+        return;
+    if (b->dead) {
+        batch_free(b);
+        return;
+    }
+    plan(b);
+}
+
+static void load(struct cr_batch *b)
+{
+    struct cr_daemon *d = b->d;
+    char key[CR_KEY_MAX];
+    size_t i;
+    uint64_t first = (uint64_t)b->pos0 * 4 / 8;
+    uint64_t last = ((uint64_t)(b->pos0 + b->nsubs) * 4 + 7) / 8;
+
+    b->loads_pending = 1;
+    for (i = 0; i <= b->nsubs && !b->dead; i++) {
+        struct load_ctx *lc = malloc(sizeof(*lc));
+        int rc;
+
+        if (lc == NULL) {
+            b->dead = 1;
+            break;
+        }
+        lc->b = b;
+        lc->sub = i < b->nsubs ? &b->subs[i] : NULL;
+        if (lc->sub) {
+            cr_key_for(&d->keys, "sub", lc->sub->id, key, sizeof(key));
+            rc = cr_redis_cmd(d->rc, on_loaded, lc, 0, "HGETALL %s", key);
+        } else {
+            rc = cr_redis_cmd(d->rc, on_loaded, lc, 0, "GETRANGE %s %llu %llu", b->ledger_key,
+                              (unsigned long long)first, (unsigned long long)last);
+        }
+        if (rc < 0) {
+            free(lc);
+            b->dead = 1;
+            break;
+        }
+        b->loads_pending++;
+    }
+    if (--b->loads_pending == 0) {
+        if (b->dead)
+            batch_free(b);
+        else
+            plan(b);
+    }
+}
+
+static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct cr_batch *b = ud;
+    struct cr_fanout *f = b->fanout;
+    struct cr_job_error err;
+    const redisReply *doc;
+    const redisReply *state;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        batch_free(b);
+        return;
+    }
+    doc = reply->element[0];
+    state = reply->element[1];
+    b->jc = cache_get(f, b->job_id);
+    if (b->jc == NULL) {
+        if (doc->type != REDIS_REPLY_STRING) {
+            cr_warn("job %s batch %s: the job's record is gone (expired?); dropping the batch",
+                    b->job_id, b->entry);
+            cr_redis_cmd(b->d->rc, NULL, NULL, 0, "XACK %s %s %s", b->d->keys.batches[b->prio],
+                         b->d->cfg->group, b->entry);
+            batch_free(b);
+            return;
+        }
+        memset(&err, 0, sizeof(err));
+        if (cr_jobctx_create(&b->d->keys, b->job_id, doc->str, doc->len, &b->d->cfg->limits,
+                             &b->jc, &err) < 0) {
+            cr_error("job %s batch %s: stored job no longer valid (%s: %s); batch left pending",
+                     b->job_id, b->entry, err.code, err.message);
+            batch_free(b);
+            return;
+        }
+        cache_put(f, b->jc);
+    }
+    if (state->type == REDIS_REPLY_STRING &&
+        (strcmp(state->str, "cancelled") == 0 || strcmp(state->str, "cancelling") == 0))
+        b->jc->cancelled = 1;
+    load(b);
+}
+
+static int split_ids(struct cr_batch *b, const char *ids)
+{
+    size_t n = 1;
+    size_t i;
+    const char *p;
+
+    for (p = ids; *p; p++)
+        n += *p == ',';
+    if (*ids == '\0' || n > MAX_BATCH_IDS)
+        return CR_EINVAL;
+    b->subs = calloc(n, sizeof(*b->subs));
+    if (b->subs == NULL)
+        return CR_ENOMEM;
+    for (i = 0, p = ids; i < n; i++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        b->subs[i].id = strndup(p, len);
+        if (b->subs[i].id == NULL)
+            return CR_ENOMEM;
+        b->subs[i].pos = b->pos0 + (uint32_t)i;
+        b->nsubs++;
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
+void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entry,
+                    const char *job, const char *pos, const char *ids)
+{
+    struct cr_daemon *d = f->d;
+    struct cr_batch *b;
+    char *end = NULL;
+    unsigned long p0 = pos ? strtoul(pos, &end, 10) : 0;
+
+    if (job == NULL || pos == NULL || ids == NULL || end == pos || *end || strlen(job) > CR_JOB_ID_MAX) {
+        cr_error("stream %s entry %s: not a batch (needs job, pos, ids); acknowledged and dropped",
+                 d->keys.batches[prio], entry);
+        cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[prio],
+                     d->cfg->group, entry);
+        return;
+    }
+    b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return;
+    b->fanout = f;
+    b->d = d;
+    b->prio = prio;
+    snprintf(b->entry, sizeof(b->entry), "%s", entry);
+    snprintf(b->job_id, sizeof(b->job_id), "%s", job);
+    cr_key_for(&d->keys, "job", job, b->key, sizeof(b->key));
+    snprintf(b->ledger_key, sizeof(b->ledger_key), "%s:ledger", b->key);
+    b->pos0 = (uint32_t)p0;
+    b->next = f->active;
+    if (f->active)
+        f->active->prev = b;
+    f->active = b;
+    f->nactive[prio]++;
+    if (split_ids(b, ids) < 0) {
+        batch_free(b);
+        return;
+    }
+    b->jc = cache_get(f, job);
+    if (b->jc) {
+        load(b);
+        return;
+    }
+    if (cr_redis_cmd(d->rc, on_job, b, 0, "HMGET %s doc state", b->key) < 0)
+        batch_free(b);
+}
+
+static void batch_free(struct cr_batch *b)
+{
+    struct cr_fanout *f = b->fanout;
+    size_t i;
+
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        f->active = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    f->nactive[b->prio]--;
+    for (i = 0; i < b->nsubs; i++) {
+        free(b->subs[i].id);
+        free(b->subs[i].kv);
+    }
+    free(b->subs);
+    free(b->msgs);
+    free(b->outs);
+    free(b->ledger);
+    cr_jobctx_unref(b->jc);
+    free(b);
+    if (!f->stopped)
+        cr_reader_kick(f->d->reader);
+    cr_daemon_maybe_done(f->d);
+}
+
+void cr_fanout_stop(struct cr_fanout *f)
+{
+    struct cr_batch *b;
+    struct cr_batch *next;
+
+    f->stopped = 1;
+    uv_timer_stop(&f->timer);
+    for (b = f->active; b; b = next) {
+        next = b->next;
+        b->dead = 1;
+        if (!b->planned || b->loads_pending)
+            continue; /* freed when its loads answer */
+        drain_if_idle(b);
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void cr_fanout_free(struct cr_fanout *f)
+{
+    f->stopped = 1;
+    while (f->active)
+        batch_free(f->active);
+    while (f->cache) {
+        struct cr_jobctx *jc = f->cache;
+
+        f->cache = jc->next;
+        cr_jobctx_unref(jc);
+    }
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+}

@@ -1,0 +1,120 @@
+/* Fan-out: a batch of audience ids taken from crier:batches:<priority> becomes
+ * messages. Its subscribers are loaded (pipelined), the ledger and suppression
+ * lists consulted, the messages handed to the dispatcher, and every outcome
+ * recorded; the batch is acknowledged only when all of them are recorded. */
+#ifndef CR_FANOUT_H
+#define CR_FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cr_provider.h"
+#include "cr_types.h"
+#include "daemon.h"
+#include "jobctx.h"
+
+struct cr_batch;
+
+/* One subscriber of a batch, copied out of its hash. */
+struct cr_sub {
+    char *id;
+    uint32_t pos;          /* audience position: the ledger's index */
+    char **kv;             /* field, value, field, value... (one allocation with blob) */
+    size_t nkv;
+    int missing;           /* no hash */
+};
+
+enum cr_msg_state { CR_MSG_QUEUED, CR_MSG_INFLIGHT, CR_MSG_WAITING, CR_MSG_DONE };
+
+/* One (subscriber, channel) message. Owned by its batch. */
+struct cr_msg {
+    struct cr_batch *batch;
+    struct cr_sub *sub;
+    const char *address;
+    const char *platform;
+    enum cr_channel channel;
+    enum cr_msg_state state;
+    uint8_t attempt;       /* attempts made so far */
+    uint8_t provider_ix;   /* index into the channel's provider list */
+    int64_t due_ms;        /* retry due time (loop ms) */
+    size_t heap_ix;
+    struct cr_msg *qnext;  /* send queue link */
+};
+
+struct cr_batch {
+    struct cr_fanout *fanout;
+    struct cr_daemon *d;
+    char key[CR_KEY_MAX];         /* crier:job:<id> */
+    char ledger_key[CR_KEY_MAX + 8];
+    enum cr_priority prio;
+    char entry[32];
+    char job_id[CR_JOB_ID_MAX + 1];
+    uint32_t pos0;
+    struct cr_jobctx *jc;
+    struct cr_sub *subs;
+    size_t nsubs;
+    struct cr_msg *msgs;
+    size_t nmsgs;
+    size_t nfinal;          /* outcomes known (recorded or not) */
+    size_t expected;        /* outcomes this batch will produce */
+    struct cr_record *outs;
+    size_t nouts;
+    size_t nflushed;
+    size_t flushing;        /* outcomes in the flush under way */
+    int flush_busy;         /* a record script call is under way */
+    int planning;           /* messages being handed out: no completion yet */
+    int acked;
+    int planned;
+    int loads_pending;
+    int dead;               /* abandoned (shutdown): no ack */
+    unsigned char *ledger;  /* ledger bytes covering this batch, copied */
+    size_t ledger_len;
+    uint64_t flush_due;     /* loop ms when unflushed outcomes must be written */
+    struct cr_batch *next;
+    struct cr_batch *prev;
+};
+
+/* An outcome waiting to be recorded. */
+struct cr_record {
+    struct cr_sub *sub;
+    enum cr_channel channel; /* CR_CH__COUNT = none (skipped) */
+    enum cr_status status;
+    uint8_t attempt;
+    uint8_t suppress;        /* add the address to the channel's suppression set */
+    const char *address;
+    const char *provider;
+    char code[48];
+    char provider_id[96];
+    long latency_us;
+};
+
+int cr_fanout_init(struct cr_daemon *d, struct cr_fanout **out);
+
+/* Batches held now, per priority, and whether another can be taken. */
+int cr_fanout_has_room(const struct cr_fanout *f, enum cr_priority prio);
+
+/* Whether the batch entry id is already being worked on here. */
+int cr_fanout_has(const struct cr_fanout *f, const char *entry);
+
+/* Takes a batch entry (fields job, pos, ids) read from the priority's stream.
+ * Malformed entries are acknowledged and logged. */
+void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entry,
+                    const char *job, const char *pos, const char *ids);
+
+/* The dispatcher's report of a message's final outcome. */
+void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provider,
+                        const struct cr_result *res, long latency_us, int suppress);
+
+/* The dispatcher gives m back unsent (shutdown, request cancelled). */
+void cr_fanout_msg_returned(struct cr_msg *m);
+
+/* Redis came back: resend any flushes that failed. */
+void cr_fanout_redis_ready(struct cr_fanout *f);
+
+/* Shutdown: writes what has been decided, gives the rest back (unacked).
+ * Returns the number of batches still held. */
+size_t cr_fanout_active(const struct cr_fanout *f);
+void cr_fanout_stop(struct cr_fanout *f);
+void cr_fanout_free(struct cr_fanout *f);
+
+#endif

@@ -1,0 +1,235 @@
+/* Job intake (see intake.h). */
+#include "intake.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+#include "expander.h"
+#include "job.h"
+#include "reader.h"
+#include "scripts.h"
+
+#define DEAD_DOC_MAX (64 * 1024)
+
+struct item {
+    struct cr_intake *in;
+    char entry[32];
+    char id[CR_JOB_ID_MAX + 1];
+    struct cr_job job;
+    int have_job;
+    struct item *next;
+};
+
+struct cr_intake {
+    struct cr_daemon *d;
+    struct item *items;
+    size_t nitems;
+};
+
+int cr_intake_init(struct cr_daemon *d, struct cr_intake **out)
+{
+    struct cr_intake *in = calloc(1, sizeof(*in));
+
+    if (in == NULL)
+        return CR_ENOMEM;
+    in->d = d;
+    *out = in;
+    return 0;
+}
+
+int cr_intake_has_room(const struct cr_intake *in)
+{
+    return in->nitems < (size_t)in->d->cfg->intake_max_jobs;
+}
+
+static struct item **find(struct cr_intake *in, const char *entry)
+{
+    struct item **p;
+
+    for (p = &in->items; *p; p = &(*p)->next) {
+        if (strcmp((*p)->entry, entry) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+int cr_intake_has(const struct cr_intake *in, const char *entry)
+{
+    return find((struct cr_intake *)in, entry) != NULL;
+}
+
+size_t cr_intake_active(const struct cr_intake *in)
+{
+    return in->nitems;
+}
+
+void cr_intake_release(struct cr_intake *in, const char *entry)
+{
+    struct item **p = find(in, entry);
+    struct item *it;
+
+    if (p == NULL)
+        return;
+    it = *p;
+    *p = it->next;
+    in->nitems--;
+    if (it->have_job)
+        cr_job_release(&it->job);
+    free(it);
+    cr_reader_kick(in->d->reader);
+    cr_daemon_maybe_done(in->d);
+}
+
+static void on_dead_written(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct item *it = ud;
+
+    (void)r;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        cr_error("job entry %s: writing the rejection failed (%s); it stays pending",
+                 it->entry, reply ? reply->str : "connection lost");
+    cr_intake_release(it->in, it->entry);
+}
+
+/* Rejects the entry: dead-letter stream, event, ack, in one transaction. */
+static void reject(struct item *it, const char *doc, size_t len, const struct cr_job_error *err)
+{
+    struct cr_intake *in = it->in;
+    struct cr_daemon *d = in->d;
+    char now[24];
+    int rc;
+
+    cr_warn("job entry %s%s%s: rejected (%s): %s; moved to %s", it->entry, it->id[0] ? " id " : "",
+            it->id, err->code, err->message, d->keys.dead);
+    snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+    if (len > DEAD_DOC_MAX)
+        len = DEAD_DOC_MAX;
+    rc = cr_redis_cmd(d->rc, NULL, NULL, 0, "MULTI");
+    if (rc == 0)
+        rc = cr_redis_cmd(d->rc, NULL, NULL, 0, "XADD %s * job %b error %s code %s entry %s",
+                          d->keys.dead, doc ? doc : "", doc ? len : (size_t)0, err->message,
+                          err->code, it->entry);
+    if (rc == 0)
+        rc = cr_redis_cmd(d->rc, NULL, NULL, 0,
+                          "XADD %s MAXLEN ~ 100000 * job %s event rejected t_ms %s code %s "
+                          "error %s entry %s",
+                          d->keys.events, it->id, now, err->code, err->message, it->entry);
+    if (rc == 0)
+        rc = cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.jobs, d->cfg->group,
+                          it->entry);
+    if (rc == 0)
+        rc = cr_redis_cmd(d->rc, on_dead_written, it, 0, "EXEC");
+    if (rc < 0)
+        cr_intake_release(in, it->entry);
+}
+
+static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct item *it = ud;
+    struct cr_intake *in = it->in;
+    long long verdict;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
+        cr_error("job %s (entry %s): storing the job failed (%s); it stays pending", it->id,
+                 it->entry, reply && reply->str ? reply->str : "connection lost");
+        cr_intake_release(in, it->entry);
+        return;
+    }
+    verdict = cr_reply_int(reply->element[0]);
+    if (verdict == 0) {
+        cr_info("job %s (entry %s): duplicate of a job already accepted (state %s); ignored",
+                it->id, it->entry, reply->element[1]->str ? reply->element[1]->str : "?");
+        cr_intake_release(in, it->entry);
+        return;
+    }
+    if (verdict == 2)
+        cr_info("job %s (entry %s): accepted, priority %s", it->id, it->entry,
+                cr_priority_name(it->job.priority));
+    else
+        cr_info("job %s (entry %s): resuming (state %s)", it->id, it->entry,
+                reply->element[1]->str ? reply->element[1]->str : "?");
+    it->have_job = 0;
+    cr_expander_start(in->d->expander, it->entry, it->id, &it->job);
+}
+
+static void accept_job(struct item *it, const char *doc, size_t len)
+{
+    struct cr_daemon *d = it->in->d;
+    char key[CR_KEY_MAX];
+    char now[24];
+    char send_at[24];
+    char expires[24];
+    const char *argv[11];
+    size_t lens[11];
+    int i;
+
+    cr_key_for(&d->keys, "job", it->id, key, sizeof(key));
+    snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+    snprintf(send_at, sizeof(send_at), "%lld", (long long)it->job.send_at_ms);
+    snprintf(expires, sizeof(expires), "%lld", (long long)it->job.expires_at_ms);
+    argv[0] = key;
+    argv[1] = d->keys.events;
+    argv[2] = d->keys.jobs;
+    argv[3] = it->id;
+    argv[4] = it->entry;
+    argv[5] = cr_priority_name(it->job.priority);
+    argv[6] = now;
+    argv[7] = doc;
+    argv[8] = send_at;
+    argv[9] = expires;
+    argv[10] = d->cfg->group;
+    for (i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
+    lens[7] = len;
+    if (cr_script_call(d->rc, CR_SCRIPT_ACCEPT, 3, 11, argv, lens, on_accepted, it) < 0)
+        cr_intake_release(it->in, it->entry);
+}
+
+void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len)
+{
+    struct item *it = calloc(1, sizeof(*it));
+    struct cr_job_error err;
+
+    if (it == NULL)
+        return; /* stays pending; read again after the next reconnect */
+    it->in = in;
+    snprintf(it->entry, sizeof(it->entry), "%s", entry);
+    it->next = in->items;
+    in->items = it;
+    in->nitems++;
+    memset(&err, 0, sizeof(err));
+    if (doc == NULL) {
+        snprintf(err.code, sizeof(err.code), "missing_field");
+        snprintf(err.message, sizeof(err.message),
+                 "stream entry has no 'job' field holding the job document");
+        reject(it, NULL, 0, &err);
+        return;
+    }
+    if (cr_job_parse(doc, len, &in->d->cfg->limits, &it->job, &err) < 0) {
+        reject(it, doc, len, &err);
+        return;
+    }
+    it->have_job = 1;
+    if (it->job.id[0])
+        snprintf(it->id, sizeof(it->id), "%s", it->job.id);
+    else
+        snprintf(it->id, sizeof(it->id), "job-%s", entry);
+    accept_job(it, doc, len);
+}
+
+void cr_intake_free(struct cr_intake *in)
+{
+    while (in->items) {
+        struct item *it = in->items;
+
+        in->items = it->next;
+        if (it->have_job)
+            cr_job_release(&it->job);
+        free(it);
+    }
+    free(in);
+}

@@ -1,0 +1,31 @@
+/* Intake: a job entry from crier:jobs is validated; a bad one goes to
+ * crier:jobs:dead with its reason, a good one is stored as crier:job:<id>
+ * (once per id) and handed to the expander. The entry is acknowledged only
+ * once the outcome is written (for good jobs: once the audience is expanded). */
+#ifndef CR_INTAKE_H
+#define CR_INTAKE_H
+
+#include <stddef.h>
+
+#include "daemon.h"
+
+int cr_intake_init(struct cr_daemon *d, struct cr_intake **out);
+
+/* Whether another job entry may be taken now. */
+int cr_intake_has_room(const struct cr_intake *in);
+
+/* Whether entry is being handled here already. */
+int cr_intake_has(const struct cr_intake *in, const char *entry);
+
+/* Takes entry; doc is the "job" field (NULL when missing), len its length. */
+void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len);
+
+/* The expander finished with entry (acknowledged or handed back). */
+void cr_intake_release(struct cr_intake *in, const char *entry);
+
+/* Entries held now. */
+size_t cr_intake_active(const struct cr_intake *in);
+
+void cr_intake_free(struct cr_intake *in);
+
+#endif

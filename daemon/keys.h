@@ -1,0 +1,28 @@
+/* Redis key names of the v1 contract, built once from the configured prefix. */
+#ifndef CR_KEYS_H
+#define CR_KEYS_H
+
+#include <stddef.h>
+
+#include "cr_types.h"
+
+#define CR_KEY_MAX 256
+
+struct cr_keys {
+    char prefix[64];
+    char jobs[CR_KEY_MAX];       /* intake stream */
+    char dead[CR_KEY_MAX];       /* rejected jobs */
+    char receipts[CR_KEY_MAX];
+    char events[CR_KEY_MAX];
+    char batches[CR_PRIO__COUNT][CR_KEY_MAX]; /* fan-out streams, one per priority */
+    char suppress[CR_CH__COUNT][CR_KEY_MAX];
+};
+
+/* Fills keys from prefix ("crier:"). Returns 0 or CR_ETOOBIG for a prefix over 63 bytes. */
+int cr_keys_init(struct cr_keys *keys, const char *prefix);
+
+/* Writes "<prefix><kind>:<id>" (e.g. kind "job") into out. Returns 0 or CR_ETOOBIG. */
+int cr_key_for(const struct cr_keys *keys, const char *kind, const char *id, char *out,
+               size_t outlen);
+
+#endif

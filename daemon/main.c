@@ -1,0 +1,264 @@
+/* crierd: startup, the loop, and shutdown. main() loads the config, opens the
+ * two Redis connections and the HTTP client on one libuv loop, and runs it;
+ * SIGTERM/SIGINT stop taking work, let in-flight requests finish, write what
+ * is known, hand the rest back to Redis (unacknowledged) and exit 0. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+#include "daemon.h"
+#include "dispatch.h"
+#include "expander.h"
+#include "fanout.h"
+#include "intake.h"
+#include "reader.h"
+#include "scripts.h"
+
+#define SHUTDOWN_GRACE_MS 15000
+
+static struct cr_daemon daemon_state;
+static uv_signal_t sig_term;
+static uv_signal_t sig_int;
+static uv_timer_t grace_timer;
+static int announced_ready;
+static int closing;
+
+int64_t cr_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The modules go last: closing Redis and the HTTP client fires their pending
+ * callbacks (with failures), which still reach the modules. */
+static void on_http_closed(void *ud)
+{
+    struct cr_daemon *d = ud;
+
+    cr_reader_free(d->reader);
+    cr_fanout_free(d->fanout);
+    cr_dispatch_free(d->dispatch);
+}
+
+static void close_all(struct cr_daemon *d)
+{
+    if (closing)
+        return;
+    closing = 1;
+    uv_timer_stop(&grace_timer);
+    uv_close((uv_handle_t *)&grace_timer, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    cr_reader_stop(d->reader);
+    cr_redis_close(d->rb);
+    cr_redis_close(d->rc);
+    cr_http_close(d->http, on_http_closed, d);
+}
+
+void cr_daemon_maybe_done(struct cr_daemon *d)
+{
+    if (!d->stopping || closing)
+        return;
+    if (cr_fanout_active(d->fanout) || cr_dispatch_inflight(d->dispatch) ||
+        cr_intake_active(d->intake) || cr_expander_active(d->expander))
+        return;
+    cr_info("crierd: nothing in flight; exiting");
+    close_all(d);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct cr_daemon *d = t->data;
+
+    cr_warn("crierd: shutdown grace of %d ms over; %zu batches handed back unfinished",
+            SHUTDOWN_GRACE_MS, cr_fanout_active(d->fanout));
+    close_all(d);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct cr_daemon *d = s->data;
+
+    if (d->stopping) {
+        cr_warn("crierd: second signal %d; exiting now", signum);
+        close_all(d);
+        return;
+    }
+    cr_info("crierd: signal %d: stopping intake, finishing %zu requests in flight, handing back "
+            "the rest",
+            signum, cr_dispatch_inflight(d->dispatch));
+    d->stopping = 1;
+    cr_reader_stop(d->reader);
+    cr_dispatch_stop(d->dispatch);
+    cr_fanout_stop(d->fanout);
+    uv_timer_start(&grace_timer, on_grace, SHUTDOWN_GRACE_MS, 0);
+    cr_daemon_maybe_done(d);
+}
+
+static void announce(struct cr_daemon *d)
+{
+    if (announced_ready || !cr_redis_ready(d->rc) || !cr_redis_ready(d->rb))
+        return;
+    announced_ready = 1;
+    cr_info("crierd ready: consumer '%s' in group '%s', prefix '%s', %zu providers",
+            d->cfg->consumer, d->cfg->group, d->cfg->prefix, d->cfg->nproviders);
+}
+
+static void on_rc_state(struct cr_redis *r, int connected, void *ud)
+{
+    struct cr_daemon *d = ud;
+
+    if (connected)
+        cr_scripts_load(r); /* first on the connection: later EVALSHAs find them */
+    if (d->stopping)
+        return;
+    cr_reader_redis_state(d->reader, 0, connected);
+    if (connected) {
+        cr_fanout_redis_ready(d->fanout);
+        announce(d);
+    }
+}
+
+static void on_rb_state(struct cr_redis *r, int connected, void *ud)
+{
+    struct cr_daemon *d = ud;
+
+    (void)r;
+    if (d->stopping)
+        return;
+    cr_reader_redis_state(d->reader, 1, connected);
+    if (connected)
+        announce(d);
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: crierd -c FILE [-t]\n"
+          "  -c FILE   configuration (JSON, comments allowed)\n"
+          "  -t        check the configuration and exit (0 good, 1 bad)\n"
+          "  -h        this help\n",
+          f);
+}
+
+static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb cb,
+                      struct cr_redis **out)
+{
+    struct cr_redis_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.name = name;
+    o.host = d->cfg->redis_host;
+    o.port = d->cfg->redis_port;
+    o.password = d->cfg->redis_password;
+    o.connect_timeout_ms = d->cfg->redis_connect_timeout_ms;
+    o.command_timeout_ms = d->cfg->redis_command_timeout_ms;
+    o.reconnect_max_ms = d->cfg->redis_reconnect_max_ms;
+    return cr_redis_init(d->loop, &o, cb, d, out);
+}
+
+static int start(struct cr_daemon *d)
+{
+    struct cr_http_opts ho;
+    int rc;
+
+    memset(&ho, 0, sizeof(ho));
+    rc = cr_http_init(d->loop, &ho, &d->http);
+    if (rc == 0)
+        rc = cr_intake_init(d, &d->intake);
+    if (rc == 0)
+        rc = cr_expander_init(d, &d->expander);
+    if (rc == 0)
+        rc = cr_dispatch_init(d, &d->dispatch);
+    if (rc == 0)
+        rc = cr_fanout_init(d, &d->fanout);
+    if (rc == 0)
+        rc = cr_reader_init(d, &d->reader);
+    if (rc == 0)
+        rc = open_redis(d, "commands", on_rc_state, &d->rc);
+    if (rc == 0)
+        rc = open_redis(d, "reader", on_rb_state, &d->rb);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static struct cr_config cfg;
+    struct cr_daemon *d = &daemon_state;
+    const char *path = NULL;
+    char err[512];
+    enum cr_log_level level;
+    int check = 0;
+    int opt;
+    int rc;
+
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (path == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    if (cr_config_load(path, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "crierd: config: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("crierd: config %s is valid (%zu providers)\n", path, cfg.nproviders);
+        cr_config_release(&cfg);
+        return 0;
+    }
+    if (cr_log_parse_level(cfg.log_level, &level) == 0)
+        cr_log_set_level(level);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    memset(d, 0, sizeof(*d));
+    d->loop = uv_default_loop();
+    d->cfg = &cfg;
+    if (cr_keys_init(&d->keys, cfg.prefix) < 0) {
+        fprintf(stderr, "crierd: config: redis.prefix: too long\n");
+        return 1;
+    }
+    uv_signal_init(d->loop, &sig_term);
+    uv_signal_init(d->loop, &sig_int);
+    uv_timer_init(d->loop, &grace_timer);
+    sig_term.data = sig_int.data = grace_timer.data = d;
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    rc = start(d);
+    if (rc < 0) {
+        cr_error("crierd: startup failed: %s", cr_strerror(rc));
+        return 1;
+    }
+    cr_info("crierd starting: redis %s:%d, consumer '%s'", cfg.redis_host, cfg.redis_port,
+            cfg.consumer);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    cr_intake_free(d->intake);
+    cr_expander_free(d->expander);
+    uv_loop_close(d->loop);
+    cr_config_release(&cfg);
+    curl_global_cleanup();
+    cr_info("crierd: stopped");
+    return d->exit_code;
+}

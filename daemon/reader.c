@@ -1,0 +1,406 @@
+/* Reading work out of the streams (see reader.h). The blocking connection
+ * waits (XREADGROUP BLOCK, COUNT 1) on every stream that has room, so that a
+ * new job or urgent batch wakes the daemon at once; the command connection
+ * then fills the remaining room with non-blocking reads. */
+#include "reader.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+#include "fanout.h"
+#include "intake.h"
+
+#define NSTREAMS (1 + CR_PRIO__COUNT) /* jobs, then batches by priority */
+#define RECOVER_PAGE 100
+
+struct cr_reader {
+    struct cr_daemon *d;
+    const char *streams[NSTREAMS];
+    int blocking;             /* a blocking read is under way */
+    int pulling[NSTREAMS];    /* a non-blocking read is under way */
+    int recovering[NSTREAMS]; /* own pending entries being read back */
+    char recover_from[NSTREAMS][32];
+    int claiming;
+    int stopped;
+    uv_timer_t claim_timer;
+};
+
+struct pull_ctx {
+    struct cr_reader *r;
+    int stream;
+    int kind; /* 0 = new entries, 1 = recovery page, 2 = autoclaim */
+};
+
+static void issue_blocking(struct cr_reader *r);
+
+static int stream_has_room(const struct cr_reader *r, int s)
+{
+    if (r->d->stopping || r->stopped)
+        return 0;
+    if (s == 0)
+        return cr_intake_has_room(r->d->intake);
+    return cr_fanout_has_room(r->d->fanout, (enum cr_priority)(s - 1));
+}
+
+static const char *field(const redisReply *fields, const char *name, size_t *len)
+{
+    size_t i;
+
+    if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        const redisReply *v = fields->element[i + 1];
+
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0 &&
+            v->type == REDIS_REPLY_STRING) {
+            if (len)
+                *len = v->len;
+            return v->str;
+        }
+    }
+    return NULL;
+}
+
+static void on_acked(struct cr_redis *rc, redisReply *reply, void *ud)
+{
+    (void)rc;
+    (void)reply;
+    (void)ud;
+}
+
+/* An entry whose fields are gone (deleted while pending): nothing to do but ack. */
+static void ack_gone(struct cr_reader *r, int s, const char *id)
+{
+    cr_warn("stream %s entry %s: pending but deleted, acknowledging", r->streams[s], id);
+    cr_redis_cmd(r->d->rc, on_acked, NULL, 0, "XACK %s %s %s", r->streams[s],
+                 r->d->cfg->group, id);
+}
+
+static void take_entry(struct cr_reader *r, int s, const redisReply *e)
+{
+    const redisReply *id;
+    const redisReply *fields;
+
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2)
+        return;
+    id = e->element[0];
+    fields = e->element[1];
+    if (id->type != REDIS_REPLY_STRING || id->len >= 32)
+        return;
+    if (fields->type != REDIS_REPLY_ARRAY) {
+        ack_gone(r, s, id->str);
+        return;
+    }
+    if (s == 0) {
+        size_t len = 0;
+        const char *doc = field(fields, "job", &len);
+
+        if (!cr_intake_has(r->d->intake, id->str))
+            cr_intake_take(r->d->intake, id->str, doc, len);
+        return;
+    }
+    if (!cr_fanout_has(r->d->fanout, id->str))
+        cr_fanout_take(r->d->fanout, (enum cr_priority)(s - 1), id->str,
+                       field(fields, "job", NULL), field(fields, "pos", NULL),
+                       field(fields, "ids", NULL));
+}
+
+static int stream_index(const struct cr_reader *r, const char *name)
+{
+    int s;
+
+    for (s = 0; s < NSTREAMS; s++) {
+        if (strcmp(r->streams[s], name) == 0)
+            return s;
+    }
+    return -1;
+}
+
+/* Takes every entry of an XREADGROUP reply; returns how many there were and
+ * the last id seen (for recovery paging). */
+static size_t take_reply(struct cr_reader *r, const redisReply *reply, char *last, size_t lastlen)
+{
+    size_t n = 0;
+    size_t i;
+    size_t j;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return 0;
+    /* Urgent first: streams come back in the order asked, which is priority order. */
+    for (i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        int s;
+
+        if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 ||
+            st->element[0]->type != REDIS_REPLY_STRING ||
+            st->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        s = stream_index(r, st->element[0]->str);
+        if (s < 0)
+            continue;
+        for (j = 0; j < st->element[1]->elements; j++) {
+            const redisReply *e = st->element[1]->element[j];
+
+            take_entry(r, s, e);
+            if (last && e->type == REDIS_REPLY_ARRAY && e->elements > 0 &&
+                e->element[0]->type == REDIS_REPLY_STRING)
+                snprintf(last, lastlen, "%s", e->element[0]->str);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void on_blocking(struct cr_redis *rb, redisReply *reply, void *ud)
+{
+    struct cr_reader *r = ud;
+
+    (void)rb;
+    r->blocking = 0;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        cr_error("redis: XREADGROUP failed: %s; retrying", reply->str);
+    } else if (reply) {
+        take_reply(r, reply, NULL, 0);
+    }
+    if (reply != NULL)
+        issue_blocking(r);
+    cr_reader_kick(r);
+}
+
+static void issue_blocking(struct cr_reader *r)
+{
+    const char *argv[8 + 2 * NSTREAMS];
+    char block[24];
+    int argc = 0;
+    int chosen[NSTREAMS];
+    int n = 0;
+    int s;
+
+    if (r->blocking || !cr_redis_ready(r->d->rb))
+        return;
+    for (s = 0; s < NSTREAMS; s++) {
+        if (stream_has_room(r, s))
+            chosen[n++] = s;
+    }
+    if (n == 0)
+        return;
+    snprintf(block, sizeof(block), "%ld", r->d->cfg->intake_block_ms);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = r->d->cfg->group;
+    argv[argc++] = r->d->cfg->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = "1";
+    argv[argc++] = "BLOCK";
+    argv[argc++] = block;
+    argv[argc++] = "STREAMS";
+    for (s = 0; s < n; s++)
+        argv[argc++] = r->streams[chosen[s]];
+    for (s = 0; s < n; s++)
+        argv[argc++] = ">";
+    if (cr_redis_argv(r->d->rb, on_blocking, r, r->d->cfg->intake_block_ms, argc, argv, NULL) ==
+        0)
+        r->blocking = 1;
+}
+
+static void issue_pull(struct cr_reader *r, int s, int kind, long count);
+
+static void on_pull(struct cr_redis *rc, redisReply *reply, void *ud)
+{
+    struct pull_ctx *pc = ud;
+    struct cr_reader *r = pc->r;
+    int s = pc->stream;
+    int kind = pc->kind;
+    size_t n;
+
+    (void)rc;
+    free(pc);
+    if (kind == 0)
+        r->pulling[s] = 0;
+    if (reply == NULL) {
+        if (kind == 1)
+            r->recovering[s] = 0;
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        cr_error("redis: reading %s failed: %s", r->streams[s], reply->str);
+        if (kind == 1)
+            r->recovering[s] = 0;
+        return;
+    }
+    if (kind == 2) {
+        /* XAUTOCLAIM: [cursor, entries, deleted] */
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2) {
+            size_t j;
+            const redisReply *es = reply->element[1];
+
+            for (j = 0; es->type == REDIS_REPLY_ARRAY && j < es->elements; j++)
+                take_entry(r, s, es->element[j]);
+            if (es->type == REDIS_REPLY_ARRAY && es->elements > 0)
+                cr_info("stream %s: claimed %zu entries whose consumer stopped answering",
+                        r->streams[s], es->elements);
+        }
+        return;
+    }
+    n = take_reply(r, reply, kind == 1 ? r->recover_from[s] : NULL, sizeof(r->recover_from[s]));
+    if (kind == 1) {
+        if (n >= RECOVER_PAGE)
+            issue_pull(r, s, 1, RECOVER_PAGE);
+        else
+            r->recovering[s] = 0;
+        return;
+    }
+    if (n > 0)
+        cr_reader_kick(r);
+}
+
+static void issue_pull(struct cr_reader *r, int s, int kind, long count)
+{
+    struct pull_ctx *pc;
+    char cnt[24];
+    char idle[24];
+    int rc;
+
+    if (!cr_redis_ready(r->d->rc))
+        return;
+    pc = malloc(sizeof(*pc));
+    if (pc == NULL)
+        return;
+    pc->r = r;
+    pc->stream = s;
+    pc->kind = kind;
+    snprintf(cnt, sizeof(cnt), "%ld", count);
+    if (kind == 2) {
+        snprintf(idle, sizeof(idle), "%ld", r->d->cfg->reclaim_idle_ms);
+        rc = cr_redis_cmd(r->d->rc, on_pull, pc, 0, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %s",
+                          r->streams[s], r->d->cfg->group, r->d->cfg->consumer, idle, cnt);
+    } else {
+        rc = cr_redis_cmd(r->d->rc, on_pull, pc, 0, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s",
+                          r->d->cfg->group, r->d->cfg->consumer, cnt, r->streams[s],
+                          kind == 1 ? r->recover_from[s] : ">");
+    }
+    if (rc < 0) {
+        free(pc);
+        return;
+    }
+    if (kind == 0)
+        r->pulling[s] = 1;
+}
+
+static long room_for(const struct cr_reader *r, int s)
+{
+    /* One at a time per stream keeps the reads exact and urgent streams first. */
+    return stream_has_room(r, s) ? 1 : 0;
+}
+
+void cr_reader_kick(struct cr_reader *r)
+{
+    int s;
+
+    if (r->stopped || r->d->stopping)
+        return;
+    for (s = 0; s < NSTREAMS; s++) {
+        if (!r->pulling[s] && room_for(r, s) > 0)
+            issue_pull(r, s, 0, room_for(r, s));
+    }
+    issue_blocking(r);
+}
+
+static void on_group(struct cr_redis *rc, redisReply *reply, void *ud)
+{
+    (void)rc;
+    (void)ud;
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0)
+        cr_error("redis: creating consumer group failed: %s", reply->str);
+}
+
+static void start_recovery(struct cr_reader *r)
+{
+    int s;
+
+    for (s = 0; s < NSTREAMS; s++) {
+        cr_redis_cmd(r->d->rc, on_group, r, 0, "XGROUP CREATE %s %s 0 MKSTREAM", r->streams[s],
+                     r->d->cfg->group);
+        if (r->recovering[s])
+            continue;
+        r->recovering[s] = 1;
+        snprintf(r->recover_from[s], sizeof(r->recover_from[s]), "0");
+        issue_pull(r, s, 1, RECOVER_PAGE);
+    }
+}
+
+static void on_claim_timer(uv_timer_t *t)
+{
+    struct cr_reader *r = t->data;
+    int s;
+
+    for (s = 0; s < NSTREAMS; s++) {
+        if (stream_has_room(r, s))
+            issue_pull(r, s, 2, s == 0 ? 4 : 2);
+    }
+}
+
+void cr_reader_redis_state(struct cr_reader *r, int blocking_conn, int connected)
+{
+    if (!connected) {
+        if (blocking_conn)
+            r->blocking = 0;
+        return;
+    }
+    if (!blocking_conn)
+        start_recovery(r);
+    cr_reader_kick(r);
+}
+
+int cr_reader_init(struct cr_daemon *d, struct cr_reader **out)
+{
+    struct cr_reader *r = calloc(1, sizeof(*r));
+    long every;
+    int p;
+
+    if (r == NULL)
+        return CR_ENOMEM;
+    r->d = d;
+    r->streams[0] = d->keys.jobs;
+    for (p = 0; p < CR_PRIO__COUNT; p++)
+        r->streams[1 + p] = d->keys.batches[p];
+    uv_timer_init(d->loop, &r->claim_timer);
+    r->claim_timer.data = r;
+    every = d->cfg->reclaim_idle_ms / 4;
+    if (every < 250)
+        every = 250;
+    uv_timer_start(&r->claim_timer, on_claim_timer, (uint64_t)every, (uint64_t)every);
+    *out = r;
+    return 0;
+}
+
+void cr_reader_stop(struct cr_reader *r)
+{
+    r->stopped = 1;
+    uv_timer_stop(&r->claim_timer);
+}
+
+int cr_reader_busy(const struct cr_reader *r)
+{
+    int s;
+
+    for (s = 0; s < NSTREAMS; s++) {
+        if (r->pulling[s] || r->recovering[s])
+            return 1;
+    }
+    return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void cr_reader_free(struct cr_reader *r)
+{
+    uv_timer_stop(&r->claim_timer);
+    uv_close((uv_handle_t *)&r->claim_timer, on_timer_closed);
+}

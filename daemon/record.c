@@ -1,0 +1,123 @@
+/* Outcome recording (see record.h). */
+#include "record.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+#include "scripts.h"
+
+#define CHUNK 256
+#define NKEYS 8
+#define NHEAD 7
+
+struct flush_ctx {
+    struct cr_batch *b;
+    int ack;
+};
+
+static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct flush_ctx *fc = ud;
+    struct cr_batch *b = fc->b;
+    int ack = fc->ack;
+    int ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+
+    (void)r;
+    free(fc);
+    if (!ok)
+        cr_error("job %s batch %s: recording %zu outcomes failed (%s); will retry", b->job_id,
+                 b->entry, b->flushing, reply && reply->str ? reply->str : "connection lost");
+    if (ok)
+        b->nflushed += b->flushing;
+    b->flushing = 0;
+    b->flush_busy = 0;
+    cr_fanout_flushed(b, ok, ok && ack);
+}
+
+void cr_record_flush(struct cr_batch *b, int ack)
+{
+    struct cr_daemon *d = b->d;
+    size_t n = b->nouts - b->nflushed;
+    size_t argc;
+    size_t i;
+    const char **argv = NULL;
+    char *nums = NULL;
+    char head[6][24];
+    struct flush_ctx *fc = NULL;
+    int rc = CR_ENOMEM;
+
+    if (b->flush_busy)
+        return;
+    if (n > CHUNK)
+        n = CHUNK;
+    /* Only the chunk that writes the batch's last outcome may acknowledge it. */
+    if (b->nflushed + n < b->nouts || b->nouts < b->expected)
+        ack = 0;
+    if (n == 0 && !ack)
+        return;
+    argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
+    argv = malloc(argc * sizeof(*argv));
+    nums = malloc(n * 3 * 24 + 1);
+    fc = malloc(sizeof(*fc));
+    if (argv == NULL || nums == NULL || fc == NULL)
+        goto out;
+    argv[0] = b->key;
+    argv[1] = b->ledger_key;
+    argv[2] = d->keys.receipts;
+    argv[3] = d->keys.events;
+    argv[4] = d->keys.batches[b->prio];
+    argv[5] = d->keys.suppress[CR_CH_EMAIL];
+    argv[6] = d->keys.suppress[CR_CH_SMS];
+    argv[7] = d->keys.suppress[CR_CH_PUSH];
+    snprintf(head[0], sizeof(head[0]), "%ld", d->cfg->receipts_maxlen);
+    snprintf(head[1], sizeof(head[1]), "%lld", (long long)cr_now_ms());
+    snprintf(head[2], sizeof(head[2]), "%ld", d->cfg->retention_s);
+    snprintf(head[3], sizeof(head[3]), "%zu", n);
+    argv[8] = b->job_id;
+    argv[9] = d->cfg->group;
+    argv[10] = ack ? b->entry : "";
+    argv[11] = head[0];
+    argv[12] = head[1];
+    argv[13] = head[2];
+    argv[14] = head[3];
+    for (i = 0; i < n; i++) {
+        const struct cr_record *o = &b->outs[b->nflushed + i];
+        const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
+        char *pos = nums + i * 72;
+        char *att = pos + 24;
+        char *lat = pos + 48;
+        static const char *const chix[] = {"0", "1", "2", "3"};
+
+        snprintf(pos, 24, "%u", o->sub->pos);
+        snprintf(att, 24, "%u", o->attempt);
+        snprintf(lat, 24, "%ld", o->latency_us);
+        a[0] = o->sub->id;
+        a[1] = pos;
+        a[2] = chix[o->channel < CR_CH__COUNT ? o->channel : 3];
+        a[3] = o->channel < CR_CH__COUNT ? cr_channel_name(o->channel) : "";
+        a[4] = o->provider ? o->provider : "";
+        a[5] = cr_status_name(o->status);
+        a[6] = att;
+        a[7] = o->code;
+        a[8] = lat;
+        a[9] = o->provider_id;
+        a[10] = (o->suppress && o->address) ? o->address : "";
+    }
+    fc->b = b;
+    fc->ack = ack;
+    b->flushing = n;
+    b->flush_busy = 1;
+    rc = cr_script_call(d->rc, CR_SCRIPT_RECORD, NKEYS, (int)argc, argv, NULL,
+                        on_recorded, fc);
+    if (rc == 0)
+        fc = NULL;
+    else
+        b->flushing = b->flush_busy = 0;
+out:
+    free(fc);
+    free(argv);
+    free(nums);
+}

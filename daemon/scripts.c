@@ -1,0 +1,156 @@
+/* The Lua scripts (see scripts.h), hashed once with SHA-1 so that EVALSHA can
+ * be used without waiting for SCRIPT LOAD's answer. */
+#include "scripts.h"
+
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+
+#define EVENTS_MAXLEN "100000"
+
+/* Shared tail: a job is complete when its audience is fully expanded and every
+ * batch has been acknowledged; its message total is then the sum of statuses. */
+#define LUA_COMPLETE                                                                 \
+    "local function complete(job, events, ledger, id, now, ret)\n"                   \
+    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state')\n" \
+    "  if h[1] ~= '1' or h[2] ~= h[3] or h[4] == 'completed' or h[4] == 'cancelled' then return 0 end\n" \
+    "  local total = 0\n"                                                            \
+    "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n" \
+    "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"               \
+    "  end\n"                                                                        \
+    "  redis.call('HSET', job, 'state', 'completed', 'completed_ms', now, 'messages', total)\n" \
+    "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'completed', 't_ms', now, 'messages', total)\n" \
+    "  if tonumber(ret) > 0 then redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret) end\n" \
+    "  return 1\n"                                                                   \
+    "end\n"
+
+static const char accept_lua[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if st then\n"
+    "  if redis.call('HGET', KEYS[1], 'entry') == ARGV[2] then return {1, st} end\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'duplicate', 't_ms', ARGV[4], 'entry', ARGV[2])\n"
+    "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
+    "  return {0, st}\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'accepted', 'priority', ARGV[3], 'created_ms', ARGV[4],\n"
+    "  'entry', ARGV[2], 'doc', ARGV[5], 'targeted', 0, 'batches', 0, 'batches_done', 0,\n"
+    "  'exp_src', 0, 'exp_cursor', '0', 'expanded', 0, 'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2])\n"
+    "return {2, 'accepted'}\n";
+
+static const char expand_lua[] =
+    LUA_COMPLETE
+    "local h = redis.call('HMGET', KEYS[1], 'exp_src', 'exp_cursor', 'expanded', 'state', 'targeted')\n"
+    "if h[3] == '1' then return -1 end\n"
+    "if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return -2 end\n"
+    "local n = tonumber(ARGV[6])\n"
+    "if n > 0 then\n"
+    "  redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'pos', h[5], 'ids', ARGV[7])\n"
+    "  redis.call('HINCRBY', KEYS[1], 'targeted', n)\n"
+    "  redis.call('HINCRBY', KEYS[1], 'batches', 1)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'exp_src', ARGV[4], 'exp_cursor', ARGV[5])\n"
+    "if h[4] == 'accepted' then\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'sending', 'started_ms', ARGV[9])\n"
+    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'started', 't_ms', ARGV[9])\n"
+    "end\n"
+    "if ARGV[8] == '1' then\n"
+    "  redis.call('HSET', KEYS[1], 'expanded', 1)\n"
+    "  redis.call('XACK', KEYS[4], ARGV[10], ARGV[11])\n"
+    "  complete(KEYS[1], KEYS[3], KEYS[5], ARGV[1], ARGV[9], ARGV[12])\n"
+    "end\n"
+    "return 1\n";
+
+static const char record_lua[] =
+    LUA_COMPLETE
+    "local n = tonumber(ARGV[7])\n"
+    "local added = 0\n"
+    "for i = 0, n - 1 do\n"
+    "  local o = 7 + i * 11\n"
+    "  local ch = tonumber(ARGV[o + 3])\n"
+    "  local bit = tonumber(ARGV[o + 2]) * 4 + ch\n"
+    "  if redis.call('SETBIT', KEYS[2], bit, 1) == 0 then\n"
+    "    local st, chname = ARGV[o + 6], ARGV[o + 4]\n"
+    "    redis.call('HINCRBY', KEYS[1], st, 1)\n"
+    "    if chname ~= '' then redis.call('HINCRBY', KEYS[1], st .. ':' .. chname, 1) end\n"
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'job', ARGV[1], 'sub', ARGV[o + 1],\n"
+    "      'channel', chname, 'provider', ARGV[o + 5], 'status', st, 'attempt', ARGV[o + 7],\n"
+    "      'code', ARGV[o + 8], 'latency_us', ARGV[o + 9], 'provider_id', ARGV[o + 10])\n"
+    "    if ARGV[o + 11] ~= '' and ch < 3 then redis.call('SADD', KEYS[6 + ch], ARGV[o + 11]) end\n"
+    "    added = added + 1\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[3] ~= '' then\n"
+    "  if redis.call('XACK', KEYS[5], ARGV[2], ARGV[3]) == 1 then\n"
+    "    redis.call('HINCRBY', KEYS[1], 'batches_done', 1)\n"
+    "    redis.call('XDEL', KEYS[5], ARGV[3])\n"
+    "  end\n"
+    "  complete(KEYS[1], KEYS[4], KEYS[2], ARGV[1], ARGV[5], ARGV[6])\n"
+    "end\n"
+    "return added\n";
+
+static const char *const script_text[CR_SCRIPT__COUNT] = {accept_lua, expand_lua, record_lua};
+static char script_sha[CR_SCRIPT__COUNT][41];
+
+static void hash_scripts(void)
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    int s;
+    int i;
+
+    if (script_sha[0][0])
+        return;
+    for (s = 0; s < CR_SCRIPT__COUNT; s++) {
+        SHA1((const unsigned char *)script_text[s], strlen(script_text[s]), md);
+        for (i = 0; i < SHA_DIGEST_LENGTH; i++)
+            snprintf(script_sha[s] + 2 * i, 3, "%02x", md[i]);
+    }
+}
+
+static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    (void)r;
+    if (reply && cr_reply_is_error(reply))
+        cr_error("redis: SCRIPT LOAD of script %d failed: %s", (int)(intptr_t)ud,
+                 reply->str ? reply->str : "?");
+}
+
+void cr_scripts_load(struct cr_redis *r)
+{
+    int s;
+
+    hash_scripts();
+    for (s = 0; s < CR_SCRIPT__COUNT; s++)
+        cr_redis_cmd(r, on_loaded, (void *)(intptr_t)s, 0, "SCRIPT LOAD %s", script_text[s]);
+}
+
+int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
+                   const size_t *lens, cr_redis_cb cb, void *ud)
+{
+    enum { MAX_ARGS = 4096 };
+    const char *av[MAX_ARGS];
+    size_t al[MAX_ARGS];
+    char nk[16];
+    int i;
+
+    if (argc + 3 > MAX_ARGS)
+        return CR_ETOOBIG;
+    hash_scripts();
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    av[0] = "EVALSHA";
+    al[0] = 7;
+    av[1] = script_sha[s];
+    al[1] = 40;
+    av[2] = nk;
+    al[2] = strlen(nk);
+    for (i = 0; i < argc; i++) {
+        av[3 + i] = argv[i];
+        al[3 + i] = lens ? lens[i] : strlen(argv[i]);
+    }
+    return cr_redis_argv(r, cb, ud, 0, argc + 3, av, al);
+}

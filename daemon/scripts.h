@@ -1,0 +1,44 @@
+/* The Lua scripts that change job state in Redis. Each one is atomic and safe
+ * to run again after a lost reply: that is what makes a crash or a Redis
+ * failover lose nothing and count nothing twice. */
+#ifndef CR_SCRIPTS_H
+#define CR_SCRIPTS_H
+
+#include <stddef.h>
+
+#include "redis.h"
+
+enum cr_script {
+    /* KEYS job, events, jobs; ARGV id, entry, priority, now_ms, doc, send_at_ms,
+     * expires_at_ms, group. Returns {2,"accepted"} new, {1,state} the same
+     * intake entry again (resume), {0,state} a duplicate id (entry acked). */
+    CR_SCRIPT_ACCEPT,
+    /* KEYS job, batches stream, events, jobs, ledger; ARGV id, expect_src,
+     * expect_cursor, new_src, new_cursor, n, ids (comma separated), done,
+     * now_ms, group, entry, retention_s. Appends one batch and moves the
+     * expansion cursor, only if the cursor is where the caller expects.
+     * Returns 1, -1 (already expanded) or -2 (cursor moved elsewhere). */
+    CR_SCRIPT_EXPAND,
+    /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
+     * push; ARGV id, group, entry ("" = no ack), receipts maxlen, now_ms,
+     * retention_s, n, then n x 11 fields: sub, pos, channel index (3 = none),
+     * channel, provider, status, attempt, code, latency_us, provider_id,
+     * address to suppress (""). Counts each (pos, channel) once (ledger bit),
+     * writes its receipt, acks the batch when entry is given, and completes
+     * the job when every batch is done. Returns the number newly recorded. */
+    CR_SCRIPT_RECORD,
+    CR_SCRIPT__COUNT
+};
+
+#define CR_RECORD_FIELDS 11
+
+/* Sends SCRIPT LOAD for every script. Call first thing after each (re)connect:
+ * replies on a connection come in order, so later EVALSHAs find them. */
+void cr_scripts_load(struct cr_redis *r);
+
+/* EVALSHA of script s with nkeys keys and argc further values (keys first in
+ * argv). As cr_redis_argv for ownership, return value and callback. */
+int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
+                   const size_t *lens, cr_redis_cb cb, void *ud);
+
+#endif
