@@ -1,0 +1,663 @@
+"""Process harness for crier's integration tests and demo: real redis-server,
+crier-sim and crierd processes on free loopback ports in a temporary directory,
+readiness by polling a condition against a deadline, and cleanup of everything
+started, even when a test fails or the interpreter exits early."""
+
+import atexit
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "crier:"
+GROUP = "crierd"
+
+# The simulator endpoint that serves each channel in the test configuration.
+ENDPOINT = {"email": "sendgrid", "sms": "twilio", "push": "fcm"}
+# The subscriber hash field holding each channel's address.
+CONTACT = {"email": "email", "sms": "phone", "push": "push_token"}
+CHANNELS = ("email", "sms", "push")
+STATUSES = ("delivered", "sent", "failed", "bounced", "suppressed", "expired",
+            "cancelled", "skipped")
+
+_live = []  # every process started and not yet reaped, for the exit handler
+
+
+def _reap_all():
+    for proc in list(_live):
+        if proc.poll() is None:
+            try:
+                proc.kill()
+                proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+    _live.clear()
+
+
+atexit.register(_reap_all)
+
+
+def _on_signal(signum, _frame):
+    _reap_all()
+    raise SystemExit(128 + signum)
+
+
+# A SIGTERM to the test runner must still take its children down with it.
+if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+class HarnessError(Exception):
+    """A process did not start, stop or become ready as it should."""
+
+
+def build_dir():
+    """The directory holding the binaries: $CRIER_BUILD (relative to the
+    repository root unless absolute), default build."""
+    path = Path(os.environ.get("CRIER_BUILD", "build"))
+    return path if path.is_absolute() else REPO / path
+
+
+def binary(name):
+    path = build_dir() / name
+    if not os.access(path, os.X_OK):
+        raise HarnessError(f"{path} is not built (run make, or set CRIER_BUILD)")
+    return str(path)
+
+
+def free_port():
+    """A loopback port that was free a moment ago (bind to 0, then close).
+    Callers starting a server retry with another port on collision."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout=30.0, interval=0.02, what="condition"):
+    """Polls pred() until it returns something truthy and returns that value;
+    raises HarnessError naming what after timeout seconds. pred may raise
+    HarnessError to give up early (e.g. a process died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise HarnessError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def tail(path, lines=150):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return f"(no file {path})\n"
+
+
+def _spawn(argv, log_path, **kw):
+    log = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, **kw)
+    finally:
+        log.close()
+    _live.append(proc)
+    return proc
+
+
+def _wait_exit(proc, timeout):
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc in _live:
+        _live.remove(proc)
+    return rc
+
+
+def _kill(proc):
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.kill()
+    return _wait_exit(proc, 10)
+
+
+class RedisServer:
+    """A private redis-server with AOF on, data in dir/redis. Survives kill()
+    and restart() on the same port with the same data."""
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir) / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "redis.log"
+        self.port = None
+        self.proc = None
+
+    def _argv(self, port):
+        return ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                "--dir", str(self.dir), "--save", "", "--appendonly", "yes",
+                "--appendfsync", "everysec", "--daemonize", "no",
+                "--protected-mode", "no", "--logfile", ""]
+
+    def _ping(self, port):
+        try:
+            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
+                               socket_connect_timeout=1).ping()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+
+    def start(self, port=None, timeout=30):
+        """Starts the server on port (or a free one, retrying on collision) and
+        returns once it answers PING (AOF loaded)."""
+        fixed = port is not None
+        for _ in range(1 if fixed else 8):
+            p = port if fixed else free_port()
+            proc = _spawn(self._argv(p), self.log_path)
+
+            def ready(p=p, proc=proc):
+                if proc.poll() is not None:
+                    return "exited"
+                return self._ping(p) and "up"
+
+            state = wait_until(ready, timeout, what=f"redis-server on port {p}")
+            if state == "up":
+                self.port, self.proc = p, proc
+                return self
+            _wait_exit(proc, 1)
+            if "Address already in use" not in tail(self.log_path, 20) or fixed:
+                break
+        raise HarnessError("redis-server did not start:\n" + tail(self.log_path, 30))
+
+    def kill(self):
+        """SIGKILL: what is not yet fsynced to the AOF is lost, as in a crash."""
+        _kill(self.proc)
+        self.proc = None
+        wait_until(lambda: not port_open(self.port), 10, what="redis port to close")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            if _wait_exit(self.proc, 15) is None:
+                _kill(self.proc)
+        self.proc = None
+
+    def restart(self, timeout=30):
+        return self.start(port=self.port, timeout=timeout)
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=30, socket_connect_timeout=5)
+
+    def persist(self, timeout=30):
+        """Makes everything written so far durable (an AOF rewrite writes and
+        fsyncs a new base file), so a later SIGKILL loses only newer writes."""
+        r = self.client()
+        r.bgrewriteaof()
+
+        def done():
+            info = r.info("persistence")
+            return (not info.get("aof_rewrite_in_progress")
+                    and not info.get("aof_rewrite_scheduled")
+                    and info.get("aof_last_bgrewrite_status") == "ok")
+
+        wait_until(done, timeout, 0.05, what="AOF rewrite")
+
+
+class Sim:
+    """crier-sim on a free port; the control API over plain urllib."""
+
+    def __init__(self, workdir, args=()):
+        self.dir = Path(workdir)
+        self.args = list(args)
+        self.log_path = self.dir / "sim.log"
+        self.port_file = self.dir / "sim.port"
+        self.port = None
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=30):
+        if self.port_file.exists():
+            self.port_file.unlink()
+        argv = [binary("crier-sim"), "--host", "127.0.0.1", "--port", "0",
+                "--port-file", str(self.port_file), "--quiet"] + self.args
+        self.proc = _spawn(argv, self.log_path)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"crier-sim exited with {self.proc.returncode}:\n"
+                                   + tail(self.log_path, 30))
+            try:
+                text = self.port_file.read_text().strip()
+                self.port = int(text)
+            except (OSError, ValueError):
+                return False
+            try:
+                return self._call("GET", "/_sim/health", timeout=2) is not None
+            except (OSError, ValueError):
+                return False
+
+        wait_until(ready, timeout, what="crier-sim health")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            if _wait_exit(self.proc, 10) is None:
+                _kill(self.proc)
+        self.proc = None
+
+    def _call(self, method, path, body=None, timeout=30):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw.strip() else {}
+
+    def stats(self):
+        return self._call("GET", "/_sim/stats")
+
+    def endpoint_stats(self, endpoint):
+        return self.stats()["endpoints"][endpoint]
+
+    def recipients(self, endpoint):
+        q = urllib.parse.urlencode({"endpoint": endpoint})
+        return self._call("GET", "/_sim/recipients?" + q)
+
+    def log(self, endpoint, since=0, limit=10000):
+        q = urllib.parse.urlencode({"endpoint": endpoint, "since": since, "limit": limit})
+        return self._call("GET", "/_sim/log?" + q)
+
+    def log_all(self, endpoint):
+        """Every logged request to endpoint, oldest first."""
+        entries, since = [], 0
+        while True:
+            page = self.log(endpoint, since)
+            entries.extend(page.get("entries", []))
+            nxt = page.get("next", since)
+            if not page.get("entries") or nxt == since:
+                return entries
+            since = nxt
+
+    def reset(self):
+        return self._call("POST", "/_sim/reset", {})
+
+    def configure(self, endpoint="*", **settings):
+        """Changes latency_ms, jitter_ms, error_rate, rate_429, retry_after."""
+        return self._call("POST", "/_sim/config", dict(settings, endpoint=endpoint))
+
+
+def deep_merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def crierd_config(redis_port, sim_port, consumer="crierd-a", **overrides):
+    """The configuration the tests run crierd with: every provider pointed at
+    the simulator, with its default credentials. overrides are merged in."""
+    sim = f"http://127.0.0.1:{sim_port}"
+    cfg = {
+        "redis": {"host": "127.0.0.1", "port": redis_port, "prefix": PREFIX},
+        "consumer": consumer,
+        "log_level": "info",
+        "fanout": {"batch_size": 200, "max_batches": 8, "reclaim_idle_ms": 60000},
+        "retry": {"max_attempts": 5, "base_ms": 50, "max_ms": 2000},
+        "channels": {"email": ["sendgrid"], "sms": ["twilio"], "push": ["fcm"]},
+        "providers": {
+            "sendgrid": {"type": "sendgrid", "url": sim, "api_key": "SG.test-key",
+                         "from_email": "alerts@crier.test"},
+            "twilio": {"type": "twilio", "url": sim,
+                       "account_sid": "AC00000000000000000000000000000000",
+                       "auth_token": "test-token", "from": "+447700900000"},
+            "fcm": {"type": "fcm", "url": sim, "project_id": "crier-demo",
+                    "access_token": "fcm-test-token"},
+        },
+    }
+    return deep_merge(cfg, overrides)
+
+
+class Crierd:
+    """One crierd process with its own config file and log (stderr) file."""
+
+    def __init__(self, workdir, config, name=None):
+        self.dir = Path(workdir)
+        self.name = name or config.get("consumer", "crierd")
+        self.config = config
+        self.config_path = self.dir / f"{self.name}.json"
+        self.log_path = self.dir / f"{self.name}.log"
+        self.proc = None
+        self._log_start = 0
+
+    def write_config(self):
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+
+    def start(self, timeout=30):
+        """Starts crierd and returns once its log has a line containing
+        'ready'; raises HarnessError (with the log) if it exits first."""
+        self.write_config()
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc = _spawn([binary("crierd"), "-c", str(self.config_path)], self.log_path)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"crierd {self.name} exited with {self.proc.returncode} "
+                                   f"before ready:\n" + self.log_text()[-4000:])
+            return any("ready" in line for line in self.log_text().splitlines())
+
+        wait_until(ready, timeout, 0.02, what=f"crierd {self.name} to log 'ready'")
+        return self
+
+    def log_text(self):
+        """The log written since the last start()."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self):
+        """Raises HarnessError with the log tail if crierd has exited."""
+        if not self.alive():
+            rc = self.proc.returncode if self.proc else None
+            raise HarnessError(f"crierd {self.name} is not running (exit {rc}):\n"
+                               + tail(self.log_path, 40))
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def term(self, timeout=15):
+        """SIGTERM, then waits up to timeout seconds for the exit; returns the
+        exit code (the caller asserts it is 0). Raises HarnessError (after a
+        SIGKILL) if it does not exit in time."""
+        self.proc.send_signal(signal.SIGTERM)
+        rc = _wait_exit(self.proc, timeout)
+        if rc is None:
+            _kill(self.proc)
+            raise HarnessError(f"crierd {self.name} did not exit within {timeout}s of SIGTERM")
+        return rc
+
+    def kill(self):
+        """SIGKILL: a crash at an arbitrary moment."""
+        return _kill(self.proc)
+
+    def check_config(self, timeout=15):
+        """Runs `crierd -t -c FILE`; returns (exit code, stdout + stderr)."""
+        self.write_config()
+        return check_config_file(self.config_path, timeout)
+
+
+def check_config_file(path, timeout=15):
+    res = subprocess.run([binary("crierd"), "-t", "-c", str(path)], stdin=subprocess.DEVNULL,
+                         capture_output=True, timeout=timeout)
+    return res.returncode, (res.stdout + res.stderr).decode(errors="replace")
+
+
+class Env:
+    """Everything one test runs: a temp dir, redis-server, crier-sim and any
+    number of crierd processes. close() stops them all and removes the dir."""
+
+    def __init__(self, label="crier"):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{label}-"))
+        self.redis = None
+        self.sim = None
+        self.daemons = []
+        self.r = None
+
+    def start_redis(self):
+        self.redis = RedisServer(self.dir).start()
+        self.r = self.redis.client()
+        return self.redis
+
+    def start_sim(self, *args):
+        self.sim = Sim(self.dir, args).start()
+        return self.sim
+
+    def crierd(self, consumer="crierd-a", start=True, **overrides):
+        cfg = crierd_config(self.redis.port, self.sim.port if self.sim else 9,
+                            consumer=consumer, **overrides)
+        d = Crierd(self.dir, cfg, name=consumer)
+        self.daemons.append(d)
+        if start:
+            d.start()
+        return d
+
+    def start(self, sim_args=(), **crierd_overrides):
+        """redis-server, crier-sim and one crierd ('crierd-a'), all ready."""
+        self.start_redis()
+        self.start_sim(*sim_args)
+        return self.crierd(**crierd_overrides)
+
+    def logs(self):
+        """(title, text) pairs of every log, for a failure report."""
+        out = []
+        for d in self.daemons:
+            out.append((f"{d.name} log", tail(d.log_path, 200)))
+        if self.sim:
+            out.append(("crier-sim log", tail(self.sim.log_path, 40)))
+        if self.redis:
+            out.append(("redis-server log", tail(self.redis.log_path, 40)))
+        return out
+
+    def close(self):
+        for d in self.daemons:
+            _kill(d.proc)
+        if self.sim:
+            self.sim.stop()
+        if self.redis:
+            self.redis.stop()
+        if not os.environ.get("CRIER_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- Redis contract helpers -------------------------------------------------
+
+def seed(r, subscribers, segments=None, suppress=None, chunk=1000):
+    """Writes subscriber hashes {id: {field: value}}, segment sets
+    {name: [ids]} and suppression sets {channel: [addresses]}, pipelined."""
+    pipe = r.pipeline(transaction=False)
+    n = 0
+    for sid, fields in subscribers.items():
+        pipe.hset(f"{PREFIX}sub:{sid}", mapping=fields)
+        n += 1
+        if n % chunk == 0:
+            pipe.execute()
+    for name, ids in (segments or {}).items():
+        ids = list(ids)
+        for i in range(0, len(ids), chunk):
+            pipe.sadd(f"{PREFIX}seg:{name}", *ids[i:i + chunk])
+            pipe.execute()
+    for channel, addrs in (suppress or {}).items():
+        if addrs:
+            pipe.sadd(f"{PREFIX}suppress:{channel}", *addrs)
+    pipe.execute()
+
+
+def post_job(r, job):
+    """XADDs a job (a dict, or raw text/bytes) exactly as an integrator would;
+    returns the stream entry id."""
+    doc = job if isinstance(job, (str, bytes)) else json.dumps(job)
+    return r.xadd(f"{PREFIX}jobs", {"job": doc})
+
+
+def job_hash(r, job_id):
+    return r.hgetall(f"{PREFIX}job:{job_id}")
+
+
+def counter(h, name):
+    try:
+        return int(h.get(name, 0))
+    except ValueError:
+        return 0
+
+
+def status_total(h):
+    return sum(counter(h, s) for s in STATUSES)
+
+
+def wait_job(r, job_id, daemons=(), state="completed", timeout=60, what=None):
+    """Polls crier:job:<id> until its state is state; fails early when a
+    crierd in daemons has died. Redis being down counts as not yet. Returns
+    the job hash."""
+    def check():
+        for d in daemons:
+            d.check_alive()
+        try:
+            h = job_hash(r, job_id)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return None
+        return h if h.get("state") == state else None
+
+    try:
+        return wait_until(check, timeout, 0.05, what=what or f"job {job_id} to be {state}")
+    except HarnessError as e:
+        try:
+            h = job_hash(r, job_id)
+        except redis.RedisError:
+            h = "(redis unavailable)"
+        raise HarnessError(f"{e}; job hash now: {h}") from None
+
+
+def stream_fields(r, key, count=None):
+    """All entries of a stream as [(id, {field: value})]."""
+    out, start = [], "-"
+    while True:
+        page = r.xrange(key, min=start, max="+", count=5000)
+        if start != "-" and page and page[0][0] == start:
+            page = page[1:]
+        if not page:
+            return out
+        out.extend(page)
+        start = page[-1][0]
+        if count and len(out) >= count:
+            return out
+
+
+def group_caught_up(r, stream, entry_id, group=GROUP):
+    """True once group has read past entry_id and has nothing pending."""
+    def key(i):
+        a, b = i.split("-")
+        return int(a), int(b)
+    try:
+        groups = r.xinfo_groups(stream)
+    except redis.ResponseError:
+        return False
+    for g in groups:
+        if g["name"] == group:
+            last = g["last-delivered-id"]
+            return key(last) >= key(entry_id) and g["pending"] == 0
+    return False
+
+
+class Expect:
+    """What a job should do to a seeded audience, computed from the data the
+    test wrote: one message per (subscriber, channel) used, one skipped per
+    subscriber with no usable channel (or no hash at all)."""
+
+    def __init__(self, subscribers, audience, channels, suppress=None):
+        suppress = {c: set(v) for c, v in (suppress or {}).items()}
+        self.audience = list(dict.fromkeys(audience))
+        self.messages = []  # (sub, channel, address)
+        self.suppressed = []
+        self.skipped = []
+        for sid in self.audience:
+            fields = subscribers.get(sid)
+            if fields is None:
+                self.skipped.append(sid)
+                continue
+            used = [c for c in channels if fields.get(CONTACT[c])]
+            pref = fields.get("channels")
+            if pref:
+                wanted = {p.strip() for p in pref.split(",")}
+                used = [c for c in used if c in wanted]
+            if not used:
+                self.skipped.append(sid)
+                continue
+            for c in used:
+                addr = fields[CONTACT[c]]
+                if addr in suppress.get(c, ()):
+                    self.suppressed.append((sid, c, addr))
+                else:
+                    self.messages.append((sid, c, addr))
+
+    @property
+    def total(self):
+        """The job's `messages` counter."""
+        return len(self.messages) + len(self.suppressed) + len(self.skipped)
+
+    def addresses(self, channel):
+        return {a for _, c, a in self.messages if c == channel}
+
+    def count(self, channel, rows=None):
+        return sum(1 for _, c, _a in (self.messages if rows is None else rows) if c == channel)
+
+
+def make_population(n, rng, id_prefix="r", areas=("area:A", "area:B", "area:C"),
+                    overlap=0.1, langs=("en",) * 4 + ("pl",)):
+    """n subscribers with mixed contacts, channel preferences and languages,
+    spread over areas (a fraction `overlap` in two areas). Returns
+    (subscribers, segments). Every address is unique so that the simulator's
+    per-recipient counts map back to one subscriber and channel."""
+    subs, segs = {}, {a: [] for a in areas}
+    first = ("Ann", "Bob", "Cara", "Dev", "Ewa", "Finn", "Gosia", "Hal", "Iwona", "Jo")
+    for i in range(n):
+        sid = f"{id_prefix}{i:06d}"
+        f = {"name": f"{first[i % len(first)]} {i}", "lang": rng.choice(langs)}
+        if rng.random() < 0.85:
+            f["email"] = f"{sid}@mail.crier.test"
+        if rng.random() < 0.75:
+            f["phone"] = f"+4477001{i:05d}" if n <= 100000 else f"+447{i:09d}"
+        if rng.random() < 0.55:
+            f["push_token"] = f"tok-{sid}-{rng.getrandbits(32):08x}"
+            f["push_platform"] = "fcm"
+        roll = rng.random()
+        if roll < 0.4:
+            pass  # every channel they have a contact for
+        else:
+            f["channels"] = ",".join(rng.sample(CHANNELS, rng.randint(1, 3)))
+        subs[sid] = f
+        home = rng.randrange(len(areas))
+        segs[areas[home]].append(sid)
+        if rng.random() < overlap and len(areas) > 1:
+            segs[areas[(home + 1) % len(areas)]].append(sid)
+    return subs, segs
