@@ -95,6 +95,13 @@ void cr_job_limits_default(struct cr_job_limits *lim);
 int cr_config_parse(const char *text, size_t len, struct cr_config *cfg, char *err,
                     size_t errlen);
 
+/* As cr_config_parse, resolving provider "type" values in adapters (a
+ * NULL-terminated table) instead of cr_provider_table; adapters NULL means
+ * cr_provider_find(). Lets tests and tools validate against their own adapters. */
+int cr_config_parse_with(const char *text, size_t len,
+                         const struct cr_provider_ops *const *adapters, struct cr_config *cfg,
+                         char *err, size_t errlen);
+
 /* Reads path and calls cr_config_parse; a file that cannot be read is
  * CR_ECONFIG with "<path>: <strerror>". */
 int cr_config_load(const char *path, struct cr_config *cfg, char *err, size_t errlen);

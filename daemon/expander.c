@@ -102,6 +102,8 @@ static int cmp_str(const void *a, const void *b)
 
 static int in_explicit(const struct expansion *e, const char *id)
 {
+    if (e->nexplicit == 0)
+        return 0;
     return bsearch(&id, e->explicit_sorted, e->nexplicit, sizeof(char *), cmp_str) != NULL;
 }
 

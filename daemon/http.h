@@ -16,7 +16,7 @@ struct cr_http_target {
     long connect_timeout_ms;
     long timeout_ms;
     const char *ca_file;      /* NULL = system CAs; TLS verification is always on */
-    size_t max_response;      /* response body cap in bytes; more is an error */
+    size_t max_response;      /* response body cap in bytes (0 = 1 MiB); more is an error */
     int http2;                /* nonzero: HTTP/2 over TLS where offered */
 };
 
@@ -37,8 +37,9 @@ struct cr_http_opts {
 /* Creates the client on loop. Returns 0 and *out, or CR_ENOMEM / CR_EHTTP. */
 int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_http **out);
 
-/* Starts req. Ownership of req's contents moves to the client in every case
- * (it releases the url, body and headers). Returns 0 and cb fires exactly once
+/* Starts req: method "POST" (the default) or another verb sends the body,
+ * "GET" sends none. Ownership of req's contents moves to the client in every
+ * case (it releases the url, body and headers; req is left empty). Returns 0 and cb fires exactly once
  * later (never from inside this call), or a negative code and cb never fires. */
 int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_http_target *t,
                    cr_http_done_cb cb, void *ud);

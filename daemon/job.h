@@ -57,16 +57,19 @@ struct cr_job {
 /* Why a job was refused: code is a short stable token for machines
  * ("not_json", "bad_type", "missing_field", "unknown_field", "unknown_priority",
  * "too_large", "too_deep", "bad_id", "empty_audience", "unknown_channel",
- * "too_long", "bad_time", "bad_template", "no_content"), message says what and
- * where ("message.sms: 7 SMS segments, over the limit of 6"). */
+ * "too_long", "bad_time", "bad_template", "no_content", "bad_header",
+ * "bad_encoding", "duplicate_field", "bad_name", "bad_lang", "bad_survey"),
+ * message says what and where ("message.sms: 7 SMS segments, over the limit
+ * of 6"). Out of memory is "no_memory" with CR_ENOMEM: retry, do not reject. */
 struct cr_job_error {
     char code[32];
     char message[256];
 };
 
 /* Parses and validates a job document of len bytes (need not be NUL-terminated).
- * Returns 0 with *job filled (release with cr_job_release), or CR_EINVAL with
- * *err filled and *job holding nothing that needs releasing.
+ * Returns 0 with *job filled (release with cr_job_release), or CR_EINVAL (the
+ * document is bad) or CR_ENOMEM with *err filled and *job holding nothing
+ * that needs releasing.
  * Rules: every limit in lim; id matches [A-Za-z0-9][A-Za-z0-9._:-]* up to
  * lim->id_length; the audience names at least one segment or subscriber;
  * every channel listed has content for it in the default language (email:

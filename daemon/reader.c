@@ -172,7 +172,7 @@ static void on_blocking(struct cr_redis *rb, redisReply *reply, void *ud)
 
 static void issue_blocking(struct cr_reader *r)
 {
-    const char *argv[8 + 2 * NSTREAMS];
+    const char *argv[9 + 2 * NSTREAMS];
     char block[24];
     int argc = 0;
     int chosen[NSTREAMS];
