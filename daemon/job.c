@@ -1,0 +1,1078 @@
+/* The v1 job document (see job.h and DESIGN.md): untrusted bytes from Redis
+ * are size-checked, parsed with cJSON, walked once for depth and encoding,
+ * then checked field by field so that every refusal names the path and what a
+ * person must change. */
+#include "job.h"
+#include "cr_error.h"
+#include "sms.h"
+#include "template.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PATH_MAX_LEN 160
+#define SEGMENT_NAME_MAX 128
+#define SUBSCRIBER_ID_MAX 64
+#define SENDER_MAX 256
+#define SURVEY_QUESTION_MAX 1000
+#define SURVEY_OPTION_MAX 200
+#define SURVEY_OPTIONS_MIN 2
+#define SURVEY_OPTIONS_MAX 10
+#define LANG_MIN 2
+#define LANG_MAX_LEN (CR_LANG_MAX - 1)
+
+struct ctx {
+    const struct cr_job_limits *lim;
+    struct cr_job_error *err;
+};
+
+static int fail(struct ctx *c, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records why the job is refused; returns CR_EINVAL for the caller to pass up. */
+static int fail(struct ctx *c, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    snprintf(c->err->code, sizeof(c->err->code), "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(c->err->message, sizeof(c->err->message), fmt, ap);
+    va_end(ap);
+    return CR_EINVAL;
+}
+
+static int oom(struct ctx *c)
+{
+    fail(c, "no_memory", "out of memory while reading the job; it will be retried");
+    return CR_ENOMEM;
+}
+
+/* Copies at most max bytes of untrusted s into dst for a message, replacing
+ * anything but printable ASCII with '?' and marking a cut with "...". */
+static const char *quote(char *dst, size_t dstlen, const char *s, size_t max)
+{
+    size_t i;
+    size_t n = 0;
+
+    if (max + 4 > dstlen)
+        max = dstlen - 4;
+    for (i = 0; s[i] && n < max; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        dst[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    if (s[i]) {
+        memcpy(dst + n, "...", 3);
+        n += 3;
+    }
+    dst[n] = '\0';
+    return dst;
+}
+
+/* Marks a path cut short by the buffer (only very deep paths are). */
+static void mark_cut(char *dst, int n)
+{
+    if (n < 0 || n >= PATH_MAX_LEN)
+        memcpy(dst + PATH_MAX_LEN - 4, "...", 4);
+}
+
+/* dst = prefix "." key (or key alone at the top), key made printable. */
+static void join(char *dst, const char *prefix, const char *key)
+{
+    char q[40];
+    int n;
+
+    quote(q, sizeof(q), key, 32);
+    if (prefix[0])
+        n = snprintf(dst, PATH_MAX_LEN, "%s.%s", prefix, q);
+    else
+        n = snprintf(dst, PATH_MAX_LEN, "%s", q);
+    mark_cut(dst, n);
+}
+
+static void join_index(char *dst, const char *prefix, size_t i)
+{
+    int n = snprintf(dst, PATH_MAX_LEN, "%s[%zu]", prefix, i);
+
+    mark_cut(dst, n);
+}
+
+/* Returns the offset of the first byte that is not valid UTF-8, or -1. */
+static long utf8_invalid_at(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (s[i]) {
+        unsigned char b = s[i];
+        size_t len;
+        size_t k;
+        unsigned char lo = 0x80;
+        unsigned char hi = 0xBF;
+
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        if (b >= 0xC2 && b <= 0xDF) {
+            len = 2;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            len = 3;
+            if (b == 0xE0)
+                lo = 0xA0; /* overlong */
+            if (b == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            len = 4;
+            if (b == 0xF0)
+                lo = 0x90; /* overlong */
+            if (b == 0xF4)
+                hi = 0x8F; /* past U+10FFFF */
+        } else {
+            return (long)i;
+        }
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return (long)i;
+        for (k = 2; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return (long)i;
+        }
+        i += len;
+    }
+    return -1;
+}
+
+/* One walk over the whole tree before any field is read: nesting depth (the
+ * top-level object is 1) and UTF-8 in every key and string. */
+static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
+{
+    char sub[PATH_MAX_LEN];
+    const cJSON *ch;
+    size_t i = 0;
+    long bad;
+    int rc;
+
+    if (cJSON_IsString(node)) {
+        bad = utf8_invalid_at(node->valuestring);
+        if (bad >= 0)
+            return fail(c, "bad_encoding", "%s: not valid UTF-8 (at byte %ld of the string)",
+                        path[0] ? path : "document", bad);
+        return 0;
+    }
+    if (!cJSON_IsArray(node) && !cJSON_IsObject(node))
+        return 0;
+    if (depth > c->lim->depth)
+        return fail(c, "too_deep", "%s: nested %d deep, over the limit of %d",
+                    path[0] ? path : "document", depth, c->lim->depth);
+    for (ch = node->child; ch; ch = ch->next, i++) {
+        if (cJSON_IsObject(node)) {
+            bad = utf8_invalid_at(ch->string);
+            join(sub, path, ch->string);
+            if (bad >= 0)
+                return fail(c, "bad_encoding", "%s: field name is not valid UTF-8", sub);
+        } else {
+            join_index(sub, path, i);
+        }
+        rc = walk(c, ch, depth + 1, sub);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Any NUL inside a string would silently cut it short once in C, so a
+ * document holding one ("\u0000" or a raw byte) is refused as a whole. */
+static int check_nul(struct ctx *c, const char *doc, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (doc[i] == '\0')
+            return fail(c, "bad_encoding", "document: NUL byte at byte %zu", i);
+        if (doc[i] != '\\' || i + 1 >= len)
+            continue;
+        if (doc[i + 1] == 'u' && i + 5 < len && memcmp(doc + i + 2, "0000", 4) == 0)
+            return fail(c, "bad_encoding",
+                        "document: \\u0000 at byte %zu; no string may contain NUL", i);
+        i++; /* skip the escaped character, so "\\u0000" is text */
+    }
+    return 0;
+}
+
+/* Refuses keys outside allowed (at most 32) and keys given twice. */
+static int check_keys(struct ctx *c, const cJSON *obj, const char *path, const char *const *allowed,
+                      size_t nallowed)
+{
+    char sub[PATH_MAX_LEN];
+    const cJSON *ch;
+    unsigned long seen = 0;
+    size_t k;
+
+    for (ch = obj->child; ch; ch = ch->next) {
+        for (k = 0; k < nallowed; k++) {
+            if (strcmp(ch->string, allowed[k]) == 0)
+                break;
+        }
+        join(sub, path, ch->string);
+        if (k == nallowed)
+            return fail(c, "unknown_field", "%s: unknown field", sub);
+        if (seen & (1ul << k))
+            return fail(c, "duplicate_field", "%s: given more than once", sub);
+        seen |= 1ul << k;
+    }
+    return 0;
+}
+
+/* Refuses a key given twice in an object of free keys (n is already capped). */
+static int check_unique(struct ctx *c, const cJSON *obj, const char *path)
+{
+    char sub[PATH_MAX_LEN];
+    const cJSON *a;
+    const cJSON *b;
+
+    for (a = obj->child; a; a = a->next) {
+        for (b = a->next; b; b = b->next) {
+            if (strcmp(a->string, b->string) == 0) {
+                join(sub, path, a->string);
+                return fail(c, "duplicate_field", "%s: given more than once", sub);
+            }
+        }
+    }
+    return 0;
+}
+
+static const cJSON *get(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* Optional string field: *out is NULL when absent. */
+static int opt_string(struct ctx *c, const cJSON *obj, const char *path, const char *key,
+                      const char **out)
+{
+    const cJSON *v = get(obj, key);
+    char sub[PATH_MAX_LEN];
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!cJSON_IsString(v)) {
+        join(sub, path, key);
+        return fail(c, "bad_type", "%s: must be a string", sub);
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+/* Optional object field: *out is NULL when absent. */
+static int opt_object(struct ctx *c, const cJSON *obj, const char *path, const char *key,
+                      const cJSON **out)
+{
+    const cJSON *v = get(obj, key);
+    char sub[PATH_MAX_LEN];
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!cJSON_IsObject(v)) {
+        join(sub, path, key);
+        return fail(c, "bad_type", "%s: must be an object", sub);
+    }
+    *out = v;
+    return 0;
+}
+
+static int dup_str(struct ctx *c, const char *s, char **out)
+{
+    *out = strdup(s);
+    return *out ? 0 : oom(c);
+}
+
+static int is_id_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == ':' || ch == '-';
+}
+
+static int valid_lang(const char *s)
+{
+    size_t n = strlen(s);
+    size_t i;
+
+    if (n < LANG_MIN || n > LANG_MAX_LEN)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* [A-Za-z0-9][A-Za-z0-9._:-]*, n (its length) at most max. */
+static int valid_id(const char *s, size_t n, size_t max)
+{
+    size_t i;
+
+    if (n == 0 || n > max || strchr("._:-", s[0]) != NULL)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (!is_id_char((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_id(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    size_t max = c->lim->id_length < CR_JOB_ID_MAX ? c->lim->id_length : CR_JOB_ID_MAX;
+    const char *s;
+    char q[48];
+    size_t n;
+    int rc;
+
+    rc = opt_string(c, root, "", "id", &s);
+    if (rc < 0 || s == NULL)
+        return rc;
+    n = strlen(s);
+    if (!valid_id(s, n, max))
+        return fail(c, "bad_id",
+                    "id: '%s' must be 1 to %zu characters of A-Z a-z 0-9 . _ : -, starting "
+                    "with a letter or digit",
+                    quote(q, sizeof(q), s, 40), max);
+    memcpy(job->id, s, n + 1);
+    return 0;
+}
+
+static int parse_priority(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const char *s;
+    char q[48];
+    int rc;
+
+    job->priority = CR_PRIO_NORMAL;
+    rc = opt_string(c, root, "", "priority", &s);
+    if (rc < 0 || s == NULL)
+        return rc;
+    if (cr_priority_parse(s, &job->priority) < 0)
+        return fail(c, "unknown_priority",
+                    "priority: '%s' is not one of urgent, high, normal, bulk",
+                    quote(q, sizeof(q), s, 40));
+    return 0;
+}
+
+enum name_kind { NAME_SEGMENT, NAME_SUBSCRIBER };
+
+static int valid_name(const char *s, enum name_kind kind)
+{
+    size_t n = strlen(s);
+    size_t i;
+
+    if (n == 0 || n > (kind == NAME_SEGMENT ? SEGMENT_NAME_MAX : SUBSCRIBER_ID_MAX))
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (kind == NAME_SEGMENT ? (ch <= 0x20 || ch >= 0x7f) : !is_id_char(ch))
+            return 0;
+    }
+    return 1;
+}
+
+/* audience.<key>: an optional array of at most max names, copied to *out. */
+static int parse_names(struct ctx *c, const cJSON *aud, const char *key, enum name_kind kind,
+                       size_t max, struct cr_strlist *out)
+{
+    const cJSON *arr = get(aud, key);
+    const cJSON *v;
+    char path[PATH_MAX_LEN];
+    char sub[PATH_MAX_LEN];
+    char q[48];
+    size_t n;
+    size_t i = 0;
+
+    join(path, "audience", key);
+    if (arr == NULL)
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return fail(c, "bad_type", "%s: must be an array of strings", path);
+    n = (size_t)cJSON_GetArraySize(arr);
+    if (n > max)
+        return fail(c, "too_long", "%s: %zu names, over the limit of %zu", path, n, max);
+    if (n == 0)
+        return 0;
+    out->v = calloc(n, sizeof(*out->v));
+    if (out->v == NULL)
+        return oom(c);
+    for (v = arr->child; v; v = v->next, i++) {
+        join_index(sub, path, i);
+        if (!cJSON_IsString(v))
+            return fail(c, "bad_type", "%s: must be a string", sub);
+        if (!valid_name(v->valuestring, kind)) {
+            if (kind == NAME_SEGMENT)
+                return fail(c, "bad_name",
+                            "%s: '%s' must be 1 to %d printable ASCII characters without "
+                            "spaces",
+                            sub, quote(q, sizeof(q), v->valuestring, 40), SEGMENT_NAME_MAX);
+            return fail(c, "bad_name", "%s: '%s' must be 1 to %d characters of A-Z a-z 0-9 . _ : -",
+                        sub, quote(q, sizeof(q), v->valuestring, 40), SUBSCRIBER_ID_MAX);
+        }
+        if (dup_str(c, v->valuestring, &out->v[out->n]) < 0)
+            return CR_ENOMEM;
+        out->n++;
+    }
+    return 0;
+}
+
+static int parse_audience(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    static const char *const keys[] = {"segments", "require", "exclude", "subscribers"};
+    const cJSON *aud = get(root, "audience");
+    int rc;
+
+    if (aud == NULL)
+        return fail(c, "missing_field", "audience: required (segments and/or subscribers)");
+    if (!cJSON_IsObject(aud))
+        return fail(c, "bad_type", "audience: must be an object");
+    rc = check_keys(c, aud, "audience", keys, 4);
+    if (rc == 0)
+        rc = parse_names(c, aud, "segments", NAME_SEGMENT, c->lim->segments, &job->segments);
+    if (rc == 0)
+        rc = parse_names(c, aud, "require", NAME_SEGMENT, c->lim->segments, &job->require);
+    if (rc == 0)
+        rc = parse_names(c, aud, "exclude", NAME_SEGMENT, c->lim->segments, &job->exclude);
+    if (rc == 0)
+        rc = parse_names(c, aud, "subscribers", NAME_SUBSCRIBER, c->lim->subscribers,
+                         &job->subscribers);
+    if (rc < 0)
+        return rc;
+    if (job->segments.n == 0 && job->subscribers.n == 0)
+        return fail(c, "empty_audience", "audience: names no segments and no subscribers");
+    return 0;
+}
+
+static int parse_channels(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *arr = get(root, "channels");
+    const cJSON *v;
+    char sub[PATH_MAX_LEN];
+    char q[48];
+    enum cr_channel ch;
+    size_t i = 0;
+
+    if (arr == NULL)
+        return fail(c, "missing_field", "channels: required (any of email, sms, push)");
+    if (!cJSON_IsArray(arr))
+        return fail(c, "bad_type", "channels: must be an array of strings");
+    if (arr->child == NULL)
+        return fail(c, "unknown_channel", "channels: must name at least one of email, sms, push");
+    for (v = arr->child; v; v = v->next, i++) {
+        join_index(sub, "channels", i);
+        if (!cJSON_IsString(v))
+            return fail(c, "bad_type", "%s: must be a string", sub);
+        if (cr_channel_parse(v->valuestring, &ch) < 0)
+            return fail(c, "unknown_channel", "%s: '%s' is not one of email, sms, push", sub,
+                        quote(q, sizeof(q), v->valuestring, 40));
+        if (job->channels & CR_CH_BIT(ch))
+            return fail(c, "unknown_channel", "%s: '%s' is listed twice", sub, v->valuestring);
+        job->channels |= CR_CH_BIT(ch);
+    }
+    return 0;
+}
+
+static int has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+static int parse_sender(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    static const char *const keys[] = {"name", "team"};
+    const cJSON *snd;
+    const char *name;
+    const char *team;
+    int rc;
+
+    rc = opt_object(c, root, "", "sender", &snd);
+    if (rc < 0 || snd == NULL)
+        return rc;
+    rc = check_keys(c, snd, "sender", keys, 2);
+    if (rc == 0)
+        rc = opt_string(c, snd, "sender", "name", &name);
+    if (rc == 0)
+        rc = opt_string(c, snd, "sender", "team", &team);
+    if (rc < 0)
+        return rc;
+    /* both may reach an email From: header */
+    if (name && has_crlf(name))
+        return fail(c, "bad_header",
+                    "sender.name: must not contain line breaks (it becomes "
+                    "an email header)");
+    if (team && has_crlf(team))
+        return fail(c, "bad_header",
+                    "sender.team: must not contain line breaks (it becomes "
+                    "an email header)");
+    if (name && strlen(name) > SENDER_MAX)
+        return fail(c, "too_long", "sender.name: %zu bytes, over the limit of %d", strlen(name),
+                    SENDER_MAX);
+    if (team && strlen(team) > SENDER_MAX)
+        return fail(c, "too_long", "sender.team: %zu bytes, over the limit of %d", strlen(team),
+                    SENDER_MAX);
+    if (name && name[0] && dup_str(c, name, &job->sender_name) < 0)
+        return CR_ENOMEM;
+    if (team && team[0] && dup_str(c, team, &job->sender_team) < 0)
+        return CR_ENOMEM;
+    return 0;
+}
+
+enum part_flags { PART_HEADER = 1 << 0, PART_SMS = 1 << 1 };
+
+/* One content part: type, length, header safety, template, SMS segments.
+ * An empty string is the same as an absent part. */
+static int parse_part(struct ctx *c, const cJSON *obj, const char *path, const char *key,
+                      size_t max, unsigned flags, char **out)
+{
+    char sub[PATH_MAX_LEN];
+    char tplerr[128];
+    struct cr_tpl *tpl = NULL;
+    struct cr_sms_info sms;
+    const char *s;
+    size_t n;
+    int rc;
+
+    rc = opt_string(c, obj, path, key, &s);
+    if (rc < 0 || s == NULL || s[0] == '\0')
+        return rc;
+    join(sub, path, key);
+    n = strlen(s);
+    if (n > max)
+        return fail(c, "too_long", "%s: %zu bytes, over the limit of %zu", sub, n, max);
+    if ((flags & PART_HEADER) && has_crlf(s))
+        return fail(c, "bad_header",
+                    "%s: must not contain line breaks (it becomes an email "
+                    "header)",
+                    sub);
+    rc = cr_tpl_compile(s, &tpl, tplerr, sizeof(tplerr));
+    cr_tpl_free(tpl);
+    if (rc == CR_ENOMEM)
+        return oom(c);
+    if (rc < 0)
+        return fail(c, "bad_template", "%s: %s", sub, tplerr);
+    if (flags & PART_SMS) {
+        if (cr_sms_measure(s, n, &sms) < 0)
+            return fail(c, "bad_encoding", "%s: not valid UTF-8", sub);
+        if (c->lim->sms_segments >= 0 && sms.segments > (size_t)c->lim->sms_segments)
+            return fail(c, "too_long", "%s: %zu SMS segments (%s), over the limit of %d", sub,
+                        sms.segments, sms.encoding == CR_SMS_GSM7 ? "GSM-7" : "UCS-2",
+                        c->lim->sms_segments);
+    }
+    return dup_str(c, s, out);
+}
+
+/* The parts of message (the default language) or of one translation. */
+static int parse_content(struct ctx *c, const cJSON *obj, const char *path, int is_default,
+                         struct cr_content *ct)
+{
+    static const char *const default_keys[] = {"lang", "subject", "text",        "html",
+                                               "sms",  "push",    "translations"};
+    static const char *const tr_keys[] = {"subject", "text", "html", "sms", "push"};
+    static const char *const push_keys[] = {"title", "body"};
+    const struct cr_job_limits *lim = c->lim;
+    char ppath[PATH_MAX_LEN];
+    const cJSON *push;
+    int rc;
+
+    if (is_default)
+        rc = check_keys(c, obj, path, default_keys, 7);
+    else
+        rc = check_keys(c, obj, path, tr_keys, 5);
+    if (rc == 0)
+        rc = parse_part(c, obj, path, "subject", lim->subject, PART_HEADER, &ct->subject);
+    if (rc == 0)
+        rc = parse_part(c, obj, path, "text", lim->text, 0, &ct->text);
+    if (rc == 0)
+        rc = parse_part(c, obj, path, "html", lim->html, 0, &ct->html);
+    if (rc == 0)
+        rc = parse_part(c, obj, path, "sms", SIZE_MAX, PART_SMS, &ct->sms);
+    if (rc == 0)
+        rc = opt_object(c, obj, path, "push", &push);
+    if (rc < 0 || push == NULL)
+        return rc;
+    join(ppath, path, "push");
+    rc = check_keys(c, push, ppath, push_keys, 2);
+    if (rc == 0)
+        rc = parse_part(c, push, ppath, "title", lim->push_title, 0, &ct->push_title);
+    if (rc == 0)
+        rc = parse_part(c, push, ppath, "body", lim->push_body, 0, &ct->push_body);
+    return rc;
+}
+
+static int parse_translations(struct ctx *c, const cJSON *msg, struct cr_job *job)
+{
+    const cJSON *trs;
+    const cJSON *t;
+    char path[PATH_MAX_LEN];
+    char q[48];
+    size_t n;
+    int rc;
+
+    rc = opt_object(c, msg, "message", "translations", &trs);
+    if (rc < 0 || trs == NULL)
+        return rc;
+    n = (size_t)cJSON_GetArraySize(trs);
+    if (n > c->lim->translations)
+        return fail(c, "too_long", "message.translations: %zu languages, over the limit of %zu", n,
+                    c->lim->translations);
+    rc = check_unique(c, trs, "message.translations");
+    if (rc < 0 || n == 0)
+        return rc;
+    job->translations = calloc(n, sizeof(*job->translations));
+    if (job->translations == NULL)
+        return oom(c);
+    for (t = trs->child; t; t = t->next) {
+        struct cr_translation *tr = &job->translations[job->ntranslations];
+
+        join(path, "message.translations", t->string);
+        if (!valid_lang(t->string))
+            return fail(c, "bad_lang",
+                        "message.translations: '%s' is not a language tag (2 to %d of A-Z a-z -)",
+                        quote(q, sizeof(q), t->string, 40), LANG_MAX_LEN);
+        if (!cJSON_IsObject(t))
+            return fail(c, "bad_type", "%s: must be an object", path);
+        /* counted before its parts so that release frees a half-filled one */
+        memcpy(tr->lang, t->string, strlen(t->string) + 1);
+        job->ntranslations++;
+        rc = parse_content(c, t, path, 0, &tr->content);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_message(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *msg = get(root, "message");
+    const char *lang;
+    char q[48];
+    int rc;
+
+    if (msg == NULL)
+        return fail(c, "missing_field", "message: required");
+    if (!cJSON_IsObject(msg))
+        return fail(c, "bad_type", "message: must be an object");
+    rc = parse_content(c, msg, "message", 1, &job->content);
+    if (rc == 0)
+        rc = opt_string(c, msg, "message", "lang", &lang);
+    if (rc < 0)
+        return rc;
+    if (lang == NULL)
+        lang = "en";
+    if (!valid_lang(lang))
+        return fail(c, "bad_lang",
+                    "message.lang: '%s' is not a language tag (2 to %d of A-Z a-z -)",
+                    quote(q, sizeof(q), lang, 40), LANG_MAX_LEN);
+    memcpy(job->lang, lang, strlen(lang) + 1);
+    return parse_translations(c, msg, job);
+}
+
+/* Every channel listed needs its content in the default language. */
+static int check_content(struct ctx *c, const struct cr_job *job)
+{
+    const struct cr_content *ct = &job->content;
+
+    if (job->channels & CR_CH_BIT(CR_CH_EMAIL)) {
+        if (ct->subject == NULL)
+            return fail(c, "no_content",
+                        "message.subject: required because channels include "
+                        "email");
+        if (ct->text == NULL && ct->html == NULL)
+            return fail(c, "no_content",
+                        "message.text: required (or message.html) because "
+                        "channels include email");
+    }
+    if ((job->channels & CR_CH_BIT(CR_CH_SMS)) && ct->sms == NULL)
+        return fail(c, "no_content", "message.sms: required because channels include sms");
+    if ((job->channels & CR_CH_BIT(CR_CH_PUSH)) && ct->push_title == NULL && ct->push_body == NULL)
+        return fail(c, "no_content",
+                    "message.push: title or body required because channels include push");
+    return 0;
+}
+
+static int parse_survey(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    static const char *const keys[] = {"question", "options"};
+    const cJSON *sv;
+    const cJSON *opts;
+    const cJSON *v;
+    const char *q;
+    char sub[PATH_MAX_LEN];
+    size_t n;
+    size_t i = 0;
+    int rc;
+
+    rc = opt_object(c, root, "", "survey", &sv);
+    if (rc < 0 || sv == NULL)
+        return rc;
+    rc = check_keys(c, sv, "survey", keys, 2);
+    if (rc == 0)
+        rc = opt_string(c, sv, "survey", "question", &q);
+    if (rc < 0)
+        return rc;
+    if (q == NULL || q[0] == '\0')
+        return fail(c, "missing_field", "survey.question: required when a survey is given");
+    if (strlen(q) > SURVEY_QUESTION_MAX)
+        return fail(c, "too_long", "survey.question: %zu bytes, over the limit of %d", strlen(q),
+                    SURVEY_QUESTION_MAX);
+    opts = get(sv, "options");
+    if (opts == NULL)
+        return fail(c, "missing_field", "survey.options: required when a survey is given");
+    if (!cJSON_IsArray(opts))
+        return fail(c, "bad_type", "survey.options: must be an array of strings");
+    n = (size_t)cJSON_GetArraySize(opts);
+    if (n < SURVEY_OPTIONS_MIN || n > SURVEY_OPTIONS_MAX)
+        return fail(c, "bad_survey", "survey.options: %zu given, a survey needs %d to %d", n,
+                    SURVEY_OPTIONS_MIN, SURVEY_OPTIONS_MAX);
+    if (dup_str(c, q, &job->survey_question) < 0)
+        return CR_ENOMEM;
+    job->survey_options.v = calloc(n, sizeof(char *));
+    if (job->survey_options.v == NULL)
+        return oom(c);
+    for (v = opts->child; v; v = v->next, i++) {
+        join_index(sub, "survey.options", i);
+        if (!cJSON_IsString(v))
+            return fail(c, "bad_type", "%s: must be a string", sub);
+        if (v->valuestring[0] == '\0')
+            return fail(c, "bad_survey", "%s: must not be empty", sub);
+        if (strlen(v->valuestring) > SURVEY_OPTION_MAX)
+            return fail(c, "too_long", "%s: %zu bytes, over the limit of %d", sub,
+                        strlen(v->valuestring), SURVEY_OPTION_MAX);
+        if (dup_str(c, v->valuestring, &job->survey_options.v[job->survey_options.n]) < 0)
+            return CR_ENOMEM;
+        job->survey_options.n++;
+    }
+    return 0;
+}
+
+static int parse_time_field(struct ctx *c, const cJSON *root, const char *key, int64_t *out)
+{
+    const char *s;
+    char q[48];
+    int rc;
+
+    *out = 0;
+    rc = opt_string(c, root, "", key, &s);
+    if (rc < 0 || s == NULL)
+        return rc;
+    if (cr_time_parse(s, out) < 0)
+        return fail(c, "bad_time",
+                    "%s: '%s' is not a valid RFC 3339 time like 2026-11-22T09:00:00Z", key,
+                    quote(q, sizeof(q), s, 40));
+    if (*out <= 0)
+        return fail(c, "bad_time", "%s: '%s' is not after 1970-01-01T00:00:00Z", key,
+                    quote(q, sizeof(q), s, 40));
+    return 0;
+}
+
+static int parse_times(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    int rc;
+
+    rc = parse_time_field(c, root, "send_at", &job->send_at_ms);
+    if (rc == 0)
+        rc = parse_time_field(c, root, "expires_at", &job->expires_at_ms);
+    if (rc < 0)
+        return rc;
+    if (job->send_at_ms && job->expires_at_ms && job->expires_at_ms <= job->send_at_ms)
+        return fail(c, "bad_time", "expires_at: must be after send_at");
+    return 0;
+}
+
+static int parse_tags(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *tags;
+    const cJSON *v;
+    char sub[PATH_MAX_LEN];
+    size_t n;
+    int rc;
+
+    rc = opt_object(c, root, "", "tags", &tags);
+    if (rc < 0 || tags == NULL)
+        return rc;
+    n = (size_t)cJSON_GetArraySize(tags);
+    if (n > c->lim->tags)
+        return fail(c, "too_long", "tags: %zu tags, over the limit of %zu", n, c->lim->tags);
+    for (v = tags->child; v; v = v->next) {
+        join(sub, "tags", v->string);
+        if (!cJSON_IsString(v))
+            return fail(c, "bad_type", "%s: must be a string", sub);
+    }
+    rc = check_unique(c, tags, "tags");
+    if (rc < 0)
+        return rc;
+    job->tags_json = cJSON_PrintUnformatted(tags);
+    return job->tags_json ? 0 : oom(c);
+}
+
+int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, struct cr_job *job,
+                 struct cr_job_error *err)
+{
+    static const char *const keys[] = {"id",      "priority", "audience", "channels",   "sender",
+                                       "message", "survey",   "send_at",  "expires_at", "tags"};
+    struct cr_job_error scratch;
+    struct ctx c;
+    cJSON *root = NULL;
+    const char *end = doc;
+    size_t i;
+    int rc = CR_EINVAL;
+
+    memset(job, 0, sizeof(*job));
+    c.lim = lim;
+    c.err = err ? err : &scratch;
+    c.err->code[0] = '\0';
+    c.err->message[0] = '\0';
+
+    if (len > lim->doc_bytes) {
+        fail(&c, "too_large", "document is %zu bytes, over the limit of %zu", len, lim->doc_bytes);
+        goto out;
+    }
+    if (doc == NULL || len == 0) {
+        fail(&c, "not_json", "document is empty");
+        goto out;
+    }
+    root = cJSON_ParseWithLengthOpts(doc, len, &end, 0);
+    if (root == NULL) {
+        /* cJSON reports the failing position; without one, blame the end */
+        if (end == NULL || end < doc || end > doc + len)
+            end = doc + len;
+        fail(&c, "not_json", "document is not JSON: syntax error at byte %zu", (size_t)(end - doc));
+        goto out;
+    }
+    for (i = (size_t)(end - doc); i < len; i++) {
+        if (doc[i] != ' ' && doc[i] != '\t' && doc[i] != '\n' && doc[i] != '\r') {
+            fail(&c, "not_json",
+                 "document is not JSON: unexpected data after the value at "
+                 "byte %zu",
+                 i);
+            goto out;
+        }
+    }
+    if (!cJSON_IsObject(root)) {
+        fail(&c, "bad_type", "document: must be a JSON object");
+        goto out;
+    }
+    rc = check_nul(&c, doc, len);
+    if (rc == 0)
+        rc = walk(&c, root, 1, "");
+    if (rc == 0)
+        rc = check_keys(&c, root, "", keys, sizeof(keys) / sizeof(keys[0]));
+    if (rc == 0)
+        rc = parse_id(&c, root, job);
+    if (rc == 0)
+        rc = parse_priority(&c, root, job);
+    if (rc == 0)
+        rc = parse_audience(&c, root, job);
+    if (rc == 0)
+        rc = parse_channels(&c, root, job);
+    if (rc == 0)
+        rc = parse_sender(&c, root, job);
+    if (rc == 0)
+        rc = parse_message(&c, root, job);
+    if (rc == 0)
+        rc = check_content(&c, job);
+    if (rc == 0)
+        rc = parse_survey(&c, root, job);
+    if (rc == 0)
+        rc = parse_times(&c, root, job);
+    if (rc == 0)
+        rc = parse_tags(&c, root, job);
+out:
+    cJSON_Delete(root);
+    if (rc < 0)
+        cr_job_release(job);
+    return rc;
+}
+
+static void strlist_release(struct cr_strlist *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static void content_release(struct cr_content *ct)
+{
+    free(ct->subject);
+    free(ct->text);
+    free(ct->html);
+    free(ct->sms);
+    free(ct->push_title);
+    free(ct->push_body);
+    memset(ct, 0, sizeof(*ct));
+}
+
+void cr_job_release(struct cr_job *job)
+{
+    size_t i;
+
+    strlist_release(&job->segments);
+    strlist_release(&job->require);
+    strlist_release(&job->exclude);
+    strlist_release(&job->subscribers);
+    free(job->sender_name);
+    free(job->sender_team);
+    content_release(&job->content);
+    for (i = 0; i < job->ntranslations; i++)
+        content_release(&job->translations[i].content);
+    free(job->translations);
+    free(job->survey_question);
+    strlist_release(&job->survey_options);
+    cJSON_free(job->tags_json);
+    memset(job, 0, sizeof(*job));
+}
+
+static const struct cr_translation *find_translation(const struct cr_job *job, const char *lang,
+                                                     size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < job->ntranslations; i++) {
+        const char *tl = job->translations[i].lang;
+
+        if (strlen(tl) == len && strncasecmp(tl, lang, len) == 0)
+            return &job->translations[i];
+    }
+    return NULL;
+}
+
+void cr_job_content_for(const struct cr_job *job, const char *lang, struct cr_content *out)
+{
+    const struct cr_translation *tr = NULL;
+    const struct cr_content *d = &job->content;
+    const struct cr_content *t;
+    const char *dash;
+
+    if (lang && lang[0]) {
+        tr = find_translation(job, lang, strlen(lang));
+        dash = strchr(lang, '-');
+        if (tr == NULL && dash != NULL)
+            tr = find_translation(job, lang, (size_t)(dash - lang));
+    }
+    *out = *d;
+    if (tr == NULL)
+        return;
+    t = &tr->content;
+    out->subject = t->subject ? t->subject : d->subject;
+    out->text = t->text ? t->text : d->text;
+    out->html = t->html ? t->html : d->html;
+    out->sms = t->sms ? t->sms : d->sms;
+    out->push_title = t->push_title ? t->push_title : d->push_title;
+    out->push_body = t->push_body ? t->push_body : d->push_body;
+}
+
+/* Reads exactly n digits at *p into *out and advances *p. */
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        char ch = (*p)[i];
+
+        if (ch < '0' || ch > '9')
+            return CR_EINVAL;
+        v = v * 10 + (ch - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+static int expect(const char **p, char ch)
+{
+    if (**p != ch)
+        return CR_EINVAL;
+    (*p)++;
+    return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    int64_t yy = y - (m <= 2);
+    int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
+    int64_t yoe = yy - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+int cr_time_parse(const char *s, int64_t *out_ms)
+{
+    const char *p = s;
+    int y, mo, d, h, mi, sec;
+    int ms = 0;
+    int oh = 0;
+    int om = 0;
+    int sign = 0;
+    int nfrac = 0;
+
+    if (digits(&p, 4, &y) < 0 || expect(&p, '-') < 0 || digits(&p, 2, &mo) < 0 ||
+        expect(&p, '-') < 0 || digits(&p, 2, &d) < 0)
+        return CR_EINVAL;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return CR_EINVAL;
+    p++;
+    if (digits(&p, 2, &h) < 0 || expect(&p, ':') < 0 || digits(&p, 2, &mi) < 0 ||
+        expect(&p, ':') < 0 || digits(&p, 2, &sec) < 0)
+        return CR_EINVAL;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (nfrac < 3)
+                ms = ms * 10 + (*p - '0');
+            nfrac++;
+            p++;
+        }
+        if (nfrac == 0 || nfrac > 9)
+            return CR_EINVAL;
+        for (; nfrac < 3; nfrac++)
+            ms *= 10;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '-' ? -1 : 1;
+        p++;
+        if (digits(&p, 2, &oh) < 0 || expect(&p, ':') < 0 || digits(&p, 2, &om) < 0)
+            return CR_EINVAL;
+        if (oh > 23 || om > 59)
+            return CR_EINVAL;
+    } else {
+        return CR_EINVAL;
+    }
+    if (*p != '\0')
+        return CR_EINVAL;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
+        return CR_EINVAL;
+    *out_ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + ms -
+              (int64_t)sign * (oh * 60 + om) * 60000;
+    return 0;
+}
