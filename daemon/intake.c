@@ -193,6 +193,7 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
 {
     struct item *it = calloc(1, sizeof(*it));
     struct cr_job_error err;
+    int rc;
 
     if (it == NULL)
         return; /* stays pending; read again after the next reconnect */
@@ -209,7 +210,14 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
         reject(it, NULL, 0, &err);
         return;
     }
-    if (cr_job_parse(doc, len, &in->d->cfg->limits, &it->job, &err) < 0) {
+    rc = cr_job_parse(doc, len, &in->d->cfg->limits, &it->job, &err);
+    if (rc == CR_ENOMEM) {
+        /* not the document's fault: leave it pending, it is read again later */
+        cr_error("job entry %s: out of memory while validating; left pending", entry);
+        cr_intake_release(in, entry);
+        return;
+    }
+    if (rc < 0) {
         reject(it, doc, len, &err);
         return;
     }
