@@ -1,0 +1,773 @@
+/* Outbound HTTP on the libuv loop: one libcurl multi handle driven through its
+ * socket interface (one uv_poll_t per curl socket, one uv_timer_t for curl's
+ * timeout), with pooled easy handles whose buffers are reused between requests. */
+#include "http.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+
+#define POOL_MAX 1024            /* idle easy handles kept for reuse */
+#define HEADERS_MAX (16 * 1024)  /* response header lines kept per transfer */
+#define BODY_KEEP (64 * 1024)    /* body memory an idle transfer may keep */
+#define URL_MAX 8192             /* cap of a request URL built by an adapter */
+#define RETRY_AFTER_MAX 64
+#define DEFAULT_MAX_RESPONSE (1024 * 1024) /* when the target sets no cap */
+
+/* One pooled easy handle and everything one request needs while in flight.
+ * Owned by the client: on the active list while curl runs it, on the idle
+ * stack between requests, freed by xfer_free. */
+struct xfer {
+    struct cr_http *h;
+    CURL *easy;
+    struct xfer *prev, *next; /* active list (doubly linked) or idle stack */
+
+    cr_http_done_cb cb;
+    void *ud;
+    uint64_t start_ns;
+
+    /* Moved from the request; released when the transfer ends. */
+    struct cr_buf url;
+    struct cr_buf reqbody;
+    struct curl_slist *headers;
+    struct curl_slist *tail;   /* last node of headers, linked to expect */
+    struct curl_slist expect;  /* our own node, so disabling Expect costs no allocation */
+    char expect_line[8];
+
+    /* The answer, reused across requests. */
+    struct cr_buf body;
+    struct cr_buf hdrs;
+    char retry_after[RETRY_AFTER_MAX];
+    int has_retry_after;
+    int toobig;
+    char errbuf[CURL_ERROR_SIZE];
+
+    /* Options last applied to easy, so unchanged ones are not set again
+     * (string options are copied by curl on every set). */
+    long set_connect_ms;
+    long set_timeout_ms;
+    curl_off_t set_maxfile;
+    int set_http2;
+    char *set_ca;       /* NULL = curl's default CA bundle */
+    char *set_userpwd;
+    char *set_method;   /* NULL = POST (or GET when method is GET) */
+};
+
+/* One curl socket being watched. Freed only in its close callback; curl may
+ * hand out the same fd number again before that, which is why sockets are
+ * found through curl_multi_assign and never through a table keyed by fd. */
+struct sock {
+    uv_poll_t poll;
+    struct cr_http *h;
+    curl_socket_t fd;
+    int events; /* UV_READABLE/UV_WRITABLE being polled; -1 before the first start */
+    struct sock *prev, *next;
+};
+
+struct cr_http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+
+    struct xfer *active;
+    size_t inflight;
+    struct xfer *idle;
+    size_t nidle;
+    struct sock *socks;
+
+    int closing;
+    size_t open_handles; /* timer + every sock not yet through its close callback */
+    void (*closed_cb)(void *ud);
+    void *closed_ud;
+};
+
+static void http_free_if_done(struct cr_http *h)
+{
+    void (*closed)(void *ud);
+    void *ud;
+
+    if (!h->closing || h->open_handles > 0)
+        return;
+    closed = h->closed_cb;
+    ud = h->closed_ud;
+    free(h);
+    if (closed)
+        closed(ud);
+}
+
+/* ---- strings kept beside the easy handle ---- */
+
+static int same_str(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* Sets a string option only when it differs from what easy already has. */
+static CURLcode set_sticky(CURL *easy, CURLoption opt, char **cache, const char *val)
+{
+    CURLcode c;
+    char *copy = NULL;
+
+    if (same_str(*cache, val))
+        return CURLE_OK;
+    if (val) {
+        size_t n = strlen(val);
+
+        copy = malloc(n + 1);
+        if (copy == NULL)
+            return CURLE_OUT_OF_MEMORY;
+        memcpy(copy, val, n + 1);
+    }
+    c = curl_easy_setopt(easy, opt, val);
+    if (c != CURLE_OK) {
+        free(copy);
+        return c;
+    }
+    free(*cache);
+    *cache = copy;
+    return CURLE_OK;
+}
+
+/* ---- curl callbacks on a transfer ---- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct xfer *x = ud;
+    size_t len = size * n;
+    int rc;
+
+    rc = cr_buf_append(&x->body, p, len);
+    if (rc < 0) {
+        x->toobig = rc == CR_ETOOBIG;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    return len;
+}
+
+static void keep_retry_after(struct xfer *x, const char *line, size_t len)
+{
+    static const char name[] = "Retry-After:";
+    const size_t nlen = sizeof(name) - 1;
+    const char *v;
+    const char *end = line + len;
+
+    if (len < nlen || strncasecmp(line, name, nlen) != 0)
+        return;
+    v = line + nlen;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    len = (size_t)(end - v);
+    if (len >= sizeof(x->retry_after))
+        len = sizeof(x->retry_after) - 1;
+    memcpy(x->retry_after, v, len);
+    x->retry_after[len] = '\0';
+    x->has_retry_after = 1;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct xfer *x = ud;
+    size_t len = size * n;
+
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        /* A new response (after a 1xx): only the final one counts. */
+        cr_buf_reset(&x->hdrs);
+        x->has_retry_after = 0;
+        x->retry_after[0] = '\0';
+        return len;
+    }
+    if (len == 0 || (len <= 2 && (p[0] == '\r' || p[0] == '\n')))
+        return len;
+    keep_retry_after(x, p, len);
+    /* Over the cap the remaining lines are dropped, not the answer. */
+    (void)cr_buf_append(&x->hdrs, p, len);
+    return len;
+}
+
+/* ---- transfer pool ---- */
+
+static void xfer_free(struct xfer *x)
+{
+    if (x->easy)
+        curl_easy_cleanup(x->easy);
+    cr_buf_release(&x->body);
+    cr_buf_release(&x->hdrs);
+    free(x->set_ca);
+    free(x->set_userpwd);
+    free(x->set_method);
+    free(x);
+}
+
+#define SETOPT(easy, opt, val)                                               \
+    do {                                                                     \
+        if (c == CURLE_OK)                                                   \
+            c = curl_easy_setopt((easy), (opt), (val));                      \
+    } while (0)
+
+static struct xfer *xfer_new(struct cr_http *h)
+{
+    struct xfer *x;
+    CURLcode c = CURLE_OK;
+
+    x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    x->h = h;
+    cr_buf_init(&x->body, 0);
+    cr_buf_init(&x->hdrs, HEADERS_MAX);
+    cr_buf_init(&x->url, URL_MAX);
+    cr_buf_init(&x->reqbody, 0);
+    memcpy(x->expect_line, "Expect:", sizeof("Expect:"));
+    x->expect.data = x->expect_line;
+    x->expect.next = NULL;
+    x->set_connect_ms = -1;
+    x->set_timeout_ms = -1;
+    x->set_maxfile = -1;
+    x->set_http2 = 0;
+    x->easy = curl_easy_init();
+    if (x->easy == NULL)
+        goto out;
+    SETOPT(x->easy, CURLOPT_PRIVATE, (void *)x);
+    SETOPT(x->easy, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(x->easy, CURLOPT_TCP_NODELAY, 1L);
+    SETOPT(x->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(x->easy, CURLOPT_TCP_KEEPIDLE, 30L);
+    SETOPT(x->easy, CURLOPT_TCP_KEEPINTVL, 15L);
+    SETOPT(x->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(x->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(x->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SETOPT(x->easy, CURLOPT_USERAGENT, "crier/0.1");
+    SETOPT(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+    SETOPT(x->easy, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(x->easy, CURLOPT_WRITEDATA, (void *)x);
+    SETOPT(x->easy, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(x->easy, CURLOPT_HEADERDATA, (void *)x);
+out:
+    if (c != CURLE_OK || x->easy == NULL) {
+        xfer_free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+/* Applies what changes from one request to the next. */
+static CURLcode xfer_setup(struct xfer *x, const struct cr_request *req,
+                           const struct cr_http_target *t)
+{
+    CURLcode c = CURLE_OK;
+    int is_get = strcmp(req->method, "GET") == 0;
+    const char *custom = NULL;
+    size_t max_response = t->max_response ? t->max_response : DEFAULT_MAX_RESPONSE;
+    curl_off_t maxfile = (curl_off_t)max_response;
+
+    SETOPT(x->easy, CURLOPT_URL, cr_buf_cstr(&x->url));
+    if (is_get) {
+        SETOPT(x->easy, CURLOPT_HTTPGET, 1L);
+    } else {
+        /* POSTFIELDS points at the body we now own: no copy. */
+        SETOPT(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->reqbody.len);
+        SETOPT(x->easy, CURLOPT_POSTFIELDS, cr_buf_cstr(&x->reqbody));
+        if (strcmp(req->method, "POST") != 0)
+            custom = req->method;
+    }
+    if (c == CURLE_OK)
+        c = set_sticky(x->easy, CURLOPT_CUSTOMREQUEST, &x->set_method, custom);
+    if (c == CURLE_OK)
+        c = set_sticky(x->easy, CURLOPT_USERPWD, &x->set_userpwd, req->userpwd);
+    if (c == CURLE_OK && t->ca_file)
+        c = set_sticky(x->easy, CURLOPT_CAINFO, &x->set_ca, t->ca_file);
+    if (x->set_connect_ms != t->connect_timeout_ms) {
+        SETOPT(x->easy, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
+        x->set_connect_ms = t->connect_timeout_ms;
+    }
+    if (x->set_timeout_ms != t->timeout_ms) {
+        SETOPT(x->easy, CURLOPT_TIMEOUT_MS, t->timeout_ms);
+        x->set_timeout_ms = t->timeout_ms;
+    }
+    if (x->set_maxfile != maxfile) {
+        /* Refuses an announced Content-Length over the cap before reading it. */
+        SETOPT(x->easy, CURLOPT_MAXFILESIZE_LARGE, maxfile);
+        x->set_maxfile = maxfile;
+    }
+    if (x->set_http2 != (t->http2 != 0)) {
+        /* HTTP/2 only over TLS: plaintext h2 breaks on reused connections. */
+        SETOPT(x->easy, CURLOPT_HTTP_VERSION,
+               t->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+        SETOPT(x->easy, CURLOPT_PIPEWAIT, t->http2 ? 1L : 0L);
+        x->set_http2 = t->http2 != 0;
+    }
+
+    /* An empty "Expect:" avoids 100-continue round trips. */
+    x->tail = NULL;
+    if (x->headers) {
+        x->tail = x->headers;
+        while (x->tail->next)
+            x->tail = x->tail->next;
+        x->tail->next = &x->expect;
+        SETOPT(x->easy, CURLOPT_HTTPHEADER, x->headers);
+    } else {
+        SETOPT(x->easy, CURLOPT_HTTPHEADER, &x->expect);
+    }
+
+    x->body.max = max_response;
+    x->toobig = 0;
+    x->has_retry_after = 0;
+    x->retry_after[0] = '\0';
+    x->errbuf[0] = '\0';
+    return c;
+}
+
+#undef SETOPT
+
+/* Releases what the request gave us and returns x to the pool (or frees it). */
+static void xfer_recycle(struct cr_http *h, struct xfer *x)
+{
+    if (x->tail)
+        x->tail->next = NULL;
+    x->tail = NULL;
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+    cr_buf_release(&x->url);
+    cr_buf_release(&x->reqbody);
+    x->cb = NULL;
+    x->ud = NULL;
+    if (x->body.cap > BODY_KEEP)
+        cr_buf_release(&x->body);
+    else
+        cr_buf_reset(&x->body);
+    cr_buf_reset(&x->hdrs);
+    if (h->closing || h->nidle >= POOL_MAX) {
+        xfer_free(x);
+        return;
+    }
+    x->prev = NULL;
+    x->next = h->idle;
+    h->idle = x;
+    h->nidle++;
+}
+
+static void active_unlink(struct cr_http *h, struct xfer *x)
+{
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        h->active = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+    h->inflight--;
+}
+
+static int map_curl_code(const struct xfer *x, CURLcode code)
+{
+    switch (code) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_OPERATION_TIMEDOUT:
+        return CR_ETIMEOUT;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return CR_ECLOSED;
+    case CURLE_FILESIZE_EXCEEDED:
+        return CR_ETOOBIG;
+    case CURLE_WRITE_ERROR:
+        return x->toobig ? CR_ETOOBIG : CR_EHTTP;
+    default:
+        return CR_EHTTP;
+    }
+}
+
+/* Hands a finished transfer's outcome to its callback. x is already out of
+ * the multi handle and off the active list. */
+static void xfer_finish(struct cr_http *h, struct xfer *x, CURLcode code)
+{
+    struct cr_response resp;
+    const struct cr_response *rp = NULL;
+    char detail[CURL_ERROR_SIZE + 64];
+    long latency_us = (long)((uv_hrtime() - x->start_ns) / 1000);
+    int err = map_curl_code(x, code);
+
+    detail[0] = '\0';
+    if (err == 0) {
+        long status = 0;
+
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        resp.status = status;
+        resp.body = cr_buf_cstr(&x->body);
+        resp.body_len = x->body.len;
+        resp.retry_after = x->has_retry_after ? x->retry_after : NULL;
+        resp.headers = cr_buf_cstr(&x->hdrs);
+        rp = &resp;
+    } else if (err == CR_ETOOBIG) {
+        snprintf(detail, sizeof(detail), "response body over %zu bytes", x->body.max);
+    } else {
+        snprintf(detail, sizeof(detail), "%s",
+                 x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+    }
+    x->cb(x->ud, err, rp, detail, latency_us);
+    xfer_recycle(h, x);
+}
+
+/* Completes every transfer curl reports done. Stops when a callback closed
+ * the client (the multi handle is gone then). */
+static void drain_done(struct cr_http *h)
+{
+    CURLMsg *m;
+    int left;
+
+    while (!h->closing) {
+        struct xfer *x;
+        char *priv = NULL;
+        CURL *easy;
+        CURLcode code;
+
+        m = curl_multi_info_read(h->multi, &left);
+        if (m == NULL)
+            break;
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        easy = m->easy_handle;
+        code = m->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        x = (struct xfer *)(void *)priv;
+        curl_multi_remove_handle(h->multi, easy);
+        active_unlink(h, x);
+        xfer_finish(h, x, code);
+    }
+}
+
+/* ---- libuv side ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct cr_http *h = t->data;
+    int running;
+
+    if (h->closing)
+        return;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_done(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    struct sock *s = p->data;
+    struct cr_http *h = s->h;
+    int flags = 0;
+    int running;
+
+    if (h->closing)
+        return;
+    if (status < 0) {
+        flags = CURL_CSELECT_ERR;
+    } else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(h->multi, s->fd, flags, &running);
+    drain_done(h);
+}
+
+static void on_sock_closed(uv_handle_t *handle)
+{
+    struct sock *s = handle->data;
+    struct cr_http *h = s->h;
+
+    free(s);
+    h->open_handles--;
+    http_free_if_done(h);
+}
+
+static void sock_close(struct sock *s)
+{
+    struct cr_http *h = s->h;
+
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        h->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    struct cr_http *h = handle->data;
+
+    h->open_handles--;
+    http_free_if_done(h);
+}
+
+/* ---- curl multi callbacks: they only (re)arm libuv, never call back into curl ---- */
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct cr_http *h = userp;
+    struct sock *s = socketp;
+    int events = 0;
+    int rc;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        /* curl forgets socketp itself; the fd may come back as a new socket. */
+        if (s)
+            sock_close(s);
+        return 0;
+    }
+    if (h->closing)
+        return 0;
+    if (s == NULL) {
+        s = malloc(sizeof(*s));
+        if (s == NULL)
+            return -1;
+        rc = uv_poll_init_socket(h->loop, &s->poll, fd);
+        if (rc < 0) {
+            cr_error("http: watching curl socket %d failed: %s; transfer aborted", (int)fd,
+                     uv_strerror(rc));
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        s->h = h;
+        s->fd = fd;
+        s->events = -1;
+        s->prev = NULL;
+        s->next = h->socks;
+        if (h->socks)
+            h->socks->prev = s;
+        h->socks = s;
+        h->open_handles++;
+        curl_multi_assign(h->multi, fd, s);
+    }
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    /* uv_poll_start re-registers the fd with the kernel: only when it changes. */
+    if (events == s->events)
+        return 0;
+    rc = uv_poll_start(&s->poll, events, on_poll);
+    if (rc < 0) {
+        cr_error("http: polling curl socket %d failed: %s; transfer aborted", (int)fd,
+                 uv_strerror(rc));
+        return -1;
+    }
+    s->events = events;
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct cr_http *h = userp;
+
+    (void)multi;
+    if (h->closing)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&h->timer);
+    else
+        uv_timer_start(&h->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- public ---- */
+
+int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_http **out)
+{
+    struct cr_http *h;
+    CURLMcode mc = CURLM_OK;
+    int rc = CR_ENOMEM;
+
+    *out = NULL;
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        goto out;
+    h->loop = loop;
+    h->multi = curl_multi_init();
+    if (h->multi == NULL) {
+        rc = CR_EHTTP;
+        goto out;
+    }
+    mc = curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, (void *)h);
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, (void *)h);
+    if (mc == CURLM_OK && opts && opts->max_host_connections > 0)
+        mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                               opts->max_host_connections);
+    if (mc == CURLM_OK && opts && opts->max_total_connections > 0)
+        mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                               opts->max_total_connections);
+    if (mc != CURLM_OK) {
+        cr_error("http: configuring curl multi handle failed: %s; client not started",
+                 curl_multi_strerror(mc));
+        rc = CR_EHTTP;
+        goto out;
+    }
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->open_handles = 1;
+    *out = h;
+    h = NULL;
+    rc = 0;
+out:
+    if (h) {
+        if (h->multi)
+            curl_multi_cleanup(h->multi);
+        free(h);
+    }
+    return rc;
+}
+
+int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_http_target *t,
+                   cr_http_done_cb cb, void *ud)
+{
+    struct xfer *x = NULL;
+    CURLcode c;
+    CURLMcode mc;
+    int rc = CR_EINVAL;
+
+    if (h->closing) {
+        rc = CR_ECANCELED;
+        goto out;
+    }
+    if (cb == NULL || req->url.len == 0)
+        goto out;
+    if (h->idle) {
+        x = h->idle;
+        h->idle = x->next;
+        h->nidle--;
+        x->next = NULL;
+        if (t->ca_file == NULL && x->set_ca) {
+            /* Back to the default CA bundle: a fresh handle is the one sure way. */
+            xfer_free(x);
+            x = NULL;
+        }
+    }
+    if (x == NULL) {
+        x = xfer_new(h);
+        if (x == NULL) {
+            rc = CR_ENOMEM;
+            goto out;
+        }
+    }
+
+    /* Take over the request's contents; req is left empty. */
+    x->url = req->url;
+    x->reqbody = req->body;
+    x->headers = req->headers;
+    cr_buf_init(&req->url, x->url.max);
+    cr_buf_init(&req->body, x->reqbody.max);
+    req->headers = NULL;
+
+    c = xfer_setup(x, req, t);
+    if (c != CURLE_OK) {
+        cr_warn("http: preparing request to %s failed: %s; not sent", cr_buf_cstr(&x->url),
+                curl_easy_strerror(c));
+        rc = c == CURLE_OUT_OF_MEMORY ? CR_ENOMEM : CR_EHTTP;
+        goto out;
+    }
+    x->cb = cb;
+    x->ud = ud;
+    x->start_ns = uv_hrtime();
+    /* Adding only arms curl's timer (at 0 ms): the transfer starts, and any
+     * callback fires, from the loop after this call has returned. */
+    mc = curl_multi_add_handle(h->multi, x->easy);
+    if (mc != CURLM_OK) {
+        cr_warn("http: queueing request to %s failed: %s; not sent", cr_buf_cstr(&x->url),
+                curl_multi_strerror(mc));
+        rc = mc == CURLM_OUT_OF_MEMORY ? CR_ENOMEM : CR_EHTTP;
+        goto out;
+    }
+    x->prev = NULL;
+    x->next = h->active;
+    if (h->active)
+        h->active->prev = x;
+    h->active = x;
+    h->inflight++;
+    x = NULL;
+    rc = 0;
+out:
+    if (x)
+        xfer_recycle(h, x);
+    if (rc < 0)
+        cr_request_release(req);
+    return rc;
+}
+
+size_t cr_http_inflight(const struct cr_http *h)
+{
+    return h->inflight;
+}
+
+void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud)
+{
+    struct xfer *x;
+
+    if (h->closing)
+        return;
+    h->closing = 1;
+    h->closed_cb = closed;
+    h->closed_ud = ud;
+
+    while (h->active) {
+        long latency_us;
+
+        x = h->active;
+        curl_multi_remove_handle(h->multi, x->easy);
+        active_unlink(h, x);
+        latency_us = (long)((uv_hrtime() - x->start_ns) / 1000);
+        x->cb(x->ud, CR_ECANCELED, NULL, "request cancelled: http client closed", latency_us);
+        xfer_recycle(h, x);
+    }
+    while (h->idle) {
+        x = h->idle;
+        h->idle = x->next;
+        xfer_free(x);
+    }
+    h->nidle = 0;
+    /* Closes the cached connections; curl reports their sockets removed. */
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
+    while (h->socks)
+        sock_close(h->socks);
+    uv_timer_stop(&h->timer);
+    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+}
+
+void cr_request_init(struct cr_request *req, size_t body_max)
+{
+    memcpy(req->method, "POST", sizeof("POST"));
+    cr_buf_init(&req->url, URL_MAX);
+    cr_buf_init(&req->body, body_max);
+    req->headers = NULL;
+    req->userpwd = NULL;
+}
+
+void cr_request_release(struct cr_request *req)
+{
+    cr_buf_release(&req->url);
+    cr_buf_release(&req->body);
+    curl_slist_free_all(req->headers);
+    req->headers = NULL;
+}
