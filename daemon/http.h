@@ -39,8 +39,9 @@ int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_htt
 
 /* Starts req: method "POST" (the default) or another verb sends the body,
  * "GET" sends none. Ownership of req's contents moves to the client in every
- * case (it releases the url, body and headers; req is left empty). Returns 0 and cb fires exactly once
- * later (never from inside this call), or a negative code and cb never fires. */
+ * case (it releases the url, body and headers; req is left empty). Returns 0
+ * and cb fires exactly once later (never from inside this call), or a
+ * negative code and cb never fires. */
 int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_http_target *t,
                    cr_http_done_cb cb, void *ud);
 
