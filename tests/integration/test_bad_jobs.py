@@ -4,6 +4,7 @@ naming the offending field; a good job posted after them still completes and
 the daemon keeps running with nothing left pending."""
 
 import json
+
 import redis
 
 from harness import (GROUP, PREFIX, REPO, Expect, counter, group_caught_up, post_job, seed,
