@@ -672,6 +672,9 @@ void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entr
     char *end = NULL;
     unsigned long p0 = pos ? strtoul(pos, &end, 10) : 0;
 
+    if (f->stopped)
+        return; /* read while stopping: it stays pending and is taken back on restart */
+
     if (job == NULL || pos == NULL || ids == NULL || end == pos || *end || strlen(job) > CR_JOB_ID_MAX) {
         cr_error("stream %s entry %s: not a batch (needs job, pos, ids); acknowledged and dropped",
                  d->keys.batches[prio], entry);

@@ -195,6 +195,10 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
     struct cr_job_error err;
     int rc;
 
+    if (in->d->stopping) {
+        free(it);
+        return; /* read while stopping: it stays pending and is taken back on restart */
+    }
     if (it == NULL)
         return; /* stays pending; read again after the next reconnect */
     it->in = in;
