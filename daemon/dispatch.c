@@ -26,6 +26,7 @@ struct prov {
     struct queue q[CR_PRIO__COUNT];
     size_t queued;
     int inflight;
+    int auth_busy; /* a credential fetch is under way: messages wait */
 };
 
 struct cr_dispatch {
@@ -62,6 +63,7 @@ int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out)
         p->target.timeout_ms = p->conf->timeout_ms;
         p->target.ca_file = p->conf->ca_file;
         p->target.max_response = RESPONSE_MAX;
+        p->target.http2 = (p->conf->ops->flags & CR_PROVIDER_HTTP2) != 0;
     }
     cr_render_init(&dp->render, &d->cfg->limits);
     uv_timer_init(d->loop, &dp->retry_timer);
@@ -86,6 +88,14 @@ static void q_push(struct queue *q, struct cr_msg *m)
     else
         q->head = m;
     q->tail = m;
+}
+
+static void q_push_front(struct queue *q, struct cr_msg *m)
+{
+    m->qnext = q->head;
+    q->head = m;
+    if (q->tail == NULL)
+        q->tail = m;
 }
 
 static struct cr_msg *q_pop(struct queue *q)
@@ -334,6 +344,60 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
     pump(p);
 }
 
+static void on_auth(void *ud, int err, const struct cr_response *resp, const char *detail,
+                    long latency_us)
+{
+    struct prov *p = ud;
+
+    (void)latency_us;
+    p->auth_busy = 0;
+    p->dp->inflight--;
+    if (err < 0 && err != CR_ECANCELED)
+        cr_warn("provider '%s': credential request failed: %s", p->conf->name,
+                detail ? detail : cr_strerror(err));
+    else if (err == 0 && resp->status >= 300)
+        cr_warn("provider '%s': credential request answered HTTP %ld", p->conf->name,
+                resp->status);
+    p->conf->ops->auth_done(p->conf->state, cr_now_ms(), err < 0 ? NULL : resp);
+    if (err != CR_ECANCELED)
+        pump(p);
+}
+
+/* Makes sure the adapter holds a credential before building. Returns 0 to go
+ * on, 1 when m was put back to wait for a fetch, or a negative code. */
+static int ensure_auth(struct prov *p, struct cr_msg *m)
+{
+    const struct cr_provider_ops *ops = p->conf->ops;
+    struct cr_request req;
+    int rc;
+
+    if (ops->auth_request == NULL)
+        return 0;
+    cr_request_init(&req, BODY_MAX);
+    req.now_ms = cr_now_ms();
+    rc = ops->auth_request(p->conf->state, req.now_ms, &req);
+    if (rc == CR_EAGAIN) {
+        p->auth_busy = 1;
+        p->dp->inflight++;
+        cr_debug("provider '%s': fetching a credential", p->conf->name);
+        if (cr_http_submit(p->dp->d->http, &req, &p->target, on_auth, p) < 0) {
+            p->auth_busy = 0;
+            p->dp->inflight--;
+            ops->auth_done(p->conf->state, cr_now_ms(), NULL);
+            return CR_EAGAIN;
+        }
+        rc = CR_EBUSY;
+    } else {
+        cr_request_release(&req);
+    }
+    if (rc == CR_EBUSY) {
+        q_push_front(&p->q[m->batch->prio], m);
+        p->queued++;
+        return 1;
+    }
+    return rc;
+}
+
 /* Renders, builds and submits one message; a message that cannot be built is
  * a permanent failure (its content or address can never be sent). */
 static void send_one(struct prov *p, struct cr_msg *m)
@@ -347,7 +411,17 @@ static void send_one(struct prov *p, struct cr_msg *m)
     int rc;
 
     memset(&res, 0, sizeof(res));
+    rc = ensure_auth(p, m);
+    if (rc == 1)
+        return;
+    if (rc < 0) {
+        cr_result_set(&res, CR_OUT_RETRY, "no_credential", "provider credential unavailable");
+        m->attempt++;
+        retry_later(p, m, &res, 0);
+        return;
+    }
     cr_request_init(&req, BODY_MAX);
+    req.now_ms = cr_now_ms();
     rc = cr_render_message(&dp->render, m, &msg);
     if (rc == 0)
         rc = p->conf->ops->build(p->conf->state, &one, 1, &req);
@@ -401,7 +475,7 @@ static struct cr_msg *next_msg(struct prov *p)
 
 static void pump(struct prov *p)
 {
-    while (!p->dp->stopped && p->inflight < p->conf->max_inflight) {
+    while (!p->dp->stopped && !p->auth_busy && p->inflight < p->conf->max_inflight) {
         struct cr_msg *m = next_msg(p);
 
         if (m == NULL)

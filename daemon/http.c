@@ -757,6 +757,7 @@ void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud)
 
 void cr_request_init(struct cr_request *req, size_t body_max)
 {
+    memset(req, 0, sizeof(*req));
     memcpy(req->method, "POST", sizeof("POST"));
     cr_buf_init(&req->url, URL_MAX);
     cr_buf_init(&req->body, body_max);
@@ -770,4 +771,14 @@ void cr_request_release(struct cr_request *req)
     cr_buf_release(&req->body);
     curl_slist_free_all(req->headers);
     req->headers = NULL;
+    free(req->mail_from);
+    req->mail_from = NULL;
+    curl_slist_free_all(req->rcpt);
+    req->rcpt = NULL;
+    while (req->nparts > 0) {
+        struct cr_mime_part *mp = &req->parts[--req->nparts];
+
+        free(mp->type);
+        free(mp->data);
+    }
 }

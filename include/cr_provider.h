@@ -35,12 +35,37 @@ struct cr_message {
 
 /* What the adapter asks the dispatcher to send. The dispatcher initialises it
  * (method "POST", empty buffers with caps, headers NULL) and releases it. */
+enum cr_transport {
+    CR_TRANSPORT_HTTP, /* method, url, headers, body */
+    CR_TRANSPORT_SMTP  /* url smtp:// or smtps://, mail_from, rcpt, headers + MIME parts */
+};
+
+/* One MIME part of an SMTP message (text/plain, text/html); strings owned. */
+struct cr_mime_part {
+    char *type;   /* "text/plain; charset=utf-8" */
+    char *data;
+    size_t len;
+};
+
+#define CR_MIME_PARTS_MAX 4
+
 struct cr_request {
     char method[8];
     struct cr_buf url;          /* absolute URL */
-    struct curl_slist *headers; /* owned by the request; "Name: value" lines */
+    struct curl_slist *headers; /* owned by the request; "Name: value" lines (for SMTP:
+                                   the message's own headers: From, To, Subject, ...) */
     struct cr_buf body;
     const char *userpwd;        /* basic auth "user:password", borrowed from the adapter state */
+    int64_t now_ms;             /* set by the dispatcher before build/auth: the adapter's clock
+                                   (unix ms); adapters never read the clock themselves */
+    enum cr_transport transport;
+    /* SMTP only (owned): envelope sender, recipients, and the parts that become a
+     * multipart/alternative body built with curl_mime by the HTTP client. */
+    char *mail_from;
+    struct curl_slist *rcpt;
+    struct cr_mime_part parts[CR_MIME_PARTS_MAX];
+    size_t nparts;
+    int smtp_starttls;          /* require STARTTLS on smtp:// (CURLUSESSL_ALL) */
 };
 
 /* An HTTP answer as the dispatcher received it. Only complete answers reach
@@ -96,6 +121,25 @@ struct cr_provider_ops {
      * is CR_OUT_RETRY for 5xx and CR_OUT_FAILED otherwise, with a detail. */
     void (*classify)(void *state, const struct cr_message *const *msgs, size_t n,
                      const struct cr_response *resp, struct cr_result *res);
+
+    /* Optional (NULL when the adapter needs no fetched credential). Called
+     * before build with req initialised and req->now_ms set. Returns 0 when the
+     * adapter holds a credential valid at now_ms; CR_EAGAIN after filling req
+     * with the request that fetches one (an OAuth2 token exchange), which the
+     * dispatcher sends and answers through auth_done; CR_EBUSY while such a
+     * fetch is under way (messages wait for it); another negative code when no
+     * credential can be had (messages are retried later). */
+    int (*auth_request)(void *state, int64_t now_ms, struct cr_request *req);
+    /* The answer to the request auth_request built; resp NULL when it failed
+     * in transport (the next auth_request may try again). */
+    void (*auth_done)(void *state, int64_t now_ms, const struct cr_response *resp);
+
+    unsigned flags; /* CR_PROVIDER_* */
+};
+
+/* ops->flags */
+enum {
+    CR_PROVIDER_HTTP2 = (1 << 0) /* speak HTTP/2 over TLS (APNs) */
 };
 
 /* All adapters compiled in (workers/registry.c), NULL-terminated. */

@@ -42,11 +42,11 @@ static void fake_free(void *state)
 }
 
 static const struct cr_provider_ops fake_email = {
-    "fake-email", CR_CH_EMAIL, NULL, 1000, fake_keys, fake_init, fake_free, NULL, NULL};
+    "fake-email", CR_CH_EMAIL, NULL, 1000, fake_keys, fake_init, fake_free, NULL, NULL, NULL, NULL, 0};
 static const struct cr_provider_ops fake_sms = {
-    "fake-sms", CR_CH_SMS, NULL, 1, fake_keys, fake_init, fake_free, NULL, NULL};
+    "fake-sms", CR_CH_SMS, NULL, 1, fake_keys, fake_init, fake_free, NULL, NULL, NULL, NULL, 0};
 static const struct cr_provider_ops fake_push = {
-    "fake-push", CR_CH_PUSH, "fcm", 1, fake_keys, fake_init, fake_free, NULL, NULL};
+    "fake-push", CR_CH_PUSH, "fcm", 1, fake_keys, fake_init, fake_free, NULL, NULL, NULL, NULL, 0};
 static const struct cr_provider_ops *const fakes[] = {&fake_email, &fake_sms, &fake_push, NULL};
 
 /* ---- helpers ------------------------------------------------------------ */
