@@ -163,8 +163,8 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     char now[24];
     char send_at[24];
     char expires[24];
-    const char *argv[11];
-    size_t lens[11];
+    const char *argv[12];
+    size_t lens[12];
     int i;
 
     cr_key_for(&d->keys, "job", it->id, key, sizeof(key));
@@ -174,18 +174,19 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     argv[0] = key;
     argv[1] = d->keys.events;
     argv[2] = d->keys.jobs;
-    argv[3] = it->id;
-    argv[4] = it->entry;
-    argv[5] = cr_priority_name(it->job.priority);
-    argv[6] = now;
-    argv[7] = doc;
-    argv[8] = send_at;
-    argv[9] = expires;
-    argv[10] = d->cfg->group;
-    for (i = 0; i < 11; i++)
+    argv[3] = d->keys.recent;
+    argv[4] = it->id;
+    argv[5] = it->entry;
+    argv[6] = cr_priority_name(it->job.priority);
+    argv[7] = now;
+    argv[8] = doc;
+    argv[9] = send_at;
+    argv[10] = expires;
+    argv[11] = d->cfg->group;
+    for (i = 0; i < 12; i++)
         lens[i] = strlen(argv[i]);
-    lens[7] = len;
-    if (cr_script_call(d->rc, CR_SCRIPT_ACCEPT, 3, 11, argv, lens, on_accepted, it) < 0)
+    lens[8] = len;
+    if (cr_script_call(d->rc, CR_SCRIPT_ACCEPT, 4, 12, argv, lens, on_accepted, it) < 0)
         cr_intake_release(it->in, it->entry);
 }
 

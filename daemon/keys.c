@@ -24,6 +24,7 @@ int cr_keys_init(struct cr_keys *keys, const char *prefix)
     memcpy(keys->prefix, prefix, strlen(prefix) + 1);
     rc |= fmt_key(keys->jobs, sizeof(keys->jobs), prefix, "jobs", NULL);
     rc |= fmt_key(keys->dead, sizeof(keys->dead), prefix, "jobs:dead", NULL);
+    rc |= fmt_key(keys->recent, sizeof(keys->recent), prefix, "jobs:recent", NULL);
     rc |= fmt_key(keys->receipts, sizeof(keys->receipts), prefix, "receipts", NULL);
     rc |= fmt_key(keys->events, sizeof(keys->events), prefix, "events", NULL);
     for (i = 0; i < CR_PRIO__COUNT; i++)

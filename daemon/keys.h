@@ -12,6 +12,7 @@ struct cr_keys {
     char prefix[64];
     char jobs[CR_KEY_MAX];       /* intake stream */
     char dead[CR_KEY_MAX];       /* rejected jobs */
+    char recent[CR_KEY_MAX];     /* sorted set: job id by creation time (newest 10,000) */
     char receipts[CR_KEY_MAX];
     char events[CR_KEY_MAX];
     char batches[CR_PRIO__COUNT][CR_KEY_MAX]; /* fan-out streams, one per priority */

@@ -41,6 +41,8 @@ static const char accept_lua[] =
     "  'entry', ARGV[2], 'doc', ARGV[5], 'targeted', 0, 'batches', 0, 'batches_done', 0,\n"
     "  'exp_src', 0, 'exp_cursor', '0', 'expanded', 0, 'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2])\n"
+    "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
+    "if redis.call('ZCARD', KEYS[4]) > 10000 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -10001) end\n"
     "return {2, 'accepted'}\n";
 
 static const char expand_lua[] =

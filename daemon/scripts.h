@@ -9,7 +9,7 @@
 #include "redis.h"
 
 enum cr_script {
-    /* KEYS job, events, jobs; ARGV id, entry, priority, now_ms, doc, send_at_ms,
+    /* KEYS job, events, jobs, recent jobs index; ARGV id, entry, priority, now_ms, doc, send_at_ms,
      * expires_at_ms, group. Returns {2,"accepted"} new, {1,state} the same
      * intake entry again (resume), {0,state} a duplicate id (entry acked). */
     CR_SCRIPT_ACCEPT,
