@@ -506,6 +506,28 @@ void cr_dispatch_stop(struct cr_dispatch *dp)
     uv_timer_stop(&dp->retry_timer);
 }
 
+size_t cr_dispatch_queued(const struct cr_dispatch *dp, size_t provider_ix)
+{
+    return provider_ix < dp->nprov ? dp->prov[provider_ix].queued : 0;
+}
+
+int cr_dispatch_provider_inflight(const struct cr_dispatch *dp, size_t provider_ix)
+{
+    return provider_ix < dp->nprov ? dp->prov[provider_ix].inflight : 0;
+}
+
+size_t cr_dispatch_waiting_retries(const struct cr_dispatch *dp)
+{
+    return dp->nheap;
+}
+
+const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix)
+{
+    (void)dp;
+    (void)provider_ix;
+    return "closed";
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     struct cr_dispatch *dp = h->data;

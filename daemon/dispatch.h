@@ -23,6 +23,13 @@ size_t cr_dispatch_inflight(const struct cr_dispatch *dp);
  * acknowledged, so they are sent after a restart); in-flight ones finish. */
 void cr_dispatch_stop(struct cr_dispatch *dp);
 
+/* Gauges for metrics, per provider index (as in cfg->providers). */
+size_t cr_dispatch_queued(const struct cr_dispatch *dp, size_t provider_ix);
+int cr_dispatch_provider_inflight(const struct cr_dispatch *dp, size_t provider_ix);
+size_t cr_dispatch_waiting_retries(const struct cr_dispatch *dp);
+/* "closed", "open" or "half_open": the provider's circuit breaker. */
+const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix);
+
 void cr_dispatch_free(struct cr_dispatch *dp);
 
 #endif

@@ -30,6 +30,7 @@ struct cr_message {
     const char *push_title;
     const char *push_body;
     const char *sender_name;
+    const char *unsubscribe_url; /* signed one-click URL (RFC 8058), NULL when not configured */
     int64_t expires_at_ms; /* unix ms; 0 = none */
 };
 
