@@ -633,7 +633,8 @@ static int get_obj(struct ctx *c, const cJSON *obj, const char *key, const cJSON
 static const char *const top_keys[] = {"redis",    "consumer",   "group",       "intake",
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
-                                       "providers", NULL};
+                                       "providers", "http",       "webhooks",   "links",
+                                       NULL};
 static const char *const redis_keys[] = {"host",   "port",
                                          "password", "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
@@ -683,6 +684,20 @@ static const struct num_field limit_nums[] = {
     {"push_body", NUM_SIZE, LIM(push_body), 1, 4096},
     {"translations", NUM_SIZE, LIM(translations), 0, 256},
     {"tags", NUM_SIZE, LIM(tags), 0, 1024},
+};
+static const struct num_field http_nums[] = {
+    {"max_connections", NUM_INT, CFG(http_max_connections), 1, 100000},
+    {"max_header_bytes", NUM_SIZE, CFG(http_max_header_bytes), 1024, 1048576},
+    {"max_headers", NUM_INT, CFG(http_max_headers), 4, 1000},
+    {"max_body_bytes", NUM_SIZE, CFG(http_max_body_bytes), 1024, 67108864},
+    {"idle_timeout_ms", NUM_LONG, CFG(http_idle_timeout_ms), 10, 3600000},
+    {"read_timeout_ms", NUM_LONG, CFG(http_read_timeout_ms), 10, 600000},
+};
+static const struct num_field webhooks_nums[] = {
+    {"window_s", NUM_LONG, CFG(webhooks_window_s), 10, 86400},
+};
+static const struct num_field links_nums[] = {
+    {"ttl_days", NUM_LONG, CFG(links_ttl_days), 1, 3650},
 };
 static const struct num_field provider_nums[] = {
     {"max_inflight", NUM_INT, PRV(max_inflight), 1, 10000},
@@ -737,6 +752,14 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->receipts_maxlen = 1000000;
     cfg->retention_s = 604800;
     cr_job_limits_default(&cfg->limits);
+    cfg->http_max_connections = 1024;
+    cfg->http_max_header_bytes = 16384;
+    cfg->http_max_headers = 64;
+    cfg->http_max_body_bytes = 1048576;
+    cfg->http_idle_timeout_ms = 30000;
+    cfg->http_read_timeout_ms = 10000;
+    cfg->webhooks_window_s = 300;
+    cfg->links_ttl_days = 90;
 
     if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
         snprintf(host, sizeof host, "crierd");
@@ -801,6 +824,86 @@ static int parse_top_strings(struct ctx *c, struct cr_config *cfg, const cJSON *
         rc = set_str(c, &cfg->log_level, level, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->public_url, url, 1);
+    return rc;
+}
+
+/* "host:port" with a numeric port; the host may be a name, an IPv4 address
+ * or a bracketed IPv6 address. */
+static int listen_ok(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    char *end = NULL;
+    long port;
+
+    if (colon == NULL || colon == s || colon[1] == '\0')
+        return 0;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    return errno == 0 && *end == '\0' && port >= 0 && port <= 65535;
+}
+
+/* The sections of the HTTP side: "http", "webhooks", "links". */
+static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    static const char *const http_keys[] = {"listen", "max_connections", "max_header_bytes",
+                                            "max_headers", "max_body_bytes", "idle_timeout_ms",
+                                            "read_timeout_ms", NULL};
+    static const char *const hook_keys[] = {"public_url", "sendgrid_public_key", "generic_secret",
+                                            "window_s", NULL};
+    static const char *const link_keys[] = {"secret", "ttl_days", NULL};
+    const char *listen = NULL, *url = cfg->public_url, *sgkey = NULL, *generic = NULL;
+    const char *secret = NULL;
+    const cJSON *obj;
+    int rc;
+
+    rc = get_obj(c, root, "http", &obj);
+    if (rc == 0 && obj != NULL) {
+        rc = check_keys(c, obj, "http", http_keys, NULL);
+        if (rc == 0)
+            rc = get_str(c, obj, "http", "listen", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 300,
+                         &listen);
+        if (rc == 0 && listen != NULL && !listen_ok(listen))
+            rc = fail(c, "http.listen", "must be host:port (e.g. 127.0.0.1:8080), got '%s'",
+                      listen);
+        if (rc == 0)
+            rc = read_nums(c, obj, "http", http_nums, COUNT(http_nums), cfg);
+    }
+    if (rc == 0)
+        rc = get_obj(c, root, "webhooks", &obj);
+    if (rc == 0 && obj != NULL) {
+        rc = check_keys(c, obj, "webhooks", hook_keys, NULL);
+        if (rc == 0)
+            rc = get_str(c, obj, "webhooks", "public_url", S_NOSPACE | S_URL, 1024, &url);
+        if (rc == 0)
+            rc = get_str(c, obj, "webhooks", "sendgrid_public_key", S_NULL_OK | S_NONEMPTY, 8192,
+                         &sgkey);
+        if (rc == 0)
+            rc = get_str(c, obj, "webhooks", "generic_secret", S_NULL_OK | S_NONEMPTY, 1024,
+                         &generic);
+        if (rc == 0)
+            rc = read_nums(c, obj, "webhooks", webhooks_nums, COUNT(webhooks_nums), cfg);
+    }
+    if (rc == 0)
+        rc = get_obj(c, root, "links", &obj);
+    if (rc == 0 && obj != NULL) {
+        rc = check_keys(c, obj, "links", link_keys, NULL);
+        if (rc == 0)
+            rc = get_str(c, obj, "links", "secret", S_NULL_OK | S_NONEMPTY, 1024, &secret);
+        if (rc == 0 && secret != NULL && strlen(secret) < 16)
+            rc = fail(c, "links.secret", "must be at least 16 bytes, got %zu", strlen(secret));
+        if (rc == 0)
+            rc = read_nums(c, obj, "links", links_nums, COUNT(links_nums), cfg);
+    }
+    if (rc == 0)
+        rc = set_str(c, &cfg->http_listen, listen, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->webhooks_public_url, url, 1);
+    if (rc == 0)
+        rc = set_str(c, &cfg->webhooks_sendgrid_public_key, sgkey, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->webhooks_generic_secret, generic, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->links_secret, secret, 0);
     return rc;
 }
 
@@ -1167,6 +1270,8 @@ int cr_config_parse_with(const char *text, size_t len,
     if (rc == 0)
         rc = cross_checks(&c, cfg);
     if (rc == 0)
+        rc = parse_http_side(&c, cfg, root);
+    if (rc == 0)
         rc = parse_providers(&c, cfg, root);
     if (rc == 0)
         rc = parse_channels(&c, cfg, root);
@@ -1252,6 +1357,15 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->group);
     free(cfg->log_level);
     free(cfg->public_url);
+    free(cfg->http_listen);
+    free(cfg->webhooks_public_url);
+    free(cfg->webhooks_sendgrid_public_key);
+    if (cfg->webhooks_generic_secret != NULL)
+        explicit_bzero(cfg->webhooks_generic_secret, strlen(cfg->webhooks_generic_secret));
+    free(cfg->webhooks_generic_secret);
+    if (cfg->links_secret != NULL)
+        explicit_bzero(cfg->links_secret, strlen(cfg->links_secret));
+    free(cfg->links_secret);
     wipe_strings(cfg->root);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);

@@ -75,6 +75,25 @@ struct cr_config {
 
     struct cr_job_limits limits;
 
+    /* http: the listener for /metrics, /healthz, /readyz, /hooks/..., /u/, /s/ */
+    char *http_listen;             /* "host:port", NULL = off (default) */
+    int http_max_connections;      /* default 1024 */
+    size_t http_max_header_bytes;  /* request line and headers, default 16384 */
+    int http_max_headers;          /* default 64 */
+    size_t http_max_body_bytes;    /* default 1048576 */
+    long http_idle_timeout_ms;     /* keep-alive wait for the next request, default 30000 */
+    long http_read_timeout_ms;     /* one whole request, default 10000 */
+
+    /* webhooks: signatures of provider callbacks */
+    char *webhooks_public_url;     /* URL providers call (Twilio signs it); default public_url */
+    char *webhooks_sendgrid_public_key; /* PEM or base64 DER, NULL = /hooks/sendgrid off */
+    char *webhooks_generic_secret; /* NULL = /hooks/generic off */
+    long webhooks_window_s;        /* timestamp window and replay memory, default 300 */
+
+    /* links: signed unsubscribe and survey URLs */
+    char *links_secret;            /* NULL = no links (no unsubscribe_url, /u/ and /s/ off) */
+    long links_ttl_days;           /* default 90 */
+
     struct cr_provider_conf providers[CR_MAX_PROVIDERS];
     size_t nproviders;
     /* per channel, indexes into providers in failover order */

@@ -649,3 +649,64 @@ TEST(config_example_loads)
     ASSERT_INT_EQ(cfg.nchannel_providers[CR_CH_PUSH], 1);
     cr_config_release(&cfg);
 }
+
+/* ---- the HTTP side: listener, webhooks, links ---------------------------- */
+
+TEST(config_http_side_defaults_and_values)
+{
+    struct cr_config cfg;
+    char err[256] = "";
+
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'public_url': 'https://a.example/'}", &cfg, err, sizeof err), 0);
+    ASSERT(cfg.http_listen == NULL);
+    ASSERT_INT_EQ(cfg.http_max_connections, 1024);
+    ASSERT_INT_EQ(cfg.http_max_header_bytes, 16384);
+    ASSERT_INT_EQ(cfg.http_max_headers, 64);
+    ASSERT_INT_EQ(cfg.http_max_body_bytes, 1048576);
+    ASSERT_INT_EQ(cfg.http_idle_timeout_ms, 30000);
+    ASSERT_INT_EQ(cfg.http_read_timeout_ms, 10000);
+    ASSERT_STR_EQ(cfg.webhooks_public_url, "https://a.example"); /* from public_url */
+    ASSERT(cfg.webhooks_sendgrid_public_key == NULL);
+    ASSERT(cfg.webhooks_generic_secret == NULL);
+    ASSERT_INT_EQ(cfg.webhooks_window_s, 300);
+    ASSERT(cfg.links_secret == NULL);
+    ASSERT_INT_EQ(cfg.links_ttl_days, 90);
+    cr_config_release(&cfg);
+
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'http': {'listen': '127.0.0.1:0', 'max_connections': 3,"
+                        " 'max_body_bytes': 2048, 'read_timeout_ms': 50},"
+                        " 'webhooks': {'public_url': 'https://hooks.example/', 'generic_secret': 'g',"
+                        "  'window_s': 60, 'sendgrid_public_key': 'MFkw'},"
+                        " 'links': {'secret': '0123456789abcdef', 'ttl_days': 7}}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.http_listen, "127.0.0.1:0");
+    ASSERT_INT_EQ(cfg.http_max_connections, 3);
+    ASSERT_INT_EQ(cfg.http_max_body_bytes, 2048);
+    ASSERT_INT_EQ(cfg.http_read_timeout_ms, 50);
+    ASSERT_STR_EQ(cfg.webhooks_public_url, "https://hooks.example");
+    ASSERT_STR_EQ(cfg.webhooks_generic_secret, "g");
+    ASSERT_STR_EQ(cfg.webhooks_sendgrid_public_key, "MFkw");
+    ASSERT_INT_EQ(cfg.webhooks_window_s, 60);
+    ASSERT_STR_EQ(cfg.links_secret, "0123456789abcdef");
+    ASSERT_INT_EQ(cfg.links_ttl_days, 7);
+    cr_config_release(&cfg);
+}
+
+TEST(config_http_side_errors)
+{
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'http': {'listen': 'localhost'}}"),
+                  "http.listen: must be host:port (e.g. 127.0.0.1:8080), got 'localhost'");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'http': {'listen': '127.0.0.1:99999'}}"),
+                  "http.listen: must be host:port (e.g. 127.0.0.1:8080), got '127.0.0.1:99999'");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'http': {'max_bodybytes': 5}}"),
+                  "http.max_bodybytes: unknown key (did you mean 'max_body_bytes'?)");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'http': {'max_connections': 0}}"),
+                  "http.max_connections: must be an integer from 1 to 100000, got 0");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'webhooks': {'public_url': 'ftp://x'}}"),
+                  "webhooks.public_url: must start with http:// or https://");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'secret': 'short'}}"),
+                  "links.secret: must be at least 16 bytes, got 5");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'ttl_days': 0}}"),
+                  "links.ttl_days: must be an integer from 1 to 3650, got 0");
+}
