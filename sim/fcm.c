@@ -1,0 +1,178 @@
+/* Firebase Cloud Messaging HTTP v1 (POST /v1/projects/{project}/messages:send)
+ * as crier-sim answers it, with Google's error shapes and magic tokens, plus
+ * the OAuth2 token endpoint a service account trades its signed JWT at. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+#define PREFIX "/v1/projects/"
+#define FCM_ERROR_TYPE "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+/* {"error":{"code":N,"message":m,"status":s[,"details":[{FcmError errorCode}]]}} */
+static void answer_error(struct sim_response *res, int code, const char *message,
+                         const char *status, const char *error_code)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(doc, "error");
+
+    cJSON_AddNumberToObject(err, "code", code);
+    cJSON_AddStringToObject(err, "message", message);
+    cJSON_AddStringToObject(err, "status", status);
+    if (error_code != NULL) {
+        cJSON *details = cJSON_AddArrayToObject(err, "details");
+        cJSON *d = cJSON_CreateObject();
+
+        cJSON_AddItemToArray(details, d);
+        cJSON_AddStringToObject(d, "@type", FCM_ERROR_TYPE);
+        cJSON_AddStringToObject(d, "errorCode", error_code);
+    }
+    sim_res_cjson(res, code, doc);
+    res->ctype = SIM_JSON_UTF8;
+    cJSON_Delete(doc);
+}
+
+static int authorised(const struct sim *sim, const char *auth)
+{
+    return sim_starts_with_ci(auth, "Bearer ") && strcmp(auth + 7, sim->opt.fcm_token) == 0;
+}
+
+/* FCM's data map takes string values only; returns the first bad key or NULL. */
+static const char *bad_data_key(const cJSON *data)
+{
+    const cJSON *item;
+
+    cJSON_ArrayForEach(item, data)
+    {
+        if (!cJSON_IsString(item))
+            return item->string ? item->string : "";
+    }
+    return NULL;
+}
+
+void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res)
+{
+    const char *project = req->path + strlen(PREFIX);
+    size_t project_len = (size_t)(strchr(project, '/') - project);
+    cJSON *doc = NULL;
+    const cJSON *msg, *token, *data, *ref;
+    const char *recipient = NULL;
+    const char *refv = NULL;
+    const char *bad;
+    char text[200];
+
+    if (!authorised(sim, req->auth)) {
+        answer_error(res, 401, "Request had invalid authentication credentials.",
+                     "UNAUTHENTICATED", NULL);
+        goto out;
+    }
+    if (project_len != strlen(sim->opt.fcm_project) ||
+        memcmp(project, sim->opt.fcm_project, project_len) != 0) {
+        answer_error(res, 404, "Requested entity was not found.", "NOT_FOUND", NULL);
+        goto out;
+    }
+    doc = cJSON_ParseWithLength(req->body, req->body_len);
+    if (!cJSON_IsObject(doc)) {
+        answer_error(res, 400, "Invalid JSON payload received.", "INVALID_ARGUMENT", NULL);
+        goto out;
+    }
+    msg = cJSON_GetObjectItemCaseSensitive(doc, "message");
+    token = cJSON_GetObjectItemCaseSensitive(msg, "token");
+    data = cJSON_GetObjectItemCaseSensitive(msg, "data");
+    ref = cJSON_GetObjectItemCaseSensitive(data, "crier_ref");
+    if (cJSON_IsString(token) && token->valuestring[0] != '\0')
+        recipient = token->valuestring;
+    if (cJSON_IsString(ref))
+        refv = ref->valuestring;
+    if (!cJSON_IsObject(msg) || recipient == NULL) {
+        answer_error(res, 400, "Request contains an invalid argument.", "INVALID_ARGUMENT",
+                     "INVALID_ARGUMENT");
+        goto out;
+    }
+    bad = cJSON_IsObject(data) ? bad_data_key(data) : NULL;
+    if (data != NULL && (!cJSON_IsObject(data) || bad != NULL)) {
+        snprintf(text, sizeof(text), "Invalid value at 'message.data' (%.60s): expected a "
+                 "map of strings to strings", bad ? bad : "data");
+        answer_error(res, 400, text, "INVALID_ARGUMENT", "INVALID_ARGUMENT");
+        goto out;
+    }
+    switch (sim_provider_inject(sim, SIM_EP_FCM)) {
+    case SIM_INJECT_429:
+        answer_error(res, 429, "Quota exceeded for quota metric 'Send requests' of service "
+                     "'fcm.googleapis.com'.", "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED");
+        sim_provider_retry_after(sim, SIM_EP_FCM, res);
+        goto out;
+    case SIM_INJECT_5XX:
+        answer_error(res, 503, "The service is currently unavailable.", "UNAVAILABLE",
+                     "UNAVAILABLE");
+        goto out;
+    default:
+        break;
+    }
+    if (strncmp(recipient, "unregistered", 12) == 0) {
+        answer_error(res, 404, "Requested entity was not found.", "NOT_FOUND", "UNREGISTERED");
+        goto out;
+    }
+    if (strncmp(recipient, "invalid", 7) == 0) {
+        answer_error(res, 400, "The registration token is not a valid FCM registration token",
+                     "INVALID_ARGUMENT", "INVALID_ARGUMENT");
+        goto out;
+    }
+    snprintf(text, sizeof(text), "{\"name\":\"projects/%s/messages/0:%016llu\"}",
+             sim->opt.fcm_project,
+             (unsigned long long)(sim_rng_next(&sim->rng) % 10000000000000000ull));
+    sim_res_literal(res, 200, text);
+    res->ctype = SIM_JSON_UTF8;
+out:
+    sim_provider_done(sim, SIM_EP_FCM, req, res, recipient ? &recipient : NULL,
+                      recipient ? 1 : 0, refv ? &refv : NULL, refv ? 1 : 0);
+    cJSON_Delete(doc);
+}
+
+void sim_oauth_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res)
+{
+    struct cr_buf grant, assertion;
+    const char *dot1, *dot2;
+    cJSON *doc = NULL;
+
+    cr_buf_init(&grant, 256);
+    cr_buf_init(&assertion, 16 * 1024);
+    if (req->method_name == NULL || strcmp(req->method_name, "POST") != 0) {
+        sim_res_literal(res, 405, "{\"error\":\"method not allowed\"}");
+        sim_res_header(res, "Allow", "POST");
+        goto out;
+    }
+    if (sim_form_get(req->body, req->body_len, "grant_type", &grant) != 1 ||
+        strcmp(cr_buf_cstr(&grant), "urn:ietf:params:oauth:grant-type:jwt-bearer") != 0) {
+        sim_res_literal(res, 400, "{\"error\":\"unsupported_grant_type\","
+                                  "\"error_description\":\"Invalid grant_type\"}");
+        goto out;
+    }
+    if (sim_form_get(req->body, req->body_len, "assertion", &assertion) != 1 ||
+        assertion.len == 0) {
+        sim_res_literal(res, 400, "{\"error\":\"invalid_request\","
+                                  "\"error_description\":\"Missing required parameter: "
+                                  "assertion\"}");
+        goto out;
+    }
+    /* the signature cannot be checked without the key; the shape can */
+    dot1 = strchr(cr_buf_cstr(&assertion), '.');
+    dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL || dot2[1] == '\0') {
+        sim_res_literal(res, 400, "{\"error\":\"invalid_grant\","
+                                  "\"error_description\":\"Invalid JWT Signature.\"}");
+        goto out;
+    }
+    doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "access_token", sim->opt.fcm_token);
+    cJSON_AddNumberToObject(doc, "expires_in", 3599);
+    cJSON_AddStringToObject(doc, "token_type", "Bearer");
+    sim_res_cjson(res, 200, doc);
+out:
+    if (res->ctype != NULL)
+        res->ctype = SIM_JSON_UTF8;
+    cJSON_Delete(doc);
+    cr_buf_release(&grant);
+    cr_buf_release(&assertion);
+}

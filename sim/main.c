@@ -1,0 +1,316 @@
+/* crier-sim: simulates the SendGrid, Twilio and FCM APIs on loopback for the
+ * tests, the benchmark and the demo. This file reads the flags, starts the
+ * server, announces the port and shuts down cleanly on SIGTERM/SIGINT. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+#include "record.h"
+#include "server.h"
+#include "sim.h"
+
+#define EXIT_USAGE 2
+
+enum {
+    OPT_HOST = 256,
+    OPT_PORT,
+    OPT_PORT_FILE,
+    OPT_LATENCY,
+    OPT_JITTER,
+    OPT_ERROR_RATE,
+    OPT_RATE_429,
+    OPT_RETRY_AFTER,
+    OPT_SEED,
+    OPT_MAX_LOG,
+    OPT_MAX_LOG_BYTES,
+    OPT_LOG_BODY,
+    OPT_SG_KEY,
+    OPT_TW_SID,
+    OPT_TW_TOKEN,
+    OPT_FCM_PROJECT,
+    OPT_FCM_TOKEN,
+    OPT_QUIET,
+    OPT_HELP,
+};
+
+static const struct option long_options[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"latency-ms", required_argument, NULL, OPT_LATENCY},
+    {"jitter-ms", required_argument, NULL, OPT_JITTER},
+    {"error-rate", required_argument, NULL, OPT_ERROR_RATE},
+    {"rate-429", required_argument, NULL, OPT_RATE_429},
+    {"retry-after", required_argument, NULL, OPT_RETRY_AFTER},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"max-log", required_argument, NULL, OPT_MAX_LOG},
+    {"max-log-bytes", required_argument, NULL, OPT_MAX_LOG_BYTES},
+    {"log-body-bytes", required_argument, NULL, OPT_LOG_BODY},
+    {"sendgrid-key", required_argument, NULL, OPT_SG_KEY},
+    {"twilio-sid", required_argument, NULL, OPT_TW_SID},
+    {"twilio-token", required_argument, NULL, OPT_TW_TOKEN},
+    {"fcm-project", required_argument, NULL, OPT_FCM_PROJECT},
+    {"fcm-token", required_argument, NULL, OPT_FCM_TOKEN},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static const char usage[] =
+    "usage: crier-sim [--host 127.0.0.1] [--port N] [--port-file PATH]\n"
+    "                 [--latency-ms N] [--jitter-ms N] [--error-rate F] [--rate-429 F]\n"
+    "                 [--retry-after S] [--seed N] [--max-log N] [--max-log-bytes N]\n"
+    "                 [--log-body-bytes N] [--sendgrid-key KEY] [--twilio-sid SID]\n"
+    "                 [--twilio-token TOKEN] [--fcm-project ID] [--fcm-token TOKEN] [--quiet]\n";
+
+static uv_signal_t sig_term, sig_int;
+static struct sim *the_sim; /* for the signal callback only */
+
+static void bad_flag(const char *flag, const char *why)
+{
+    fprintf(stderr, "crier-sim: --%s %s\n%s", flag, why, usage);
+    exit(EXIT_USAGE);
+}
+
+static uint64_t flag_uint(const char *flag, const char *v, uint64_t max)
+{
+    char *end;
+    unsigned long long n;
+
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (*v == '\0' || *v == '-' || *end != '\0' || errno != 0 || n > max) {
+        char why[96];
+
+        snprintf(why, sizeof(why), "needs a whole number from 0 to %llu, not '%.20s'",
+                 (unsigned long long)max, v);
+        bad_flag(flag, why);
+    }
+    return n;
+}
+
+static double flag_fraction(const char *flag, const char *v)
+{
+    char *end;
+    double d;
+
+    errno = 0;
+    d = strtod(v, &end);
+    if (*v == '\0' || *end != '\0' || errno != 0 || isnan(d) || d < 0 || d > 1) {
+        char why[96];
+
+        snprintf(why, sizeof(why), "needs a fraction from 0 to 1, not '%.20s'", v);
+        bad_flag(flag, why);
+    }
+    return d;
+}
+
+static const char *flag_text(const char *flag, const char *v)
+{
+    if (*v == '\0' || strlen(v) > 200)
+        bad_flag(flag, "needs a non-empty value of at most 200 characters");
+    return v;
+}
+
+static void parse_flags(int argc, char **argv, struct sim_options *o)
+{
+    int c;
+
+    o->host = "127.0.0.1";
+    o->port = 0;
+    o->port_file = NULL;
+    o->behaviour.latency_ms = 0;
+    o->behaviour.jitter_ms = 0;
+    o->behaviour.error_rate = 0;
+    o->behaviour.rate_429 = 0;
+    o->behaviour.retry_after = 1;
+    o->seed = 1;
+    o->max_log = 2000000;
+    o->max_log_bytes = (size_t)1 << 30;
+    o->log_body_bytes = 4096;
+    o->sendgrid_key = "SG.test-key";
+    o->twilio_sid = "AC00000000000000000000000000000000";
+    o->twilio_token = "test-token";
+    o->fcm_project = "crier-demo";
+    o->fcm_token = "fcm-test-token";
+    o->quiet = 0;
+
+    opterr = 0;
+    for (;;) {
+        int idx = -1;
+        const char *name;
+
+        c = getopt_long(argc, argv, ":", long_options, &idx);
+        if (c == -1)
+            break;
+        name = idx >= 0 ? long_options[idx].name : "";
+        switch (c) {
+        case OPT_HOST: o->host = flag_text(name, optarg); break;
+        case OPT_PORT: o->port = (int)flag_uint(name, optarg, 65535); break;
+        case OPT_PORT_FILE: o->port_file = flag_text(name, optarg); break;
+        case OPT_LATENCY:
+            o->behaviour.latency_ms = (uint32_t)flag_uint(name, optarg, SIM_MAX_LATENCY_MS);
+            break;
+        case OPT_JITTER:
+            o->behaviour.jitter_ms = (uint32_t)flag_uint(name, optarg, SIM_MAX_LATENCY_MS);
+            break;
+        case OPT_ERROR_RATE: o->behaviour.error_rate = flag_fraction(name, optarg); break;
+        case OPT_RATE_429: o->behaviour.rate_429 = flag_fraction(name, optarg); break;
+        case OPT_RETRY_AFTER:
+            o->behaviour.retry_after = (uint32_t)flag_uint(name, optarg, SIM_MAX_RETRY_AFTER);
+            break;
+        case OPT_SEED: o->seed = flag_uint(name, optarg, UINT64_MAX); break;
+        case OPT_MAX_LOG: o->max_log = (size_t)flag_uint(name, optarg, 100000000); break;
+        case OPT_MAX_LOG_BYTES:
+            o->max_log_bytes = (size_t)flag_uint(name, optarg, (uint64_t)1 << 40);
+            break;
+        case OPT_LOG_BODY:
+            o->log_body_bytes = (size_t)flag_uint(name, optarg, 1024 * 1024);
+            break;
+        case OPT_SG_KEY: o->sendgrid_key = flag_text(name, optarg); break;
+        case OPT_TW_SID:
+            o->twilio_sid = flag_text(name, optarg);
+            if (strchr(o->twilio_sid, '/') || strchr(o->twilio_sid, ':'))
+                bad_flag(name, "must not contain '/' or ':'");
+            break;
+        case OPT_TW_TOKEN: o->twilio_token = flag_text(name, optarg); break;
+        case OPT_FCM_PROJECT:
+            o->fcm_project = flag_text(name, optarg);
+            if (strchr(o->fcm_project, '/'))
+                bad_flag(name, "must not contain '/'");
+            break;
+        case OPT_FCM_TOKEN: o->fcm_token = flag_text(name, optarg); break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case OPT_HELP: fputs(usage, stdout); exit(0);
+        case ':':
+            fprintf(stderr, "crier-sim: %s needs a value\n%s", argv[optind - 1], usage);
+            exit(EXIT_USAGE);
+        default:
+            fprintf(stderr, "crier-sim: unknown flag '%s'\n%s", argv[optind - 1], usage);
+            exit(EXIT_USAGE);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "crier-sim: unexpected argument '%s'\n%s", argv[optind], usage);
+        exit(EXIT_USAGE);
+    }
+}
+
+/* Writes the port to path via path.tmp and rename(), so readers never see a
+ * partial file. Returns 0 or CR_EIO (logged). */
+static int write_port_file(const char *path, int port)
+{
+    char tmp[PATH_MAX];
+    FILE *f;
+    int ok;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        cr_error("sim port file %s: path too long, not written", path);
+        return CR_EIO;
+    }
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        cr_error("sim port file %s: %s, not written", tmp, strerror(errno));
+        return CR_EIO;
+    }
+    ok = fprintf(f, "%d\n", port) > 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        cr_error("sim port file %s: %s, not written", path, strerror(errno));
+        remove(tmp);
+        return CR_EIO;
+    }
+    return 0;
+}
+
+/* Up to SIM_MAX_CONNECTIONS sockets may be open at once: lift the soft limit
+ * on descriptors towards the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t want = SIM_MAX_CONNECTIONS + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        cr_warn("sim file descriptor limit: %s, fewer connections possible", strerror(errno));
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (!the_sim->opt.quiet)
+        cr_info("sim got signal %d, shutting down", signum);
+    if (the_sim->server != NULL) {
+        sim_server_close(the_sim->server);
+        the_sim->server = NULL;
+    }
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct sim sim;
+    struct sim_record rec;
+    struct timeval tv;
+    int rc;
+    int i;
+
+    memset(&sim, 0, sizeof(sim));
+    parse_flags(argc, argv, &sim.opt);
+    if (sim.opt.quiet)
+        cr_log_set_level(CR_LOG_WARN);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    sim.loop = uv_default_loop();
+    gettimeofday(&tv, NULL);
+    uv_update_time(sim.loop);
+    sim.start_loop_ms = uv_now(sim.loop);
+    sim.start_wall_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    for (i = 0; i < SIM_EP_COUNT; i++)
+        sim.behaviour[i] = sim.opt.behaviour;
+    sim_rng_seed(&sim.rng, sim.opt.seed);
+    sim_record_init(&rec, sim.opt.max_log, sim.opt.max_log_bytes, sim.opt.log_body_bytes);
+    sim.rec = &rec;
+    the_sim = &sim;
+
+    rc = sim_server_start(&sim, sim.opt.host, sim.opt.port, &sim.server);
+    if (rc == CR_EINVAL) {
+        fprintf(stderr, "crier-sim: --host needs an IP address, not '%s'\n", sim.opt.host);
+        return EXIT_USAGE;
+    }
+    if (rc < 0) {
+        uv_run(sim.loop, UV_RUN_DEFAULT);
+        sim_record_release(&rec);
+        return 1;
+    }
+    if (sim.opt.port_file != NULL && write_port_file(sim.opt.port_file, sim_server_port(sim.server)) < 0) {
+        sim_server_close(sim.server);
+        uv_run(sim.loop, UV_RUN_DEFAULT);
+        sim_record_release(&rec);
+        return 1;
+    }
+    uv_signal_init(sim.loop, &sig_term);
+    uv_signal_init(sim.loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    printf("crier-sim listening on %s:%d\n", sim.opt.host, sim_server_port(sim.server));
+    fflush(stdout);
+
+    uv_run(sim.loop, UV_RUN_DEFAULT);
+    uv_loop_close(sim.loop);
+    sim_record_release(&rec);
+    return 0;
+}

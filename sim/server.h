@@ -1,0 +1,31 @@
+/* The simulator's HTTP/1.1 server on the libuv loop: keep-alive and pipelined
+ * requests parsed with http-parser, hard limits on headers, bodies and
+ * connections, delayed and streamed (chunked) answers. */
+#ifndef SIM_SERVER_H
+#define SIM_SERVER_H
+
+#include "sim.h"
+
+#define SIM_MAX_CONNECTIONS 4096
+#define SIM_MAX_HEADER_BYTES (16 * 1024)  /* request line + headers; more is 431 */
+#define SIM_MAX_BODY_BYTES (1024 * 1024)  /* more is 413 */
+#define SIM_IDLE_TIMEOUT_MS 120000        /* an idle keep-alive connection is closed */
+
+/* Binds host:port (port 0 = any free port) and starts accepting on sim->loop;
+ * each complete request goes to sim_route_handle(). Returns 0 and *out (owned
+ * by the caller, freed by sim_server_close), or CR_EINVAL (bad host), CR_IO
+ * (bind/listen failed; the reason is logged) or CR_ENOMEM. */
+int sim_server_start(struct sim *sim, const char *host, int port, struct sim_server **out);
+
+/* The port actually bound. */
+int sim_server_port(const struct sim_server *srv);
+
+/* Connections currently open. */
+unsigned sim_server_connections(const struct sim_server *srv);
+
+/* Stops listening and closes every connection (answers still waiting are
+ * dropped). The server is freed from the loop once all handles have closed, so
+ * the caller runs the loop afterwards; srv must not be used again. */
+void sim_server_close(struct sim_server *srv);
+
+#endif
