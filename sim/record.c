@@ -176,6 +176,7 @@ void sim_record_reset(struct sim_record *rec)
     log_clear(rec);
     memset(rec->counts, 0, sizeof(rec->counts));
     rec->generation++;
+    rec->log_warned = 0;
 }
 
 const struct sim_counts *sim_record_counts(const struct sim_record *rec, enum sim_endpoint ep)
@@ -297,7 +298,7 @@ static int log_add(struct sim_record *rec, const struct sim_log_input *in)
     int cut = 0;
     int rc;
 
-    if (rec->max_log == 0)
+    if (rec->max_log == 0 || rec->max_log_bytes == 0)
         return 0;
     memset(&hdr, 0, sizeof(hdr));
     if (body_len > rec->log_body_bytes) {
@@ -349,8 +350,10 @@ void sim_record_add(struct sim_record *rec, const struct sim_log_input *in)
     if (in->status >= 200 && in->status < 300)
         count_recipients(rec, in);
     rc = log_add(rec, in);
-    if (rc < 0)
+    if (rc < 0 && !rec->log_warned) {
+        rec->log_warned = 1; /* once per reset: a persistent cause would flood stderr */
         cr_warn("sim log %s %s: %s, entry not logged", in->method, in->path, cr_strerror(rc));
+    }
 }
 
 enum stream_kind { STREAM_RECIPIENTS, STREAM_LOG };

@@ -46,6 +46,7 @@ struct sim_record {
     uint64_t next_seq;   /* seq of the next entry; starts at 1, never reset */
     uint64_t generation; /* bumped by sim_record_reset, ends running streams */
     size_t max_log, max_log_bytes, log_body_bytes;
+    int log_warned;
     struct cr_buf scratch;
 };
 

@@ -19,6 +19,7 @@
 #define MAX_PENDING_WRITE (4 * 1024 * 1024) /* stop reading while more is unsent */
 #define DRAIN_TIMEOUT_MS 5000
 #define SWEEP_INTERVAL_MS 1000
+#define KEEP_BUF_BYTES (64 * 1024)
 
 struct sim_server {
     struct sim *sim;
@@ -566,6 +567,11 @@ static int on_message_begin(http_parser *p)
     cr_buf_reset(&c->url);
     cr_buf_reset(&c->auth);
     cr_buf_reset(&c->ctype);
+    /* an idle connection keeps no large buffer from an earlier request */
+    if (c->body.cap > KEEP_BUF_BYTES)
+        cr_buf_release(&c->body);
+    if (c->res.body.cap > KEEP_BUF_BYTES)
+        cr_buf_release(&c->res.body);
     cr_buf_reset(&c->body);
     cr_buf_reset(&c->hfield);
     cr_buf_reset(&c->hvalue);
