@@ -17,6 +17,10 @@ struct cr_intake;
 struct cr_expander;
 struct cr_fanout;
 struct cr_dispatch;
+struct cr_httpd;
+struct cr_metrics;
+struct cr_retry;
+struct cr_schedule;
 
 struct cr_daemon {
     uv_loop_t *loop;
@@ -30,6 +34,11 @@ struct cr_daemon {
     struct cr_expander *expander;
     struct cr_fanout *fanout;
     struct cr_dispatch *dispatch;
+    struct cr_httpd *httpd;     /* NULL when http.listen is off */
+    struct cr_metrics *metrics;
+    struct cr_retry *retry;
+    struct cr_schedule *schedule;
+    size_t retry_waiting;       /* size of the retry set when last seen */
     int stopping;               /* SIGTERM seen: take no new work */
     int exit_code;
 };

@@ -1,6 +1,6 @@
 /* The dispatcher (see dispatch.h). Each provider has four FIFO queues, one per
- * priority; pump() fills its in-flight slots urgent first. Retries wait in a
- * min-heap ordered by due time, served by one uv timer. */
+ * priority; pump() fills its in-flight slots urgent first. A message to be
+ * retried is parked in the durable retry set (retry.c brings it back). */
 #include "dispatch.h"
 
 #include <stdlib.h>
@@ -34,10 +34,6 @@ struct cr_dispatch {
     struct prov prov[CR_MAX_PROVIDERS];
     size_t nprov;
     struct cr_render render;
-    struct cr_msg **heap; /* retries, earliest due first */
-    size_t nheap;
-    size_t heap_cap;
-    uv_timer_t retry_timer;
     uint64_t rnd;
     size_t inflight;
     int stopped;
@@ -66,8 +62,6 @@ int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out)
         p->target.http2 = (p->conf->ops->flags & CR_PROVIDER_HTTP2) != 0;
     }
     cr_render_init(&dp->render, &d->cfg->limits);
-    uv_timer_init(d->loop, &dp->retry_timer);
-    dp->retry_timer.data = dp;
     dp->rnd = uv_hrtime() ^ ((uint64_t)(uintptr_t)dp << 17);
     *out = dp;
     return 0;
@@ -148,103 +142,6 @@ void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m)
     pump(p);
 }
 
-/* ---- retry heap ---- */
-
-static void heap_swap(struct cr_dispatch *dp, size_t a, size_t b)
-{
-    struct cr_msg *t = dp->heap[a];
-
-    dp->heap[a] = dp->heap[b];
-    dp->heap[b] = t;
-    dp->heap[a]->heap_ix = a;
-    dp->heap[b]->heap_ix = b;
-}
-
-static void heap_up(struct cr_dispatch *dp, size_t i)
-{
-    while (i > 0 && dp->heap[(i - 1) / 2]->due_ms > dp->heap[i]->due_ms) {
-        heap_swap(dp, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-
-static void heap_down(struct cr_dispatch *dp, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1;
-        size_t s = i;
-
-        if (l < dp->nheap && dp->heap[l]->due_ms < dp->heap[s]->due_ms)
-            s = l;
-        if (l + 1 < dp->nheap && dp->heap[l + 1]->due_ms < dp->heap[s]->due_ms)
-            s = l + 1;
-        if (s == i)
-            return;
-        heap_swap(dp, i, s);
-        i = s;
-    }
-}
-
-static void on_retry(uv_timer_t *t);
-
-static void arm_retry_timer(struct cr_dispatch *dp)
-{
-    uint64_t now = uv_now(dp->d->loop);
-    uint64_t due;
-
-    if (dp->nheap == 0) {
-        uv_timer_stop(&dp->retry_timer);
-        return;
-    }
-    due = (uint64_t)dp->heap[0]->due_ms;
-    uv_timer_start(&dp->retry_timer, on_retry, due > now ? due - now : 0, 0);
-}
-
-static int heap_push(struct cr_dispatch *dp, struct cr_msg *m)
-{
-    if (dp->nheap == dp->heap_cap) {
-        size_t cap = dp->heap_cap ? dp->heap_cap * 2 : 256;
-        struct cr_msg **h = realloc(dp->heap, cap * sizeof(*h));
-
-        if (h == NULL)
-            return CR_ENOMEM;
-        dp->heap = h;
-        dp->heap_cap = cap;
-    }
-    m->heap_ix = dp->nheap;
-    dp->heap[dp->nheap++] = m;
-    heap_up(dp, m->heap_ix);
-    if (m->heap_ix == 0)
-        arm_retry_timer(dp);
-    return 0;
-}
-
-static struct cr_msg *heap_pop(struct cr_dispatch *dp)
-{
-    struct cr_msg *m = dp->heap[0];
-
-    dp->nheap--;
-    if (dp->nheap > 0) {
-        dp->heap[0] = dp->heap[dp->nheap];
-        dp->heap[0]->heap_ix = 0;
-        heap_down(dp, 0);
-    }
-    return m;
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    struct cr_dispatch *dp = t->data;
-    uint64_t now = uv_now(dp->d->loop);
-
-    while (dp->nheap > 0 && (uint64_t)dp->heap[0]->due_ms <= now) {
-        struct cr_msg *m = heap_pop(dp);
-
-        cr_dispatch_enqueue(dp, m);
-    }
-    arm_retry_timer(dp);
-}
-
 /* ---- sending ---- */
 
 struct send_ctx {
@@ -258,13 +155,15 @@ static void finish(struct prov *p, struct cr_msg *m, enum cr_status st,
     cr_fanout_msg_done(m, st, p->conf->name, res, latency_us, suppress);
 }
 
-/* A retryable answer: wait and try again, or give up after the last attempt or
- * when the job expires first. */
+/* A retryable answer: park the message in the durable retry set until the
+ * backoff (or the provider's Retry-After) has passed, or give up after the
+ * last attempt or when the job would expire first. */
 static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res, long latency_us)
 {
     struct cr_dispatch *dp = p->dp;
     const struct cr_config *cfg = dp->d->cfg;
     int64_t delay;
+    int64_t now = cr_now_ms();
     int64_t expires = m->batch->jc->job.expires_at_ms;
 
     if (m->attempt >= cfg->retry_max_attempts) {
@@ -275,7 +174,9 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
     }
     delay = cr_backoff_delay(m->attempt, res->retry_after_ms, cfg->retry_base_ms,
                              cfg->retry_max_ms, cr_rand_next(&dp->rnd));
-    if (expires > 0 && cr_now_ms() + delay >= expires) {
+    if (res->retry_after_ms > delay)
+        delay = res->retry_after_ms; /* the provider's word is honoured exactly */
+    if (expires > 0 && now + delay >= expires) {
         snprintf(res->code, sizeof(res->code), "expired");
         finish(p, m, CR_ST_EXPIRED, res, latency_us, 0);
         return;
@@ -283,10 +184,7 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
     cr_info("provider '%s' job %s: %s%s%s, retry in %lld ms (attempt %d/%d)", p->conf->name,
             m->batch->job_id, res->code, res->detail[0] ? " " : "", res->detail, (long long)delay,
             m->attempt, cfg->retry_max_attempts);
-    m->state = CR_MSG_WAITING;
-    m->due_ms = (int64_t)uv_now(dp->d->loop) + delay;
-    if (heap_push(dp, m) < 0)
-        finish(p, m, CR_ST_FAILED, res, latency_us, 0);
+    cr_fanout_msg_park(m, now + delay, p->conf->name, res, latency_us);
 }
 
 static void on_done(void *ud, int err, const struct cr_response *resp, const char *detail,
@@ -484,6 +382,10 @@ static void pump(struct prov *p)
             cr_fanout_msg_done(m, CR_ST_CANCELLED, p->conf->name, NULL, 0, 0);
             continue;
         }
+        if (m->batch->jc->job.expires_at_ms > 0 && cr_now_ms() >= m->batch->jc->job.expires_at_ms) {
+            cr_fanout_msg_done(m, CR_ST_EXPIRED, p->conf->name, NULL, 0, 0);
+            continue;
+        }
         send_one(p, m);
     }
 }
@@ -502,8 +404,6 @@ void cr_dispatch_stop(struct cr_dispatch *dp)
                 dp->prov[i].queued--;
         }
     }
-    dp->nheap = 0;
-    uv_timer_stop(&dp->retry_timer);
 }
 
 size_t cr_dispatch_queued(const struct cr_dispatch *dp, size_t provider_ix)
@@ -518,7 +418,7 @@ int cr_dispatch_provider_inflight(const struct cr_dispatch *dp, size_t provider_
 
 size_t cr_dispatch_waiting_retries(const struct cr_dispatch *dp)
 {
-    return dp->nheap;
+    return dp->d->retry_waiting;
 }
 
 const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix)
@@ -528,17 +428,8 @@ const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix
     return "closed";
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-    struct cr_dispatch *dp = h->data;
-
-    free(dp->heap);
-    free(dp);
-}
-
 void cr_dispatch_free(struct cr_dispatch *dp)
 {
     cr_render_release(&dp->render);
-    uv_timer_stop(&dp->retry_timer);
-    uv_close((uv_handle_t *)&dp->retry_timer, on_timer_closed);
+    free(dp);
 }

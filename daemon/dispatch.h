@@ -1,7 +1,7 @@
 /* The dispatcher: per-provider send queues (one per priority, urgent served
  * first), an in-flight cap per provider, rendering and request building just
  * before sending (so queued messages hold no rendered text), classification
- * of answers, and retries with backoff and full jitter. */
+ * of answers, and retries with backoff and full jitter (parked in Redis). */
 #ifndef CR_DISPATCH_H
 #define CR_DISPATCH_H
 
@@ -19,8 +19,8 @@ void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m);
 /* Messages handed to providers and not answered yet. */
 size_t cr_dispatch_inflight(const struct cr_dispatch *dp);
 
-/* Shutdown: forgets queued and retry-waiting messages (their batches are not
- * acknowledged, so they are sent after a restart); in-flight ones finish. */
+/* Shutdown: forgets queued messages (their batches are not acknowledged, so
+ * they are sent after a restart); in-flight ones finish. */
 void cr_dispatch_stop(struct cr_dispatch *dp);
 
 /* Gauges for metrics, per provider index (as in cfg->providers). */

@@ -8,12 +8,15 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "dispatch.h"
+#include "quiet.h"
 #include "reader.h"
 #include "record.h"
+#include "retry.h"
 
 #define FLUSH_EVERY 128     /* outcomes that trigger a write before the batch ends */
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32
+#define CANCEL_POLL_MS 300
 #define MAX_BATCH_IDS 100000
 
 struct cr_fanout {
@@ -23,11 +26,44 @@ struct cr_fanout {
     struct cr_jobctx *cache;  /* most recently used first */
     size_t ncache;
     uv_timer_t timer;
+    uint64_t next_poll;
     int stopped;
 };
 
 static void batch_free(struct cr_batch *b);
 static void maybe_complete(struct cr_batch *b);
+static void after_outcome(struct cr_batch *b);
+static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
+                                  enum cr_priority prio, const char *job);
+static void start_batch(struct cr_batch *b);
+
+static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct cr_jobctx *jc = ud;
+
+    (void)r;
+    if (reply && reply->type == REDIS_REPLY_STRING &&
+        (strcmp(reply->str, "cancelling") == 0 || strcmp(reply->str, "cancelled") == 0)) {
+        if (!jc->cancelled)
+            cr_info("job %s: cancelled; its remaining messages will not be sent", jc->id);
+        jc->cancelled = 1;
+    }
+    cr_jobctx_unref(jc);
+}
+
+/* Jobs in use here learn of a cancellation within CANCEL_POLL_MS. */
+static void poll_states(struct cr_fanout *f)
+{
+    struct cr_jobctx *jc;
+
+    for (jc = f->cache; jc; jc = jc->next) {
+        if (jc->cancelled || jc->refs < 2) /* the cache's own reference only: idle */
+            continue;
+        cr_jobctx_ref(jc);
+        if (cr_redis_cmd(f->d->rc, on_state, jc, 0, "HGET %s state", jc->key) < 0)
+            cr_jobctx_unref(jc);
+    }
+}
 
 static void on_tick(uv_timer_t *t)
 {
@@ -35,6 +71,11 @@ static void on_tick(uv_timer_t *t)
     struct cr_batch *b;
     struct cr_batch *next;
     uint64_t now = uv_now(f->d->loop);
+
+    if (now >= f->next_poll) {
+        f->next_poll = now + CANCEL_POLL_MS;
+        poll_states(f);
+    }
 
     for (b = f->active; b; b = next) {
         next = b->next;
@@ -201,8 +242,27 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
     o->latency_us = latency_us;
     o->address = m->address;
     o->suppress = (uint8_t)suppress;
+    o->unpark = m->member;
     if (res)
         snprintf(o->provider_id, sizeof(o->provider_id), "%s", res->provider_id);
+    after_outcome(b);
+}
+
+/* "<job>|<pos>|<channel index>|<sub>|<attempts>|<priority>": everything a
+ * retry needs; ids cannot contain '|' (job and subscriber id syntax). */
+static char *make_member(const struct cr_batch *b, const struct cr_msg *m)
+{
+    char buf[CR_JOB_ID_MAX + 160];
+    int n = snprintf(buf, sizeof(buf), "%s|%u|%d|%s|%u|%d", b->job_id, m->sub->pos,
+                     (int)m->channel, m->sub->id, m->attempt, (int)b->prio);
+
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return NULL;
+    return strdup(buf);
+}
+
+static void after_outcome(struct cr_batch *b)
+{
     if (b->dead) {
         drain_if_idle(b);
         return;
@@ -210,8 +270,40 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
     maybe_complete(b);
 }
 
+static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const char *provider,
+                 const char *code, long latency_us)
+{
+    struct cr_record *o;
+
+    m->state = CR_MSG_DONE;
+    b->parked_any = 1;
+    o = add_record(b, m->sub, m->channel, CR_ST_FAILED, code);
+    o->park_member = make_member(b, m);
+    if (o->park_member == NULL) {
+        /* cannot happen with valid ids; fail rather than lose track of it */
+        snprintf(o->code, sizeof(o->code), "retry_unrecordable");
+    }
+    o->park_due_ms = due_ms;
+    o->unpark = m->member;
+    o->attempt = m->attempt;
+    o->provider = provider;
+    o->latency_us = latency_us;
+    o->address = m->address;
+}
+
+void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
+                        const struct cr_result *res, long latency_us)
+{
+    struct cr_batch *b = m->batch;
+
+    park(b, m, due_ms, provider, res ? res->code : "", latency_us);
+    after_outcome(b);
+}
+
 void cr_fanout_flushed(struct cr_batch *b, int ok, int acked)
 {
+    if (ok && b->parked_any && b->d->retry)
+        cr_retry_kick(b->d->retry);
     if (acked) {
         b->acked = 1;
         cr_debug("job %s batch %s: %zu outcomes recorded, batch acknowledged", b->job_id,
@@ -319,9 +411,17 @@ static int below_min_priority(const struct cr_batch *b, const struct cr_sub *s)
     return b->jc->job.priority > p;
 }
 
+static int job_expired(const struct cr_batch *b, int64_t now_ms)
+{
+    int64_t exp = b->jc->job.expires_at_ms;
+
+    return exp > 0 && now_ms >= exp;
+}
+
 static void hand_out(struct cr_batch *b)
 {
     struct cr_daemon *d = b->d;
+    int64_t now = cr_now_ms();
     size_t i;
 
     b->planning = 1;
@@ -332,6 +432,10 @@ static void hand_out(struct cr_batch *b)
             continue;
         if (b->jc->cancelled) {
             cr_fanout_msg_done(m, CR_ST_CANCELLED, NULL, NULL, 0, 0);
+            continue;
+        }
+        if (job_expired(b, now)) {
+            cr_fanout_msg_done(m, CR_ST_EXPIRED, NULL, NULL, 0, 0);
             continue;
         }
         cr_dispatch_enqueue(d->dispatch, m);
@@ -380,13 +484,9 @@ static void on_suppressed(struct cr_redis *r, redisReply *reply, void *ud)
 
             if (m->channel != sc->ch || m->state == CR_MSG_DONE)
                 continue;
-            if (k < reply->elements && cr_reply_int(reply->element[k]) == 1) {
-                struct cr_record *o;
-
-                m->state = CR_MSG_DONE;
-                o = add_record(b, m->sub, m->channel, CR_ST_SUPPRESSED, "suppressed");
-                o->address = m->address;
-            }
+            if (k < reply->elements && cr_reply_int(reply->element[k]) == 1)
+                cr_fanout_msg_done(m, CR_ST_SUPPRESSED, NULL,
+                                   &(struct cr_result){.code = "suppressed"}, 0, 0);
             k++;
         }
     }
@@ -394,9 +494,64 @@ static void on_suppressed(struct cr_redis *r, redisReply *reply, void *ud)
     supp_step_done(b);
 }
 
-/* Decides each (subscriber, channel) of a loaded batch; returns the number of
- * messages per channel through argv/argc (SMISMEMBER commands to send). */
-static int decide(struct cr_batch *b, const char **argv[CR_CH__COUNT], size_t argc[CR_CH__COUNT])
+/* Asks Redis which addresses of the batch's undecided messages are suppressed,
+ * one SMISMEMBER per channel; the messages go out when every answer is in. */
+static void query_suppression(struct cr_batch *b)
+{
+    const char **argv = malloc((b->nmsgs + 2) * sizeof(char *));
+    int ch;
+
+    b->loads_pending = 1; /* placeholder until every query is sent */
+    for (ch = 0; argv && ch < CR_CH__COUNT && !b->dead; ch++) {
+        struct supp_ctx *sc;
+        size_t argc = 2;
+        size_t i;
+
+        argv[0] = "SMISMEMBER";
+        argv[1] = b->d->keys.suppress[ch];
+        for (i = 0; i < b->nmsgs; i++) {
+            if (b->msgs[i].channel == (enum cr_channel)ch && b->msgs[i].state != CR_MSG_DONE)
+                argv[argc++] = b->msgs[i].address;
+        }
+        if (argc == 2)
+            continue;
+        sc = malloc(sizeof(*sc));
+        if (sc == NULL) {
+            b->dead = 1;
+            break;
+        }
+        sc->b = b;
+        sc->ch = (enum cr_channel)ch;
+        if (cr_redis_argv(b->d->rc, on_suppressed, sc, 0, (int)argc, argv, NULL) < 0) {
+            free(sc);
+            b->dead = 1;
+            break;
+        }
+        b->loads_pending++;
+    }
+    if (argv == NULL)
+        b->dead = 1;
+    free(argv);
+    supp_step_done(b);
+}
+
+/* Non-urgent messages wait out the resident's quiet hours in the retry set.
+ * Returns 1 when m was parked. */
+static int park_if_quiet(struct cr_batch *b, struct cr_msg *m, int64_t now)
+{
+    int64_t until;
+
+    if (b->prio == CR_PRIO_URGENT)
+        return 0;
+    if (cr_quiet_until(sub_field(m->sub, "quiet"), sub_field(m->sub, "tz"), now, &until) != 1)
+        return 0;
+    park(b, m, until, NULL, "quiet_hours", 0);
+    return 1;
+}
+
+/* A stream batch: decide each (subscriber, channel) from the job and the
+ * subscriber's preferences, skipping what the ledger has recorded. */
+static void decide(struct cr_batch *b, int64_t now)
 {
     size_t i;
     int ch;
@@ -430,58 +585,54 @@ static int decide(struct cr_batch *b, const char **argv[CR_CH__COUNT], size_t ar
             m->platform = ch == CR_CH_PUSH ? sub_field(s, "push_platform") : NULL;
             m->state = CR_MSG_QUEUED;
             b->expected++;
-            if (argc[ch] == 0) {
-                argv[ch][0] = "SMISMEMBER";
-                argv[ch][1] = b->d->keys.suppress[ch];
-                argc[ch] = 2;
-            }
-            argv[ch][argc[ch]++] = m->address;
+            park_if_quiet(b, m, now);
         }
     }
-    return 0;
 }
 
-/* Subscribers are loaded: decide each (subscriber, channel), then ask Redis
- * which addresses are suppressed. */
+/* A retry batch: its messages exist already; refresh each address from the
+ * subscriber's hash as it is now. */
+static void prepare_retries(struct cr_batch *b, int64_t now)
+{
+    size_t i;
+
+    for (i = 0; i < b->nmsgs; i++) {
+        struct cr_msg *m = &b->msgs[i];
+
+        b->expected++;
+        m->address = m->sub->missing ? NULL : sub_field(m->sub, address_field(m->channel));
+        m->platform = m->channel == CR_CH_PUSH ? sub_field(m->sub, "push_platform") : NULL;
+        if (m->address == NULL) {
+            cr_fanout_msg_done(m, CR_ST_FAILED, NULL,
+                               &(struct cr_result){.code = "no_address"}, 0, 0);
+            continue;
+        }
+        park_if_quiet(b, m, now);
+    }
+}
+
+/* Subscribers are loaded: decide the messages, then check suppression. */
 static void plan(struct cr_batch *b)
 {
-    const char **argv[CR_CH__COUNT] = {NULL, NULL, NULL};
-    size_t argc[CR_CH__COUNT] = {0, 0, 0};
-    int ch;
+    int64_t now = cr_now_ms();
 
-    b->loads_pending = 1; /* placeholder until every query is sent */
-    b->msgs = calloc(b->nsubs * CR_CH__COUNT + 1, sizeof(*b->msgs));
+    b->planning = 1;
+    if (b->msgs == NULL)
+        b->msgs = calloc(b->nsubs * CR_CH__COUNT + 1, sizeof(*b->msgs));
     b->outs = calloc(b->nsubs * (CR_CH__COUNT + 1) + 1, sizeof(*b->outs));
-    for (ch = 0; ch < CR_CH__COUNT; ch++)
-        argv[ch] = malloc((b->nsubs + 2) * sizeof(char *));
-    if (b->msgs == NULL || b->outs == NULL || !argv[0] || !argv[1] || !argv[2]) {
+    if (b->msgs == NULL || b->outs == NULL) {
         b->dead = 1;
-        goto out;
+        b->planning = 0;
+        b->loads_pending = 1;
+        supp_step_done(b);
+        return;
     }
-    decide(b, argv, argc);
-    for (ch = 0; ch < CR_CH__COUNT && !b->dead; ch++) {
-        struct supp_ctx *sc;
-
-        if (argc[ch] == 0)
-            continue;
-        sc = malloc(sizeof(*sc));
-        if (sc == NULL) {
-            b->dead = 1;
-            break;
-        }
-        sc->b = b;
-        sc->ch = (enum cr_channel)ch;
-        if (cr_redis_argv(b->d->rc, on_suppressed, sc, 0, (int)argc[ch], argv[ch], NULL) < 0) {
-            free(sc);
-            b->dead = 1;
-            break;
-        }
-        b->loads_pending++;
-    }
-out:
-    for (ch = 0; ch < CR_CH__COUNT; ch++)
-        free(argv[ch]);
-    supp_step_done(b);
+    if (b->kind == CR_BATCH_RETRY)
+        prepare_retries(b, now);
+    else
+        decide(b, now);
+    b->planning = 0;
+    query_suppression(b);
 }
 
 /* ---- loading subscribers and the ledger ---- */
@@ -564,7 +715,7 @@ static void load(struct cr_batch *b)
     uint64_t last = ((uint64_t)(b->pos0 + b->nsubs) * 4 + 7) / 8;
 
     b->loads_pending = 1;
-    for (i = 0; i <= b->nsubs && !b->dead; i++) {
+    for (i = 0; i < b->nsubs + (b->kind == CR_BATCH_STREAM) && !b->dead; i++) {
         struct load_ctx *lc = malloc(sizeof(*lc));
         int rc;
 
@@ -682,33 +833,173 @@ void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entr
                      d->cfg->group, entry);
         return;
     }
-    b = calloc(1, sizeof(*b));
+    b = new_batch(f, CR_BATCH_STREAM, prio, job);
     if (b == NULL)
         return;
-    b->fanout = f;
-    b->d = d;
-    b->prio = prio;
     snprintf(b->entry, sizeof(b->entry), "%s", entry);
-    snprintf(b->job_id, sizeof(b->job_id), "%s", job);
-    cr_key_for(&d->keys, "job", job, b->key, sizeof(b->key));
-    snprintf(b->ledger_key, sizeof(b->ledger_key), "%s:ledger", b->key);
     b->pos0 = (uint32_t)p0;
+    if (split_ids(b, ids) < 0) {
+        batch_free(b);
+        return;
+    }
+    start_batch(b);
+}
+
+static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
+                                  enum cr_priority prio, const char *job)
+{
+    struct cr_batch *b = calloc(1, sizeof(*b));
+
+    if (b == NULL)
+        return NULL;
+    b->kind = kind;
+    b->fanout = f;
+    b->d = f->d;
+    b->prio = prio;
+    snprintf(b->job_id, sizeof(b->job_id), "%s", job);
+    cr_key_for(&f->d->keys, "job", job, b->key, sizeof(b->key));
+    snprintf(b->ledger_key, sizeof(b->ledger_key), "%s:ledger", b->key);
+    snprintf(b->early_key, sizeof(b->early_key), "%s:early", b->key);
     b->next = f->active;
     if (f->active)
         f->active->prev = b;
     f->active = b;
     f->nactive[prio]++;
-    if (split_ids(b, ids) < 0) {
-        batch_free(b);
-        return;
-    }
-    b->jc = cache_get(f, job);
+    return b;
+}
+
+/* Starts a batch once its messages or ids are in place: find the job, load. */
+static void start_batch(struct cr_batch *b)
+{
+    b->jc = cache_get(b->fanout, b->job_id);
     if (b->jc) {
         load(b);
         return;
     }
-    if (cr_redis_cmd(d->rc, on_job, b, 0, "HMGET %s doc state", b->key) < 0)
+    if (cr_redis_cmd(b->d->rc, on_job, b, 0, "HMGET %s doc state", b->key) < 0)
         batch_free(b);
+}
+
+struct member {
+    char *text;  /* owned copy, split in place */
+    const char *job;
+    const char *sub;
+    unsigned long pos;
+    int ch;
+    int attempt;
+    int prio;
+};
+
+static int parse_member(const char *src, struct member *mb)
+{
+    char *f[6];
+    char *p;
+    char *end;
+    int i;
+
+    mb->text = strdup(src);
+    if (mb->text == NULL)
+        return CR_ENOMEM;
+    p = mb->text;
+    for (i = 0; i < 6; i++) {
+        f[i] = p;
+        p = strchr(p, '|');
+        if (i < 5 && p == NULL)
+            return CR_EINVAL;
+        if (p)
+            *p++ = '\0';
+    }
+    mb->job = f[0];
+    mb->sub = f[3];
+    mb->pos = strtoul(f[1], &end, 10);
+    if (*end || !*f[0] || !*f[3] || strlen(f[0]) > CR_JOB_ID_MAX)
+        return CR_EINVAL;
+    mb->ch = (int)strtol(f[2], &end, 10);
+    if (*end || mb->ch < 0 || mb->ch >= CR_CH__COUNT)
+        return CR_EINVAL;
+    mb->attempt = (int)strtol(f[4], &end, 10);
+    if (*end || mb->attempt < 0 || mb->attempt > 255)
+        return CR_EINVAL;
+    mb->prio = (int)strtol(f[5], &end, 10);
+    if (*end || mb->prio < 0 || mb->prio >= CR_PRIO__COUNT)
+        return CR_EINVAL;
+    return 0;
+}
+
+/* Adds one claimed member to b as a message with its own subscriber entry. */
+static int add_retry(struct cr_batch *b, const struct member *mb, const char *src)
+{
+    struct cr_sub *s = &b->subs[b->nsubs];
+    struct cr_msg *m = &b->msgs[b->nmsgs];
+
+    s->id = strdup(mb->sub);
+    b->members[b->nmsgs] = strdup(src);
+    if (s->id == NULL || b->members[b->nmsgs] == NULL) {
+        free(s->id);
+        free(b->members[b->nmsgs]);
+        s->id = NULL;
+        return CR_ENOMEM;
+    }
+    s->pos = (uint32_t)mb->pos;
+    b->nsubs++;
+    m->batch = b;
+    m->sub = s;
+    m->channel = (enum cr_channel)mb->ch;
+    m->attempt = (uint8_t)mb->attempt;
+    m->member = b->members[b->nmsgs];
+    m->state = CR_MSG_QUEUED;
+    b->nmsgs++;
+    return 0;
+}
+
+void cr_fanout_take_retries(struct cr_fanout *f, const char *const *members, size_t n)
+{
+    struct cr_batch **open = calloc(n ? n : 1, sizeof(*open));
+    size_t nopen = 0;
+    size_t i;
+    size_t j;
+
+    if (open == NULL)
+        return; /* claimed members come due again when their lease ends */
+    for (i = 0; i < n; i++) {
+        struct member mb;
+        struct cr_batch *b = NULL;
+
+        memset(&mb, 0, sizeof(mb));
+        if (parse_member(members[i], &mb) < 0) {
+            cr_error("retry set: dropping unreadable member '%s'", members[i]);
+            cr_redis_cmd(f->d->rc, NULL, NULL, 0, "ZREM %s %s", f->d->keys.retry, members[i]);
+            free(mb.text);
+            continue;
+        }
+        for (j = 0; j < nopen && b == NULL; j++) {
+            if (strcmp(open[j]->job_id, mb.job) == 0)
+                b = open[j];
+        }
+        if (b == NULL) {
+            b = new_batch(f, CR_BATCH_RETRY, (enum cr_priority)mb.prio, mb.job);
+            if (b) {
+                b->subs = calloc(n, sizeof(*b->subs));
+                b->msgs = calloc(n, sizeof(*b->msgs));
+                b->members = calloc(n, sizeof(*b->members));
+                if (!b->subs || !b->msgs || !b->members) {
+                    batch_free(b);
+                    b = NULL;
+                } else {
+                    open[nopen++] = b;
+                }
+            }
+        }
+        if (b)
+            add_retry(b, &mb, members[i]);
+        free(mb.text);
+    }
+    for (j = 0; j < nopen; j++) {
+        cr_debug("job %s: %zu messages due for another attempt", open[j]->job_id,
+                 open[j]->nmsgs);
+        start_batch(open[j]);
+    }
+    free(open);
 }
 
 static void batch_free(struct cr_batch *b)
@@ -727,6 +1018,11 @@ static void batch_free(struct cr_batch *b)
         free(b->subs[i].id);
         free(b->subs[i].kv);
     }
+    for (i = 0; i < b->nouts; i++)
+        free(b->outs[i].park_member);
+    for (i = 0; b->members && i < b->nmsgs; i++)
+        free(b->members[i]);
+    free(b->members);
     free(b->subs);
     free(b->msgs);
     free(b->outs);

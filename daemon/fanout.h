@@ -24,7 +24,7 @@ struct cr_sub {
     int missing;           /* no hash */
 };
 
-enum cr_msg_state { CR_MSG_QUEUED, CR_MSG_INFLIGHT, CR_MSG_WAITING, CR_MSG_DONE };
+enum cr_msg_state { CR_MSG_QUEUED, CR_MSG_INFLIGHT, CR_MSG_DONE };
 
 /* One (subscriber, channel) message. Owned by its batch. */
 struct cr_msg {
@@ -36,16 +36,23 @@ struct cr_msg {
     enum cr_msg_state state;
     uint8_t attempt;       /* attempts made so far */
     uint8_t provider_ix;   /* index into the channel's provider list */
-    int64_t due_ms;        /* retry due time (loop ms) */
-    size_t heap_ix;
+    const char *member;    /* retry set member this message came from, or NULL */
     struct cr_msg *qnext;  /* send queue link */
 };
 
+enum cr_batch_kind {
+    CR_BATCH_STREAM, /* audience ids from crier:batches:<priority>, acked when done */
+    CR_BATCH_RETRY   /* messages claimed from crier:retry, each unparked when done */
+};
+
 struct cr_batch {
+    enum cr_batch_kind kind;
     struct cr_fanout *fanout;
     struct cr_daemon *d;
     char key[CR_KEY_MAX];         /* crier:job:<id> */
     char ledger_key[CR_KEY_MAX + 8];
+    char early_key[CR_KEY_MAX + 8];  /* webhook receipts that came before crier's own write */
+    char **members;                   /* CR_BATCH_RETRY: claimed members (owned) */
     enum cr_priority prio;
     char entry[32];
     char job_id[CR_JOB_ID_MAX + 1];
@@ -63,6 +70,7 @@ struct cr_batch {
     size_t flushing;        /* outcomes in the flush under way */
     int flush_busy;         /* a record script call is under way */
     int planning;           /* messages being handed out: no completion yet */
+    int parked_any;         /* something was parked: the retry poller looks again */
     int acked;
     int planned;
     int loads_pending;
@@ -86,6 +94,9 @@ struct cr_record {
     char code[48];
     char provider_id[96];
     long latency_us;
+    const char *unpark;      /* the retry member this outcome resolves, or NULL */
+    char *park_member;       /* owned: non-NULL = park the message under this member */
+    int64_t park_due_ms;     /* unix ms when a parked message is due */
 };
 
 int cr_fanout_init(struct cr_daemon *d, struct cr_fanout **out);
@@ -104,6 +115,15 @@ void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entr
 /* The dispatcher's report of a message's final outcome. */
 void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provider,
                         const struct cr_result *res, long latency_us, int suppress);
+
+/* The message must wait until due_ms (unix ms): it is parked in the durable
+ * retry set with its attempts so far (res says why), and its batch may finish. */
+void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
+                        const struct cr_result *res, long latency_us);
+
+/* Takes n members claimed from the retry set ("<job>|<pos>|<ch>|<sub>|<attempt>|<prio>"),
+ * grouped into batches per job. Malformed members are dropped with a log line. */
+void cr_fanout_take_retries(struct cr_fanout *f, const char *const *members, size_t n);
 
 /* The dispatcher gives m back unsent (shutdown, request cancelled). */
 void cr_fanout_msg_returned(struct cr_msg *m);

@@ -140,6 +140,11 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     verdict = cr_reply_int(reply->element[0]);
+    if (verdict == 3) {
+        cr_info("job %s (entry %s): accepted, scheduled for later", it->id, it->entry);
+        cr_intake_release(in, it->entry);
+        return;
+    }
     if (verdict == 0) {
         cr_info("job %s (entry %s): duplicate of a job already accepted (state %s); ignored",
                 it->id, it->entry, reply->element[1]->str ? reply->element[1]->str : "?");
@@ -163,8 +168,8 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     char now[24];
     char send_at[24];
     char expires[24];
-    const char *argv[12];
-    size_t lens[12];
+    const char *argv[13];
+    size_t lens[13];
     int i;
 
     cr_key_for(&d->keys, "job", it->id, key, sizeof(key));
@@ -175,18 +180,19 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     argv[1] = d->keys.events;
     argv[2] = d->keys.jobs;
     argv[3] = d->keys.recent;
-    argv[4] = it->id;
-    argv[5] = it->entry;
-    argv[6] = cr_priority_name(it->job.priority);
-    argv[7] = now;
-    argv[8] = doc;
-    argv[9] = send_at;
-    argv[10] = expires;
-    argv[11] = d->cfg->group;
-    for (i = 0; i < 12; i++)
+    argv[4] = d->keys.scheduled;
+    argv[5] = it->id;
+    argv[6] = it->entry;
+    argv[7] = cr_priority_name(it->job.priority);
+    argv[8] = now;
+    argv[9] = doc;
+    argv[10] = send_at;
+    argv[11] = expires;
+    argv[12] = d->cfg->group;
+    for (i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
-    lens[8] = len;
-    if (cr_script_call(d->rc, CR_SCRIPT_ACCEPT, 4, 12, argv, lens, on_accepted, it) < 0)
+    lens[9] = len;
+    if (cr_script_call(d->rc, CR_SCRIPT_ACCEPT, 5, 13, argv, lens, on_accepted, it) < 0)
         cr_intake_release(it->in, it->entry);
 }
 
@@ -232,6 +238,71 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
     else
         snprintf(it->id, sizeof(it->id), "job-%s", entry);
     accept_job(it, doc, len);
+}
+
+struct resume_ctx {
+    struct cr_intake *in;
+    char entry[32];
+    char id[CR_JOB_ID_MAX + 1];
+};
+
+static void on_resume_doc(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct resume_ctx *rc = ud;
+    struct cr_intake *in = rc->in;
+    struct item *it;
+    struct cr_job_error err;
+
+    (void)r;
+    it = *find(in, rc->entry);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        cr_intake_release(in, rc->entry); /* stays pending; read again later */
+    } else if (reply->type != REDIS_REPLY_STRING) {
+        cr_warn("job %s (entry %s): due, but its record is gone; acknowledged", rc->id,
+                rc->entry);
+        cr_redis_cmd(in->d->rc, NULL, NULL, 0, "XACK %s %s %s", in->d->keys.jobs,
+                     in->d->cfg->group, rc->entry);
+        cr_intake_release(in, rc->entry);
+    } else if (cr_job_parse(reply->str, reply->len, &in->d->cfg->limits, &it->job, &err) < 0) {
+        cr_error("job %s (entry %s): stored document no longer valid (%s: %s); left pending",
+                 rc->id, rc->entry, err.code, err.message);
+        cr_intake_release(in, rc->entry);
+    } else {
+        it->have_job = 1;
+        snprintf(it->id, sizeof(it->id), "%s", rc->id);
+        accept_job(it, reply->str, reply->len);
+    }
+    free(rc);
+}
+
+void cr_intake_resume(struct cr_intake *in, const char *entry, const char *id)
+{
+    struct item *it;
+    struct resume_ctx *rc;
+    char key[CR_KEY_MAX];
+
+    if (in->d->stopping || strlen(id) > CR_JOB_ID_MAX)
+        return;
+    it = calloc(1, sizeof(*it));
+    rc = calloc(1, sizeof(*rc));
+    if (it == NULL || rc == NULL) {
+        free(it);
+        free(rc);
+        return;
+    }
+    it->in = in;
+    snprintf(it->entry, sizeof(it->entry), "%s", entry);
+    it->next = in->items;
+    in->items = it;
+    in->nitems++;
+    rc->in = in;
+    snprintf(rc->entry, sizeof(rc->entry), "%s", entry);
+    snprintf(rc->id, sizeof(rc->id), "%s", id);
+    cr_key_for(&in->d->keys, "job", id, key, sizeof(key));
+    if (cr_redis_cmd(in->d->rc, on_resume_doc, rc, 0, "HGET %s doc", key) < 0) {
+        free(rc);
+        cr_intake_release(in, entry);
+    }
 }
 
 void cr_intake_free(struct cr_intake *in)

@@ -20,6 +20,10 @@ int cr_intake_has(const struct cr_intake *in, const char *entry);
 /* Takes entry; doc is the "job" field (NULL when missing), len its length. */
 void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len);
 
+/* Takes a "resume" entry: scheduled job id fell due (schedule.c); its
+ * document is read back from crier:job:<id>. */
+void cr_intake_resume(struct cr_intake *in, const char *entry, const char *id);
+
 /* The expander finished with entry (acknowledged or handed back). */
 void cr_intake_release(struct cr_intake *in, const char *entry);
 

@@ -26,6 +26,9 @@ int cr_keys_init(struct cr_keys *keys, const char *prefix)
     rc |= fmt_key(keys->dead, sizeof(keys->dead), prefix, "jobs:dead", NULL);
     rc |= fmt_key(keys->recent, sizeof(keys->recent), prefix, "jobs:recent", NULL);
     rc |= fmt_key(keys->receipts, sizeof(keys->receipts), prefix, "receipts", NULL);
+    rc |= fmt_key(keys->retry, sizeof(keys->retry), prefix, "retry", NULL);
+    rc |= fmt_key(keys->scheduled, sizeof(keys->scheduled), prefix, "scheduled", NULL);
+    rc |= fmt_key(keys->sms_last, sizeof(keys->sms_last), prefix, "sms:last", NULL);
     rc |= fmt_key(keys->events, sizeof(keys->events), prefix, "events", NULL);
     for (i = 0; i < CR_PRIO__COUNT; i++)
         rc |= fmt_key(keys->batches[i], CR_KEY_MAX, prefix, "batches",

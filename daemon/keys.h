@@ -14,6 +14,9 @@ struct cr_keys {
     char dead[CR_KEY_MAX];       /* rejected jobs */
     char recent[CR_KEY_MAX];     /* sorted set: job id by creation time (newest 10,000) */
     char receipts[CR_KEY_MAX];
+    char retry[CR_KEY_MAX];      /* sorted set: parked messages by due time */
+    char scheduled[CR_KEY_MAX];  /* sorted set: job id by send_at */
+    char sms_last[CR_KEY_MAX];   /* hash: phone -> "<job>/<pos>/<sub>" of the last SMS sent */
     char events[CR_KEY_MAX];
     char batches[CR_PRIO__COUNT][CR_KEY_MAX]; /* fan-out streams, one per priority */
     char suppress[CR_CH__COUNT][CR_KEY_MAX];

@@ -19,6 +19,8 @@
 #include "fanout.h"
 #include "intake.h"
 #include "reader.h"
+#include "retry.h"
+#include "schedule.h"
 #include "scripts.h"
 
 #define SHUTDOWN_GRACE_MS 15000
@@ -45,6 +47,8 @@ static void on_http_closed(void *ud)
     struct cr_daemon *d = ud;
 
     cr_reader_free(d->reader);
+    cr_retry_free(d->retry);
+    cr_schedule_free(d->schedule);
     cr_fanout_free(d->fanout);
     cr_dispatch_free(d->dispatch);
 }
@@ -182,6 +186,10 @@ static int start(struct cr_daemon *d)
         rc = cr_fanout_init(d, &d->fanout);
     if (rc == 0)
         rc = cr_reader_init(d, &d->reader);
+    if (rc == 0)
+        rc = cr_retry_init(d, &d->retry);
+    if (rc == 0)
+        rc = cr_schedule_init(d, &d->schedule);
     if (rc == 0)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)

@@ -97,8 +97,13 @@ static void take_entry(struct cr_reader *r, int s, const redisReply *e)
     if (s == 0) {
         size_t len = 0;
         const char *doc = field(fields, "job", &len);
+        const char *resume = field(fields, "resume", NULL);
 
-        if (!cr_intake_has(r->d->intake, id->str))
+        if (cr_intake_has(r->d->intake, id->str))
+            return;
+        if (doc == NULL && resume != NULL)
+            cr_intake_resume(r->d->intake, id->str, resume);
+        else
             cr_intake_take(r->d->intake, id->str, doc, len);
         return;
     }

@@ -10,7 +10,7 @@
 #include "scripts.h"
 
 #define CHUNK 256
-#define NKEYS 8
+#define NKEYS 11
 #define NHEAD 7
 
 struct flush_ctx {
@@ -60,7 +60,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
     argv = malloc(argc * sizeof(*argv));
-    nums = malloc(n * 3 * 24 + 1);
+    nums = malloc(n * 4 * 24 + 1);
     fc = malloc(sizeof(*fc));
     if (argv == NULL || nums == NULL || fc == NULL)
         goto out;
@@ -72,39 +72,48 @@ void cr_record_flush(struct cr_batch *b, int ack)
     argv[5] = d->keys.suppress[CR_CH_EMAIL];
     argv[6] = d->keys.suppress[CR_CH_SMS];
     argv[7] = d->keys.suppress[CR_CH_PUSH];
+    argv[8] = d->keys.retry;
+    argv[9] = b->early_key;
+    argv[10] = d->keys.sms_last;
     snprintf(head[0], sizeof(head[0]), "%ld", d->cfg->receipts_maxlen);
     snprintf(head[1], sizeof(head[1]), "%lld", (long long)cr_now_ms());
     snprintf(head[2], sizeof(head[2]), "%ld", d->cfg->retention_s);
     snprintf(head[3], sizeof(head[3]), "%zu", n);
-    argv[8] = b->job_id;
-    argv[9] = d->cfg->group;
-    argv[10] = ack ? b->entry : "";
-    argv[11] = head[0];
-    argv[12] = head[1];
-    argv[13] = head[2];
-    argv[14] = head[3];
+    argv[NKEYS + 0] = b->job_id;
+    argv[NKEYS + 1] = d->cfg->group;
+    argv[NKEYS + 2] = ack ? b->entry : "";
+    argv[NKEYS + 3] = head[0];
+    argv[NKEYS + 4] = head[1];
+    argv[NKEYS + 5] = head[2];
+    argv[NKEYS + 6] = head[3];
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
-        char *pos = nums + i * 72;
+        char *pos = nums + i * 96;
         char *att = pos + 24;
         char *lat = pos + 48;
+        char *due = pos + 72;
         static const char *const chix[] = {"0", "1", "2", "3"};
 
         snprintf(pos, 24, "%u", o->sub->pos);
         snprintf(att, 24, "%u", o->attempt);
         snprintf(lat, 24, "%ld", o->latency_us);
+        snprintf(due, 24, "%lld", (long long)o->park_due_ms);
         a[0] = o->sub->id;
         a[1] = pos;
         a[2] = chix[o->channel < CR_CH__COUNT ? o->channel : 3];
         a[3] = o->channel < CR_CH__COUNT ? cr_channel_name(o->channel) : "";
         a[4] = o->provider ? o->provider : "";
-        a[5] = cr_status_name(o->status);
+        a[5] = o->park_member ? "park" : cr_status_name(o->status);
         a[6] = att;
         a[7] = o->code;
         a[8] = lat;
         a[9] = o->provider_id;
-        a[10] = (o->suppress && o->address) ? o->address : "";
+        a[10] = o->address ? o->address : "";
+        a[11] = o->suppress ? "1" : "0";
+        a[12] = o->unpark ? o->unpark : "";
+        a[13] = due;
+        a[14] = o->park_member ? o->park_member : "";
     }
     fc->b = b;
     fc->ack = ack;

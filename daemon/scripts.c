@@ -15,17 +15,28 @@
 
 /* Shared tail: a job is complete when its audience is fully expanded and every
  * batch has been acknowledged; its message total is then the sum of statuses. */
+/* Shared tail: a job is finished when its audience is fully expanded, every
+ * batch has been acknowledged and no message waits in the retry set; its
+ * message total is then the sum of statuses. A job being cancelled ends
+ * "cancelled"; one whose expiry passed with messages expired ends "expired". */
 #define LUA_COMPLETE                                                                 \
     "local function complete(job, events, ledger, id, now, ret)\n"                   \
-    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state')\n" \
-    "  if h[1] ~= '1' or h[2] ~= h[3] or h[4] == 'completed' or h[4] == 'cancelled' then return 0 end\n" \
+    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n" \
+    "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n" \
+    "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' then return 0 end\n" \
     "  local total = 0\n"                                                            \
     "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n" \
     "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"               \
     "  end\n"                                                                        \
-    "  redis.call('HSET', job, 'state', 'completed', 'completed_ms', now, 'messages', total)\n" \
-    "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'completed', 't_ms', now, 'messages', total)\n" \
-    "  if tonumber(ret) > 0 then redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret) end\n" \
+    "  local final = 'completed'\n"                                                  \
+    "  if h[4] == 'cancelling' then final = 'cancelled'\n"                           \
+    "  elseif tonumber(h[7] or '0') > 0 and tonumber(h[6] or '0') > 0 and tonumber(now) >= tonumber(h[6]) then final = 'expired' end\n" \
+    "  redis.call('HSET', job, 'state', final, 'completed_ms', now, 'messages', total)\n" \
+    "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', final, 't_ms', now, 'messages', total)\n" \
+    "  if tonumber(ret) > 0 then\n"                                                  \
+    "    redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret)\n"        \
+    "    redis.call('EXPIRE', job .. ':early', ret); redis.call('EXPIRE', job .. ':receipts', ret)\n" \
+    "  end\n"                                                                        \
     "  return 1\n"                                                                   \
     "end\n"
 
@@ -42,6 +53,13 @@ static const char accept_lua[] =
     "  'exp_src', 0, 'exp_cursor', '0', 'expanded', 0, 'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2])\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
+    "if tonumber(ARGV[6]) > tonumber(ARGV[4]) then\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'scheduled')\n"
+    "  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])\n"
+    "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'scheduled', 't_ms', ARGV[4], 'send_at_ms', ARGV[6])\n"
+    "  return {3, 'scheduled'}\n"
+    "end\n"
     "if redis.call('ZCARD', KEYS[4]) > 10000 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -10001) end\n"
     "return {2, 'accepted'}\n";
 
@@ -57,7 +75,7 @@ static const char expand_lua[] =
     "  redis.call('HINCRBY', KEYS[1], 'batches', 1)\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'exp_src', ARGV[4], 'exp_cursor', ARGV[5])\n"
-    "if h[4] == 'accepted' then\n"
+    "if h[4] == 'accepted' or h[4] == 'scheduled' then\n"
     "  redis.call('HSET', KEYS[1], 'state', 'sending', 'started_ms', ARGV[9])\n"
     "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'started', 't_ms', ARGV[9])\n"
     "end\n"
@@ -73,30 +91,74 @@ static const char record_lua[] =
     "local n = tonumber(ARGV[7])\n"
     "local added = 0\n"
     "for i = 0, n - 1 do\n"
-    "  local o = 7 + i * 11\n"
-    "  local ch = tonumber(ARGV[o + 3])\n"
-    "  local bit = tonumber(ARGV[o + 2]) * 4 + ch\n"
-    "  if redis.call('SETBIT', KEYS[2], bit, 1) == 0 then\n"
-    "    local st, chname = ARGV[o + 6], ARGV[o + 4]\n"
-    "    redis.call('HINCRBY', KEYS[1], st, 1)\n"
-    "    if chname ~= '' then redis.call('HINCRBY', KEYS[1], st .. ':' .. chname, 1) end\n"
-    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'job', ARGV[1], 'sub', ARGV[o + 1],\n"
-    "      'channel', chname, 'provider', ARGV[o + 5], 'status', st, 'attempt', ARGV[o + 7],\n"
-    "      'code', ARGV[o + 8], 'latency_us', ARGV[o + 9], 'provider_id', ARGV[o + 10])\n"
-    "    if ARGV[o + 11] ~= '' and ch < 3 then redis.call('SADD', KEYS[6 + ch], ARGV[o + 11]) end\n"
-    "    added = added + 1\n"
+    "  local o = 7 + i * 15\n"
+    "  local sub, pos, ch, chname = ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3]), ARGV[o + 4]\n"
+    "  local st, addr, unpark = ARGV[o + 6], ARGV[o + 11], ARGV[o + 13]\n"
+    "  if st == 'park' then\n"
+    "    if unpark == '' then\n"
+    "      redis.call('ZADD', KEYS[9], ARGV[o + 14], ARGV[o + 15])\n"
+    "      redis.call('HINCRBY', KEYS[1], 'parked', 1)\n"
+    "    elseif redis.call('ZREM', KEYS[9], unpark) == 1 then\n"
+    "      redis.call('ZADD', KEYS[9], ARGV[o + 14], ARGV[o + 15])\n"
+    "    end\n"
+    "  else\n"
+    "    local live = true\n"
+    "    if unpark ~= '' then\n"
+    "      if redis.call('ZREM', KEYS[9], unpark) == 1 then redis.call('HINCRBY', KEYS[1], 'parked', -1) else live = false end\n"
+    "    end\n"
+    "    if live and redis.call('SETBIT', KEYS[2], tonumber(pos) * 4 + ch, 1) == 0 then\n"
+    "      if st == 'sent' and ch < 3 then\n"
+    "        local early = redis.call('HGET', KEYS[10], pos .. ':' .. ch)\n"
+    "        if early then st = early; redis.call('HDEL', KEYS[10], pos .. ':' .. ch) end\n"
+    "      end\n"
+    "      redis.call('HINCRBY', KEYS[1], st, 1)\n"
+    "      if chname ~= '' then redis.call('HINCRBY', KEYS[1], st .. ':' .. chname, 1) end\n"
+    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'job', ARGV[1], 'sub', sub,\n"
+    "        'channel', chname, 'provider', ARGV[o + 5], 'status', st, 'attempt', ARGV[o + 7],\n"
+    "        'code', ARGV[o + 8], 'latency_us', ARGV[o + 9], 'provider_id', ARGV[o + 10])\n"
+    "      if ARGV[o + 12] == '1' and addr ~= '' and ch < 3 then redis.call('SADD', KEYS[6 + ch], addr) end\n"
+    "      if ch == 1 and addr ~= '' and (st == 'sent' or st == 'delivered') then\n"
+    "        redis.call('HSET', KEYS[11], addr, ARGV[1] .. '/' .. pos .. '/' .. sub)\n"
+    "      end\n"
+    "      added = added + 1\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "if ARGV[3] ~= '' then\n"
-    "  if redis.call('XACK', KEYS[5], ARGV[2], ARGV[3]) == 1 then\n"
-    "    redis.call('HINCRBY', KEYS[1], 'batches_done', 1)\n"
-    "    redis.call('XDEL', KEYS[5], ARGV[3])\n"
-    "  end\n"
-    "  complete(KEYS[1], KEYS[4], KEYS[2], ARGV[1], ARGV[5], ARGV[6])\n"
+    "if ARGV[3] ~= '' and redis.call('XACK', KEYS[5], ARGV[2], ARGV[3]) == 1 then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'batches_done', 1)\n"
+    "  redis.call('XDEL', KEYS[5], ARGV[3])\n"
     "end\n"
+    "complete(KEYS[1], KEYS[4], KEYS[2], ARGV[1], ARGV[5], ARGV[6])\n"
     "return added\n";
 
-static const char *const script_text[CR_SCRIPT__COUNT] = {accept_lua, expand_lua, record_lua};
+static const char claim_lua[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
+    "for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end\n"
+    "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "return {due, nxt[2] or '', redis.call('ZCARD', KEYS[1])}\n";
+
+static const char due_lua[] =
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
+    "local n = 0\n"
+    "for _, id in ipairs(ids) do\n"
+    "  if redis.call('ZREM', KEYS[1], id) == 1 then\n"
+    "    local job = ARGV[3] .. 'job:' .. id\n"
+    "    if redis.call('HGET', job, 'state') == 'cancelling' then\n"
+    "      redis.call('HSET', job, 'state', 'cancelled', 'completed_ms', ARGV[1])\n"
+    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'cancelled', 't_ms', ARGV[1])\n"
+    "    elseif redis.call('EXISTS', job) == 1 then\n"
+    "      local e = redis.call('XADD', KEYS[2], '*', 'resume', id)\n"
+    "      redis.call('HSET', job, 'entry', e, 'state', 'accepted')\n"
+    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'due', 't_ms', ARGV[1])\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "return {n, nxt[2] or ''}\n";
+
+static const char *const script_text[CR_SCRIPT__COUNT] = {accept_lua, expand_lua, record_lua,
+                                                           claim_lua, due_lua};
 static char script_sha[CR_SCRIPT__COUNT][41];
 
 static void hash_scripts(void)

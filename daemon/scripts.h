@@ -9,9 +9,11 @@
 #include "redis.h"
 
 enum cr_script {
-    /* KEYS job, events, jobs, recent jobs index; ARGV id, entry, priority, now_ms, doc, send_at_ms,
-     * expires_at_ms, group. Returns {2,"accepted"} new, {1,state} the same
-     * intake entry again (resume), {0,state} a duplicate id (entry acked). */
+    /* KEYS job, events, jobs, recent jobs index, scheduled; ARGV id, entry,
+     * priority, now_ms, doc, send_at_ms, expires_at_ms, group. Returns
+     * {2,"accepted"} new, {3,"scheduled"} new and due later (entry acked),
+     * {1,state} the same intake entry again (resume), {0,state} a duplicate id
+     * (entry acked). */
     CR_SCRIPT_ACCEPT,
     /* KEYS job, batches stream, events, jobs, ledger; ARGV id, expect_src,
      * expect_cursor, new_src, new_cursor, n, ids (comma separated), done,
@@ -20,17 +22,28 @@ enum cr_script {
      * Returns 1, -1 (already expanded) or -2 (cursor moved elsewhere). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
-     * push; ARGV id, group, entry ("" = no ack), receipts maxlen, now_ms,
-     * retention_s, n, then n x 11 fields: sub, pos, channel index (3 = none),
-     * channel, provider, status, attempt, code, latency_us, provider_id,
-     * address to suppress (""). Counts each (pos, channel) once (ledger bit),
-     * writes its receipt, acks the batch when entry is given, and completes
-     * the job when every batch is done. Returns the number newly recorded. */
+     * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
+     * group, entry ("" = no ack), receipts maxlen, now_ms, retention_s, n, then
+     * n x CR_RECORD_FIELDS: sub, pos, channel index (3 = none), channel,
+     * provider, status (or "park"), attempt, code, latency_us, provider_id,
+     * address, suppress (0/1), retry member this outcome resolves (""),
+     * park due ms, park member. Counts each (pos, channel) once (ledger bit),
+     * writes its receipt, parks or unparks retry members, acks the batch when
+     * entry is given, and finishes the job when nothing is left. Returns the
+     * number newly recorded. */
     CR_SCRIPT_RECORD,
+    /* KEYS retry set; ARGV now_ms, lease_until_ms, count. Claims up to count
+     * due members (their score moves to the lease end). Returns {members,
+     * next due score or "", size of the set}. */
+    CR_SCRIPT_CLAIM,
+    /* KEYS scheduled, jobs, events; ARGV now_ms, count, prefix. Starts due
+     * scheduled jobs by appending a "resume" entry to the jobs stream.
+     * Returns {started, next due score or ""}. */
+    CR_SCRIPT_DUE,
     CR_SCRIPT__COUNT
 };
 
-#define CR_RECORD_FIELDS 11
+#define CR_RECORD_FIELDS 15
 
 /* Sends SCRIPT LOAD for every script. Call first thing after each (re)connect:
  * replies on a connection come in order, so later EVALSHAs find them. */
