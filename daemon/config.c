@@ -987,7 +987,8 @@ static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
     join(sub, sizeof sub, path, "url");
     if (cJSON_GetObjectItemCaseSensitive(p, "url") == NULL)
         return fail(c, sub, "missing; it is the provider's base URL, e.g. https://api.example.com");
-    rc = get_str(c, p, path, "url", S_NOSPACE | S_URL, 1024, &url);
+    rc = get_str(c, p, path, "url",
+                 S_NOSPACE | ((ops->flags & CR_PROVIDER_SMTP) ? 0 : S_URL), 1024, &url);
     if (rc == 0)
         rc = get_str(c, p, path, "ca_file", S_NULL_OK | S_NONEMPTY, 4096, &ca_file);
     if (rc != 0)

@@ -1,6 +1,7 @@
-/* Outbound HTTP on the libuv loop: one libcurl multi handle driven through its
- * socket interface (one uv_poll_t per curl socket, one uv_timer_t for curl's
- * timeout), with pooled easy handles whose buffers are reused between requests. */
+/* Outbound HTTP (and SMTP) on the libuv loop: one libcurl multi handle driven
+ * through its socket interface (one uv_poll_t per curl socket, one uv_timer_t
+ * for curl's timeout), with pooled easy handles whose buffers are reused between
+ * requests; the multi's connection cache keeps HTTP and SMTP connections open. */
 #include "http.h"
 
 #include <stdint.h>
@@ -25,6 +26,7 @@ struct xfer {
     struct cr_http *h;
     CURL *easy;
     struct xfer *prev, *next; /* active list (doubly linked) or idle stack */
+    int smtp;                 /* made for CR_TRANSPORT_SMTP: pooled apart from HTTP ones */
 
     cr_http_done_cb cb;
     void *ud;
@@ -37,6 +39,9 @@ struct xfer {
     struct curl_slist *tail;   /* last node of headers, linked to expect */
     struct curl_slist expect;  /* our own node, so disabling Expect costs no allocation */
     char expect_line[8];
+    /* SMTP only: the recipients (moved from the request) and the MIME tree. */
+    struct curl_slist *rcpt;
+    curl_mime *mime;
 
     /* The answer, reused across requests. */
     struct cr_buf body;
@@ -75,8 +80,8 @@ struct cr_http {
 
     struct xfer *active;
     size_t inflight;
-    struct xfer *idle;
-    size_t nidle;
+    struct xfer *idle[2]; /* idle stacks: [0] HTTP handles, [1] SMTP handles */
+    size_t nidle[2];
     struct sock *socks;
 
     int closing;
@@ -196,6 +201,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 
 static void xfer_free(struct xfer *x)
 {
+    curl_mime_free(x->mime);
+    curl_slist_free_all(x->rcpt);
     if (x->easy)
         curl_easy_cleanup(x->easy);
     cr_buf_release(&x->body);
@@ -212,7 +219,7 @@ static void xfer_free(struct xfer *x)
             c = curl_easy_setopt((easy), (opt), (val));                      \
     } while (0)
 
-static struct xfer *xfer_new(struct cr_http *h)
+static struct xfer *xfer_new(struct cr_http *h, int smtp)
 {
     struct xfer *x;
     CURLcode c = CURLE_OK;
@@ -221,6 +228,7 @@ static struct xfer *xfer_new(struct cr_http *h)
     if (x == NULL)
         return NULL;
     x->h = h;
+    x->smtp = smtp;
     cr_buf_init(&x->body, 0);
     cr_buf_init(&x->hdrs, HEADERS_MAX);
     cr_buf_init(&x->url, URL_MAX);
@@ -243,7 +251,7 @@ static struct xfer *xfer_new(struct cr_http *h)
     SETOPT(x->easy, CURLOPT_TCP_KEEPINTVL, 15L);
     SETOPT(x->easy, CURLOPT_SSL_VERIFYPEER, 1L);
     SETOPT(x->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-    SETOPT(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(x->easy, CURLOPT_PROTOCOLS_STR, smtp ? "smtp,smtps" : "http,https");
     SETOPT(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
     SETOPT(x->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SETOPT(x->easy, CURLOPT_USERAGENT, "crier/0.1");
@@ -260,8 +268,96 @@ out:
     return x;
 }
 
+/* One MIME part holding a text body, quoted-printable on the wire. */
+static CURLcode add_text_part(curl_mime *mime, const struct cr_mime_part *mp)
+{
+    curl_mimepart *part = curl_mime_addpart(mime);
+    CURLcode c;
+
+    if (part == NULL)
+        return CURLE_OUT_OF_MEMORY;
+    c = curl_mime_data(part, mp->data ? mp->data : "", mp->data ? mp->len : 0);
+    if (c == CURLE_OK)
+        c = curl_mime_type(part, mp->type ? mp->type : "text/plain; charset=utf-8");
+    if (c == CURLE_OK)
+        c = curl_mime_encoder(part, "quoted-printable");
+    return c;
+}
+
+/* The message body for CURLOPT_MIMEPOST: the parts as one multipart/alternative
+ * (a single part goes in as it is). curl wraps the tree in its top-level
+ * multipart and puts the request's headers (From, To, Subject, ...) above it. */
+static CURLcode build_mime(struct xfer *x, const struct cr_request *req)
+{
+    curl_mime *alt = NULL;
+    curl_mimepart *part;
+    CURLcode c = CURLE_OUT_OF_MEMORY;
+    size_t i;
+
+    x->mime = curl_mime_init(x->easy);
+    if (x->mime == NULL)
+        goto out;
+    if (req->nparts == 1) {
+        c = add_text_part(x->mime, &req->parts[0]);
+        goto out;
+    }
+    alt = curl_mime_init(x->easy);
+    if (alt == NULL)
+        goto out;
+    for (i = 0; i < req->nparts; i++) {
+        c = add_text_part(alt, &req->parts[i]);
+        if (c != CURLE_OK)
+            goto out;
+    }
+    c = CURLE_OUT_OF_MEMORY;
+    part = curl_mime_addpart(x->mime);
+    if (part == NULL)
+        goto out;
+    c = curl_mime_subparts(part, alt);
+    if (c != CURLE_OK)
+        goto out;
+    alt = NULL; /* owned by part now */
+    c = curl_mime_type(part, "multipart/alternative");
+out:
+    curl_mime_free(alt);
+    return c;
+}
+
+/* The SMTP side of xfer_setup: envelope, MIME body, TLS policy, login. */
+static CURLcode smtp_setup(struct xfer *x, struct cr_request *req)
+{
+    CURLcode c = CURLE_OK;
+    char user[256];
+    const char *colon = req->userpwd ? strchr(req->userpwd, ':') : NULL;
+
+    if (req->mail_from == NULL || req->rcpt == NULL || req->nparts == 0)
+        return CURLE_BAD_FUNCTION_ARGUMENT;
+    x->rcpt = req->rcpt;
+    req->rcpt = NULL;
+    c = build_mime(x, req);
+    SETOPT(x->easy, CURLOPT_MAIL_FROM, req->mail_from);
+    SETOPT(x->easy, CURLOPT_MAIL_RCPT, x->rcpt);
+    SETOPT(x->easy, CURLOPT_MIMEPOST, x->mime);
+    /* Required TLS fails the transfer when the server offers no STARTTLS:
+     * never a silent fallback to plaintext. */
+    SETOPT(x->easy, CURLOPT_USE_SSL,
+           req->smtp_starttls ? (long)CURLUSESSL_ALL : (long)CURLUSESSL_NONE);
+    if (colon != NULL && (size_t)(colon - req->userpwd) < sizeof(user)) {
+        memcpy(user, req->userpwd, (size_t)(colon - req->userpwd));
+        user[colon - req->userpwd] = '\0';
+        SETOPT(x->easy, CURLOPT_USERNAME, user);
+        SETOPT(x->easy, CURLOPT_PASSWORD, colon + 1);
+    } else if (colon != NULL) {
+        c = CURLE_BAD_FUNCTION_ARGUMENT;
+    } else {
+        SETOPT(x->easy, CURLOPT_USERNAME, (char *)NULL);
+        SETOPT(x->easy, CURLOPT_PASSWORD, (char *)NULL);
+    }
+    return c;
+}
+
 /* Applies what changes from one request to the next. */
-static CURLcode xfer_setup(struct xfer *x, const struct cr_request *req,
+static CURLcode xfer_setup(struct xfer *x, struct cr_request *req,
                            const struct cr_http_target *t)
 {
     CURLcode c = CURLE_OK;
@@ -271,7 +367,10 @@ static CURLcode xfer_setup(struct xfer *x, const struct cr_request *req,
     curl_off_t maxfile = (curl_off_t)max_response;
 
     SETOPT(x->easy, CURLOPT_URL, cr_buf_cstr(&x->url));
-    if (is_get) {
+    if (x->smtp) {
+        if (c == CURLE_OK)
+            c = smtp_setup(x, req);
+    } else if (is_get) {
         SETOPT(x->easy, CURLOPT_HTTPGET, 1L);
     } else {
         /* POSTFIELDS points at the body we now own: no copy. */
@@ -280,9 +379,9 @@ static CURLcode xfer_setup(struct xfer *x, const struct cr_request *req,
         if (strcmp(req->method, "POST") != 0)
             custom = req->method;
     }
-    if (c == CURLE_OK)
+    if (c == CURLE_OK && !x->smtp)
         c = set_sticky(x->easy, CURLOPT_CUSTOMREQUEST, &x->set_method, custom);
-    if (c == CURLE_OK)
+    if (c == CURLE_OK && !x->smtp)
         c = set_sticky(x->easy, CURLOPT_USERPWD, &x->set_userpwd, req->userpwd);
     if (c == CURLE_OK && t->ca_file)
         c = set_sticky(x->easy, CURLOPT_CAINFO, &x->set_ca, t->ca_file);
@@ -307,9 +406,12 @@ static CURLcode xfer_setup(struct xfer *x, const struct cr_request *req,
         x->set_http2 = t->http2 != 0;
     }
 
-    /* An empty "Expect:" avoids 100-continue round trips. */
+    /* An empty "Expect:" avoids 100-continue round trips. For SMTP the
+     * headers are the message's own and go as they are. */
     x->tail = NULL;
-    if (x->headers) {
+    if (x->smtp) {
+        SETOPT(x->easy, CURLOPT_HTTPHEADER, x->headers);
+    } else if (x->headers) {
         x->tail = x->headers;
         while (x->tail->next)
             x->tail = x->tail->next;
@@ -337,6 +439,13 @@ static void xfer_recycle(struct cr_http *h, struct xfer *x)
     x->tail = NULL;
     curl_slist_free_all(x->headers);
     x->headers = NULL;
+    if (x->mime) {
+        /* Unbinds it from the easy handle's MIMEPOST as well. */
+        curl_mime_free(x->mime);
+        x->mime = NULL;
+    }
+    curl_slist_free_all(x->rcpt);
+    x->rcpt = NULL;
     cr_buf_release(&x->url);
     cr_buf_release(&x->reqbody);
     x->cb = NULL;
@@ -346,14 +455,14 @@ static void xfer_recycle(struct cr_http *h, struct xfer *x)
     else
         cr_buf_reset(&x->body);
     cr_buf_reset(&x->hdrs);
-    if (h->closing || h->nidle >= POOL_MAX) {
+    if (h->closing || h->nidle[x->smtp] >= POOL_MAX) {
         xfer_free(x);
         return;
     }
     x->prev = NULL;
-    x->next = h->idle;
-    h->idle = x;
-    h->nidle++;
+    x->next = h->idle[x->smtp];
+    h->idle[x->smtp] = x;
+    h->nidle[x->smtp]++;
 }
 
 static void active_unlink(struct cr_http *h, struct xfer *x)
@@ -399,15 +508,24 @@ static void xfer_finish(struct cr_http *h, struct xfer *x, CURLcode code)
     char detail[CURL_ERROR_SIZE + 64];
     long latency_us = (long)((uv_hrtime() - x->start_ns) / 1000);
     int err = map_curl_code(x, code);
+    long status = 0;
 
     detail[0] = '\0';
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    /* An SMTP server that refused the sender, a recipient or the data has
+     * answered: curl fails the transfer, but the reply code is the answer to
+     * classify (550 is a hard bounce, not a connection problem). A failure
+     * with a 2xx/3xx last reply (no STARTTLS, a cut connection) stays a
+     * transport error. */
+    if (x->smtp && err != 0 && status >= 400 && status <= 599) {
+        cr_debug("http: SMTP transfer to %s ended with reply %ld: %s", cr_buf_cstr(&x->url),
+                 status, x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+        err = 0;
+    }
     if (err == 0) {
-        long status = 0;
-
-        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
         resp.status = status;
-        resp.body = cr_buf_cstr(&x->body);
-        resp.body_len = x->body.len;
+        resp.body = x->smtp ? "" : cr_buf_cstr(&x->body);
+        resp.body_len = x->smtp ? 0 : x->body.len;
         resp.retry_after = x->has_retry_after ? x->retry_after : NULL;
         resp.headers = cr_buf_cstr(&x->hdrs);
         rp = &resp;
@@ -646,6 +764,7 @@ int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_ht
     CURLcode c;
     CURLMcode mc;
     int rc = CR_EINVAL;
+    int smtp = req->transport == CR_TRANSPORT_SMTP;
 
     if (h->closing) {
         rc = CR_ECANCELED;
@@ -653,10 +772,10 @@ int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_ht
     }
     if (cb == NULL || req->url.len == 0)
         goto out;
-    if (h->idle) {
-        x = h->idle;
-        h->idle = x->next;
-        h->nidle--;
+    if (h->idle[smtp]) {
+        x = h->idle[smtp];
+        h->idle[smtp] = x->next;
+        h->nidle[smtp]--;
         x->next = NULL;
         if (t->ca_file == NULL && x->set_ca) {
             /* Back to the default CA bundle: a fresh handle is the one sure way. */
@@ -665,7 +784,7 @@ int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_ht
         }
     }
     if (x == NULL) {
-        x = xfer_new(h);
+        x = xfer_new(h, smtp);
         if (x == NULL) {
             rc = CR_ENOMEM;
             goto out;
@@ -710,8 +829,8 @@ int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_ht
 out:
     if (x)
         xfer_recycle(h, x);
-    if (rc < 0)
-        cr_request_release(req);
+    /* Whatever curl has not taken (SMTP sender and parts: curl copied them). */
+    cr_request_release(req);
     return rc;
 }
 
@@ -723,6 +842,7 @@ size_t cr_http_inflight(const struct cr_http *h)
 void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud)
 {
     struct xfer *x;
+    size_t i;
 
     if (h->closing)
         return;
@@ -740,12 +860,14 @@ void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud)
         x->cb(x->ud, CR_ECANCELED, NULL, "request cancelled: http client closed", latency_us);
         xfer_recycle(h, x);
     }
-    while (h->idle) {
-        x = h->idle;
-        h->idle = x->next;
-        xfer_free(x);
+    for (i = 0; i < 2; i++) {
+        while (h->idle[i]) {
+            x = h->idle[i];
+            h->idle[i] = x->next;
+            xfer_free(x);
+        }
+        h->nidle[i] = 0;
     }
-    h->nidle = 0;
     /* Closes the cached connections; curl reports their sockets removed. */
     curl_multi_cleanup(h->multi);
     h->multi = NULL;

@@ -38,9 +38,14 @@ struct cr_http_opts {
 int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_http **out);
 
 /* Starts req: method "POST" (the default) or another verb sends the body,
- * "GET" sends none. Ownership of req's contents moves to the client in every
- * case (it releases the url, body and headers; req is left empty). Returns 0
- * and cb fires exactly once later (never from inside this call), or a
+ * "GET" sends none. A CR_TRANSPORT_SMTP request (smtp:// or smtps:// url) is
+ * sent as mail instead: envelope from mail_from and rcpt, req->headers as the
+ * message headers above a multipart/alternative of the parts, STARTTLS required
+ * when smtp_starttls, login from userpwd; its answer has status = the last
+ * SMTP reply code (250, or the 4xx/5xx that refused the sender, a recipient or
+ * the data) and an empty body. Ownership of req's contents moves to the client
+ * in every case (it releases everything req owns; req is left empty). Returns
+ * 0 and cb fires exactly once later (never from inside this call), or a
  * negative code and cb never fires. */
 int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_http_target *t,
                    cr_http_done_cb cb, void *ud);

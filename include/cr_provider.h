@@ -140,7 +140,8 @@ struct cr_provider_ops {
 
 /* ops->flags */
 enum {
-    CR_PROVIDER_HTTP2 = (1 << 0) /* speak HTTP/2 over TLS (APNs) */
+    CR_PROVIDER_HTTP2 = (1 << 0), /* speak HTTP/2 over TLS (APNs) */
+    CR_PROVIDER_SMTP = (1 << 1)   /* url is smtp:// or smtps://, checked by the adapter's init */
 };
 
 /* All adapters compiled in (workers/registry.c), NULL-terminated. */

@@ -8,6 +8,7 @@ const struct cr_provider_ops *const cr_provider_table[] = {
     &cr_sendgrid_ops,
     &cr_twilio_ops,
     &cr_fcm_ops,
+    &cr_smtp_ops,
     NULL,
 };
 
