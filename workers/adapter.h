@@ -15,6 +15,7 @@ extern const struct cr_provider_ops cr_sendgrid_ops;
 extern const struct cr_provider_ops cr_twilio_ops;
 extern const struct cr_provider_ops cr_fcm_ops;
 extern const struct cr_provider_ops cr_smtp_ops;
+extern const struct cr_provider_ops cr_gateway_ops;
 
 /* Writes "<path>.<key>: <problem>" into err (key may be NULL: "<path>: ...")
  * and returns CR_ECONFIG, so that init can `return cr_cfg_fail(...)`. */

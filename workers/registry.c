@@ -9,6 +9,7 @@ const struct cr_provider_ops *const cr_provider_table[] = {
     &cr_twilio_ops,
     &cr_fcm_ops,
     &cr_smtp_ops,
+    &cr_gateway_ops,
     NULL,
 };
 

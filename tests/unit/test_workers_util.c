@@ -99,11 +99,12 @@ TEST(workers_registry_finds_each_adapter)
 
     for (i = 0; cr_provider_table[i] != NULL; i++)
         ASSERT(cr_provider_find(cr_provider_table[i]->type) == cr_provider_table[i]);
-    ASSERT_INT_EQ(i, 4);
+    ASSERT_INT_EQ(i, 5);
     ASSERT(cr_provider_find("sendgrid") != NULL);
     ASSERT_INT_EQ(cr_provider_find("sendgrid")->channel, CR_CH_EMAIL);
     ASSERT_INT_EQ(cr_provider_find("smtp")->channel, CR_CH_EMAIL);
     ASSERT_INT_EQ(cr_provider_find("twilio")->channel, CR_CH_SMS);
+    ASSERT_INT_EQ(cr_provider_find("gateway")->channel, CR_CH_SMS);
     ASSERT_INT_EQ(cr_provider_find("fcm")->channel, CR_CH_PUSH);
     ASSERT_STR_EQ(cr_provider_find("fcm")->platform, "fcm");
     ASSERT(cr_provider_find("mailgun") == NULL);
