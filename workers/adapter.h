@@ -16,6 +16,7 @@ extern const struct cr_provider_ops cr_twilio_ops;
 extern const struct cr_provider_ops cr_fcm_ops;
 extern const struct cr_provider_ops cr_smtp_ops;
 extern const struct cr_provider_ops cr_gateway_ops;
+extern const struct cr_provider_ops cr_apns_ops;
 
 /* Writes "<path>.<key>: <problem>" into err (key may be NULL: "<path>: ...")
  * and returns CR_ECONFIG, so that init can `return cr_cfg_fail(...)`. */
@@ -33,6 +34,12 @@ int cr_cfg_string(const cJSON *cfg, const char *path, const char *key, int requi
  * CR_ECONFIG ("<path>.url: ...") when it is NULL or empty, or CR_ENOMEM. */
 int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *err,
                     size_t errlen);
+
+/* Loads pem as a private key and checks that it is of kind "EC" (curve P-256,
+ * for ES256) or "RSA" (2048 bits or more, for RS256). Returns 0, CR_EPARSE
+ * when pem holds no readable private key, CR_EINVAL when it is another kind
+ * (what lacks is written into why), or CR_ENOMEM. */
+int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen);
 
 /* Nonzero when s may go into a header line or mail header: no CR or LF.
  * (A NUL cannot be inside a C string; values arrive NUL-terminated.) */

@@ -10,6 +10,7 @@ const struct cr_provider_ops *const cr_provider_table[] = {
     &cr_fcm_ops,
     &cr_smtp_ops,
     &cr_gateway_ops,
+    &cr_apns_ops,
     NULL,
 };
 

@@ -5,6 +5,9 @@
 #include "cr_error.h"
 
 #include <ctype.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -352,4 +355,50 @@ int cr_json_copy_string(const cJSON *obj, const char *key, char *out, size_t out
     }
     memcpy(out, s, len + 1);
     return 0;
+}
+
+int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen)
+{
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
+    char group[64];
+    int rc = CR_EPARSE;
+
+    if (whylen > 0)
+        why[0] = '\0';
+    if (pem == NULL || strstr(pem, "-----BEGIN") == NULL) {
+        snprintf(why, whylen, "is not a PEM private key");
+        goto out;
+    }
+    bio = BIO_new_mem_buf(pem, -1);
+    if (bio == NULL) {
+        rc = CR_ENOMEM;
+        goto out;
+    }
+    key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (key == NULL) {
+        snprintf(why, whylen, "is not a readable PEM private key");
+        goto out;
+    }
+    rc = CR_EINVAL;
+    if (strcmp(kind, "EC") == 0) {
+        if (!EVP_PKEY_is_a(key, "EC") ||
+            EVP_PKEY_get_group_name(key, group, sizeof(group), NULL) != 1 ||
+            strcmp(group, "prime256v1") != 0) {
+            snprintf(why, whylen, "must be an EC P-256 private key (ES256)");
+            goto out;
+        }
+    } else if (strcmp(kind, "RSA") == 0) {
+        if (!EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_get_bits(key) < 2048) {
+            snprintf(why, whylen, "must be an RSA private key of 2048 bits or more (RS256)");
+            goto out;
+        }
+    } else {
+        goto out;
+    }
+    rc = 0;
+out:
+    EVP_PKEY_free(key);
+    BIO_free(bio);
+    return rc;
 }
