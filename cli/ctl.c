@@ -1,0 +1,424 @@
+/* What every crierctl command shares: the synchronous Redis connection with
+ * its timeouts, reply helpers, clocks, and the job hash read into a struct. */
+#include "ctl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cr_error.h"
+
+volatile sig_atomic_t cr_ctl_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cr_ctl_stop = 1;
+}
+
+void cr_ctl_catch_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cr_ctl_parse_ll(const char *s, long long min, long long max, long long *out)
+{
+    char *end = NULL;
+    long long v;
+
+    if (s == NULL || *s == '\0')
+        return CR_EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return CR_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int copy_opt(char *dst, size_t n, const char *src, const char *what)
+{
+    size_t len = strlen(src);
+
+    if (len >= n) {
+        fprintf(stderr, "crierctl: %s is too long (at most %zu bytes)\n", what, n - 1);
+        return -1;
+    }
+    memcpy(dst, src, len + 1);
+    return 1;
+}
+
+int cr_ctl_common_opt(struct ctl *ctl, int code, const char *arg)
+{
+    long long v;
+
+    switch (code) {
+    case 'H':
+        return copy_opt(ctl->host, sizeof(ctl->host), arg, "host");
+    case 'a':
+        return copy_opt(ctl->password, sizeof(ctl->password), arg, "password");
+    case CTL_OPT_PREFIX:
+        return copy_opt(ctl->prefix, sizeof(ctl->prefix), arg, "prefix");
+    case 'p':
+        if (cr_ctl_parse_ll(arg, 1, 65535, &v) < 0) {
+            fprintf(stderr, "crierctl: -p: '%s' is not a port number (1-65535)\n", arg);
+            return -1;
+        }
+        ctl->port = (int)v;
+        return 1;
+    case CTL_OPT_TIMEOUT:
+        if (cr_ctl_parse_ll(arg, 10, 3600000, &v) < 0) {
+            fprintf(stderr, "crierctl: --timeout: '%s' is not a number of ms (10-3600000)\n",
+                    arg);
+            return -1;
+        }
+        ctl->timeout_ms = (long)v;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int cr_ctl_opt_other(struct ctl *ctl, int code, const char *arg, const char *help)
+{
+    int rc;
+
+    if (code == 'h') {
+        fputs(help, stdout);
+        fputs("\n" CTL_COMMON_HELP, stdout);
+        return CTL_EXIT_OK;
+    }
+    rc = cr_ctl_common_opt(ctl, code, arg);
+    if (rc == 1)
+        return -1;
+    if (rc == 0)
+        fputs(help, stderr);
+    return CTL_EXIT_USAGE;
+}
+
+static struct timeval tv_of(long ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+int cr_ctl_connect(struct ctl *ctl)
+{
+    redisReply *r;
+
+    if (cr_keys_init(&ctl->keys, ctl->prefix) < 0) {
+        fprintf(stderr, "crierctl: --prefix '%s' is too long\n", ctl->prefix);
+        return CTL_EXIT_USAGE;
+    }
+    ctl->rc = redisConnectWithTimeout(ctl->host, ctl->port, tv_of(ctl->timeout_ms));
+    if (ctl->rc == NULL || ctl->rc->err) {
+        fprintf(stderr, "crierctl: cannot reach Redis at %s:%d: %s\n", ctl->host, ctl->port,
+                ctl->rc ? ctl->rc->errstr : "out of memory");
+        cr_ctl_close(ctl);
+        return CTL_EXIT_UNREACH;
+    }
+    if (redisSetTimeout(ctl->rc, tv_of(ctl->timeout_ms)) != REDIS_OK) {
+        fprintf(stderr, "crierctl: Redis at %s:%d: cannot set the command timeout: %s\n",
+                ctl->host, ctl->port, ctl->rc->errstr);
+        cr_ctl_close(ctl);
+        return CTL_EXIT_UNREACH;
+    }
+    if (ctl->password[0]) {
+        const char *argv[2] = {"AUTH", ctl->password};
+
+        r = redisCommandArgv(ctl->rc, 2, argv, NULL);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "crierctl: Redis at %s:%d: AUTH failed: %s\n", ctl->host, ctl->port,
+                    r ? r->str : ctl->rc->errstr);
+            if (r)
+                freeReplyObject(r);
+            cr_ctl_close(ctl);
+            return CTL_EXIT_UNREACH;
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+void cr_ctl_close(struct ctl *ctl)
+{
+    if (ctl->rc)
+        redisFree(ctl->rc);
+    ctl->rc = NULL;
+}
+
+static void conn_lost(struct ctl *ctl, const char *what, int *exit_code)
+{
+    const char *why = ctl->rc && ctl->rc->errstr[0] ? ctl->rc->errstr : "connection lost";
+
+    if (ctl->rc && ctl->rc->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+        why = "timed out";
+    fprintf(stderr, "crierctl %s: Redis at %s:%d: %s: %s\n", ctl->cmd, ctl->host, ctl->port,
+            what, why);
+    *exit_code = CTL_EXIT_UNREACH;
+}
+
+redisReply *cr_ctl_cmdv(struct ctl *ctl, int argc, const char **argv, const size_t *lens,
+                        int *exit_code)
+{
+    redisReply *r = redisCommandArgv(ctl->rc, argc, argv, lens);
+
+    *exit_code = CTL_EXIT_OK;
+    if (r == NULL) {
+        conn_lost(ctl, argv[0], exit_code);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "crierctl %s: Redis %s failed: %s\n", ctl->cmd, argv[0], r->str);
+        freeReplyObject(r);
+        *exit_code = CTL_EXIT_FAIL;
+        return NULL;
+    }
+    return r;
+}
+
+int cr_ctl_pipe_append(struct ctl *ctl, int argc, const char **argv, const size_t *lens)
+{
+    int code = CTL_EXIT_OK;
+
+    if (redisAppendCommandArgv(ctl->rc, argc, argv, lens) != REDIS_OK) {
+        conn_lost(ctl, argv[0], &code);
+        return code;
+    }
+    return 0;
+}
+
+redisReply *cr_ctl_pipe_read(struct ctl *ctl, int *exit_code)
+{
+    void *r = NULL;
+
+    *exit_code = CTL_EXIT_OK;
+    if (redisGetReply(ctl->rc, &r) != REDIS_OK || r == NULL) {
+        conn_lost(ctl, "pipelined command", exit_code);
+        return NULL;
+    }
+    return r;
+}
+
+const char *cr_ctl_field(const redisReply *arr, const char *field)
+{
+    size_t i;
+
+    if (arr == NULL || arr->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (i = 0; i + 1 < arr->elements; i += 2) {
+        const redisReply *k = arr->element[i];
+        const redisReply *v = arr->element[i + 1];
+
+        if (k->type == REDIS_REPLY_STRING && k->str && strcmp(k->str, field) == 0) {
+            if (v->type == REDIS_REPLY_STRING || v->type == REDIS_REPLY_STATUS)
+                return v->str;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+long long cr_ctl_field_ll(const redisReply *arr, const char *field, long long def)
+{
+    size_t i;
+    long long v;
+
+    if (arr == NULL || arr->type != REDIS_REPLY_ARRAY)
+        return def;
+    for (i = 0; i + 1 < arr->elements; i += 2) {
+        const redisReply *k = arr->element[i];
+        const redisReply *val = arr->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || k->str == NULL || strcmp(k->str, field) != 0)
+            continue;
+        if (val->type == REDIS_REPLY_INTEGER)
+            return val->integer;
+        if (val->type == REDIS_REPLY_STRING &&
+            cr_ctl_parse_ll(val->str, INT64_MIN, INT64_MAX, &v) == 0)
+            return v;
+        return def;
+    }
+    return def;
+}
+
+int64_t cr_ctl_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cr_ctl_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cr_ctl_sleep_ms(long ms)
+{
+    struct timespec ts;
+
+    if (ms <= 0 || cr_ctl_stop)
+        return;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL); /* a signal ends it early: the caller checks cr_ctl_stop */
+}
+
+void cr_ctl_fmt_time(int64_t ms, int with_date, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[32];
+
+    if (ms <= 0 || localtime_r(&t, &tm) == NULL) {
+        snprintf(out, outlen, "-");
+        return;
+    }
+    if (with_date) {
+        strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(out, outlen, "%s", buf);
+    } else {
+        strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
+        snprintf(out, outlen, "%s.%03d", buf, (int)(ms % 1000));
+    }
+}
+
+void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen)
+{
+    if (ms < 0)
+        snprintf(out, outlen, "-");
+    else if (ms < 1000)
+        snprintf(out, outlen, "%lldms", (long long)ms);
+    else if (ms < 60000)
+        snprintf(out, outlen, "%.1fs", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        snprintf(out, outlen, "%lldm%02llds", (long long)(ms / 60000),
+                 (long long)(ms / 1000 % 60));
+    else
+        snprintf(out, outlen, "%lldh%02lldm", (long long)(ms / 3600000),
+                 (long long)(ms / 60000 % 60));
+}
+
+void cr_ctl_bar(char *out, size_t outlen, double f, int width)
+{
+    size_t i;
+    size_t n;
+    size_t fill;
+
+    if (outlen < 3)
+        return;
+    if (!(f >= 0.0))
+        f = 0.0;
+    if (f > 1.0)
+        f = 1.0;
+    n = (size_t)(width > 0 ? width : 0);
+    if (n > outlen - 3)
+        n = outlen - 3;
+    fill = (size_t)(f * (double)n + 0.5);
+    out[0] = '[';
+    for (i = 0; i < n; i++)
+        out[1 + i] = i < fill ? '#' : '.';
+    out[1 + n] = ']';
+    out[2 + n] = '\0';
+}
+
+int64_t cr_ctl_entry_ms(const char *id)
+{
+    char *end = NULL;
+    long long v;
+
+    if (id == NULL)
+        return 0;
+    errno = 0;
+    v = strtoll(id, &end, 10);
+    if (errno != 0 || end == id || (*end != '-' && *end != '\0') || v < 0)
+        return 0;
+    return (int64_t)v;
+}
+
+void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
+{
+    const char *s;
+    int st;
+    int ch;
+    char name[48];
+
+    memset(job, 0, sizeof(*job));
+    s = cr_ctl_field(h, "state");
+    snprintf(job->state, sizeof(job->state), "%s", s ? s : "?");
+    s = cr_ctl_field(h, "priority");
+    snprintf(job->priority, sizeof(job->priority), "%s", s ? s : "-");
+    job->targeted = cr_ctl_field_ll(h, "targeted", 0);
+    job->messages = cr_ctl_field_ll(h, "messages", -1);
+    job->batches = cr_ctl_field_ll(h, "batches", 0);
+    job->batches_done = cr_ctl_field_ll(h, "batches_done", 0);
+    job->expanded = cr_ctl_field_ll(h, "expanded", 0) == 1;
+    job->created_ms = cr_ctl_field_ll(h, "created_ms", 0);
+    job->started_ms = cr_ctl_field_ll(h, "started_ms", 0);
+    job->completed_ms = cr_ctl_field_ll(h, "completed_ms", 0);
+    for (st = 0; st < CR_ST__COUNT; st++) {
+        const char *sn = cr_status_name((enum cr_status)st);
+
+        job->st[st] = cr_ctl_field_ll(h, sn, 0);
+        for (ch = 0; ch < CR_CH__COUNT; ch++) {
+            snprintf(name, sizeof(name), "%s:%s", sn, cr_channel_name((enum cr_channel)ch));
+            job->ch[ch][st] = cr_ctl_field_ll(h, name, 0);
+        }
+    }
+}
+
+int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job)
+{
+    char key[CR_KEY_MAX];
+    const char *argv[2];
+    redisReply *r;
+    int code;
+
+    if (cr_key_for(&ctl->keys, "job", id, key, sizeof(key)) < 0) {
+        fprintf(stderr, "crierctl %s: job id '%s' is too long\n", ctl->cmd, id);
+        return CTL_EXIT_USAGE;
+    }
+    argv[0] = "HGETALL";
+    argv[1] = key;
+    r = cr_ctl_cmdv(ctl, 2, argv, NULL, &code);
+    if (r == NULL)
+        return code;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        freeReplyObject(r);
+        return CTL_EXIT_NOTFOUND;
+    }
+    cr_ctl_job_from_hash(r, job);
+    freeReplyObject(r);
+    return 0;
+}
+
+long long cr_ctl_job_done(const struct ctl_job *job)
+{
+    long long n = 0;
+    int st;
+
+    for (st = 0; st < CR_ST__COUNT; st++)
+        n += job->st[st];
+    return n;
+}
+
+int cr_ctl_job_finished(const struct ctl_job *job)
+{
+    return strcmp(job->state, "completed") == 0 || strcmp(job->state, "cancelled") == 0 ||
+           strcmp(job->state, "expired") == 0;
+}

@@ -1,0 +1,174 @@
+/* Private to crierctl: the connection and options every command shares, the
+ * exit codes, and small helpers for Redis replies, time and terminal output. */
+#ifndef CR_CTL_H
+#define CR_CTL_H
+
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cr_types.h"
+#include "keys.h"
+
+/* Exit codes of every command (docs/crierctl.md). */
+enum ctl_exit {
+    CTL_EXIT_OK = 0,
+    CTL_EXIT_FAIL = 1,     /* the operation failed, or the job failed / was rejected */
+    CTL_EXIT_USAGE = 2,
+    CTL_EXIT_UNREACH = 3,  /* cannot reach Redis (connect, timeout, lost connection) */
+    CTL_EXIT_NOTFOUND = 4,
+};
+
+/* Options shared by all commands, as getopt_long codes and table entries; each
+ * command's option table starts with CTL_COMMON_LONGOPTS and its short option
+ * string with CTL_COMMON_SHORTOPTS, and hands unknown codes to cr_ctl_common_opt. */
+enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT__FIRST_FREE };
+#define CTL_COMMON_SHORTOPTS "H:p:a:h"
+#define CTL_COMMON_LONGOPTS                                                  \
+    {"host", required_argument, NULL, 'H'},                                  \
+    {"port", required_argument, NULL, 'p'},                                  \
+    {"password", required_argument, NULL, 'a'},                              \
+    {"prefix", required_argument, NULL, CTL_OPT_PREFIX},                     \
+    {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},                   \
+    {"help", no_argument, NULL, 'h'}
+
+#define CTL_COMMON_HELP                                                      \
+    "Common options:\n"                                                      \
+    "  -H, --host HOST      Redis host (default 127.0.0.1)\n"                \
+    "  -p, --port PORT      Redis port (default 6379)\n"                     \
+    "  -a, --password PW    Redis password (AUTH)\n"                         \
+    "      --prefix P       key prefix (default crier:)\n"                   \
+    "      --timeout MS     connect and command timeout (default 5000)\n"    \
+    "  CRIER_REDIS_URL=redis://[:pw@]host:port sets host, port and password;\n" \
+    "  the options above override it.\n"
+
+struct ctl {
+    char host[256];
+    int port;
+    char password[256];      /* "" = no AUTH */
+    char prefix[64];
+    long timeout_ms;
+    redisContext *rc;        /* NULL until cr_ctl_connect */
+    struct cr_keys keys;     /* filled by cr_ctl_connect from prefix */
+    int tty;                 /* stdout is a terminal */
+    const char *cmd;         /* the command name, for messages */
+};
+
+/* Set by SIGINT/SIGTERM once cr_ctl_catch_signals ran; loops check it and stop. */
+extern volatile sig_atomic_t cr_ctl_stop;
+
+/* Installs the SIGINT/SIGTERM handler that sets cr_ctl_stop (no SA_RESTART, so
+ * sleeps end early). */
+void cr_ctl_catch_signals(void);
+
+/* Handles one common option (code from getopt_long, arg its argument).
+ * Returns 1 when it was a common option, 0 when not, -1 for a bad value
+ * (message printed). 'h' is not handled here. */
+int cr_ctl_common_opt(struct ctl *ctl, int code, const char *arg);
+
+/* For the default branch of a command's option loop: handles a common option
+ * (returns -1: carry on), 'h' (prints help to stdout, returns CTL_EXIT_OK) and
+ * anything else (prints help to stderr, returns CTL_EXIT_USAGE). */
+int cr_ctl_opt_other(struct ctl *ctl, int code, const char *arg, const char *help);
+
+/* Connects to Redis with the connect timeout, sets the command timeout, sends
+ * AUTH when a password is set and fills ctl->keys. Returns 0, or prints why
+ * and returns CTL_EXIT_UNREACH (cannot connect / AUTH refused / bad prefix). */
+int cr_ctl_connect(struct ctl *ctl);
+
+/* Frees the connection (if any). */
+void cr_ctl_close(struct ctl *ctl);
+
+/* Runs one command given as argv with lengths (lens NULL = strlen). Returns
+ * the reply (caller frees with freeReplyObject) or NULL after printing why;
+ * *exit_code is set to CTL_EXIT_UNREACH for a connection problem, or
+ * CTL_EXIT_FAIL for an error reply (the reply is then freed and NULL). */
+redisReply *cr_ctl_cmdv(struct ctl *ctl, int argc, const char **argv, const size_t *lens,
+                        int *exit_code);
+
+/* Appends a command to the pipeline (see cr_ctl_pipe_read). Returns 0, or
+ * CTL_EXIT_UNREACH / CTL_EXIT_FAIL after printing why. */
+int cr_ctl_pipe_append(struct ctl *ctl, int argc, const char **argv, const size_t *lens);
+
+/* Reads the next pipelined reply; as cr_ctl_cmdv, except that an error reply
+ * is returned (type REDIS_REPLY_ERROR) so that the caller can say which item failed. */
+redisReply *cr_ctl_pipe_read(struct ctl *ctl, int *exit_code);
+
+/* Looks up field in a flat field/value array reply (HGETALL, stream entry
+ * fields, XINFO); returns the value as a C string or NULL when absent. */
+const char *cr_ctl_field(const redisReply *arr, const char *field);
+
+/* As cr_ctl_field, parsed as a decimal integer; def when absent or not a number. */
+long long cr_ctl_field_ll(const redisReply *arr, const char *field, long long def);
+
+/* Parses s as a decimal integer in [min, max] into *out. Returns 0 or CR_EINVAL. */
+int cr_ctl_parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* Unix time in milliseconds (wall clock), and a monotonic clock in ms. */
+int64_t cr_ctl_now_ms(void);
+int64_t cr_ctl_mono_ms(void);
+
+/* Sleeps ms milliseconds or until a signal sets cr_ctl_stop. */
+void cr_ctl_sleep_ms(long ms);
+
+/* Formats unix ms as local "YYYY-MM-DD HH:MM:SS" (with_date) or "HH:MM:SS.mmm". */
+void cr_ctl_fmt_time(int64_t ms, int with_date, char *out, size_t outlen);
+
+/* Formats a duration in ms as "850ms", "12.3s", "4m05s", "2h03m". */
+void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen);
+
+/* Writes "[####....]" with width cells (fewer if out is short) for fraction f
+ * (clamped to 0..1) into out as a C string. */
+void cr_ctl_bar(char *out, size_t outlen, double f, int width);
+
+/* Millisecond part of a stream entry id ("1700000000000-3"); 0 when malformed. */
+int64_t cr_ctl_entry_ms(const char *id);
+
+/* ---- the state of one job, read from crier:job:<id> ---- */
+
+struct ctl_job {
+    char state[24];
+    char priority[16];
+    long long targeted;
+    long long messages;      /* -1 until the job completed */
+    long long batches, batches_done;
+    int expanded;
+    long long created_ms, started_ms, completed_ms;
+    long long st[CR_ST__COUNT];                /* per status */
+    long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
+};
+
+/* Fills job from an HGETALL reply of crier:job:<id>. */
+void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job);
+
+/* Reads crier:job:<id>. Returns 0, CTL_EXIT_NOTFOUND (no such hash; nothing
+ * printed), or CTL_EXIT_UNREACH / CTL_EXIT_FAIL after printing why. */
+int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job);
+
+/* Sum of every status counter: the messages with an outcome so far. */
+long long cr_ctl_job_done(const struct ctl_job *job);
+
+/* Nonzero when the job can no longer change: completed, cancelled or expired. */
+int cr_ctl_job_finished(const struct ctl_job *job);
+
+/* ---- commands: each takes the arguments after the command name (argv[0] is
+ * the command) and returns an exit code from enum ctl_exit ---- */
+
+int cr_ctl_send(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_status(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_top(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_jobs(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_cancel(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_tail(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_import(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_report(struct ctl *ctl, int argc, char **argv);
+
+/* Follows job id like `status --follow` until it is finished (or a signal);
+ * used by `send --wait`. Returns CTL_EXIT_OK when it completed, CTL_EXIT_FAIL
+ * when it was cancelled, expired or rejected, or another exit code. entry is
+ * the intake stream entry id (for finding a rejection), or NULL. */
+int cr_ctl_follow(struct ctl *ctl, const char *id, const char *entry);
+
+#endif

@@ -1,0 +1,508 @@
+/* crierctl report: a job's reach per targeted segment as CSV, computed from
+ * its receipts (one final outcome per subscriber and channel) and from the
+ * segment sets, so that the figures can be handed to people who ask "who was
+ * told, where, and did it arrive". */
+#include <cjson/cJSON.h>
+#include <csv.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+#define MAX_SUBS 5000000       /* distinct subscribers a report can hold */
+#define MAX_SEGS 1024          /* segments named by one job */
+#define PAGE "10000"
+#define PAGE_N 10000
+#define MEMBER_CHUNK 1000      /* ids per SMISMEMBER */
+
+static const char help[] =
+    "Usage: crierctl report [options] ID\n"
+    "Writes CSV to standard output: one row per segment job ID targeted\n"
+    "(audience.segments of its document) and a `total` row, with the columns\n"
+    "  segment,residents_targeted,residents_reached,messages,delivered,sent,\n"
+    "  failed,suppressed,skipped, sent/delivered/failed per channel\n"
+    "  (sent_email, ...), then bounced,expired,cancelled.\n"
+    "A resident counts in a segment's row when the resident is a member of that\n"
+    "segment now; residents reached = distinct residents with at least one\n"
+    "delivered or sent message. Subscribers named directly by the job count in\n"
+    "the total only.\n"
+    "The figures come from the job's receipts in <prefix>receipts: receipts\n"
+    "already trimmed from the stream (MAXLEN, receipts.maxlen) are not counted,\n"
+    "and a warning says so when the total does not match the job's counters.\n";
+
+/* Where each column's value comes from. */
+enum col_src { SRC_TARGETED, SRC_REACHED, SRC_MESSAGES, SRC_STATUS, SRC_CHANNEL_STATUS };
+
+struct column {
+    const char *name;
+    enum col_src src;
+    enum cr_status st;
+    enum cr_channel ch;
+};
+
+static const struct column columns[] = {
+    {"residents_targeted", SRC_TARGETED, 0, 0},
+    {"residents_reached", SRC_REACHED, 0, 0},
+    {"messages", SRC_MESSAGES, 0, 0},
+    {"delivered", SRC_STATUS, CR_ST_DELIVERED, 0},
+    {"sent", SRC_STATUS, CR_ST_SENT, 0},
+    {"failed", SRC_STATUS, CR_ST_FAILED, 0},
+    {"suppressed", SRC_STATUS, CR_ST_SUPPRESSED, 0},
+    {"skipped", SRC_STATUS, CR_ST_SKIPPED, 0},
+    {"sent_email", SRC_CHANNEL_STATUS, CR_ST_SENT, CR_CH_EMAIL},
+    {"sent_sms", SRC_CHANNEL_STATUS, CR_ST_SENT, CR_CH_SMS},
+    {"sent_push", SRC_CHANNEL_STATUS, CR_ST_SENT, CR_CH_PUSH},
+    {"delivered_email", SRC_CHANNEL_STATUS, CR_ST_DELIVERED, CR_CH_EMAIL},
+    {"delivered_sms", SRC_CHANNEL_STATUS, CR_ST_DELIVERED, CR_CH_SMS},
+    {"delivered_push", SRC_CHANNEL_STATUS, CR_ST_DELIVERED, CR_CH_PUSH},
+    {"failed_email", SRC_CHANNEL_STATUS, CR_ST_FAILED, CR_CH_EMAIL},
+    {"failed_sms", SRC_CHANNEL_STATUS, CR_ST_FAILED, CR_CH_SMS},
+    {"failed_push", SRC_CHANNEL_STATUS, CR_ST_FAILED, CR_CH_PUSH},
+    {"bounced", SRC_STATUS, CR_ST_BOUNCED, 0},
+    {"expired", SRC_STATUS, CR_ST_EXPIRED, 0},
+    {"cancelled", SRC_STATUS, CR_ST_CANCELLED, 0},
+    /* Replies and survey answers go here once <prefix>replies is written:
+     * e.g. {"replies", SRC_REPLIES}, {"residents_replied", ...} and one
+     * "survey_<n>" column per survey option, counted from the replies stream
+     * filtered by job in a pass like read_receipts(), per subscriber. */
+};
+#define NCOLUMNS (sizeof(columns) / sizeof(columns[0]))
+
+/* What the receipts say about one subscriber: the final status per channel,
+ * and the outcome without a channel (skipped), as status + 1 (0 = none). */
+struct sub {
+    char *id;
+    unsigned char st[CR_CH__COUNT + 1];
+};
+
+struct report {
+    struct sub *subs;          /* in first-seen order */
+    size_t nsubs, capsubs;
+    uint32_t *index;           /* open addressing: position + 1 into subs, 0 = empty */
+    size_t capindex;           /* power of two */
+    char **segs;               /* audience.segments of the job */
+    size_t nsegs;
+    uint64_t *member;          /* nsubs x words bits: subscriber i is in segment s */
+    size_t words;
+    long long receipts;
+};
+
+struct row {
+    long long targeted, reached, messages;
+    long long st[CR_ST__COUNT];
+    long long ch[CR_CH__COUNT][CR_ST__COUNT];
+};
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int grow_index(struct report *rp)
+{
+    size_t ncap = rp->capindex ? rp->capindex * 2 : 4096;
+    uint32_t *ni = calloc(ncap, sizeof(*ni));
+    size_t i;
+
+    if (ni == NULL)
+        return -1;
+    for (i = 0; i < rp->nsubs; i++) {
+        size_t k = (size_t)hash_str(rp->subs[i].id) & (ncap - 1);
+
+        while (ni[k])
+            k = (k + 1) & (ncap - 1);
+        ni[k] = (uint32_t)(i + 1);
+    }
+    free(rp->index);
+    rp->index = ni;
+    rp->capindex = ncap;
+    return 0;
+}
+
+/* The subscriber's entry, added when new; NULL when out of memory or over MAX_SUBS. */
+static struct sub *find_sub(struct report *rp, const char *id)
+{
+    size_t k;
+    struct sub *s;
+
+    if (rp->capindex == 0 || rp->nsubs * 2 >= rp->capindex) {
+        if (grow_index(rp) < 0)
+            return NULL;
+    }
+    k = (size_t)hash_str(id) & (rp->capindex - 1);
+    while (rp->index[k]) {
+        s = &rp->subs[rp->index[k] - 1];
+        if (strcmp(s->id, id) == 0)
+            return s;
+        k = (k + 1) & (rp->capindex - 1);
+    }
+    if (rp->nsubs >= MAX_SUBS)
+        return NULL;
+    if (rp->nsubs == rp->capsubs) {
+        size_t ncap = rp->capsubs ? rp->capsubs * 2 : 4096;
+        struct sub *ns = realloc(rp->subs, ncap * sizeof(*ns));
+
+        if (ns == NULL)
+            return NULL;
+        rp->subs = ns;
+        rp->capsubs = ncap;
+    }
+    s = &rp->subs[rp->nsubs];
+    memset(s, 0, sizeof(*s));
+    s->id = strdup(id);
+    if (s->id == NULL)
+        return NULL;
+    rp->index[k] = (uint32_t)(++rp->nsubs);
+    return s;
+}
+
+/* Takes audience.segments from the job document. */
+static int read_segments(struct report *rp, const char *doc)
+{
+    cJSON *root = cJSON_Parse(doc);
+    const cJSON *aud = cJSON_GetObjectItemCaseSensitive(root, "audience");
+    const cJSON *segs = cJSON_GetObjectItemCaseSensitive(aud, "segments");
+    const cJSON *s;
+    int rc = 0;
+
+    if (root == NULL) {
+        fprintf(stderr, "crierctl report: the job's stored document is not JSON\n");
+        return -1;
+    }
+    cJSON_ArrayForEach(s, segs)
+    {
+        if (!cJSON_IsString(s))
+            continue;
+        if (rp->nsegs == MAX_SEGS) {
+            fprintf(stderr, "crierctl report: more than %d segments\n", MAX_SEGS);
+            rc = -1;
+            break;
+        }
+        rp->segs[rp->nsegs] = strdup(s->valuestring);
+        if (rp->segs[rp->nsegs] == NULL) {
+            rc = -1;
+            break;
+        }
+        rp->nsegs++;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static void take_receipt(struct report *rp, const redisReply *f, const char *job, int *oom)
+{
+    const char *j = cr_ctl_field(f, "job");
+    const char *sub = cr_ctl_field(f, "sub");
+    const char *chn = cr_ctl_field(f, "channel");
+    const char *stn = cr_ctl_field(f, "status");
+    enum cr_channel ch;
+    enum cr_status st;
+    struct sub *s;
+    int slot;
+
+    if (j == NULL || strcmp(j, job) != 0 || sub == NULL || stn == NULL ||
+        cr_status_parse(stn, &st) < 0)
+        return;
+    slot = (chn && cr_channel_parse(chn, &ch) == 0) ? (int)ch : CR_CH__COUNT;
+    s = find_sub(rp, sub);
+    if (s == NULL) {
+        *oom = 1;
+        return;
+    }
+    s->st[slot] = (unsigned char)(st + 1);
+    rp->receipts++;
+}
+
+/* XRANGE over the receipts from the job's creation on, keeping its own. */
+static int read_receipts(struct ctl *ctl, struct report *rp, const char *job, long long from_ms)
+{
+    char start[64];
+    const char *argv[6];
+    redisReply *r;
+    size_t i;
+    int oom = 0;
+    int code;
+
+    /* a minute early: the daemon's clock and Redis's may differ a little */
+    snprintf(start, sizeof(start), "%lld-0", from_ms > 60000 ? from_ms - 60000 : 0);
+    argv[0] = "XRANGE";
+    argv[1] = ctl->keys.receipts;
+    argv[3] = "+";
+    argv[4] = "COUNT";
+    argv[5] = PAGE;
+    for (;;) {
+        argv[2] = start;
+        r = cr_ctl_cmdv(ctl, 6, argv, NULL, &code);
+        if (r == NULL)
+            return code;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+            freeReplyObject(r);
+            return 0;
+        }
+        for (i = 0; i < r->elements && !oom; i++) {
+            const redisReply *e = r->element[i];
+
+            if (e->type == REDIS_REPLY_ARRAY && e->elements == 2)
+                take_receipt(rp, e->element[1], job, &oom);
+        }
+        snprintf(start, sizeof(start), "(%s", r->element[r->elements - 1]->element[0]->str);
+        i = r->elements;
+        freeReplyObject(r);
+        if (oom) {
+            fprintf(stderr, "crierctl report: out of memory, or more than %d subscribers\n",
+                    MAX_SUBS);
+            return CTL_EXIT_FAIL;
+        }
+        if (i < PAGE_N)
+            return 0;
+    }
+}
+
+/* SMISMEMBER per segment and chunk of subscribers, pipelined per chunk. */
+static int read_membership(struct ctl *ctl, struct report *rp)
+{
+    const char **argv = NULL;
+    char **keys = NULL;
+    size_t base;
+    size_t s;
+    size_t i;
+    int code = CTL_EXIT_FAIL;
+
+    rp->words = (rp->nsegs + 63) / 64;
+    if (rp->nsegs == 0 || rp->nsubs == 0)
+        return 0;
+    rp->member = calloc(rp->nsubs * rp->words, sizeof(uint64_t));
+    argv = calloc(2 + MEMBER_CHUNK, sizeof(*argv));
+    keys = calloc(rp->nsegs, sizeof(*keys));
+    if (rp->member == NULL || argv == NULL || keys == NULL)
+        goto oom;
+    for (s = 0; s < rp->nsegs; s++) {
+        keys[s] = malloc(CR_KEY_MAX);
+        if (keys[s] == NULL)
+            goto oom;
+        if (cr_key_for(&ctl->keys, "seg", rp->segs[s], keys[s], CR_KEY_MAX) < 0) {
+            fprintf(stderr, "crierctl report: segment name '%s' is too long\n", rp->segs[s]);
+            goto out;
+        }
+    }
+    argv[0] = "SMISMEMBER";
+    for (base = 0; base < rp->nsubs; base += MEMBER_CHUNK) {
+        size_t n = rp->nsubs - base < MEMBER_CHUNK ? rp->nsubs - base : MEMBER_CHUNK;
+
+        for (i = 0; i < n; i++)
+            argv[2 + i] = rp->subs[base + i].id;
+        for (s = 0; s < rp->nsegs; s++) {
+            argv[1] = keys[s];
+            code = cr_ctl_pipe_append(ctl, (int)(2 + n), argv, NULL);
+            if (code != 0)
+                goto out;
+        }
+        for (s = 0; s < rp->nsegs; s++) {
+            redisReply *r = cr_ctl_pipe_read(ctl, &code);
+
+            if (r == NULL)
+                goto out;
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+                fprintf(stderr, "crierctl report: SMISMEMBER %s failed: %s\n", keys[s],
+                        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                freeReplyObject(r);
+                code = CTL_EXIT_FAIL;
+                goto out;
+            }
+            for (i = 0; i < n; i++)
+                if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
+                    rp->member[(base + i) * rp->words + s / 64] |= (uint64_t)1 << (s % 64);
+            freeReplyObject(r);
+        }
+    }
+    code = 0;
+    goto out;
+oom:
+    fprintf(stderr, "crierctl report: out of memory\n");
+    code = CTL_EXIT_FAIL;
+out:
+    if (keys)
+        for (s = 0; s < rp->nsegs; s++)
+            free(keys[s]);
+    free(keys);
+    free(argv);
+    return code;
+}
+
+static void add_sub(struct row *row, const struct sub *s)
+{
+    int reached = 0;
+    int c;
+
+    row->targeted++;
+    for (c = 0; c <= CR_CH__COUNT; c++) {
+        int st;
+
+        if (s->st[c] == 0)
+            continue;
+        st = s->st[c] - 1;
+        row->messages++;
+        row->st[st]++;
+        if (c < CR_CH__COUNT)
+            row->ch[c][st]++;
+        if (st == CR_ST_DELIVERED || st == CR_ST_SENT)
+            reached = 1;
+    }
+    row->reached += reached;
+}
+
+static long long value(const struct row *row, const struct column *col)
+{
+    switch (col->src) {
+    case SRC_TARGETED:
+        return row->targeted;
+    case SRC_REACHED:
+        return row->reached;
+    case SRC_MESSAGES:
+        return row->messages;
+    case SRC_STATUS:
+        return row->st[col->st];
+    case SRC_CHANNEL_STATUS:
+        return row->ch[col->ch][col->st];
+    }
+    return 0;
+}
+
+/* A CSV cell: quoted (by libcsv) only when it needs to be. */
+static void put_cell(const char *s)
+{
+    if (strpbrk(s, ",\"\r\n") != NULL)
+        csv_fwrite(stdout, s, strlen(s));
+    else
+        fputs(s, stdout);
+}
+
+static void put_row(const char *name, const struct row *row)
+{
+    size_t c;
+
+    put_cell(name);
+    for (c = 0; c < NCOLUMNS; c++)
+        printf(",%lld", value(row, &columns[c]));
+    putchar('\n');
+}
+
+static void release(struct report *rp)
+{
+    size_t i;
+
+    for (i = 0; i < rp->nsubs; i++)
+        free(rp->subs[i].id);
+    free(rp->subs);
+    free(rp->index);
+    for (i = 0; i < rp->nsegs; i++)
+        free(rp->segs[i]);
+    free(rp->segs);
+    free(rp->member);
+}
+
+int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
+{
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    struct report rp;
+    struct ctl_job job;
+    struct row total;
+    struct row *rows = NULL;
+    const char *hargv[2];
+    const char *doc;
+    char key[CR_KEY_MAX];
+    redisReply *h = NULL;
+    const char *id;
+    size_t i;
+    size_t s;
+    int code;
+    int c;
+
+    memset(&rp, 0, sizeof(rp));
+    for (;;) {
+        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
+        if (c == -1)
+            break;
+        code = cr_ctl_opt_other(ctl, c, optarg, help);
+        if (code >= 0)
+            return code;
+    }
+    if (optind != argc - 1) {
+        fputs(help, stderr);
+        return CTL_EXIT_USAGE;
+    }
+    id = argv[optind];
+    code = cr_ctl_connect(ctl);
+    if (code != 0)
+        return code;
+    if (cr_key_for(&ctl->keys, "job", id, key, sizeof(key)) < 0) {
+        fprintf(stderr, "crierctl report: job id '%s' is too long\n", id);
+        return CTL_EXIT_USAGE;
+    }
+    hargv[0] = "HGETALL";
+    hargv[1] = key;
+    h = cr_ctl_cmdv(ctl, 2, hargv, NULL, &code);
+    if (h == NULL)
+        return code;
+    if (h->type != REDIS_REPLY_ARRAY || h->elements == 0) {
+        fprintf(stderr, "crierctl report: no job '%s'\n", id);
+        code = CTL_EXIT_NOTFOUND;
+        goto out;
+    }
+    cr_ctl_job_from_hash(h, &job);
+    doc = cr_ctl_field(h, "doc");
+    rp.segs = calloc(MAX_SEGS, sizeof(*rp.segs));
+    code = CTL_EXIT_FAIL;
+    if (rp.segs == NULL || doc == NULL || read_segments(&rp, doc) < 0) {
+        if (doc == NULL)
+            fprintf(stderr, "crierctl report: job %s has no stored document\n", id);
+        goto out;
+    }
+    code = read_receipts(ctl, &rp, id, job.created_ms);
+    if (code == 0)
+        code = read_membership(ctl, &rp);
+    if (code != 0)
+        goto out;
+    rows = calloc(rp.nsegs + 1, sizeof(*rows));
+    if (rows == NULL) {
+        code = CTL_EXIT_FAIL;
+        goto out;
+    }
+    memset(&total, 0, sizeof(total));
+    for (i = 0; i < rp.nsubs; i++) {
+        add_sub(&total, &rp.subs[i]);
+        for (s = 0; s < rp.nsegs; s++)
+            if (rp.member[i * rp.words + s / 64] & ((uint64_t)1 << (s % 64)))
+                add_sub(&rows[s], &rp.subs[i]);
+    }
+    if (!cr_ctl_job_finished(&job))
+        fprintf(stderr, "crierctl report: job %s is %s: the figures are so far\n", id, job.state);
+    else if (job.messages >= 0 && total.messages != job.messages)
+        fprintf(stderr,
+                "crierctl report: warning: %lld receipts found for job %s, its counters say "
+                "%lld messages (receipts trimmed from the stream are not counted)\n",
+                total.messages, id, job.messages);
+    fputs("segment", stdout);
+    for (i = 0; i < NCOLUMNS; i++)
+        printf(",%s", columns[i].name);
+    putchar('\n');
+    for (s = 0; s < rp.nsegs; s++)
+        put_row(rp.segs[s], &rows[s]);
+    put_row("total", &total);
+    code = CTL_EXIT_OK;
+out:
+    free(rows);
+    if (h)
+        freeReplyObject(h);
+    release(&rp);
+    return code;
+}

@@ -1,0 +1,177 @@
+/* crierctl send: validates a job document exactly as the daemon's intake does
+ * (cr_job_parse with the default limits) and posts it to the intake stream. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "cr_buf.h"
+#include "cr_error.h"
+#include "ctl.h"
+#include "job.h"
+
+/* The most we read of a job file; the document limit itself (doc_bytes) is
+ * checked by cr_job_parse, this only keeps a wrong file from filling memory. */
+#define SEND_READ_MAX (16u * 1024 * 1024)
+
+static const char help[] =
+    "Usage: crierctl send [options] FILE\n"
+    "Validates the job document in FILE ('-' = standard input) as crierd does,\n"
+    "with the default limits (a daemon configured with other limits may still\n"
+    "reject it), and posts it: XADD <prefix>jobs * job <document>.\n"
+    "Prints the job id: the document's \"id\", or job-<entry id> as crierd names it.\n"
+    "A bad document is not posted: its problem is printed (code and message), exit 1.\n"
+    "\n"
+    "Options:\n"
+    "  -w, --wait       follow the job like `status` until it is finished; exit 0\n"
+    "                   when it completed, 1 when it was rejected, cancelled or expired\n";
+
+static int read_all(FILE *f, struct cr_buf *b)
+{
+    char chunk[65536];
+    size_t n;
+    int rc;
+
+    for (;;) {
+        n = fread(chunk, 1, sizeof(chunk), f);
+        if (n > 0) {
+            rc = cr_buf_append(b, chunk, n);
+            if (rc < 0)
+                return rc;
+        }
+        if (n < sizeof(chunk))
+            break;
+    }
+    return ferror(f) ? CR_EIO : 0;
+}
+
+/* Warns when an explicit id is already taken: crierd ignores a second post. */
+static int warn_if_exists(struct ctl *ctl, const char *id)
+{
+    struct ctl_job job;
+    int rc = cr_ctl_job_load(ctl, id, &job);
+
+    if (rc == 0)
+        fprintf(stderr,
+                "crierctl send: warning: job %s already exists (state %s); crierd will "
+                "ignore this post as a duplicate\n",
+                id, job.state);
+    return rc == CTL_EXIT_NOTFOUND ? 0 : rc;
+}
+
+int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
+{
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS,
+                                         {"wait", no_argument, NULL, 'w'},
+                                         {NULL, 0, NULL, 0}};
+    struct cr_job_limits lim;
+    struct cr_job job;
+    struct cr_job_error err;
+    struct cr_buf doc;
+    const char *path;
+    const char *xargv[5];
+    size_t xlens[5];
+    redisReply *r = NULL;
+    FILE *f = NULL;
+    char id[CR_JOB_ID_MAX + 96];
+    char entry[64];
+    int have_job = 0;
+    int wait = 0;
+    int code = CTL_EXIT_FAIL;
+    int rc;
+    int c;
+
+    cr_buf_init(&doc, SEND_READ_MAX);
+    for (;;) {
+        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "w", opts, NULL);
+        if (c == -1)
+            break;
+        if (c == 'w') {
+            wait = 1;
+            continue;
+        }
+        rc = cr_ctl_opt_other(ctl, c, optarg, help);
+        if (rc >= 0) {
+            code = rc;
+            goto out;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(help, stderr);
+        code = CTL_EXIT_USAGE;
+        goto out;
+    }
+    path = argv[optind];
+    if (strcmp(path, "-") == 0) {
+        f = stdin;
+    } else {
+        f = fopen(path, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "crierctl send: %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+    }
+    rc = read_all(f, &doc);
+    if (rc < 0) {
+        fprintf(stderr, "crierctl send: %s: %s\n", path,
+                rc == CR_ETOOBIG ? "larger than 16 MiB, not a job document" : cr_strerror(rc));
+        goto out;
+    }
+
+    cr_job_limits_default(&lim);
+    memset(&err, 0, sizeof(err));
+    rc = cr_job_parse(cr_buf_cstr(&doc), doc.len, &lim, &job, &err);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s: %s\n", path, err.code[0] ? err.code : cr_errname(rc),
+                err.message[0] ? err.message : cr_strerror(rc));
+        fprintf(stderr, "crierctl send: %s: job not posted\n", path);
+        goto out;
+    }
+    have_job = 1;
+
+    code = cr_ctl_connect(ctl);
+    if (code != 0)
+        goto out;
+    if (job.id[0]) {
+        code = warn_if_exists(ctl, job.id);
+        if (code != 0)
+            goto out;
+    }
+    xargv[0] = "XADD";
+    xargv[1] = ctl->keys.jobs;
+    xargv[2] = "*";
+    xargv[3] = "job";
+    xargv[4] = cr_buf_cstr(&doc);
+    for (c = 0; c < 5; c++)
+        xlens[c] = strlen(xargv[c]);
+    xlens[4] = doc.len;
+    r = cr_ctl_cmdv(ctl, 5, xargv, xlens, &code);
+    if (r == NULL)
+        goto out;
+    if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(entry)) {
+        fprintf(stderr, "crierctl send: XADD gave an unexpected reply\n");
+        code = CTL_EXIT_FAIL;
+        goto out;
+    }
+    memcpy(entry, r->str, r->len + 1);
+    if (job.id[0])
+        snprintf(id, sizeof(id), "%s", job.id);
+    else
+        snprintf(id, sizeof(id), "job-%s", entry);
+    printf("%s\n", id);
+    fflush(stdout);
+    code = CTL_EXIT_OK;
+    if (wait)
+        code = cr_ctl_follow(ctl, id, entry);
+out:
+    if (r)
+        freeReplyObject(r);
+    if (f && f != stdin)
+        fclose(f);
+    if (have_job)
+        cr_job_release(&job);
+    cr_buf_release(&doc);
+    return code;
+}

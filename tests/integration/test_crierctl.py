@@ -1,0 +1,304 @@
+"""crierctl against a real redis-server, crier-sim and crierd: import of a CSV
+with bad lines, send of a bad and a good job, status, jobs, tail, cancel, top
+and the per-segment report, each checked against what Redis holds."""
+
+import csv
+import io
+import json
+import random
+import re
+import subprocess
+
+from harness import (CHANNELS, PREFIX, Expect, binary, counter, make_population,
+                     stream_fields, wait_job, wait_until)
+
+JOB_ID = "ctl-appeal-0001"
+
+GOOD_JOB = {
+    "id": JOB_ID,
+    "priority": "urgent",
+    "audience": {"segments": ["area:A", "area:B"]},
+    "channels": ["email", "sms", "push"],
+    "sender": {"name": "PC Jane Smith"},
+    "message": {
+        "subject": "Police appeal: can you help, {{name}}?",
+        "text": "Hello {{name}}, we are looking for a missing person. Call 101.",
+        "sms": "Police appeal for {{name}}: missing person, call 101 quoting 123.",
+        "push": {"title": "Police appeal", "body": "Can you help us find a missing person?"},
+    },
+}
+
+
+def ctl(env, *args, stdin=None, timeout=120):
+    """Runs crierctl against the test's Redis; returns the CompletedProcess."""
+    argv = [binary("crierctl"), "-p", str(env.redis.port)] + [str(a) for a in args]
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def population_csv(subs, segs):
+    """The population as crierctl import CSV: one column per field, segments
+    joined with ';'."""
+    member = {}
+    for name, ids in segs.items():
+        for sid in ids:
+            member.setdefault(sid, []).append(name)
+    cols = ["id", "name", "lang", "email", "phone", "push_token", "push_platform",
+            "channels", "segments"]
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(cols)
+    for sid, f in subs.items():
+        row = dict(f, id=sid, segments=";".join(member.get(sid, [])))
+        w.writerow([row.get(c, "") for c in cols])
+    return out.getvalue()
+
+
+def pairs(line):
+    """'status  delivered 3  sent 4' -> {'delivered': 3, 'sent': 4}."""
+    return {k: int(v) for k, v in re.findall(r"([a-z_]+) (-?\d+)", line)}
+
+
+# ---- import --------------------------------------------------------------------
+
+BAD_CSV = (
+    "\ufeffid,name,email,phone,channels,min_priority,quiet,push_platform,segments,ward\r\n"
+    'good-1,"Smith, Ann",ann@example.org,+447700900001,"email,sms",high,22:00-07:00,,'
+    "area:A;area:B,North\r\n"
+    "bad-email,Bob,bob@@example.org,+447700900002,email,,,,area:A,South\r\n"
+    '"good-2","Multi\nline name",cara@example.org,,email,bulk,,,area:B,\r\n'
+    "bad-phone,Dev,dev@example.org,07700900004,sms,,,,area:A,East\r\n"
+    "\r\n"
+    "good-3,Zoë Żak,zoe@example.org,+48123456789,,,,,area:C,West\r\n"
+    "bad id!,Eve,eve@example.org,,,,,,area:A,\r\n"
+    "bad-fields,Finn,finn@example.org\r\n"
+    "bad-many,Gosia,g@example.org,,sms;email,sometimes,25:00-07:00,blackberry,area:A,\r\n"
+    "good-4,Hal,,+447700900009,sms,urgent,07:30-08:00,,area:A; area:C,\r\n"
+)
+# line numbers of the bad lines above (line 4-5 is one record; line 7 is blank)
+BAD_LINES = {"bad-email": 3, "bad-phone": 6, "bad id!": 9, "bad-fields": 10, "bad-many": 11}
+
+
+def test_import_reports_bad_lines_and_writes_good_ones(env, tmp_path):
+    env.start_redis()
+    path = tmp_path / "residents.csv"
+    path.write_bytes(BAD_CSV.encode("utf-8"))
+
+    dry = ctl(env, "import", "--dry-run", path)
+    assert dry.returncode == 1, dry.stderr
+    assert "4 subscribers into 3 segments, 5 lines rejected" in dry.stdout
+    assert env.r.keys(f"{PREFIX}*") == []  # a dry run writes nothing
+
+    res = ctl(env, "import", path)
+    assert res.returncode == 1, res.stderr
+    assert "imported 4 subscribers into 3 segments, 5 lines rejected" in res.stdout
+    errs = res.stderr.splitlines()
+    for what, line in BAD_LINES.items():
+        assert any(e.startswith(f"{path}:{line}: ") for e in errs), (what, res.stderr)
+    assert len(errs) == len(BAD_LINES), res.stderr
+    by_line = {int(e.split(":")[1]): e for e in errs}
+    assert "email 'bob@@example.org'" in by_line[3]
+    assert "phone '07700900004'" in by_line[6]
+    assert "id 'bad id!'" in by_line[9]
+    assert "has 3 fields, the header has 10" in by_line[10]
+    for col in ("channels", "min_priority", "quiet", "push_platform"):
+        assert col in by_line[11]
+
+    assert env.r.hgetall(f"{PREFIX}sub:good-1") == {
+        "name": "Smith, Ann", "email": "ann@example.org", "phone": "+447700900001",
+        "channels": "email,sms", "min_priority": "high", "quiet": "22:00-07:00",
+        "ward": "North"}
+    assert env.r.hget(f"{PREFIX}sub:good-2", "name") == "Multi\nline name"
+    assert env.r.hget(f"{PREFIX}sub:good-3", "name") == "Zoë Żak"
+    assert env.r.hget(f"{PREFIX}sub:good-4", "email") is None
+    for bad in BAD_LINES:
+        assert not env.r.exists(f"{PREFIX}sub:{bad}")
+    assert env.r.smembers(f"{PREFIX}seg:area:A") == {"good-1", "good-4"}
+    assert env.r.smembers(f"{PREFIX}seg:area:B") == {"good-1", "good-2"}
+    assert env.r.smembers(f"{PREFIX}seg:area:C") == {"good-3", "good-4"}
+
+    # A clean file exits 0; an empty cell removes the field it names.
+    clean = tmp_path / "clean.csv"
+    clean.write_text("id,email,ward\ngood-1,ann@example.org,\n")
+    res = ctl(env, "import", clean)
+    assert res.returncode == 0, res.stderr
+    assert "imported 1 subscribers into 0 segments, 0 lines rejected" in res.stdout
+    assert env.r.hget(f"{PREFIX}sub:good-1", "ward") is None
+
+    # A header without an id column stops before writing anything.
+    nohdr = tmp_path / "noid.csv"
+    nohdr.write_text("email,name\nx@example.org,X\n")
+    res = ctl(env, "import", nohdr)
+    assert res.returncode == 1
+    assert f"{nohdr}:1: the header has no 'id' column" in res.stderr
+
+
+# ---- send --------------------------------------------------------------------
+
+def test_send_bad_file_posts_nothing(env, tmp_path):
+    env.start_redis()
+    bad = dict(GOOD_JOB, priority="whenever")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    res = ctl(env, "send", path)
+    assert res.returncode == 1
+    assert "unknown_priority" in res.stderr and "priority" in res.stderr
+    notjson = ctl(env, "send", "-", stdin="{not json")
+    assert notjson.returncode == 1 and "not_json" in notjson.stderr
+    assert env.r.xlen(f"{PREFIX}jobs") == 0
+
+    usage = ctl(env, "send")
+    assert usage.returncode == 2
+    unknown = ctl(env, "frobnicate")
+    assert unknown.returncode == 2
+    assert ctl(env, "send", "--help").returncode == 0
+
+
+def test_unreachable_redis_exits_3(tmp_path):
+    from harness import free_port
+    argv = [binary("crierctl"), "-p", str(free_port()), "--timeout", "500", "jobs"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 3
+    assert "cannot reach Redis" in res.stderr
+
+
+def test_cancel_marks_running_job_and_logs_event(env):
+    env.start_redis()
+    env.r.hset(f"{PREFIX}job:running-1", mapping={"state": "sending", "targeted": 10})
+    res = ctl(env, "cancel", "running-1")
+    assert res.returncode == 0, res.stderr
+    assert "cancel requested" in res.stdout
+    assert env.r.hget(f"{PREFIX}job:running-1", "state") == "cancelling"
+    events = [f for _i, f in stream_fields(env.r, f"{PREFIX}events")]
+    assert events[-1]["job"] == "running-1" and events[-1]["event"] == "cancel_requested"
+    assert int(events[-1]["t_ms"]) > 0
+    again = ctl(env, "cancel", "running-1")
+    assert again.returncode == 0 and "already requested" in again.stdout
+    assert env.r.xlen(f"{PREFIX}events") == 1
+
+
+def test_crierctl_end_to_end(env, tmp_path):
+    rng = random.Random(4242)
+    subs, segs = make_population(300, rng, areas=("area:A", "area:B", "area:C"), overlap=0.2)
+    env.start_redis()
+    env.start_sim()
+    d = env.crierd()
+
+    # Seed the population through crierctl import.
+    pop = tmp_path / "population.csv"
+    pop.write_text(population_csv(subs, segs), encoding="utf-8")
+    res = ctl(env, "import", pop)
+    assert res.returncode == 0, res.stderr
+    assert f"imported {len(subs)} subscribers into 3 segments, 0 lines rejected" in res.stdout
+
+    job_path = tmp_path / "appeal.json"
+    job_path.write_text(json.dumps(GOOD_JOB))
+    res = ctl(env, "send", job_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == JOB_ID
+    h = wait_job(env.r, JOB_ID, [d], timeout=90)
+
+    audience = segs["area:A"] + segs["area:B"]
+    exp = Expect(subs, audience, CHANNELS)
+    assert int(h["messages"]) == exp.total
+
+    # status --once (stdout is not a terminal: one plain block).
+    res = ctl(env, "status", "--once", JOB_ID)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert f"job {JOB_ID}  state completed  priority urgent" in lines[0]
+    assert "100%" in lines[1] and f"{h['messages']} messages" in lines[1]
+    stats = pairs(lines[2])
+    assert stats["targeted"] == int(h["targeted"]) == len(set(audience))
+    assert stats["messages"] == int(h["messages"])
+    status_line = next(ln for ln in lines if ln.startswith("status "))
+    got = pairs(status_line)
+    for st in ("delivered", "sent", "failed", "suppressed", "skipped"):
+        assert got[st] == counter(h, st), st
+    for ch in CHANNELS:
+        ch_line = next(ln for ln in lines if ln.split()[0] == ch)
+        got = pairs(ch_line)
+        assert got["sent"] + got["delivered"] == exp.count(ch), ch
+    # Not a terminal and no --once: the same single block.
+    assert ctl(env, "status", JOB_ID).stdout == res.stdout
+
+    missing = ctl(env, "status", "--once", "no-such-job")
+    assert missing.returncode == 4 and "no job" in missing.stderr
+
+    # jobs lists it.
+    res = ctl(env, "jobs")
+    assert res.returncode == 0, res.stderr
+    row = next(ln for ln in res.stdout.splitlines() if ln.startswith(JOB_ID))
+    assert row.split()[1:3] == ["completed", "urgent"]
+
+    # tail -n shows its newest receipts, oldest first.
+    res = ctl(env, "tail", "-n", "7", "--job", JOB_ID)
+    assert res.returncode == 0, res.stderr
+    tail_lines = res.stdout.splitlines()
+    assert len(tail_lines) == 7
+    newest = env.r.xrevrange(f"{PREFIX}receipts", count=7)[::-1]
+    for line, (_eid, f) in zip(tail_lines, newest):
+        parts = line.split()
+        assert parts[1:6] == [f["job"], f["sub"], f["channel"] or "-", f["provider"] or "-",
+                              f["status"]], line
+    assert ctl(env, "tail", "-n", "3").stdout.count("\n") == 3
+
+    # cancel: finished -> 1, unknown -> 4; nothing changes.
+    res = ctl(env, "cancel", JOB_ID)
+    assert res.returncode == 1 and "already completed" in res.stderr
+    assert env.r.hget(f"{PREFIX}job:{JOB_ID}", "state") == "completed"
+    assert ctl(env, "cancel", "no-such-job").returncode == 4
+
+    # top --once: channel, provider and queue lines.
+    res = ctl(env, "top", "--once")
+    assert res.returncode == 0, res.stderr
+    first = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines() if ln.strip()}
+    for ch in CHANNELS:
+        assert ch in first, res.stdout
+        assert all(re.match(r"^[\d.]+$", v) for v in first[ch][1:7]), first[ch]
+    for prio in ("urgent", "high", "normal", "bulk"):
+        assert prio in first
+    assert "ACTIVE" in first
+
+    # report: per-segment figures from the seeded data, total = job counters.
+    res = ctl(env, "report", JOB_ID)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["segment"] for r in rows] == ["area:A", "area:B", "total"]
+    assert list(rows[0].keys())[:9] == [
+        "segment", "residents_targeted", "residents_reached", "messages", "delivered",
+        "sent", "failed", "suppressed", "skipped"]
+    total = rows[-1]
+    assert int(total["residents_targeted"]) == int(h["targeted"])
+    assert int(total["messages"]) == int(h["messages"])
+    for st in ("delivered", "sent", "failed", "suppressed", "skipped"):
+        assert int(total[st]) == counter(h, st), st
+    for ch in CHANNELS:
+        assert int(total[f"sent_{ch}"]) + int(total[f"delivered_{ch}"]) == exp.count(ch)
+    for row in rows[:-1]:
+        seg_exp = Expect(subs, segs[row["segment"]], CHANNELS)
+        assert int(row["residents_targeted"]) == len(seg_exp.audience)
+        assert int(row["messages"]) == seg_exp.total
+        assert int(row["skipped"]) == len(seg_exp.skipped)
+        assert int(row["residents_reached"]) == len({s for s, _c, _a in seg_exp.messages})
+        for ch in CHANNELS:
+            assert int(row[f"sent_{ch}"]) + int(row[f"delivered_{ch}"]) == seg_exp.count(ch)
+    assert ctl(env, "report", "no-such-job").returncode == 4
+
+    # send --wait of a job without an id: named job-<entry>, followed to the end.
+    small = dict(GOOD_JOB, audience={"segments": ["area:C"]}, priority="high")
+    del small["id"]
+    res = ctl(env, "send", "--wait", "-", stdin=json.dumps(small))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout.splitlines()
+    assert re.match(r"^job-\d+-\d+$", out[0]), out
+    assert any("state completed" in ln for ln in out), res.stdout
+    assert env.r.hget(f"{PREFIX}job:{out[0]}", "state") == "completed"
+
+    # status of a job crierd rejected: found in the dead letters, exit 1.
+    env.r.xadd(f"{PREFIX}jobs", {"job": json.dumps(dict(GOOD_JOB, id="ctl-bad-1",
+                                                        channels=["fax"]))})
+    wait_until(lambda: env.r.xlen(f"{PREFIX}jobs:dead") > 0, 30, what="the rejection")
+    res = ctl(env, "status", "--once", "ctl-bad-1")
+    assert res.returncode == 1 and "rejected (unknown_channel)" in res.stdout
+
+    d.check_alive()
