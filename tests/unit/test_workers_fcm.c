@@ -120,7 +120,10 @@ TEST(workers_fcm_table_entry)
     ASSERT_INT_EQ(ops->max_batch, 1);
     ASSERT_STR_EQ(ops->keys[0], "project_id");
     ASSERT_STR_EQ(ops->keys[1], "access_token");
-    ASSERT(ops->keys[2] == NULL);
+    ASSERT_STR_EQ(ops->keys[2], "service_account");
+    ASSERT_STR_EQ(ops->keys[3], "token_url");
+    ASSERT(ops->keys[4] == NULL);
+    ASSERT(ops->auth_request != NULL && ops->auth_done != NULL);
 }
 
 TEST(workers_fcm_build_request)
