@@ -18,7 +18,9 @@
 #include "expander.h"
 #include "fanout.h"
 #include "intake.h"
+#include "metrics.h"
 #include "reader.h"
+#include "routes.h"
 #include "retry.h"
 #include "schedule.h"
 #include "scripts.h"
@@ -65,6 +67,7 @@ static void close_all(struct cr_daemon *d)
     cr_reader_stop(d->reader);
     cr_redis_close(d->rb);
     cr_redis_close(d->rc);
+    cr_routes_stop(d);
     cr_http_close(d->http, on_http_closed, d);
 }
 
@@ -194,6 +197,10 @@ static int start(struct cr_daemon *d)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)
         rc = open_redis(d, "reader", on_rb_state, &d->rb);
+    if (rc == 0)
+        rc = cr_metrics_init(d->cfg->nproviders, &d->metrics);
+    if (rc == 0)
+        rc = cr_routes_start(d);
     return rc;
 }
 
@@ -264,6 +271,7 @@ int main(int argc, char **argv)
     uv_run(d->loop, UV_RUN_DEFAULT);
     cr_intake_free(d->intake);
     cr_expander_free(d->expander);
+    cr_metrics_free(d->metrics);
     uv_loop_close(d->loop);
     cr_config_release(&cfg);
     curl_global_cleanup();

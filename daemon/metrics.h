@@ -17,7 +17,8 @@ struct cr_daemon;
 int cr_metrics_init(size_t nproviders, struct cr_metrics **out);
 void cr_metrics_free(struct cr_metrics *m);
 
-/* A message reached its final status (provider_ix -1: none, e.g. skipped/suppressed before sending). */
+/* A message reached its final status (provider_ix -1: none, e.g. skipped/suppressed before sending;
+ * ch CR_CH__COUNT: no channel, a resident skipped). */
 void cr_metrics_message(struct cr_metrics *m, enum cr_channel ch, int provider_ix,
                         enum cr_status st);
 /* One provider request finished after latency_us (any outcome, including transport errors). */
@@ -29,6 +30,14 @@ void cr_metrics_ratelimit_wait(struct cr_metrics *m, int provider_ix, long wait_
 /* A webhook request: hook "twilio"/"sendgrid"/"generic"/"unsubscribe"/"survey",
  * outcome "accepted"/"bad_signature"/"stale"/"replayed"/"malformed"/"too_large"/... */
 void cr_metrics_webhook(struct cr_metrics *m, const char *hook, const char *outcome);
+
+/* Messages counted for (ch, st) over every provider: for tests and reports. */
+uint64_t cr_metrics_messages(const struct cr_metrics *m, enum cr_channel ch, enum cr_status st);
+
+struct cr_config;
+/* Index of the provider called name in cfg->providers, or -1 (NULL or unknown name):
+ * turns the provider name the pipeline carries into the index the counters take. */
+int cr_metrics_provider_index(const struct cr_config *cfg, const char *name);
 
 /* Appends the whole exposition (counters, histograms, and the gauges read from
  * d's modules) to out. Returns 0 or CR_ETOOBIG/CR_ENOMEM. */

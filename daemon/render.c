@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cr_error.h"
+#include "links.h"
 
 void cr_render_init(struct cr_render *r, const struct cr_job_limits *lim)
 {
@@ -27,17 +28,53 @@ void cr_render_release(struct cr_render *r)
 struct lookup_ctx {
     const struct cr_sub *sub;
     const struct cr_job *job;
+    struct cr_render *r;
+    const struct cr_msg *m;
+    int64_t now_ms;
 };
+
+/* The message's signed unsubscribe link (made on first use), or NULL when
+ * links are off or the subscriber id cannot be carried in one. */
+static const char *unsubscribe_url(struct lookup_ctx *lc)
+{
+    struct cr_render *r = lc->r;
+    const struct cr_msg *m = lc->m;
+
+    if (r->unsubscribe_url[0] == '\0' &&
+        cr_link_url(m->batch->d->cfg, CR_LINK_UNSUBSCRIBE, m->sub->id,
+                    cr_channel_name(m->channel), lc->now_ms, r->unsubscribe_url,
+                    sizeof(r->unsubscribe_url)) != 0)
+        r->unsubscribe_url[0] = '\0';
+    return r->unsubscribe_url[0] ? r->unsubscribe_url : NULL;
+}
+
+static const char *survey_url(struct lookup_ctx *lc)
+{
+    struct cr_render *r = lc->r;
+    const struct cr_msg *m = lc->m;
+
+    if (lc->job->survey_question == NULL)
+        return NULL;
+    if (r->survey_url[0] == '\0' &&
+        cr_link_url(m->batch->d->cfg, CR_LINK_SURVEY, m->sub->id, m->batch->job_id, lc->now_ms,
+                    r->survey_url, sizeof(r->survey_url)) != 0)
+        r->survey_url[0] = '\0';
+    return r->survey_url[0] ? r->survey_url : NULL;
+}
 
 static const char *lookup(void *ud, const char *name, size_t len)
 {
-    const struct lookup_ctx *lc = ud;
+    struct lookup_ctx *lc = ud;
     size_t i;
 
     if (len == 11 && memcmp(name, "sender.name", 11) == 0)
         return lc->job->sender_name;
     if (len == 11 && memcmp(name, "sender.team", 11) == 0)
         return lc->job->sender_team;
+    if (len == 15 && memcmp(name, "unsubscribe_url", 15) == 0)
+        return unsubscribe_url(lc);
+    if (len == 10 && memcmp(name, "survey_url", 10) == 0)
+        return survey_url(lc);
     for (i = 0; i + 1 < lc->sub->nkv; i += 2) {
         const char *k = lc->sub->kv[i];
 
@@ -62,12 +99,13 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
 {
     const struct cr_batch *b = m->batch;
     const struct cr_jobctx *jc = b->jc;
-    struct lookup_ctx lc = {m->sub, &jc->job};
+    struct lookup_ctx lc = {m->sub, &jc->job, r, m, cr_now_ms()};
     const char *lang = field(m->sub, "lang");
     const char *slot[CR_PART__COUNT];
     int p;
 
     memset(out, 0, sizeof(*out));
+    r->unsubscribe_url[0] = r->survey_url[0] = '\0'; /* links are made when first used */
     for (p = 0; p < CR_PART__COUNT; p++) {
         const struct cr_tpl *t = cr_jobctx_tpl(jc, lang, (enum cr_part)p);
         int rc;
@@ -97,6 +135,7 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
     out->push_title = slot[CR_PART_PUSH_TITLE];
     out->push_body = slot[CR_PART_PUSH_BODY];
     out->sender_name = jc->job.sender_name;
+    out->unsubscribe_url = m->channel == CR_CH_EMAIL ? unsubscribe_url(&lc) : NULL;
     out->expires_at_ms = jc->job.expires_at_ms;
     return 0;
 }

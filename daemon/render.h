@@ -12,6 +12,8 @@
 struct cr_render {
     struct cr_buf part[CR_PART__COUNT];
     char ref[CR_JOB_ID_MAX + 48];
+    char unsubscribe_url[2048]; /* the message's signed links; "" when links are off */
+    char survey_url[2048];
 };
 
 /* Prepares the buffers, each capped at four times the job limit for its part. */

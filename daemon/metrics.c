@@ -1,0 +1,424 @@
+/* Process metrics (see metrics.h): fixed arrays sized once from the provider
+ * count, bumped by the pipeline, and written out in the Prometheus text
+ * format 0.0.4 with the gauges read from the modules at scrape time. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cr_error.h"
+#include "daemon.h"
+#include "dispatch.h"
+#include "httpd.h"
+
+#ifndef CR_VERSION
+#define CR_VERSION "dev"
+#endif
+
+#define HOOK_SERIES_MAX 64 /* distinct (hook, outcome) pairs kept */
+#define NCH (CR_CH__COUNT + 1) /* the channels and "none" (a resident skipped) */
+
+/* Upper bounds (seconds) of the latency histogram's buckets; +Inf follows. */
+static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+#define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
+
+struct hist {
+    uint64_t bucket[NBOUNDS]; /* not cumulative; summed when written */
+    uint64_t count;
+    double sum;
+};
+
+struct hook_series {
+    char hook[16];
+    char outcome[24];
+    uint64_t n;
+};
+
+struct cr_metrics {
+    size_t nprov;
+    uint64_t *msgs;     /* [(nprov + 1) * NCH * CR_ST__COUNT], row nprov = no provider */
+    struct hist *lat;   /* [nprov] */
+    uint64_t *retries;  /* [nprov] */
+    double *wait_s;     /* [nprov] */
+    struct hook_series hooks[HOOK_SERIES_MAX];
+    size_t nhooks;
+    uint64_t hooks_dropped; /* pairs beyond HOOK_SERIES_MAX */
+};
+
+int cr_metrics_init(size_t nproviders, struct cr_metrics **out)
+{
+    struct cr_metrics *m = calloc(1, sizeof(*m));
+    size_t np = nproviders > 0 ? nproviders : 1;
+
+    if (m == NULL)
+        return CR_ENOMEM;
+    m->nprov = nproviders;
+    m->msgs = calloc((np + 1) * NCH * CR_ST__COUNT, sizeof(*m->msgs));
+    m->lat = calloc(np, sizeof(*m->lat));
+    m->retries = calloc(np, sizeof(*m->retries));
+    m->wait_s = calloc(np, sizeof(*m->wait_s));
+    if (m->msgs == NULL || m->lat == NULL || m->retries == NULL || m->wait_s == NULL) {
+        cr_metrics_free(m);
+        return CR_ENOMEM;
+    }
+    *out = m;
+    return 0;
+}
+
+void cr_metrics_free(struct cr_metrics *m)
+{
+    if (m == NULL)
+        return;
+    free(m->msgs);
+    free(m->lat);
+    free(m->retries);
+    free(m->wait_s);
+    free(m);
+}
+
+static int prov_ok(const struct cr_metrics *m, int provider_ix)
+{
+    return provider_ix >= 0 && (size_t)provider_ix < m->nprov;
+}
+
+void cr_metrics_message(struct cr_metrics *m, enum cr_channel ch, int provider_ix,
+                        enum cr_status st)
+{
+    size_t row;
+
+    if (m == NULL || (unsigned)ch >= NCH || (unsigned)st >= CR_ST__COUNT)
+        return;
+    row = prov_ok(m, provider_ix) ? (size_t)provider_ix : m->nprov;
+    m->msgs[(row * NCH + (size_t)ch) * CR_ST__COUNT + (size_t)st]++;
+}
+
+void cr_metrics_latency(struct cr_metrics *m, int provider_ix, long latency_us)
+{
+    struct hist *h;
+    double s;
+    size_t i;
+
+    if (m == NULL || !prov_ok(m, provider_ix))
+        return;
+    h = &m->lat[provider_ix];
+    s = latency_us > 0 ? (double)latency_us / 1e6 : 0.0;
+    for (i = 0; i < NBOUNDS && s > bounds[i]; i++)
+        ;
+    if (i < NBOUNDS)
+        h->bucket[i]++;
+    h->count++;
+    h->sum += s;
+}
+
+void cr_metrics_retry(struct cr_metrics *m, int provider_ix)
+{
+    if (m != NULL && prov_ok(m, provider_ix))
+        m->retries[provider_ix]++;
+}
+
+void cr_metrics_ratelimit_wait(struct cr_metrics *m, int provider_ix, long wait_ms)
+{
+    if (m != NULL && prov_ok(m, provider_ix) && wait_ms > 0)
+        m->wait_s[provider_ix] += (double)wait_ms / 1000.0;
+}
+
+void cr_metrics_webhook(struct cr_metrics *m, const char *hook, const char *outcome)
+{
+    struct hook_series *hs;
+    size_t i;
+
+    if (m == NULL || hook == NULL || outcome == NULL)
+        return;
+    for (i = 0; i < m->nhooks; i++) {
+        hs = &m->hooks[i];
+        if (strncmp(hs->hook, hook, sizeof(hs->hook)) == 0 &&
+            strncmp(hs->outcome, outcome, sizeof(hs->outcome)) == 0) {
+            hs->n++;
+            return;
+        }
+    }
+    if (m->nhooks >= HOOK_SERIES_MAX) {
+        m->hooks_dropped++;
+        return;
+    }
+    hs = &m->hooks[m->nhooks++];
+    snprintf(hs->hook, sizeof(hs->hook), "%s", hook);
+    snprintf(hs->outcome, sizeof(hs->outcome), "%s", outcome);
+    hs->n = 1;
+}
+
+uint64_t cr_metrics_messages(const struct cr_metrics *m, enum cr_channel ch, enum cr_status st)
+{
+    uint64_t n = 0;
+    size_t row;
+
+    if (m == NULL || (unsigned)ch >= NCH || (unsigned)st >= CR_ST__COUNT)
+        return 0;
+    for (row = 0; row <= m->nprov; row++)
+        n += m->msgs[(row * NCH + (size_t)ch) * CR_ST__COUNT + (size_t)st];
+    return n;
+}
+
+int cr_metrics_provider_index(const struct cr_config *cfg, const char *name)
+{
+    const struct cr_provider_conf *pc;
+
+    if (cfg == NULL || name == NULL)
+        return -1;
+    pc = cr_config_provider(cfg, name);
+    return pc == NULL ? -1 : (int)(pc - cfg->providers);
+}
+
+/* ---- exposition ---------------------------------------------------------- */
+
+/* A label value with \, " and newline escaped as the format requires. */
+static int label(struct cr_buf *out, const char *v)
+{
+    int rc = 0;
+
+    for (; rc == 0 && *v != '\0'; v++) {
+        if (*v == '\\')
+            rc = cr_buf_append(out, "\\\\", 2);
+        else if (*v == '"')
+            rc = cr_buf_append(out, "\\\"", 2);
+        else if (*v == '\n')
+            rc = cr_buf_append(out, "\\n", 2);
+        else
+            rc = cr_buf_append(out, v, 1);
+    }
+    return rc;
+}
+
+static int head(struct cr_buf *out, const char *name, const char *type, const char *help)
+{
+    return cr_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static const char *prov_name(const struct cr_daemon *d, size_t i)
+{
+    if (d != NULL && d->cfg != NULL && i < d->cfg->nproviders && d->cfg->providers[i].name)
+        return d->cfg->providers[i].name;
+    return "unknown";
+}
+
+static int render_messages(const struct cr_metrics *m, const struct cr_daemon *d,
+                           struct cr_buf *out)
+{
+    size_t row;
+    int ch, st;
+    int rc;
+
+    rc = head(out, "crier_messages_total", "counter",
+              "Messages that reached a final status, by channel, provider and status.");
+    for (row = 0; rc == 0 && row <= m->nprov; row++) {
+        for (ch = 0; rc == 0 && ch < NCH; ch++) {
+            for (st = 0; rc == 0 && st < CR_ST__COUNT; st++) {
+                uint64_t n = m->msgs[(row * NCH + (size_t)ch) * CR_ST__COUNT + (size_t)st];
+
+                if (n == 0)
+                    continue;
+                rc = cr_buf_appendf(out, "crier_messages_total{channel=\"%s\",provider=\"",
+                                    ch < CR_CH__COUNT ? cr_channel_name((enum cr_channel)ch)
+                                                      : "none");
+                if (rc == 0)
+                    rc = label(out, row < m->nprov ? prov_name(d, row) : "none");
+                if (rc == 0)
+                    rc = cr_buf_appendf(out, "\",status=\"%s\"} %llu\n",
+                                        cr_status_name((enum cr_status)st), (unsigned long long)n);
+            }
+        }
+    }
+    return rc;
+}
+
+static int render_latency(const struct cr_metrics *m, const struct cr_daemon *d,
+                          struct cr_buf *out)
+{
+    size_t i, b;
+    int rc;
+
+    rc = head(out, "crier_provider_request_duration_seconds", "histogram",
+              "Time from handing a request to the provider to its complete answer or failure.");
+    for (i = 0; rc == 0 && i < m->nprov; i++) {
+        const struct hist *h = &m->lat[i];
+        uint64_t cum = 0;
+
+        for (b = 0; rc == 0 && b < NBOUNDS; b++) {
+            cum += h->bucket[b];
+            rc = cr_buf_appends(out, "crier_provider_request_duration_seconds_bucket{provider=\"");
+            if (rc == 0)
+                rc = label(out, prov_name(d, i));
+            if (rc == 0)
+                rc = cr_buf_appendf(out, "\",le=\"%g\"} %llu\n", bounds[b], (unsigned long long)cum);
+        }
+        if (rc == 0)
+            rc = cr_buf_appends(out, "crier_provider_request_duration_seconds_bucket{provider=\"");
+        if (rc == 0)
+            rc = label(out, prov_name(d, i));
+        if (rc == 0)
+            rc = cr_buf_appendf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+        if (rc == 0)
+            rc = cr_buf_appends(out, "crier_provider_request_duration_seconds_sum{provider=\"");
+        if (rc == 0)
+            rc = label(out, prov_name(d, i));
+        if (rc == 0)
+            rc = cr_buf_appendf(out, "\"} %.6f\n", h->sum);
+        if (rc == 0)
+            rc = cr_buf_appends(out, "crier_provider_request_duration_seconds_count{provider=\"");
+        if (rc == 0)
+            rc = label(out, prov_name(d, i));
+        if (rc == 0)
+            rc = cr_buf_appendf(out, "\"} %llu\n", (unsigned long long)h->count);
+    }
+    return rc;
+}
+
+/* One sample per provider: "name{provider="p"} value". */
+static int per_provider(struct cr_buf *out, const struct cr_daemon *d, size_t nprov,
+                        const char *name, const char *type, const char *help,
+                        double (*value)(const struct cr_metrics *, const struct cr_daemon *,
+                                        size_t),
+                        const struct cr_metrics *m)
+{
+    size_t i;
+    int rc = head(out, name, type, help);
+
+    for (i = 0; rc == 0 && i < nprov; i++) {
+        rc = cr_buf_appendf(out, "%s{provider=\"", name);
+        if (rc == 0)
+            rc = label(out, prov_name(d, i));
+        if (rc == 0)
+            rc = cr_buf_appendf(out, "\"} %.15g\n", value(m, d, i));
+    }
+    return rc;
+}
+
+static double v_retries(const struct cr_metrics *m, const struct cr_daemon *d, size_t i)
+{
+    (void)d;
+    return (double)m->retries[i];
+}
+
+static double v_wait(const struct cr_metrics *m, const struct cr_daemon *d, size_t i)
+{
+    (void)d;
+    return m->wait_s[i];
+}
+
+static double v_queued(const struct cr_metrics *m, const struct cr_daemon *d, size_t i)
+{
+    (void)m;
+    return (d != NULL && d->dispatch != NULL) ? (double)cr_dispatch_queued(d->dispatch, i) : 0;
+}
+
+static double v_inflight(const struct cr_metrics *m, const struct cr_daemon *d, size_t i)
+{
+    (void)m;
+    return (d != NULL && d->dispatch != NULL) ? (double)cr_dispatch_provider_inflight(d->dispatch, i)
+                                              : 0;
+}
+
+static int render_circuits(const struct cr_metrics *m, const struct cr_daemon *d,
+                           struct cr_buf *out)
+{
+    static const char *const states[] = {"closed", "open", "half_open"};
+    size_t i, k;
+    int rc;
+
+    rc = head(out, "crier_circuit_state", "gauge",
+              "1 for the state each provider's circuit breaker is in, 0 for the others.");
+    for (i = 0; rc == 0 && i < m->nprov; i++) {
+        const char *now = (d != NULL && d->dispatch != NULL) ? cr_dispatch_circuit(d->dispatch, i)
+                                                             : "closed";
+
+        for (k = 0; rc == 0 && k < sizeof(states) / sizeof(states[0]); k++) {
+            rc = cr_buf_appends(out, "crier_circuit_state{provider=\"");
+            if (rc == 0)
+                rc = label(out, prov_name(d, i));
+            if (rc == 0)
+                rc = cr_buf_appendf(out, "\",state=\"%s\"} %d\n", states[k],
+                                    now != NULL && strcmp(now, states[k]) == 0);
+        }
+    }
+    return rc;
+}
+
+static int render_hooks(const struct cr_metrics *m, struct cr_buf *out)
+{
+    size_t i;
+    int rc;
+
+    rc = head(out, "crier_webhook_requests_total", "counter",
+              "Requests to /hooks/*, /u/ and /s/ by hook and outcome.");
+    for (i = 0; rc == 0 && i < m->nhooks; i++) {
+        rc = cr_buf_appends(out, "crier_webhook_requests_total{hook=\"");
+        if (rc == 0)
+            rc = label(out, m->hooks[i].hook);
+        if (rc == 0)
+            rc = cr_buf_appends(out, "\",outcome=\"");
+        if (rc == 0)
+            rc = label(out, m->hooks[i].outcome);
+        if (rc == 0)
+            rc = cr_buf_appendf(out, "\"} %llu\n", (unsigned long long)m->hooks[i].n);
+    }
+    return rc;
+}
+
+int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, struct cr_buf *out)
+{
+    int rc;
+
+    if (m == NULL)
+        return CR_EINVAL;
+    rc = render_messages(m, d, out);
+    if (rc == 0)
+        rc = render_latency(m, d, out);
+    if (rc == 0)
+        rc = per_provider(out, d, m->nprov, "crier_retries_total", "counter",
+                          "Messages scheduled for another attempt.", v_retries, m);
+    if (rc == 0)
+        rc = per_provider(out, d, m->nprov, "crier_ratelimit_wait_seconds_total", "counter",
+                          "Time messages waited for the provider's rate limit.", v_wait, m);
+    if (rc == 0)
+        rc = per_provider(out, d, m->nprov, "crier_queue_depth", "gauge",
+                          "Messages queued for the provider and not sent yet.", v_queued, m);
+    if (rc == 0)
+        rc = per_provider(out, d, m->nprov, "crier_inflight", "gauge",
+                          "Requests sent to the provider and not answered yet.", v_inflight, m);
+    if (rc == 0)
+        rc = head(out, "crier_retry_waiting", "gauge", "Messages waiting for a retry.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_retry_waiting %zu\n",
+                            (d != NULL && d->dispatch != NULL)
+                                ? cr_dispatch_waiting_retries(d->dispatch) : (size_t)0);
+    if (rc == 0)
+        rc = render_circuits(m, d, out);
+    if (rc == 0)
+        rc = render_hooks(m, out);
+    if (rc == 0)
+        rc = head(out, "crier_webhook_series_dropped_total", "counter",
+                  "Webhook counts not kept because the series cap was reached.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_webhook_series_dropped_total %llu\n",
+                            (unsigned long long)m->hooks_dropped);
+    if (rc == 0)
+        rc = head(out, "crier_redis_connected", "gauge",
+                  "1 while the Redis connection is ready (commands, reader).");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_connected{conn=\"commands\"} %d\n"
+                                 "crier_redis_connected{conn=\"reader\"} %d\n",
+                            d != NULL && d->rc != NULL && cr_redis_ready(d->rc),
+                            d != NULL && d->rb != NULL && cr_redis_ready(d->rb));
+    if (rc == 0)
+        rc = head(out, "crier_http_connections", "gauge", "Open connections to the listener.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_http_connections %zu\n",
+                            (d != NULL && d->httpd != NULL) ? cr_httpd_connections(d->httpd)
+                                                            : (size_t)0);
+    if (rc == 0)
+        rc = head(out, "crier_build_info", "gauge", "Always 1; the labels name the build.");
+    if (rc == 0)
+        rc = cr_buf_appends(out, "crier_build_info{version=\"" CR_VERSION "\"} 1\n");
+    return rc;
+}
