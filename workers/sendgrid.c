@@ -132,11 +132,49 @@ static int add_address(cJSON *parent, const char *key, const char *email, const 
     return 0;
 }
 
+/* A one-click unsubscribe URL for a header: http(s), printable ASCII, no
+ * spaces or angle brackets (it goes inside "<...>"). */
+static int unsubscribe_ok(const char *u)
+{
+    const char *p;
+
+    if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
+        return 0;
+    for (p = u; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
+            return 0;
+    }
+    return 1;
+}
+
+/* RFC 2369 + RFC 8058 headers of this message's own unsubscribe link, set per
+ * personalization (SendGrid merges them into the message headers). */
+static int add_unsubscribe(cJSON *p, const char *url)
+{
+    cJSON *headers;
+    char value[2048];
+    int n;
+
+    if (url == NULL)
+        return 0;
+    n = snprintf(value, sizeof(value), "<%s>", url);
+    if (n < 0 || (size_t)n >= sizeof(value))
+        return CR_ETOOBIG;
+    headers = cJSON_AddObjectToObject(p, "headers");
+    if (headers == NULL || add_string(headers, "List-Unsubscribe", value) < 0 ||
+        add_string(headers, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click") < 0)
+        return CR_ENOMEM;
+    return 0;
+}
+
 static int add_personalization(cJSON *pers, const struct cr_message *m)
 {
     cJSON *p = cJSON_CreateObject();
     cJSON *to;
     cJSON *args;
+    int rc;
 
     if (p == NULL)
         return CR_ENOMEM;
@@ -151,7 +189,8 @@ static int add_personalization(cJSON *pers, const struct cr_message *m)
     if (args == NULL || add_string(args, "crier_ref", m->ref) < 0 ||
         add_string(args, "crier_job", m->job_id) < 0)
         return CR_ENOMEM;
-    return 0;
+    rc = add_unsubscribe(p, m->unsubscribe_url);
+    return rc;
 }
 
 static int add_content(cJSON *content, const char *type, const char *value)
@@ -173,9 +212,10 @@ static int add_content(cJSON *content, const char *type, const char *value)
 }
 
 /* One request for n messages sharing msgs[0]'s rendering: a personalization
- * per message (its address and crier_ref), everything else from msgs[0].
- * CR_EINVAL when an address, the subject or the sender name could smuggle a
- * header (CR/LF) or when there is no content at all. */
+ * per message (its address, crier_ref and List-Unsubscribe headers),
+ * everything else from msgs[0]. CR_EINVAL when an address, the subject, the
+ * sender name or an unsubscribe URL could smuggle a header (CR/LF, brackets)
+ * or when there is no content at all. */
 static int sendgrid_build(void *state, const struct cr_message *const *msgs, size_t n,
                           struct cr_request *req)
 {
@@ -200,6 +240,8 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
     for (i = 0; i < n; i++) {
         if (!address_ok(msgs[i]->address))
             goto out;
+        if (msgs[i]->unsubscribe_url != NULL && !unsubscribe_ok(msgs[i]->unsubscribe_url))
+            goto out;
     }
 
     rc = CR_ENOMEM;
@@ -210,9 +252,11 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
     if (pers == NULL)
         goto out;
     for (i = 0; i < n; i++) {
-        if (add_personalization(pers, msgs[i]) < 0)
+        rc = add_personalization(pers, msgs[i]);
+        if (rc < 0)
             goto out;
     }
+    rc = CR_ENOMEM;
     if (add_address(root, "from", sg->from_email, name) < 0)
         goto out;
     if (sg->reply_to != NULL && add_address(root, "reply_to", sg->reply_to, NULL) < 0)

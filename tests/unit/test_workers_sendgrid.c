@@ -283,6 +283,21 @@ TEST(workers_sendgrid_refuses_header_injection)
     ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), CR_EINVAL);
     req_release(&req);
 
+    /* An unsubscribe URL that could end the header or the <...> list. */
+    m = sample();
+    m.unsubscribe_url = "https://alerts.example/u/1\r\nBcc: x@example.org";
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), CR_EINVAL);
+    req_release(&req);
+    m.unsubscribe_url = "https://alerts.example/u/1>, <mailto:x@example.org";
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), CR_EINVAL);
+    req_release(&req);
+    m.unsubscribe_url = "javascript:alert(1)";
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), CR_EINVAL);
+    req_release(&req);
+
     /* A body over the request's cap is a defined error. */
     m = sample();
     req_init(&req);
@@ -403,5 +418,68 @@ TEST(workers_sendgrid_classify_batch_and_retry_after_field)
     ASSERT_INT_EQ(res[1].outcome, CR_OUT_RETRY);
     ASSERT_INT_EQ(res[1].retry_after_ms, 4000);
     ASSERT_STR_EQ(res[1].code, "429");
+    sg_ops()->free_state(state);
+}
+
+TEST(workers_sendgrid_list_unsubscribe_per_personalization)
+{
+    struct cr_message a = sample();
+    struct cr_message b = sample();
+    const struct cr_message *msgs[2] = {&a, &b};
+    struct cr_request req;
+    char err[256];
+    void *state = NULL;
+    cJSON *doc;
+    const cJSON *pers, *h;
+
+    a.unsubscribe_url = "https://alerts.example/u/aaa?sig=1";
+    b.address = "neighbour@example.org";
+    b.ref = "appeal-17/5/email";
+    b.unsubscribe_url = "https://alerts.example/u/bbb?sig=2";
+    ASSERT_INT_EQ(sg_init(sg_conf, "http://127.0.0.1:9000", &state, err, sizeof(err)), 0);
+
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), 0);
+    doc = cJSON_Parse(cr_buf_cstr(&req.body));
+    ASSERT(doc != NULL);
+    pers = cJSON_GetObjectItem(doc, "personalizations");
+    h = cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "headers");
+    ASSERT_INT_EQ(cJSON_GetArraySize(h), 2);
+    ASSERT_STR_EQ(jstr(h, "List-Unsubscribe"), "<https://alerts.example/u/aaa?sig=1>");
+    ASSERT_STR_EQ(jstr(h, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+    ASSERT(cJSON_GetObjectItem(doc, "headers") == NULL); /* not message-wide */
+    cJSON_Delete(doc);
+    req_release(&req);
+
+    /* In a batch each personalization carries its own link. */
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), 0);
+    doc = cJSON_Parse(cr_buf_cstr(&req.body));
+    ASSERT(doc != NULL);
+    pers = cJSON_GetObjectItem(doc, "personalizations");
+    ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "headers"),
+                       "List-Unsubscribe"),
+                  "<https://alerts.example/u/aaa?sig=1>");
+    ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "headers"),
+                       "List-Unsubscribe"),
+                  "<https://alerts.example/u/bbb?sig=2>");
+    cJSON_Delete(doc);
+    req_release(&req);
+
+    /* Without a link there are no headers; a bad link anywhere in a batch
+     * refuses the batch. */
+    a.unsubscribe_url = NULL;
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), 0);
+    doc = cJSON_Parse(cr_buf_cstr(&req.body));
+    ASSERT(doc != NULL);
+    pers = cJSON_GetObjectItem(doc, "personalizations");
+    ASSERT(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "headers") == NULL);
+    cJSON_Delete(doc);
+    req_release(&req);
+    b.unsubscribe_url = "https://alerts.example/u/b\nX: 1";
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), CR_EINVAL);
+    req_release(&req);
     sg_ops()->free_state(state);
 }
