@@ -661,3 +661,23 @@ def make_population(n, rng, id_prefix="r", areas=("area:A", "area:B", "area:C"),
         if rng.random() < overlap and len(areas) > 1:
             segs[areas[(home + 1) % len(areas)]].append(sid)
     return subs, segs
+
+
+# ---- provider outages -------------------------------------------------------
+
+def kill_sim(sim):
+    """SIGKILL a crier-sim: the provider vanishes mid-request, as in an outage."""
+    _kill(sim.proc)
+    sim.proc = None
+    wait_until(lambda: not port_open(sim.port), 10, what="crier-sim port to close")
+
+
+def restart_sim(sim, timeout=30):
+    """Starts a stopped crier-sim again on the port it had, with the same
+    flags (its counters and log start empty): the provider is back."""
+    flags = sim.args
+    sim.args = list(flags) + ["--port", str(sim.port)]  # the last --port wins
+    try:
+        return sim.start(timeout)
+    finally:
+        sim.args = flags
