@@ -1,6 +1,6 @@
 /* Firebase Cloud Messaging HTTP v1 (POST /v1/projects/{project}/messages:send)
- * as crier-sim answers it, with Google's error shapes and magic tokens, plus
- * the OAuth2 token endpoint a service account trades its signed JWT at. */
+ * as crier-sim answers it, with Google's error shapes and magic tokens (the
+ * access tokens come from oauth.c). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +35,8 @@ static void answer_error(struct sim_response *res, int code, const char *message
 
 static int authorised(const struct sim *sim, const char *auth)
 {
-    return sim_starts_with_ci(auth, "Bearer ") && strcmp(auth + 7, sim->opt.fcm_token) == 0;
+    /* --fcm-token, or an access token /token issued that has not expired */
+    return sim_starts_with_ci(auth, "Bearer ") && sim_oauth_token_ok(sim, auth + 7);
 }
 
 /* FCM's data map takes string values only; returns the first bad key or NULL. */
@@ -128,51 +129,4 @@ out:
     sim_provider_done(sim, SIM_EP_FCM, req, res, recipient ? &recipient : NULL,
                       recipient ? 1 : 0, refv ? &refv : NULL, refv ? 1 : 0);
     cJSON_Delete(doc);
-}
-
-void sim_oauth_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res)
-{
-    struct cr_buf grant, assertion;
-    const char *dot1, *dot2;
-    cJSON *doc = NULL;
-
-    cr_buf_init(&grant, 256);
-    cr_buf_init(&assertion, 16 * 1024);
-    if (req->method_name == NULL || strcmp(req->method_name, "POST") != 0) {
-        sim_res_literal(res, 405, "{\"error\":\"method not allowed\"}");
-        sim_res_header(res, "Allow", "POST");
-        goto out;
-    }
-    if (sim_form_get(req->body, req->body_len, "grant_type", &grant) != 1 ||
-        strcmp(cr_buf_cstr(&grant), "urn:ietf:params:oauth:grant-type:jwt-bearer") != 0) {
-        sim_res_literal(res, 400, "{\"error\":\"unsupported_grant_type\","
-                                  "\"error_description\":\"Invalid grant_type\"}");
-        goto out;
-    }
-    if (sim_form_get(req->body, req->body_len, "assertion", &assertion) != 1 ||
-        assertion.len == 0) {
-        sim_res_literal(res, 400, "{\"error\":\"invalid_request\","
-                                  "\"error_description\":\"Missing required parameter: "
-                                  "assertion\"}");
-        goto out;
-    }
-    /* the signature cannot be checked without the key; the shape can */
-    dot1 = strchr(cr_buf_cstr(&assertion), '.');
-    dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
-    if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL || dot2[1] == '\0') {
-        sim_res_literal(res, 400, "{\"error\":\"invalid_grant\","
-                                  "\"error_description\":\"Invalid JWT Signature.\"}");
-        goto out;
-    }
-    doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "access_token", sim->opt.fcm_token);
-    cJSON_AddNumberToObject(doc, "expires_in", 3599);
-    cJSON_AddStringToObject(doc, "token_type", "Bearer");
-    sim_res_cjson(res, 200, doc);
-out:
-    if (res->ctype != NULL)
-        res->ctype = SIM_JSON_UTF8;
-    cJSON_Delete(doc);
-    cr_buf_release(&grant);
-    cr_buf_release(&assertion);
 }

@@ -14,6 +14,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "callbacks.h"
 #include "record.h"
 #include "server.h"
 #include "sim.h"
@@ -39,6 +40,14 @@ enum {
     OPT_FCM_PROJECT,
     OPT_FCM_TOKEN,
     OPT_QUIET,
+    OPT_GW_AUTH_HEADER,
+    OPT_GW_AUTH_VALUE,
+    OPT_FCM_SERVICE_ACCOUNT,
+    OPT_FCM_TOKEN_TTL,
+    OPT_CALLBACK_DELAY,
+    OPT_SG_WEBHOOK_URL,
+    OPT_SG_WEBHOOK_KEY,
+    OPT_TW_INBOUND_URL,
     OPT_HELP,
 };
 
@@ -61,6 +70,14 @@ static const struct option long_options[] = {
     {"fcm-project", required_argument, NULL, OPT_FCM_PROJECT},
     {"fcm-token", required_argument, NULL, OPT_FCM_TOKEN},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"gateway-auth-header", required_argument, NULL, OPT_GW_AUTH_HEADER},
+    {"gateway-auth-value", required_argument, NULL, OPT_GW_AUTH_VALUE},
+    {"fcm-service-account", required_argument, NULL, OPT_FCM_SERVICE_ACCOUNT},
+    {"fcm-token-ttl", required_argument, NULL, OPT_FCM_TOKEN_TTL},
+    {"callback-delay-ms", required_argument, NULL, OPT_CALLBACK_DELAY},
+    {"sendgrid-webhook-url", required_argument, NULL, OPT_SG_WEBHOOK_URL},
+    {"sendgrid-webhook-key", required_argument, NULL, OPT_SG_WEBHOOK_KEY},
+    {"twilio-inbound-url", required_argument, NULL, OPT_TW_INBOUND_URL},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -70,7 +87,11 @@ static const char usage[] =
     "                 [--latency-ms N] [--jitter-ms N] [--error-rate F] [--rate-429 F]\n"
     "                 [--retry-after S] [--seed N] [--max-log N] [--max-log-bytes N]\n"
     "                 [--log-body-bytes N] [--sendgrid-key KEY] [--twilio-sid SID]\n"
-    "                 [--twilio-token TOKEN] [--fcm-project ID] [--fcm-token TOKEN] [--quiet]\n";
+    "                 [--twilio-token TOKEN] [--fcm-project ID] [--fcm-token TOKEN] [--quiet]\n"
+    "                 [--gateway-auth-header NAME] [--gateway-auth-value VALUE]\n"
+    "                 [--fcm-service-account FILE] [--fcm-token-ttl S] [--callback-delay-ms N]\n"
+    "                 [--sendgrid-webhook-url URL --sendgrid-webhook-key FILE]\n"
+    "                 [--twilio-inbound-url URL]\n";
 
 static uv_signal_t sig_term, sig_int;
 static struct sim *the_sim; /* for the signal callback only */
@@ -143,6 +164,14 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->fcm_project = "crier-demo";
     o->fcm_token = "fcm-test-token";
     o->quiet = 0;
+    o->gateway_auth_header = "Authorization";
+    o->gateway_auth_value = "Bearer gw-test-key";
+    o->fcm_service_account = NULL;
+    o->fcm_token_ttl = 3600;
+    o->callback_delay_ms = 50;
+    o->sendgrid_webhook_url = NULL;
+    o->sendgrid_webhook_key = NULL;
+    o->twilio_inbound_url = NULL;
 
     opterr = 0;
     for (;;) {
@@ -190,6 +219,24 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
             break;
         case OPT_FCM_TOKEN: o->fcm_token = flag_text(name, optarg); break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_GW_AUTH_HEADER:
+            o->gateway_auth_header = flag_text(name, optarg);
+            if (strpbrk(o->gateway_auth_header, ": \t\r\n") != NULL)
+                bad_flag(name, "must be a header name");
+            break;
+        case OPT_GW_AUTH_VALUE: o->gateway_auth_value = flag_text(name, optarg); break;
+        case OPT_FCM_SERVICE_ACCOUNT: o->fcm_service_account = flag_text(name, optarg); break;
+        case OPT_FCM_TOKEN_TTL:
+            o->fcm_token_ttl = (uint32_t)flag_uint(name, optarg, 86400);
+            if (o->fcm_token_ttl == 0)
+                bad_flag(name, "must be at least 1 second");
+            break;
+        case OPT_CALLBACK_DELAY:
+            o->callback_delay_ms = (uint32_t)flag_uint(name, optarg, SIM_MAX_LATENCY_MS);
+            break;
+        case OPT_SG_WEBHOOK_URL: o->sendgrid_webhook_url = flag_text(name, optarg); break;
+        case OPT_SG_WEBHOOK_KEY: o->sendgrid_webhook_key = flag_text(name, optarg); break;
+        case OPT_TW_INBOUND_URL: o->twilio_inbound_url = flag_text(name, optarg); break;
         case OPT_HELP: fputs(usage, stdout); exit(0);
         case ':':
             fprintf(stderr, "crier-sim: %s needs a value\n%s", argv[optind - 1], usage);
@@ -203,6 +250,9 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         fprintf(stderr, "crier-sim: unexpected argument '%s'\n%s", argv[optind], usage);
         exit(EXIT_USAGE);
     }
+    if ((o->sendgrid_webhook_url == NULL) != (o->sendgrid_webhook_key == NULL))
+        bad_flag(o->sendgrid_webhook_url ? "sendgrid-webhook-key" : "sendgrid-webhook-url",
+                 "is needed with the other SendGrid webhook flag");
 }
 
 /* Writes the port to path via path.tmp and rename(), so readers never see a
@@ -255,6 +305,7 @@ static void on_signal(uv_signal_t *s, int signum)
         sim_server_close(the_sim->server);
         the_sim->server = NULL;
     }
+    sim_callbacks_close(the_sim);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
@@ -284,6 +335,10 @@ int main(int argc, char **argv)
     sim_rng_seed(&sim.rng, sim.opt.seed);
     sim_record_init(&rec, sim.opt.max_log, sim.opt.max_log_bytes, sim.opt.log_body_bytes);
     sim.rec = &rec;
+    if (sim_oauth_init(&sim) < 0) {
+        fprintf(stderr, "crier-sim: --fcm-service-account: unusable key file (see the log)\n");
+        return EXIT_USAGE;
+    }
     the_sim = &sim;
 
     rc = sim_server_start(&sim, sim.opt.host, sim.opt.port, &sim.server);
@@ -302,6 +357,14 @@ int main(int argc, char **argv)
         sim_record_release(&rec);
         return 1;
     }
+    if (sim_callbacks_init(&sim) < 0) {
+        fprintf(stderr, "crier-sim: provider callbacks could not start (see the log)\n");
+        sim_server_close(sim.server);
+        uv_run(sim.loop, UV_RUN_DEFAULT);
+        sim_oauth_release(&sim);
+        sim_record_release(&rec);
+        return EXIT_USAGE;
+    }
     uv_signal_init(sim.loop, &sig_term);
     uv_signal_init(sim.loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
@@ -311,6 +374,7 @@ int main(int argc, char **argv)
 
     uv_run(sim.loop, UV_RUN_DEFAULT);
     uv_loop_close(sim.loop);
+    sim_oauth_release(&sim);
     sim_record_release(&rec);
     return 0;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "callbacks.h"
 #include "record.h"
 #include "sim.h"
 
@@ -28,6 +29,8 @@ static enum sim_endpoint endpoint_of(const char *path)
         return SIM_EP_TWILIO;
     if (has_affixes(path, FCM_PREFIX, FCM_SUFFIX))
         return SIM_EP_FCM;
+    if (strcmp(path, "/gateway/send") == 0)
+        return SIM_EP_GATEWAY;
     return SIM_EP_COUNT;
 }
 
@@ -35,6 +38,8 @@ void sim_route_handle(struct sim *sim, const struct sim_request *req, struct sim
 {
     enum sim_endpoint ep;
 
+    if (sim_callbacks_control(sim, req, res))
+        return; /* /_sim/callbacks, /_sim/inbound */
     if (strncmp(req->path, "/_sim/", 6) == 0) {
         sim_control_handle(sim, req, res);
         return;
@@ -55,8 +60,15 @@ void sim_route_handle(struct sim *sim, const struct sim_request *req, struct sim
         return;
     }
     switch (ep) {
-    case SIM_EP_SENDGRID: sim_sendgrid_handle(sim, req, res); break;
-    case SIM_EP_TWILIO: sim_twilio_handle(sim, req, res); break;
+    case SIM_EP_SENDGRID:
+        sim_sendgrid_handle(sim, req, res);
+        sim_callbacks_after_sendgrid(sim, req, res);
+        break;
+    case SIM_EP_TWILIO:
+        sim_twilio_handle(sim, req, res);
+        sim_callbacks_after_twilio(sim, req, res);
+        break;
+    case SIM_EP_GATEWAY: sim_gateway_handle(sim, req, res); break;
     default: sim_fcm_handle(sim, req, res); break;
     }
 }

@@ -5,6 +5,7 @@
 #include "server.h"
 
 #include <http_parser.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,8 @@ struct conn {
 
     /* the request being parsed */
     struct cr_buf url, auth, ctype, body, hfield, hvalue;
+    struct cr_buf hdrs;              /* every header line, for sim_request.headers */
+    struct sim_pending *pending;     /* an answer a handler completes later */
     enum hstate hstate;
     size_t header_bytes;
     int expect_continue;
@@ -68,6 +71,11 @@ struct conn {
     int handles_open;
     unsigned writes_pending;
     uint64_t last_active;
+};
+
+/* A deferred answer (sim_res_defer): c is NULL once the connection closed. */
+struct sim_pending {
+    struct conn *c;
 };
 
 struct wreq {
@@ -102,8 +110,10 @@ static const char *reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 410: return "Gone";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -451,6 +461,41 @@ static void conn_send(struct conn *c)
         conn_fail_stream(c, rc);
 }
 
+struct sim_pending *sim_res_defer(struct sim_response *res)
+{
+    struct conn *c = (struct conn *)(void *)((char *)res - offsetof(struct conn, res));
+    struct sim_pending *p;
+
+    if (c->pending != NULL)
+        return NULL;
+    p = malloc(sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->c = c;
+    c->pending = p;
+    return p;
+}
+
+struct sim_response *sim_pending_response(struct sim_pending *p)
+{
+    return p->c != NULL ? &p->c->res : NULL;
+}
+
+void sim_pending_finish(struct sim_pending *p)
+{
+    struct conn *c = p->c;
+
+    free(p);
+    if (c == NULL)
+        return;
+    c->pending = NULL;
+    conn_send(c);
+    if (c->closing)
+        return;
+    conn_process(c);
+    conn_update_reading(c);
+}
+
 static void on_delay(uv_timer_t *t)
 {
     struct conn *c = t->data;
@@ -500,10 +545,15 @@ static void conn_dispatch(struct conn *c)
     req.query = q ? q : "";
     req.auth = cr_buf_cstr(&c->auth);
     req.ctype = cr_buf_cstr(&c->ctype);
+    req.headers = cr_buf_cstr(&c->hdrs);
     req.body = cr_buf_cstr(&c->body);
     req.body_len = c->body.len;
     response_reset(&c->res);
     sim_route_handle(c->srv->sim, &req, &c->res);
+    if (c->pending != NULL) {
+        c->busy = 1; /* answered by sim_pending_finish */
+        return;
+    }
     if (c->res.delay_ms > 0) {
         c->busy = 1;
         uv_timer_start(&c->timer, on_delay, c->res.delay_ms, 0);
@@ -567,6 +617,7 @@ static int on_message_begin(http_parser *p)
     cr_buf_reset(&c->url);
     cr_buf_reset(&c->auth);
     cr_buf_reset(&c->ctype);
+    cr_buf_reset(&c->hdrs);
     /* an idle connection keeps no large buffer from an earlier request */
     if (c->body.cap > KEEP_BUF_BYTES)
         cr_buf_release(&c->body);
@@ -595,6 +646,9 @@ static void header_commit(struct conn *c)
 {
     const char *name = cr_buf_cstr(&c->hfield);
     struct cr_buf *dst = NULL;
+
+    if (cr_buf_appendf(&c->hdrs, "%s: %s\r\n", name, cr_buf_cstr(&c->hvalue)) < 0)
+        cr_buf_reset(&c->hdrs); /* cannot happen within the header budget */
 
     if (strcasecmp(name, "authorization") == 0)
         dst = &c->auth;
@@ -683,6 +737,7 @@ static void conn_free(struct conn *c)
     cr_buf_release(&c->url);
     cr_buf_release(&c->auth);
     cr_buf_release(&c->ctype);
+    cr_buf_release(&c->hdrs);
     cr_buf_release(&c->body);
     cr_buf_release(&c->hfield);
     cr_buf_release(&c->hvalue);
@@ -727,6 +782,10 @@ static void conn_close(struct conn *c)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     srv->nconns--;
+    if (c->pending != NULL) {
+        c->pending->c = NULL; /* its owner finishes it later and frees it */
+        c->pending = NULL;
+    }
     if (c->res.fill_free) {
         c->res.fill_free(c->res.fill_state);
         c->res.fill_free = NULL;
@@ -777,6 +836,7 @@ static void on_connection(uv_stream_t *server, int status)
     cr_buf_init(&c->url, SIM_MAX_HEADER_BYTES);
     cr_buf_init(&c->auth, SIM_MAX_HEADER_BYTES);
     cr_buf_init(&c->ctype, SIM_MAX_HEADER_BYTES);
+    cr_buf_init(&c->hdrs, 2 * SIM_MAX_HEADER_BYTES);
     cr_buf_init(&c->hfield, SIM_MAX_HEADER_BYTES);
     cr_buf_init(&c->hvalue, SIM_MAX_HEADER_BYTES);
     cr_buf_init(&c->body, SIM_MAX_BODY_BYTES);

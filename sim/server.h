@@ -20,6 +20,19 @@ int sim_server_start(struct sim *sim, const char *host, int port, struct sim_ser
 /* The port actually bound. */
 int sim_server_port(const struct sim_server *srv);
 
+/* Defers the answer to the request being handled: called by a handler that
+ * answers after something asynchronous (an outbound callback) completes. The
+ * handler leaves res alone and returns; later the owner of the returned token
+ * fills sim_pending_response() (when not NULL) and calls sim_pending_finish()
+ * exactly once. Returns NULL (out of memory, or already deferred): answer now. */
+struct sim_pending *sim_res_defer(struct sim_response *res);
+
+/* The response to fill, or NULL when the client has gone meanwhile. */
+struct sim_response *sim_pending_response(struct sim_pending *p);
+
+/* Sends the filled answer (or nothing when the client has gone) and frees p. */
+void sim_pending_finish(struct sim_pending *p);
+
 /* Connections currently open. */
 unsigned sim_server_connections(const struct sim_server *srv);
 

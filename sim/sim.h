@@ -11,7 +11,8 @@
 #include "cr_buf.h"
 
 /* The simulated provider APIs; the order fixes the order in /_sim/stats. */
-enum sim_endpoint { SIM_EP_SENDGRID, SIM_EP_TWILIO, SIM_EP_FCM, SIM_EP_COUNT };
+enum sim_endpoint { SIM_EP_SENDGRID, SIM_EP_TWILIO, SIM_EP_FCM, SIM_EP_GATEWAY, SIM_EP_OAUTH,
+                   SIM_EP_COUNT };
 
 /* "sendgrid", "twilio", "fcm"; NULL for an out-of-range value. */
 const char *sim_endpoint_name(enum sim_endpoint ep);
@@ -47,6 +48,14 @@ struct sim_options {
     const char *twilio_token;
     const char *fcm_project;
     const char *fcm_token;
+    const char *gateway_auth_header; /* generic SMS gateway (gateway.c) */
+    const char *gateway_auth_value;
+    const char *fcm_service_account; /* key file whose public key checks JWTs (oauth.c) */
+    uint32_t fcm_token_ttl;          /* seconds an issued access token lives */
+    uint32_t callback_delay_ms;      /* provider callbacks (callbacks.c) */
+    const char *sendgrid_webhook_url;
+    const char *sendgrid_webhook_key; /* EC P-256 private key PEM file */
+    const char *twilio_inbound_url;
     int quiet;
 };
 
@@ -74,6 +83,8 @@ struct sim {
     struct sim_rng rng;
     struct sim_record *rec;
     struct sim_server *server;
+    struct sim_oauth *oauth;         /* issued FCM access tokens (oauth.c) */
+    struct sim_callbacks *callbacks; /* outbound provider callbacks (callbacks.c) */
     uint64_t start_loop_ms; /* uv_now() at startup */
     uint64_t start_wall_ms; /* Unix time in ms at startup */
 };
@@ -93,6 +104,7 @@ struct sim_request {
     const char *query;       /* after '?', "" when none (not decoded) */
     const char *auth;        /* Authorization header */
     const char *ctype;       /* Content-Type header */
+    const char *headers;     /* every header line as received, "Name: value\r\n" */
     const char *body;
     size_t body_len;
 };
@@ -145,8 +157,18 @@ void sim_route_refused(struct sim *sim, const char *method, const char *path, in
 void sim_sendgrid_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
-/* Google's OAuth2 token endpoint for FCM service accounts (fcm.c). */
+/* The generic JSON SMS gateway, POST /gateway/send (gateway.c). */
+void sim_gateway_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
+/* Google's OAuth2 token endpoint for FCM service accounts, POST /token (oauth.c):
+ * checks the RS256 JWT against --fcm-service-account and issues access tokens. */
 void sim_oauth_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
+/* Loads the --fcm-service-account public key (when given) into sim->oauth.
+ * Returns 0, or CR_ECONFIG with the reason logged. */
+int sim_oauth_init(struct sim *sim);
+/* Frees sim->oauth. */
+void sim_oauth_release(struct sim *sim);
+/* Whether token is the --fcm-token or an access token issued and not expired. */
+int sim_oauth_token_ok(const struct sim *sim, const char *token);
 /* The /_sim/ endpoints (control.c). */
 void sim_control_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 

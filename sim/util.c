@@ -11,7 +11,8 @@
 
 #include "cr_error.h"
 
-static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm"};
+static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm", "gateway",
+                                                           "oauth"};
 
 const char *sim_endpoint_name(enum sim_endpoint ep)
 {

@@ -1,0 +1,38 @@
+/* Outbound provider callbacks of crier-sim: the HTTP requests real providers
+ * make to their customers (Twilio status callbacks and inbound SMS, SendGrid's
+ * signed event webhook), sent on the sim's loop, retried, and recorded. */
+#ifndef SIM_CALLBACKS_H
+#define SIM_CALLBACKS_H
+
+#include "sim.h"
+
+/* Creates sim->callbacks: the outbound HTTP client on sim->loop and, when
+ * --sendgrid-webhook-key is given, the EC P-256 signing key. Returns 0, or
+ * CR_ECONFIG (unreadable or wrong key; logged) or CR_ENOMEM; on failure
+ * sim->callbacks stays NULL and nothing needs closing. */
+int sim_callbacks_init(struct sim *sim);
+
+/* Abandons every callback not yet delivered (a waiting /_sim/inbound request is
+ * answered 503), closes the client and timers, and frees sim->callbacks from
+ * the loop once its handles are closed: the caller runs the loop afterwards.
+ * Does nothing when sim->callbacks is NULL. */
+void sim_callbacks_close(struct sim *sim);
+
+/* Called by the router after the Twilio handler answered: a 201 for a request
+ * with StatusCallback schedules the status callbacks ("sent", then "delivered"
+ * or "undelivered"). req and res are only read. */
+void sim_callbacks_after_twilio(struct sim *sim, const struct sim_request *req,
+                                const struct sim_response *res);
+
+/* Called by the router after the SendGrid handler answered: a 202 queues the
+ * "processed" and then "delivered"/"bounce" events of every "to" address for
+ * the event webhook, when it is configured. */
+void sim_callbacks_after_sendgrid(struct sim *sim, const struct sim_request *req,
+                                  const struct sim_response *res);
+
+/* Answers GET /_sim/callbacks and POST /_sim/inbound. Returns 1 when req was
+ * one of those (res is filled or deferred), 0 to let the router go on. */
+int sim_callbacks_control(struct sim *sim, const struct sim_request *req,
+                          struct sim_response *res);
+
+#endif
