@@ -71,7 +71,7 @@ $(CRIERD): $(call obj,daemon/main.c) $(BUILD)/libcrier.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(CRIERSIM): $(call obj,$(SIM_SRC)) $(BUILD)/libcrier.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnghttp2
 
 $(CRIERCTL): $(call obj,$(CLI_SRC)) $(BUILD)/libcrier.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

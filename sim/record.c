@@ -29,6 +29,8 @@ struct sim_log_entry {
     /* offsets into data of NUL-terminated, UTF-8-clean strings; the recipient
      * and ref lists are that many strings back to back */
     uint32_t off_method, off_path, off_auth, off_ctype, off_refs, off_recipients, off_body;
+    uint32_t off_fields; /* meaningful when has_fields */
+    int has_fields;
     char data[];
 };
 
@@ -319,6 +321,10 @@ static int log_add(struct sim_record *rec, const struct sim_log_input *in)
         rc = put_list(b, in->recipients, in->nrecipients, &hdr.off_recipients);
     if (rc == 0)
         rc = put_str(b, in->body, body_len, cut, &hdr.off_body);
+    if (rc == 0 && in->fields != NULL) {
+        hdr.has_fields = 1;
+        rc = put_str(b, in->fields, strlen(in->fields), 0, &hdr.off_fields);
+    }
     if (rc < 0)
         return rc;
     e = malloc(sizeof(*e) + b->len);
@@ -344,10 +350,11 @@ static int log_add(struct sim_record *rec, const struct sim_log_input *in)
 
 void sim_record_add(struct sim_record *rec, const struct sim_log_input *in)
 {
+    int counted = in->count_status ? in->count_status : in->status;
     int rc;
 
-    count_status(&rec->counts[in->ep], in->status);
-    if (in->status >= 200 && in->status < 300)
+    count_status(&rec->counts[in->ep], counted);
+    if (counted >= 200 && counted < 300)
         count_recipients(rec, in);
     rc = log_add(rec, in);
     if (rc < 0 && !rec->log_warned) {
@@ -499,6 +506,8 @@ static int put_entry(struct cr_buf *out, const struct sim_log_entry *e)
         rc = cr_buf_appends(out, ",\"body\":");
     if (rc == 0)
         rc = sim_json_str(out, d + e->off_body, strlen(d + e->off_body));
+    if (rc == 0 && e->has_fields) /* a JSON object made by the handler */
+        rc = cr_buf_appendf(out, ",\"fields\":%s", d + e->off_fields);
     if (rc == 0)
         rc = cr_buf_append(out, "}", 1);
     return rc;

@@ -66,6 +66,8 @@ struct sim_log_input {
     size_t nrefs;
     const char *body;
     size_t body_len;
+    const char *fields; /* extra facts as a JSON object text, logged as "fields"; or NULL */
+    int count_status;   /* nonzero: counted as this HTTP status instead of status (SMTP) */
 };
 
 /* Prepares rec. max_log entries and max_log_bytes bytes bound the log (the
