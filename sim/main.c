@@ -18,6 +18,7 @@
 #include "record.h"
 #include "server.h"
 #include "sim.h"
+#include "tls.h"
 
 #define EXIT_USAGE 2
 
@@ -40,6 +41,19 @@ enum {
     OPT_FCM_PROJECT,
     OPT_FCM_TOKEN,
     OPT_QUIET,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_APNS_PORT,
+    OPT_APNS_PORT_FILE,
+    OPT_APNS_KEY,
+    OPT_APNS_TEAM,
+    OPT_APNS_KEY_ID,
+    OPT_APNS_TOPIC,
+    OPT_SMTP_PORT,
+    OPT_SMTP_PORT_FILE,
+    OPT_SMTP_USER,
+    OPT_SMTP_PASS,
+    OPT_SMTP_REQUIRE_TLS,
     OPT_GW_AUTH_HEADER,
     OPT_GW_AUTH_VALUE,
     OPT_FCM_SERVICE_ACCOUNT,
@@ -70,6 +84,19 @@ static const struct option long_options[] = {
     {"fcm-project", required_argument, NULL, OPT_FCM_PROJECT},
     {"fcm-token", required_argument, NULL, OPT_FCM_TOKEN},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"apns-port", required_argument, NULL, OPT_APNS_PORT},
+    {"apns-port-file", required_argument, NULL, OPT_APNS_PORT_FILE},
+    {"apns-key", required_argument, NULL, OPT_APNS_KEY},
+    {"apns-team", required_argument, NULL, OPT_APNS_TEAM},
+    {"apns-key-id", required_argument, NULL, OPT_APNS_KEY_ID},
+    {"apns-topic", required_argument, NULL, OPT_APNS_TOPIC},
+    {"smtp-port", required_argument, NULL, OPT_SMTP_PORT},
+    {"smtp-port-file", required_argument, NULL, OPT_SMTP_PORT_FILE},
+    {"smtp-user", required_argument, NULL, OPT_SMTP_USER},
+    {"smtp-pass", required_argument, NULL, OPT_SMTP_PASS},
+    {"smtp-require-tls", no_argument, NULL, OPT_SMTP_REQUIRE_TLS},
     {"gateway-auth-header", required_argument, NULL, OPT_GW_AUTH_HEADER},
     {"gateway-auth-value", required_argument, NULL, OPT_GW_AUTH_VALUE},
     {"fcm-service-account", required_argument, NULL, OPT_FCM_SERVICE_ACCOUNT},
@@ -88,6 +115,11 @@ static const char usage[] =
     "                 [--retry-after S] [--seed N] [--max-log N] [--max-log-bytes N]\n"
     "                 [--log-body-bytes N] [--sendgrid-key KEY] [--twilio-sid SID]\n"
     "                 [--twilio-token TOKEN] [--fcm-project ID] [--fcm-token TOKEN] [--quiet]\n"
+    "                 [--tls-cert FILE --tls-key FILE]\n"
+    "                 [--apns-port N] [--apns-port-file PATH] [--apns-key FILE]\n"
+    "                 [--apns-team ID] [--apns-key-id ID] [--apns-topic BUNDLE]\n"
+    "                 [--smtp-port N] [--smtp-port-file PATH] [--smtp-user U --smtp-pass P]\n"
+    "                 [--smtp-require-tls]\n"
     "                 [--gateway-auth-header NAME] [--gateway-auth-value VALUE]\n"
     "                 [--fcm-service-account FILE] [--fcm-token-ttl S] [--callback-delay-ms N]\n"
     "                 [--sendgrid-webhook-url URL --sendgrid-webhook-key FILE]\n"
@@ -172,6 +204,11 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->sendgrid_webhook_url = NULL;
     o->sendgrid_webhook_key = NULL;
     o->twilio_inbound_url = NULL;
+    o->apns_port = -1;
+    o->apns_team = "TEAM000000";
+    o->apns_key_id = "KEY0000000";
+    o->apns_topic = "org.crier.app";
+    o->smtp_port = -1;
 
     opterr = 0;
     for (;;) {
@@ -219,6 +256,19 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
             break;
         case OPT_FCM_TOKEN: o->fcm_token = flag_text(name, optarg); break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_TLS_CERT: o->tls_cert = flag_text(name, optarg); break;
+        case OPT_TLS_KEY: o->tls_key = flag_text(name, optarg); break;
+        case OPT_APNS_PORT: o->apns_port = (int)flag_uint(name, optarg, 65535); break;
+        case OPT_APNS_PORT_FILE: o->apns_port_file = flag_text(name, optarg); break;
+        case OPT_APNS_KEY: o->apns_key = flag_text(name, optarg); break;
+        case OPT_APNS_TEAM: o->apns_team = flag_text(name, optarg); break;
+        case OPT_APNS_KEY_ID: o->apns_key_id = flag_text(name, optarg); break;
+        case OPT_APNS_TOPIC: o->apns_topic = flag_text(name, optarg); break;
+        case OPT_SMTP_PORT: o->smtp_port = (int)flag_uint(name, optarg, 65535); break;
+        case OPT_SMTP_PORT_FILE: o->smtp_port_file = flag_text(name, optarg); break;
+        case OPT_SMTP_USER: o->smtp_user = flag_text(name, optarg); break;
+        case OPT_SMTP_PASS: o->smtp_pass = flag_text(name, optarg); break;
+        case OPT_SMTP_REQUIRE_TLS: o->smtp_require_tls = 1; break;
         case OPT_GW_AUTH_HEADER:
             o->gateway_auth_header = flag_text(name, optarg);
             if (strpbrk(o->gateway_auth_header, ": \t\r\n") != NULL)
@@ -250,6 +300,16 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         fprintf(stderr, "crier-sim: unexpected argument '%s'\n%s", argv[optind], usage);
         exit(EXIT_USAGE);
     }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+        bad_flag(o->tls_cert ? "tls-key" : "tls-cert", "is needed with the other TLS flag");
+    if (o->apns_port >= 0 && o->tls_cert == NULL)
+        bad_flag("apns-port", "needs --tls-cert and --tls-key");
+    if (o->apns_port >= 0 && o->apns_key == NULL)
+        bad_flag("apns-port", "needs --apns-key");
+    if ((o->smtp_user == NULL) != (o->smtp_pass == NULL))
+        bad_flag(o->smtp_user ? "smtp-pass" : "smtp-user", "is needed with the other");
+    if (o->smtp_require_tls && o->tls_cert == NULL)
+        bad_flag("smtp-require-tls", "needs --tls-cert and --tls-key");
     if ((o->sendgrid_webhook_url == NULL) != (o->sendgrid_webhook_key == NULL))
         bad_flag(o->sendgrid_webhook_url ? "sendgrid-webhook-key" : "sendgrid-webhook-url",
                  "is needed with the other SendGrid webhook flag");
@@ -296,6 +356,47 @@ static void raise_fd_limit(void)
         cr_warn("sim file descriptor limit: %s, fewer connections possible", strerror(errno));
 }
 
+/* Starts the APNs and SMTP listeners the flags ask for (and the TLS context
+ * they share) and writes their port files. Returns 0 or a negative code
+ * (logged); what did start is left in sim for stop_tls_listeners. */
+static int start_tls_listeners(struct sim *sim, SSL_CTX **ctx)
+{
+    const struct sim_options *o = &sim->opt;
+    int rc = 0;
+
+    if (o->tls_cert != NULL)
+        rc = sim_tls_ctx_new(o->tls_cert, o->tls_key, ctx);
+    if (rc == 0 && o->apns_port >= 0) {
+        rc = sim_apns_start(sim, *ctx, o->host, o->apns_port, &sim->apns);
+        if (rc == 0 && o->apns_port_file != NULL)
+            rc = write_port_file(o->apns_port_file, sim_apns_port(sim->apns));
+        if (rc == 0)
+            cr_info("sim apns listening on %s:%d (HTTP/2 over TLS)", o->host,
+                    sim_apns_port(sim->apns));
+    }
+    if (rc == 0 && o->smtp_port >= 0) {
+        rc = sim_smtp_start(sim, *ctx, o->host, o->smtp_port, &sim->smtp);
+        if (rc == 0 && o->smtp_port_file != NULL)
+            rc = write_port_file(o->smtp_port_file, sim_smtp_port(sim->smtp));
+        if (rc == 0)
+            cr_info("sim smtp listening on %s:%d%s", o->host, sim_smtp_port(sim->smtp),
+                    *ctx ? " (STARTTLS offered)" : "");
+    }
+    return rc;
+}
+
+static void stop_tls_listeners(struct sim *sim)
+{
+    if (sim->apns != NULL) {
+        sim_apns_close(sim->apns);
+        sim->apns = NULL;
+    }
+    if (sim->smtp != NULL) {
+        sim_smtp_close(sim->smtp);
+        sim->smtp = NULL;
+    }
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     (void)s;
@@ -305,6 +406,7 @@ static void on_signal(uv_signal_t *s, int signum)
         sim_server_close(the_sim->server);
         the_sim->server = NULL;
     }
+    stop_tls_listeners(the_sim);
     sim_callbacks_close(the_sim);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
@@ -315,6 +417,7 @@ int main(int argc, char **argv)
     struct sim sim;
     struct sim_record rec;
     struct timeval tv;
+    SSL_CTX *tls_ctx = NULL;
     int rc;
     int i;
 
@@ -357,10 +460,20 @@ int main(int argc, char **argv)
         sim_record_release(&rec);
         return 1;
     }
-    if (sim_callbacks_init(&sim) < 0) {
-        fprintf(stderr, "crier-sim: provider callbacks could not start (see the log)\n");
+    if (start_tls_listeners(&sim, &tls_ctx) < 0) {
+        stop_tls_listeners(&sim);
         sim_server_close(sim.server);
         uv_run(sim.loop, UV_RUN_DEFAULT);
+        SSL_CTX_free(tls_ctx);
+        sim_record_release(&rec);
+        return 1;
+    }
+    if (sim_callbacks_init(&sim) < 0) {
+        fprintf(stderr, "crier-sim: provider callbacks could not start (see the log)\n");
+        stop_tls_listeners(&sim);
+        sim_server_close(sim.server);
+        uv_run(sim.loop, UV_RUN_DEFAULT);
+        SSL_CTX_free(tls_ctx);
         sim_oauth_release(&sim);
         sim_record_release(&rec);
         return EXIT_USAGE;
@@ -374,6 +487,7 @@ int main(int argc, char **argv)
 
     uv_run(sim.loop, UV_RUN_DEFAULT);
     uv_loop_close(sim.loop);
+    SSL_CTX_free(tls_ctx);
     sim_oauth_release(&sim);
     sim_record_release(&rec);
     return 0;

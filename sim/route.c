@@ -140,6 +140,8 @@ void sim_provider_done(struct sim *sim, enum sim_endpoint ep, const struct sim_r
     in.nrefs = nrefs;
     in.body = req->body;
     in.body_len = req->body_len;
+    in.fields = NULL;
+    in.count_status = 0;
     sim_record_add(sim->rec, &in);
     if (b->jitter_ms > 0) {
         uint64_t span = 2 * (uint64_t)b->jitter_ms + 1;

@@ -11,8 +11,8 @@
 #include "cr_buf.h"
 
 /* The simulated provider APIs; the order fixes the order in /_sim/stats. */
-enum sim_endpoint { SIM_EP_SENDGRID, SIM_EP_TWILIO, SIM_EP_FCM, SIM_EP_GATEWAY, SIM_EP_OAUTH,
-                   SIM_EP_COUNT };
+enum sim_endpoint { SIM_EP_SENDGRID, SIM_EP_TWILIO, SIM_EP_FCM, SIM_EP_APNS, SIM_EP_SMTP,
+                   SIM_EP_GATEWAY, SIM_EP_OAUTH, SIM_EP_COUNT };
 
 /* "sendgrid", "twilio", "fcm"; NULL for an out-of-range value. */
 const char *sim_endpoint_name(enum sim_endpoint ep);
@@ -57,6 +57,20 @@ struct sim_options {
     const char *sendgrid_webhook_key; /* EC P-256 private key PEM file */
     const char *twilio_inbound_url;
     int quiet;
+    /* TLS, APNs and SMTP (tls.c, apns.c, smtp.c); ports -1 = not started */
+    const char *tls_cert;
+    const char *tls_key;
+    int apns_port;
+    const char *apns_port_file;
+    const char *apns_key;
+    const char *apns_team;
+    const char *apns_key_id;
+    const char *apns_topic;
+    int smtp_port;
+    const char *smtp_port_file;
+    const char *smtp_user;
+    const char *smtp_pass;
+    int smtp_require_tls;
 };
 
 /* xorshift64*: deterministic for a given seed, which makes injected failures
@@ -85,6 +99,8 @@ struct sim {
     struct sim_server *server;
     struct sim_oauth *oauth;         /* issued FCM access tokens (oauth.c) */
     struct sim_callbacks *callbacks; /* outbound provider callbacks (callbacks.c) */
+    struct sim_apns *apns;           /* NULL unless --apns-port (apns.c) */
+    struct sim_smtp *smtp;           /* NULL unless --smtp-port (smtp.c) */
     uint64_t start_loop_ms; /* uv_now() at startup */
     uint64_t start_wall_ms; /* Unix time in ms at startup */
 };

@@ -11,8 +11,8 @@
 
 #include "cr_error.h"
 
-static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm", "gateway",
-                                                           "oauth"};
+static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm", "apns",
+                                                           "smtp", "gateway", "oauth"};
 
 const char *sim_endpoint_name(enum sim_endpoint ep)
 {
