@@ -54,7 +54,7 @@ CRIERCTL := $(BUILD)/crierctl
 UNIT     := $(BUILD)/crier-unit
 BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(UNIT)
 
-.PHONY: all deps test unit integration run bench install uninstall clean format
+.PHONY: all deps test unit integration run bench install uninstall clean format fuzz fuzz-run
 all: $(BINS)
 
 deps:
@@ -83,6 +83,7 @@ $(UNIT): $(call obj,$(UNIT_SRC)) $(BUILD)/libcrier.a
 # and crier-sim; ends with "N passed, N failed".
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=5
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
 
 unit: all
@@ -95,6 +96,45 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# Fuzz targets (fuzz/fuzz_*.c, see fuzz/targets.h). `make fuzz` builds a corpus
+# replay driver per target with $(CC) and, when clang is installed, a libFuzzer
+# binary; `make fuzz-run` replays fuzz/corpus/<target> and then fuzzes each
+# target for FUZZ_SECONDS (new inputs go to $(BUILD)/fuzz/work-<target>).
+FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 10
+CLANG        ?= $(shell command -v clang 2>/dev/null)
+FUZZ_STUBS   := tests/unit/test_webhooks_clock.c
+
+$(BUILD)/fuzz/replay-%: fuzz/fuzz_%.c fuzz/replay.c fuzz/targets.h $(BUILD)/libcrier.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(FUZZ_STUBS) $(BUILD)/libcrier.a $(LDLIBS)
+
+$(BUILD)/fuzz/clang/libcrier.a: $(COMMON_SRC) $(CORE_SRC)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz/clang CC=$(CLANG) SANITIZE= \
+		OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $@
+
+$(BUILD)/fuzz/libfuzzer-%: fuzz/fuzz_%.c fuzz/targets.h $(BUILD)/fuzz/clang/libcrier.a
+	$(CLANG) $(CPPFLAGS) $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+		-o $@ $< $(FUZZ_STUBS) $(BUILD)/fuzz/clang/libcrier.a $(LDLIBS)
+
+fuzz: $(addprefix $(BUILD)/fuzz/replay-,$(FUZZ_NAMES)) \
+      $(if $(CLANG),$(addprefix $(BUILD)/fuzz/libfuzzer-,$(FUZZ_NAMES)))
+
+fuzz-run: fuzz
+	@for t in $(FUZZ_NAMES); do \
+		$(BUILD)/fuzz/replay-$$t fuzz/corpus/$$t >/dev/null || exit 1; \
+		if [ -n "$(CLANG)" ]; then \
+			mkdir -p $(BUILD)/fuzz/work-$$t; \
+			$(BUILD)/fuzz/libfuzzer-$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \
+				-print_final_stats=0 $(BUILD)/fuzz/work-$$t fuzz/corpus/$$t \
+				>$(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+			echo "fuzz $$t: $(FUZZ_SECONDS) s without a finding"; \
+		else \
+			echo "fuzz $$t: corpus replayed (no clang: no fuzzing)"; \
+		fi; \
+	done
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/crier $(DESTDIR)$(UNITDIR)
