@@ -8,6 +8,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "dispatch.h"
+#include "metrics.h"
 #include "quiet.h"
 #include "reader.h"
 #include "record.h"
@@ -237,6 +238,7 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
 
     m->state = CR_MSG_DONE;
     o = add_record(b, m->sub, m->channel, st, res ? res->code : "");
+    cr_metrics_message(b->d->metrics, m->channel, cr_metrics_provider_index(b->d->cfg, provider), st);
     o->attempt = m->attempt;
     o->provider = provider;
     o->latency_us = latency_us;
@@ -569,6 +571,7 @@ static void decide(struct cr_batch *b, int64_t now)
             if (!ledger_done(b, s->pos, 3)) {
                 b->expected++;
                 add_record(b, s, CR_CH__COUNT, CR_ST_SKIPPED, why);
+                cr_metrics_message(b->d->metrics, CR_CH__COUNT, -1, CR_ST_SKIPPED);
             }
             continue;
         }
