@@ -94,8 +94,17 @@ run: deps
 	@BUILD=$(BUILD) sh scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/http_bare $(BUILD)/crier-seed
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# The benchmark's tools: the bare libcurl baseline and the pipelined subscriber seeder.
+$(BUILD)/http_bare: bench/http_bare.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(PKG_LIBS)
+
+$(BUILD)/crier-seed: bench/seed.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(PKG_LIBS)
 
 # Fuzz targets (fuzz/fuzz_*.c, see fuzz/targets.h). `make fuzz` builds a corpus
 # replay driver per target with $(CC) and, when clang is installed, a libFuzzer

@@ -1,9 +1,13 @@
 /* The benchmark's baseline: a bare libcurl multi loop with keep-alive, no crier
  * code, sending N POSTs with C in flight; crier's throughput is measured
- * against this upper bound. Build by hand:
- *   gcc -std=c11 -D_GNU_SOURCE -O2 -o build/http_bare bench/http_bare.c $(pkg-config --cflags --libs libcurl)
+ * against this upper bound. Built by `make bench` as $(BUILD)/http_bare.
  * Run: http_bare URL REQUESTS CONCURRENCY [BODY [HEADER...]]
- * Prints {"requests":N,"seconds":S,"rps":R}; exits 1 when any request failed. */
+ *  or: http_bare -f SPECFILE REQUESTS CONCURRENCY
+ * A SPECFILE holds one request kind per line, tab-separated: URL, BODY, then
+ * header lines; the handles are shared out round robin between the kinds and
+ * each kind sends its share of REQUESTS (as crier's providers each have their
+ * own in-flight cap). Prints {"requests":N,"seconds":S,"rps":R,"kinds":[n,...]};
+ * exits 1 when any request failed. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +17,18 @@
 
 #define MAX_CONCURRENCY 10000
 #define MAX_REQUESTS 100000000L
+#define MAX_KINDS 16
+#define MAX_SPEC_LINE (1024 * 1024)
+
+/* One kind of request: where, what, and the headers (owned). */
+struct kind {
+    char *url;
+    char *body;
+    struct curl_slist *headers;
+    long quota;   /* requests of this kind to send */
+    long started;
+    long done;
+};
 
 static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
@@ -42,46 +58,181 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+
+    if (d == NULL)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* Adds header line h to k. Returns 0 or -1. */
+static int add_header(struct kind *k, const char *h)
+{
+    struct curl_slist *n = curl_slist_append(k->headers, h);
+
+    if (n == NULL)
+        return -1;
+    k->headers = n;
+    return 0;
+}
+
+static void kind_release(struct kind *k)
+{
+    free(k->url);
+    free(k->body);
+    curl_slist_free_all(k->headers);
+    memset(k, 0, sizeof(*k));
+}
+
+/* Splits one spec line (no newline) into k. Returns 0, or -1 when malformed. */
+static int parse_spec_line(char *line, struct kind *k)
+{
+    char *field[MAX_KINDS * 4];
+    int nf = 0;
+    char *p = line;
+    int i;
+
+    for (;;) {
+        char *tab = strchr(p, '\t');
+
+        if (nf == (int)(sizeof(field) / sizeof(field[0])))
+            return -1;
+        field[nf++] = p;
+        if (tab == NULL)
+            break;
+        *tab = '\0';
+        p = tab + 1;
+    }
+    if (nf < 2 || field[0][0] == '\0')
+        return -1;
+    k->url = dup_n(field[0], strlen(field[0]));
+    k->body = dup_n(field[1], strlen(field[1]));
+    if (k->url == NULL || k->body == NULL)
+        return -1;
+    for (i = 2; i < nf; i++) {
+        if (field[i][0] != '\0' && add_header(k, field[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reads SPECFILE into kinds[]; returns the number of kinds, or -1. */
+static int read_spec(const char *path, struct kind *kinds)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    int n = 0;
+    int rc = -1;
+
+    if (f == NULL) {
+        fprintf(stderr, "http_bare: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    line = malloc(MAX_SPEC_LINE);
+    if (line == NULL)
+        goto out;
+    while (fgets(line, MAX_SPEC_LINE, f) != NULL) {
+        size_t len = strlen(line);
+
+        if (len > 0 && line[len - 1] != '\n' && !feof(f)) {
+            fprintf(stderr, "http_bare: %s: line over %d bytes\n", path, MAX_SPEC_LINE);
+            goto out;
+        }
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (n == MAX_KINDS) {
+            fprintf(stderr, "http_bare: %s: more than %d request kinds\n", path, MAX_KINDS);
+            goto out;
+        }
+        if (parse_spec_line(line, &kinds[n]) < 0) {
+            fprintf(stderr, "http_bare: %s: bad line %d (URL<TAB>BODY[<TAB>HEADER...])\n",
+                    path, n + 1);
+            kind_release(&kinds[n]);
+            goto out;
+        }
+        n++;
+    }
+    rc = n > 0 ? n : -1;
+    if (n == 0)
+        fprintf(stderr, "http_bare: %s: no requests\n", path);
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static void setup_handle(CURL *e, struct kind *k)
+{
+    curl_easy_setopt(e, CURLOPT_URL, k->url);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, k->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(k->body));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, k->headers);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)k);
+}
+
 int main(int argc, char **argv)
 {
-    const char *url;
-    const char *body = "";
+    struct kind kinds[MAX_KINDS];
+    int nkinds = 0;
     long total, conc;
-    long started = 0, done = 0, failed = 0;
-    struct curl_slist *headers = NULL;
+    long done = 0, failed = 0;
     CURLM *multi = NULL;
     CURL **easy = NULL;
     double t0, secs;
+    int spec = argc >= 2 && strcmp(argv[1], "-f") == 0;
+    int a = spec ? 3 : 2; /* index of REQUESTS */
     int i;
     int rc = 2;
 
-    if (argc < 4 || parse_count(argv[2], MAX_REQUESTS, &total) < 0 ||
-        parse_count(argv[3], MAX_CONCURRENCY, &conc) < 0) {
-        fprintf(stderr, "usage: %s URL REQUESTS CONCURRENCY [BODY [HEADER...]]\n", argv[0]);
+    memset(kinds, 0, sizeof(kinds));
+    if (argc < a + 2 || (spec && argc != 5) || parse_count(argv[a], MAX_REQUESTS, &total) < 0 ||
+        parse_count(argv[a + 1], MAX_CONCURRENCY, &conc) < 0) {
+        fprintf(stderr,
+                "usage: %s URL REQUESTS CONCURRENCY [BODY [HEADER...]]\n"
+                "       %s -f SPECFILE REQUESTS CONCURRENCY\n",
+                argv[0], argv[0]);
         return 2;
     }
-    url = argv[1];
-    if (argc > 4)
-        body = argv[4];
-    if (conc > total)
-        conc = total;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 2;
-    for (i = 5; i < argc; i++) {
-        struct curl_slist *n = curl_slist_append(headers, argv[i]);
-
-        if (n == NULL)
+    if (spec) {
+        nkinds = read_spec(argv[2], kinds);
+        if (nkinds < 0) {
+            nkinds = 0;
             goto out;
-        headers = n;
+        }
+    } else {
+        nkinds = 1;
+        kinds[0].url = dup_n(argv[1], strlen(argv[1]));
+        kinds[0].body = dup_n(argc > 4 ? argv[4] : "", strlen(argc > 4 ? argv[4] : ""));
+        if (kinds[0].url == NULL || kinds[0].body == NULL)
+            goto out;
+        for (i = 5; i < argc; i++) {
+            if (add_header(&kinds[0], argv[i]) < 0)
+                goto out;
+        }
     }
-    {
+    for (i = 0; i < nkinds; i++) {
         /* No 100-continue round trip, as crier does. */
-        struct curl_slist *n = curl_slist_append(headers, "Expect:");
-
-        if (n == NULL)
+        if (add_header(&kinds[i], "Expect:") < 0)
             goto out;
-        headers = n;
+        kinds[i].quota = total / nkinds + (i < total % nkinds ? 1 : 0);
     }
+    if (conc > total)
+        conc = total;
+    if (conc < nkinds)
+        conc = nkinds;
     multi = curl_multi_init();
     easy = calloc((size_t)conc, sizeof(*easy));
     if (multi == NULL || easy == NULL)
@@ -92,21 +243,17 @@ int main(int argc, char **argv)
         if (e == NULL)
             goto out;
         easy[i] = e;
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+        setup_handle(e, &kinds[i % nkinds]);
     }
 
     t0 = now_s();
     for (i = 0; i < conc; i++) {
-        curl_multi_add_handle(multi, easy[i]);
-        started++;
+        struct kind *k = &kinds[i % nkinds];
+
+        if (k->started < k->quota) {
+            curl_multi_add_handle(multi, easy[i]);
+            k->started++;
+        }
     }
     while (done < total) {
         CURLMsg *m;
@@ -120,8 +267,10 @@ int main(int argc, char **argv)
                 break;
             if (m->msg == CURLMSG_DONE) {
                 CURL *e = m->easy_handle;
+                struct kind *k = NULL;
                 long status = 0;
 
+                curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&k);
                 curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
                 if (m->data.result != CURLE_OK || status < 200 || status > 299) {
                     if (failed < 5)
@@ -130,11 +279,12 @@ int main(int argc, char **argv)
                     failed++;
                 }
                 done++;
+                k->done++;
                 /* Removing and re-adding keeps the connection in the multi's cache. */
                 curl_multi_remove_handle(multi, e);
-                if (started < total) {
+                if (k->started < k->quota) {
                     curl_multi_add_handle(multi, e);
-                    started++;
+                    k->started++;
                 }
             }
         }
@@ -142,8 +292,11 @@ int main(int argc, char **argv)
             curl_multi_poll(multi, NULL, 0, 1000, NULL);
     }
     secs = now_s() - t0;
-    printf("{\"requests\":%ld,\"seconds\":%.3f,\"rps\":%.1f}\n", total, secs,
+    printf("{\"requests\":%ld,\"seconds\":%.3f,\"rps\":%.1f,\"kinds\":[", total, secs,
            secs > 0 ? (double)total / secs : 0.0);
+    for (i = 0; i < nkinds; i++)
+        printf("%s%ld", i ? "," : "", kinds[i].done);
+    printf("]}\n");
     if (failed)
         fprintf(stderr, "%ld of %ld requests failed\n", failed, total);
     rc = failed ? 1 : 0;
@@ -159,7 +312,8 @@ out:
     }
     if (multi)
         curl_multi_cleanup(multi);
-    curl_slist_free_all(headers);
+    for (i = 0; i < nkinds; i++)
+        kind_release(&kinds[i]);
     curl_global_cleanup();
     return rc;
 }

@@ -1,0 +1,792 @@
+"""crier's benchmark (`make bench`, through bench/run.sh): starts a private
+redis-server and crier-sim, seeds subscribers with the pipelined seeder, and
+measures crierd side by side with a bare libcurl multi loop, wrk and a BullMQ
+dispatcher against the same simulator in the same run. Writes
+bench/results/latest.json and latest.png and prints a summary table.
+
+Environment: BUILD (binaries, default build), BENCH_RUNS (repetitions, 3),
+BENCH_SCALE (audience sizes multiplied by this, 1; a smaller value is a smoke
+test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (10000),
+BENCH_OUT (results directory, bench/results)."""
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+import harness  # noqa: E402
+from harness import PREFIX  # noqa: E402
+
+BUILD = os.environ.get("BUILD", "build")
+os.environ["CRIER_BUILD"] = BUILD
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+PEER = os.environ.get("BENCH_PEER", "1") != "0"
+OUT = Path(os.environ.get("BENCH_OUT", str(REPO / "bench" / "results")))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The whole run must stay within this many seconds: the 1,000,000-subscriber bulk
+# job is cut short (and reported as partial) when a busy machine makes it too slow.
+BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "840"))
+T_START = time.monotonic()
+
+
+def scaled(n):
+    return max(10, int(n * SCALE))
+
+
+N_THROUGHPUT = scaled(100_000)
+N_SMALL = scaled(10_000)
+N_BULK = scaled(1_000_000)
+N_URGENT = scaled(1_000)
+N_PEER = scaled(int(os.environ.get("BENCH_PEER_SUBSCRIBERS", "10000")))
+WRK_SECONDS = 10 if SCALE >= 1 else 3
+SAMPLE_WINDOWS = 100  # latency sample: this many evenly spaced windows of the sim log ...
+SAMPLE_PER_WINDOW = 100  # ... of this many entries each
+
+MESSAGE = {
+    "subject": "Road closure tonight",
+    "text": "Hello {{name}}, the A6 London Road will be closed from 8pm tonight for "
+            "resurfacing. Please use the signed diversion. Leicestershire Police.",
+    "sms": "Road closure: A6 London Road closed from 8pm tonight. Use the signed diversion.",
+    "push": {"title": "Road closure tonight", "body": "A6 London Road closed from 8pm."},
+}
+
+
+def log(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+# ---- figures ------------------------------------------------------------------
+
+def figure(values, unit, note=None):
+    """{runs, median, min, max, unit} of the measured values (None dropped)."""
+    vals = [v for v in values if v is not None]
+    out = {"unit": unit, "runs": [round(v, 3) for v in vals]}
+    if vals:
+        out.update(median=round(statistics.median(vals), 3), min=round(min(vals), 3),
+                   max=round(max(vals), 3))
+    else:
+        out.update(median=None, min=None, max=None)
+    if note:
+        out["note"] = note
+    return out
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * (len(sorted_vals) - 1)))))
+    return sorted_vals[k]
+
+
+# ---- processes -------------------------------------------------------------------
+
+def proc_cpu_s(pid):
+    """utime + stime of pid in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def command_calls(r):
+    """Total calls per command from INFO commandstats."""
+    return {k[len("cmdstat_"):]: v["calls"] for k, v in r.info("commandstats").items()}
+
+
+def redis_cpu_s(r):
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+class Bench:
+    def __init__(self):
+        self.env = harness.Env("crier-bench")
+        self.r = None
+        self.sim = None
+        self.daemon_no = 0
+        self.capture = {}
+        self.config = None
+        self.concurrency = 0
+
+    # -- setup --
+    def start(self):
+        self.r = self.env.start_redis().client()
+        self.r.config_set("maxmemory-policy", "noeviction")
+        self.sim = self.env.start_sim("--log-body-bytes", "0", "--max-log", "3000000")
+        self.config = harness.crierd_config(self.env.redis.port, self.sim.port, log_level="warn")
+        self.concurrency = sum(int(p.get("max_inflight", 64))
+                               for p in self.config["providers"].values())
+
+    def seed(self, id_prefix, start, count, segment, channels):
+        t0 = time.monotonic()
+        res = subprocess.run([str(harness.build_dir() / "crier-seed"), "127.0.0.1",
+                              str(self.env.redis.port), PREFIX, id_prefix, str(start),
+                              str(count), segment, channels],
+                             check=True, capture_output=True, text=True)
+        secs = time.monotonic() - t0
+        log(f"seeded {count:,} subscribers ({channels}) into {segment} in {secs:.1f}s")
+        return json.loads(res.stdout)
+
+    def crierd(self):
+        """A fresh crierd (its own consumer name), ready once it reads the job stream."""
+        self.daemon_no += 1
+        name = f"bench-{self.daemon_no}"
+        d = harness.Crierd(self.env.dir, dict(self.config, consumer=name), name=name)
+        self.env.daemons.append(d)
+        d.write_config()
+        d.proc = harness._spawn([harness.binary("crierd"), "-c", str(d.config_path)], d.log_path)
+
+        def ready():
+            d.check_alive()
+            try:
+                return any(c["name"] == name
+                           for c in self.r.xinfo_consumers(f"{PREFIX}jobs", harness.GROUP))
+            except Exception:  # noqa: BLE001 - the group does not exist yet
+                return False
+
+        harness.wait_until(ready, 30, 0.01, what=f"crierd {name} to read {PREFIX}jobs")
+        return d
+
+    def stop(self, d):
+        try:
+            d.term(30)
+        except harness.HarnessError as e:
+            log(str(e))
+
+    # -- sim log --
+    def first_seq(self):
+        page = self.log_page(0, 1)
+        entries = page.get("entries", [])
+        return (entries[0]["seq"], entries[0]["t_ms"]) if entries else (None, None)
+
+    def sim_total(self):
+        return sum(e["requests"] for e in self.sim.stats()["endpoints"].values())
+
+    def log_page(self, since, limit):
+        return self.sim._call("GET", f"/_sim/log?since={since}&limit={limit}")
+
+    def latency_sample(self, seq0, total, t0_ms):
+        """XADD-to-provider latencies (ms) of an evenly spaced sample of the sim log."""
+        lat = []
+        if seq0 is None or total <= 0:
+            return lat
+        windows = min(SAMPLE_WINDOWS, max(1, total // SAMPLE_PER_WINDOW))
+        step = total / windows
+        for k in range(windows):
+            since = seq0 - 1 + int(k * step)
+            for e in self.log_page(since, SAMPLE_PER_WINDOW)["entries"]:
+                lat.append(e["t_ms"] - t0_ms)
+        return sorted(lat)
+
+    def receipt_latency_sample(self, t0_ms, t1_ms):
+        """Receipts' latency_us (crier's submit-to-answer time) sampled over the run."""
+        out = []
+        span = max(1, t1_ms - t0_ms)
+        for k in range(SAMPLE_WINDOWS):
+            start = t0_ms + int(k * span / SAMPLE_WINDOWS)
+            for _, f in self.r.xrange(f"{PREFIX}receipts", min=f"{start}-0", max="+", count=50):
+                try:
+                    out.append(int(f["latency_us"]) / 1000.0)
+                except (KeyError, ValueError):
+                    pass
+        return sorted(out)
+
+    # -- a job --
+    def post(self, job):
+        entry = harness.post_job(self.r, job)
+        return int(entry.split("-")[0])
+
+    def wait_done(self, job_id, d, timeout):
+        deadline = time.monotonic() + timeout
+        key = f"{PREFIX}job:{job_id}"
+        while True:
+            if self.r.hget(key, "state") == "completed":
+                return self.r.hgetall(key)
+            d.check_alive()
+            if time.monotonic() > deadline:
+                raise harness.HarnessError(f"job {job_id} not completed after {timeout}s: "
+                                           f"{self.r.hgetall(key)}")
+            time.sleep(0.01)
+
+    def job(self, job_id, priority, segment, channels):
+        return {"id": job_id, "priority": priority, "audience": {"segments": [segment]},
+                "channels": channels, "message": MESSAGE}
+
+    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900):
+        """One job through a fresh crierd; returns its figures."""
+        d = self.crierd()
+        pid = d.proc.pid
+        self.sim.reset()
+        calls0, rcpu0, cpu0 = command_calls(self.r), redis_cpu_s(self.r), proc_cpu_s(pid)
+        xadd_ms = self.post(self.job(job_id, priority, segment, channels))
+        h = self.wait_done(job_id, d, timeout)
+        cpu1, rcpu1, calls1 = proc_cpu_s(pid), redis_cpu_s(self.r), command_calls(self.r)
+        hwm = proc_hwm_kb(pid)
+        msgs = int(h.get("messages", 0))
+        done_ms = int(h["completed_ms"])
+        seq0, first_t = self.first_seq()
+        total = self.sim_total()
+        lat = self.latency_sample(seq0, total, xadd_ms)
+        rlat = self.receipt_latency_sample(xadd_ms, done_ms)
+        self.stop(d)
+        delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
+        delta = {k: v for k, v in delta.items() if v > 0}
+        secs = (done_ms - xadd_ms) / 1000.0
+        res = {
+            "job": job_id, "messages": msgs, "sent": int(h.get("sent", 0)),
+            "sim_requests": total, "seconds": secs,
+            "rate": msgs / secs if secs > 0 else None,
+            "first_ms": (first_t - xadd_ms) if first_t is not None else None,
+            "lat_p50_ms": pct(lat, 50), "lat_p99_ms": pct(lat, 99), "lat_samples": len(lat),
+            "rtt_p50_ms": pct(rlat, 50), "rtt_p99_ms": pct(rlat, 99),
+            "cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / msgs if msgs else None,
+            "redis_cpu_us_per_msg": (rcpu1 - rcpu0) * 1e6 / msgs if msgs else None,
+            "redis_cmds_per_msg": sum(delta.values()) / msgs if msgs else None,
+            "redis_cmds": dict(sorted(delta.items(), key=lambda kv: -kv[1])[:12]),
+            "hwm_kb": hwm,
+        }
+        log(f"crier {job_id}: {msgs:,} messages in {secs:.2f}s = {res['rate']:,.0f} msg/s, "
+            f"first {res['first_ms']} ms, peak RSS {hwm / 1024:.1f} MB, "
+            f"{res['cpu_us_per_msg']:.1f} us CPU/msg, {res['redis_cmds_per_msg']:.2f} Redis cmds/msg")
+        if total != int(h.get("sent", 0)) + int(h.get("delivered", 0)) + int(h.get("failed", 0)):
+            log(f"note: simulator saw {total} requests for {h.get('sent')} sent")
+        return res
+
+    # -- capture what crier sends --
+    def capture_requests(self):
+        """Runs a one-resident job through a simulator that logs bodies and keeps
+        one request per provider: the baseline tools send exactly these."""
+        capdir = self.env.dir / "capture"
+        capdir.mkdir(exist_ok=True)
+        sim = harness.Sim(capdir, ()).start()
+        try:
+            cfg = harness.crierd_config(self.env.redis.port, sim.port, log_level="warn")
+            self.seed("cap", 0, 1, "bench:capture", "email,sms,push")
+            saved, self.config = self.config, cfg
+            try:
+                d = self.crierd()
+                self.post(self.job("capture-1", "normal", "bench:capture",
+                                   ["email", "sms", "push"]))
+                self.wait_done("capture-1", d, 60)
+                self.stop(d)
+            finally:
+                self.config = saved
+            for ep in ("sendgrid", "twilio", "fcm"):
+                e = sim.log(ep)["entries"][0]
+                self.capture[ep] = {"path": e["path"], "auth": e["auth"],
+                                    "ctype": e["content_type"], "body": e["body"]}
+        finally:
+            sim.stop()
+        spec = self.env.dir / "http_bare.spec"
+        with open(spec, "w") as f:
+            for ep in ("sendgrid", "twilio", "fcm"):
+                c = self.capture[ep]
+                f.write("\t".join([self.sim.url + c["path"], c["body"],
+                                   f"Authorization: {c['auth']}",
+                                   f"Content-Type: {c['ctype']}"]) + "\n")
+        return spec
+
+    # -- baselines --
+    def bare_run(self, spec, requests):
+        self.sim.reset()
+        res = subprocess.run([str(harness.build_dir() / "http_bare"), "-f", str(spec),
+                              str(requests), str(self.concurrency)],
+                             capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            log(f"http_bare failed ({res.returncode}): {res.stderr.strip()[:300]}")
+            return None
+        out = json.loads(res.stdout)
+        log(f"http_bare: {out['requests']:,} requests in {out['seconds']:.2f}s = "
+            f"{out['rps']:,.0f} req/s")
+        return out["rps"]
+
+    def wrk_run(self):
+        if shutil.which("wrk") is None:
+            return None
+        self.sim.reset()
+        c = self.capture["twilio"]
+        env = dict(os.environ, BENCH_BODY=c["body"], BENCH_AUTH=c["auth"], BENCH_CTYPE=c["ctype"])
+        res = subprocess.run(["wrk", "-t2", f"-c{self.concurrency}", f"-d{WRK_SECONDS}s",
+                              "-s", str(REPO / "bench" / "wrk_post.lua"),
+                              self.sim.url + c["path"]],
+                             capture_output=True, text=True, env=env, timeout=120)
+        rps = None
+        for line in res.stdout.splitlines():
+            if line.startswith("Requests/sec:"):
+                rps = float(line.split()[1])
+            if "Non-2xx" in line:
+                log(f"wrk: {line.strip()}")
+        log(f"wrk (Twilio request): {rps:,.0f} req/s" if rps else f"wrk failed: {res.stderr[:300]}")
+        return rps
+
+    # -- the BullMQ peer --
+    def peer_run(self, run, segment, n_subs):
+        peer_dir = REPO / "bench" / "peer"
+        self.sim.reset()
+        s = {
+            "redis_port": self.env.redis.port, "sim_url": self.sim.url, "prefix": PREFIX,
+            "segment": segment, "run": run, "expected": n_subs * 3,
+            "job": self.job(f"peer-{run}", "normal", segment, ["email", "sms", "push"]),
+            "concurrency": {ch: int(self.config["providers"][p].get("max_inflight", 64))
+                            for ch, p in (("email", "sendgrid"), ("sms", "twilio"),
+                                          ("push", "fcm"))},
+            "from_email": self.config["providers"]["sendgrid"]["from_email"],
+            "sendgrid_key": self.config["providers"]["sendgrid"]["api_key"],
+            "twilio_sid": self.config["providers"]["twilio"]["account_sid"],
+            "twilio_token": self.config["providers"]["twilio"]["auth_token"],
+            "twilio_from": self.config["providers"]["twilio"]["from"],
+            "fcm_project": self.config["providers"]["fcm"]["project_id"],
+            "fcm_token": self.config["providers"]["fcm"]["access_token"],
+        }
+        arg = json.dumps(s)
+        worker = subprocess.Popen(["node", "dispatcher.js", "work", arg], cwd=peer_dir,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = worker.stdout.readline().strip()
+            if line != "ready":
+                log(f"peer worker did not start: {line} {worker.stderr.read()[:500]}")
+                return None
+            t0_ms = time.time() * 1000.0
+            prod = subprocess.run(["node", "dispatcher.js", "produce", arg], cwd=peer_dir,
+                                  capture_output=True, text=True, timeout=900)
+            if prod.returncode != 0:
+                log(f"peer producer failed: {prod.stderr[:500]}")
+                return None
+            produced = json.loads(prod.stdout.strip().splitlines()[-1])
+            out, err = worker.communicate(timeout=900)
+            done = json.loads(out.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
+            log(f"peer run failed: {e}")
+            return None
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        secs = (done["end_ms"] - t0_ms) / 1000.0
+        seq0, first_t = self.first_seq()
+        res = {"messages": done["messages"], "failed": done["failed"], "seconds": secs,
+               "rate": done["messages"] / secs if secs > 0 else None,
+               "produce_s": produced["produce_ms"] / 1000.0,
+               "first_ms": (first_t - t0_ms) if first_t else None,
+               "sim_requests": self.sim_total()}
+        log(f"BullMQ peer {run}: {res['messages']:,} messages in {secs:.2f}s = "
+            f"{res['rate']:,.0f} msg/s (producer took {res['produce_s']:.1f}s)")
+        return res
+
+    # -- urgent during bulk --
+    def urgent_during_bulk(self, n_bulk, n_urgent, runs):
+        d = self.crierd()
+        pid = d.proc.pid
+        self.sim.reset()
+        idle = []
+        for i in range(runs):
+            job_id = f"urgent-idle-{i + 1}"
+            seq_before = self.next_seq()
+            xadd_ms = self.post(self.job(job_id, "urgent", "bench:urgent", ["email"]))
+            h = self.wait_done(job_id, d, 120)
+            first, last = self.scan_urgent(seq_before, n_urgent, xadd_ms, h)
+            idle.append({"first_ms": first, "sim_last_ms": last,
+                         "complete_ms": int(h["completed_ms"]) - xadd_ms})
+            log(f"urgent job on an idle crierd: first message {first} ms, "
+                f"completed in {int(h['completed_ms']) - xadd_ms} ms")
+        cpu0 = proc_cpu_s(pid)
+        bulk_xadd = self.post(self.job("bulk-1m", "bulk", "bench:bulk", ["email"]))
+        during = []
+        for i in range(runs):
+            # Post while the bulk job is well under way: after another ~15% of it.
+            target = (i + 1) * n_bulk * 0.2
+            harness.wait_until(lambda t=target: self.sim_total() >= t, 600, 0.05,
+                               what="bulk job progress")
+            job_id = f"urgent-{i + 1}"
+            seq_before = self.next_seq()
+            sent_before = self.sim_total()
+            xadd_ms = self.post(self.job(job_id, "urgent", "bench:urgent", ["email"]))
+            h = self.wait_done(job_id, d, 300)
+            first, last = self.scan_urgent(seq_before, n_urgent, xadd_ms, h)
+            bulk_state = self.r.hget(f"{PREFIX}job:bulk-1m", "state")
+            during.append({"first_ms": first, "sim_last_ms": last,
+                           "complete_ms": int(h["completed_ms"]) - xadd_ms,
+                           "bulk_sent_before": sent_before,
+                           "completed_before_bulk": bulk_state != "completed"})
+            log(f"urgent job during the bulk job (after {sent_before:,} bulk messages): "
+                f"first message {first} ms, completed in {int(h['completed_ms']) - xadd_ms} ms, "
+                f"before the bulk job: {bulk_state != 'completed'}")
+        # Wait for the bulk job, noting the longest time the simulator saw no
+        # request from it (a stall shows here even when the job completes).
+        stall, last_n, last_change = 0.0, -1, time.monotonic()
+        deadline = min(time.monotonic() + 900, T_START + BUDGET_S - 20)
+        partial = False
+        while self.r.hget(f"{PREFIX}job:bulk-1m", "state") != "completed":
+            d.check_alive()
+            if time.monotonic() > deadline:
+                partial = True
+                log("time budget reached: stopping the bulk job's measurement early")
+                break
+            n = self.sim_total()
+            now = time.monotonic()
+            if n != last_n:
+                last_n, last_change = n, now
+            stall = max(stall, now - last_change)
+            time.sleep(0.1)
+        hb = self.r.hgetall(f"{PREFIX}job:bulk-1m")
+        cpu1 = proc_cpu_s(pid)
+        hwm = proc_hwm_kb(pid)
+        end_ms = int(hb["completed_ms"]) if not partial else int(time.time() * 1000)
+        self.stop(d)
+        msgs = int(hb.get("messages") or 0) or self.sim_total()
+        secs = (end_ms - bulk_xadd) / 1000.0
+        bulk = {"messages": msgs, "seconds": secs, "rate": msgs / secs, "partial": partial,
+                "hwm_kb": hwm, "cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / msgs,
+                "longest_stall_s": stall}
+        log(f"bulk job: {msgs:,} messages in {secs:.1f}s = {bulk['rate']:,.0f} msg/s, "
+            f"peak RSS {hwm / 1024:.1f} MB, longest stretch without a request {stall:.1f}s")
+        return idle, during, bulk
+
+    def next_seq(self):
+        """A cursor before the next sim log entry."""
+        seq0, _ = self.first_seq()
+        if seq0 is None:
+            page = self.log_page(0, 1)
+            return page.get("next", 0)
+        return seq0 - 1 + self.sim_total()
+
+    def scan_urgent(self, since, n_urgent, xadd_ms, h):
+        """First and last sim-log times (ms after the XADD) of the urgent job's
+        recipients (addresses starting with 'u'), reading the log from since."""
+        first = last = None
+        seen = 0
+        cursor = since
+        deadline = time.monotonic() + 60
+        while seen < n_urgent and time.monotonic() < deadline:
+            page = self.log_page(cursor, 10000)
+            entries = page.get("entries", [])
+            for e in entries:
+                rc = e.get("recipients") or []
+                if rc and rc[0].startswith("u"):
+                    t = e["t_ms"] - xadd_ms
+                    first = t if first is None else min(first, t)
+                    last = t if last is None else max(last, t)
+                    seen += 1
+            if not entries:
+                time.sleep(0.05)
+            cursor = page.get("next", cursor)
+        if seen < n_urgent:
+            log(f"note: found {seen} of {n_urgent} urgent messages in the simulator log")
+        return first, last
+
+    def close(self):
+        self.env.close()
+
+
+# ---- machine and versions -------------------------------------------------------
+
+def sh(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def machine():
+    model = None
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = None
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    return {"nproc": os.cpu_count(), "memory_mb": mem, "kernel": platform.release(),
+            "cpu_model": model, "loadavg_at_start": list(os.getloadavg())}
+
+
+def versions(r):
+    bullmq = None
+    pj = REPO / "bench" / "peer" / "node_modules" / "bullmq" / "package.json"
+    if pj.exists():
+        bullmq = json.loads(pj.read_text()).get("version")
+    return {"redis": r.info("server")["redis_version"],
+            "libcurl": sh(["pkg-config", "--modversion", "libcurl"]),
+            "libuv": sh(["pkg-config", "--modversion", "libuv"]),
+            "hiredis": sh(["pkg-config", "--modversion", "hiredis"]),
+            "node": sh(["node", "--version"]) if shutil.which("node") else None,
+            "bullmq": bullmq, "wrk": (sh(["wrk", "-v"]) or "").split(" [")[0] or None,
+            "crier": sh(["git", "-C", str(REPO), "describe", "--always", "--dirty"])}
+
+
+# ---- output ------------------------------------------------------------------------
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def chart(res, out_png):
+    """Draws the PNG with gnuplot; returns a reason when it could not."""
+    if shutil.which("gnuplot") is None:
+        return "gnuplot not installed"
+    f = res["figures"]
+    dat = out_png.with_suffix(".dat")
+    rows = [("crier", f["throughput"]["crier_msgs_per_s"]),
+            ("http_bare", f["limit"]["http_bare_req_per_s"]),
+            ("wrk", f["limit"]["wrk_req_per_s"])]
+    if f.get("peer", {}).get("bullmq_msgs_per_s", {}).get("median"):
+        rows.append(("BullMQ", f["peer"]["bullmq_msgs_per_s"]))
+    mem = f["memory"]["crierd_peak_rss_mb"]
+    with open(dat, "w") as fh:
+        fh.write("# throughput: label median min max\n")
+        for label, fig in rows:
+            fh.write(f"\"{label}\" {fig['median'] or 0} {fig['min'] or 0} {fig['max'] or 0}\n")
+        fh.write("\n\n# memory: label median min max\n")
+        for size in ("10000", "100000", "1000000"):
+            fig = mem.get(size) or {}
+            if fig.get("median") is not None:
+                fh.write(f"\"{int(size):,}\" {fig['median']} {fig['min']} {fig['max']}\n")
+    when = res["date"][:16].replace("T", " ")
+    script = f"""
+set terminal pngcairo size 1200,500 font ",10" noenhanced
+set output "{out_png}"
+set multiplot layout 1,2 title "crier benchmark, {when} UTC, {res['machine']['nproc']} cores"
+set style data histograms
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.6 border -1
+set boxwidth 0.8
+set grid ytics
+set yrange [0:*]
+set title "Throughput (messages or requests per second; bars: median, whiskers: min-max)"
+set ylabel "per second"
+plot "{dat}" index 0 using 2:3:4:xtic(1) notitle lc rgb "#3b7dd8"
+set title "crierd peak RSS by audience size (target < 64 MB)"
+set ylabel "MB"
+set yrange [0:80]
+plot "{dat}" index 1 using 2:3:4:xtic(1) notitle lc rgb "#d8843b", 64 title "64 MB target" lc rgb "red" lw 2
+unset multiplot
+"""
+    gp = out_png.with_suffix(".gp")
+    gp.write_text(script)
+    try:
+        res_gp = subprocess.run(["gnuplot", str(gp)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if res_gp.returncode != 0:
+        return res_gp.stderr.strip()[:300]
+    return None
+
+
+def fmt(fig, spec=",.0f"):
+    if not fig or fig.get("median") is None:
+        return "n/a"
+    if len(fig["runs"]) == 1:
+        return format(fig["median"], spec)
+    return f"{format(fig['median'], spec)} ({format(fig['min'], spec)}-{format(fig['max'], spec)})"
+
+
+def summary(res):
+    f = res["figures"]
+    t = f["throughput"]
+    rows = [
+        ("crier throughput, 100k x 3 channels", fmt(t["crier_msgs_per_s"]) + " msg/s"),
+        ("http_bare (same requests, same concurrency)",
+         fmt(f["limit"]["http_bare_req_per_s"]) + " req/s"),
+        ("wrk (Twilio request)", fmt(f["limit"]["wrk_req_per_s"]) + " req/s"),
+        ("  crier / http_bare", f"{f['ratios']['crier_vs_http_bare']} (target >= 0.70)"),
+        ("  crier / wrk", f"{f['ratios']['crier_vs_wrk']}"),
+    ]
+    p = f.get("peer", {})
+    if p.get("bullmq_msgs_per_s", {}).get("median"):
+        rows += [(f"BullMQ peer, {p['subscribers']:,} x 3 channels",
+                  fmt(p["bullmq_msgs_per_s"]) + " msg/s"),
+                 ("  crier / BullMQ", f"{f['ratios']['crier_vs_bullmq']} (target >= 10)")]
+    else:
+        rows.append(("BullMQ peer", p.get("skipped", "not run")))
+    rows += [
+        ("time to first message (XADD -> sim)", fmt(t["first_message_ms"], ",.1f") + " ms"),
+        ("XADD -> provider p50 / p99",
+         f"{fmt(t['xadd_to_provider_p50_ms'])} / {fmt(t['xadd_to_provider_p99_ms'])} ms"),
+        ("request round trip p50 / p99 (receipts)",
+         f"{fmt(t['request_rtt_p50_ms'], ',.1f')} / {fmt(t['request_rtt_p99_ms'], ',.1f')} ms"),
+    ]
+    u = f["urgent"]
+    rows += [
+        ("urgent 1k job, idle: first message", fmt(u["idle_first_message_ms"], ",.1f") + " ms"),
+        ("urgent 1k job during 1M bulk: first message",
+         fmt(u["during_bulk_first_message_ms"], ",.1f") + " ms (target <= 20)"),
+        ("urgent 1k job during 1M bulk: completed in",
+         fmt(u["during_bulk_complete_ms"], ",.0f") + " ms"),
+        ("urgent completed before the bulk job", str(u["completed_before_bulk"])),
+    ]
+    for size, fig in f["memory"]["crierd_peak_rss_mb"].items():
+        rows.append((f"crierd peak RSS, {int(size):,} subscribers",
+                     fmt(fig, ",.1f") + " MB (target < 64)"))
+    c = f["cost"]
+    rows += [
+        ("crierd CPU per message", fmt(c["crierd_cpu_us_per_msg"], ",.1f") + " us"),
+        ("redis-server CPU per message", fmt(c["redis_cpu_us_per_msg"], ",.1f") + " us"),
+        ("Redis commands per message", fmt(c["redis_cmds_per_msg"], ",.2f")),
+    ]
+    width = max(len(a) for a, _ in rows)
+    print()
+    print(f"crier benchmark {res['date']}  ({res['machine']['nproc']} x "
+          f"{res['machine']['cpu_model']}, {res['machine']['memory_mb']:,} MB)")
+    print("-" * (width + 40))
+    for a, b in rows:
+        print(f"{a:<{width}}  {b}")
+    print("-" * (width + 40))
+
+
+def main():
+    t_start = T_START
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    b.start()
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(), "versions": versions(b.r),
+              "parameters": {"runs": RUNS, "scale": SCALE, "throughput_subscribers": N_THROUGHPUT,
+                             "small_subscribers": N_SMALL, "bulk_subscribers": N_BULK,
+                             "urgent_subscribers": N_URGENT, "peer_subscribers": N_PEER,
+                             "concurrency": b.concurrency, "wrk_seconds": WRK_SECONDS,
+                             "crierd_config": {k: v for k, v in b.config.items()
+                                               if k != "providers"},
+                             "sim": "crier-sim, no added latency, --log-body-bytes 0",
+                             "redis": "redis-server, appendonly yes, appendfsync everysec"}}
+    try:
+        seeds = {"throughput": b.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push")}
+        b.seed("t", 0, N_SMALL, "bench:small", "email,sms,push")
+        if PEER:
+            b.seed("t", 0, N_PEER, "bench:peer", "email,sms,push")
+        b.seed("u", 0, N_URGENT, "bench:urgent", "email")
+        spec = b.capture_requests()
+        result["captured_requests"] = b.capture
+
+        crier, bare, wrk, peer = [], [], [], []
+        for i in range(RUNS):
+            log(f"round {i + 1}/{RUNS}")
+            crier.append(b.crier_run(f"throughput-{i + 1}", "bench:t",
+                                     ["email", "sms", "push"]))
+            bare.append(b.bare_run(spec, crier[-1]["messages"] or N_THROUGHPUT * 3))
+            wrk.append(b.wrk_run())
+            if PEER:
+                peer.append(b.peer_run(f"r{i + 1}", "bench:peer", N_PEER))
+        small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
+                 for i in range(RUNS)]
+
+        t_seed = time.monotonic()
+        seeds["bulk"] = b.seed("b", 0, N_BULK, "bench:bulk", "email")
+        seeds["bulk"]["wall_seconds"] = time.monotonic() - t_seed
+        idle, during, bulk = b.urgent_during_bulk(N_BULK, N_URGENT, RUNS)
+
+        def col(rows, key):
+            return [r.get(key) if r else None for r in rows]
+
+        f = {}
+        f["seeding"] = {"subscribers_per_s_1m": round(N_BULK / seeds["bulk"]["seconds"]),
+                        "seconds_1m": seeds["bulk"]["seconds"]}
+        f["throughput"] = {
+            "crier_msgs_per_s": figure(col(crier, "rate"), "messages/s",
+                                       "XADD of the job to state completed (completed_ms)"),
+            "seconds": figure(col(crier, "seconds"), "s"),
+            "first_message_ms": figure(col(crier, "first_ms"), "ms",
+                                       "XADD (stream entry time) to the simulator's first logged request"),
+            "xadd_to_provider_p50_ms": figure(col(crier, "lat_p50_ms"), "ms",
+                                              "simulator log time of each message in an evenly spaced "
+                                              "sample minus the job's XADD time: when residents are reached"),
+            "xadd_to_provider_p99_ms": figure(col(crier, "lat_p99_ms"), "ms"),
+            "request_rtt_p50_ms": figure(col(crier, "rtt_p50_ms"), "ms",
+                                         "receipts latency_us: crier's submit-to-answer time of one request"),
+            "request_rtt_p99_ms": figure(col(crier, "rtt_p99_ms"), "ms"),
+        }
+        f["limit"] = {
+            "http_bare_req_per_s": figure(bare, "requests/s",
+                                          f"bare libcurl multi, crier's three captured requests, "
+                                          f"{b.concurrency} in flight"),
+            "wrk_req_per_s": figure(wrk, "requests/s",
+                                    f"wrk -t2 -c{b.concurrency} -d{WRK_SECONDS}s, crier's Twilio request"),
+        }
+        cm = f["throughput"]["crier_msgs_per_s"]["median"]
+        f["ratios"] = {
+            "crier_vs_http_bare": ratio(cm, f["limit"]["http_bare_req_per_s"]["median"]),
+            "crier_vs_wrk": ratio(cm, f["limit"]["wrk_req_per_s"]["median"]),
+            "crier_vs_http_bare_per_round": [ratio(c.get("rate"), x) for c, x in zip(crier, bare)],
+        }
+        if PEER and any(peer):
+            f["peer"] = {"subscribers": N_PEER, "messages": N_PEER * 3,
+                         "bullmq_msgs_per_s": figure(col(peer, "rate"), "messages/s",
+                                                     "producer start to the last job done"),
+                         "producer_seconds": figure(col(peer, "produce_s"), "s"),
+                         "first_message_ms": figure(col(peer, "first_ms"), "ms")}
+            f["ratios"]["crier_vs_bullmq"] = ratio(cm, f["peer"]["bullmq_msgs_per_s"]["median"])
+        else:
+            f["peer"] = {"skipped": "BullMQ peer not run (npm install failed or BENCH_PEER=0)"}
+            f["ratios"]["crier_vs_bullmq"] = None
+        f["urgent"] = {
+            "idle_first_message_ms": figure(col(idle, "first_ms"), "ms"),
+            "idle_complete_ms": figure(col(idle, "complete_ms"), "ms"),
+            "during_bulk_first_message_ms": figure(col(during, "first_ms"), "ms",
+                                                   f"{RUNS} urgent jobs posted during one "
+                                                   f"{N_BULK:,}-subscriber bulk job"),
+            "during_bulk_sim_last_ms": figure(col(during, "sim_last_ms"), "ms"),
+            "during_bulk_complete_ms": figure(col(during, "complete_ms"), "ms"),
+            "completed_before_bulk": all(r["completed_before_bulk"] for r in during),
+            "bulk_sent_before_each": [r["bulk_sent_before"] for r in during],
+            "bulk": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in bulk.items()},
+        }
+        f["memory"] = {"crierd_peak_rss_mb": {
+            str(N_SMALL): figure([r["hwm_kb"] / 1024 for r in small], "MB", "3 channels"),
+            str(N_THROUGHPUT): figure([r["hwm_kb"] / 1024 for r in crier], "MB", "3 channels"),
+            str(N_BULK): figure([bulk["hwm_kb"] / 1024], "MB",
+                                "email only; the same crierd also sent the urgent jobs"
+                                + ("; PARTIAL: the time budget ended the run after "
+                                   f"{bulk['messages']:,} messages" if bulk["partial"] else "")),
+        }}
+        f["cost"] = {
+            "crierd_cpu_us_per_msg": figure(col(crier, "cpu_us_per_msg"), "us",
+                                            "utime+stime of crierd over the throughput job"),
+            "crierd_cpu_us_per_msg_bulk_email": figure([bulk["cpu_us_per_msg"]], "us"),
+            "redis_cpu_us_per_msg": figure(col(crier, "redis_cpu_us_per_msg"), "us",
+                                           "redis-server used_cpu_user+sys over the throughput job"),
+            "redis_cmds_per_msg": figure(col(crier, "redis_cmds_per_msg"), "commands",
+                                         "INFO commandstats calls over the throughput job, commands "
+                                         "run inside Lua scripts included; the bench's own polling "
+                                         "(~100 HGET/s) too"),
+            "redis_cmds_top": crier[-1]["redis_cmds"] if crier else {},
+        }
+        result["figures"] = f
+        result["runs"] = {"crier": crier, "small": small, "http_bare": bare, "wrk": wrk,
+                          "peer": peer, "urgent_idle": idle, "urgent_during_bulk": during,
+                          "bulk": bulk}
+    finally:
+        b.close()
+    result["wall_seconds"] = round(time.monotonic() - t_start, 1)
+    out_json = OUT / "latest.json"
+    out_json.write_text(json.dumps(result, indent=2) + "\n")
+    why = chart(result, OUT / "latest.png")
+    summary(result)
+    print(f"results: {out_json}" + ("" if why else f", chart: {OUT / 'latest.png'}"))
+    if why:
+        print(f"bench: no chart: {why}")
+    print(f"bench: finished in {result['wall_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    main()

@@ -1,0 +1,52 @@
+#!/bin/sh
+# `make bench`: checks the benchmark's tools (wrk, gnuplot, the BullMQ peer's
+# node modules), then runs bench/bench.py, which starts its own redis-server and
+# crier-sim, measures crierd beside the baselines and writes bench/results/.
+#   BUILD=build sh bench/run.sh
+# BENCH_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_SUBSCRIBERS: see bench/bench.py.
+
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+cd "$(dirname "$0")/.." || exit 2
+
+for bin in crierd crier-sim http_bare crier-seed; do
+    if [ ! -x "$BUILD/$bin" ]; then
+        echo "bench: $BUILD/$bin is missing: run make bench (or make BUILD=$BUILD $BUILD/$bin)" >&2
+        exit 2
+    fi
+done
+
+# wrk and gnuplot: the package step normally installed them; try once more if
+# not, and carry on without them (wrk's figure and the chart are then left out).
+missing=""
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing \
+        >/dev/null 2>&1 || echo "bench: could not install$missing; going on without" >&2
+fi
+
+# The BullMQ peer's modules, exactly as locked in bench/peer/package-lock.json.
+if [ "${BENCH_PEER:-1}" != 0 ]; then
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "bench: node/npm not found: skipping the BullMQ peer" >&2
+        BENCH_PEER=0
+    elif [ -f bench/peer/node_modules/.package-lock.json ] &&
+         cmp -s bench/peer/package-lock.json bench/peer/.installed-lock 2>/dev/null; then
+        :
+    elif (cd bench/peer && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+         (cd bench/peer && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
+        # npm ci refuses a lock file without every platform's optional packages,
+        # which some registry mirrors leave out; npm install then follows the lock.
+        cp bench/peer/package-lock.json bench/peer/.installed-lock
+    else
+        echo "bench: npm ci failed (is the npm registry reachable?): skipping the BullMQ peer" >&2
+        BENCH_PEER=0
+    fi
+fi
+export BENCH_PEER BUILD
+
+exec "$PYTHON" bench/bench.py
