@@ -642,7 +642,9 @@ static const char *const redis_keys[] = {"host",   "port",
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "timeout_ms",
-                                            "connect_timeout_ms", "ca_file", NULL};
+                                            "connect_timeout_ms", "ca_file",
+                                            "rate", "burst", "breaker_failures",
+                                            "breaker_open_ms", NULL};
 
 static const struct num_field redis_nums[] = {
     {"port", NUM_INT, CFG(redis_port), 1, 65535},
@@ -703,6 +705,10 @@ static const struct num_field provider_nums[] = {
     {"max_inflight", NUM_INT, PRV(max_inflight), 1, 10000},
     {"timeout_ms", NUM_LONG, PRV(timeout_ms), 1, 600000},
     {"connect_timeout_ms", NUM_LONG, PRV(connect_timeout_ms), 1, 120000},
+    {"rate", NUM_LONG, PRV(rate), 0, 1000000},
+    {"burst", NUM_LONG, PRV(burst), 0, 1000000},
+    {"breaker_failures", NUM_INT, PRV(breaker_failures), 0, 100000},
+    {"breaker_open_ms", NUM_LONG, PRV(breaker_open_ms), 100, 3600000},
 };
 
 /* Keys of a table, for check_keys. */
@@ -1000,6 +1006,8 @@ static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
     pc->max_inflight = 64;
     pc->timeout_ms = 10000;
     pc->connect_timeout_ms = 2000;
+    pc->breaker_failures = 5;
+    pc->breaker_open_ms = 5000;
     rc = read_nums(c, p, path, provider_nums, COUNT(provider_nums), pc);
     if (rc != 0)
         return rc;

@@ -21,6 +21,11 @@ struct cr_provider_conf {
     long timeout_ms;                  /* total per request, default 10000 */
     long connect_timeout_ms;          /* default 2000 */
     char *ca_file;                    /* CA bundle for TLS, NULL = system default */
+    long rate;                        /* messages per second for the whole account, shared by
+                                         every crierd through Redis; 0 = no limit */
+    long burst;                       /* bucket size; 0 = one second's worth of rate */
+    int breaker_failures;             /* failures in a row that open the circuit, 0 = never */
+    long breaker_open_ms;             /* first open period (doubles while it keeps failing) */
     void *state;                      /* from ops->init, freed by cr_config_release */
 };
 

@@ -7,6 +7,10 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "breaker.h"
+#include "limiter.h"
+#include "metrics.h"
+#include "scripts.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "render.h"
@@ -21,12 +25,20 @@ struct queue {
 
 struct prov {
     struct cr_dispatch *dp;
+    size_t ix;
     const struct cr_provider_conf *conf;
     struct cr_http_target target;
     struct queue q[CR_PRIO__COUNT];
     size_t queued;
     int inflight;
-    int auth_busy; /* a credential fetch is under way: messages wait */
+    int auth_busy;          /* a credential fetch is under way: messages wait */
+    struct cr_bucket bucket; /* this process's pace */
+    long shared_tokens;     /* taken from the account-wide bucket in Redis, not yet spent */
+    int shared_busy;        /* a tokens script call is under way */
+    struct cr_breaker breaker;
+    int64_t paused_until;   /* unix ms: the provider asked us to wait (Retry-After) */
+    char rl_key[CR_KEY_MAX];
+    uv_timer_t wake;        /* pump again when a wait is over */
 };
 
 struct cr_dispatch {
@@ -37,9 +49,27 @@ struct cr_dispatch {
     uint64_t rnd;
     size_t inflight;
     int stopped;
+    int closing;            /* timers still to close before freeing */
 };
 
 static void pump(struct prov *p);
+static void note_health(struct prov *p, int failed);
+static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *res);
+
+static void on_wake(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+/* Pumps p again after ms (the earliest of the waits asked for). */
+static void wake_in(struct prov *p, int64_t ms)
+{
+    uint64_t due = uv_now(p->dp->d->loop) + (uint64_t)(ms > 0 ? ms : 0);
+
+    if (uv_is_active((uv_handle_t *)&p->wake) && uv_timer_get_due_in(&p->wake) + uv_now(p->dp->d->loop) <= due)
+        return;
+    uv_timer_start(&p->wake, on_wake, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
 
 int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out)
 {
@@ -54,7 +84,13 @@ int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out)
         struct prov *p = &dp->prov[i];
 
         p->dp = dp;
+        p->ix = i;
         p->conf = &d->cfg->providers[i];
+        cr_bucket_init(&p->bucket, p->conf->rate, p->conf->burst, cr_now_ms());
+        cr_breaker_init(&p->breaker, p->conf->breaker_failures, p->conf->breaker_open_ms);
+        cr_key_for(&d->keys, "ratelimit", p->conf->name, p->rl_key, sizeof(p->rl_key));
+        uv_timer_init(d->loop, &p->wake);
+        p->wake.data = p;
         p->target.connect_timeout_ms = p->conf->connect_timeout_ms;
         p->target.timeout_ms = p->conf->timeout_ms;
         p->target.ca_file = p->conf->ca_file;
@@ -105,24 +141,75 @@ static struct cr_msg *q_pop(struct queue *q)
     return m;
 }
 
+/* Whether p takes new messages now: its circuit is closed, or its open period
+ * is over and no probe is under way (the next message is the probe). */
+static int in_rotation(const struct prov *p, int64_t now)
+{
+    const struct cr_breaker *b = &p->breaker;
+
+    if (b->state == CR_BREAKER_CLOSED)
+        return 1;
+    if (b->state == CR_BREAKER_OPEN)
+        return now >= b->open_until_ms;
+    return !b->probing && p->queued == 0;
+}
+
+static int serves(const struct prov *p, const struct cr_msg *m)
+{
+    const char *want = p->conf->ops->platform;
+
+    return m->channel != CR_CH_PUSH || want == NULL ||
+           strcmp(want, m->platform && *m->platform ? m->platform : "fcm") == 0;
+}
+
 /* The provider for m: the channel's list in order from m->provider_ix, the
- * first whose adapter serves the subscriber's push platform. */
+ * first that serves the subscriber's push platform and is in rotation; when
+ * none is, the first that serves it (the message waits there). */
 static struct prov *provider_for(struct cr_dispatch *dp, struct cr_msg *m)
 {
     const struct cr_config *cfg = dp->d->cfg;
+    struct prov *fallback = NULL;
+    int64_t now = cr_now_ms();
+    size_t fallback_ix = 0;
     size_t i;
 
     for (i = m->provider_ix; i < cfg->nchannel_providers[m->channel]; i++) {
         struct prov *p = &dp->prov[cfg->channel_providers[m->channel][i]];
-        const char *want = p->conf->ops->platform;
 
-        if (m->channel == CR_CH_PUSH && want &&
-            strcmp(want, m->platform && *m->platform ? m->platform : "fcm") != 0)
+        if (!serves(p, m))
             continue;
-        m->provider_ix = (uint8_t)i;
-        return p;
+        if (fallback == NULL) {
+            fallback = p;
+            fallback_ix = i;
+        }
+        if (in_rotation(p, now)) {
+            m->provider_ix = (uint8_t)i;
+            return p;
+        }
     }
-    return NULL;
+    if (fallback)
+        m->provider_ix = (uint8_t)fallback_ix;
+    return fallback;
+}
+
+/* The circuit of p opened: its queued messages go to the channel's other
+ * providers where one is in rotation. */
+static void reroute_queued(struct prov *p)
+{
+    struct queue moved[CR_PRIO__COUNT];
+    int q;
+
+    memcpy(moved, p->q, sizeof(moved));
+    memset(p->q, 0, sizeof(p->q));
+    p->queued = 0;
+    for (q = 0; q < CR_PRIO__COUNT; q++) {
+        struct cr_msg *m;
+
+        while ((m = q_pop(&moved[q])) != NULL) {
+            m->provider_ix = 0;
+            cr_dispatch_enqueue(p->dp, m);
+        }
+    }
 }
 
 void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m)
@@ -149,10 +236,35 @@ struct send_ctx {
     struct cr_msg *m;
 };
 
+/* The outcome of a message p sent: it keeps p's slot until it is written. */
 static void finish(struct prov *p, struct cr_msg *m, enum cr_status st,
                    const struct cr_result *res, long latency_us, int suppress)
 {
     cr_fanout_msg_done(m, st, p->conf->name, res, latency_us, suppress);
+}
+
+void cr_dispatch_release(struct cr_dispatch *dp, size_t provider_ix)
+{
+    struct prov *p;
+
+    if (provider_ix >= dp->nprov)
+        return;
+    p = &dp->prov[provider_ix];
+    p->inflight--;
+    if (!dp->closing)
+        pump(p);
+}
+
+static void hold_slot(struct prov *p, struct cr_msg *m)
+{
+    m->slot_held = 1;
+    m->slot_prov = (uint8_t)p->ix;
+}
+
+static void drop_slot(struct prov *p, struct cr_msg *m)
+{
+    m->slot_held = 0;
+    p->inflight--;
 }
 
 /* A retryable answer: park the message in the durable retry set until the
@@ -184,6 +296,7 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
     cr_info("provider '%s' job %s: %s%s%s, retry in %lld ms (attempt %d/%d)", p->conf->name,
             m->batch->job_id, res->code, res->detail[0] ? " " : "", res->detail, (long long)delay,
             m->attempt, cfg->retry_max_attempts);
+    cr_metrics_retry(dp->d->metrics, (int)p->ix);
     cr_fanout_msg_park(m, now + delay, p->conf->name, res, latency_us);
 }
 
@@ -198,11 +311,13 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
     struct cr_result res;
 
     free(sc);
-    p->inflight--;
     dp->inflight--;
+    hold_slot(p, m); /* released when the outcome is written (cr_dispatch_release) */
+    cr_metrics_latency(dp->d->metrics, (int)p->ix, latency_us);
     memset(&res, 0, sizeof(res));
     res.retry_after_ms = -1;
     if (err == CR_ECANCELED) {
+        drop_slot(p, m);
         cr_fanout_msg_returned(m); /* shutdown: not sent, the batch is handed back */
         return;
     }
@@ -212,6 +327,23 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
         one = m;
         p->conf->ops->classify(p->conf->state, (const struct cr_message *const *)&one, 1, resp,
                                &res);
+    }
+    note_health(p, err < 0 || resp->status >= 500);
+    if (res.outcome == CR_OUT_RETRY && res.retry_after_ms > 0) {
+        /* the provider asked for a pause: nothing more goes to it until then */
+        int64_t until = cr_now_ms() + res.retry_after_ms;
+
+        if (until > p->paused_until)
+            p->paused_until = until;
+    }
+    if (res.outcome == CR_OUT_RETRY && !dp->stopped && (err < 0 || resp->status >= 500)) {
+        drop_slot(p, m);
+        if (fail_over(p, m, &res)) {
+            pump(p);
+            return;
+        }
+        hold_slot(p, m);
+        p->inflight++;
     }
     switch (res.outcome) {
     case CR_OUT_DELIVERED:
@@ -233,6 +365,7 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
     case CR_OUT_RETRY:
     default:
         if (dp->stopped) {
+            drop_slot(p, m);
             cr_fanout_msg_returned(m);
             break;
         }
@@ -294,6 +427,117 @@ static int ensure_auth(struct prov *p, struct cr_msg *m)
         return 1;
     }
     return rc;
+}
+
+/* A request's outcome as the circuit breaker sees it: a transport error or a
+ * 5xx counts against the provider, any other answer shows it is alive. */
+static void note_health(struct prov *p, int failed)
+{
+    enum cr_breaker_state before = p->breaker.state;
+    enum cr_breaker_state after;
+
+    if (!failed) {
+        after = cr_breaker_success(&p->breaker);
+        if (before != CR_BREAKER_CLOSED)
+            cr_info("provider '%s': answering again; back in rotation", p->conf->name);
+        return;
+    }
+    after = cr_breaker_failure(&p->breaker, cr_now_ms());
+    if (after == CR_BREAKER_OPEN && before != CR_BREAKER_OPEN) {
+        cr_warn("provider '%s': %d failures in a row; out of rotation for %ld ms, traffic moves "
+                "to the channel's next provider",
+                p->conf->name, p->breaker.threshold, p->breaker.open_ms);
+        reroute_queued(p);
+    } else if (after == CR_BREAKER_OPEN) {
+        cr_warn("provider '%s': probe failed; out of rotation for %ld ms", p->conf->name,
+                p->breaker.open_ms);
+    }
+}
+
+/* A failed attempt moves at once to the channel's next provider in rotation,
+ * when there is one, instead of waiting out a backoff. Returns 1 if moved. */
+static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *res)
+{
+    struct cr_dispatch *dp = p->dp;
+    const struct cr_config *cfg = dp->d->cfg;
+    int64_t now = cr_now_ms();
+    size_t i;
+
+    if (m->attempt >= cfg->retry_max_attempts)
+        return 0;
+    for (i = 0; i < cfg->nchannel_providers[m->channel]; i++) {
+        struct prov *q = &dp->prov[cfg->channel_providers[m->channel][i]];
+
+        if (q == p || !serves(q, m) || !in_rotation(q, now))
+            continue;
+        cr_info("provider '%s' job %s: %s; trying '%s' (attempt %d/%d)", p->conf->name,
+                m->batch->job_id, res->code, q->conf->name, m->attempt + 1,
+                cfg->retry_max_attempts);
+        m->provider_ix = (uint8_t)i;
+        m->state = CR_MSG_QUEUED;
+        q_push(&q->q[m->batch->prio], m);
+        q->queued++;
+        pump(q);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the account-wide rate limit, kept in Redis ---- */
+
+static void on_tokens(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct prov *p = ud;
+
+    (void)r;
+    p->shared_busy = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        long got = (long)cr_reply_int(reply->element[0]);
+        long wait = (long)cr_reply_int(reply->element[1]);
+
+        p->shared_tokens += got;
+        if (got == 0) {
+            wake_in(p, wait > 0 ? wait : 1);
+            return;
+        }
+    } else {
+        wake_in(p, 100); /* Redis unreachable: try again shortly */
+        return;
+    }
+    if (!p->dp->closing)
+        pump(p);
+}
+
+/* Asks the shared bucket for a block of tokens (a few milliseconds' worth). */
+static void take_shared(struct prov *p)
+{
+    struct cr_daemon *d = p->dp->d;
+    char rate[24];
+    char burst[24];
+    char now[24];
+    char want[24];
+    const char *argv[5];
+    long block = p->conf->rate / 50;
+
+    if (p->shared_busy)
+        return;
+    if (block < 1)
+        block = 1;
+    if (block > p->conf->max_inflight)
+        block = p->conf->max_inflight;
+    snprintf(rate, sizeof(rate), "%ld", p->conf->rate);
+    snprintf(burst, sizeof(burst), "%ld", p->conf->burst > 0 ? p->conf->burst : p->conf->rate);
+    snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+    snprintf(want, sizeof(want), "%ld", block);
+    argv[0] = p->rl_key;
+    argv[1] = rate;
+    argv[2] = burst;
+    argv[3] = now;
+    argv[4] = want;
+    if (cr_script_call(d->rc, CR_SCRIPT_TOKENS, 1, 5, argv, NULL, on_tokens, p) == 0)
+        p->shared_busy = 1;
+    else
+        wake_in(p, 100);
 }
 
 /* Renders, builds and submits one message; a message that cannot be built is
@@ -371,13 +615,45 @@ static struct cr_msg *next_msg(struct prov *p)
     return NULL;
 }
 
+/* Whether p may send one more message now; when not, arranges to be pumped
+ * again when it may. Consumes a rate token and the breaker's probe slot. */
+static int may_send(struct prov *p)
+{
+    int64_t now = cr_now_ms();
+    int64_t wait = 0;
+
+    if (p->paused_until > now) {
+        wake_in(p, p->paused_until - now);
+        return 0;
+    }
+    if (p->breaker.state == CR_BREAKER_OPEN && now < p->breaker.open_until_ms) {
+        wake_in(p, p->breaker.open_until_ms - now);
+        return 0;
+    }
+    if (cr_bucket_limited(&p->bucket)) {
+        if (p->shared_tokens <= 0) {
+            take_shared(p);
+            return 0;
+        }
+        if (!cr_bucket_take(&p->bucket, now, &wait)) {
+            cr_metrics_ratelimit_wait(p->dp->d->metrics, (int)p->ix, (long)wait);
+            wake_in(p, wait);
+            return 0;
+        }
+        p->shared_tokens--;
+    }
+    return cr_breaker_allow(&p->breaker, now);
+}
+
 static void pump(struct prov *p)
 {
-    while (!p->dp->stopped && !p->auth_busy && p->inflight < p->conf->max_inflight) {
-        struct cr_msg *m = next_msg(p);
+    while (!p->dp->stopped && !p->auth_busy && p->inflight < p->conf->max_inflight &&
+           p->queued > 0) {
+        struct cr_msg *m;
 
-        if (m == NULL)
+        if (!may_send(p))
             return;
+        m = next_msg(p);
         if (m->batch->jc->cancelled) {
             cr_fanout_msg_done(m, CR_ST_CANCELLED, p->conf->name, NULL, 0, 0);
             continue;
@@ -423,13 +699,32 @@ size_t cr_dispatch_waiting_retries(const struct cr_dispatch *dp)
 
 const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix)
 {
-    (void)dp;
-    (void)provider_ix;
-    return "closed";
+    if (provider_ix >= dp->nprov)
+        return "closed";
+    return cr_breaker_state_name(dp->prov[provider_ix].breaker.state);
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+    struct prov *p = h->data;
+    struct cr_dispatch *dp = p->dp;
+
+    if (--dp->closing == 0)
+        free(dp);
 }
 
 void cr_dispatch_free(struct cr_dispatch *dp)
 {
+    size_t i;
+
     cr_render_release(&dp->render);
-    free(dp);
+    if (dp->nprov == 0) {
+        free(dp);
+        return;
+    }
+    dp->closing = (int)dp->nprov;
+    for (i = 0; i < dp->nprov; i++) {
+        uv_timer_stop(&dp->prov[i].wake);
+        uv_close((uv_handle_t *)&dp->prov[i].wake, on_wake_closed);
+    }
 }

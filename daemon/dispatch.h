@@ -16,6 +16,12 @@ int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out);
  * outcome from inside this call. */
 void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m);
 
+/* A message's outcome is written: the in-flight slot it held on provider
+ * provider_ix (index in cfg->providers) is free again. A message occupies its
+ * slot from its request until its outcome is durable, so max_inflight bounds
+ * what a crash at any moment can send twice. */
+void cr_dispatch_release(struct cr_dispatch *dp, size_t provider_ix);
+
 /* Messages handed to providers and not answered yet. */
 size_t cr_dispatch_inflight(const struct cr_dispatch *dp);
 

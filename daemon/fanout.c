@@ -14,7 +14,6 @@
 #include "record.h"
 #include "retry.h"
 
-#define FLUSH_EVERY 128     /* outcomes that trigger a write before the batch ends */
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32
 #define CANCEL_POLL_MS 300
@@ -117,6 +116,19 @@ int cr_fanout_has_room(const struct cr_fanout *f, enum cr_priority prio)
     return others < max;
 }
 
+size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const char **out,
+                         size_t max)
+{
+    const struct cr_batch *b;
+    size_t n = 0;
+
+    for (b = f->active; b && n < max; b = b->next) {
+        if (b->kind == CR_BATCH_STREAM && b->prio == prio && b->entry[0])
+            out[n++] = b->entry;
+    }
+    return n;
+}
+
 int cr_fanout_has(const struct cr_fanout *f, const char *entry)
 {
     const struct cr_batch *b;
@@ -191,18 +203,19 @@ static struct cr_record *add_record(struct cr_batch *b, struct cr_sub *sub, enum
     return o;
 }
 
+/* Writes outcomes as soon as they are known: one write per batch is under way
+ * at a time, so under load they gather into larger writes by themselves, and
+ * a crash can only repeat what was in flight or in that one write. */
 static void maybe_complete(struct cr_batch *b)
 {
     if (b->planning || !b->planned)
         return;
     if (b->nouts >= b->expected && !b->dead)
         cr_record_flush(b, 1);
-    else if (b->nouts - b->nflushed >= FLUSH_EVERY)
+    else if (b->nouts > b->nflushed)
         cr_record_flush(b, 0);
 }
 
-/* Shutting down: once nothing of b is in flight, write what is known (no ack:
- * the rest is sent after a restart) and let the batch go. */
 static int any_inflight(const struct cr_batch *b)
 {
     size_t i;
@@ -245,6 +258,9 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
     o->address = m->address;
     o->suppress = (uint8_t)suppress;
     o->unpark = m->member;
+    o->slot_held = m->slot_held;
+    o->slot_prov = m->slot_prov;
+    m->slot_held = 0;
     if (res)
         snprintf(o->provider_id, sizeof(o->provider_id), "%s", res->provider_id);
     after_outcome(b);
@@ -291,6 +307,9 @@ static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const cha
     o->provider = provider;
     o->latency_us = latency_us;
     o->address = m->address;
+    o->slot_held = m->slot_held;
+    o->slot_prov = m->slot_prov;
+    m->slot_held = 0;
 }
 
 void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
@@ -302,8 +321,23 @@ void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
     after_outcome(b);
 }
 
-void cr_fanout_flushed(struct cr_batch *b, int ok, int acked)
+/* Frees the in-flight slots held by outcomes [from, to) of b. */
+static void release_slots(struct cr_batch *b, size_t from, size_t to)
 {
+    size_t i;
+
+    for (i = from; i < to; i++) {
+        if (b->outs[i].slot_held) {
+            b->outs[i].slot_held = 0;
+            cr_dispatch_release(b->d->dispatch, b->outs[i].slot_prov);
+        }
+    }
+}
+
+void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_t to)
+{
+    if (ok)
+        release_slots(b, from, to);
     if (ok && b->parked_any && b->d->retry)
         cr_retry_kick(b->d->retry);
     if (acked) {
@@ -1021,6 +1055,7 @@ static void batch_free(struct cr_batch *b)
         free(b->subs[i].id);
         free(b->subs[i].kv);
     }
+    release_slots(b, 0, b->nouts); /* unwritten at shutdown: handed back all the same */
     for (i = 0; i < b->nouts; i++)
         free(b->outs[i].park_member);
     for (i = 0; b->members && i < b->nmsgs; i++)

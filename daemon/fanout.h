@@ -36,6 +36,9 @@ struct cr_msg {
     enum cr_msg_state state;
     uint8_t attempt;       /* attempts made so far */
     uint8_t provider_ix;   /* index into the channel's provider list */
+    uint8_t slot_held;     /* holds an in-flight slot of provider slot_prov until its
+                              outcome is written */
+    uint8_t slot_prov;
     const char *member;    /* retry set member this message came from, or NULL */
     struct cr_msg *qnext;  /* send queue link */
 };
@@ -94,6 +97,8 @@ struct cr_record {
     char code[48];
     char provider_id[96];
     long latency_us;
+    uint8_t slot_held;       /* release provider slot_prov's in-flight slot once written */
+    uint8_t slot_prov;
     const char *unpark;      /* the retry member this outcome resolves, or NULL */
     char *park_member;       /* owned: non-NULL = park the message under this member */
     int64_t park_due_ms;     /* unix ms when a parked message is due */
@@ -103,6 +108,11 @@ int cr_fanout_init(struct cr_daemon *d, struct cr_fanout **out);
 
 /* Batches held now, per priority, and whether another can be taken. */
 int cr_fanout_has_room(const struct cr_fanout *f, enum cr_priority prio);
+
+/* Copies up to max entry ids of the stream batches of priority prio held here
+ * into out (pointers valid until the loop runs again); returns how many. */
+size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const char **out,
+                         size_t max);
 
 /* Whether the batch entry id is already being worked on here. */
 int cr_fanout_has(const struct cr_fanout *f, const char *entry);

@@ -61,6 +61,16 @@ int cr_intake_has(const struct cr_intake *in, const char *entry)
     return find((struct cr_intake *)in, entry) != NULL;
 }
 
+size_t cr_intake_entries(const struct cr_intake *in, const char **out, size_t max)
+{
+    const struct item *it;
+    size_t n = 0;
+
+    for (it = in->items; it && n < max; it = it->next)
+        out[n++] = it->entry;
+    return n;
+}
+
 size_t cr_intake_active(const struct cr_intake *in)
 {
     return in->nitems;

@@ -27,6 +27,10 @@ void cr_intake_resume(struct cr_intake *in, const char *entry, const char *id);
 /* The expander finished with entry (acknowledged or handed back). */
 void cr_intake_release(struct cr_intake *in, const char *entry);
 
+/* Copies up to max entry ids held here into out (valid until the loop runs
+ * again); returns how many. */
+size_t cr_intake_entries(const struct cr_intake *in, const char **out, size_t max);
+
 /* Entries held now. */
 size_t cr_intake_active(const struct cr_intake *in);
 

@@ -337,11 +337,42 @@ static void start_recovery(struct cr_reader *r)
     }
 }
 
+/* Re-claims (XCLAIM ... JUSTID) every entry this crierd is working on, which
+ * resets its idle time: a long job or a slow batch is never taken over by
+ * another crierd while this one is alive and answering. */
+static void heartbeat(struct cr_reader *r)
+{
+    enum { MAX_HELD = 1024 };
+    const char *argv[6 + MAX_HELD];
+    int s;
+
+    for (s = 0; s < NSTREAMS; s++) {
+        size_t n;
+
+        if (s == 0)
+            n = cr_intake_entries(r->d->intake, argv + 5, MAX_HELD);
+        else
+            n = cr_fanout_entries(r->d->fanout, (enum cr_priority)(s - 1), argv + 5, MAX_HELD);
+        if (n == 0)
+            continue;
+        argv[0] = "XCLAIM";
+        argv[1] = r->streams[s];
+        argv[2] = r->d->cfg->group;
+        argv[3] = r->d->cfg->consumer;
+        argv[4] = "0";
+        argv[5 + n] = "JUSTID";
+        cr_redis_argv(r->d->rc, on_acked, NULL, 0, (int)(n + 6), argv, NULL);
+    }
+}
+
 static void on_claim_timer(uv_timer_t *t)
 {
     struct cr_reader *r = t->data;
     int s;
 
+    if (!cr_redis_ready(r->d->rc))
+        return;
+    heartbeat(r);
     for (s = 0; s < NSTREAMS; s++) {
         if (stream_has_room(r, s))
             issue_pull(r, s, 2, s == 0 ? 4 : 2);

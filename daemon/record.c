@@ -24,6 +24,7 @@ static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
     struct cr_batch *b = fc->b;
     int ack = fc->ack;
     int ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    size_t from = b->nflushed;
 
     (void)r;
     free(fc);
@@ -34,7 +35,7 @@ static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
         b->nflushed += b->flushing;
     b->flushing = 0;
     b->flush_busy = 0;
-    cr_fanout_flushed(b, ok, ok && ack);
+    cr_fanout_flushed(b, ok, ok && ack, from, b->nflushed);
 }
 
 void cr_record_flush(struct cr_batch *b, int ack)

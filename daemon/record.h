@@ -12,7 +12,8 @@
  * cr_fanout_flushed() is called when the write is answered. */
 void cr_record_flush(struct cr_batch *b, int ack);
 
-/* The flush started by cr_record_flush finished: ok nonzero when written. */
-void cr_fanout_flushed(struct cr_batch *b, int ok, int acked);
+/* The flush started by cr_record_flush finished: ok nonzero when outcomes
+ * [from, to) are written. */
+void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_t to);
 
 #endif

@@ -157,8 +157,24 @@ static const char due_lua[] =
     "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
     "return {n, nxt[2] or ''}\n";
 
+/* The account-wide token bucket: the same arithmetic as limiter.c, in
+ * thousandths of a token, shared by every crierd. */
+static const char tokens_lua[] =
+    "local rate, burst, now, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local cap = burst * 1000\n"
+    "local h = redis.call('HMGET', KEYS[1], 'milli', 'ts')\n"
+    "local milli, ts = tonumber(h[1] or cap), tonumber(h[2] or now)\n"
+    "if now > ts then milli = math.min(cap, milli + (now - ts) * rate); ts = now end\n"
+    "local got = math.min(want, math.floor(milli / 1000))\n"
+    "milli = milli - got * 1000\n"
+    "redis.call('HSET', KEYS[1], 'milli', milli, 'ts', ts)\n"
+    "redis.call('PEXPIRE', KEYS[1], 60000)\n"
+    "local wait = 0\n"
+    "if got == 0 then wait = math.ceil((1000 - milli) / rate) end\n"
+    "return {got, wait}\n";
+
 static const char *const script_text[CR_SCRIPT__COUNT] = {accept_lua, expand_lua, record_lua,
-                                                           claim_lua, due_lua};
+                                                           claim_lua, due_lua, tokens_lua};
 static char script_sha[CR_SCRIPT__COUNT][41];
 
 static void hash_scripts(void)

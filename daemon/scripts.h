@@ -40,6 +40,9 @@ enum cr_script {
      * scheduled jobs by appending a "resume" entry to the jobs stream.
      * Returns {started, next due score or ""}. */
     CR_SCRIPT_DUE,
+    /* KEYS the provider's bucket; ARGV rate per s, burst, now_ms, want.
+     * Returns {tokens granted, ms to wait when none}. */
+    CR_SCRIPT_TOKENS,
     CR_SCRIPT__COUNT
 };
 
