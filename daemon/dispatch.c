@@ -682,6 +682,21 @@ void cr_dispatch_stop(struct cr_dispatch *dp)
     }
 }
 
+int cr_dispatch_starving(const struct cr_dispatch *dp)
+{
+    int64_t now = cr_now_ms();
+    size_t i;
+
+    for (i = 0; i < dp->nprov; i++) {
+        const struct prov *p = &dp->prov[i];
+
+        if (p->queued == 0 && p->inflight < p->conf->max_inflight && in_rotation(p, now) &&
+            p->paused_until <= now)
+            return 1;
+    }
+    return 0;
+}
+
 size_t cr_dispatch_queued(const struct cr_dispatch *dp, size_t provider_ix)
 {
     return provider_ix < dp->nprov ? dp->prov[provider_ix].queued : 0;

@@ -22,6 +22,10 @@ void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m);
  * what a crash at any moment can send twice. */
 void cr_dispatch_release(struct cr_dispatch *dp, size_t provider_ix);
 
+/* Nonzero when some provider in rotation has free in-flight slots and an
+ * empty queue: more batches would give it work. */
+int cr_dispatch_starving(const struct cr_dispatch *dp);
+
 /* Messages handed to providers and not answered yet. */
 size_t cr_dispatch_inflight(const struct cr_dispatch *dp);
 

@@ -16,6 +16,7 @@
 
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32
+#define ROOM_STRETCH 4 /* at most this many times max_batches while a provider starves */
 #define CANCEL_POLL_MS 300
 #define MAX_BATCH_IDS 100000
 
@@ -106,14 +107,24 @@ int cr_fanout_has_room(const struct cr_fanout *f, enum cr_priority prio)
     size_t others = 0;
     int p;
 
+    size_t held;
+
     if (f->stopped)
         return 0;
     /* Urgent work has room of its own, so bulk batches can never keep it out. */
-    if (prio == CR_PRIO_URGENT)
-        return f->nactive[CR_PRIO_URGENT] < max;
-    for (p = CR_PRIO_HIGH; p < CR_PRIO__COUNT; p++)
-        others += f->nactive[p];
-    return others < max;
+    if (prio == CR_PRIO_URGENT) {
+        held = f->nactive[CR_PRIO_URGENT];
+    } else {
+        for (p = CR_PRIO_HIGH; p < CR_PRIO__COUNT; p++)
+            others += f->nactive[p];
+        held = others;
+    }
+    if (held < max)
+        return 1;
+    /* Batches held back by one slow provider must not starve the others: take
+     * more while some provider has free slots and nothing queued, up to a
+     * hard cap that keeps memory bounded. */
+    return held < max * ROOM_STRETCH && cr_dispatch_starving(f->d->dispatch);
 }
 
 size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const char **out,
@@ -125,6 +136,23 @@ size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const
     for (b = f->active; b && n < max; b = b->next) {
         if (b->kind == CR_BATCH_STREAM && b->prio == prio && b->entry[0])
             out[n++] = b->entry;
+    }
+    return n;
+}
+
+size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size_t max)
+{
+    const struct cr_batch *b;
+    size_t n = 0;
+    size_t i;
+
+    for (b = f->active; b && n < max; b = b->next) {
+        if (b->kind != CR_BATCH_RETRY)
+            continue;
+        for (i = 0; i < b->nmsgs && n < max; i++) {
+            if (b->msgs[i].state != CR_MSG_DONE && b->msgs[i].member)
+                out[n++] = b->msgs[i].member;
+        }
     }
     return n;
 }

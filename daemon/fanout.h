@@ -114,6 +114,10 @@ int cr_fanout_has_room(const struct cr_fanout *f, enum cr_priority prio);
 size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const char **out,
                          size_t max);
 
+/* Copies up to max retry-set members this crierd has claimed and not yet
+ * resolved into out (valid until the loop runs again); returns how many. */
+size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size_t max);
+
 /* Whether the batch entry id is already being worked on here. */
 int cr_fanout_has(const struct cr_fanout *f, const char *entry);
 

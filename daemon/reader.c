@@ -14,6 +14,7 @@
 
 #define NSTREAMS (1 + CR_PRIO__COUNT) /* jobs, then batches by priority */
 #define RECOVER_PAGE 100
+#define RECOVER_EVERY 4 /* claim timer ticks between sweeps of this consumer's pending list */
 
 struct cr_reader {
     struct cr_daemon *d;
@@ -24,6 +25,7 @@ struct cr_reader {
     char recover_from[NSTREAMS][32];
     int claiming;
     int stopped;
+    unsigned ticks;
     uv_timer_t claim_timer;
 };
 
@@ -211,7 +213,7 @@ static void issue_blocking(struct cr_reader *r)
         r->blocking = 1;
 }
 
-static void issue_pull(struct cr_reader *r, int s, int kind, long count);
+static int issue_pull(struct cr_reader *r, int s, int kind, long count);
 
 static void on_pull(struct cr_redis *rc, redisReply *reply, void *ud)
 {
@@ -252,9 +254,7 @@ static void on_pull(struct cr_redis *rc, redisReply *reply, void *ud)
     }
     n = take_reply(r, reply, kind == 1 ? r->recover_from[s] : NULL, sizeof(r->recover_from[s]));
     if (kind == 1) {
-        if (n >= RECOVER_PAGE)
-            issue_pull(r, s, 1, RECOVER_PAGE);
-        else
+        if (n < RECOVER_PAGE || issue_pull(r, s, 1, RECOVER_PAGE) < 0)
             r->recovering[s] = 0;
         return;
     }
@@ -262,7 +262,8 @@ static void on_pull(struct cr_redis *rc, redisReply *reply, void *ud)
         cr_reader_kick(r);
 }
 
-static void issue_pull(struct cr_reader *r, int s, int kind, long count)
+/* Sends one read of stream s; returns 0 when sent (on_pull will answer). */
+static int issue_pull(struct cr_reader *r, int s, int kind, long count)
 {
     struct pull_ctx *pc;
     char cnt[24];
@@ -270,10 +271,10 @@ static void issue_pull(struct cr_reader *r, int s, int kind, long count)
     int rc;
 
     if (!cr_redis_ready(r->d->rc))
-        return;
+        return CR_ECLOSED;
     pc = malloc(sizeof(*pc));
     if (pc == NULL)
-        return;
+        return CR_ENOMEM;
     pc->r = r;
     pc->stream = s;
     pc->kind = kind;
@@ -289,10 +290,11 @@ static void issue_pull(struct cr_reader *r, int s, int kind, long count)
     }
     if (rc < 0) {
         free(pc);
-        return;
+        return rc;
     }
     if (kind == 0)
         r->pulling[s] = 1;
+    return 0;
 }
 
 static long room_for(const struct cr_reader *r, int s)
@@ -322,18 +324,27 @@ static void on_group(struct cr_redis *rc, redisReply *reply, void *ud)
         cr_error("redis: creating consumer group failed: %s", reply->str);
 }
 
+static void create_groups(struct cr_reader *r)
+{
+    int s;
+
+    for (s = 0; s < NSTREAMS; s++)
+        cr_redis_cmd(r->d->rc, on_group, r, 0, "XGROUP CREATE %s %s 0 MKSTREAM", r->streams[s],
+                     r->d->cfg->group);
+}
+
 static void start_recovery(struct cr_reader *r)
 {
     int s;
 
+    if (r->stopped || r->d->stopping)
+        return;
     for (s = 0; s < NSTREAMS; s++) {
-        cr_redis_cmd(r->d->rc, on_group, r, 0, "XGROUP CREATE %s %s 0 MKSTREAM", r->streams[s],
-                     r->d->cfg->group);
         if (r->recovering[s])
             continue;
-        r->recovering[s] = 1;
         snprintf(r->recover_from[s], sizeof(r->recover_from[s]), "0");
-        issue_pull(r, s, 1, RECOVER_PAGE);
+        if (issue_pull(r, s, 1, RECOVER_PAGE) == 0)
+            r->recovering[s] = 1;
     }
 }
 
@@ -365,6 +376,31 @@ static void heartbeat(struct cr_reader *r)
     }
 }
 
+/* Extends the lease of the retry-set members this crierd has claimed, for the
+ * same reason: a retry waiting for a paused or rate-limited provider must not
+ * come due again and go out twice. */
+static void renew_retries(struct cr_reader *r)
+{
+    enum { MAX_HELD = 1024 };
+    const char *members[MAX_HELD];
+    const char *argv[3 + 2 * MAX_HELD];
+    char until[24];
+    size_t n = cr_fanout_retry_members(r->d->fanout, members, MAX_HELD);
+    size_t i;
+
+    if (n == 0)
+        return;
+    snprintf(until, sizeof(until), "%lld", (long long)(cr_now_ms() + r->d->cfg->reclaim_idle_ms));
+    argv[0] = "ZADD";
+    argv[1] = r->d->keys.retry;
+    argv[2] = "XX";
+    for (i = 0; i < n; i++) {
+        argv[3 + 2 * i] = until;
+        argv[4 + 2 * i] = members[i];
+    }
+    cr_redis_argv(r->d->rc, on_acked, NULL, 0, (int)(3 + 2 * n), argv, NULL);
+}
+
 static void on_claim_timer(uv_timer_t *t)
 {
     struct cr_reader *r = t->data;
@@ -373,6 +409,11 @@ static void on_claim_timer(uv_timer_t *t)
     if (!cr_redis_ready(r->d->rc))
         return;
     heartbeat(r);
+    renew_retries(r);
+    /* Now and then, take back anything delivered here but not taken (a reply
+     * lost on a connection that a watchdog dropped). */
+    if (++r->ticks % RECOVER_EVERY == 0)
+        start_recovery(r);
     for (s = 0; s < NSTREAMS; s++) {
         if (stream_has_room(r, s))
             issue_pull(r, s, 2, s == 0 ? 4 : 2);
@@ -386,8 +427,11 @@ void cr_reader_redis_state(struct cr_reader *r, int blocking_conn, int connected
             r->blocking = 0;
         return;
     }
+    /* A reply lost with either connection may have delivered entries to this
+     * consumer that it never took: read them back from the pending list. */
     if (!blocking_conn)
-        start_recovery(r);
+        create_groups(r);
+    start_recovery(r);
     cr_reader_kick(r);
 }
 
