@@ -54,6 +54,7 @@ struct cr_dispatch {
 
 static void pump(struct prov *p);
 static void note_health(struct prov *p, int failed);
+static void take_back(struct prov *p);
 static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *res);
 
 static void on_wake(uv_timer_t *t)
@@ -438,11 +439,15 @@ static void note_health(struct prov *p, int failed)
 
     if (!failed) {
         after = cr_breaker_success(&p->breaker);
-        if (before != CR_BREAKER_CLOSED)
+        if (before != CR_BREAKER_CLOSED) {
             cr_info("provider '%s': answering again; back in rotation", p->conf->name);
+            take_back(p);
+        }
         return;
     }
     after = cr_breaker_failure(&p->breaker, cr_now_ms());
+    if (after == CR_BREAKER_OPEN)
+        wake_in(p, p->breaker.open_ms); /* time for a probe, even with nothing queued here */
     if (after == CR_BREAKER_OPEN && before != CR_BREAKER_OPEN) {
         cr_warn("provider '%s': %d failures in a row; out of rotation for %ld ms, traffic moves "
                 "to the channel's next provider",
@@ -615,6 +620,96 @@ static struct cr_msg *next_msg(struct prov *p)
     return NULL;
 }
 
+/* p is back in rotation: what waits on the channel's later providers, which
+ * took over its traffic, returns to it (earlier in the list = preferred). */
+static void take_back(struct prov *p)
+{
+    const struct cr_config *cfg = p->dp->d->cfg;
+    enum cr_channel ch = p->conf->ops->channel;
+    size_t my_ix = cfg->nchannel_providers[ch];
+    size_t moved = 0;
+    size_t i;
+    int q;
+
+    for (i = 0; i < cfg->nchannel_providers[ch]; i++) {
+        struct prov *o = &p->dp->prov[cfg->channel_providers[ch][i]];
+        struct queue keep[CR_PRIO__COUNT];
+
+        if (o == p) {
+            my_ix = i;
+            continue;
+        }
+        if (i < my_ix || o->queued == 0)
+            continue;
+        memset(keep, 0, sizeof(keep));
+        for (q = 0; q < CR_PRIO__COUNT; q++) {
+            struct cr_msg *m;
+
+            while ((m = q_pop(&o->q[q])) != NULL) {
+                if (!serves(p, m)) {
+                    q_push(&keep[q], m);
+                    continue;
+                }
+                o->queued--;
+                m->provider_ix = (uint8_t)my_ix;
+                q_push(&p->q[q], m);
+                p->queued++;
+                moved++;
+            }
+        }
+        memcpy(o->q, keep, sizeof(keep));
+    }
+    if (moved)
+        cr_info("provider '%s': %zu queued messages return to it", p->conf->name, moved);
+    pump(p);
+}
+
+/* p's open period is over but nothing is queued on it (its traffic went to
+ * other providers): take one message from another provider of the channel
+ * to be the probe. Returns 1 when one was taken. */
+static int take_probe(struct prov *p)
+{
+    const struct cr_config *cfg = p->dp->d->cfg;
+    enum cr_channel ch = p->conf->ops->channel;
+    int64_t now = cr_now_ms();
+    size_t my_ix = 0;
+    size_t i;
+    int q;
+
+
+    if (p->breaker.state != CR_BREAKER_OPEN)
+        return 0;
+    if (now < p->breaker.open_until_ms) {
+        wake_in(p, p->breaker.open_until_ms - now + 1); /* the loop's clock ran a little early */
+        return 0;
+    }
+    for (i = 0; i < cfg->nchannel_providers[ch]; i++) {
+        if (cfg->channel_providers[ch][i] == (int)p->ix)
+            my_ix = i;
+    }
+    for (i = 0; i < cfg->nchannel_providers[ch]; i++) {
+        struct prov *o = &p->dp->prov[cfg->channel_providers[ch][i]];
+
+        if (o == p || o->queued == 0)
+            continue;
+        for (q = 0; q < CR_PRIO__COUNT; q++) {
+            struct cr_msg *m = o->q[q].head;
+
+            if (m == NULL || !serves(p, m))
+                continue;
+            q_pop(&o->q[q]);
+            o->queued--;
+            m->provider_ix = (uint8_t)my_ix;
+            q_push(&p->q[q], m);
+            p->queued++;
+            cr_info("provider '%s': out of rotation period over; probing with one message",
+                    p->conf->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Whether p may send one more message now; when not, arranges to be pumped
  * again when it may. Consumes a rate token and the breaker's probe slot. */
 static int may_send(struct prov *p)
@@ -647,6 +742,8 @@ static int may_send(struct prov *p)
 
 static void pump(struct prov *p)
 {
+    if (p->queued == 0 && !p->dp->stopped)
+        take_probe(p);
     while (!p->dp->stopped && !p->auth_busy && p->inflight < p->conf->max_inflight &&
            p->queued > 0) {
         struct cr_msg *m;

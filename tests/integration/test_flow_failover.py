@@ -15,9 +15,6 @@ JOB_ID = "flow-failover-0001"
 OUTAGE_S = 10
 
 
-@pytest.mark.xfail(reason="failover works, but the primary gets no request after it is back: "
-                   "no half-open probe reaches it once its last open period ends",
-                   strict=False)
 def test_primary_down_mid_job_fails_over_and_comes_back(env):
     subs = {f"f{i:05d}": {"phone": f"+4473{i:08d}", "name": f"Resident {i}"} for i in range(N)}
     env.start_redis()

@@ -101,9 +101,6 @@ def test_permanent_errors_are_never_retried(env):
     assert counter(h, "sent") + counter(h, "delivered") == 200
 
 
-@pytest.mark.xfail(reason="a parked retry can be claimed again from crier:retry when its lease "
-                   "(reclaim_idle_ms) runs out before it is sent: two copies go out ms apart",
-                   strict=False)
 def test_retry_after_is_honoured(env):
     n = 300
     job_id = "flow-retry-after-0001"

@@ -11,9 +11,6 @@ from harness import Expect, CHANNELS, ENDPOINT, post_job, seed, wait_job
 N = 4000
 
 
-@pytest.mark.xfail(reason="batches wait for their slowest channel: with max_batches full of "
-                   "batches waiting on push, email and SMS finish only shortly before push",
-                   strict=False)
 def test_slow_push_does_not_hold_up_email_and_sms(env):
     subs = {f"w{i:05d}": {"name": f"Resident {i}", "email": f"w{i:05d}@slow.test",
                           "phone": f"+4472{i:08d}", "push_token": f"tok-w{i:05d}",

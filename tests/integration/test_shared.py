@@ -69,9 +69,6 @@ def test_two_crierd_share_one_job(env):
     check_once(env, h, exp)
 
 
-@pytest.mark.xfail(reason="a live crierd's batch is XAUTOCLAIMed by the other once it is idle "
-                   "longer than reclaim_idle_ms, and its unrecorded messages go out twice",
-                   strict=False)
 def test_slow_batches_are_not_taken_from_a_live_crierd(env):
     # A batch here takes several seconds to send (slow provider, few requests in
     # flight), longer than reclaim_idle_ms: the crierd still working on it must
