@@ -338,6 +338,9 @@ static CURLcode smtp_setup(struct xfer *x, struct cr_request *req)
     SETOPT(x->easy, CURLOPT_MAIL_FROM, req->mail_from);
     SETOPT(x->easy, CURLOPT_MAIL_RCPT, x->rcpt);
     SETOPT(x->easy, CURLOPT_MIMEPOST, x->mime);
+    /* A server that stops answering (also to QUIT when the connection cache
+     * closes at shutdown) is given up on after 10 s, not curl's 120 s. */
+    SETOPT(x->easy, CURLOPT_SERVER_RESPONSE_TIMEOUT, 10L);
     /* Required TLS fails the transfer when the server offers no STARTTLS:
      * never a silent fallback to plaintext. */
     SETOPT(x->easy, CURLOPT_USE_SSL,
