@@ -167,6 +167,7 @@ static void put_behaviour(cJSON *obj, const struct sim_behaviour *b)
     cJSON_AddNumberToObject(obj, "error_rate", b->error_rate);
     cJSON_AddNumberToObject(obj, "rate_429", b->rate_429);
     cJSON_AddNumberToObject(obj, "retry_after", b->retry_after);
+    cJSON_AddBoolToObject(obj, "retry_after_date", b->retry_after_date);
 }
 
 static void answer_settings(struct sim *sim, struct sim_response *res)
@@ -211,9 +212,10 @@ static void answer_config(struct sim *sim, const struct sim_request *req,
         {"error_rate", 1.0, "error_rate must be 0..1"},
         {"rate_429", 1.0, "rate_429 must be 0..1"},
         {"retry_after", SIM_MAX_RETRY_AFTER, "retry_after must be 0..86400"},
+        {"retry_after_date", 1.0, "retry_after_date must be 0 or 1"},
     };
-    double val[5] = {0};
-    int present[5] = {0};
+    double val[6] = {0};
+    int present[6] = {0};
     cJSON *doc = cJSON_ParseWithLength(req->body, req->body_len);
     const cJSON *epv;
     enum sim_endpoint ep = SIM_EP_COUNT;
@@ -253,6 +255,8 @@ static void answer_config(struct sim *sim, const struct sim_request *req,
             b->rate_429 = val[3];
         if (present[4])
             b->retry_after = (uint32_t)val[4];
+        if (present[5])
+            b->retry_after_date = val[5] >= 0.5;
     }
     answer_settings(sim, res);
 out:

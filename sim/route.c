@@ -3,6 +3,7 @@
 #include <http_parser.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "callbacks.h"
 #include "record.h"
@@ -113,9 +114,23 @@ enum sim_inject sim_provider_inject(struct sim *sim, enum sim_endpoint ep)
 
 void sim_provider_retry_after(struct sim *sim, enum sim_endpoint ep, struct sim_response *res)
 {
-    char v[16];
+    const struct sim_behaviour *b = &sim->behaviour[ep];
+    char v[64];
 
-    snprintf(v, sizeof(v), "%u", (unsigned)sim->behaviour[ep].retry_after);
+    if (b->retry_after_date) {
+        /* IMF-fixdate has whole seconds: round up so the date is never earlier
+         * than retry_after seconds from now. */
+        struct timespec ts;
+        struct tm tm;
+        time_t at;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        at = ts.tv_sec + (time_t)b->retry_after + (ts.tv_nsec > 0 ? 1 : 0);
+        gmtime_r(&at, &tm);
+        strftime(v, sizeof(v), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    } else {
+        snprintf(v, sizeof(v), "%u", (unsigned)b->retry_after);
+    }
     sim_res_header(res, "Retry-After", v);
 }
 

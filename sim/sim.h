@@ -27,6 +27,7 @@ struct sim_behaviour {
     double error_rate;    /* fraction of valid requests answered with the 5xx */
     double rate_429;      /* fraction of valid requests answered with the 429 */
     uint32_t retry_after; /* seconds, sent in Retry-After with the 429 */
+    int retry_after_date; /* nonzero: send Retry-After as an HTTP-date that far ahead */
 };
 
 /* Upper bounds accepted for the knobs, from flags and /_sim/config alike. */
@@ -194,7 +195,8 @@ enum sim_inject { SIM_INJECT_NONE, SIM_INJECT_429, SIM_INJECT_5XX };
 /* Rolls the endpoint's rate_429 / error_rate dice (one draw). */
 enum sim_inject sim_provider_inject(struct sim *sim, enum sim_endpoint ep);
 
-/* Adds "Retry-After: <retry_after>" for the endpoint to res. */
+/* Adds "Retry-After: <retry_after>" (seconds, or an HTTP-date that many seconds
+ * ahead when retry_after_date is set) for the endpoint to res. */
 void sim_provider_retry_after(struct sim *sim, enum sim_endpoint ep, struct sim_response *res);
 
 /* Finishes a provider answer already written into res: counts it, logs it with
