@@ -9,6 +9,7 @@ import random
 import pytest
 
 from harness import (CHANNELS, ENDPOINT, Expect, counter, make_population, post_job, seed,
+                     stream_fields,
                      status_total, wait_job, wait_until)
 
 N = 100000
@@ -77,6 +78,12 @@ def test_sigkill_one_of_two_crierd_repeatedly(env):
         extra = set(got) - want
         assert not extra, f"{ep}: unexpected recipients {sorted(extra)[:5]}"
         dups += stats[ep]["duplicates"]
+    # Progress events: every 20 batches, in order, each with the counts so far.
+    progress = [f for _id, f in stream_fields(env.r, "crier:events")
+                if f.get("job") == JOB_ID and f["event"] == "progress"]
+    done = [int(f["batches_done"]) for f in progress]
+    assert done and done == sorted(done) and all(d % 20 == 0 for d in done), done
+    assert all(int(f["targeted"]) <= N for f in progress)
     assert int(h["targeted"]) == N
     assert int(h["messages"]) == exp.total == status_total(h)
     assert counter(h, "skipped") == len(exp.skipped)
