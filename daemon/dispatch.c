@@ -14,6 +14,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "render.h"
+#include "sms.h"
 
 #define RESPONSE_MAX (256 * 1024)
 #define BODY_MAX (1024 * 1024)
@@ -351,6 +352,8 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
         finish(p, m, CR_ST_DELIVERED, &res, latency_us, 0);
         break;
     case CR_OUT_SENT:
+        if (m->channel == CR_CH_SMS)
+            cr_metrics_sms_segments(dp->d->metrics, (int)p->ix, m->segments);
         finish(p, m, CR_ST_SENT, &res, latency_us, 0);
         break;
     case CR_OUT_SUPPRESS:
@@ -570,6 +573,12 @@ static void send_one(struct prov *p, struct cr_msg *m)
     cr_request_init(&req, BODY_MAX);
     req.now_ms = cr_now_ms();
     rc = cr_render_message(&dp->render, m, &msg);
+    if (rc == 0 && m->channel == CR_CH_SMS && msg.sms) {
+        struct cr_sms_info si;
+
+        if (cr_sms_measure(msg.sms, strlen(msg.sms), &si) == 0)
+            m->segments = (uint8_t)(si.segments > 255 ? 255 : si.segments);
+    }
     if (rc == 0)
         rc = p->conf->ops->build(p->conf->state, &one, 1, &req);
     if (rc < 0) {

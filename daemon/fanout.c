@@ -286,6 +286,7 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
     o->address = m->address;
     o->suppress = (uint8_t)suppress;
     o->unpark = m->member;
+    o->segments = m->segments;
     o->slot_held = m->slot_held;
     o->slot_prov = m->slot_prov;
     m->slot_held = 0;
@@ -335,6 +336,7 @@ static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const cha
     o->provider = provider;
     o->latency_us = latency_us;
     o->address = m->address;
+    o->segments = m->segments;
     o->slot_held = m->slot_held;
     o->slot_prov = m->slot_prov;
     m->slot_held = 0;

@@ -36,6 +36,7 @@ struct cr_msg {
     enum cr_msg_state state;
     uint8_t attempt;       /* attempts made so far */
     uint8_t provider_ix;   /* index into the channel's provider list */
+    uint8_t segments;      /* SMS: segments of the rendered text (set when sent) */
     uint8_t slot_held;     /* holds an in-flight slot of provider slot_prov until its
                               outcome is written */
     uint8_t slot_prov;
@@ -97,6 +98,7 @@ struct cr_record {
     char code[48];
     char provider_id[96];
     long latency_us;
+    uint8_t segments;        /* SMS segments, 0 for other channels */
     uint8_t slot_held;       /* release provider slot_prov's in-flight slot once written */
     uint8_t slot_prov;
     const char *unpark;      /* the retry member this outcome resolves, or NULL */

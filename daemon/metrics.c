@@ -40,6 +40,7 @@ struct cr_metrics {
     uint64_t *msgs;     /* [(nprov + 1) * NCH * CR_ST__COUNT], row nprov = no provider */
     struct hist *lat;   /* [nprov] */
     uint64_t *retries;  /* [nprov] */
+    uint64_t *segments; /* [nprov] SMS segments accepted */
     double *wait_s;     /* [nprov] */
     struct hook_series hooks[HOOK_SERIES_MAX];
     size_t nhooks;
@@ -57,8 +58,10 @@ int cr_metrics_init(size_t nproviders, struct cr_metrics **out)
     m->msgs = calloc((np + 1) * NCH * CR_ST__COUNT, sizeof(*m->msgs));
     m->lat = calloc(np, sizeof(*m->lat));
     m->retries = calloc(np, sizeof(*m->retries));
+    m->segments = calloc(np, sizeof(*m->segments));
     m->wait_s = calloc(np, sizeof(*m->wait_s));
-    if (m->msgs == NULL || m->lat == NULL || m->retries == NULL || m->wait_s == NULL) {
+    if (m->msgs == NULL || m->lat == NULL || m->retries == NULL || m->segments == NULL ||
+        m->wait_s == NULL) {
         cr_metrics_free(m);
         return CR_ENOMEM;
     }
@@ -73,6 +76,7 @@ void cr_metrics_free(struct cr_metrics *m)
     free(m->msgs);
     free(m->lat);
     free(m->retries);
+    free(m->segments);
     free(m->wait_s);
     free(m);
 }
@@ -109,6 +113,12 @@ void cr_metrics_latency(struct cr_metrics *m, int provider_ix, long latency_us)
         h->bucket[i]++;
     h->count++;
     h->sum += s;
+}
+
+void cr_metrics_sms_segments(struct cr_metrics *m, int provider_ix, unsigned n)
+{
+    if (m && provider_ix >= 0 && (size_t)provider_ix < m->nprov)
+        m->segments[provider_ix] += n;
 }
 
 void cr_metrics_retry(struct cr_metrics *m, int provider_ix)
@@ -294,6 +304,12 @@ static int per_provider(struct cr_buf *out, const struct cr_daemon *d, size_t np
     return rc;
 }
 
+static double v_segments(const struct cr_metrics *m, const struct cr_daemon *d, size_t i)
+{
+    (void)d;
+    return (double)m->segments[i];
+}
+
 static double v_retries(const struct cr_metrics *m, const struct cr_daemon *d, size_t i)
 {
     (void)d;
@@ -377,6 +393,10 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
     if (rc == 0)
         rc = per_provider(out, d, m->nprov, "crier_retries_total", "counter",
                           "Messages scheduled for another attempt.", v_retries, m);
+    if (rc == 0)
+        rc = per_provider(out, d, m->nprov, "crier_sms_segments_total", "counter",
+                          "SMS segments accepted by the provider (what SMS costs).", v_segments,
+                          m);
     if (rc == 0)
         rc = per_provider(out, d, m->nprov, "crier_ratelimit_wait_seconds_total", "counter",
                           "Time messages waited for the provider's rate limit.", v_wait, m);

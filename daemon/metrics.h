@@ -23,6 +23,8 @@ void cr_metrics_message(struct cr_metrics *m, enum cr_channel ch, int provider_i
                         enum cr_status st);
 /* One provider request finished after latency_us (any outcome, including transport errors). */
 void cr_metrics_latency(struct cr_metrics *m, int provider_ix, long latency_us);
+/* provider_ix accepted an SMS of n segments (what the message costs). */
+void cr_metrics_sms_segments(struct cr_metrics *m, int provider_ix, unsigned n);
 /* A message was scheduled for another attempt on provider_ix. */
 void cr_metrics_retry(struct cr_metrics *m, int provider_ix);
 /* A message waited wait_ms for the provider's rate limit. */

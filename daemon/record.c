@@ -61,7 +61,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
     argv = malloc(argc * sizeof(*argv));
-    nums = malloc(n * 4 * 24 + 1);
+    nums = malloc(n * 5 * 24 + 1);
     fc = malloc(sizeof(*fc));
     if (argv == NULL || nums == NULL || fc == NULL)
         goto out;
@@ -90,16 +90,18 @@ void cr_record_flush(struct cr_batch *b, int ack)
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
-        char *pos = nums + i * 96;
+        char *pos = nums + i * 120;
         char *att = pos + 24;
         char *lat = pos + 48;
         char *due = pos + 72;
+        char *seg = pos + 96;
         static const char *const chix[] = {"0", "1", "2", "3"};
 
         snprintf(pos, 24, "%u", o->sub->pos);
         snprintf(att, 24, "%u", o->attempt);
         snprintf(lat, 24, "%ld", o->latency_us);
         snprintf(due, 24, "%lld", (long long)o->park_due_ms);
+        snprintf(seg, 24, "%u", o->segments);
         a[0] = o->sub->id;
         a[1] = pos;
         a[2] = chix[o->channel < CR_CH__COUNT ? o->channel : 3];
@@ -115,6 +117,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         a[12] = o->unpark ? o->unpark : "";
         a[13] = due;
         a[14] = o->park_member ? o->park_member : "";
+        a[15] = seg;
     }
     fc->b = b;
     fc->ack = ack;

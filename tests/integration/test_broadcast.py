@@ -101,6 +101,11 @@ def test_broadcast_reaches_everyone_once(env):
             seen[key] = seen.get(key, 0) + 1
             assert rc["provider"] == ENDPOINT[rc["channel"]]
     assert seen == {(s, c): 1 for s, c, _a in exp.messages}
+    # SMS receipts carry what the message costs: its segments, summed on the job.
+    sms = [rc for _id, rc in stream_fields(env.r, f"{PREFIX}receipts")
+           if rc.get("channel") == "sms" and rc.get("status") in ("sent", "delivered")]
+    assert sms and all(int(rc["segments"]) >= 1 for rc in sms)
+    assert int(h["sms_segments"]) == sum(int(rc["segments"]) for rc in sms)
 
     events = [f["event"] for _id, f in stream_fields(env.r, f"{PREFIX}events")
               if f.get("job") == JOB_ID]
