@@ -1,22 +1,26 @@
 /* crierctl report: a job's reach per targeted segment as CSV, computed from
  * its receipts (one final outcome per subscriber and channel) and from the
- * segment sets, so that the figures can be handed to people who ask "who was
- * told, where, and did it arrive". */
+ * segment sets, then what residents answered (the reply and survey tallies
+ * the daemon keeps per segment), for people who ask "who was told, where, did
+ * it arrive, and what did they say". */
 #include <cjson/cJSON.h>
 #include <csv.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "replies.h" /* CR_SURVEY_OPTIONS_MAX, as the daemon numbers options */
 
 #define MAX_SUBS 5000000       /* distinct subscribers a report can hold */
 #define MAX_SEGS 1024          /* segments named by one job */
 #define PAGE "10000"
 #define PAGE_N 10000
 #define MEMBER_CHUNK 1000      /* ids per SMISMEMBER */
+#define SLUG_MAX 40            /* bytes of an option's text kept in its column name */
 
 static const char help[] =
     "Usage: crierctl report [options] ID\n"
@@ -24,14 +28,22 @@ static const char help[] =
     "(audience.segments of its document) and a `total` row, with the columns\n"
     "  segment,residents_targeted,residents_reached,messages,delivered,sent,\n"
     "  failed,suppressed,skipped, sent/delivered/failed per channel\n"
-    "  (sent_email, ...), then bounced,expired,cancelled.\n"
+    "  (sent_email, ...), then bounced,expired,cancelled,\n"
+    "  replies,reply_rate and, when the job has a survey,\n"
+    "  survey_responses,response_rate and one option_<n>_<slug> column per\n"
+    "  survey option (answers for that option).\n"
     "A resident counts in a segment's row when the resident is a member of that\n"
     "segment now; residents reached = distinct residents with at least one\n"
     "delivered or sent message. Subscribers named directly by the job count in\n"
     "the total only.\n"
     "The figures come from the job's receipts in <prefix>receipts: receipts\n"
     "already trimmed from the stream (MAXLEN, receipts.maxlen) are not counted,\n"
-    "and a warning says so when the total does not match the job's counters.\n";
+    "and a warning says so when the total does not match the job's counters.\n"
+    "replies = residents who replied (by SMS), survey_responses = residents who\n"
+    "answered (by SMS or link), as the daemon tallied them per segment when the\n"
+    "answer came (<prefix>job:ID:replies:segments, :survey:<segment>); the total\n"
+    "row takes the job-wide figures, residents named directly included. Rates\n"
+    "are over residents_reached, 3 decimals, empty when nobody was reached.\n";
 
 /* Where each column's value comes from. */
 enum col_src { SRC_TARGETED, SRC_REACHED, SRC_MESSAGES, SRC_STATUS, SRC_CHANNEL_STATUS };
@@ -64,10 +76,7 @@ static const struct column columns[] = {
     {"bounced", SRC_STATUS, CR_ST_BOUNCED, 0},
     {"expired", SRC_STATUS, CR_ST_EXPIRED, 0},
     {"cancelled", SRC_STATUS, CR_ST_CANCELLED, 0},
-    /* Replies and survey answers go here once <prefix>replies is written:
-     * e.g. {"replies", SRC_REPLIES}, {"residents_replied", ...} and one
-     * "survey_<n>" column per survey option, counted from the replies stream
-     * filtered by job in a pass like read_receipts(), per subscriber. */
+    /* the reply and survey columns follow these: see put_engagement() */
 };
 #define NCOLUMNS (sizeof(columns) / sizeof(columns[0]))
 
@@ -94,6 +103,20 @@ struct row {
     long long targeted, reached, messages;
     long long st[CR_ST__COUNT];
     long long ch[CR_CH__COUNT][CR_ST__COUNT];
+};
+
+/* What residents answered, as the daemon tallied it (docs/engagement.md):
+ * one per segment row and one for the total. */
+struct answers {
+    long long replies;                      /* residents who replied */
+    long long responses;                    /* residents who answered the survey */
+    long long option[CR_SURVEY_OPTIONS_MAX]; /* answers per option, 0-based */
+};
+
+/* The job's survey: its options' column names; noptions 0 = no survey. */
+struct survey_cols {
+    size_t noptions;
+    char name[CR_SURVEY_OPTIONS_MAX][SLUG_MAX + 16];
 };
 
 static uint64_t hash_str(const char *s)
@@ -386,13 +409,216 @@ static void put_cell(const char *s)
         fputs(s, stdout);
 }
 
-static void put_row(const char *name, const struct row *row)
+/* "option_<n>_<slug>": the option's text in lower case, ASCII letters and
+ * digits kept, every run of anything else one '_', at most SLUG_MAX bytes,
+ * so that a spreadsheet can name the column; "option_<n>" when nothing is left. */
+static void option_column(char *out, size_t outlen, size_t n, const char *text)
+{
+    char slug[SLUG_MAX + 1];
+    size_t len = 0;
+    int gap = 0;
+
+    for (; *text != '\0' && len < SLUG_MAX; text++) {
+        unsigned char c = (unsigned char)*text;
+
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) {
+            if (gap && len > 0) {
+                if (len + 1 >= SLUG_MAX)
+                    break; /* no room for '_' and a character: end on a word */
+                slug[len++] = '_';
+            }
+            gap = 0;
+            slug[len++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        } else {
+            gap = 1;
+        }
+    }
+    slug[len] = '\0';
+    if (len > 0)
+        snprintf(out, outlen, "option_%zu_%s", n, slug);
+    else
+        snprintf(out, outlen, "option_%zu", n);
+}
+
+/* Reads the job's survey from its document, numbering the options as the
+ * daemon does when it tallies answers (cr_survey_from_doc: string options in
+ * order, at most CR_SURVEY_OPTIONS_MAX, a survey only with a string question),
+ * and names their columns. Returns 0 or CTL_EXIT_FAIL. */
+static int read_survey(const char *doc, struct survey_cols *sc)
+{
+    cJSON *root = cJSON_Parse(doc);
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(root, "survey");
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(sv, "question");
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(sv, "options");
+    const cJSON *it;
+
+    sc->noptions = 0;
+    if (root == NULL) {
+        fprintf(stderr, "crierctl report: the job's stored document is not JSON\n");
+        return CTL_EXIT_FAIL;
+    }
+    if (cJSON_IsString(q) && cJSON_IsArray(opts)) {
+        cJSON_ArrayForEach(it, opts)
+        {
+            if (!cJSON_IsString(it) || sc->noptions >= CR_SURVEY_OPTIONS_MAX)
+                continue;
+            option_column(sc->name[sc->noptions], sizeof(sc->name[0]), sc->noptions + 1,
+                          it->valuestring);
+            sc->noptions++;
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+/* A count out of a hash value; 0 when it is not a non-negative integer. */
+static long long count_of(const redisReply *v)
+{
+    long long n;
+
+    if (v->type != REDIS_REPLY_STRING || cr_ctl_parse_ll(v->str, 0, LLONG_MAX, &n) != 0)
+        return 0;
+    return n;
+}
+
+/* A survey tally hash (option number -> answers) into a: per option and,
+ * when responses is set, the sum as the residents who answered. */
+static void take_tally(const redisReply *r, struct answers *a, int responses)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < r->elements; i += 2) {
+        long long opt;
+        long long n = count_of(r->element[i + 1]);
+
+        if (r->element[i]->type != REDIS_REPLY_STRING ||
+            cr_ctl_parse_ll(r->element[i]->str, 1, CR_SURVEY_OPTIONS_MAX, &opt) != 0)
+            continue;
+        a->option[opt - 1] += n;
+        if (responses)
+            a->responses += n;
+    }
+}
+
+/* Job key + suffix into out; -1 (printed) when too long. */
+static int job_subkey(char *out, const char *jobkey, const char *suffix, const char *seg)
+{
+    int n = snprintf(out, CR_KEY_MAX, "%s%s%s", jobkey, suffix, seg ? seg : "");
+
+    if (n < 0 || n >= CR_KEY_MAX) {
+        fprintf(stderr, "crierctl report: key %s%s%s is too long\n", jobkey, suffix,
+                seg ? seg : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the reply and survey tallies of the job (jobkey, its hash h) into
+ * ans[0..nsegs-1] (per segment) and ans[nsegs] (the job): one pipeline of
+ * HGETALL :replies:segments, :survey and :survey:<segment> per segment. */
+static int read_answers(struct ctl *ctl, const struct report *rp, const struct survey_cols *sc,
+                        const char *jobkey, const redisReply *h, struct answers *ans)
+{
+    char key[CR_KEY_MAX];
+    const char *argv[2];
+    struct answers *total = &ans[rp->nsegs];
+    size_t nkeys = sc->noptions > 0 ? 2 + rp->nsegs : 1;
+    size_t nreq;
+    size_t q;
+    size_t i;
+    size_t s;
+    int code = 0;
+    int rd = 0;
+
+    total->replies = cr_ctl_field_ll(h, "repliers", 0);
+    total->responses = cr_ctl_field_ll(h, "survey_responses", 0);
+    argv[0] = "HGETALL";
+    argv[1] = key;
+    /* keys in reply order: :replies:segments, :survey, :survey:<segment>... */
+    for (nreq = 0; nreq < nkeys; nreq++) {
+        int bad = nreq == 0   ? job_subkey(key, jobkey, ":replies:segments", NULL)
+                  : nreq == 1 ? job_subkey(key, jobkey, ":survey", NULL)
+                              : job_subkey(key, jobkey, ":survey:", rp->segs[nreq - 2]);
+
+        code = bad < 0 ? CTL_EXIT_FAIL : cr_ctl_pipe_append(ctl, 2, argv, NULL);
+        if (code != 0)
+            break;
+    }
+    /* what was appended is read before an append failure is returned */
+    for (q = 0; q < nreq; q++) {
+        redisReply *r = cr_ctl_pipe_read(ctl, &rd);
+
+        if (r == NULL)
+            return rd;
+        if (r->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "crierctl report: reading the job's reply and survey tallies "
+                            "failed: %s\n",
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            freeReplyObject(r);
+            return CTL_EXIT_FAIL;
+        }
+        if (q == 0) {
+            for (i = 0; i + 1 < r->elements; i += 2)
+                for (s = 0; s < rp->nsegs; s++)
+                    if (r->element[i]->type == REDIS_REPLY_STRING &&
+                        strcmp(r->element[i]->str, rp->segs[s]) == 0)
+                        ans[s].replies = count_of(r->element[i + 1]);
+        } else if (q == 1) {
+            take_tally(r, total, 0);
+        } else {
+            take_tally(r, &ans[q - 2], 1);
+        }
+        freeReplyObject(r);
+    }
+    return code;
+}
+
+static void put_rate(long long n, long long reached)
+{
+    if (reached > 0)
+        printf(",%.3f", (double)n / (double)reached);
+    else
+        putchar(',');
+}
+
+static void put_engagement_header(const struct survey_cols *sc)
+{
+    size_t i;
+
+    fputs(",replies,reply_rate", stdout);
+    if (sc->noptions == 0)
+        return;
+    fputs(",survey_responses,response_rate", stdout);
+    for (i = 0; i < sc->noptions; i++) {
+        putchar(',');
+        put_cell(sc->name[i]);
+    }
+}
+
+static void put_engagement(const struct survey_cols *sc, const struct answers *a,
+                           long long reached)
+{
+    size_t i;
+
+    printf(",%lld", a->replies);
+    put_rate(a->replies, reached);
+    if (sc->noptions == 0)
+        return;
+    printf(",%lld", a->responses);
+    put_rate(a->responses, reached);
+    for (i = 0; i < sc->noptions; i++)
+        printf(",%lld", a->option[i]);
+}
+
+static void put_row(const char *name, const struct row *row, const struct survey_cols *sc,
+                    const struct answers *a)
 {
     size_t c;
 
     put_cell(name);
     for (c = 0; c < NCOLUMNS; c++)
         printf(",%lld", value(row, &columns[c]));
+    put_engagement(sc, a, row->reached);
     putchar('\n');
 }
 
@@ -417,6 +643,8 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     struct ctl_job job;
     struct row total;
     struct row *rows = NULL;
+    struct answers *ans = NULL;
+    struct survey_cols sc;
     const char *hargv[2];
     const char *doc;
     char key[CR_KEY_MAX];
@@ -428,6 +656,7 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     int c;
 
     memset(&rp, 0, sizeof(rp));
+    memset(&sc, 0, sizeof(sc));
     for (;;) {
         c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
         if (c == -1)
@@ -467,16 +696,21 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
             fprintf(stderr, "crierctl report: job %s has no stored document\n", id);
         goto out;
     }
-    code = read_receipts(ctl, &rp, id, job.created_ms);
-    if (code == 0)
-        code = read_membership(ctl, &rp);
-    if (code != 0)
-        goto out;
     rows = calloc(rp.nsegs + 1, sizeof(*rows));
-    if (rows == NULL) {
-        code = CTL_EXIT_FAIL;
+    ans = calloc(rp.nsegs + 1, sizeof(*ans));
+    if (rows == NULL || ans == NULL) {
+        fprintf(stderr, "crierctl report: out of memory\n");
         goto out;
     }
+    code = read_survey(doc, &sc);
+    if (code == 0)
+        code = read_receipts(ctl, &rp, id, job.created_ms);
+    if (code == 0)
+        code = read_membership(ctl, &rp);
+    if (code == 0)
+        code = read_answers(ctl, &rp, &sc, key, h, ans);
+    if (code != 0)
+        goto out;
     memset(&total, 0, sizeof(total));
     for (i = 0; i < rp.nsubs; i++) {
         add_sub(&total, &rp.subs[i]);
@@ -494,13 +728,15 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     fputs("segment", stdout);
     for (i = 0; i < NCOLUMNS; i++)
         printf(",%s", columns[i].name);
+    put_engagement_header(&sc);
     putchar('\n');
     for (s = 0; s < rp.nsegs; s++)
-        put_row(rp.segs[s], &rows[s]);
-    put_row("total", &total);
+        put_row(rp.segs[s], &rows[s], &sc, &ans[s]);
+    put_row("total", &total, &sc, &ans[rp.nsegs]);
     code = CTL_EXIT_OK;
 out:
     free(rows);
+    free(ans);
     if (h)
         freeReplyObject(h);
     release(&rp);

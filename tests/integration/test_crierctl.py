@@ -302,3 +302,121 @@ def test_crierctl_end_to_end(env, tmp_path):
     assert res.returncode == 1 and "rejected (unknown_channel)" in res.stdout
 
     d.check_alive()
+
+
+# ---- report: replies and survey answers -------------------------------------------
+
+SURVEY_OPTIONS = ["Yes", "No", "Not sure, ask me later"]
+BASE_COLUMNS = [
+    "segment", "residents_targeted", "residents_reached", "messages", "delivered", "sent",
+    "failed", "suppressed", "skipped", "sent_email", "sent_sms", "sent_push",
+    "delivered_email", "delivered_sms", "delivered_push", "failed_email", "failed_sms",
+    "failed_push", "bounced", "expired", "cancelled"]
+# (subscriber, SMS body, how the daemon takes it: option number or None for a
+# plain reply). A second answer from s9 is a reply but not a second vote.
+SMS_SENT = [("s0", "1", 1), ("s5", " NOT SURE, ask me later ", 3), ("s6", "no", 2),
+            ("s9", "2", 2), ("s9", "1", None), ("s10", "thanks, all fine here!", None)]
+# a survey answer by signed link: counted as an answer, not as a reply
+LINK_ANSWERS = [("s2", 3)]
+
+
+def test_report_replies_and_survey_per_segment(env):
+    from test_hooks_http import Hooks, signed_path
+
+    subs = {f"s{i}": {"name": f"Resident {i}", "email": f"s{i}@mail.crier.test",
+                      "phone": f"+4477008{i:05d}", "channels": "email,sms"} for i in range(12)}
+    subs["s3"].pop("phone")                      # in area:A, email only
+    subs["s12"] = {"name": "Resident 12"}        # no address at all: skipped, never reached
+    segs = {"area:A": [f"s{i}" for i in range(0, 8)],
+            "area:B": [f"s{i}" for i in range(5, 12)],
+            "area:C": ["s12"]}
+    env.start_redis()
+    env.start_sim()
+    h = Hooks(env, env.dir)
+    res = ctl(env, "import", "-", stdin=population_csv(subs, segs))
+    assert res.returncode == 0, res.stderr
+
+    job_id = "ctl-survey-1"
+    job = {"id": job_id, "priority": "urgent",
+           "audience": {"segments": ["area:A", "area:B", "area:C"]},
+           "channels": ["email", "sms"],
+           "message": {"subject": "Quick question", "text": "Answer here: {{survey_url}}",
+                       "sms": "Do you feel safe at night? Reply 1 Yes, 2 No, 3 Not sure"},
+           "survey": {"question": "Do you feel safe at night?", "options": SURVEY_OPTIONS}}
+    job_path = env.dir / "survey.json"
+    job_path.write_text(json.dumps(job))
+    res = ctl(env, "send", "--wait", job_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for sid, f in subs.items():
+        if f.get("phone"):
+            last = env.r.hget(f"{PREFIX}sms:last", f["phone"])
+            assert last and last.startswith(f"{job_id}/") and last.endswith(f"/{sid}"), last
+
+    for n, (sid, body, _opt) in enumerate(SMS_SENT):
+        st = h.twilio("/hooks/twilio", {"MessageSid": f"SMrep{n}", "From": subs[sid]["phone"],
+                                        "To": "+447700900000", "Body": body})[0]
+        assert st == 200, (sid, body)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for sid, opt in LINK_ANSWERS:
+        st, _ = h.request("POST", signed_path(h, "s", sid, job_id), f"option={opt}".encode(), form)
+        assert st == 200, sid
+
+    # What the report should say, from the seeded data and the answers sent.
+    repliers = {sid for sid, _b, _o in SMS_SENT}
+    answer = {}                                  # first answer per resident counts
+    for sid, opt in [(s, o) for s, _b, o in SMS_SENT if o] + LINK_ANSWERS:
+        answer.setdefault(sid, opt)
+
+    def expected(members):
+        members = set(members)
+        reached = len({s for s, _c, _a in Expect(subs, sorted(members), ["email", "sms"]).messages})
+        replies = len(repliers & members)
+        answered = {s: o for s, o in answer.items() if s in members}
+        out = {"residents_reached": str(reached), "replies": str(replies),
+               "reply_rate": f"{replies / reached:.3f}" if reached else "",
+               "survey_responses": str(len(answered)),
+               "response_rate": f"{len(answered) / reached:.3f}" if reached else ""}
+        for i, col in enumerate(("option_1_yes", "option_2_no",
+                                 "option_3_not_sure_ask_me_later"), start=1):
+            out[col] = str(sum(1 for o in answered.values() if o == i))
+        return out
+
+    res = ctl(env, "report", job_id)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split(",") == BASE_COLUMNS + [
+        "replies", "reply_rate", "survey_responses", "response_rate", "option_1_yes",
+        "option_2_no", "option_3_not_sure_ask_me_later"]
+    rows = {r["segment"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert list(rows) == ["area:A", "area:B", "area:C", "total"]
+    for seg in ("area:A", "area:B", "area:C"):
+        want = expected(segs[seg])
+        assert {k: rows[seg][k] for k in want} == want, seg
+    want = expected(subs)
+    assert {k: rows["total"][k] for k in want} == want
+    # the figures the daemon keeps for the whole job agree with the test's
+    jh = env.r.hgetall(f"{PREFIX}job:{job_id}")
+    assert int(jh["repliers"]) == len(repliers)
+    assert int(jh["survey_responses"]) == len(answer)
+    assert rows["area:C"]["reply_rate"] == "" and rows["area:C"]["response_rate"] == ""
+    assert rows["area:A"]["replies"] == "3" and rows["area:B"]["replies"] == "4"
+    assert rows["area:A"]["option_3_not_sure_ask_me_later"] == "2"   # s5 by SMS, s2 by link
+
+    # a job without a survey: reply columns only
+    plain = dict(job, id="ctl-plain-1", audience={"segments": ["area:B"]})
+    del plain["survey"]
+    res = ctl(env, "send", "--wait", "-", stdin=json.dumps(plain))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert h.twilio("/hooks/twilio", {"MessageSid": "SMplain", "From": subs["s11"]["phone"],
+                                      "To": "+447700900000", "Body": "1"})[0] == 200
+    res = ctl(env, "report", "ctl-plain-1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].split(",") == BASE_COLUMNS + ["replies", "reply_rate"]
+    rows = {r["segment"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
+    reached = int(rows["area:B"]["residents_reached"])
+    assert reached == len(segs["area:B"])
+    for seg in ("area:B", "total"):
+        assert rows[seg]["replies"] == "1"
+        assert rows[seg]["reply_rate"] == f"{1 / reached:.3f}"
+    h.d.check_alive()
