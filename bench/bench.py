@@ -106,6 +106,10 @@ def proc_hwm_kb(pid):
     return None
 
 
+def _text(v):
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
 def command_calls(r):
     """Total calls per command from INFO commandstats."""
     return {k[len("cmdstat_"):]: v["calls"] for k, v in r.info("commandstats").items()}
@@ -408,6 +412,11 @@ class Bench:
             log(f"urgent job on an idle crierd: first message {first} ms, "
                 f"completed in {int(h['completed_ms']) - xadd_ms} ms")
         cpu0 = proc_cpu_s(pid)
+        # The longest single Redis command while the 1,000,000 audience is streamed
+        # out and sent: every command over 1 ms goes to the slow log.
+        self.r.config_set("slowlog-log-slower-than", 1000)
+        self.r.config_set("slowlog-max-len", 4096)
+        self.r.slowlog_reset()
         bulk_xadd = self.post(self.job("bulk-1m", "bulk", "bench:bulk", ["email"]))
         during = []
         for i in range(runs):
@@ -447,6 +456,8 @@ class Bench:
             stall = max(stall, now - last_change)
             time.sleep(0.1)
         hb = self.r.hgetall(f"{PREFIX}job:bulk-1m")
+        slow = self.r.slowlog_get(4096)
+        longest = max(slow, key=lambda e: e["duration"]) if slow else None
         cpu1 = proc_cpu_s(pid)
         hwm = proc_hwm_kb(pid)
         end_ms = int(hb["completed_ms"]) if not partial else int(time.time() * 1000)
@@ -455,9 +466,15 @@ class Bench:
         secs = (end_ms - bulk_xadd) / 1000.0
         bulk = {"messages": msgs, "seconds": secs, "rate": msgs / secs, "partial": partial,
                 "hwm_kb": hwm, "cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / msgs,
-                "longest_stall_s": stall}
+                "longest_stall_s": stall,
+                "longest_redis_call_us": longest["duration"] if longest else 0,
+                "longest_redis_call": (_text(longest["command"])[:80]
+                                       if longest else "none over 1 ms"),
+                "redis_calls_over_1ms": len(slow)}
         log(f"bulk job: {msgs:,} messages in {secs:.1f}s = {bulk['rate']:,.0f} msg/s, "
-            f"peak RSS {hwm / 1024:.1f} MB, longest stretch without a request {stall:.1f}s")
+            f"peak RSS {hwm / 1024:.1f} MB, longest stretch without a request {stall:.1f}s, "
+            f"longest Redis call {bulk['longest_redis_call_us']} us "
+            f"({bulk['longest_redis_call']}), {len(slow)} calls over 1 ms")
         return idle, during, bulk
 
     def next_seq(self):
@@ -638,6 +655,10 @@ def summary(res):
     for size, fig in f["memory"]["crierd_peak_rss_mb"].items():
         rows.append((f"crierd peak RSS, {int(size):,} subscribers",
                      fmt(fig, ",.1f") + " MB (target < 64)"))
+    bk = u["bulk"]
+    rows.append((f"longest Redis call during the {N_BULK:,} bulk job",
+                 f"{bk['longest_redis_call_us']:,} us ({bk['longest_redis_call'][:40]}), "
+                 f"{bk['redis_calls_over_1ms']} calls over 1 ms"))
     c = f["cost"]
     rows += [
         ("crierd CPU per message", fmt(c["crierd_cpu_us_per_msg"], ",.1f") + " us"),

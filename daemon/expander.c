@@ -34,6 +34,7 @@ struct expansion {
     unsigned char *keep;
     int replies;            /* filter replies still to come */
     int failed;
+    int waiting;            /* paused: enough batches are waiting to be sent */
     struct expansion *next;
 };
 
@@ -41,9 +42,39 @@ struct cr_expander {
     struct cr_daemon *d;
     struct expansion *list;
     size_t n;
+    uv_timer_t timer;       /* resumes paused expansions */
 };
 
+/* Batches an expansion may be ahead of sending before it pauses: enough to keep
+ * every crierd busy, few enough that a huge audience does not crowd Redis (and
+ * an urgent job's commands) with work that cannot be sent yet. */
+static long ahead_limit(const struct cr_daemon *d)
+{
+    long n = (long)d->cfg->max_batches * 8;
+
+    return n < 32 ? 32 : n;
+}
+
 static void step(struct expansion *e);
+
+static void on_resume(uv_timer_t *t)
+{
+    struct cr_expander *x = t->data;
+    struct expansion *e;
+    struct expansion *next;
+    int any = 0;
+
+    for (e = x->list; e; e = next) {
+        next = e->next;
+        if (e->waiting) {
+            any = 1;
+            e->waiting = 0;
+            step(e);
+        }
+    }
+    if (!any)
+        uv_timer_stop(t);
+}
 
 int cr_expander_init(struct cr_daemon *d, struct cr_expander **out)
 {
@@ -52,6 +83,8 @@ int cr_expander_init(struct cr_daemon *d, struct cr_expander **out)
     if (x == NULL)
         return CR_ENOMEM;
     x->d = d;
+    uv_timer_init(d->loop, &x->timer);
+    x->timer.data = x;
     *out = x;
     return 0;
 }
@@ -142,6 +175,10 @@ static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     rc = cr_reply_int(reply);
+    if (rc == 0) {
+        finish(e);
+        return;
+    }
     if (rc == -2) {
         cr_warn("job %s: another crierd is expanding this audience; leaving it to it", e->id);
         finish(e);
@@ -156,6 +193,12 @@ static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
     }
     e->src = e->next_src;
     memcpy(e->cursor, e->next_cursor, sizeof(e->cursor));
+    if (rc - 1 >= ahead_limit(e->x->d)) {
+        e->waiting = 1; /* the resume timer steps it again */
+        if (!uv_is_active((uv_handle_t *)&e->x->timer))
+            uv_timer_start(&e->x->timer, on_resume, 50, 50);
+        return;
+    }
     step(e);
 }
 
@@ -473,6 +516,11 @@ void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
         finish(e);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void cr_expander_free(struct cr_expander *x)
 {
     while (x->list) {
@@ -484,5 +532,6 @@ void cr_expander_free(struct cr_expander *x)
         cr_job_release(&e->job);
         free(e);
     }
-    free(x);
+    uv_timer_stop(&x->timer);
+    uv_close((uv_handle_t *)&x->timer, on_timer_closed);
 }

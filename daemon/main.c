@@ -49,6 +49,7 @@ static void on_http_closed(void *ud)
     struct cr_daemon *d = ud;
 
     cr_reader_free(d->reader);
+    cr_expander_free(d->expander);
     cr_retry_free(d->retry);
     cr_schedule_free(d->schedule);
     cr_fanout_free(d->fanout);
@@ -270,7 +271,6 @@ int main(int argc, char **argv)
             cfg.consumer);
     uv_run(d->loop, UV_RUN_DEFAULT);
     cr_intake_free(d->intake);
-    cr_expander_free(d->expander);
     cr_metrics_free(d->metrics);
     uv_loop_close(d->loop);
     cr_config_release(&cfg);

@@ -84,7 +84,8 @@ static const char expand_lua[] =
     "  redis.call('XACK', KEYS[4], ARGV[10], ARGV[11])\n"
     "  complete(KEYS[1], KEYS[3], KEYS[5], ARGV[1], ARGV[9], ARGV[12])\n"
     "end\n"
-    "return 1\n";
+    "local b = redis.call('HMGET', KEYS[1], 'batches', 'batches_done')\n"
+    "return 1 + tonumber(b[1] or '0') - tonumber(b[2] or '0')\n";
 
 static const char record_lua[] =
     LUA_COMPLETE

@@ -19,7 +19,8 @@ enum cr_script {
      * expect_cursor, new_src, new_cursor, n, ids (comma separated), done,
      * now_ms, group, entry, retention_s. Appends one batch and moves the
      * expansion cursor, only if the cursor is where the caller expects.
-     * Returns 1, -1 (already expanded) or -2 (cursor moved elsewhere). */
+     * Returns 1 + the batches appended and not yet done (>= 1), -1 (already
+     * expanded) or -2 (cursor moved elsewhere). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
      * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
