@@ -18,6 +18,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "record.h"
+#include "server.h"
 #include "tls.h"
 
 #define MAX_CONNS 1024
@@ -28,23 +29,15 @@
 #define MAX_WIRE (8 * 1024 * 1024) /* encrypted bytes queued per flush */
 #define TOKEN_MAX_AGE_S 3600
 #define DEVICE_PREFIX "/3/device/"
-#define READ_BUF (64 * 1024)
 
 struct sim_apns {
     struct sim *sim;
     SSL_CTX *ctx;
     EVP_PKEY *key; /* the provider key's public half */
-    uv_tcp_t listener;
-    struct aconn *conns;
-    unsigned nconns;
-    unsigned nalloc; /* connections not yet freed */
-    int port;
-    int closing;
-    int listener_open;
     /* the last provider token that verified, so repeated tokens skip ECDSA */
     char good_token[2048];
     long long good_iat;
-    char rbuf[READ_BUF];
+    struct sim_listener l; /* the listening socket and open connections */
 };
 
 struct astream;
@@ -52,7 +45,7 @@ struct astream;
 struct aconn {
     uv_tcp_t tcp;
     struct sim_apns *srv;
-    struct aconn *prev, *next;
+    struct sim_link link; /* in srv->l.conns while open */
     struct astream *streams; /* open streams, freed with the connection at the latest */
     struct sim_tls tls;
     nghttp2_session *h2;
@@ -632,12 +625,12 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 
 /* ---- connections ---- */
 
-static void apns_maybe_free(struct sim_apns *a)
+static void apns_free(void *owner)
 {
-    if (a->closing && !a->listener_open && a->nalloc == 0) {
-        EVP_PKEY_free(a->key);
-        free(a);
-    }
+    struct sim_apns *a = owner;
+
+    EVP_PKEY_free(a->key);
+    free(a);
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -652,8 +645,7 @@ static void on_conn_closed(uv_handle_t *h)
     cr_buf_release(&c->plain);
     cr_buf_release(&c->wire);
     free(c);
-    a->nalloc--;
-    apns_maybe_free(a);
+    sim_listener_freed(&a->l);
 }
 
 static void conn_close(struct aconn *c)
@@ -663,14 +655,13 @@ static void conn_close(struct aconn *c)
     if (c->closing)
         return;
     c->closing = 1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    a->nconns--;
+    sim_listener_remove(&a->l, &c->link);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void close_conn(void *conn)
+{
+    conn_close(conn);
 }
 
 /* Encrypts what nghttp2 has to send and queues it with the TLS records in
@@ -679,7 +670,7 @@ static int conn_flush(struct aconn *c)
 {
     const uint8_t *data;
     ssize_t n;
-    int rc = 0;
+    int rc = 0, wrc;
 
     while (c->tls.established && rc == 0) {
         n = nghttp2_session_mem_send(c->h2, &data);
@@ -689,14 +680,8 @@ static int conn_flush(struct aconn *c)
             break;
         rc = sim_tls_output(&c->tls, (const char *)data, (size_t)n, &c->wire);
     }
-    if (c->wire.len > 0) {
-        int wrc = sim_stream_write((uv_stream_t *)&c->tcp, c->wire.data, c->wire.len);
-
-        cr_buf_reset(&c->wire);
-        if (rc == 0)
-            rc = wrc;
-    }
-    return rc;
+    wrc = sim_stream_flush((uv_stream_t *)&c->tcp, &c->wire);
+    return rc == 0 ? wrc : rc;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -704,8 +689,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct aconn *c = h->data;
 
     (void)suggested;
-    buf->base = c->srv->rbuf; /* consumed before the next read: one buffer serves all */
-    buf->len = sizeof(c->srv->rbuf);
+    sim_listener_buf(&c->srv->l, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -735,11 +719,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
 }
 
-static void on_reject_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_connection(uv_stream_t *server, int status)
 {
     struct sim_apns *a = server->data;
@@ -749,14 +728,8 @@ static void on_connection(uv_stream_t *server, int status)
 
     if (status < 0)
         return;
-    if (a->nconns >= MAX_CONNS) {
-        uv_tcp_t *t = malloc(sizeof(*t));
-
-        if (t == NULL)
-            return;
-        uv_tcp_init(server->loop, t);
-        uv_accept(server, (uv_stream_t *)t);
-        uv_close((uv_handle_t *)t, on_reject_closed);
+    if (a->l.nconns >= MAX_CONNS) {
+        sim_reject_connection(server, NULL, 0);
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -785,12 +758,7 @@ static void on_connection(uv_stream_t *server, int status)
     nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 1); /* sent after the handshake */
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
-    c->next = a->conns;
-    if (a->conns)
-        a->conns->prev = c;
-    a->conns = c;
-    a->nconns++;
-    a->nalloc++;
+    sim_listener_add(&a->l, &c->link, c);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
         conn_close(c);
@@ -799,24 +767,14 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_nodelay(&c->tcp, 1);
 }
 
-static void on_listener_closed(uv_handle_t *h)
-{
-    struct sim_apns *a = h->data;
-
-    a->listener_open = 0;
-    apns_maybe_free(a);
-}
-
 int sim_apns_start(struct sim *sim, SSL_CTX *ctx, const char *host, int port,
                    struct sim_apns **out)
 {
     struct sim_apns *a;
     struct sockaddr_storage addr;
-    int namelen = sizeof(addr);
     int rc;
 
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0)
+    if (sim_addr_parse(host, port, &addr) < 0)
         return CR_EINVAL;
     a = calloc(1, sizeof(*a));
     if (a == NULL)
@@ -828,35 +786,20 @@ int sim_apns_start(struct sim *sim, SSL_CTX *ctx, const char *host, int port,
         free(a);
         return rc;
     }
-    uv_tcp_init(sim->loop, &a->listener);
-    a->listener.data = a;
-    a->listener_open = 1;
-    rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->listener, 1024, on_connection);
-    if (rc == 0)
-        rc = uv_tcp_getsockname(&a->listener, (struct sockaddr *)&addr, &namelen);
-    if (rc < 0) {
-        cr_error("sim apns listen on %s:%d: %s, not started", host, port, uv_strerror(rc));
-        a->closing = 1;
-        uv_close((uv_handle_t *)&a->listener, on_listener_closed);
-        return CR_EIO;
-    }
-    a->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                                               : ((struct sockaddr_in *)&addr)->sin_port);
+    rc = sim_listener_start(&a->l, sim->loop, a, apns_free, "sim apns", &addr, host, port,
+                            on_connection);
+    if (rc < 0)
+        return rc;
     *out = a;
     return 0;
 }
 
 int sim_apns_port(const struct sim_apns *a)
 {
-    return a->port;
+    return a->l.port;
 }
 
 void sim_apns_close(struct sim_apns *a)
 {
-    a->closing = 1;
-    while (a->conns != NULL)
-        conn_close(a->conns);
-    uv_close((uv_handle_t *)&a->listener, on_listener_closed);
+    sim_listener_close(&a->l, close_conn);
 }

@@ -50,31 +50,6 @@ static int header_value(const struct sim_request *req, const char *name, char *o
     return 0;
 }
 
-/* E.164: '+', a non-zero digit, 7 to 15 digits in all. */
-static int is_e164(const char *s)
-{
-    size_t n = strlen(s), i;
-
-    if (n < 8 || n > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
-        return 0;
-    for (i = 1; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-    }
-    return 1;
-}
-
-static size_t count_chars(const char *s)
-{
-    size_t chars = 0;
-
-    for (; *s != '\0'; s++) {
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            chars++;
-    }
-    return chars;
-}
-
 static void answer_error(struct sim_response *res, int status, const char *message)
 {
     cJSON *doc = cJSON_CreateObject();
@@ -144,11 +119,11 @@ void sim_gateway_handle(struct sim *sim, const struct sim_request *req, struct s
         answer_error(res, 400, "from must not be empty");
         goto out;
     }
-    if (count_chars(body) > MAX_TEXT_CHARS) {
+    if (sim_utf8_count(body, strlen(body), NULL) > MAX_TEXT_CHARS) {
         answer_error(res, 400, "text longer than 1600 characters");
         goto out;
     }
-    if (!is_e164(to)) {
+    if (!sim_is_e164(to, strlen(to))) {
         answer_error(res, 422, "to is not an E.164 number");
         goto out;
     }

@@ -26,7 +26,7 @@ struct sim_server {
     struct sim *sim;
     uv_tcp_t listener;
     uv_timer_t sweep;
-    struct conn *conns; /* doubly linked list of open connections */
+    struct sim_link *conns; /* open connections (struct conn), newest first */
     unsigned nconns;
     unsigned nalloc; /* connections not yet freed (closing ones included) */
     int port;
@@ -44,7 +44,7 @@ struct conn {
     uv_timer_t timer;
     uv_shutdown_t shutdown;
     struct sim_server *srv;
-    struct conn *prev, *next;
+    struct sim_link link; /* in srv->conns while open */
     http_parser parser;
     char *rbuf;
     size_t rlen, roff;
@@ -774,13 +774,7 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = 1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    sim_link_remove(&srv->conns, &c->link);
     srv->nconns--;
     if (c->pending != NULL) {
         c->pending->c = NULL; /* its owner finishes it later and frees it */
@@ -800,6 +794,24 @@ static void on_reject_closed(uv_handle_t *h)
     free(h);
 }
 
+int sim_reject_connection(uv_stream_t *server, const char *msg, size_t n)
+{
+    uv_tcp_t *t = malloc(sizeof(*t));
+    int rc;
+
+    if (t == NULL)
+        return CR_ENOMEM;
+    uv_tcp_init(server->loop, t);
+    rc = uv_accept(server, (uv_stream_t *)t) == 0 ? 0 : CR_EIO;
+    if (rc == 0 && msg != NULL) {
+        uv_buf_t b = uv_buf_init((char *)msg, (unsigned)n);
+
+        uv_try_write((uv_stream_t *)t, &b, 1);
+    }
+    uv_close((uv_handle_t *)t, on_reject_closed);
+    return rc;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct sim_server *srv = server->data;
@@ -810,18 +822,12 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (srv->nconns >= SIM_MAX_CONNECTIONS) {
-        uv_tcp_t *t = malloc(sizeof(*t));
-
-        if (t == NULL)
-            return;
-        uv_tcp_init(server->loop, t);
-        if (uv_accept(server, (uv_stream_t *)t) == 0 &&
+        if (sim_reject_connection(server, NULL, 0) == 0 &&
             uv_now(server->loop) - srv->full_warned_ms >= 1000) {
             srv->full_warned_ms = uv_now(server->loop);
             cr_warn("sim accept: %d connections open, new connections closed",
                     SIM_MAX_CONNECTIONS);
         }
-        uv_close((uv_handle_t *)t, on_reject_closed);
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -851,10 +857,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->timer.data = c;
     c->handles_open = 2;
     c->keep_alive = 1;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    sim_link_add(&srv->conns, &c->link, c);
     srv->nconns++;
     srv->nalloc++;
     c->last_active = uv_now(server->loop);
@@ -871,17 +874,18 @@ static void on_sweep(uv_timer_t *t)
 {
     struct sim_server *srv = t->data;
     uint64_t now = uv_now(t->loop);
-    struct conn *c = srv->conns;
+    struct sim_link *k = srv->conns;
 
-    while (c != NULL) {
-        struct conn *next = c->next;
+    while (k != NULL) {
+        struct sim_link *next = k->next;
+        struct conn *c = k->conn;
 
         if (c->draining && now - c->last_active > DRAIN_TIMEOUT_MS)
             conn_close(c);
         else if (!c->busy && c->writes_pending == 0 &&
                  now - c->last_active > SIM_IDLE_TIMEOUT_MS)
             conn_close(c);
-        c = next;
+        k = next;
     }
 }
 
@@ -893,12 +897,61 @@ static void on_server_handle_closed(uv_handle_t *h)
     server_maybe_free(srv);
 }
 
+void sim_link_add(struct sim_link **head, struct sim_link *k, void *conn)
+{
+    k->conn = conn;
+    k->prev = NULL;
+    k->next = *head;
+    if (*head != NULL)
+        (*head)->prev = k;
+    *head = k;
+}
+
+void sim_link_remove(struct sim_link **head, struct sim_link *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        *head = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+}
+
+int sim_addr_parse(const char *host, int port, struct sockaddr_storage *addr)
+{
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)addr) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr) != 0)
+        return CR_EINVAL;
+    return 0;
+}
+
+int sim_listen(uv_tcp_t *listener, const struct sockaddr_storage *addr,
+               uv_connection_cb on_connection, const char *tag, const char *host, int port,
+               int *bound)
+{
+    struct sockaddr_storage name;
+    int namelen = sizeof(name);
+    int rc;
+
+    rc = uv_tcp_bind(listener, (const struct sockaddr *)addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)listener, 1024, on_connection);
+    if (rc == 0)
+        rc = uv_tcp_getsockname(listener, (struct sockaddr *)&name, &namelen);
+    if (rc < 0) {
+        cr_error("%s listen on %s:%d: %s, not started", tag, host, port, uv_strerror(rc));
+        return CR_EIO;
+    }
+    *bound = ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&name)->sin6_port
+                                              : ((struct sockaddr_in *)&name)->sin_port);
+    return 0;
+}
+
 int sim_server_start(struct sim *sim, const char *host, int port, struct sim_server **out)
 {
     struct sim_server *srv;
     struct sockaddr_storage addr;
-    int namelen = sizeof(addr);
-    int rc;
 
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
@@ -908,8 +961,7 @@ int sim_server_start(struct sim *sim, const char *host, int port, struct sim_ser
     parser_settings.on_body = on_body;
     parser_settings.on_message_complete = on_message_complete;
 
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0)
+    if (sim_addr_parse(host, port, &addr) < 0)
         return CR_EINVAL;
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
@@ -920,20 +972,12 @@ int sim_server_start(struct sim *sim, const char *host, int port, struct sim_ser
     srv->listener.data = srv;
     srv->sweep.data = srv;
     srv->handles_open = 2;
-    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
-    if (rc == 0)
-        rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&addr, &namelen);
-    if (rc < 0) {
-        cr_error("sim listen on %s:%d: %s, not started", host, port, uv_strerror(rc));
+    if (sim_listen(&srv->listener, &addr, on_connection, "sim", host, port, &srv->port) < 0) {
         srv->closing = 1;
         uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
         uv_close((uv_handle_t *)&srv->sweep, on_server_handle_closed);
         return CR_EIO;
     }
-    srv->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                                                 : ((struct sockaddr_in *)&addr)->sin_port);
     uv_timer_start(&srv->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_unref((uv_handle_t *)&srv->sweep);
     *out = srv;
@@ -954,7 +998,7 @@ void sim_server_close(struct sim_server *srv)
 {
     srv->closing = 1;
     while (srv->conns != NULL)
-        conn_close(srv->conns);
+        conn_close(srv->conns->conn);
     uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
     uv_close((uv_handle_t *)&srv->sweep, on_server_handle_closed);
 }

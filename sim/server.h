@@ -17,6 +17,39 @@
  * (bind/listen failed; the reason is logged) or CR_ENOMEM. */
 int sim_server_start(struct sim *sim, const char *host, int port, struct sim_server **out);
 
+/* A connection's place in its server's list of open connections; embedded in
+ * the connection, whose lifetime it shares. */
+struct sim_link {
+    struct sim_link *prev, *next;
+    void *conn; /* the connection that embeds this link */
+};
+
+/* Puts k (embedded in conn) at the head of the list *head. */
+void sim_link_add(struct sim_link **head, struct sim_link *k, void *conn);
+
+/* Takes k out of the list *head it is on; k's neighbours are cleared. */
+void sim_link_remove(struct sim_link **head, struct sim_link *k);
+
+/* Parses host (an IPv4 or IPv6 literal) and port into addr. Returns 0 or
+ * CR_EINVAL. */
+int sim_addr_parse(const char *host, int port, struct sockaddr_storage *addr);
+
+/* Binds listener (already initialised on its loop by the caller) to addr,
+ * listens with on_connection and stores the port actually bound in *bound (addr
+ * with port 0 gets a free one). Returns 0, or CR_EIO after logging "<tag>
+ * listen on host:port: <reason>, not started" (host and port serve only that
+ * line). The caller owns listener either way and closes it on failure. */
+int sim_listen(uv_tcp_t *listener, const struct sockaddr_storage *addr,
+               uv_connection_cb on_connection, const char *tag, const char *host, int port,
+               int *bound);
+
+/* How a listener at its connection cap sheds one connection: accepts it from
+ * server, tries once without blocking to write the n bytes of msg (when msg is
+ * not NULL; borrowed) and closes it; the handle frees itself once closed.
+ * Returns 0 when a connection was accepted, or CR_ENOMEM / CR_EIO when none
+ * was. */
+int sim_reject_connection(uv_stream_t *server, const char *msg, size_t n);
+
 /* The port actually bound. */
 int sim_server_port(const struct sim_server *srv);
 

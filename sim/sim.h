@@ -223,6 +223,14 @@ int sim_form_get(const char *s, size_t n, const char *key, struct cr_buf *out);
 /* Case-insensitive prefix test. */
 int sim_starts_with_ci(const char *s, const char *prefix);
 
+/* Whether the n bytes at s are an E.164 number: '+', a non-zero digit, 7 to 15
+ * digits in all. */
+int sim_is_e164(const char *s, size_t n);
+
+/* Counts the characters (UTF-8 code points) in the n bytes at s; sets *unicode
+ * (when not NULL) to whether any byte is outside ASCII. */
+size_t sim_utf8_count(const char *s, size_t n, int *unicode);
+
 /* Formats t (Unix seconds) as an RFC 2822 date ("Thu, 30 Jul 2015 20:12:31 +0000"). */
 void sim_rfc2822(char *out, size_t n, uint64_t t);
 

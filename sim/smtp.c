@@ -14,6 +14,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "record.h"
+#include "server.h"
 #include "tls.h"
 
 #define MAX_CONNS 1024
@@ -23,21 +24,13 @@
 #define MAX_ADDR 320
 #define MAX_PARTS 32                    /* MIME leaves recorded */
 #define MAX_MIME_DEPTH 4
-#define READ_BUF (64 * 1024)
 #define HOSTNAME "crier-sim"
 
 struct sim_smtp {
     struct sim *sim;
     SSL_CTX *ctx; /* NULL: no STARTTLS */
-    uv_tcp_t listener;
-    struct sconn *conns;
-    unsigned nconns;
-    unsigned nalloc;
-    int port;
-    int closing;
-    int listener_open;
     uint64_t next_id;
-    char rbuf[READ_BUF];
+    struct sim_listener l; /* the listening socket and open connections */
 };
 
 enum sstate { S_CMD, S_DATA, S_AUTH_PLAIN, S_AUTH_USER, S_AUTH_PASS };
@@ -46,7 +39,7 @@ struct sconn {
     uv_tcp_t tcp;
     uv_shutdown_t shutdown;
     struct sim_smtp *srv;
-    struct sconn *prev, *next;
+    struct sim_link link; /* in srv->l.conns while open */
     struct sim_tls tls;
     int tls_on;
     int switched; /* STARTTLS answered: the rest of the plaintext read is dropped */
@@ -91,13 +84,7 @@ static void conn_close(struct sconn *c)
     if (c->closing)
         return;
     c->closing = 1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->nconns--;
+    sim_listener_remove(&s->l, &c->link);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -113,7 +100,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
  * once they are written. Returns 0 or a negative code. */
 static int conn_flush(struct sconn *c)
 {
-    int rc = 0;
+    int rc = 0, wrc;
 
     if (c->out.len > 0) {
         if (c->tls_on)
@@ -124,13 +111,9 @@ static int conn_flush(struct sconn *c)
     }
     if (rc == 0 && c->quitting && c->tls_on)
         sim_tls_close_notify(&c->tls, &c->wire);
-    if (c->wire.len > 0) {
-        int wrc = sim_stream_write((uv_stream_t *)&c->tcp, c->wire.data, c->wire.len);
-
-        cr_buf_reset(&c->wire);
-        if (rc == 0)
-            rc = wrc;
-    }
+    wrc = sim_stream_flush((uv_stream_t *)&c->tcp, &c->wire);
+    if (rc == 0)
+        rc = wrc;
     if (rc == 0 && c->quitting) {
         c->shutdown.data = c;
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1009,10 +992,14 @@ static void feed(struct sconn *c, const char *p, size_t n)
 
 /* ---- connections ---- */
 
-static void smtp_maybe_free(struct sim_smtp *s)
+static void smtp_free(void *owner)
 {
-    if (s->closing && !s->listener_open && s->nalloc == 0)
-        free(s);
+    free(owner);
+}
+
+static void close_conn(void *conn)
+{
+    conn_close(conn);
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -1031,8 +1018,7 @@ static void on_conn_closed(uv_handle_t *h)
     cr_buf_release(&c->rcpts);
     cr_buf_release(&c->msg);
     free(c);
-    s->nalloc--;
-    smtp_maybe_free(s);
+    sim_listener_freed(&s->l);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -1040,8 +1026,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct sconn *c = h->data;
 
     (void)suggested;
-    buf->base = c->srv->rbuf; /* consumed before the next read: one buffer serves all */
-    buf->len = sizeof(c->srv->rbuf);
+    sim_listener_buf(&c->srv->l, buf);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -1070,11 +1055,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
 }
 
-static void on_reject_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_connection(uv_stream_t *server, int status)
 {
     struct sim_smtp *s = server->data;
@@ -1082,19 +1062,10 @@ static void on_connection(uv_stream_t *server, int status)
 
     if (status < 0)
         return;
-    if (s->nconns >= MAX_CONNS) {
-        static char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
-        uv_tcp_t *t = malloc(sizeof(*t));
+    if (s->l.nconns >= MAX_CONNS) {
+        static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
 
-        if (t == NULL)
-            return;
-        uv_tcp_init(server->loop, t);
-        if (uv_accept(server, (uv_stream_t *)t) == 0) {
-            uv_buf_t b = uv_buf_init(busy, sizeof(busy) - 1);
-
-            uv_try_write((uv_stream_t *)t, &b, 1);
-        }
-        uv_close((uv_handle_t *)t, on_reject_closed);
+        sim_reject_connection(server, busy, sizeof(busy) - 1);
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -1112,12 +1083,7 @@ static void on_connection(uv_stream_t *server, int status)
     cr_buf_init(&c->msg, MAX_MESSAGE);
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
-    s->nalloc++;
+    sim_listener_add(&s->l, &c->link, c);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
         conn_close(c);
@@ -1129,59 +1095,34 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
 }
 
-static void on_listener_closed(uv_handle_t *h)
-{
-    struct sim_smtp *s = h->data;
-
-    s->listener_open = 0;
-    smtp_maybe_free(s);
-}
-
 int sim_smtp_start(struct sim *sim, SSL_CTX *ctx, const char *host, int port,
                    struct sim_smtp **out)
 {
     struct sim_smtp *s;
     struct sockaddr_storage addr;
-    int namelen = sizeof(addr);
     int rc;
 
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0)
+    if (sim_addr_parse(host, port, &addr) < 0)
         return CR_EINVAL;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return CR_ENOMEM;
     s->sim = sim;
     s->ctx = ctx;
-    uv_tcp_init(sim->loop, &s->listener);
-    s->listener.data = s;
-    s->listener_open = 1;
-    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
-    if (rc == 0)
-        rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &namelen);
-    if (rc < 0) {
-        cr_error("sim smtp listen on %s:%d: %s, not started", host, port, uv_strerror(rc));
-        s->closing = 1;
-        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-        return CR_EIO;
-    }
-    s->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                                               : ((struct sockaddr_in *)&addr)->sin_port);
+    rc = sim_listener_start(&s->l, sim->loop, s, smtp_free, "sim smtp", &addr, host, port,
+                            on_connection);
+    if (rc < 0)
+        return rc;
     *out = s;
     return 0;
 }
 
 int sim_smtp_port(const struct sim_smtp *s)
 {
-    return s->port;
+    return s->l.port;
 }
 
 void sim_smtp_close(struct sim_smtp *s)
 {
-    s->closing = 1;
-    while (s->conns != NULL)
-        conn_close(s->conns);
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    sim_listener_close(&s->l, close_conn);
 }

@@ -244,3 +244,79 @@ int sim_stream_write(uv_stream_t *s, const char *p, size_t n)
     }
     return 0;
 }
+
+int sim_stream_flush(uv_stream_t *s, struct cr_buf *wire)
+{
+    int rc = 0;
+
+    if (wire->len > 0) {
+        rc = sim_stream_write(s, wire->data, wire->len);
+        cr_buf_reset(wire);
+    }
+    return rc;
+}
+
+static void listener_maybe_release(struct sim_listener *l)
+{
+    if (l->closing && !l->open && l->nalloc == 0)
+        l->release(l->owner);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct sim_listener *l = (struct sim_listener *)h; /* tcp is the first member */
+
+    l->open = 0;
+    listener_maybe_release(l);
+}
+
+int sim_listener_start(struct sim_listener *l, uv_loop_t *loop, void *owner,
+                       void (*release)(void *owner), const char *tag,
+                       const struct sockaddr_storage *addr, const char *host, int port,
+                       uv_connection_cb on_connection)
+{
+    l->owner = owner;
+    l->release = release;
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = owner;
+    l->open = 1;
+    if (sim_listen(&l->tcp, addr, on_connection, tag, host, port, &l->port) < 0) {
+        l->closing = 1;
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        return CR_EIO;
+    }
+    return 0;
+}
+
+void sim_listener_add(struct sim_listener *l, struct sim_link *k, void *conn)
+{
+    sim_link_add(&l->conns, k, conn);
+    l->nconns++;
+    l->nalloc++;
+}
+
+void sim_listener_remove(struct sim_listener *l, struct sim_link *k)
+{
+    sim_link_remove(&l->conns, k);
+    l->nconns--;
+}
+
+void sim_listener_freed(struct sim_listener *l)
+{
+    l->nalloc--;
+    listener_maybe_release(l);
+}
+
+void sim_listener_buf(struct sim_listener *l, uv_buf_t *buf)
+{
+    buf->base = l->rbuf;
+    buf->len = sizeof(l->rbuf);
+}
+
+void sim_listener_close(struct sim_listener *l, void (*close_conn)(void *conn))
+{
+    l->closing = 1;
+    while (l->conns != NULL)
+        close_conn(l->conns->conn);
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}

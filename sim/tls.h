@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "cr_buf.h"
+#include "server.h"
 #include "sim.h"
 
 /* Loads cert_file (PEM chain) and key_file (PEM private key) into a server
@@ -50,6 +51,57 @@ int sim_tls_alpn_h2(const struct sim_tls *t);
 /* Copies n bytes and queues them on s; the copy is freed when the write ends.
  * Returns 0, CR_ENOMEM or CR_EIO. */
 int sim_stream_write(uv_stream_t *s, const char *p, size_t n);
+
+/* Queues what wire holds on s (as sim_stream_write) and empties wire. Returns 0
+ * (also when wire was empty), CR_ENOMEM or CR_EIO. */
+int sim_stream_flush(uv_stream_t *s, struct cr_buf *wire);
+
+#define SIM_LISTENER_READ_BUF (64 * 1024)
+
+/* The listening side shared by the servers on their own ports (APNs, SMTP):
+ * the listening socket, the open connections and one read buffer for all of
+ * them (each read is consumed before the next). Embedded in its server (the
+ * owner), which it frees through release once the server is closing, the
+ * listening socket has closed and every connection has been freed. */
+struct sim_listener {
+    uv_tcp_t tcp;            /* data: the owner, for the connection callback */
+    struct sim_link *conns;  /* open connections, newest first */
+    unsigned nconns;         /* open connections */
+    unsigned nalloc;         /* connections not yet freed (closing ones included) */
+    int port;                /* the port actually bound */
+    int open;                /* the listening socket is not closed yet */
+    int closing;
+    void *owner;
+    void (*release)(void *owner);
+    char rbuf[SIM_LISTENER_READ_BUF];
+};
+
+/* Listens on addr (parsed from host:port, which also name it in the log line
+ * with tag) on loop and hands each new connection to on_connection. Returns 0,
+ * or CR_EIO (logged): the listener is then closing and release(owner) runs
+ * from the loop, so the caller neither frees the owner nor uses l again. */
+int sim_listener_start(struct sim_listener *l, uv_loop_t *loop, void *owner,
+                       void (*release)(void *owner), const char *tag,
+                       const struct sockaddr_storage *addr, const char *host, int port,
+                       uv_connection_cb on_connection);
+
+/* Counts a new connection conn (embedding k) as open and allocated. */
+void sim_listener_add(struct sim_listener *l, struct sim_link *k, void *conn);
+
+/* Takes the connection embedding k off the open list (it is closing). */
+void sim_listener_remove(struct sim_listener *l, struct sim_link *k);
+
+/* Called once a connection has been freed; frees the owner when it was the
+ * last thing the closing server waited for. */
+void sim_listener_freed(struct sim_listener *l);
+
+/* Points buf at the shared read buffer (for a uv_alloc_cb). */
+void sim_listener_buf(struct sim_listener *l, uv_buf_t *buf);
+
+/* Stops listening: marks the server closing, calls close_conn for every open
+ * connection (which must take it off the list with sim_listener_remove) and
+ * closes the listening socket; the owner is released from the loop later. */
+void sim_listener_close(struct sim_listener *l, void (*close_conn)(void *conn));
 
 struct sim_apns;
 struct sim_smtp;

@@ -77,37 +77,6 @@ static int authorised(const struct sim *sim, const char *auth, const char *path_
            plain[sid_len] == ':' && strcmp((char *)plain + sid_len + 1, token) == 0;
 }
 
-/* E.164: '+', a non-zero digit, 7 to 15 digits in all. */
-static int is_e164(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n < 8 || n > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
-        return 0;
-    for (i = 1; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-    }
-    return 1;
-}
-
-/* Counts characters (UTF-8 code points) and whether any is outside ASCII. */
-static size_t count_chars(const char *s, size_t n, int *unicode)
-{
-    size_t i, chars = 0;
-
-    *unicode = 0;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if ((c & 0xC0) != 0x80)
-            chars++;
-        if (c >= 0x80)
-            *unicode = 1;
-    }
-    return chars;
-}
-
 /* Segments as Twilio counts them: GSM-7 160/153, UCS-2 70/67 (approximated:
  * any non-ASCII character makes the message UCS-2). */
 static size_t segments(size_t chars, int unicode)
@@ -142,7 +111,7 @@ static void answer_created(struct sim *sim, struct sim_response *res, const char
     snprintf(media, sizeof(media), PREFIX "%s/Messages/%s/Media.json", sim->opt.twilio_sid,
              sid);
     sim_rfc2822(date, sizeof(date), sim_now_ms(sim) / 1000);
-    chars = count_chars(body, body_len, &unicode);
+    chars = sim_utf8_count(body, body_len, &unicode);
     snprintf(nseg, sizeof(nseg), "%zu", segments(chars, unicode));
 
     cJSON_AddStringToObject(doc, "account_sid", sim->opt.twilio_sid);
@@ -229,13 +198,13 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
         answer_error(res, 400, 21602, "Message body is required.");
         goto out;
     }
-    if (!is_e164(to.data, to.len)) {
+    if (!sim_is_e164(to.data, to.len)) {
         snprintf(msg, sizeof(msg), "The 'To' number %.40s is not a valid phone number.",
                  to.data);
         answer_error(res, 400, 21211, msg);
         goto out;
     }
-    if (count_chars(body.data, body.len, &unicode) > MAX_BODY_CHARS) {
+    if (sim_utf8_count(body.data, body.len, &unicode) > MAX_BODY_CHARS) {
         answer_error(res, 400, 21617,
                      "The concatenated message body exceeds the 1600 character limit.");
         goto out;

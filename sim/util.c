@@ -246,6 +246,37 @@ int sim_starts_with_ci(const char *s, const char *prefix)
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
+int sim_is_e164(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n < 8 || n > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
+        return 0;
+    for (i = 1; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    }
+    return 1;
+}
+
+size_t sim_utf8_count(const char *s, size_t n, int *unicode)
+{
+    size_t i, chars = 0;
+    int wide = 0;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if ((c & 0xC0) != 0x80)
+            chars++;
+        if (c >= 0x80)
+            wide = 1;
+    }
+    if (unicode != NULL)
+        *unicode = wide;
+    return chars;
+}
+
 void sim_rfc2822(char *out, size_t n, uint64_t t)
 {
     time_t tt = (time_t)t;
