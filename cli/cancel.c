@@ -1,7 +1,6 @@
 /* crierctl cancel: marks a job `cancelling` (every crierd stops sending it and
  * marks it `cancelled`) and records the request in the events stream, both in
  * one Lua script so that a job finishing at the same moment is left alone. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,7 +30,6 @@ static const char cancel_lua[] =
 
 int cr_ctl_cancel(struct ctl *ctl, int argc, char **argv)
 {
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     const char *xargv[7];
     char key[CR_KEY_MAX];
     char now[24];
@@ -40,28 +38,13 @@ int cr_ctl_cancel(struct ctl *ctl, int argc, char **argv)
     const char *before;
     long long verdict;
     int code;
-    int c;
 
-    for (;;) {
-        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
-        if (c == -1)
-            break;
-        code = cr_ctl_opt_other(ctl, c, optarg, help);
-        if (code >= 0)
-            return code;
-    }
-    if (optind != argc - 1) {
-        fputs(help, stderr);
-        return CTL_EXIT_USAGE;
-    }
-    id = argv[optind];
-    code = cr_ctl_connect(ctl);
+    code = cr_ctl_one_arg(ctl, argc, argv, help, &id);
+    if (code >= 0)
+        return code;
+    code = cr_ctl_job_key(ctl, id, key, sizeof(key));
     if (code != 0)
         return code;
-    if (cr_key_for(&ctl->keys, "job", id, key, sizeof(key)) < 0) {
-        fprintf(stderr, "crierctl cancel: job id '%s' is too long\n", id);
-        return CTL_EXIT_USAGE;
-    }
     snprintf(now, sizeof(now), "%lld", (long long)cr_ctl_now_ms());
     xargv[0] = "EVAL";
     xargv[1] = cancel_lua;

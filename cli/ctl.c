@@ -3,6 +3,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -101,6 +102,36 @@ int cr_ctl_opt_other(struct ctl *ctl, int code, const char *arg, const char *hel
     if (rc == 0)
         fputs(help, stderr);
     return CTL_EXIT_USAGE;
+}
+
+int cr_ctl_begin(struct ctl *ctl, int usage_ok, const char *help)
+{
+    if (!usage_ok) {
+        fputs(help, stderr);
+        return CTL_EXIT_USAGE;
+    }
+    return cr_ctl_connect(ctl);
+}
+
+int cr_ctl_one_arg(struct ctl *ctl, int argc, char **argv, const char *help, const char **arg)
+{
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    int code;
+    int c;
+
+    for (;;) {
+        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
+        if (c == -1)
+            break;
+        code = cr_ctl_opt_other(ctl, c, optarg, help);
+        if (code >= 0)
+            return code;
+    }
+    code = cr_ctl_begin(ctl, optind == argc - 1, help);
+    if (code != 0)
+        return code;
+    *arg = argv[optind];
+    return -1;
 }
 
 static struct timeval tv_of(long ms)
@@ -337,6 +368,17 @@ void cr_ctl_bar(char *out, size_t outlen, double f, int width)
     out[2 + n] = '\0';
 }
 
+uint64_t cr_ctl_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
 int64_t cr_ctl_entry_ms(const char *id)
 {
     char *end = NULL;
@@ -382,17 +424,21 @@ void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
     }
 }
 
-int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job)
+int cr_ctl_job_key(struct ctl *ctl, const char *id, char *key, size_t keylen)
 {
-    char key[CR_KEY_MAX];
+    if (cr_key_for(&ctl->keys, "job", id, key, keylen) < 0) {
+        fprintf(stderr, "crierctl %s: job id '%s' is too long\n", ctl->cmd, id);
+        return CTL_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int cr_ctl_job_hash(struct ctl *ctl, const char *key, redisReply **out)
+{
     const char *argv[2];
     redisReply *r;
     int code;
 
-    if (cr_key_for(&ctl->keys, "job", id, key, sizeof(key)) < 0) {
-        fprintf(stderr, "crierctl %s: job id '%s' is too long\n", ctl->cmd, id);
-        return CTL_EXIT_USAGE;
-    }
     argv[0] = "HGETALL";
     argv[1] = key;
     r = cr_ctl_cmdv(ctl, 2, argv, NULL, &code);
@@ -402,6 +448,21 @@ int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job)
         freeReplyObject(r);
         return CTL_EXIT_NOTFOUND;
     }
+    *out = r;
+    return 0;
+}
+
+int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job)
+{
+    char key[CR_KEY_MAX];
+    redisReply *r = NULL;
+    int code;
+
+    code = cr_ctl_job_key(ctl, id, key, sizeof(key));
+    if (code == 0)
+        code = cr_ctl_job_hash(ctl, key, &r);
+    if (code != 0)
+        return code;
     cr_ctl_job_from_hash(r, job);
     freeReplyObject(r);
     return 0;

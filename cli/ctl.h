@@ -73,6 +73,19 @@ int cr_ctl_common_opt(struct ctl *ctl, int code, const char *arg);
  * anything else (prints help to stderr, returns CTL_EXIT_USAGE). */
 int cr_ctl_opt_other(struct ctl *ctl, int code, const char *arg, const char *help);
 
+/* Ends a command's option loop: when usage_ok is 0 (wrong number of
+ * arguments, or options that exclude each other) prints help to stderr and
+ * returns CTL_EXIT_USAGE; otherwise connects and returns cr_ctl_connect's
+ * result (0 when connected). */
+int cr_ctl_begin(struct ctl *ctl, int usage_ok, const char *help);
+
+/* The whole option handling of a command that takes only the common options
+ * and one argument: parses argv, checks that exactly one argument is left and
+ * connects. Returns -1 with *arg (pointing into argv) when the command goes
+ * on, or the exit code to return (CTL_EXIT_OK after printing help on request,
+ * CTL_EXIT_USAGE, CTL_EXIT_UNREACH). */
+int cr_ctl_one_arg(struct ctl *ctl, int argc, char **argv, const char *help, const char **arg);
+
 /* Connects to Redis with the connect timeout, sets the command timeout, sends
  * AUTH when a password is set and fills ctl->keys. Returns 0, or prints why
  * and returns CTL_EXIT_UNREACH (cannot connect / AUTH refused / bad prefix). */
@@ -123,6 +136,10 @@ void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen);
  * (clamped to 0..1) into out as a C string. */
 void cr_ctl_bar(char *out, size_t outlen, double f, int width);
 
+/* FNV-1a 64-bit hash of the C string s, for the in-memory hash tables of
+ * import (distinct segments) and report (subscriber index). */
+uint64_t cr_ctl_hash_str(const char *s);
+
 /* Millisecond part of a stream entry id ("1700000000000-3"); 0 when malformed. */
 int64_t cr_ctl_entry_ms(const char *id);
 
@@ -139,6 +156,16 @@ struct ctl_job {
     long long st[CR_ST__COUNT];                /* per status */
     long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
 };
+
+/* Writes the key crier:job:<id> (with the configured prefix) into key.
+ * Returns 0, or CTL_EXIT_USAGE after printing that id is too long. */
+int cr_ctl_job_key(struct ctl *ctl, const char *id, char *key, size_t keylen);
+
+/* Reads the job hash at key (from cr_ctl_job_key) with HGETALL. Returns 0 and
+ * *out (an array reply with at least one field; the caller frees it with
+ * freeReplyObject), CTL_EXIT_NOTFOUND (no such hash; nothing printed), or
+ * CTL_EXIT_UNREACH / CTL_EXIT_FAIL after printing why. */
+int cr_ctl_job_hash(struct ctl *ctl, const char *key, redisReply **out);
 
 /* Fills job from an HGETALL reply of crier:job:<id>. */
 void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job);

@@ -126,17 +126,6 @@ struct imp {
 
 /* ---- small checks ---- */
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    while (*s) {
-        h ^= (unsigned char)*s++;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 /* Adds s (copied) to set. Returns 0, CR_ETOOBIG past the cap, CR_ENOMEM. */
 static int strset_add(struct strset *set, const char *s)
 {
@@ -155,7 +144,7 @@ static int strset_add(struct strset *set, const char *s)
         for (k = 0; k < set->cap; k++) {
             if (set->slots[k] == NULL)
                 continue;
-            i = (size_t)hash_str(set->slots[k]) & (ncap - 1);
+            i = (size_t)cr_ctl_hash_str(set->slots[k]) & (ncap - 1);
             while (nslots[i])
                 i = (i + 1) & (ncap - 1);
             nslots[i] = set->slots[k];
@@ -164,7 +153,7 @@ static int strset_add(struct strset *set, const char *s)
         set->slots = nslots;
         set->cap = ncap;
     }
-    i = (size_t)hash_str(s) & (set->cap - 1);
+    i = (size_t)cr_ctl_hash_str(s) & (set->cap - 1);
     while (set->slots[i]) {
         if (strcmp(set->slots[i], s) == 0)
             return 0;

@@ -60,11 +60,7 @@ int cr_ctl_jobs(struct ctl *ctl, int argc, char **argv)
         if (code >= 0)
             return code;
     }
-    if (optind != argc) {
-        fputs(help, stderr);
-        return CTL_EXIT_USAGE;
-    }
-    code = cr_ctl_connect(ctl);
+    code = cr_ctl_begin(ctl, optind == argc, help);
     if (code != 0)
         return code;
     snprintf(stop, sizeof(stop), "%lld", n - 1);

@@ -5,7 +5,6 @@
  * it arrive, and what did they say". */
 #include <cjson/cJSON.h>
 #include <csv.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -119,17 +118,6 @@ struct survey_cols {
     char name[CR_SURVEY_OPTIONS_MAX][SLUG_MAX + 16];
 };
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    while (*s) {
-        h ^= (unsigned char)*s++;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static int grow_index(struct report *rp)
 {
     size_t ncap = rp->capindex ? rp->capindex * 2 : 4096;
@@ -139,7 +127,7 @@ static int grow_index(struct report *rp)
     if (ni == NULL)
         return -1;
     for (i = 0; i < rp->nsubs; i++) {
-        size_t k = (size_t)hash_str(rp->subs[i].id) & (ncap - 1);
+        size_t k = (size_t)cr_ctl_hash_str(rp->subs[i].id) & (ncap - 1);
 
         while (ni[k])
             k = (k + 1) & (ncap - 1);
@@ -161,7 +149,7 @@ static struct sub *find_sub(struct report *rp, const char *id)
         if (grow_index(rp) < 0)
             return NULL;
     }
-    k = (size_t)hash_str(id) & (rp->capindex - 1);
+    k = (size_t)cr_ctl_hash_str(id) & (rp->capindex - 1);
     while (rp->index[k]) {
         s = &rp->subs[rp->index[k] - 1];
         if (strcmp(s->id, id) == 0)
@@ -638,14 +626,12 @@ static void release(struct report *rp)
 
 int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
 {
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     struct report rp;
     struct ctl_job job;
     struct row total;
     struct row *rows = NULL;
     struct answers *ans = NULL;
     struct survey_cols sc;
-    const char *hargv[2];
     const char *doc;
     char key[CR_KEY_MAX];
     redisReply *h = NULL;
@@ -653,40 +639,19 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     size_t i;
     size_t s;
     int code;
-    int c;
 
     memset(&rp, 0, sizeof(rp));
     memset(&sc, 0, sizeof(sc));
-    for (;;) {
-        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
-        if (c == -1)
-            break;
-        code = cr_ctl_opt_other(ctl, c, optarg, help);
-        if (code >= 0)
-            return code;
-    }
-    if (optind != argc - 1) {
-        fputs(help, stderr);
-        return CTL_EXIT_USAGE;
-    }
-    id = argv[optind];
-    code = cr_ctl_connect(ctl);
+    code = cr_ctl_one_arg(ctl, argc, argv, help, &id);
+    if (code >= 0)
+        return code;
+    code = cr_ctl_job_key(ctl, id, key, sizeof(key));
+    if (code == 0)
+        code = cr_ctl_job_hash(ctl, key, &h);
+    if (code == CTL_EXIT_NOTFOUND)
+        fprintf(stderr, "crierctl report: no job '%s'\n", id);
     if (code != 0)
         return code;
-    if (cr_key_for(&ctl->keys, "job", id, key, sizeof(key)) < 0) {
-        fprintf(stderr, "crierctl report: job id '%s' is too long\n", id);
-        return CTL_EXIT_USAGE;
-    }
-    hargv[0] = "HGETALL";
-    hargv[1] = key;
-    h = cr_ctl_cmdv(ctl, 2, hargv, NULL, &code);
-    if (h == NULL)
-        return code;
-    if (h->type != REDIS_REPLY_ARRAY || h->elements == 0) {
-        fprintf(stderr, "crierctl report: no job '%s'\n", id);
-        code = CTL_EXIT_NOTFOUND;
-        goto out;
-    }
     cr_ctl_job_from_hash(h, &job);
     doc = cr_ctl_field(h, "doc");
     rp.segs = calloc(MAX_SEGS, sizeof(*rp.segs));

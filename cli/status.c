@@ -366,14 +366,10 @@ int cr_ctl_status(struct ctl *ctl, int argc, char **argv)
                 return code;
         }
     }
-    if (optind != argc - 1 || (once && follow_flag)) {
-        fputs(help, stderr);
-        return CTL_EXIT_USAGE;
-    }
-    id = argv[optind];
-    code = cr_ctl_connect(ctl);
+    code = cr_ctl_begin(ctl, optind == argc - 1 && !(once && follow_flag), help);
     if (code != 0)
         return code;
+    id = argv[optind];
     code = cr_ctl_job_load(ctl, id, &job);
     if (code == CTL_EXIT_NOTFOUND) {
         code = find_rejection(ctl, id, NULL);

@@ -441,11 +441,7 @@ int cr_ctl_top(struct ctl *ctl, int argc, char **argv)
                 return code;
         }
     }
-    if (optind != argc) {
-        fputs(help, stderr);
-        return CTL_EXIT_USAGE;
-    }
-    code = cr_ctl_connect(ctl);
+    code = cr_ctl_begin(ctl, optind == argc, help);
     if (code != 0)
         return code;
     t = calloc(1, sizeof(*t));
