@@ -15,6 +15,7 @@
 #include "scripts.h"
 
 #define IDS_MAX (8u << 20)
+#define FIRST_PAGE 32
 
 struct expansion {
     struct cr_expander *x;
@@ -35,6 +36,7 @@ struct expansion {
     int replies;            /* filter replies still to come */
     int failed;
     int waiting;            /* paused: enough batches are waiting to be sent */
+    unsigned pages;         /* pages taken so far in this process */
     struct expansion *next;
 };
 
@@ -417,6 +419,15 @@ static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
     filter(e);
 }
 
+/* The first page is small so that the job's first messages leave at once;
+ * later pages are full batches. */
+static int page_size(const struct expansion *e)
+{
+    int full = e->x->d->cfg->batch_size;
+
+    return e->pages == 0 && full > FIRST_PAGE ? FIRST_PAGE : full;
+}
+
 static void step(struct expansion *e)
 {
     struct cr_daemon *d = e->x->d;
@@ -431,8 +442,9 @@ static void step(struct expansion *e)
         size_t off = (size_t)strtoull(e->cursor, &end, 10);
         size_t n = e->nexplicit > off ? e->nexplicit - off : 0;
 
-        if (n > (size_t)d->cfg->batch_size)
-            n = (size_t)d->cfg->batch_size;
+        if (n > (size_t)page_size(e))
+            n = (size_t)page_size(e);
+        e->pages++;
         if (off + n >= e->nexplicit) {
             e->next_src = 1;
             snprintf(e->next_cursor, sizeof(e->next_cursor), "0");
@@ -463,8 +475,9 @@ static void step(struct expansion *e)
 
         cr_key_for(&d->keys, "seg", e->job.segments.v[e->src - 1], key, sizeof(key));
         if (cr_redis_cmd(d->rc, on_scan, e, 0, "SSCAN %s %s COUNT %d", key, e->cursor,
-                         d->cfg->batch_size) < 0)
+                         page_size(e)) < 0)
             finish(e);
+        e->pages++;
     }
 }
 
