@@ -10,6 +10,7 @@
 #include "http.h"
 #include "test.h"
 #include "test_workers_keys.h"
+#include "workers_fixture.h"
 
 #define FCM_PATH "providers.fcm"
 #define T0 INT64_C(1795338000000)
@@ -28,22 +29,13 @@ static cJSON *conf(const char *pem, const char *extra, const char *drop, int as_
 {
     cJSON *c = outer ? cJSON_Parse(outer) : cJSON_CreateObject();
     cJSON *sa = cJSON_CreateObject();
-    cJSON *e = extra ? cJSON_Parse(extra) : NULL;
-    cJSON *it;
 
     cJSON_AddStringToObject(c, "project_id", "crier-demo-1");
     cJSON_AddStringToObject(sa, "type", "service_account");
     cJSON_AddStringToObject(sa, "client_email", "crier@crier-demo-1.iam.gserviceaccount.com");
     cJSON_AddStringToObject(sa, "private_key", pem);
     cJSON_AddStringToObject(sa, "token_uri", "https://oauth2.googleapis.com/token");
-    cJSON_ArrayForEach(it, e)
-    {
-        cJSON_DeleteItemFromObjectCaseSensitive(sa, it->string);
-        cJSON_AddItemToObject(sa, it->string, cJSON_Duplicate(it, 1));
-    }
-    cJSON_Delete(e);
-    if (drop != NULL)
-        cJSON_DeleteItemFromObjectCaseSensitive(sa, drop);
+    cr_test_json_patch(sa, extra, drop);
     if (as_text) {
         char *text = cJSON_PrintUnformatted(sa);
 
@@ -58,23 +50,8 @@ static cJSON *conf(const char *pem, const char *extra, const char *drop, int as_
 
 static int init_with(cJSON *cfg, void **state, char *err, size_t errlen)
 {
-    int rc;
-
-    err[0] = '\0';
-    rc = fcm()->init(cfg, "https://fcm.googleapis.com", FCM_PATH, state, err, errlen);
-    cJSON_Delete(cfg);
-    return rc;
-}
-
-static int has_header(const struct cr_request *req, const char *line)
-{
-    const struct curl_slist *h;
-
-    for (h = req->headers; h != NULL; h = h->next) {
-        if (strcmp(h->data, line) == 0)
-            return 1;
-    }
-    return 0;
+    return cr_test_provider_init(fcm(), cfg, "https://fcm.googleapis.com", FCM_PATH, state, err,
+                                 errlen);
 }
 
 static int auth(void *state, int64_t now_ms)
@@ -106,33 +83,20 @@ static const char good_token[] =
 
 static struct cr_message push(void)
 {
-    struct cr_message m;
-
-    memset(&m, 0, sizeof(m));
-    m.job_id = "appeal-17";
-    m.ref = "appeal-17/4/push";
-    m.channel = CR_CH_PUSH;
-    m.priority = CR_PRIO_URGENT;
-    m.address = "fGx7:APA91bH-token";
-    m.platform = "fcm";
-    m.push_title = "Police appeal";
-    m.push_body = "Missing person";
-    return m;
+    return cr_test_push("fcm", "fGx7:APA91bH-token", "Missing person");
 }
 
 /* Builds one push at now_ms; 1 when it carries "Authorization: Bearer <token>". */
 static int builds_with(void *state, int64_t now_ms, const char *token)
 {
     struct cr_message m = push();
-    const struct cr_message *one = &m;
     struct cr_request req;
     char line[256];
     int ok;
 
-    cr_request_init(&req, 1 << 20);
-    req.now_ms = now_ms;
     snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
-    ok = fcm()->build(state, &one, 1, &req) == 0 && has_header(&req, line);
+    ok = cr_test_build_one(fcm(), state, &m, now_ms, &req) == 0 &&
+         cr_test_has_header(&req, line);
     cr_request_release(&req);
     return ok;
 }
@@ -180,12 +144,9 @@ TEST(workers_fcm_oauth_config_errors)
         };
         size_t i;
 
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-            state = (void *)1;
-            ASSERT_INT_EQ(init_with(cases[i].cfg, &state, err, sizeof(err)), CR_ECONFIG);
-            ASSERT(state == NULL);
-            ASSERT_STR_CONTAINS(err, cases[i].err);
-        }
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            ASSERT_CONFIG_REFUSED(fcm(), cases[i].cfg, "https://fcm.googleapis.com", FCM_PATH,
+                                  cases[i].err);
     }
     /* The key as an object works as well as the key file's text. */
     ASSERT_INT_EQ(init_with(conf(rsa, NULL, NULL, 0, NULL), &state, err, sizeof(err)), 0);
@@ -217,8 +178,8 @@ TEST(workers_fcm_oauth_token_request)
     ASSERT_STR_EQ(req.method, "POST");
     ASSERT_INT_EQ(req.transport, CR_TRANSPORT_HTTP);
     ASSERT_STR_EQ(cr_buf_cstr(&req.url), TOKEN_URL);
-    ASSERT(has_header(&req, "Content-Type: application/x-www-form-urlencoded"));
-    ASSERT(has_header(&req, "Accept: application/json"));
+    ASSERT(cr_test_has_header(&req, "Content-Type: application/x-www-form-urlencoded"));
+    ASSERT(cr_test_has_header(&req, "Accept: application/json"));
     body = cr_buf_cstr(&req.body);
     ASSERT(strncmp(body, prefix, sizeof(prefix) - 1) == 0);
     ASSERT(strchr(body + sizeof(prefix) - 1, '&') == NULL);
@@ -361,8 +322,6 @@ TEST(workers_fcm_oauth_401_drops_the_token)
 {
     char *rsa = NULL, *rsa_pub = NULL;
     struct cr_message m = push();
-    const struct cr_message *one = &m;
-    struct cr_response resp;
     struct cr_result res;
     static const char unauth[] =
         "{\"error\":{\"code\":401,\"message\":\"Request had invalid authentication "
@@ -376,12 +335,7 @@ TEST(workers_fcm_oauth_401_drops_the_token)
     answer(state, T0, 200, good_token);
     ASSERT_INT_EQ(auth(state, T0 + 1000), 0);
 
-    memset(&resp, 0, sizeof(resp));
-    resp.status = 401;
-    resp.body = unauth;
-    resp.body_len = strlen(unauth);
-    resp.headers = "";
-    fcm()->classify(state, &one, 1, &resp, &res);
+    cr_test_classify(fcm(), state, &m, 401, "", NULL, unauth, &res);
     ASSERT_INT_EQ(res.outcome, CR_OUT_RETRY);
     ASSERT_STR_EQ(res.code, "UNAUTHENTICATED");
     ASSERT_INT_EQ(auth(state, T0 + 1001), CR_EAGAIN);
@@ -392,7 +346,7 @@ TEST(workers_fcm_oauth_401_drops_the_token)
                             &state, err, sizeof(err)),
                   0);
     ASSERT_INT_EQ(auth(state, T0), 0);
-    fcm()->classify(state, &one, 1, &resp, &res);
+    cr_test_classify(fcm(), state, &m, 401, "", NULL, unauth, &res);
     ASSERT_INT_EQ(res.outcome, CR_OUT_RETRY);
     ASSERT_INT_EQ(auth(state, T0 + 1), 0);
     ASSERT(builds_with(state, T0 + 1, "ya29.static"));

@@ -7,6 +7,7 @@
 #include "cr_provider.h"
 #include "http.h"
 #include "test.h"
+#include "workers_fixture.h"
 
 #define SMTP_PATH "providers.mail"
 #define NOW_MS INT64_C(1795338000000) /* Sun, 22 Nov 2026 09:00:00 UTC */
@@ -21,49 +22,15 @@ static const struct cr_provider_ops *smtp_ops(void)
 
 static int smtp_init(const char *conf, const char *base, void **state, char *err, size_t errlen)
 {
-    cJSON *cfg = cJSON_Parse(conf);
-    int rc;
-
-    err[0] = '\0';
-    rc = smtp_ops()->init(cfg, base, SMTP_PATH, state, err, errlen);
-    cJSON_Delete(cfg);
-    return rc;
-}
-
-/* The value of header name in req, or NULL. */
-static const char *header(const struct cr_request *req, const char *name)
-{
-    const struct curl_slist *h;
-    size_t n = strlen(name);
-
-    for (h = req->headers; h != NULL; h = h->next) {
-        if (strncmp(h->data, name, n) == 0 && h->data[n] == ':' && h->data[n + 1] == ' ')
-            return h->data + n + 2;
-    }
-    return NULL;
-}
-
-static int nheaders(const struct cr_request *req)
-{
-    const struct curl_slist *h;
-    int n = 0;
-
-    for (h = req->headers; h != NULL; h = h->next)
-        n++;
-    return n;
+    return cr_test_provider_init(smtp_ops(), cJSON_Parse(conf), base, SMTP_PATH, state, err,
+                                 errlen);
 }
 
 static struct cr_message sample(void)
 {
-    struct cr_message m;
+    struct cr_message m = cr_test_message(CR_CH_EMAIL, "resident@example.org");
 
-    memset(&m, 0, sizeof(m));
-    m.job_id = "appeal-17";
     m.sub_id = "10442";
-    m.ref = "appeal-17/4/email";
-    m.channel = CR_CH_EMAIL;
-    m.priority = CR_PRIO_URGENT;
-    m.address = "resident@example.org";
     m.subject = "Missing person: can you help?";
     m.text = "Hello Sam, we are looking for ...";
     m.html = "<p>Hello Sam, we are looking for ...</p>";
@@ -74,11 +41,7 @@ static struct cr_message sample(void)
 
 static int build(void *state, const struct cr_message *m, struct cr_request *req)
 {
-    const struct cr_message *one = m;
-
-    cr_request_init(req, 1 << 20);
-    req->now_ms = NOW_MS;
-    return smtp_ops()->build(state, &one, 1, req);
+    return cr_test_build_one(smtp_ops(), state, m, NOW_MS, req);
 }
 
 TEST(workers_smtp_config_errors)
@@ -120,13 +83,9 @@ TEST(workers_smtp_config_errors)
     char err[256];
     void *state;
 
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        state = (void *)1;
-        ASSERT_INT_EQ(smtp_init(cases[i].conf, cases[i].url, &state, err, sizeof(err)),
-                      CR_ECONFIG);
-        ASSERT(state == NULL);
-        ASSERT_STR_CONTAINS(err, cases[i].err);
-    }
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ASSERT_CONFIG_REFUSED(smtp_ops(), cJSON_Parse(cases[i].conf), cases[i].url, SMTP_PATH,
+                              cases[i].err);
     ASSERT_INT_EQ(smtp_init(smtp_conf, "smtps://mail.example:465/", &state, err, sizeof(err)), 0);
     smtp_ops()->free_state(state);
 }
@@ -160,15 +119,15 @@ TEST(workers_smtp_build_request)
     ASSERT(req.rcpt != NULL && req.rcpt->next == NULL);
     ASSERT_STR_EQ(req.rcpt->data, "resident@example.org");
 
-    ASSERT_INT_EQ(nheaders(&req), 8);
-    ASSERT_STR_EQ(header(&req, "Date"), "Sun, 22 Nov 2026 09:00:00 +0000");
-    ASSERT_STR_EQ(header(&req, "Message-ID"), "<appeal-17.4.email@police.example>");
-    ASSERT_STR_EQ(header(&req, "From"), "\"PC Jane Smith\" <alerts@police.example>");
-    ASSERT_STR_EQ(header(&req, "To"), "resident@example.org");
-    ASSERT_STR_EQ(header(&req, "Subject"), "Missing person: can you help?");
-    ASSERT_STR_EQ(header(&req, "MIME-Version"), "1.0");
-    ASSERT_STR_EQ(header(&req, "List-Unsubscribe"), "<https://alerts.example/u/abc?sig=1>");
-    ASSERT_STR_EQ(header(&req, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+    ASSERT_INT_EQ(cr_test_nheaders(&req), 8);
+    ASSERT_STR_EQ(cr_test_header(&req, "Date"), "Sun, 22 Nov 2026 09:00:00 +0000");
+    ASSERT_STR_EQ(cr_test_header(&req, "Message-ID"), "<appeal-17.4.email@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "From"), "\"PC Jane Smith\" <alerts@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "To"), "resident@example.org");
+    ASSERT_STR_EQ(cr_test_header(&req, "Subject"), "Missing person: can you help?");
+    ASSERT_STR_EQ(cr_test_header(&req, "MIME-Version"), "1.0");
+    ASSERT_STR_EQ(cr_test_header(&req, "List-Unsubscribe"), "<https://alerts.example/u/abc?sig=1>");
+    ASSERT_STR_EQ(cr_test_header(&req, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
 
     ASSERT_INT_EQ(req.nparts, 2);
     ASSERT_STR_EQ(req.parts[0].type, "text/plain; charset=utf-8");
@@ -183,16 +142,16 @@ TEST(workers_smtp_build_request)
     m.sender_name = NULL;
     m.html = NULL;
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    ASSERT(header(&req, "List-Unsubscribe") == NULL);
-    ASSERT(header(&req, "List-Unsubscribe-Post") == NULL);
-    ASSERT_STR_EQ(header(&req, "From"), "\"Police Alerts\" <alerts@police.example>");
+    ASSERT(cr_test_header(&req, "List-Unsubscribe") == NULL);
+    ASSERT(cr_test_header(&req, "List-Unsubscribe-Post") == NULL);
+    ASSERT_STR_EQ(cr_test_header(&req, "From"), "\"Police Alerts\" <alerts@police.example>");
     ASSERT_INT_EQ(req.nparts, 1);
     cr_request_release(&req);
 
     /* A name with quotes is escaped inside the quoted-string. */
     m.sender_name = "PC \"Jay\" Smith\\2";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    ASSERT_STR_EQ(header(&req, "From"), "\"PC \\\"Jay\\\" Smith\\\\2\" <alerts@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "From"), "\"PC \\\"Jay\\\" Smith\\\\2\" <alerts@police.example>");
     cr_request_release(&req);
     smtp_ops()->free_state(state);
 
@@ -205,7 +164,7 @@ TEST(workers_smtp_build_request)
     ASSERT_STR_EQ(cr_buf_cstr(&req.url), "smtp://127.0.0.1:2525/crier.b.example");
     ASSERT_INT_EQ(req.smtp_starttls, 0);
     ASSERT(req.userpwd == NULL);
-    ASSERT_STR_EQ(header(&req, "From"), "\"PC \\\"Jay\\\" Smith\\\\2\" <a@b.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "From"), "\"PC \\\"Jay\\\" Smith\\\\2\" <a@b.example>");
     cr_request_release(&req);
     smtp_ops()->free_state(state);
 
@@ -232,14 +191,14 @@ TEST(workers_smtp_encoded_words)
     m.sender_name = "Komisariat \xc5\x81\xc3\xb3"
                     "d\xc5\xba";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    ASSERT_STR_EQ(header(&req, "Subject"), "=?UTF-8?B?WmFnaW5pb25hIG9zb2JhOiDFgXVjamE=?=");
-    ASSERT_STR_EQ(header(&req, "From"), "=?UTF-8?B?S29taXNhcmlhdCDFgcOzZMW6?= <alerts@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "Subject"), "=?UTF-8?B?WmFnaW5pb25hIG9zb2JhOiDFgXVjamE=?=");
+    ASSERT_STR_EQ(cr_test_header(&req, "From"), "=?UTF-8?B?S29taXNhcmlhdCDFgcOzZMW6?= <alerts@police.example>");
     cr_request_release(&req);
 
     /* Something that looks like an encoded-word is encoded rather than passed. */
     m.subject = "=?UTF-8?B?SGk=?=";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    ASSERT_STR_CONTAINS(header(&req, "Subject"), "=?UTF-8?B?PT9VVEYtOD9CP1NHaz0/PQ==?=");
+    ASSERT_STR_CONTAINS(cr_test_header(&req, "Subject"), "=?UTF-8?B?PT9VVEYtOD9CP1NHaz0/PQ==?=");
     cr_request_release(&req);
 
     /* A long subject becomes several words of at most 75 characters, never
@@ -248,7 +207,7 @@ TEST(workers_smtp_encoded_words)
                 "\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81"
                 "\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    subj = header(&req, "Subject");
+    subj = cr_test_header(&req, "Subject");
     ASSERT(subj != NULL);
     /* 22 characters (44 bytes) then 8 characters (16 bytes). */
     ASSERT_STR_EQ(subj, "=?UTF-8?B?xYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYE=?= "
@@ -267,11 +226,11 @@ TEST(workers_smtp_message_id_is_sanitised)
     ASSERT_INT_EQ(smtp_init(smtp_conf, "smtp://mail.example", &state, err, sizeof(err)), 0);
     m.ref = "job <x>@y/1/email";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    ASSERT_STR_EQ(header(&req, "Message-ID"), "<job=20=3Cx=3E=40y.1.email@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "Message-ID"), "<job=20=3Cx=3E=40y.1.email@police.example>");
     cr_request_release(&req);
     m.ref = "/a//b/";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
-    ASSERT_STR_EQ(header(&req, "Message-ID"), "<=2Fa.=2Fb=2F@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "Message-ID"), "<=2Fa.=2Fb=2F@police.example>");
     cr_request_release(&req);
     smtp_ops()->free_state(state);
 }
@@ -338,38 +297,29 @@ TEST(workers_smtp_refuses_header_injection)
 
 TEST(workers_smtp_classify_table)
 {
-    static const struct {
-        long status;
-        enum cr_outcome outcome;
-    } cases[] = {
-        {250, CR_OUT_SENT},     {251, CR_OUT_SENT},     {421, CR_OUT_RETRY},
-        {450, CR_OUT_RETRY},    {451, CR_OUT_RETRY},    {452, CR_OUT_RETRY},
-        {455, CR_OUT_RETRY},    {530, CR_OUT_RETRY},    {535, CR_OUT_RETRY},
-        {550, CR_OUT_SUPPRESS}, {551, CR_OUT_SUPPRESS}, {553, CR_OUT_SUPPRESS},
-        {552, CR_OUT_FAILED},   {554, CR_OUT_FAILED},   {500, CR_OUT_FAILED},
-        {0, CR_OUT_FAILED},
+    /* The reply code is the result's code; the reply text does not matter. */
+    static const struct cr_test_row rows[] = {
+        {250, "", NULL, "", CR_OUT_SENT, "250", -1, "", NULL},
+        {251, "", NULL, "", CR_OUT_SENT, "251", -1, "", NULL},
+        {421, "", NULL, "", CR_OUT_RETRY, "421", -1, "", NULL},
+        {450, "", NULL, "", CR_OUT_RETRY, "450", -1, "", NULL},
+        {451, "", NULL, "", CR_OUT_RETRY, "451", -1, "", NULL},
+        {452, "", NULL, "", CR_OUT_RETRY, "452", -1, "", NULL},
+        {455, "", NULL, "", CR_OUT_RETRY, "455", -1, "", NULL},
+        {530, "", NULL, "", CR_OUT_RETRY, "530", -1, "", NULL},
+        {535, "", NULL, "", CR_OUT_RETRY, "535", -1, "", NULL},
+        {550, "", NULL, "", CR_OUT_SUPPRESS, "550", -1, "", NULL},
+        {551, "", NULL, "", CR_OUT_SUPPRESS, "551", -1, "", NULL},
+        {553, "", NULL, "", CR_OUT_SUPPRESS, "553", -1, "", NULL},
+        {552, "", NULL, "", CR_OUT_FAILED, "552", -1, "", NULL},
+        {554, "", NULL, "", CR_OUT_FAILED, "554", -1, "", NULL},
+        {500, "", NULL, "", CR_OUT_FAILED, "500", -1, "", NULL},
+        {0, "", NULL, "", CR_OUT_FAILED, "0", -1, "", NULL},
     };
     struct cr_message m = sample();
-    const struct cr_message *one = &m;
-    size_t i;
 
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct cr_response resp;
-        struct cr_result res;
-        char code[16];
-
-        memset(&resp, 0, sizeof(resp));
-        resp.status = cases[i].status;
-        resp.body = "";
-        smtp_ops()->classify(NULL, &one, 1, &resp, &res);
-        snprintf(code, sizeof(code), "%ld", cases[i].status);
-        if (res.outcome != cases[i].outcome)
-            fprintf(stderr, "  SMTP %ld\n", cases[i].status);
-        ASSERT_INT_EQ(res.outcome, cases[i].outcome);
-        ASSERT_STR_EQ(res.code, code);
-        ASSERT_INT_EQ(res.retry_after_ms, -1);
-        ASSERT(res.detail[0] != '\0');
-    }
+    ASSERT_INT_EQ(
+        cr_test_rows_differing(smtp_ops(), NULL, &m, rows, sizeof(rows) / sizeof(rows[0])), 0);
 }
 
 TEST(workers_smtp_url_through_config)

@@ -5,6 +5,7 @@
 #include "cr_error.h"
 #include "cr_provider.h"
 #include "test.h"
+#include "workers_fixture.h"
 
 #define TW_PATH "providers.twilio"
 #define TW_SID "AC0123456789abcdef0123456789ABCDEF"
@@ -21,40 +22,7 @@ static const struct cr_provider_ops *tw_ops(void)
 
 static int tw_init(const char *conf, const char *base, void **state, char *err, size_t errlen)
 {
-    cJSON *cfg = cJSON_Parse(conf);
-    int rc;
-
-    err[0] = '\0';
-    rc = tw_ops()->init(cfg, base, TW_PATH, state, err, errlen);
-    cJSON_Delete(cfg);
-    return rc;
-}
-
-static void req_init(struct cr_request *req)
-{
-    memset(req, 0, sizeof(*req));
-    snprintf(req->method, sizeof(req->method), "GET");
-    cr_buf_init(&req->url, 4096);
-    cr_buf_init(&req->body, 1 << 20);
-}
-
-static void req_release(struct cr_request *req)
-{
-    cr_buf_release(&req->url);
-    cr_buf_release(&req->body);
-    curl_slist_free_all(req->headers);
-    req->headers = NULL;
-}
-
-static int has_header(const struct cr_request *req, const char *line)
-{
-    const struct curl_slist *h;
-
-    for (h = req->headers; h != NULL; h = h->next) {
-        if (strcmp(h->data, line) == 0)
-            return 1;
-    }
-    return 0;
+    return cr_test_provider_init(tw_ops(), cJSON_Parse(conf), base, TW_PATH, state, err, errlen);
 }
 
 /* Unescaped value of form field name in body, into out; 0 or -1 when absent. */
@@ -86,15 +54,9 @@ static int form_get(const char *body, const char *name, char *out, size_t outlen
 
 static struct cr_message sample(void)
 {
-    struct cr_message m;
+    struct cr_message m = cr_test_message(CR_CH_SMS, "+447700900456");
 
-    memset(&m, 0, sizeof(m));
-    m.job_id = "appeal-17";
     m.sub_id = "10442";
-    m.ref = "appeal-17/4/sms";
-    m.channel = CR_CH_SMS;
-    m.priority = CR_PRIO_URGENT;
-    m.address = "+447700900456";
     m.sms = "Police appeal: missing person & dog. Call 101 quoting 123 = 100% urgent";
     return m;
 }
@@ -139,13 +101,9 @@ TEST(workers_twilio_config_errors)
     char err[256];
     void *state;
 
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        state = (void *)1;
-        ASSERT_INT_EQ(tw_init(cases[i].conf, "https://api.twilio.com", &state, err, sizeof(err)),
-                      CR_ECONFIG);
-        ASSERT(state == NULL);
-        ASSERT_STR_CONTAINS(err, cases[i].err);
-    }
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ASSERT_CONFIG_REFUSED(tw_ops(), cJSON_Parse(cases[i].conf), "https://api.twilio.com",
+                              TW_PATH, cases[i].err);
     ASSERT_INT_EQ(tw_init(tw_conf, "", &state, err, sizeof(err)), CR_ECONFIG);
     ASSERT_STR_EQ(err, TW_PATH ".url: is required");
 }
@@ -175,12 +133,12 @@ TEST(workers_twilio_build_request)
     const char *body;
 
     ASSERT_INT_EQ(tw_init(tw_conf, "http://127.0.0.1:9001/", &state, err, sizeof(err)), 0);
-    req_init(&req);
+    cr_test_req_init(&req);
     ASSERT_INT_EQ(tw_ops()->build(state, msgs, 1, &req), 0);
     ASSERT_STR_EQ(req.method, "POST");
     ASSERT_STR_EQ(cr_buf_cstr(&req.url),
                   "http://127.0.0.1:9001/2010-04-01/Accounts/" TW_SID "/Messages.json");
-    ASSERT(has_header(&req, "Content-Type: application/x-www-form-urlencoded"));
+    ASSERT(cr_test_has_header(&req, "Content-Type: application/x-www-form-urlencoded"));
     ASSERT_STR_EQ(req.userpwd, TW_SID ":s3cret");
     body = cr_buf_cstr(&req.body);
     /* Every value is escaped: no raw '+', space, '&' payload or '/' left. */
@@ -195,7 +153,7 @@ TEST(workers_twilio_build_request)
     ASSERT_STR_EQ(v, m.sms);
     ASSERT_INT_EQ(form_get(body, "StatusCallback", v, sizeof(v)), 0);
     ASSERT_STR_EQ(v, "https://hooks.example/twilio?ref=appeal-17%2F4%2Fsms");
-    req_release(&req);
+    cr_test_req_release(&req);
     tw_ops()->free_state(state);
 }
 
@@ -214,139 +172,99 @@ TEST(workers_twilio_build_service_and_callback_query)
     void *state = NULL;
 
     ASSERT_INT_EQ(tw_init(conf, "http://127.0.0.1:9001", &state, err, sizeof(err)), 0);
-    req_init(&req);
+    cr_test_req_init(&req);
     ASSERT_INT_EQ(tw_ops()->build(state, msgs, 1, &req), 0);
     ASSERT_INT_EQ(form_get(cr_buf_cstr(&req.body), "From", v, sizeof(v)), -1);
     ASSERT_INT_EQ(form_get(cr_buf_cstr(&req.body), "MessagingServiceSid", v, sizeof(v)), 0);
     ASSERT_STR_EQ(v, TW_MG);
     ASSERT_INT_EQ(form_get(cr_buf_cstr(&req.body), "StatusCallback", v, sizeof(v)), 0);
     ASSERT_STR_EQ(v, "https://hooks.example/t?src=crier&ref=appeal-17%2F4%2Fsms");
-    req_release(&req);
+    cr_test_req_release(&req);
 
     /* Refused: no body, no address, more than one message. */
     m.sms = NULL;
-    req_init(&req);
+    cr_test_req_init(&req);
     ASSERT_INT_EQ(tw_ops()->build(state, msgs, 1, &req), CR_EINVAL);
-    req_release(&req);
+    cr_test_req_release(&req);
     m = sample();
     m.address = NULL;
-    req_init(&req);
+    cr_test_req_init(&req);
     ASSERT_INT_EQ(tw_ops()->build(state, msgs, 1, &req), CR_EINVAL);
-    req_release(&req);
+    cr_test_req_release(&req);
     m = sample();
-    req_init(&req);
+    cr_test_req_init(&req);
     ASSERT_INT_EQ(tw_ops()->build(state, msgs, 0, &req), CR_EINVAL);
-    req_release(&req);
+    cr_test_req_release(&req);
     tw_ops()->free_state(state);
 
     /* No status_callback configured: no StatusCallback field. */
     ASSERT_INT_EQ(tw_init(bare, "http://127.0.0.1:9001", &state, err, sizeof(err)), 0);
-    req_init(&req);
+    cr_test_req_init(&req);
     ASSERT_INT_EQ(tw_ops()->build(state, msgs, 1, &req), 0);
     ASSERT_INT_EQ(form_get(cr_buf_cstr(&req.body), "StatusCallback", v, sizeof(v)), -1);
-    req_release(&req);
+    cr_test_req_release(&req);
     tw_ops()->free_state(state);
 }
-
-struct row {
-    long status;
-    const char *headers;
-    const char *body;
-    enum cr_outcome outcome;
-    const char *code;
-    int64_t retry_after_ms;
-    const char *provider_id;
-    const char *detail;
-};
 
 #define TW_ERR(code, status, msg)                                                                  \
     "{\"code\":" #code ",\"message\":\"" msg "\",\"more_info\":"                                   \
     "\"https://www.twilio.com/docs/errors/" #code "\",\"status\":" #status "}"
 
-static const struct row tw_rows[] = {
-    {201, "", "{\"sid\":\"SM0123456789abcdef0123456789abcdef\",\"status\":\"queued\"}",
+static const struct cr_test_row tw_rows[] = {
+    {201, "", NULL, "{\"sid\":\"SM0123456789abcdef0123456789abcdef\",\"status\":\"queued\"}",
      CR_OUT_SENT, "queued", -1, "SM0123456789abcdef0123456789abcdef", "accepted"},
-    {200, "", "{\"sid\":\"SMaa\",\"status\":\"accepted\"}", CR_OUT_SENT, "accepted", -1, "SMaa",
-     "accepted"},
-    {201, "", "{\"sid\":\"SMbb\",\"status\":\"sent\"}", CR_OUT_SENT, "sent", -1, "SMbb", ""},
-    {201, "", "not json", CR_OUT_SENT, "201", -1, "", "body unreadable"},
-    {201, "", "", CR_OUT_SENT, "201", -1, "", "body unreadable"},
-    {400, "", TW_ERR(21610, 400, "Attempt to send to unsubscribed recipient"), CR_OUT_SUPPRESS,
-     "21610", -1, "", "unsubscribed"},
-    {400, "", TW_ERR(21211, 400, "The 'To' number is not a valid phone number."), CR_OUT_FAILED,
-     "21211", -1, "", "not a valid phone number"},
-    {400, "", TW_ERR(21614, 400, "not a mobile number"), CR_OUT_FAILED, "21614", -1, "", ""},
-    {400, "", TW_ERR(21612, 400, "cannot route"), CR_OUT_FAILED, "21612", -1, "", ""},
-    {400, "", TW_ERR(21408, 400, "region not enabled"), CR_OUT_FAILED, "21408", -1, "", ""},
-    {400, "", TW_ERR(21601, 400, "not a valid SMS-capable number"), CR_OUT_FAILED, "21601", -1,
-     "", ""},
-    {400, "", TW_ERR(21602, 400, "Message body is required"), CR_OUT_FAILED, "21602", -1, "",
+    {200, "", NULL, "{\"sid\":\"SMaa\",\"status\":\"accepted\"}", CR_OUT_SENT, "accepted", -1,
+     "SMaa", "accepted"},
+    {201, "", NULL, "{\"sid\":\"SMbb\",\"status\":\"sent\"}", CR_OUT_SENT, "sent", -1, "SMbb", ""},
+    {201, "", NULL, "not json", CR_OUT_SENT, "201", -1, "", "body unreadable"},
+    {201, "", NULL, "", CR_OUT_SENT, "201", -1, "", "body unreadable"},
+    {400, "", NULL, TW_ERR(21610, 400, "Attempt to send to unsubscribed recipient"),
+     CR_OUT_SUPPRESS, "21610", -1, "", "unsubscribed"},
+    {400, "", NULL, TW_ERR(21211, 400, "The 'To' number is not a valid phone number."),
+     CR_OUT_FAILED, "21211", -1, "", "not a valid phone number"},
+    {400, "", NULL, TW_ERR(21614, 400, "not a mobile number"), CR_OUT_FAILED, "21614", -1, "", ""},
+    {400, "", NULL, TW_ERR(21612, 400, "cannot route"), CR_OUT_FAILED, "21612", -1, "", ""},
+    {400, "", NULL, TW_ERR(21408, 400, "region not enabled"), CR_OUT_FAILED, "21408", -1, "", ""},
+    {400, "", NULL, TW_ERR(21601, 400, "not a valid SMS-capable number"), CR_OUT_FAILED, "21601",
+     -1, "", ""},
+    {400, "", NULL, TW_ERR(21602, 400, "Message body is required"), CR_OUT_FAILED, "21602", -1, "",
      ""},
-    {400, "", TW_ERR(21604, 400, "To is required"), CR_OUT_FAILED, "21604", -1, "", ""},
-    {400, "", TW_ERR(21606, 400, "From is not a valid sender"), CR_OUT_FAILED, "21606", -1, "",
-     ""},
-    {400, "", TW_ERR(21617, 400, "body exceeds 1600 characters"), CR_OUT_FAILED, "21617", -1,
+    {400, "", NULL, TW_ERR(21604, 400, "To is required"), CR_OUT_FAILED, "21604", -1, "", ""},
+    {400, "", NULL, TW_ERR(21606, 400, "From is not a valid sender"), CR_OUT_FAILED, "21606", -1,
      "", ""},
-    {429, "Retry-After: 3\r\n", TW_ERR(20429, 429, "Too Many Requests"), CR_OUT_RETRY, "20429",
-     3000, "", "rate limited"},
-    {400, "", TW_ERR(20429, 429, "Too Many Requests"), CR_OUT_RETRY, "20429", -1, "",
+    {400, "", NULL, TW_ERR(21617, 400, "body exceeds 1600 characters"), CR_OUT_FAILED, "21617", -1,
+     "", ""},
+    {429, "Retry-After: 3\r\n", NULL, TW_ERR(20429, 429, "Too Many Requests"), CR_OUT_RETRY,
+     "20429", 3000, "", "rate limited"},
+    {400, "", NULL, TW_ERR(20429, 429, "Too Many Requests"), CR_OUT_RETRY, "20429", -1, "",
      "rate limited"},
-    {429, "", "", CR_OUT_RETRY, "429", -1, "", "body unreadable"},
-    {401, "", TW_ERR(20003, 401, "Authenticate"), CR_OUT_RETRY, "20003", -1, "",
+    {429, "", NULL, "", CR_OUT_RETRY, "429", -1, "", "body unreadable"},
+    {401, "", NULL, TW_ERR(20003, 401, "Authenticate"), CR_OUT_RETRY, "20003", -1, "",
      "check account_sid and auth_token"},
-    {401, "", "<html/>", CR_OUT_RETRY, "401", -1, "", "auth rejected"},
-    {500, "", TW_ERR(20500, 500, "Internal Server Error"), CR_OUT_RETRY, "20500", -1, "", ""},
-    {503, "Retry-After: 1\r\n", TW_ERR(20503, 503, "Service Unavailable"), CR_OUT_RETRY, "20503",
-     1000, "", ""},
-    {502, "", "<html>Bad Gateway</html>", CR_OUT_RETRY, "502", -1, "", "body unreadable"},
-    {400, "", TW_ERR(21620, 400, "Invalid media URL"), CR_OUT_FAILED, "21620", -1, "",
+    {401, "", NULL, "<html/>", CR_OUT_RETRY, "401", -1, "", "auth rejected"},
+    {500, "", NULL, TW_ERR(20500, 500, "Internal Server Error"), CR_OUT_RETRY, "20500", -1, "", ""},
+    {503, "Retry-After: 1\r\n", NULL, TW_ERR(20503, 503, "Service Unavailable"), CR_OUT_RETRY,
+     "20503", 1000, "", ""},
+    {502, "", NULL, "<html>Bad Gateway</html>", CR_OUT_RETRY, "502", -1, "", "body unreadable"},
+    {400, "", NULL, TW_ERR(21620, 400, "Invalid media URL"), CR_OUT_FAILED, "21620", -1, "",
      "Invalid media URL"},
-    {404, "", TW_ERR(20404, 404, "not found"), CR_OUT_FAILED, "20404", -1, "", ""},
-    {400, "", "{\"message\":\"no code\"}", CR_OUT_FAILED, "400", -1, "", "no code"},
-    {400, "", "{\"code\":\"21610\"}", CR_OUT_SUPPRESS, "21610", -1, "", "no message"},
-    {400, "", "{\"code\":-3}", CR_OUT_FAILED, "400", -1, "", ""},
-    {400, "", "\xff\xfe", CR_OUT_FAILED, "400", -1, "", "body unreadable"},
+    {404, "", NULL, TW_ERR(20404, 404, "not found"), CR_OUT_FAILED, "20404", -1, "", ""},
+    {400, "", NULL, "{\"message\":\"no code\"}", CR_OUT_FAILED, "400", -1, "", "no code"},
+    {400, "", NULL, "{\"code\":\"21610\"}", CR_OUT_SUPPRESS, "21610", -1, "", "no message"},
+    {400, "", NULL, "{\"code\":-3}", CR_OUT_FAILED, "400", -1, "", ""},
+    {400, "", NULL, "\xff\xfe", CR_OUT_FAILED, "400", -1, "", "body unreadable"},
 };
-
-static int row_differs(size_t i, const struct row *want, const struct cr_result *got)
-{
-    if (got->outcome == want->outcome && strcmp(got->code, want->code) == 0 &&
-        got->retry_after_ms == want->retry_after_ms &&
-        strcmp(got->provider_id, want->provider_id) == 0 &&
-        strstr(got->detail, want->detail) != NULL)
-        return 0;
-    fprintf(stderr,
-            "  row %zu (HTTP %ld): got outcome %d code \"%s\" retry %lld id \"%s\" detail \"%s\"; "
-            "want %d \"%s\" %lld \"%s\" \"...%s...\"\n",
-            i, want->status, (int)got->outcome, got->code, (long long)got->retry_after_ms,
-            got->provider_id, got->detail, (int)want->outcome, want->code,
-            (long long)want->retry_after_ms, want->provider_id, want->detail);
-    return 1;
-}
 
 TEST(workers_twilio_classify_table)
 {
     struct cr_message m = sample();
-    const struct cr_message *msgs[1] = {&m};
     char err[256];
     void *state = NULL;
-    size_t i;
-    int bad = 0;
+    size_t bad;
 
     ASSERT_INT_EQ(tw_init(tw_conf, "http://127.0.0.1:9001", &state, err, sizeof(err)), 0);
-    for (i = 0; i < sizeof(tw_rows) / sizeof(tw_rows[0]); i++) {
-        struct cr_response resp;
-        struct cr_result res;
-
-        memset(&resp, 0, sizeof(resp));
-        memset(&res, 0x55, sizeof(res));
-        resp.status = tw_rows[i].status;
-        resp.headers = tw_rows[i].headers;
-        resp.body = tw_rows[i].body;
-        resp.body_len = strlen(tw_rows[i].body);
-        tw_ops()->classify(state, msgs, 1, &resp, &res);
-        bad += row_differs(i, &tw_rows[i], &res);
-    }
+    bad =
+        cr_test_rows_differing(tw_ops(), state, &m, tw_rows, sizeof(tw_rows) / sizeof(tw_rows[0]));
     tw_ops()->free_state(state);
     ASSERT_INT_EQ(bad, 0);
 }
