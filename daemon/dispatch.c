@@ -1,5 +1,7 @@
 /* The dispatcher (see dispatch.h). Each provider has four FIFO queues, one per
- * priority; pump() fills its in-flight slots urgent first. A message to be
+ * priority; pump() fills its in-flight slots urgent first, and for adapters
+ * that take many recipients per request sends the run of messages at the head
+ * of a queue that can share one rendering as one request. A message to be
  * retried is parked in the durable retry set (retry.c brings it back). */
 #include "dispatch.h"
 
@@ -18,6 +20,7 @@
 
 #define RESPONSE_MAX (256 * 1024)
 #define BODY_MAX (1024 * 1024)
+#define BATCH_BODY_MAX (16 * 1024 * 1024) /* SendGrid takes up to 30 MB per request */
 
 struct queue {
     struct cr_msg *head;
@@ -47,6 +50,9 @@ struct cr_dispatch {
     struct prov prov[CR_MAX_PROVIDERS];
     size_t nprov;
     struct cr_render render;
+    struct cr_message *bout;          /* a batch's renderings (CR_RENDER_BATCH_MAX, on first use) */
+    const struct cr_message **bptr;   /* those that share the request */
+    unsigned char *balone;            /* those that must go alone */
     uint64_t rnd;
     size_t inflight;
     int stopped;
@@ -61,6 +67,22 @@ static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *r
 static void on_wake(uv_timer_t *t)
 {
     pump(t->data);
+}
+
+static void wake_in(struct prov *p, int64_t ms);
+
+/* New work or a free slot for p. An adapter that batches is pumped once the
+ * loop has handed out everything it had at hand (a whole fan-out batch, every
+ * outcome of a flush), so that one request carries them together; the others
+ * are pumped at once. */
+static void kick(struct prov *p)
+{
+    if (p->dp->closing)
+        return;
+    if (p->conf->ops->max_batch > 1)
+        wake_in(p, 0);
+    else
+        pump(p);
 }
 
 /* Pumps p again after ms (the earliest of the waits asked for). */
@@ -228,15 +250,76 @@ void cr_dispatch_enqueue(struct cr_dispatch *dp, struct cr_msg *m)
     m->state = CR_MSG_QUEUED;
     q_push(&p->q[m->batch->prio], m);
     p->queued++;
-    pump(p);
+    kick(p);
 }
 
 /* ---- sending ---- */
 
+/* What classify is shown of a message: who and where, not the rendering
+ * (gone by the time the answer comes). */
+struct sent {
+    struct cr_message msg;
+    char ref[CR_JOB_ID_MAX + 48];
+};
+
+/* One request in flight, for n messages (1 unless the adapter batches). */
 struct send_ctx {
     struct prov *p;
-    struct cr_msg *m;
+    size_t n;
+    struct cr_msg **m;
+    struct sent *sent;
+    const struct cr_message **msgp;
+    struct cr_result *res;
 };
+
+static void ctx_free(struct send_ctx *sc)
+{
+    free(sc);
+}
+
+/* One allocation: the context, then its n-element arrays (every element
+ * size is a multiple of the pointer alignment). */
+static struct send_ctx *ctx_new(struct prov *p, size_t n)
+{
+    size_t size = sizeof(struct send_ctx) + n * (sizeof(struct cr_msg *) + sizeof(struct sent) +
+                                                 sizeof(struct cr_message *) +
+                                                 sizeof(struct cr_result));
+    struct send_ctx *sc = calloc(1, size);
+    char *at;
+
+    if (sc == NULL)
+        return NULL;
+    at = (char *)(sc + 1);
+    sc->p = p;
+    sc->n = n;
+    sc->m = (struct cr_msg **)(void *)at;
+    at += n * sizeof(*sc->m);
+    sc->sent = (struct sent *)(void *)at;
+    at += n * sizeof(*sc->sent);
+    sc->msgp = (const struct cr_message **)(void *)at;
+    at += n * sizeof(*sc->msgp);
+    sc->res = (struct cr_result *)(void *)at;
+    return sc;
+}
+
+/* Message i of the request is m, rendered as r. */
+static void ctx_set(struct send_ctx *sc, size_t i, struct cr_msg *m, const struct cr_message *r)
+{
+    struct sent *s = &sc->sent[i];
+
+    sc->m[i] = m;
+    memset(&s->msg, 0, sizeof(s->msg));
+    snprintf(s->ref, sizeof(s->ref), "%s", r->ref ? r->ref : "");
+    s->msg.job_id = m->batch->job_id;
+    s->msg.sub_id = m->sub->id;
+    s->msg.ref = s->ref;
+    s->msg.channel = m->channel;
+    s->msg.priority = r->priority;
+    s->msg.address = m->address;
+    s->msg.platform = m->platform;
+    s->msg.expires_at_ms = r->expires_at_ms;
+    sc->msgp[i] = &s->msg;
+}
 
 /* The outcome of a message p sent: it keeps p's slot until it is written. */
 static void finish(struct prov *p, struct cr_msg *m, enum cr_status st,
@@ -253,8 +336,7 @@ void cr_dispatch_release(struct cr_dispatch *dp, size_t provider_ix)
         return;
     p = &dp->prov[provider_ix];
     p->inflight--;
-    if (!dp->closing)
-        pump(p);
+    kick(p);
 }
 
 static void hold_slot(struct prov *p, struct cr_msg *m)
@@ -302,69 +384,39 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
     cr_fanout_msg_park(m, now + delay, p->conf->name, res, latency_us);
 }
 
-static void on_done(void *ud, int err, const struct cr_response *resp, const char *detail,
-                    long latency_us)
+/* The outcome of message m of a request p answered (res), on its normal path:
+ * finished, moved to another provider, or parked for a retry. m holds its
+ * slot of p until its outcome is written. */
+static void settle(struct prov *p, struct cr_msg *m, struct cr_result *res, int failed,
+                   long latency_us)
 {
-    struct send_ctx *sc = ud;
-    struct prov *p = sc->p;
-    struct cr_msg *m = sc->m;
     struct cr_dispatch *dp = p->dp;
-    const struct cr_msg *one = NULL;
-    struct cr_result res;
 
-    free(sc);
-    dp->inflight--;
-    hold_slot(p, m); /* released when the outcome is written (cr_dispatch_release) */
-    cr_metrics_latency(dp->d->metrics, (int)p->ix, latency_us);
-    memset(&res, 0, sizeof(res));
-    res.retry_after_ms = -1;
-    if (err == CR_ECANCELED) {
+    if (res->outcome == CR_OUT_RETRY && !dp->stopped && failed) {
         drop_slot(p, m);
-        cr_fanout_msg_returned(m); /* shutdown: not sent, the batch is handed back */
-        return;
-    }
-    if (err < 0) {
-        cr_result_set(&res, CR_OUT_RETRY, cr_errname(err), detail ? detail : cr_strerror(err));
-    } else {
-        one = m;
-        p->conf->ops->classify(p->conf->state, (const struct cr_message *const *)&one, 1, resp,
-                               &res);
-    }
-    note_health(p, err < 0 || resp->status >= 500);
-    if (res.outcome == CR_OUT_RETRY && res.retry_after_ms > 0) {
-        /* the provider asked for a pause: nothing more goes to it until then */
-        int64_t until = cr_now_ms() + res.retry_after_ms;
-
-        if (until > p->paused_until)
-            p->paused_until = until;
-    }
-    if (res.outcome == CR_OUT_RETRY && !dp->stopped && (err < 0 || resp->status >= 500)) {
-        drop_slot(p, m);
-        if (fail_over(p, m, &res)) {
-            pump(p);
+        if (fail_over(p, m, res))
             return;
-        }
         hold_slot(p, m);
         p->inflight++;
     }
-    switch (res.outcome) {
+    switch (res->outcome) {
     case CR_OUT_DELIVERED:
-        finish(p, m, CR_ST_DELIVERED, &res, latency_us, 0);
+        finish(p, m, CR_ST_DELIVERED, res, latency_us, 0);
         break;
     case CR_OUT_SENT:
         if (m->channel == CR_CH_SMS)
             cr_metrics_sms_segments(dp->d->metrics, (int)p->ix, m->segments);
-        finish(p, m, CR_ST_SENT, &res, latency_us, 0);
+        finish(p, m, CR_ST_SENT, res, latency_us, 0);
         break;
     case CR_OUT_SUPPRESS:
         cr_info("provider '%s' job %s: %s (%s); address suppressed on %s", p->conf->name,
-                m->batch->job_id, res.code, res.detail, cr_channel_name(m->channel));
-        finish(p, m, CR_ST_SUPPRESSED, &res, latency_us, 1);
+                m->batch->job_id, res->code, res->detail, cr_channel_name(m->channel));
+        finish(p, m, CR_ST_SUPPRESSED, res, latency_us, 1);
         break;
     case CR_OUT_FAILED:
         cr_info("provider '%s' job %s: %s (%s); permanent failure, not retried", p->conf->name,
-                m->batch->job_id, res.code, res.detail);
-        finish(p, m, CR_ST_FAILED, &res, latency_us, 0);
+                m->batch->job_id, res->code, res->detail);
+        finish(p, m, CR_ST_FAILED, res, latency_us, 0);
         break;
     case CR_OUT_RETRY:
     default:
@@ -373,9 +425,116 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
             cr_fanout_msg_returned(m);
             break;
         }
-        retry_later(p, m, &res, latency_us);
+        retry_later(p, m, res, latency_us);
         break;
     }
+}
+
+/* A permanent refusal of a whole batch request says that something in it
+ * cannot be sent, not that every message cannot: m goes back to the head of
+ * its queue (to be sent by itself when alone, as it was refused without the
+ * provider saying for which message) and gives up its slot until then. */
+static void resend(struct prov *p, struct cr_msg *m, int alone)
+{
+    drop_slot(p, m);
+    if (alone)
+        m->solo = 1;
+    else if (m->attempt > 0)
+        m->attempt--; /* not judged: the attempt does not count */
+    m->state = CR_MSG_QUEUED;
+    q_push_front(&p->q[m->batch->prio], m);
+    p->queued++;
+}
+
+/* Whether message i of a batch request goes back to its queue instead of
+ * taking its outcome: it was not judged (another message made the provider
+ * refuse the request), or the whole request was refused for good without the
+ * provider saying for which message (judged 0: it is tried by itself). */
+static int refused(const struct send_ctx *sc, size_t i, int judged)
+{
+    enum cr_outcome o = sc->res[i].outcome;
+
+    if (sc->n < 2 || sc->p->dp->stopped)
+        return 0;
+    return o == CR_OUT_RESEND || (o == CR_OUT_FAILED && !judged);
+}
+
+/* The answer to a request for sc->n messages: one result per message from the
+ * adapter (a transport error is a retry for all), then each its own path; a
+ * batch refused for good is sent again one message at a time. */
+static void on_done(void *ud, int err, const struct cr_response *resp, const char *detail,
+                    long latency_us)
+{
+    struct send_ctx *sc = ud;
+    struct prov *p = sc->p;
+    struct cr_dispatch *dp = p->dp;
+    int64_t pause = 0;
+    size_t nrefused = 0;
+    int judged = 0;
+    int failed;
+    size_t i;
+
+    dp->inflight -= sc->n;
+    for (i = 0; i < sc->n; i++)
+        hold_slot(p, sc->m[i]); /* released when the outcome is written (cr_dispatch_release) */
+    cr_metrics_latency(dp->d->metrics, (int)p->ix, latency_us);
+    if (err == CR_ECANCELED) {
+        for (i = 0; i < sc->n; i++) {
+            drop_slot(p, sc->m[i]);
+            cr_fanout_msg_returned(sc->m[i]); /* shutdown: not sent, the batch is handed back */
+        }
+        ctx_free(sc);
+        return;
+    }
+    for (i = 0; i < sc->n; i++) {
+        memset(&sc->res[i], 0, sizeof(sc->res[i]));
+        sc->res[i].retry_after_ms = -1;
+    }
+    if (err < 0) {
+        cr_result_set(&sc->res[0], CR_OUT_RETRY, cr_errname(err),
+                      detail ? detail : cr_strerror(err));
+        for (i = 1; i < sc->n; i++)
+            sc->res[i] = sc->res[0];
+    } else {
+        p->conf->ops->classify(p->conf->state, sc->msgp, sc->n, resp, sc->res);
+    }
+    failed = err < 0 || resp->status >= 500;
+    note_health(p, failed);
+    for (i = 0; i < sc->n; i++) {
+        if (sc->res[i].outcome == CR_OUT_RETRY && sc->res[i].retry_after_ms > pause)
+            pause = sc->res[i].retry_after_ms;
+    }
+    if (pause > 0) {
+        /* the provider asked for a pause: nothing more goes to it until then */
+        int64_t until = cr_now_ms() + pause;
+
+        if (until > p->paused_until)
+            p->paused_until = until;
+    }
+    if (sc->n > 1)
+        cr_debug("provider '%s': request for %zu messages answered: %s %s", p->conf->name,
+                 sc->n, sc->res[0].code, sc->res[0].detail);
+    for (i = 0; i < sc->n; i++) {
+        if (sc->res[i].outcome == CR_OUT_RESEND)
+            judged = 1; /* the provider said which message it refused */
+    }
+    for (i = 0; i < sc->n; i++) {
+        if (refused(sc, i, judged))
+            nrefused++;
+        else
+            settle(p, sc->m[i], &sc->res[i], failed, latency_us);
+    }
+    if (nrefused > 0) {
+        cr_info("provider '%s' job %s: a request for %zu messages was refused (%s %s); "
+                "sending %zu of them again",
+                p->conf->name, sc->m[0]->batch->job_id, sc->n, sc->res[0].code,
+                sc->res[0].detail, nrefused);
+        for (i = sc->n; i-- > 0;) {
+            if (refused(sc, i, judged)) /* to the queue's head, in their order */
+                resend(p, sc->m[i], sc->res[i].outcome == CR_OUT_FAILED);
+        }
+    }
+    ctx_free(sc);
     pump(p);
 }
 
@@ -591,27 +750,157 @@ static void send_one(struct prov *p, struct cr_msg *m)
         finish(p, m, CR_ST_FAILED, &res, 0, 0);
         return;
     }
-    sc = malloc(sizeof(*sc));
+    sc = ctx_new(p, 1);
     if (sc == NULL) {
         cr_request_release(&req);
         cr_result_set(&res, CR_OUT_RETRY, "ENOMEM", "out of memory");
         retry_later(p, m, &res, 0);
         return;
     }
-    sc->p = p;
-    sc->m = m;
+    ctx_set(sc, 0, m, &msg);
     m->state = CR_MSG_INFLIGHT;
     m->attempt++;
     p->inflight++;
     dp->inflight++;
     rc = cr_http_submit(dp->d->http, &req, &p->target, on_done, sc);
     if (rc < 0) {
-        free(sc);
+        ctx_free(sc);
         p->inflight--;
         dp->inflight--;
         cr_result_set(&res, CR_OUT_RETRY, cr_errname(rc), cr_strerror(rc));
         retry_later(p, m, &res, 0);
     }
+}
+
+/* Takes one more rate token for a batch without waiting: 1, or 0 when none
+ * is at hand now (the batch is sent as it is). */
+static int take_token(struct prov *p, int64_t now)
+{
+    int64_t wait = 0;
+
+    if (!cr_bucket_limited(&p->bucket))
+        return 1;
+    if (p->shared_tokens <= 0 || !cr_bucket_take(&p->bucket, now, &wait))
+        return 0;
+    p->shared_tokens--;
+    return 1;
+}
+
+/* Scratch for batch renderings, on first use. Returns 0 or CR_ENOMEM. */
+static int batch_room(struct cr_dispatch *dp)
+{
+    if (dp->bout == NULL)
+        dp->bout = calloc(CR_RENDER_BATCH_MAX, sizeof(*dp->bout));
+    if (dp->bptr == NULL)
+        dp->bptr = calloc(CR_RENDER_BATCH_MAX, sizeof(*dp->bptr));
+    if (dp->balone == NULL)
+        dp->balone = calloc(CR_RENDER_BATCH_MAX, 1);
+    return dp->bout && dp->bptr && dp->balone ? 0 : CR_ENOMEM;
+}
+
+/* For an adapter that batches: first (already taken from its queue, with its
+ * rate token) and the messages right behind it in the same queue that can
+ * share its rendering (same job, priority and translation; as many as the
+ * adapter, the free slots and the rate tokens allow) go in one request. A
+ * message the batch cannot carry, or every message when the batch cannot be
+ * rendered or built, is sent by itself. Each message holds its own slot. */
+static void send_batch(struct prov *p, struct cr_msg *first)
+{
+    struct cr_dispatch *dp = p->dp;
+    const struct cr_provider_ops *ops = p->conf->ops;
+    struct queue *q = &p->q[first->batch->prio];
+    struct cr_msg *msgs[CR_RENDER_BATCH_MAX];
+    struct send_ctx *sc = NULL;
+    struct cr_request req;
+    struct cr_result res;
+    int64_t now = cr_now_ms();
+    size_t max = ops->max_batch;
+    size_t n = 1;
+    size_t k = 0;
+    size_t i;
+    int rc;
+
+    if (max > CR_RENDER_BATCH_MAX)
+        max = CR_RENDER_BATCH_MAX;
+    if (p->conf->max_inflight - p->inflight < (int)max)
+        max = (size_t)(p->conf->max_inflight - p->inflight);
+    if (p->breaker.state != CR_BREAKER_CLOSED || first->solo || batch_room(dp) < 0)
+        max = 1; /* a probe is one message */
+    rc = ensure_auth(p, first);
+    if (rc == 1)
+        return; /* first waits for the credential at the head of its queue */
+    if (rc < 0) {
+        send_one(p, first); /* retried later without one */
+        return;
+    }
+    msgs[0] = first;
+    while (n < max && q->head != NULL && !q->head->solo && cr_render_same(first, q->head) &&
+           take_token(p, now)) {
+        msgs[n++] = q_pop(q);
+        p->queued--;
+    }
+    if (n == 1) {
+        send_one(p, first);
+        return;
+    }
+    rc = cr_render_batch(&dp->render, msgs, n,
+                         (ops->flags & CR_PROVIDER_SUBST) ? CR_SUBST_MAX_BYTES : 0, now,
+                         dp->bout, dp->balone);
+    if (rc < 0) {
+        cr_debug("provider '%s' job %s: %zu messages cannot share a rendering (%s)",
+                 p->conf->name, first->batch->job_id, n, cr_strerror(rc));
+        goto one_by_one;
+    }
+    for (i = 0; i < n; i++) {
+        if (!dp->balone[i])
+            dp->bptr[k++] = &dp->bout[i];
+    }
+    if (k < 2)
+        goto one_by_one;
+    sc = ctx_new(p, k);
+    if (sc == NULL)
+        goto one_by_one;
+    cr_request_init(&req, BATCH_BODY_MAX);
+    req.now_ms = now;
+    rc = ops->build(p->conf->state, dp->bptr, k, &req);
+    if (rc < 0) {
+        cr_request_release(&req);
+        cr_info("provider '%s' job %s: a request for %zu messages cannot be built (%s); "
+                "sending them one by one",
+                p->conf->name, first->batch->job_id, k, cr_strerror(rc));
+        goto one_by_one;
+    }
+    k = 0;
+    for (i = 0; i < n; i++) {
+        if (dp->balone[i])
+            continue;
+        ctx_set(sc, k++, msgs[i], &dp->bout[i]);
+        msgs[i]->state = CR_MSG_INFLIGHT;
+        msgs[i]->attempt++;
+        p->inflight++;
+        dp->inflight++;
+    }
+    rc = cr_http_submit(dp->d->http, &req, &p->target, on_done, sc);
+    if (rc < 0) {
+        memset(&res, 0, sizeof(res));
+        cr_result_set(&res, CR_OUT_RETRY, cr_errname(rc), cr_strerror(rc));
+        for (i = 0; i < k; i++) {
+            p->inflight--;
+            dp->inflight--;
+            retry_later(p, sc->m[i], &res, 0);
+        }
+        ctx_free(sc);
+    }
+    /* what the request could not carry goes by itself, after it */
+    for (i = 0; i < n; i++) {
+        if (dp->balone[i])
+            send_one(p, msgs[i]);
+    }
+    return;
+one_by_one:
+    ctx_free(sc);
+    for (i = 0; i < n; i++)
+        send_one(p, msgs[i]);
 }
 
 static struct cr_msg *next_msg(struct prov *p)
@@ -768,7 +1057,10 @@ static void pump(struct prov *p)
             cr_fanout_msg_done(m, CR_ST_EXPIRED, p->conf->name, NULL, 0, 0);
             continue;
         }
-        send_one(p, m);
+        if (p->conf->ops->max_batch > 1)
+            send_batch(p, m);
+        else
+            send_one(p, m);
     }
 }
 
@@ -839,6 +1131,9 @@ void cr_dispatch_free(struct cr_dispatch *dp)
     size_t i;
 
     cr_render_release(&dp->render);
+    free(dp->bout);
+    free(dp->bptr);
+    free(dp->balone);
     if (dp->nprov == 0) {
         free(dp);
         return;

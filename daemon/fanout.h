@@ -40,6 +40,8 @@ struct cr_msg {
     uint8_t slot_held;     /* holds an in-flight slot of provider slot_prov until its
                               outcome is written */
     uint8_t slot_prov;
+    uint8_t solo;          /* send in a request of its own (a batch request it was in
+                              was refused as a whole) */
     const char *member;    /* retry set member this message came from, or NULL */
     struct cr_msg *qnext;  /* send queue link */
 };

@@ -9,7 +9,9 @@
 #include "cr_log.h"
 #include "scripts.h"
 
-#define CHUNK 256
+/* outcomes per script call: cr_script_call takes at most 4,096 arguments
+ * (3 + NKEYS + NHEAD + CHUNK x CR_RECORD_FIELDS) */
+#define CHUNK 240
 #define NKEYS 11
 #define NHEAD 7
 

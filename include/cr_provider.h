@@ -12,6 +12,14 @@
 #include "cr_buf.h"
 #include "cr_types.h"
 
+/* A per-recipient substitution: in a batch request whose subject and content
+ * carry tags instead of a recipient's values, the provider replaces each tag
+ * with value for this message's recipient (SendGrid `substitutions`). */
+struct cr_subst {
+    const char *tag;
+    const char *value;
+};
+
 /* One rendered message to one address. All strings are borrowed from the
  * dispatcher for the duration of the build call; absent ones are NULL. */
 struct cr_message {
@@ -32,6 +40,9 @@ struct cr_message {
     const char *sender_name;
     const char *unsubscribe_url; /* signed one-click URL (RFC 8058), NULL when not configured */
     int64_t expires_at_ms; /* unix ms; 0 = none */
+    const struct cr_subst *subst; /* this recipient's substitutions (subject, text and
+                                     html hold the tags), NULL when none */
+    size_t nsubst;
 };
 
 /* What the adapter asks the dispatcher to send. The dispatcher initialises it
@@ -85,7 +96,9 @@ enum cr_outcome {
     CR_OUT_SENT,      /* accepted; a receipt may follow by webhook */
     CR_OUT_RETRY,     /* try again later (429, 5xx, transient provider error) */
     CR_OUT_FAILED,    /* permanent failure: never retried */
-    CR_OUT_SUPPRESS   /* permanent, and the address must not be used again on this channel */
+    CR_OUT_SUPPRESS,  /* permanent, and the address must not be used again on this channel */
+    CR_OUT_RESEND     /* batch requests only: this message was not judged (the provider
+                         refused the request for another message of it): send it again */
 };
 
 struct cr_result {
@@ -112,8 +125,10 @@ struct cr_provider_ops {
     void (*free_state)(void *state);
 
     /* Fills req for msgs[0..n) (n <= max_batch, all with the same rendering
-     * when n > 1). Returns 0, CR_ETOOBIG or CR_ENOMEM; a failure leaves the
-     * messages unsent and they are retried. */
+     * when n > 1, each with its own substitutions when it has any). Returns 0,
+     * CR_EINVAL (a message that can never be sent), CR_ETOOBIG or CR_ENOMEM.
+     * When a batch fails the dispatcher sends its messages one by one; when a
+     * single message fails it is a permanent failure. */
     int (*build)(void *state, const struct cr_message *const *msgs, size_t n,
                  struct cr_request *req);
 
@@ -141,8 +156,16 @@ struct cr_provider_ops {
 /* ops->flags */
 enum {
     CR_PROVIDER_HTTP2 = (1 << 0), /* speak HTTP/2 over TLS (APNs) */
-    CR_PROVIDER_SMTP = (1 << 1)   /* url is smtp:// or smtps://, checked by the adapter's init */
+    CR_PROVIDER_SMTP = (1 << 1),  /* url is smtp:// or smtps://, checked by the adapter's init */
+    CR_PROVIDER_SUBST = (1 << 2)  /* with max_batch > 1: takes per-message substitutions
+                                     (cr_message.subst), up to CR_SUBST_MAX_BYTES each;
+                                     without it only messages sharing a rendering batch */
 };
+
+/* The most bytes of substitution tags and values one message of a batch may
+ * carry (SendGrid: 10,000 per personalization); a message over it is sent by
+ * itself. */
+#define CR_SUBST_MAX_BYTES 10000
 
 /* All adapters compiled in (workers/registry.c), NULL-terminated. */
 extern const struct cr_provider_ops *const cr_provider_table[];

@@ -1,6 +1,7 @@
-/* SendGrid v3 mail/send adapter: one JSON request carries one rendering to one
- * or more personalizations, and the answer's status (plus X-Message-Id and the
- * errors[] array) decides each message's outcome. */
+/* SendGrid v3 mail/send adapter: one JSON request carries one rendering to up
+ * to 1,000 personalizations (each with its own substitutions when the rendering
+ * holds tags), and the answer's status (plus X-Message-Id and the errors[]
+ * array) decides every message's outcome. */
 #include "adapter.h"
 #include "cr_error.h"
 
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #define SENDGRID_PATH "/v3/mail/send"
+#define SENDGRID_BATCH_MAX 1000     /* personalizations per request */
 
 struct sendgrid {
     char *url;        /* base URL + SENDGRID_PATH */
@@ -169,6 +171,40 @@ static int add_unsubscribe(cJSON *p, const char *url)
     return 0;
 }
 
+/* The recipient's values for the tags of the shared subject and content. */
+static int add_substitutions(cJSON *p, const struct cr_message *m)
+{
+    cJSON *subs = cJSON_AddObjectToObject(p, "substitutions");
+    size_t i;
+
+    if (subs == NULL)
+        return CR_ENOMEM;
+    for (i = 0; i < m->nsubst; i++) {
+        if (add_string(subs, m->subst[i].tag, m->subst[i].value) < 0)
+            return CR_ENOMEM;
+    }
+    return 0;
+}
+
+/* Substitutions are only for personalizations of a tagged rendering: a tag
+ * is non-empty, and a value that lands in the subject is header-safe. */
+static int substitutions_ok(const struct cr_message *m, const char *subject)
+{
+    size_t i;
+
+    if (m->nsubst > 0 && m->subst == NULL)
+        return 0;
+    for (i = 0; i < m->nsubst; i++) {
+        const struct cr_subst *s = &m->subst[i];
+
+        if (s->tag == NULL || s->tag[0] == '\0' || s->value == NULL)
+            return 0;
+        if (subject != NULL && strstr(subject, s->tag) != NULL && !cr_header_safe(s->value))
+            return 0;
+    }
+    return 1;
+}
+
 static int add_personalization(cJSON *pers, const struct cr_message *m)
 {
     cJSON *p = cJSON_CreateObject();
@@ -190,6 +226,8 @@ static int add_personalization(cJSON *pers, const struct cr_message *m)
         add_string(args, "crier_job", m->job_id) < 0)
         return CR_ENOMEM;
     rc = add_unsubscribe(p, m->unsubscribe_url);
+    if (rc == 0 && m->nsubst > 0)
+        rc = add_substitutions(p, m);
     return rc;
 }
 
@@ -212,10 +250,11 @@ static int add_content(cJSON *content, const char *type, const char *value)
 }
 
 /* One request for n messages sharing msgs[0]'s rendering: a personalization
- * per message (its address, crier_ref and List-Unsubscribe headers),
- * everything else from msgs[0]. CR_EINVAL when an address, the subject, the
- * sender name or an unsubscribe URL could smuggle a header (CR/LF, brackets)
- * or when there is no content at all. */
+ * per message (its address, crier_ref, List-Unsubscribe headers and
+ * substitutions), everything else from msgs[0]. CR_EINVAL when an address, the
+ * subject (or a value substituted into it), the sender name or an unsubscribe
+ * URL could smuggle a header (CR/LF, brackets), when there is no content at
+ * all, or for more than SENDGRID_BATCH_MAX messages. */
 static int sendgrid_build(void *state, const struct cr_message *const *msgs, size_t n,
                           struct cr_request *req)
 {
@@ -228,7 +267,7 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
     size_t i;
     int rc = CR_EINVAL;
 
-    if (n == 0)
+    if (n == 0 || n > SENDGRID_BATCH_MAX)
         goto out;
     m = msgs[0];
     name = m->sender_name ? m->sender_name : sg->from_name;
@@ -241,6 +280,8 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
         if (!address_ok(msgs[i]->address))
             goto out;
         if (msgs[i]->unsubscribe_url != NULL && !unsubscribe_ok(msgs[i]->unsubscribe_url))
+            goto out;
+        if (!substitutions_ok(msgs[i], m->subject))
             goto out;
     }
 
@@ -311,6 +352,46 @@ static int first_error(const cJSON *doc, char *out, size_t outlen)
     return 0;
 }
 
+/* The personalization a 400's first error names ("personalizations.3.to.0.email"),
+ * or -1. */
+static long refused_index(const cJSON *doc)
+{
+    const cJSON *errors = cJSON_GetObjectItemCaseSensitive(doc, "errors");
+    const cJSON *e = cJSON_IsArray(errors) ? cJSON_GetArrayItem(errors, 0) : NULL;
+    const char *field = cr_json_string(e, "field");
+    static const char prefix[] = "personalizations.";
+    char *end = NULL;
+    long ix;
+
+    if (field == NULL || strncmp(field, prefix, sizeof(prefix) - 1) != 0)
+        return -1;
+    field += sizeof(prefix) - 1;
+    if (*field < '0' || *field > '9')
+        return -1;
+    ix = strtol(field, &end, 10);
+    if (end == NULL || (*end != '.' && *end != '\0'))
+        return -1;
+    return ix;
+}
+
+/* A 400 for one personalization of a batch: only that message failed; the
+ * others were not judged and go again (CR_OUT_RESEND). */
+static void blame_one(const cJSON *doc, size_t n, struct cr_result *res)
+{
+    long ix = doc ? refused_index(doc) : -1;
+    size_t i;
+
+    if (n < 2 || ix < 0 || (size_t)ix >= n)
+        return;
+    for (i = 0; i < n; i++) {
+        if (i == (size_t)ix)
+            continue;
+        cr_result_setf(&res[i], CR_OUT_RESEND, "400",
+                       "not sent: personalization %ld of the request was refused", ix);
+        res[i].retry_after_ms = -1;
+    }
+}
+
 static void sendgrid_classify(void *state, const struct cr_message *const *msgs, size_t n,
                               const struct cr_response *resp, struct cr_result *res)
 {
@@ -351,18 +432,21 @@ static void sendgrid_classify(void *state, const struct cr_message *const *msgs,
     else
         cr_result_setf(res, CR_OUT_FAILED, code, "unexpected answer (HTTP %ld): %s", st, why);
 out:
-    cJSON_Delete(doc);
     cr_result_finish(res, n, resp);
+    if (st == 400)
+        blame_one(doc, n, res);
+    cJSON_Delete(doc);
 }
 
 const struct cr_provider_ops cr_sendgrid_ops = {
     .type = "sendgrid",
     .channel = CR_CH_EMAIL,
     .platform = NULL,
-    .max_batch = 1,
+    .max_batch = SENDGRID_BATCH_MAX,
     .keys = sendgrid_keys,
     .init = sendgrid_init,
     .free_state = sendgrid_free,
     .build = sendgrid_build,
     .classify = sendgrid_classify,
+    .flags = CR_PROVIDER_SUBST,
 };

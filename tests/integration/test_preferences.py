@@ -208,8 +208,11 @@ def test_language_selection(env):
     subjects = {}
     for e in env.sim.log_all("sendgrid"):
         doc = json.loads(e["body"])
-        subjects[doc["personalizations"][0]["to"][0]["email"]] = (
-            doc["personalizations"][0].get("subject") or doc.get("subject"))
+        for p in doc["personalizations"]:  # a batched request: tags filled per resident
+            subject = p.get("subject") or doc.get("subject")
+            for tag, value in p.get("substitutions", {}).items():
+                subject = subject.replace(tag, value)
+            subjects[p["to"][0]["email"]] = subject
     assert subjects["l-pl-pl@p.test"] == "Droga zamknieta, l-pl-pl"
     # pt-BR translates the SMS only: its email falls back to the default.
     assert subjects["l-ptbr@p.test"] == "Road closed, l-ptbr"

@@ -128,7 +128,8 @@ TEST(workers_sendgrid_table_entry)
     ASSERT(ops != NULL);
     ASSERT_STR_EQ(ops->type, "sendgrid");
     ASSERT_INT_EQ(ops->channel, CR_CH_EMAIL);
-    ASSERT_INT_EQ(ops->max_batch, 1);
+    ASSERT_INT_EQ(ops->max_batch, 1000);
+    ASSERT(ops->flags & CR_PROVIDER_SUBST);
     while (ops->keys[n] != NULL)
         n++;
     ASSERT_INT_EQ(n, 4);
@@ -481,5 +482,118 @@ TEST(workers_sendgrid_list_unsubscribe_per_personalization)
     req_init(&req);
     ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), CR_EINVAL);
     req_release(&req);
+    sg_ops()->free_state(state);
+}
+
+TEST(workers_sendgrid_substitutions_per_personalization)
+{
+    static const struct cr_subst sa[] = {{"-crier-t-0-", "Tom & Jerry"},
+                                         {"-crier-h-0-", "Tom &amp; Jerry"}};
+    static const struct cr_subst sb[] = {{"-crier-t-0-", "Ann"}, {"-crier-h-0-", "Ann"}};
+    static const struct cr_subst bad[] = {{"-crier-t-0-", "Ann\r\nBcc: x@example.org"},
+                                          {"-crier-h-0-", "Ann"}};
+    static const struct cr_message *many[1001];
+    struct cr_message a = sample();
+    struct cr_message b = sample();
+    const struct cr_message *msgs[2] = {&a, &b};
+    struct cr_request req;
+    char err[256];
+    void *state = NULL;
+    cJSON *doc;
+    const cJSON *pers;
+    const cJSON *subs;
+    size_t i;
+
+    a.subject = b.subject = "Flood warning, -crier-t-0-";
+    a.text = b.text = "Hello -crier-t-0-";
+    a.html = b.html = "<p>Hello -crier-h-0-</p>";
+    a.subst = sa;
+    a.nsubst = 2;
+    b.subst = sb;
+    b.nsubst = 2;
+    b.address = "neighbour@example.org";
+    ASSERT_INT_EQ(sg_init(sg_conf, "http://127.0.0.1:9000", &state, err, sizeof(err)), 0);
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), 0);
+    doc = cJSON_Parse(cr_buf_cstr(&req.body));
+    ASSERT(doc != NULL);
+    ASSERT_STR_EQ(jstr(doc, "subject"), "Flood warning, -crier-t-0-");
+    pers = cJSON_GetObjectItem(doc, "personalizations");
+    subs = cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "substitutions");
+    ASSERT_INT_EQ(cJSON_GetArraySize(subs), 2);
+    ASSERT_STR_EQ(jstr(subs, "-crier-t-0-"), "Tom & Jerry");
+    ASSERT_STR_EQ(jstr(subs, "-crier-h-0-"), "Tom &amp; Jerry");
+    subs = cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "substitutions");
+    ASSERT_STR_EQ(jstr(subs, "-crier-t-0-"), "Ann");
+    cJSON_Delete(doc);
+    req_release(&req);
+
+    /* without substitutions a personalization has none */
+    b.subst = NULL;
+    b.nsubst = 0;
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), 0);
+    doc = cJSON_Parse(cr_buf_cstr(&req.body));
+    pers = cJSON_GetObjectItem(doc, "personalizations");
+    ASSERT(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "substitutions") == NULL);
+    cJSON_Delete(doc);
+    req_release(&req);
+
+    /* a value substituted into the subject must not carry a header */
+    b.subst = bad;
+    b.nsubst = 2;
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), CR_EINVAL);
+    req_release(&req);
+
+    /* at most 1,000 personalizations per request */
+    a = sample();
+    for (i = 0; i < 1001; i++)
+        many[i] = &a;
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, many, 1000, &req), 0);
+    req_release(&req);
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, many, 1001, &req), CR_EINVAL);
+    req_release(&req);
+    sg_ops()->free_state(state);
+}
+
+TEST(workers_sendgrid_classify_batch_blames_the_named_personalization)
+{
+    struct cr_message a = sample();
+    const struct cr_message *msgs[3] = {&a, &a, &a};
+    struct cr_response resp;
+    struct cr_result res[3];
+    char err[256];
+    void *state = NULL;
+
+    ASSERT_INT_EQ(sg_init(sg_conf, "http://127.0.0.1:9000", &state, err, sizeof(err)), 0);
+    memset(&resp, 0, sizeof(resp));
+    resp.status = 400;
+    resp.body = "{\"errors\":[{\"message\":\"Does not contain a valid address.\","
+                "\"field\":\"personalizations.1.to.0.email\"}]}";
+    resp.body_len = strlen(resp.body);
+    resp.headers = "";
+    sg_ops()->classify(state, msgs, 3, &resp, res);
+    ASSERT_INT_EQ(res[1].outcome, CR_OUT_FAILED);
+    ASSERT_STR_CONTAINS(res[1].detail, "valid address");
+    ASSERT_INT_EQ(res[0].outcome, CR_OUT_RESEND);
+    ASSERT_INT_EQ(res[2].outcome, CR_OUT_RESEND);
+    ASSERT_STR_CONTAINS(res[2].detail, "personalization 1");
+
+    /* no personalization named, or one out of range: the same for all */
+    resp.body = "{\"errors\":[{\"message\":\"The subject is required.\",\"field\":\"subject\"}]}";
+    resp.body_len = strlen(resp.body);
+    sg_ops()->classify(state, msgs, 3, &resp, res);
+    ASSERT_INT_EQ(res[0].outcome, CR_OUT_FAILED);
+    ASSERT_INT_EQ(res[2].outcome, CR_OUT_FAILED);
+    resp.body = "{\"errors\":[{\"message\":\"x\",\"field\":\"personalizations.7.to.0.email\"}]}";
+    resp.body_len = strlen(resp.body);
+    sg_ops()->classify(state, msgs, 3, &resp, res);
+    ASSERT_INT_EQ(res[0].outcome, CR_OUT_FAILED);
+    /* alone: failed */
+    sg_ops()->classify(state, msgs, 1, &resp, res);
+    ASSERT_INT_EQ(res[0].outcome, CR_OUT_FAILED);
     sg_ops()->free_state(state);
 }
