@@ -1,7 +1,10 @@
 /* Audience expansion (see expander.h). Source 0 is the job's explicit
  * subscriber list (cursor = offset), sources 1..n its segments (cursor = the
- * SSCAN cursor). An id from source k is kept only if it is in none of the
- * sources before k, in every require set and in no exclude set. */
+ * SSCAN cursor). An id is kept when it is in every require set and in no
+ * exclude set; the expand script then drops ids already in the audience (its
+ * seen set), so overlaps, SSCAN repeats and rescans add nobody twice. After
+ * any interruption the current source is scanned again from the start: an
+ * SSCAN cursor means nothing to a restarted Redis. */
 #include "expander.h"
 
 #include <stdlib.h>
@@ -23,11 +26,13 @@ struct expansion {
     char id[CR_JOB_ID_MAX + 1];
     char key[CR_KEY_MAX];
     char ledger[CR_KEY_MAX + 8];
+    char seen[CR_KEY_MAX + 8];
     struct cr_job job;
     char **explicit_sorted; /* deduplicated explicit ids, for membership */
     size_t nexplicit;
     int src;
     char cursor[32];
+    long long step;         /* expansion steps written: the check against a rival */
     int next_src;
     char next_cursor[32];
     char **chunk;           /* ids of the current page (owned) */
@@ -35,7 +40,6 @@ struct expansion {
     unsigned char *keep;
     int replies;            /* filter replies still to come */
     int failed;
-    int waiting;            /* paused: enough batches are waiting to be sent */
     unsigned pages;         /* pages taken so far in this process */
     struct expansion *next;
 };
@@ -44,39 +48,9 @@ struct cr_expander {
     struct cr_daemon *d;
     struct expansion *list;
     size_t n;
-    uv_timer_t timer;       /* resumes paused expansions */
 };
 
-/* Batches an expansion may be ahead of sending before it pauses: enough to keep
- * every crierd busy, few enough that a huge audience does not crowd Redis (and
- * an urgent job's commands) with work that cannot be sent yet. */
-static long ahead_limit(const struct cr_daemon *d)
-{
-    long n = (long)d->cfg->max_batches * 8;
-
-    return n < 32 ? 32 : n;
-}
-
 static void step(struct expansion *e);
-
-static void on_resume(uv_timer_t *t)
-{
-    struct cr_expander *x = t->data;
-    struct expansion *e;
-    struct expansion *next;
-    int any = 0;
-
-    for (e = x->list; e; e = next) {
-        next = e->next;
-        if (e->waiting) {
-            any = 1;
-            e->waiting = 0;
-            step(e);
-        }
-    }
-    if (!any)
-        uv_timer_stop(t);
-}
 
 int cr_expander_init(struct cr_daemon *d, struct cr_expander **out)
 {
@@ -85,8 +59,6 @@ int cr_expander_init(struct cr_daemon *d, struct cr_expander **out)
     if (x == NULL)
         return CR_ENOMEM;
     x->d = d;
-    uv_timer_init(d->loop, &x->timer);
-    x->timer.data = x;
     *out = x;
     return 0;
 }
@@ -133,13 +105,6 @@ static void finish(struct expansion *e)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int in_explicit(const struct expansion *e, const char *id)
-{
-    if (e->nexplicit == 0)
-        return 0;
-    return bsearch(&id, e->explicit_sorted, e->nexplicit, sizeof(char *), cmp_str) != NULL;
 }
 
 /* Sorted, deduplicated view of the explicit subscriber list (pointers into job). */
@@ -193,14 +158,9 @@ static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
         finish(e);
         return;
     }
+    e->step = rc;
     e->src = e->next_src;
     memcpy(e->cursor, e->next_cursor, sizeof(e->cursor));
-    if (rc - 1 >= ahead_limit(e->x->d)) {
-        e->waiting = 1; /* the resume timer steps it again */
-        if (!uv_is_active((uv_handle_t *)&e->x->timer))
-            uv_timer_start(&e->x->timer, on_resume, 50, 50);
-        return;
-    }
     step(e);
 }
 
@@ -209,12 +169,11 @@ static void emit(struct expansion *e)
 {
     struct cr_daemon *d = e->x->d;
     struct cr_buf ids;
-    char src[16];
+    char step[24];
     char nsrc[16];
-    char n[16];
     char now[24];
     char ret[24];
-    const char *argv[17];
+    const char *argv[16];
     size_t kept = 0;
     size_t i;
     int done = e->next_src > (int)e->job.segments.n;
@@ -230,9 +189,8 @@ static void emit(struct expansion *e)
         }
         kept++;
     }
-    snprintf(src, sizeof(src), "%d", e->src);
+    snprintf(step, sizeof(step), "%lld", e->step);
     snprintf(nsrc, sizeof(nsrc), "%d", e->next_src);
-    snprintf(n, sizeof(n), "%zu", kept);
     snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
     snprintf(ret, sizeof(ret), "%ld", d->cfg->retention_s);
     argv[0] = e->key;
@@ -240,24 +198,23 @@ static void emit(struct expansion *e)
     argv[2] = d->keys.events;
     argv[3] = d->keys.jobs;
     argv[4] = e->ledger;
-    argv[5] = e->id;
-    argv[6] = src;
-    argv[7] = e->cursor;
+    argv[5] = e->seen;
+    argv[6] = e->id;
+    argv[7] = step;
     argv[8] = nsrc;
     argv[9] = e->next_cursor;
-    argv[10] = n;
-    argv[11] = cr_buf_cstr(&ids);
-    argv[12] = done ? "1" : "0";
-    argv[13] = now;
-    argv[14] = d->cfg->group;
-    argv[15] = e->entry;
-    argv[16] = ret;
-    if (cr_script_call(d->rc, CR_SCRIPT_EXPAND, 5, 17, argv, NULL, on_emitted, e) < 0)
+    argv[10] = cr_buf_cstr(&ids);
+    argv[11] = done ? "1" : "0";
+    argv[12] = now;
+    argv[13] = d->cfg->group;
+    argv[14] = e->entry;
+    argv[15] = ret;
+    if (cr_script_call(d->rc, CR_SCRIPT_EXPAND, 6, 16, argv, NULL, on_emitted, e) < 0)
         finish(e);
     cr_buf_release(&ids);
 }
 
-enum filter_kind { F_EARLIER, F_REQUIRE, F_EXCLUDE };
+enum filter_kind { F_REQUIRE, F_EXCLUDE };
 
 struct filter_ctx {
     struct expansion *e;
@@ -324,11 +281,11 @@ out:
     return rc;
 }
 
-/* The page is in e->chunk: drop what other sources cover, then filter. */
+/* The page is in e->chunk: keep the ids in every require set and in no
+ * exclude set (the expand script drops those already in the audience). */
 static void filter(struct expansion *e)
 {
     size_t i;
-    int s;
     int rc = 0;
 
     e->keep = malloc(e->nchunk ? e->nchunk : 1);
@@ -337,16 +294,8 @@ static void filter(struct expansion *e)
         return;
     }
     memset(e->keep, 1, e->nchunk);
-    if (e->src > 0) {
-        for (i = 0; i < e->nchunk; i++) {
-            if (in_explicit(e, e->chunk[i]))
-                e->keep[i] = 0;
-        }
-    }
     e->replies = 1; /* held while sending, so no reply can finish the page early */
     if (e->nchunk > 0) {
-        for (s = 0; rc == 0 && s + 1 < e->src; s++)
-            rc = send_filter(e, e->job.segments.v[s], F_EARLIER);
         for (i = 0; rc == 0 && i < e->job.require.n; i++)
             rc = send_filter(e, e->job.require.v[i], F_REQUIRE);
         for (i = 0; rc == 0 && i < e->job.exclude.n; i++)
@@ -498,8 +447,10 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     e->src = (int)cr_reply_int(reply->element[0]);
-    snprintf(e->cursor, sizeof(e->cursor), "%s",
-             reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "0");
+    e->step = cr_reply_int(reply->element[1]);
+    /* the current source again from its start: the seen set keeps what was
+     * already added out, and a saved SSCAN cursor may be meaningless now */
+    snprintf(e->cursor, sizeof(e->cursor), "0");
     step(e);
 }
 
@@ -519,19 +470,15 @@ void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
     snprintf(e->id, sizeof(e->id), "%s", id);
     cr_key_for(&d->keys, "job", id, e->key, sizeof(e->key));
     snprintf(e->ledger, sizeof(e->ledger), "%s:ledger", e->key);
+    snprintf(e->seen, sizeof(e->seen), "%s:seen", e->key);
     e->job = *job;
     memset(job, 0, sizeof(*job));
     e->next = x->list;
     x->list = e;
     x->n++;
     if (index_explicit(e) < 0 ||
-        cr_redis_cmd(d->rc, on_state, e, 0, "HMGET %s exp_src exp_cursor expanded", e->key) < 0)
+        cr_redis_cmd(d->rc, on_state, e, 0, "HMGET %s exp_src exp_step expanded", e->key) < 0)
         finish(e);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 void cr_expander_free(struct cr_expander *x)
@@ -545,6 +492,5 @@ void cr_expander_free(struct cr_expander *x)
         cr_job_release(&e->job);
         free(e);
     }
-    uv_timer_stop(&x->timer);
-    uv_close((uv_handle_t *)&x->timer, on_timer_closed);
+    free(x);
 }

@@ -1,9 +1,10 @@
 /* The expander streams a job's audience out of Redis into batches:
  * (explicit subscribers ∪ segments) ∩ every require − every exclude, one
- * SSCAN page at a time, deduplicated with SMISMEMBER against the sources
- * already walked, so neither crierd's memory nor any single Redis command
- * grows with the audience. Its cursor lives in the job hash, so a crashed
- * expansion resumes where it stopped. */
+ * SSCAN page at a time, filtered with SMISMEMBER, so no single Redis command
+ * walks a large set and crierd's memory does not grow with the audience. A
+ * seen set in Redis, kept only while the audience is expanded, adds each
+ * resident once; the position reached lives in the job hash, so an
+ * interrupted expansion resumes (rescanning the current source). */
 #ifndef CR_EXPANDER_H
 #define CR_EXPANDER_H
 

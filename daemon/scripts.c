@@ -50,7 +50,7 @@ static const char accept_lua[] =
     "end\n"
     "redis.call('HSET', KEYS[1], 'state', 'accepted', 'priority', ARGV[3], 'created_ms', ARGV[4],\n"
     "  'entry', ARGV[2], 'doc', ARGV[5], 'targeted', 0, 'batches', 0, 'batches_done', 0,\n"
-    "  'exp_src', 0, 'exp_cursor', '0', 'expanded', 0, 'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
+    "  'exp_src', 0, 'exp_cursor', '0', 'exp_step', 0, 'expanded', 0, 'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2])\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
     "if tonumber(ARGV[6]) > tonumber(ARGV[4]) then\n"
@@ -63,29 +63,38 @@ static const char accept_lua[] =
     "if redis.call('ZCARD', KEYS[4]) > 10000 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -10001) end\n"
     "return {2, 'accepted'}\n";
 
+/* Ids already in the audience are dropped by the seen set, which makes the
+ * union of sources, SSCAN's repeats and a rescan after a Redis restart (SSCAN
+ * cursors do not survive one: the hash seed changes) all add each resident
+ * once. The set lives only while the audience is expanded. */
 static const char expand_lua[] =
     LUA_COMPLETE
-    "local h = redis.call('HMGET', KEYS[1], 'exp_src', 'exp_cursor', 'expanded', 'state', 'targeted')\n"
-    "if h[3] == '1' then return -1 end\n"
-    "if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return -2 end\n"
-    "local n = tonumber(ARGV[6])\n"
-    "if n > 0 then\n"
-    "  redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'pos', h[5], 'ids', ARGV[7])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'targeted', n)\n"
+    "local h = redis.call('HMGET', KEYS[1], 'exp_step', 'expanded', 'state', 'targeted')\n"
+    "if h[2] == '1' then return -1 end\n"
+    "local step = tonumber(h[1] or '0')\n"
+    "if step ~= tonumber(ARGV[2]) then return -2 end\n"
+    "local kept = {}\n"
+    "for id in string.gmatch(ARGV[5], '[^,]+') do\n"
+    "  if redis.call('SADD', KEYS[6], id) == 1 then kept[#kept + 1] = id end\n"
+    "end\n"
+    "if #kept > 0 then\n"
+    "  redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'pos', h[4] or '0', 'ids', table.concat(kept, ','))\n"
+    "  redis.call('HINCRBY', KEYS[1], 'targeted', #kept)\n"
     "  redis.call('HINCRBY', KEYS[1], 'batches', 1)\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'exp_src', ARGV[4], 'exp_cursor', ARGV[5])\n"
-    "if h[4] == 'accepted' or h[4] == 'scheduled' then\n"
-    "  redis.call('HSET', KEYS[1], 'state', 'sending', 'started_ms', ARGV[9])\n"
-    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'started', 't_ms', ARGV[9])\n"
+    "redis.call('EXPIRE', KEYS[6], ARGV[10])\n"
+    "redis.call('HSET', KEYS[1], 'exp_src', ARGV[3], 'exp_cursor', ARGV[4], 'exp_step', step + 1)\n"
+    "if h[3] == 'accepted' or h[3] == 'scheduled' then\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'sending', 'started_ms', ARGV[7])\n"
+    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'started', 't_ms', ARGV[7])\n"
     "end\n"
-    "if ARGV[8] == '1' then\n"
+    "if ARGV[6] == '1' then\n"
     "  redis.call('HSET', KEYS[1], 'expanded', 1)\n"
-    "  redis.call('XACK', KEYS[4], ARGV[10], ARGV[11])\n"
-    "  complete(KEYS[1], KEYS[3], KEYS[5], ARGV[1], ARGV[9], ARGV[12])\n"
+    "  redis.call('DEL', KEYS[6])\n"
+    "  redis.call('XACK', KEYS[4], ARGV[8], ARGV[9])\n"
+    "  complete(KEYS[1], KEYS[3], KEYS[5], ARGV[1], ARGV[7], ARGV[10])\n"
     "end\n"
-    "local b = redis.call('HMGET', KEYS[1], 'batches', 'batches_done')\n"
-    "return 1 + tonumber(b[1] or '0') - tonumber(b[2] or '0')\n";
+    "return step + 1\n";
 
 static const char record_lua[] =
     LUA_COMPLETE

@@ -15,12 +15,12 @@ enum cr_script {
      * {1,state} the same intake entry again (resume), {0,state} a duplicate id
      * (entry acked). */
     CR_SCRIPT_ACCEPT,
-    /* KEYS job, batches stream, events, jobs, ledger; ARGV id, expect_src,
-     * expect_cursor, new_src, new_cursor, n, ids (comma separated), done,
-     * now_ms, group, entry, retention_s. Appends one batch and moves the
-     * expansion cursor, only if the cursor is where the caller expects.
-     * Returns 1 + the batches appended and not yet done (>= 1), -1 (already
-     * expanded) or -2 (cursor moved elsewhere). */
+    /* KEYS job, batches stream, events, jobs, ledger, seen set; ARGV id,
+     * expected step, new_src, new_cursor, ids (comma separated), done, now_ms,
+     * group, entry, retention_s. Appends the ids not yet in the audience as one
+     * batch and moves the expansion on, only if no other step came first.
+     * Returns the new step (>= 1), -1 (already expanded) or -2 (another
+     * expander moved on). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
      * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
