@@ -41,6 +41,10 @@ int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *er
  * (what lacks is written into why), or CR_ENOMEM. */
 int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen);
 
+/* Nonzero when s is an E.164 number: '+', a non-zero digit, then at most 14
+ * more digits. NULL is not. */
+int cr_e164_ok(const char *s);
+
 /* Nonzero when s may go into a header line or mail header: no CR or LF.
  * (A NUL cannot be inside a C string; values arrive NUL-terminated.) */
 int cr_header_safe(const char *s);

@@ -75,21 +75,6 @@ static int path_ok(const char *s)
     return 1;
 }
 
-/* '+', a non-zero digit, then at most 14 more digits. */
-static int e164_ok(const char *s)
-{
-    size_t i;
-    size_t len = s ? strlen(s) : 0;
-
-    if (len < 3 || len > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
-        return 0;
-    for (i = 2; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return 0;
-    }
-    return 1;
-}
-
 static int gateway_init(const cJSON *cfg, const char *base_url, const char *path, void **state,
                         char *err, size_t errlen)
 {
@@ -178,7 +163,7 @@ static int gateway_build(void *state, const struct cr_message *const *msgs, size
     if (n != 1)
         goto out;
     m = msgs[0];
-    if (!e164_ok(m->address) || m->sms == NULL || m->sms[0] == '\0')
+    if (!cr_e164_ok(m->address) || m->sms == NULL || m->sms[0] == '\0')
         goto out;
     rc = CR_ENOMEM;
     root = cJSON_CreateObject();

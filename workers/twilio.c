@@ -50,21 +50,6 @@ static int sid_ok(const char *s, const char *prefix)
     return 1;
 }
 
-/* '+', a non-zero digit, then at most 14 more digits. */
-static int e164_ok(const char *s)
-{
-    size_t i;
-    size_t len = strlen(s);
-
-    if (len < 3 || len > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
-        return 0;
-    for (i = 2; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return 0;
-    }
-    return 1;
-}
-
 static int callback_ok(const char *s)
 {
     const char *p;
@@ -128,7 +113,7 @@ static int twilio_init(const cJSON *cfg, const char *base_url, const char *path,
                          "is required (or messaging_service_sid instead)");
         goto out;
     }
-    if (tw->from != NULL && !e164_ok(tw->from)) {
+    if (tw->from != NULL && !cr_e164_ok(tw->from)) {
         rc = cr_cfg_fail(err, errlen, path, "from",
                          "must be an E.164 number like +447700900123");
         goto out;

@@ -271,6 +271,20 @@ int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *er
     return 0;
 }
 
+int cr_e164_ok(const char *s)
+{
+    size_t i;
+    size_t len = s ? strlen(s) : 0;
+
+    if (len < 3 || len > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
+        return 0;
+    for (i = 2; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
 int cr_header_safe(const char *s)
 {
     return s != NULL && strpbrk(s, "\r\n") == NULL;
