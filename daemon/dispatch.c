@@ -90,7 +90,8 @@ static void wake_in(struct prov *p, int64_t ms)
 {
     uint64_t due = uv_now(p->dp->d->loop) + (uint64_t)(ms > 0 ? ms : 0);
 
-    if (uv_is_active((uv_handle_t *)&p->wake) && uv_timer_get_due_in(&p->wake) + uv_now(p->dp->d->loop) <= due)
+    if (uv_is_active((uv_handle_t *)&p->wake) &&
+        uv_timer_get_due_in(&p->wake) + uv_now(p->dp->d->loop) <= due)
         return;
     uv_timer_start(&p->wake, on_wake, (uint64_t)(ms > 0 ? ms : 0), 0);
 }

@@ -279,7 +279,8 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
 
     m->state = CR_MSG_DONE;
     o = add_record(b, m->sub, m->channel, st, res ? res->code : "");
-    cr_metrics_message(b->d->metrics, m->channel, cr_metrics_provider_index(b->d->cfg, provider), st);
+    cr_metrics_message(b->d->metrics, m->channel,
+                       cr_metrics_provider_index(b->d->cfg, provider), st);
     o->attempt = m->attempt;
     o->provider = provider;
     o->latency_us = latency_us;
@@ -893,7 +894,8 @@ void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entr
     if (f->stopped)
         return; /* read while stopping: it stays pending and is taken back on restart */
 
-    if (job == NULL || pos == NULL || ids == NULL || end == pos || *end || strlen(job) > CR_JOB_ID_MAX) {
+    if (job == NULL || pos == NULL || ids == NULL || end == pos || *end ||
+        strlen(job) > CR_JOB_ID_MAX) {
         cr_error("stream %s entry %s: not a batch (needs job, pos, ids); acknowledged and dropped",
                  d->keys.batches[prio], entry);
         cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[prio],
