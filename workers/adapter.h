@@ -45,6 +45,10 @@ int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen
  * more digits. NULL is not. */
 int cr_e164_ok(const char *s);
 
+/* Adds key: value to obj when value is not NULL (nothing otherwise).
+ * Returns 0 or CR_ENOMEM. */
+int cr_json_add_string(cJSON *obj, const char *key, const char *value);
+
 /* Nonzero when s may go into a header line or mail header: no CR or LF.
  * (A NUL cannot be inside a C string; values arrive NUL-terminated.) */
 int cr_header_safe(const char *s);

@@ -238,13 +238,6 @@ static void apns_id_of(const char *ref, char out[37])
     uuid_unparse_lower(u, out);
 }
 
-static int add_string(cJSON *obj, const char *key, const char *value)
-{
-    if (value == NULL)
-        return 0;
-    return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
-}
-
 static int build_body(const struct cr_message *m, struct cr_request *req)
 {
     cJSON *root = cJSON_CreateObject();
@@ -258,9 +251,9 @@ static int build_body(const struct cr_message *m, struct cr_request *req)
     if (aps == NULL)
         goto out;
     alert = cJSON_AddObjectToObject(aps, "alert");
-    if (alert == NULL || add_string(alert, "title", m->push_title) < 0 ||
-        add_string(alert, "body", m->push_body) < 0 || add_string(aps, "sound", "default") < 0 ||
-        add_string(root, "crier_ref", m->ref) < 0)
+    if (alert == NULL || cr_json_add_string(alert, "title", m->push_title) < 0 ||
+        cr_json_add_string(alert, "body", m->push_body) < 0 || cr_json_add_string(aps, "sound", "default") < 0 ||
+        cr_json_add_string(root, "crier_ref", m->ref) < 0)
         goto out;
     rc = cr_req_set_json(req, root);
     if (rc == 0 && req->body.len > APNS_PAYLOAD_MAX)

@@ -261,40 +261,33 @@ out:
     return rc;
 }
 
-static int add_string(cJSON *obj, const char *key, const char *value)
-{
-    if (value == NULL)
-        return 0;
-    return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
-}
-
 static int build_message(const struct cr_message *m, cJSON *msg)
 {
     int urgent = m->priority == CR_PRIO_URGENT;
     int high = urgent || m->priority == CR_PRIO_HIGH;
     cJSON *o;
 
-    if (add_string(msg, "token", m->address) < 0)
+    if (cr_json_add_string(msg, "token", m->address) < 0)
         return CR_ENOMEM;
     if (m->push_title != NULL || m->push_body != NULL) {
         o = cJSON_AddObjectToObject(msg, "notification");
-        if (o == NULL || add_string(o, "title", m->push_title) < 0 ||
-            add_string(o, "body", m->push_body) < 0)
+        if (o == NULL || cr_json_add_string(o, "title", m->push_title) < 0 ||
+            cr_json_add_string(o, "body", m->push_body) < 0)
             return CR_ENOMEM;
     }
     o = cJSON_AddObjectToObject(msg, "data");
-    if (o == NULL || add_string(o, "crier_ref", m->ref) < 0 ||
-        add_string(o, "crier_job", m->job_id) < 0)
+    if (o == NULL || cr_json_add_string(o, "crier_ref", m->ref) < 0 ||
+        cr_json_add_string(o, "crier_job", m->job_id) < 0)
         return CR_ENOMEM;
     o = cJSON_AddObjectToObject(msg, "android");
-    if (o == NULL || add_string(o, "priority", high ? "high" : "normal") < 0 ||
-        add_string(o, "collapse_key", m->ref) < 0)
+    if (o == NULL || cr_json_add_string(o, "priority", high ? "high" : "normal") < 0 ||
+        cr_json_add_string(o, "collapse_key", m->ref) < 0)
         return CR_ENOMEM;
     o = cJSON_AddObjectToObject(msg, "apns");
     if (o == NULL)
         return CR_ENOMEM;
     o = cJSON_AddObjectToObject(o, "headers");
-    if (o == NULL || add_string(o, "apns-priority", urgent ? "10" : "5") < 0)
+    if (o == NULL || cr_json_add_string(o, "apns-priority", urgent ? "10" : "5") < 0)
         return CR_ENOMEM;
     return 0;
 }

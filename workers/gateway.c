@@ -143,13 +143,6 @@ out:
     return rc;
 }
 
-static int add_string(cJSON *obj, const char *key, const char *value)
-{
-    if (value == NULL)
-        return 0;
-    return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
-}
-
 /* One SMS per request (n must be 1). CR_EINVAL without an E.164 number or
  * without text. */
 static int gateway_build(void *state, const struct cr_message *const *msgs, size_t n,
@@ -169,8 +162,8 @@ static int gateway_build(void *state, const struct cr_message *const *msgs, size
     root = cJSON_CreateObject();
     if (root == NULL)
         goto out;
-    if (add_string(root, "to", m->address) < 0 || add_string(root, "from", g->from) < 0 ||
-        add_string(root, "text", m->sms) < 0 || add_string(root, "reference", m->ref) < 0)
+    if (cr_json_add_string(root, "to", m->address) < 0 || cr_json_add_string(root, "from", g->from) < 0 ||
+        cr_json_add_string(root, "text", m->sms) < 0 || cr_json_add_string(root, "reference", m->ref) < 0)
         goto out;
     rc = cr_req_set_json(req, root);
     if (rc < 0)

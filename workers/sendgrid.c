@@ -111,13 +111,6 @@ out:
 }
 
 /* Adds key: value to obj unless value is NULL. Returns 0 or CR_ENOMEM. */
-static int add_string(cJSON *obj, const char *key, const char *value)
-{
-    if (value == NULL)
-        return 0;
-    return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
-}
-
 /* {"email": address[, "name": name]} added to arr or under key of obj. */
 static int add_address(cJSON *parent, const char *key, const char *email, const char *name)
 {
@@ -129,7 +122,7 @@ static int add_address(cJSON *parent, const char *key, const char *email, const 
         cJSON_Delete(a);
         return CR_ENOMEM;
     }
-    if (add_string(a, "email", email) < 0 || add_string(a, "name", name) < 0)
+    if (cr_json_add_string(a, "email", email) < 0 || cr_json_add_string(a, "name", name) < 0)
         return CR_ENOMEM;
     return 0;
 }
@@ -165,8 +158,8 @@ static int add_unsubscribe(cJSON *p, const char *url)
     if (n < 0 || (size_t)n >= sizeof(value))
         return CR_ETOOBIG;
     headers = cJSON_AddObjectToObject(p, "headers");
-    if (headers == NULL || add_string(headers, "List-Unsubscribe", value) < 0 ||
-        add_string(headers, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click") < 0)
+    if (headers == NULL || cr_json_add_string(headers, "List-Unsubscribe", value) < 0 ||
+        cr_json_add_string(headers, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click") < 0)
         return CR_ENOMEM;
     return 0;
 }
@@ -180,7 +173,7 @@ static int add_substitutions(cJSON *p, const struct cr_message *m)
     if (subs == NULL)
         return CR_ENOMEM;
     for (i = 0; i < m->nsubst; i++) {
-        if (add_string(subs, m->subst[i].tag, m->subst[i].value) < 0)
+        if (cr_json_add_string(subs, m->subst[i].tag, m->subst[i].value) < 0)
             return CR_ENOMEM;
     }
     return 0;
@@ -222,8 +215,8 @@ static int add_personalization(cJSON *pers, const struct cr_message *m)
     if (to == NULL || add_address(to, NULL, m->address, NULL) < 0)
         return CR_ENOMEM;
     args = cJSON_AddObjectToObject(p, "custom_args");
-    if (args == NULL || add_string(args, "crier_ref", m->ref) < 0 ||
-        add_string(args, "crier_job", m->job_id) < 0)
+    if (args == NULL || cr_json_add_string(args, "crier_ref", m->ref) < 0 ||
+        cr_json_add_string(args, "crier_job", m->job_id) < 0)
         return CR_ENOMEM;
     rc = add_unsubscribe(p, m->unsubscribe_url);
     if (rc == 0 && m->nsubst > 0)
@@ -244,7 +237,7 @@ static int add_content(cJSON *content, const char *type, const char *value)
         cJSON_Delete(part);
         return CR_ENOMEM;
     }
-    if (add_string(part, "type", type) < 0 || add_string(part, "value", value) < 0)
+    if (cr_json_add_string(part, "type", type) < 0 || cr_json_add_string(part, "value", value) < 0)
         return CR_ENOMEM;
     return 0;
 }
@@ -302,7 +295,7 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
         goto out;
     if (sg->reply_to != NULL && add_address(root, "reply_to", sg->reply_to, NULL) < 0)
         goto out;
-    if (add_string(root, "subject", m->subject) < 0)
+    if (cr_json_add_string(root, "subject", m->subject) < 0)
         goto out;
     content = cJSON_AddArrayToObject(root, "content");
     if (content == NULL)

@@ -271,6 +271,13 @@ int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *er
     return 0;
 }
 
+int cr_json_add_string(cJSON *obj, const char *key, const char *value)
+{
+    if (value == NULL)
+        return 0;
+    return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
+}
+
 int cr_e164_ok(const char *s)
 {
     size_t i;
