@@ -739,6 +739,8 @@ int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_htt
     if (mc == CURLM_OK && opts && opts->max_total_connections > 0)
         mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                                opts->max_total_connections);
+    if (mc == CURLM_OK && opts && opts->max_idle_connections > 0)
+        mc = curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opts->max_idle_connections);
     if (mc != CURLM_OK) {
         cr_error("http: configuring curl multi handle failed: %s; client not started",
                  curl_multi_strerror(mc));

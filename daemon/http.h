@@ -32,6 +32,9 @@ typedef void (*cr_http_done_cb)(void *ud, int err, const struct cr_response *res
 struct cr_http_opts {
     long max_host_connections; /* CURLMOPT_MAX_HOST_CONNECTIONS, 0 = unlimited */
     long max_total_connections;/* CURLMOPT_MAX_TOTAL_CONNECTIONS, 0 = unlimited */
+    long max_idle_connections; /* CURLMOPT_MAXCONNECTS: open connections kept for
+                                  reuse; 0 = curl's default (4 x transfers under way,
+                                  so a lull closes connections the next burst reopens) */
 };
 
 /* Creates the client on loop. Returns 0 and *out, or CR_ENOMEM / CR_EHTTP. */

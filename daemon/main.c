@@ -173,12 +173,25 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
     return cr_redis_init(d->loop, &o, cb, d, out);
 }
 
+/* Keeps one open connection per request the providers may have in flight
+ * (plus room for token and callback requests), so a lull between batches does
+ * not close connections the next batch has to open again. */
+static long idle_connections(const struct cr_config *cfg)
+{
+    long n = 16;
+
+    for (size_t i = 0; i < cfg->nproviders; i++)
+        n += cfg->providers[i].max_inflight;
+    return n;
+}
+
 static int start(struct cr_daemon *d)
 {
     struct cr_http_opts ho;
     int rc;
 
     memset(&ho, 0, sizeof(ho));
+    ho.max_idle_connections = idle_connections(d->cfg);
     rc = cr_http_init(d->loop, &ho, &d->http);
     if (rc == 0)
         rc = cr_intake_init(d, &d->intake);
