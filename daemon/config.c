@@ -641,7 +641,7 @@ static const char *const redis_keys[] = {"host",   "port",
                                          "reconnect_max_ms", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
 static const char *const provider_keys[] = {"type",       "url",
-                                            "max_inflight", "timeout_ms",
+                                            "max_inflight", "max_unrecorded", "timeout_ms",
                                             "connect_timeout_ms", "ca_file",
                                             "rate", "burst", "breaker_failures",
                                             "breaker_open_ms", NULL};
@@ -703,6 +703,7 @@ static const struct num_field links_nums[] = {
 };
 static const struct num_field provider_nums[] = {
     {"max_inflight", NUM_INT, PRV(max_inflight), 1, 10000},
+    {"max_unrecorded", NUM_INT, PRV(max_unrecorded), 1, 1000000},
     {"timeout_ms", NUM_LONG, PRV(timeout_ms), 1, 600000},
     {"connect_timeout_ms", NUM_LONG, PRV(connect_timeout_ms), 1, 120000},
     {"rate", NUM_LONG, PRV(rate), 0, 1000000},
@@ -962,6 +963,18 @@ static int name_ok(const char *name)
     return 1;
 }
 
+/* Unrecorded messages allowed when the config names no figure: four per
+ * request slot, so answers wait for their ledger write without holding up the
+ * next requests, and room for two full requests where the adapter batches. */
+static int default_unrecorded(int max_inflight, size_t max_batch)
+{
+    long n = 4L * max_inflight;
+
+    if (max_batch > 1 && n < 2L * (long)max_batch)
+        n = 2L * (long)max_batch;
+    return n > 1000000 ? 1000000 : (int)n;
+}
+
 static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
 {
     struct cr_provider_conf *pc = &cfg->providers[cfg->nproviders];
@@ -1011,6 +1024,13 @@ static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
     rc = read_nums(c, p, path, provider_nums, COUNT(provider_nums), pc);
     if (rc != 0)
         return rc;
+    if (pc->max_unrecorded == 0)
+        pc->max_unrecorded = default_unrecorded(pc->max_inflight, ops->max_batch);
+    if (pc->max_unrecorded < pc->max_inflight) {
+        join(sub, sizeof sub, path, "max_unrecorded");
+        return fail(c, sub, "must be at least max_inflight (%d), got %d", pc->max_inflight,
+                    pc->max_unrecorded);
+    }
     if (pc->connect_timeout_ms > pc->timeout_ms) {
         join(sub, sizeof sub, path, "connect_timeout_ms");
         return fail(c, sub, "must not exceed timeout_ms (%ld), got %ld", pc->timeout_ms,

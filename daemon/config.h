@@ -18,6 +18,10 @@ struct cr_provider_conf {
     const struct cr_provider_ops *ops;
     char *url;                        /* base URL, no trailing slash */
     int max_inflight;                 /* concurrent requests, default 64 */
+    int max_unrecorded;               /* messages sent whose outcome is not yet in the ledger
+                                         (on the wire or answered): what a crash can send
+                                         twice; default 4 x max_inflight, and at least two
+                                         full requests for an adapter that batches */
     long timeout_ms;                  /* total per request, default 10000 */
     long connect_timeout_ms;          /* default 2000 */
     char *ca_file;                    /* CA bundle for TLS, NULL = system default */

@@ -34,7 +34,9 @@ struct prov {
     struct cr_http_target target;
     struct queue q[CR_PRIO__COUNT];
     size_t queued;
-    int inflight;
+    int requests;           /* requests to the provider under way (max_inflight) */
+    int inflight;           /* messages sent and not yet written to the ledger: each holds a
+                               slot of max_unrecorded from its request until that write */
     int auth_busy;          /* a credential fetch is under way: messages wait */
     struct cr_bucket bucket; /* this process's pace */
     long shared_tokens;     /* taken from the account-wide bucket in Redis, not yet spent */
@@ -63,6 +65,13 @@ static void pump(struct prov *p);
 static void note_health(struct prov *p, int failed);
 static void take_back(struct prov *p);
 static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *res);
+
+/* p may start another request: a request slot is free and another message
+ * may go unrecorded. */
+static int has_room(const struct prov *p)
+{
+    return p->requests < p->conf->max_inflight && p->inflight < p->conf->max_unrecorded;
+}
 
 static void on_wake(uv_timer_t *t)
 {
@@ -476,6 +485,7 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
     size_t i;
 
     dp->inflight -= sc->n;
+    p->requests--;
     for (i = 0; i < sc->n; i++)
         hold_slot(p, sc->m[i]); /* released when the outcome is written (cr_dispatch_release) */
     cr_metrics_latency(dp->d->metrics, (int)p->ix, latency_us);
@@ -763,11 +773,13 @@ static void send_one(struct prov *p, struct cr_msg *m)
     m->attempt++;
     p->inflight++;
     dp->inflight++;
+    p->requests++;
     rc = cr_http_submit(dp->d->http, &req, &p->target, on_done, sc);
     if (rc < 0) {
         ctx_free(sc);
         p->inflight--;
         dp->inflight--;
+        p->requests--;
         cr_result_set(&res, CR_OUT_RETRY, cr_errname(rc), cr_strerror(rc));
         retry_later(p, m, &res, 0);
     }
@@ -787,6 +799,35 @@ static int take_token(struct prov *p, int64_t now)
     return 1;
 }
 
+/* Messages taken for a batch that go by themselves instead (msgs[i] where
+ * skip is NULL or skip[i] is set): each is sent while a request slot is free;
+ * the rest go back to the head of their queue, in order, with their rate
+ * tokens returned. */
+static void send_alone(struct prov *p, struct cr_msg **msgs, size_t n, const unsigned char *skip)
+{
+    size_t i;
+    size_t stop = n;
+
+    for (i = 0; i < n && stop == n; i++) {
+        if (skip != NULL && !skip[i])
+            continue;
+        if (p->requests < p->conf->max_inflight)
+            send_one(p, msgs[i]);
+        else
+            stop = i;
+    }
+    for (i = n; i-- > stop;) {
+        if (skip != NULL && !skip[i])
+            continue;
+        q_push_front(&p->q[msgs[i]->batch->prio], msgs[i]);
+        p->queued++;
+        if (cr_bucket_limited(&p->bucket)) {
+            cr_bucket_refund(&p->bucket);
+            p->shared_tokens++;
+        }
+    }
+}
+
 /* Scratch for batch renderings, on first use. Returns 0 or CR_ENOMEM. */
 static int batch_room(struct cr_dispatch *dp)
 {
@@ -802,9 +843,10 @@ static int batch_room(struct cr_dispatch *dp)
 /* For an adapter that batches: first (already taken from its queue, with its
  * rate token) and the messages right behind it in the same queue that can
  * share its rendering (same job, priority and translation; as many as the
- * adapter, the free slots and the rate tokens allow) go in one request. A
+ * adapter, max_unrecorded and the rate tokens allow) go in one request. A
  * message the batch cannot carry, or every message when the batch cannot be
- * rendered or built, is sent by itself. Each message holds its own slot. */
+ * rendered or built, is sent by itself. The request takes one request slot;
+ * each message holds its own unrecorded slot. */
 static void send_batch(struct prov *p, struct cr_msg *first)
 {
     struct cr_dispatch *dp = p->dp;
@@ -823,8 +865,8 @@ static void send_batch(struct prov *p, struct cr_msg *first)
 
     if (max > CR_RENDER_BATCH_MAX)
         max = CR_RENDER_BATCH_MAX;
-    if (p->conf->max_inflight - p->inflight < (int)max)
-        max = (size_t)(p->conf->max_inflight - p->inflight);
+    if (p->conf->max_unrecorded - p->inflight < (int)max)
+        max = (size_t)(p->conf->max_unrecorded - p->inflight);
     if (p->breaker.state != CR_BREAKER_CLOSED || first->solo || batch_room(dp) < 0)
         max = 1; /* a probe is one message */
     rc = ensure_auth(p, first);
@@ -881,8 +923,10 @@ static void send_batch(struct prov *p, struct cr_msg *first)
         p->inflight++;
         dp->inflight++;
     }
+    p->requests++;
     rc = cr_http_submit(dp->d->http, &req, &p->target, on_done, sc);
     if (rc < 0) {
+        p->requests--;
         memset(&res, 0, sizeof(res));
         cr_result_set(&res, CR_OUT_RETRY, cr_errname(rc), cr_strerror(rc));
         for (i = 0; i < k; i++) {
@@ -893,15 +937,11 @@ static void send_batch(struct prov *p, struct cr_msg *first)
         ctx_free(sc);
     }
     /* what the request could not carry goes by itself, after it */
-    for (i = 0; i < n; i++) {
-        if (dp->balone[i])
-            send_one(p, msgs[i]);
-    }
+    send_alone(p, msgs, n, dp->balone);
     return;
 one_by_one:
     ctx_free(sc);
-    for (i = 0; i < n; i++)
-        send_one(p, msgs[i]);
+    send_alone(p, msgs, n, NULL);
 }
 
 static struct cr_msg *next_msg(struct prov *p)
@@ -1043,8 +1083,7 @@ static void pump(struct prov *p)
 {
     if (p->queued == 0 && !p->dp->stopped)
         take_probe(p);
-    while (!p->dp->stopped && !p->auth_busy && p->inflight < p->conf->max_inflight &&
-           p->queued > 0) {
+    while (!p->dp->stopped && !p->auth_busy && has_room(p) && p->queued > 0) {
         struct cr_msg *m;
 
         if (!may_send(p))
@@ -1089,7 +1128,7 @@ int cr_dispatch_starving(const struct cr_dispatch *dp)
     for (i = 0; i < dp->nprov; i++) {
         const struct prov *p = &dp->prov[i];
 
-        if (p->queued == 0 && p->inflight < p->conf->max_inflight && in_rotation(p, now) &&
+        if (p->queued == 0 && has_room(p) && in_rotation(p, now) &&
             p->paused_until <= now)
             return 1;
     }
@@ -1103,7 +1142,7 @@ size_t cr_dispatch_queued(const struct cr_dispatch *dp, size_t provider_ix)
 
 int cr_dispatch_provider_inflight(const struct cr_dispatch *dp, size_t provider_ix)
 {
-    return provider_ix < dp->nprov ? dp->prov[provider_ix].inflight : 0;
+    return provider_ix < dp->nprov ? dp->prov[provider_ix].requests : 0;
 }
 
 size_t cr_dispatch_waiting_retries(const struct cr_dispatch *dp)

@@ -9,6 +9,13 @@ void cr_bucket_init(struct cr_bucket *b, long rate_per_s, long burst, int64_t no
     b->last_ms = now_ms;
 }
 
+void cr_bucket_refund(struct cr_bucket *b)
+{
+    b->milli += 1000;
+    if (b->milli > b->cap)
+        b->milli = b->cap;
+}
+
 int cr_bucket_limited(const struct cr_bucket *b)
 {
     return b->rate > 0;

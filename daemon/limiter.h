@@ -24,6 +24,9 @@ void cr_bucket_init(struct cr_bucket *b, long rate_per_s, long burst, int64_t no
  * until one is available. Time going backwards adds nothing. */
 int cr_bucket_take(struct cr_bucket *b, int64_t now_ms, int64_t *wait_ms);
 
+/* Gives back a token taken and not used (never above the bucket's size). */
+void cr_bucket_refund(struct cr_bucket *b);
+
 /* Nonzero when the bucket limits anything. */
 int cr_bucket_limited(const struct cr_bucket *b);
 

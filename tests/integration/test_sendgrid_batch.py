@@ -13,10 +13,11 @@ from harness import (PREFIX, counter, post_job, seed, status_total, stream_field
 # request is a few hundred KiB).
 SIM_ARGS = ("--log-body-bytes", "1048576")
 # One fan-out batch of 1,000 residents (the job lists them, so the batches
-# are exactly 1,000, 1,000 and 500) becomes one request: the in-flight slots
-# (held by each message until its outcome is written) do not cut it shorter.
+# are exactly 1,000, 1,000 and 500) becomes one request: the unrecorded
+# slots (held by each message until its outcome is written) do not cut it
+# shorter, as there are enough of them for the whole job.
 OVERRIDES = {"fanout": {"batch_size": 1000, "max_batches": 4, "reclaim_idle_ms": 60000},
-             "providers": {"sendgrid": {"max_inflight": 3000}}}
+             "providers": {"sendgrid": {"max_inflight": 4, "max_unrecorded": 3000}}}
 # The expander's first audience page of a job is small, so that its first
 # messages leave at once; they make a request of their own.
 FIRST_PAGE = 32

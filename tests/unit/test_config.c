@@ -158,6 +158,7 @@ TEST(config_minimal_gets_defaults)
     ASSERT_STR_EQ(cfg.providers[0].url, "http://127.0.0.1:9"); /* trailing slash gone */
     ASSERT(cfg.providers[0].ops == &fake_email);
     ASSERT_INT_EQ(cfg.providers[0].max_inflight, 64);
+    ASSERT_INT_EQ(cfg.providers[0].max_unrecorded, 2000); /* two full batches of 1,000 */
     ASSERT_INT_EQ(cfg.providers[0].timeout_ms, 10000);
     ASSERT_INT_EQ(cfg.providers[0].connect_timeout_ms, 2000);
     ASSERT(cfg.providers[0].ca_file == NULL);
@@ -188,7 +189,8 @@ TEST(config_every_key_set)
                         " 'public_url': 'https://alerts.example.org//',"
                         " 'limits': {'doc_bytes': 4096, 'sms_segments': 3, 'subscribers': 0},"
                         " 'providers': {'a': {'type': 'fake-sms', 'url': 'https://x.example', 'api_key': 'k',"
-                        "   'max_inflight': 5, 'timeout_ms': 500, 'connect_timeout_ms': 400},"
+                        "   'max_inflight': 5, 'max_unrecorded': 7, 'timeout_ms': 500,"
+                        "   'connect_timeout_ms': 400},"
                         "  'b': {'type': 'fake-sms', 'url': 'https://y.example', 'api_key': 'k2'},"
                         "  'p': {'type': 'fake-push', 'url': 'https://z.example', 'api_key': 'k3'}},"
                         " 'channels': {'sms': ['b', 'a'], 'push': ['p']}}",
@@ -215,6 +217,8 @@ TEST(config_every_key_set)
     ASSERT_INT_EQ(cfg.limits.subscribers, 0);
     ASSERT_INT_EQ(cfg.limits.text, 20000);
     ASSERT_INT_EQ(cfg.providers[0].max_inflight, 5);
+    ASSERT_INT_EQ(cfg.providers[0].max_unrecorded, 7);
+    ASSERT_INT_EQ(cfg.providers[1].max_unrecorded, 4 * 64); /* one message per request */
     ASSERT_INT_EQ(cfg.providers[0].connect_timeout_ms, 400);
     ASSERT_INT_EQ(cfg.nchannel_providers[CR_CH_SMS], 2);
     ASSERT_INT_EQ(cfg.channel_providers[CR_CH_SMS][0], 1); /* failover order as written */
@@ -428,6 +432,9 @@ TEST(config_provider_keys_include_adapter_keys)
     ASSERT_STR_EQ(err_of("{'providers': {'m': {'type': 'fake-email', 'url': 'http://h', 'api_key': 'k',"
                          " 'max_inflight': 0}}, 'channels': {'email': ['m']}}"),
                   "providers.m.max_inflight: must be an integer from 1 to 10000, got 0");
+    ASSERT_STR_EQ(err_of("{'providers': {'m': {'type': 'fake-email', 'url': 'http://h', 'api_key': 'k',"
+                         " 'max_inflight': 10, 'max_unrecorded': 9}}, 'channels': {'email': ['m']}}"),
+                  "providers.m.max_unrecorded: must be at least max_inflight (10), got 9");
     ASSERT_STR_EQ(err_of("{'providers': {'m m': {'type': 'fake-email', 'url': 'http://h'}},"
                          " 'channels': {'email': ['m']}}"),
                   "providers.m m: a provider name must be 1 to 32 letters, digits, '-' or '_'");
