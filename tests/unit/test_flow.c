@@ -65,6 +65,26 @@ TEST(bucket_refills_to_burst_only_and_ignores_time_going_back)
     ASSERT_INT_EQ(wait, 10);
 }
 
+TEST(bucket_refund_returns_a_token_but_never_above_burst)
+{
+    struct cr_bucket b;
+    int64_t wait = 0;
+
+    cr_bucket_init(&b, 10, 2, 0);
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 1);
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 1);
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 0);
+    cr_bucket_refund(&b); /* a token taken for a message that was not sent */
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 1);
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 0);
+    cr_bucket_refund(&b);
+    cr_bucket_refund(&b);
+    cr_bucket_refund(&b); /* one too many: the bucket holds its burst, no more */
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 1);
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 1);
+    ASSERT_INT_EQ(cr_bucket_take(&b, 0, &wait), 0);
+}
+
 TEST(bucket_unlimited)
 {
     struct cr_bucket b;
