@@ -17,6 +17,7 @@
 #include "cr_log.h"
 #include "render.h"
 #include "sms.h"
+#include "cr_str.h"
 
 #define RESPONSE_MAX (256 * 1024)
 #define BODY_MAX (1024 * 1024)
@@ -319,7 +320,7 @@ static void ctx_set(struct send_ctx *sc, size_t i, struct cr_msg *m, const struc
 
     sc->m[i] = m;
     memset(&s->msg, 0, sizeof(s->msg));
-    snprintf(s->ref, sizeof(s->ref), "%s", r->ref ? r->ref : "");
+    cr_strlcpy(s->ref, r->ref, sizeof(s->ref));
     s->msg.job_id = m->batch->job_id;
     s->msg.sub_id = m->sub->id;
     s->msg.ref = s->ref;

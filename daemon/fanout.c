@@ -13,6 +13,7 @@
 #include "reader.h"
 #include "record.h"
 #include "retry.h"
+#include "cr_str.h"
 
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32
@@ -225,7 +226,7 @@ static struct cr_record *add_record(struct cr_batch *b, struct cr_sub *sub, enum
     o->sub = sub;
     o->channel = ch;
     o->status = st;
-    snprintf(o->code, sizeof(o->code), "%s", code ? code : "");
+    cr_strlcpy(o->code, code, sizeof(o->code));
     if (b->nouts == b->nflushed + 1)
         b->flush_due = uv_now(b->d->loop) + FLUSH_DELAY_MS;
     return o;
@@ -292,7 +293,7 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
     o->slot_prov = m->slot_prov;
     m->slot_held = 0;
     if (res)
-        snprintf(o->provider_id, sizeof(o->provider_id), "%s", res->provider_id);
+        cr_strlcpy(o->provider_id, res->provider_id, sizeof(o->provider_id));
     after_outcome(b);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "cr_error.h"
 #include "cr_log.h"
@@ -62,14 +63,19 @@ struct xfer {
     char *set_method;   /* NULL = POST (or GET when method is GET) */
 };
 
-/* One curl socket being watched. Freed only in its close callback; curl may
- * hand out the same fd number again before that, which is why sockets are
- * found through curl_multi_assign and never through a table keyed by fd. */
+/* One curl socket being watched. It lives as long as the socket: when curl
+ * stops watching a connection it keeps in its cache, the watcher stays armed
+ * for reading (nothing arrives on an idle connection, and its next request
+ * waits for reading too, so the kernel is not asked again) and stops at the
+ * first event, which only a peer closing it can cause; curl closes sockets
+ * through on_close_socket, which closes the watcher first (so a new socket
+ * with the same fd number never meets a stale one). */
 struct sock {
     uv_poll_t poll;
     struct cr_http *h;
     curl_socket_t fd;
     int events; /* UV_READABLE/UV_WRITABLE being polled; -1 before the first start */
+    int idle;   /* curl stopped watching it (a cached connection) */
     struct sock *prev, *next;
 };
 
@@ -83,6 +89,8 @@ struct cr_http {
     struct xfer *idle[2]; /* idle stacks: [0] HTTP handles, [1] SMTP handles */
     size_t nidle[2];
     struct sock *socks;
+    struct sock **byfd;  /* the watcher of each open socket, by fd number */
+    size_t nbyfd;
 
     int closing;
     size_t open_handles; /* timer + every sock not yet through its close callback */
@@ -99,6 +107,7 @@ static void http_free_if_done(struct cr_http *h)
         return;
     closed = h->closed_cb;
     ud = h->closed_ud;
+    free(h->byfd);
     free(h);
     if (closed)
         closed(ud);
@@ -219,6 +228,8 @@ static void xfer_free(struct xfer *x)
             c = curl_easy_setopt((easy), (opt), (val));                      \
     } while (0)
 
+static int on_close_socket(void *clientp, curl_socket_t fd);
+
 static struct xfer *xfer_new(struct cr_http *h, int smtp)
 {
     struct xfer *x;
@@ -244,6 +255,8 @@ static struct xfer *xfer_new(struct cr_http *h, int smtp)
     if (x->easy == NULL)
         goto out;
     SETOPT(x->easy, CURLOPT_PRIVATE, (void *)x);
+    SETOPT(x->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    SETOPT(x->easy, CURLOPT_CLOSESOCKETDATA, (void *)h);
     SETOPT(x->easy, CURLOPT_NOSIGNAL, 1L);
     SETOPT(x->easy, CURLOPT_TCP_NODELAY, 1L);
     SETOPT(x->easy, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -592,6 +605,12 @@ static void on_poll(uv_poll_t *p, int status, int events)
 
     if (h->closing)
         return;
+    if (s->idle) {
+        /* not curl's now: it finds the connection closed when it next uses it */
+        uv_poll_stop(&s->poll);
+        s->events = 0;
+        return;
+    }
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
     } else {
@@ -618,6 +637,8 @@ static void sock_close(struct sock *s)
 {
     struct cr_http *h = s->h;
 
+    if ((size_t)s->fd < h->nbyfd && h->byfd[s->fd] == s)
+        h->byfd[s->fd] = NULL;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -636,6 +657,68 @@ static void on_timer_closed(uv_handle_t *handle)
     http_free_if_done(h);
 }
 
+/* The watcher of fd, or NULL. */
+static struct sock *sock_find(const struct cr_http *h, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < h->nbyfd ? h->byfd[fd] : NULL;
+}
+
+/* A new watcher for fd, filed by its number. Returns NULL on failure. */
+static struct sock *sock_new(struct cr_http *h, curl_socket_t fd)
+{
+    struct sock *s;
+    int rc;
+
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= h->nbyfd) {
+        size_t n = h->nbyfd ? h->nbyfd : 64;
+        struct sock **t;
+
+        while (n <= (size_t)fd)
+            n *= 2;
+        t = realloc(h->byfd, n * sizeof(*t));
+        if (t == NULL)
+            return NULL;
+        memset(t + h->nbyfd, 0, (n - h->nbyfd) * sizeof(*t));
+        h->byfd = t;
+        h->nbyfd = n;
+    }
+    s = malloc(sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    rc = uv_poll_init_socket(h->loop, &s->poll, fd);
+    if (rc < 0) {
+        cr_error("http: watching curl socket %d failed: %s; transfer aborted", (int)fd,
+                 uv_strerror(rc));
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    s->h = h;
+    s->fd = fd;
+    s->events = -1;
+    s->idle = 0;
+    s->prev = NULL;
+    s->next = h->socks;
+    if (h->socks)
+        h->socks->prev = s;
+    h->socks = s;
+    h->open_handles++;
+    h->byfd[fd] = s;
+    return s;
+}
+
+/* curl closes a socket: its watcher goes first, while the fd is still open. */
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    struct sock *s = sock_find(clientp, fd);
+
+    if (s)
+        sock_close(s);
+    return close(fd);
+}
+
 /* ---- curl multi callbacks: they only (re)arm libuv, never call back into curl ---- */
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -647,36 +730,32 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
-        /* curl forgets socketp itself; the fd may come back as a new socket. */
-        if (s)
-            sock_close(s);
+        /* A connection back in curl's cache (or about to close): the
+         * watcher stays, armed for reading only, for its next request. */
+        if (s == NULL || uv_is_closing((uv_handle_t *)&s->poll))
+            return 0;
+        s->idle = 1;
+        if (s->events > 0 && (s->events & UV_WRITABLE)) {
+            if (uv_poll_start(&s->poll, UV_READABLE, on_poll) == 0) {
+                s->events = UV_READABLE;
+            } else {
+                uv_poll_stop(&s->poll);
+                s->events = 0;
+            }
+        }
         return 0;
     }
     if (h->closing)
         return 0;
     if (s == NULL) {
-        s = malloc(sizeof(*s));
+        s = sock_find(h, fd);
+        if (s == NULL)
+            s = sock_new(h, fd);
         if (s == NULL)
             return -1;
-        rc = uv_poll_init_socket(h->loop, &s->poll, fd);
-        if (rc < 0) {
-            cr_error("http: watching curl socket %d failed: %s; transfer aborted", (int)fd,
-                     uv_strerror(rc));
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->h = h;
-        s->fd = fd;
-        s->events = -1;
-        s->prev = NULL;
-        s->next = h->socks;
-        if (h->socks)
-            h->socks->prev = s;
-        h->socks = s;
-        h->open_handles++;
         curl_multi_assign(h->multi, fd, s);
     }
+    s->idle = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)

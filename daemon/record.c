@@ -8,6 +8,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "scripts.h"
+#include "cr_str.h"
 
 /* outcomes per script call: cr_script_call takes at most 4,096 arguments
  * (3 + NKEYS + NHEAD + CHUNK x CR_RECORD_FIELDS) */
@@ -63,7 +64,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
     argv = malloc(argc * sizeof(*argv));
-    nums = malloc(n * 5 * 24 + 1);
+    nums = malloc(n * 5 * CR_NUM_MAX + 1);
     fc = malloc(sizeof(*fc));
     if (argv == NULL || nums == NULL || fc == NULL)
         goto out;
@@ -92,18 +93,18 @@ void cr_record_flush(struct cr_batch *b, int ack)
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
-        char *pos = nums + i * 120;
-        char *att = pos + 24;
-        char *lat = pos + 48;
-        char *due = pos + 72;
-        char *seg = pos + 96;
+        char *pos = nums + i * 5 * CR_NUM_MAX;
+        char *att = pos + CR_NUM_MAX;
+        char *lat = att + CR_NUM_MAX;
+        char *due = lat + CR_NUM_MAX;
+        char *seg = due + CR_NUM_MAX;
         static const char *const chix[] = {"0", "1", "2", "3"};
 
-        snprintf(pos, 24, "%u", o->sub->pos);
-        snprintf(att, 24, "%u", o->attempt);
-        snprintf(lat, 24, "%ld", o->latency_us);
-        snprintf(due, 24, "%lld", (long long)o->park_due_ms);
-        snprintf(seg, 24, "%u", o->segments);
+        cr_fmt_i64(pos, o->sub->pos);
+        cr_fmt_i64(att, o->attempt);
+        cr_fmt_i64(lat, o->latency_us);
+        cr_fmt_i64(due, o->park_due_ms);
+        cr_fmt_i64(seg, o->segments);
         a[0] = o->sub->id;
         a[1] = pos;
         a[2] = chix[o->channel < CR_CH__COUNT ? o->channel : 3];

@@ -3,6 +3,7 @@
  * assembly (headers, JSON bodies). */
 #include "adapter.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
 #include <ctype.h>
 #include <openssl/bio.h>
@@ -154,9 +155,9 @@ void cr_result_set(struct cr_result *res, enum cr_outcome outcome, const char *c
 {
     res->outcome = outcome;
     res->retry_after_ms = -1;
-    snprintf(res->code, sizeof(res->code), "%s", code ? code : "");
+    cr_strlcpy(res->code, code, sizeof(res->code));
     res->provider_id[0] = '\0';
-    snprintf(res->detail, sizeof(res->detail), "%s", detail ? detail : "");
+    cr_strlcpy(res->detail, detail, sizeof(res->detail));
 }
 
 void cr_result_setf(struct cr_result *res, enum cr_outcome outcome, const char *code,
@@ -172,7 +173,7 @@ void cr_result_setf(struct cr_result *res, enum cr_outcome outcome, const char *
 
 void cr_result_set_id(struct cr_result *res, const char *id)
 {
-    snprintf(res->provider_id, sizeof(res->provider_id), "%s", id ? id : "");
+    cr_strlcpy(res->provider_id, id, sizeof(res->provider_id));
 }
 
 void cr_result_by_status(struct cr_result *res, const struct cr_response *resp, const char *why)

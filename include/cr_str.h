@@ -1,0 +1,19 @@
+/* Small string helpers for the per-message path, where snprintf's format
+ * parsing costs more than the copy itself. */
+#ifndef CR_STR_H
+#define CR_STR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for any int64_t in decimal, with sign and NUL. */
+#define CR_NUM_MAX 21
+
+/* Copies src (NULL counts as "") into dst of size bytes, cut to fit; dst is
+ * always terminated when size > 0. Returns the bytes copied. */
+size_t cr_strlcpy(char *dst, const char *src, size_t size);
+
+/* Writes v in decimal into buf (CR_NUM_MAX bytes or more). Returns buf. */
+char *cr_fmt_i64(char *buf, int64_t v);
+
+#endif

@@ -1,0 +1,39 @@
+/* cr_str: copies cut to fit and always terminate; numbers print as printf would. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cr_str.h"
+#include "test.h"
+
+TEST(strlcpy_cuts_to_fit_and_terminates)
+{
+    char d[6];
+
+    memset(d, 'x', sizeof(d));
+    ASSERT_INT_EQ((long)cr_strlcpy(d, "abc", sizeof(d)), 3);
+    ASSERT_STR_EQ(d, "abc");
+    ASSERT_INT_EQ((long)cr_strlcpy(d, "abcdefgh", sizeof(d)), 5);
+    ASSERT_STR_EQ(d, "abcde");
+    ASSERT_INT_EQ((long)cr_strlcpy(d, NULL, sizeof(d)), 0);
+    ASSERT_STR_EQ(d, "");
+    ASSERT_INT_EQ((long)cr_strlcpy(d, "abc", 1), 0);
+    ASSERT_STR_EQ(d, "");
+    d[0] = 'q';
+    ASSERT_INT_EQ((long)cr_strlcpy(d, "abc", 0), 0);
+    ASSERT_INT_EQ(d[0], 'q'); /* no room: nothing written */
+}
+
+TEST(fmt_i64_matches_printf)
+{
+    static const int64_t vals[] = {0, 7, -7, 10, 99, 100, 4294967295LL, -1000000,
+                                   INT64_MAX, INT64_MIN};
+    char got[CR_NUM_MAX];
+    char want[32];
+    size_t i;
+
+    for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        snprintf(want, sizeof(want), "%" PRId64, vals[i]);
+        ASSERT_STR_EQ(cr_fmt_i64(got, vals[i]), want);
+    }
+}
