@@ -13,32 +13,30 @@
 
 #define EVENTS_MAXLEN "100000"
 
-/* Shared tail: a job is complete when its audience is fully expanded and every
- * batch has been acknowledged; its message total is then the sum of statuses. */
 /* Shared tail: a job is finished when its audience is fully expanded, every
  * batch has been acknowledged and no message waits in the retry set; its
  * message total is then the sum of statuses. A job being cancelled ends
  * "cancelled"; one whose expiry passed with messages expired ends "expired". */
-#define LUA_COMPLETE                                                                 \
-    "local function complete(job, events, ledger, id, now, ret)\n"                   \
-    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n" \
-    "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n" \
-    "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' then return 0 end\n" \
-    "  local total = 0\n"                                                            \
-    "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n" \
-    "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"               \
-    "  end\n"                                                                        \
-    "  local final = 'completed'\n"                                                  \
-    "  if h[4] == 'cancelling' then final = 'cancelled'\n"                           \
-    "  elseif tonumber(h[7] or '0') > 0 and tonumber(h[6] or '0') > 0 and tonumber(now) >= tonumber(h[6]) then final = 'expired' end\n" \
-    "  redis.call('HSET', job, 'state', final, 'completed_ms', now, 'messages', total)\n" \
-    "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', final, 't_ms', now, 'messages', total)\n" \
-    "  if tonumber(ret) > 0 then\n"                                                  \
-    "    redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret)\n"        \
-    "    redis.call('EXPIRE', job .. ':early', ret); redis.call('EXPIRE', job .. ':receipts', ret)\n" \
-    "  end\n"                                                                        \
-    "  return 1\n"                                                                   \
-    "end\n"
+static const char complete_lua[] =
+    "local function complete(job, events, ledger, id, now, ret)\n"
+    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n"
+    "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n"
+    "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' then return 0 end\n"
+    "  local total = 0\n"
+    "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n"
+    "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"
+    "  end\n"
+    "  local final = 'completed'\n"
+    "  if h[4] == 'cancelling' then final = 'cancelled'\n"
+    "  elseif tonumber(h[7] or '0') > 0 and tonumber(h[6] or '0') > 0 and tonumber(now) >= tonumber(h[6]) then final = 'expired' end\n"
+    "  redis.call('HSET', job, 'state', final, 'completed_ms', now, 'messages', total)\n"
+    "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', final, 't_ms', now, 'messages', total)\n"
+    "  if tonumber(ret) > 0 then\n"
+    "    redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret)\n"
+    "    redis.call('EXPIRE', job .. ':early', ret); redis.call('EXPIRE', job .. ':receipts', ret)\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n";
 
 static const char accept_lua[] =
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
@@ -68,7 +66,6 @@ static const char accept_lua[] =
  * cursors do not survive one: the hash seed changes) all add each resident
  * once. The set lives only while the audience is expanded. */
 static const char expand_lua[] =
-    LUA_COMPLETE
     "local h = redis.call('HMGET', KEYS[1], 'exp_step', 'expanded', 'state', 'targeted')\n"
     "if h[2] == '1' then return -1 end\n"
     "local step = tonumber(h[1] or '0')\n"
@@ -97,15 +94,15 @@ static const char expand_lua[] =
     "return step + 1\n";
 
 static const char record_lua[] =
-    LUA_COMPLETE
     "local n = tonumber(ARGV[7])\n"
     "local added = 0\n"
     "local counts = {}\n"
     "local early = redis.call('EXISTS', KEYS[10]) == 1\n"
+    "local live, bits, none = {}, {}, {}\n"
+    /* first parks and unparks, and every outcome's ledger bit in one BITFIELD */
     "for i = 0, n - 1 do\n"
     "  local o = 7 + i * 16\n"
-    "  local sub, pos, ch, chname = ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3]), ARGV[o + 4]\n"
-    "  local st, addr, unpark = ARGV[o + 6], ARGV[o + 11], ARGV[o + 13]\n"
+    "  local st, unpark = ARGV[o + 6], ARGV[o + 13]\n"
     "  if st == 'park' then\n"
     "    if unpark == '' then\n"
     "      redis.call('ZADD', KEYS[9], ARGV[o + 14], ARGV[o + 15])\n"
@@ -114,33 +111,49 @@ static const char record_lua[] =
     "      redis.call('ZADD', KEYS[9], ARGV[o + 14], ARGV[o + 15])\n"
     "    end\n"
     "  else\n"
-    "    local live = true\n"
+    "    local ok = true\n"
     "    if unpark ~= '' then\n"
-    "      if redis.call('ZREM', KEYS[9], unpark) == 1 then counts['parked'] = (counts['parked'] or 0) - 1 else live = false end\n"
+    "      if redis.call('ZREM', KEYS[9], unpark) == 1 then counts['parked'] = (counts['parked'] or 0) - 1 else ok = false end\n"
     "    end\n"
-    "    if live and redis.call('SETBIT', KEYS[2], tonumber(pos) * 4 + ch, 1) == 0 then\n"
-    "      if early and st == 'sent' and ch < 3 then\n"
-    "        local e = redis.call('HGET', KEYS[10], pos .. ':' .. ch)\n"
-    "        if e then st = e; redis.call('HDEL', KEYS[10], pos .. ':' .. ch) end\n"
-    "      end\n"
-    "      counts[st] = (counts[st] or 0) + 1\n"
-    "      if chname ~= '' then counts[st .. ':' .. chname] = (counts[st .. ':' .. chname] or 0) + 1 end\n"
-    "      local rc = {'job', ARGV[1], 'sub', sub, 'pos', pos, 'channel', chname, 'provider', ARGV[o + 5],\n"
-    "        'status', st, 'attempt', ARGV[o + 7], 'code', ARGV[o + 8], 'latency_us', ARGV[o + 9],\n"
-    "        'provider_id', ARGV[o + 10]}\n"
-    "      if ch == 1 and ARGV[o + 16] ~= '0' then\n"
-    "        table.insert(rc, 'segments'); table.insert(rc, ARGV[o + 16])\n"
-    "        if st == 'sent' or st == 'delivered' then counts['sms_segments'] = (counts['sms_segments'] or 0) + tonumber(ARGV[o + 16]) end\n"
-    "      end\n"
-    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(rc))\n"
-    "      if ARGV[o + 12] == '1' and addr ~= '' and ch < 3 then redis.call('SADD', KEYS[6 + ch], addr) end\n"
-    "      if ch == 1 and addr ~= '' and (st == 'sent' or st == 'delivered') then\n"
-    "        redis.call('HSET', KEYS[11], addr, ARGV[1] .. '/' .. pos .. '/' .. sub)\n"
-    "      end\n"
-    "      added = added + 1\n"
+    "    if ok then\n"
+    "      live[#live + 1] = o\n"
+    "      bits[#bits + 1] = 'SET'; bits[#bits + 1] = 'u1'\n"
+    "      bits[#bits + 1] = tonumber(ARGV[o + 2]) * 4 + tonumber(ARGV[o + 3]); bits[#bits + 1] = 1\n"
     "    end\n"
     "  end\n"
     "end\n"
+    "local was = {}\n"
+    "if #live > 0 then was = redis.call('BITFIELD', KEYS[2], unpack(bits)) end\n"
+    /* then what is new to the ledger: counters, receipts, suppressions */
+    "local last = {}\n"
+    "for j = 1, #live do\n"
+    "  if was[j] == 0 then\n"
+    "    local o = live[j]\n"
+    "    local sub, pos, ch, chname = ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3]), ARGV[o + 4]\n"
+    "    local st, addr = ARGV[o + 6], ARGV[o + 11]\n"
+    "    if early and st == 'sent' and ch < 3 then\n"
+    "      local k = pos .. ':' .. ARGV[o + 3]\n"
+    "      local e = redis.call('HGET', KEYS[10], k)\n"
+    "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"
+    "    end\n"
+    "    counts[st] = (counts[st] or 0) + 1\n"
+    "    if chname ~= '' then counts[st .. ':' .. chname] = (counts[st .. ':' .. chname] or 0) + 1 end\n"
+    "    local seg = none\n"
+    "    if ch == 1 and ARGV[o + 16] ~= '0' then\n"
+    "      seg = {'segments', ARGV[o + 16]}\n"
+    "      if st == 'sent' or st == 'delivered' then counts['sms_segments'] = (counts['sms_segments'] or 0) + tonumber(ARGV[o + 16]) end\n"
+    "    end\n"
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'job', ARGV[1], 'sub', sub, 'pos', pos,\n"
+    "      'channel', chname, 'provider', ARGV[o + 5], 'status', st, 'attempt', ARGV[o + 7], 'code', ARGV[o + 8],\n"
+    "      'latency_us', ARGV[o + 9], 'provider_id', ARGV[o + 10], unpack(seg))\n"
+    "    if ARGV[o + 12] == '1' and addr ~= '' and ch < 3 then redis.call('SADD', KEYS[6 + ch], addr) end\n"
+    "    if ch == 1 and addr ~= '' and (st == 'sent' or st == 'delivered') then\n"
+    "      last[#last + 1] = addr; last[#last + 1] = ARGV[1] .. '/' .. pos .. '/' .. sub\n"
+    "    end\n"
+    "    added = added + 1\n"
+    "  end\n"
+    "end\n"
+    "if #last > 0 then redis.call('HSET', KEYS[11], unpack(last)) end\n"
     "for k, v in pairs(counts) do\n"
     "  if v ~= 0 then redis.call('HINCRBY', KEYS[1], k, v) end\n"
     "end\n"
@@ -199,8 +212,13 @@ static const char tokens_lua[] =
     "if got == 0 then wait = math.ceil((1000 - milli) / rate) end\n"
     "return {got, wait}\n";
 
-static const char *const script_text[CR_SCRIPT__COUNT] = {accept_lua, expand_lua, record_lua,
-                                                           claim_lua, due_lua, tokens_lua};
+/* Each script is its parts joined, the shared completion function first where
+ * it ends jobs (C compilers need only take string literals of 4095 bytes). */
+#define SCRIPT_MAX 16384
+static const char *const script_parts[CR_SCRIPT__COUNT][2] = {
+    {accept_lua, NULL},   {complete_lua, expand_lua}, {complete_lua, record_lua},
+    {claim_lua, NULL},    {due_lua, NULL},            {tokens_lua, NULL}};
+static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 
 static void hash_scripts(void)
@@ -212,7 +230,21 @@ static void hash_scripts(void)
     if (script_sha[0][0])
         return;
     for (s = 0; s < CR_SCRIPT__COUNT; s++) {
-        SHA1((const unsigned char *)script_text[s], strlen(script_text[s]), md);
+        size_t n = 0;
+
+        for (i = 0; i < 2 && script_parts[s][i]; i++) {
+            size_t len = strlen(script_parts[s][i]);
+
+            if (n + len >= SCRIPT_MAX) {
+                /* the parts are constants: only a change to this file gets here */
+                cr_error("redis: script %d is over %d bytes", s, SCRIPT_MAX);
+                abort();
+            }
+            memcpy(script_text[s] + n, script_parts[s][i], len);
+            n += len;
+        }
+        script_text[s][n] = '\0';
+        SHA1((const unsigned char *)script_text[s], n, md);
         for (i = 0; i < SHA_DIGEST_LENGTH; i++)
             snprintf(script_sha[s] + 2 * i, 3, "%02x", md[i]);
     }
