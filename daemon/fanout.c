@@ -158,12 +158,12 @@ size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size
     return n;
 }
 
-int cr_fanout_has(const struct cr_fanout *f, const char *entry)
+int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *entry)
 {
     const struct cr_batch *b;
 
     for (b = f->active; b; b = b->next) {
-        if (strcmp(b->entry, entry) == 0)
+        if (b->kind == CR_BATCH_STREAM && b->prio == prio && strcmp(b->entry, entry) == 0)
             return 1;
     }
     return 0;

@@ -122,8 +122,9 @@ size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const
  * resolved into out (valid until the loop runs again); returns how many. */
 size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size_t max);
 
-/* Whether the batch entry id is already being worked on here. */
-int cr_fanout_has(const struct cr_fanout *f, const char *entry);
+/* Whether the entry id of prio's batch stream is already being worked on
+ * here (the streams of different priorities can hold the same id). */
+int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *entry);
 
 /* Takes a batch entry (fields job, pos, ids) read from the priority's stream.
  * Malformed entries are acknowledged and logged. */

@@ -109,7 +109,7 @@ static void take_entry(struct cr_reader *r, int s, const redisReply *e)
             cr_intake_take(r->d->intake, id->str, doc, len);
         return;
     }
-    if (!cr_fanout_has(r->d->fanout, id->str))
+    if (!cr_fanout_has(r->d->fanout, (enum cr_priority)(s - 1), id->str))
         cr_fanout_take(r->d->fanout, (enum cr_priority)(s - 1), id->str,
                        field(fields, "job", NULL), field(fields, "pos", NULL),
                        field(fields, "ids", NULL));
