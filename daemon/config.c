@@ -965,14 +965,12 @@ static int name_ok(const char *name)
 
 /* Unrecorded messages allowed when the config names no figure: four per
  * request slot, so answers wait for their ledger write without holding up the
- * next requests, and room for two full requests where the adapter batches. */
-static int default_unrecorded(int max_inflight, size_t max_batch)
+ * next requests. (For an adapter that batches this also caps a request's
+ * size: smaller requests keep a provider's pipeline, and urgent work behind
+ * it, moving.) */
+static int default_unrecorded(int max_inflight)
 {
-    long n = 4L * max_inflight;
-
-    if (max_batch > 1 && n < 2L * (long)max_batch)
-        n = 2L * (long)max_batch;
-    return n > 1000000 ? 1000000 : (int)n;
+    return 4 * max_inflight;
 }
 
 static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
@@ -1025,7 +1023,7 @@ static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
     if (rc != 0)
         return rc;
     if (pc->max_unrecorded == 0)
-        pc->max_unrecorded = default_unrecorded(pc->max_inflight, ops->max_batch);
+        pc->max_unrecorded = default_unrecorded(pc->max_inflight);
     if (pc->max_unrecorded < pc->max_inflight) {
         join(sub, sizeof sub, path, "max_unrecorded");
         return fail(c, sub, "must be at least max_inflight (%d), got %d", pc->max_inflight,

@@ -20,8 +20,7 @@ struct cr_provider_conf {
     int max_inflight;                 /* concurrent requests, default 64 */
     int max_unrecorded;               /* messages sent whose outcome is not yet in the ledger
                                          (on the wire or answered): what a crash can send
-                                         twice; default 4 x max_inflight, and at least two
-                                         full requests for an adapter that batches */
+                                         twice; default 4 x max_inflight */
     long timeout_ms;                  /* total per request, default 10000 */
     long connect_timeout_ms;          /* default 2000 */
     char *ca_file;                    /* CA bundle for TLS, NULL = system default */

@@ -158,7 +158,7 @@ TEST(config_minimal_gets_defaults)
     ASSERT_STR_EQ(cfg.providers[0].url, "http://127.0.0.1:9"); /* trailing slash gone */
     ASSERT(cfg.providers[0].ops == &fake_email);
     ASSERT_INT_EQ(cfg.providers[0].max_inflight, 64);
-    ASSERT_INT_EQ(cfg.providers[0].max_unrecorded, 2000); /* two full batches of 1,000 */
+    ASSERT_INT_EQ(cfg.providers[0].max_unrecorded, 4 * 64);
     ASSERT_INT_EQ(cfg.providers[0].timeout_ms, 10000);
     ASSERT_INT_EQ(cfg.providers[0].connect_timeout_ms, 2000);
     ASSERT(cfg.providers[0].ca_file == NULL);
