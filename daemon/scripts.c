@@ -87,7 +87,7 @@ static const char expand_lua[] =
     "end\n"
     "if ARGV[6] == '1' then\n"
     "  redis.call('HSET', KEYS[1], 'expanded', 1)\n"
-    "  redis.call('DEL', KEYS[6])\n"
+    "  redis.call('UNLINK', KEYS[6]) -- the seen set is freed off the main thread\n"
     "  redis.call('XACK', KEYS[4], ARGV[8], ARGV[9])\n"
     "  complete(KEYS[1], KEYS[3], KEYS[5], ARGV[1], ARGV[7], ARGV[10])\n"
     "end\n"
