@@ -15,9 +15,9 @@
 #include "scripts.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 #include "render.h"
 #include "sms.h"
-#include "cr_str.h"
 
 #define RESPONSE_MAX (256 * 1024)
 #define BODY_MAX (1024 * 1024)

@@ -7,13 +7,13 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 #include "dispatch.h"
 #include "metrics.h"
 #include "quiet.h"
 #include "reader.h"
 #include "record.h"
 #include "retry.h"
-#include "cr_str.h"
 
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32

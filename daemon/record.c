@@ -7,8 +7,8 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
-#include "scripts.h"
 #include "cr_str.h"
+#include "scripts.h"
 
 /* outcomes per script call: cr_script_call takes at most 4,096 arguments
  * (3 + NKEYS + NHEAD + CHUNK x CR_RECORD_FIELDS) */
