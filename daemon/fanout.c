@@ -199,6 +199,19 @@ static struct cr_jobctx *cache_get(struct cr_fanout *f, const char *id)
     return NULL;
 }
 
+static void cache_put(struct cr_fanout *f, struct cr_jobctx *jc);
+
+void cr_fanout_job_known(struct cr_fanout *f, struct cr_jobctx *jc)
+{
+    struct cr_jobctx *have = cache_get(f, jc->id);
+
+    if (have != NULL) {
+        cr_jobctx_unref(have);
+        return;
+    }
+    cache_put(f, jc);
+}
+
 static void cache_put(struct cr_fanout *f, struct cr_jobctx *jc)
 {
     struct cr_jobctx **p;

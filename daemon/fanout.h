@@ -122,6 +122,11 @@ size_t cr_fanout_entries(const struct cr_fanout *f, enum cr_priority prio, const
  * resolved into out (valid until the loop runs again); returns how many. */
 size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size_t max);
 
+/* A job this crierd has just accepted (jc, parsed from its document): kept
+ * in the job cache (with a reference of its own) so that its first batches
+ * start without reading the job back from Redis. */
+void cr_fanout_job_known(struct cr_fanout *f, struct cr_jobctx *jc);
+
 /* Whether the entry id of prio's batch stream is already being worked on
  * here (the streams of different priorities can hold the same id). */
 int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *entry);

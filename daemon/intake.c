@@ -8,7 +8,9 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "expander.h"
+#include "fanout.h"
 #include "job.h"
+#include "jobctx.h"
 #include "reader.h"
 #include "scripts.h"
 
@@ -20,6 +22,7 @@ struct item {
     char id[CR_JOB_ID_MAX + 1];
     struct cr_job job;
     int have_job;
+    struct cr_jobctx *jc;   /* the job as the fan-out uses it, handed over once accepted */
     struct item *next;
 };
 
@@ -88,6 +91,8 @@ void cr_intake_release(struct cr_intake *in, const char *entry)
     in->nitems--;
     if (it->have_job)
         cr_job_release(&it->job);
+    if (it->jc)
+        cr_jobctx_unref(it->jc);
     free(it);
     cr_reader_kick(in->d->reader);
     cr_daemon_maybe_done(in->d);
@@ -168,6 +173,12 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
         cr_info("job %s (entry %s): resuming (state %s)", it->id, it->entry,
                 reply->element[1]->str ? reply->element[1]->str : "?");
     it->have_job = 0;
+    if (it->jc) {
+        /* its first batches find the job in hand instead of reading it back */
+        cr_fanout_job_known(in->d->fanout, it->jc);
+        cr_jobctx_unref(it->jc);
+        it->jc = NULL;
+    }
     cr_expander_start(in->d->expander, it->entry, it->id, &it->job);
 }
 
@@ -183,6 +194,13 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     int i;
 
     cr_key_for(&d->keys, "job", it->id, key, sizeof(key));
+    if (it->jc == NULL) {
+        struct cr_job_error err;
+
+        memset(&err, 0, sizeof(err));
+        if (cr_jobctx_create(&d->keys, it->id, doc, len, &d->cfg->limits, &it->jc, &err) < 0)
+            it->jc = NULL; /* the fan-out reads the job back instead */
+    }
     snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
     snprintf(send_at, sizeof(send_at), "%lld", (long long)it->job.send_at_ms);
     snprintf(expires, sizeof(expires), "%lld", (long long)it->job.expires_at_ms);
