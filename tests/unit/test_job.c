@@ -1,6 +1,7 @@
 /* cr_job_parse: the documents in tests/data/jobs (listed with their expected
  * code and message in cases.txt), every field of the good job, defaults,
  * limits, content_for fallback and RFC 3339 time parsing. */
+#include "config.h"
 #include "cr_error.h"
 #include "job.h"
 #include "test.h"
@@ -8,24 +9,6 @@
 #include <stdlib.h>
 
 #define DATA_DIR "tests/data/jobs/"
-
-/* The documented defaults, by hand so these tests need no config module. */
-static void limits(struct cr_job_limits *l)
-{
-    l->doc_bytes = 262144;
-    l->depth = 8;
-    l->id_length = 64;
-    l->segments = 64;
-    l->subscribers = 10000;
-    l->subject = 200;
-    l->text = 20000;
-    l->html = 100000;
-    l->sms_segments = 6;
-    l->push_title = 120;
-    l->push_body = 2000;
-    l->translations = 16;
-    l->tags = 32;
-}
 
 /* Reads a whole file (at most 1 MB); returns a malloc'd buffer or NULL. */
 static char *slurp(const char *path, size_t *len)
@@ -56,7 +39,7 @@ static int parse(const char *doc, struct cr_job_error *err)
     struct cr_job job;
     int rc;
 
-    limits(&lim);
+    cr_job_limits_default(&lim);
     rc = cr_job_parse(doc, strlen(doc), &lim, &job, err);
     if (rc == 0)
         cr_job_release(&job);
@@ -99,7 +82,7 @@ TEST(job_cases_from_data)
     int nbad = 0;
 
     ASSERT(f != NULL);
-    limits(&lim);
+    cr_job_limits_default(&lim);
     while (fgets(line, sizeof(line), f)) {
         char *file = line;
         char *code;
@@ -174,7 +157,7 @@ TEST(job_oversized_document)
     memset(doc, ' ', len);
     memcpy(doc, base, blen);
     free(base);
-    limits(&lim);
+    cr_job_limits_default(&lim);
     rc = cr_job_parse(doc, len, &lim, &job, &err);
     free(doc);
     ASSERT_INT_EQ(rc, CR_EINVAL);
@@ -192,7 +175,7 @@ TEST(job_good_full_every_field)
     int rc;
 
     ASSERT(doc != NULL);
-    limits(&lim);
+    cr_job_limits_default(&lim);
     rc = cr_job_parse(doc, len, &lim, &job, &err);
     free(doc);
     ASSERT_INT_EQ(rc, 0);
@@ -253,7 +236,7 @@ TEST(job_defaults)
     char buf[512];
     const char *doc = with(buf, sizeof(buf), "");
 
-    limits(&lim);
+    cr_job_limits_default(&lim);
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
     ASSERT_STR_EQ(job.id, "");
     ASSERT_INT_EQ(job.priority, CR_PRIO_NORMAL);
@@ -285,7 +268,7 @@ TEST(job_not_nul_terminated)
     copy = malloc(len); /* exactly the document, no terminator */
     ASSERT(copy != NULL);
     memcpy(copy, buf, len);
-    limits(&lim);
+    cr_job_limits_default(&lim);
     ASSERT_INT_EQ(cr_job_parse(copy, len, &lim, &job, &err), 0);
     free(copy);
     ASSERT_INT_EQ(job.priority, CR_PRIO_BULK);
@@ -464,26 +447,26 @@ TEST(job_list_limits)
         "\"channels\":[\"sms\"],\"message\":{\"sms\":\"x\",\"translations\":"
         "{\"pl\":{},\"cy\":{}}},\"tags\":{\"a\":\"1\",\"b\":\"2\"}}";
 
-    limits(&lim);
+    cr_job_limits_default(&lim);
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
     cr_job_release(&job);
     lim.segments = 2;
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), CR_EINVAL);
     ASSERT_STR_EQ(err.code, "too_long");
     ASSERT_STR_EQ(err.message, "audience.segments: 3 names, over the limit of 2");
-    limits(&lim);
+    cr_job_limits_default(&lim);
     lim.subscribers = 1;
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), CR_EINVAL);
     ASSERT_STR_EQ(err.message, "audience.subscribers: 2 names, over the limit of 1");
-    limits(&lim);
+    cr_job_limits_default(&lim);
     lim.translations = 1;
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), CR_EINVAL);
     ASSERT_STR_EQ(err.message, "message.translations: 2 languages, over the limit of 1");
-    limits(&lim);
+    cr_job_limits_default(&lim);
     lim.tags = 1;
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), CR_EINVAL);
     ASSERT_STR_EQ(err.message, "tags: 2 tags, over the limit of 1");
-    limits(&lim);
+    cr_job_limits_default(&lim);
     lim.depth = 3; /* message.translations.pl is the fourth level */
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), CR_EINVAL);
     ASSERT_STR_EQ(err.code, "too_deep");
@@ -491,7 +474,7 @@ TEST(job_list_limits)
     lim.depth = 4;
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
     cr_job_release(&job);
-    limits(&lim);
+    cr_job_limits_default(&lim);
     lim.doc_bytes = strlen(doc);
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
     cr_job_release(&job);
@@ -534,7 +517,7 @@ TEST(job_content_for_fallback)
     int rc;
 
     ASSERT(doc != NULL);
-    limits(&lim);
+    cr_job_limits_default(&lim);
     rc = cr_job_parse(doc, len, &lim, &job, &err);
     free(doc);
     ASSERT_INT_EQ(rc, 0);
@@ -577,7 +560,7 @@ TEST(job_content_for_exact_region_first)
                       "\"message\":{\"sms\":\"en\",\"translations\":{\"pt\":{\"sms\":\"pt\"},"
                       "\"pt-BR\":{\"sms\":\"br\"}}}}";
 
-    limits(&lim);
+    cr_job_limits_default(&lim);
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
     cr_job_content_for(&job, "pt-BR", &ct);
     ASSERT_STR_EQ(ct.sms, "br");
@@ -654,14 +637,23 @@ TEST(time_parse_rejects)
     ASSERT_INT_EQ(ms, 42);
 }
 
-TEST(job_test_limits_are_the_defaults)
+TEST(job_limits_defaults_are_the_documented_ones)
 {
-    struct cr_job_limits a;
-    struct cr_job_limits b;
+    struct cr_job_limits l;
 
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
-    limits(&a);
-    cr_job_limits_default(&b);
-    ASSERT(memcmp(&a, &b, sizeof(a)) == 0);
+    memset(&l, 0, sizeof(l));
+    cr_job_limits_default(&l);
+    ASSERT_INT_EQ((long)l.doc_bytes, 262144);
+    ASSERT_INT_EQ(l.depth, 8);
+    ASSERT_INT_EQ((long)l.id_length, 64);
+    ASSERT_INT_EQ((long)l.segments, 64);
+    ASSERT_INT_EQ((long)l.subscribers, 10000);
+    ASSERT_INT_EQ((long)l.subject, 200);
+    ASSERT_INT_EQ((long)l.text, 20000);
+    ASSERT_INT_EQ((long)l.html, 100000);
+    ASSERT_INT_EQ(l.sms_segments, 6);
+    ASSERT_INT_EQ((long)l.push_title, 120);
+    ASSERT_INT_EQ((long)l.push_body, 2000);
+    ASSERT_INT_EQ((long)l.translations, 16);
+    ASSERT_INT_EQ((long)l.tags, 32);
 }

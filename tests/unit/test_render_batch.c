@@ -4,6 +4,7 @@
  * exactly what rendering the message alone gives. */
 #include <stdlib.h>
 
+#include "config.h"
 #include "cr_error.h"
 #include "cr_provider.h"
 #include "render.h"
@@ -29,24 +30,6 @@ struct fixture {
     unsigned char alone[NSUBS];
 };
 
-static void limits(struct cr_job_limits *l)
-{
-    memset(l, 0, sizeof(*l));
-    l->doc_bytes = 262144;
-    l->depth = 8;
-    l->id_length = 64;
-    l->segments = 64;
-    l->subscribers = 10000;
-    l->subject = 200;
-    l->text = 20000;
-    l->html = 100000;
-    l->sms_segments = 6;
-    l->push_title = 120;
-    l->push_body = 2000;
-    l->translations = 16;
-    l->tags = 32;
-}
-
 /* A job with message (JSON object text) and NSUBS email messages; sub i has
  * the fields in its kv row (name, value, ...; NULL-terminated). */
 static int fixture_init(struct fixture *f, const char *message)
@@ -57,7 +40,8 @@ static int fixture_init(struct fixture *f, const char *message)
     int rc;
 
     memset(f, 0, sizeof(*f));
-    limits(&f->lim);
+    memset(&f->lim, 0, sizeof(f->lim));
+    cr_job_limits_default(&f->lim);
     cr_keys_init(&f->keys, "crier:");
     snprintf(doc, sizeof(doc),
              "{\"id\":\"batch-1\",\"priority\":\"urgent\",\"audience\":{\"segments\":[\"a\"]},"
