@@ -109,6 +109,17 @@ static const char *field(const struct cr_sub *s, const char *name)
     return NULL;
 }
 
+/* Points out's content fields at the rendered parts (NULL where absent). */
+static void set_parts(struct cr_message *out, const char *const slot[CR_PART__COUNT])
+{
+    out->subject = slot[CR_PART_SUBJECT];
+    out->text = slot[CR_PART_TEXT];
+    out->html = slot[CR_PART_HTML];
+    out->sms = slot[CR_PART_SMS];
+    out->push_title = slot[CR_PART_PUSH_TITLE];
+    out->push_body = slot[CR_PART_PUSH_BODY];
+}
+
 int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_message *out)
 {
     const struct cr_batch *b = m->batch;
@@ -142,12 +153,7 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
     out->priority = jc->job.priority;
     out->address = m->address;
     out->platform = m->platform;
-    out->subject = slot[CR_PART_SUBJECT];
-    out->text = slot[CR_PART_TEXT];
-    out->html = slot[CR_PART_HTML];
-    out->sms = slot[CR_PART_SMS];
-    out->push_title = slot[CR_PART_PUSH_TITLE];
-    out->push_body = slot[CR_PART_PUSH_BODY];
+    set_parts(out, slot);
     out->sender_name = jc->job.sender_name;
     out->unsubscribe_url = m->channel == CR_CH_EMAIL ? unsubscribe_url(&lc) : NULL;
     out->expires_at_ms = jc->job.expires_at_ms;
@@ -300,12 +306,7 @@ static int render_tagged(struct cr_render *r, const struct cr_msg *m0, struct cr
         if (count_marks(slot[p]) != r->ntags)
             return CR_EINVAL; /* the template's own text holds the mark */
     }
-    out->subject = slot[CR_PART_SUBJECT];
-    out->text = slot[CR_PART_TEXT];
-    out->html = slot[CR_PART_HTML];
-    out->sms = slot[CR_PART_SMS];
-    out->push_title = slot[CR_PART_PUSH_TITLE];
-    out->push_body = slot[CR_PART_PUSH_BODY];
+    set_parts(out, slot);
     return 0;
 }
 
