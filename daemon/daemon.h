@@ -1,5 +1,5 @@
-/* The crierd process: one libuv loop carrying two Redis connections (commands
- * and blocking reads), the outbound HTTP client and the modules of the job
+/* The crierd process: one libuv loop carrying three Redis connections (commands,
+ * blocking reads, urgent reads), the outbound HTTP client and the modules of the job
  * pipeline. Modules reach each other through this struct; each owns its part. */
 #ifndef CR_DAEMON_H
 #define CR_DAEMON_H
@@ -28,6 +28,7 @@ struct cr_daemon {
     struct cr_keys keys;
     struct cr_redis *rc;        /* commands, scripts, pipelined loads */
     struct cr_redis *rb;        /* XREADGROUP BLOCK only */
+    struct cr_redis *ru;        /* urgent work up to its first messages (cr_daemon_conn) */
     struct cr_http *http;
     struct cr_reader *reader;
     struct cr_intake *intake;
@@ -42,6 +43,15 @@ struct cr_daemon {
     int stopping;               /* SIGTERM seen: take no new work */
     int exit_code;
 };
+
+/* The connection for the steps of work of priority prio up to its first
+ * messages (accepting, expanding, reading and loading batches): urgent work
+ * has its own, so that it never waits behind the loads and writes a bulk job
+ * keeps queued on rc. Writes of outcomes stay on rc. */
+static inline struct cr_redis *cr_daemon_conn(const struct cr_daemon *d, enum cr_priority prio)
+{
+    return prio == CR_PRIO_URGENT ? d->ru : d->rc;
+}
 
 /* Wall-clock unix time in ms: read at the loop edge and passed down. */
 int64_t cr_now_ms(void);

@@ -209,7 +209,7 @@ static void emit(struct expansion *e)
     argv[13] = d->cfg->group;
     argv[14] = e->entry;
     argv[15] = ret;
-    if (cr_script_call(d->rc, CR_SCRIPT_EXPAND, 6, 16, argv, NULL, on_emitted, e) < 0)
+    if (cr_script_call(cr_daemon_conn(d, e->job.priority), CR_SCRIPT_EXPAND, 6, 16, argv, NULL, on_emitted, e) < 0)
         finish(e);
     cr_buf_release(&ids);
 }
@@ -270,7 +270,7 @@ static int send_filter(struct expansion *e, const char *set_name, enum filter_ki
     argv[1] = key;
     for (i = 0; i < e->nchunk; i++)
         argv[2 + i] = e->chunk[i];
-    rc = cr_redis_argv(d->rc, on_filter, fc, 0, (int)e->nchunk + 2, argv, NULL);
+    rc = cr_redis_argv(cr_daemon_conn(d, e->job.priority), on_filter, fc, 0, (int)e->nchunk + 2, argv, NULL);
     if (rc == 0) {
         fc = NULL;
         e->replies++;
@@ -386,6 +386,12 @@ static void step(struct expansion *e)
         finish(e);
         return;
     }
+    if (e->src == 0 && e->nexplicit == 0) {
+        /* no explicit list: straight to the first segment, so that the
+         * first page is a segment's and no write is spent on nothing */
+        e->src = 1;
+        snprintf(e->cursor, sizeof(e->cursor), "0");
+    }
     if (e->src == 0) {
         char *end = NULL;
         size_t off = (size_t)strtoull(e->cursor, &end, 10);
@@ -423,7 +429,7 @@ static void step(struct expansion *e)
         char key[CR_KEY_MAX];
 
         cr_key_for(&d->keys, "seg", e->job.segments.v[e->src - 1], key, sizeof(key));
-        if (cr_redis_cmd(d->rc, on_scan, e, 0, "SSCAN %s %s COUNT %d", key, e->cursor,
+        if (cr_redis_cmd(cr_daemon_conn(d, e->job.priority), on_scan, e, 0, "SSCAN %s %s COUNT %d", key, e->cursor,
                          page_size(e)) < 0)
             finish(e);
         e->pages++;
@@ -455,7 +461,7 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
 }
 
 void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
-                       struct cr_job *job)
+                       struct cr_job *job, int fresh)
 {
     struct cr_daemon *d = x->d;
     struct expansion *e = calloc(1, sizeof(*e));
@@ -476,9 +482,15 @@ void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
     e->next = x->list;
     x->list = e;
     x->n++;
-    if (index_explicit(e) < 0 ||
-        cr_redis_cmd(d->rc, on_state, e, 0, "HMGET %s exp_src exp_step expanded", e->key) < 0)
+    if (index_explicit(e) < 0) {
         finish(e);
+    } else if (fresh) {
+        snprintf(e->cursor, sizeof(e->cursor), "0"); /* source 0, step 0: as accepted */
+        step(e);
+    } else if (cr_redis_cmd(cr_daemon_conn(d, e->job.priority), on_state, e, 0,
+                            "HMGET %s exp_src exp_step expanded", e->key) < 0) {
+        finish(e);
+    }
 }
 
 void cr_expander_free(struct cr_expander *x)

@@ -14,9 +14,11 @@
 int cr_expander_init(struct cr_daemon *d, struct cr_expander **out);
 
 /* Expands job id (accepted from intake entry); job's contents move to the
- * expander. When finished or abandoned it calls cr_intake_release(entry). */
+ * expander. fresh: the job was accepted just now, so nothing of it is expanded
+ * yet and the position saved in its hash need not be read back. When finished
+ * or abandoned it calls cr_intake_release(entry). */
 void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
-                       struct cr_job *job);
+                       struct cr_job *job, int fresh);
 
 /* Expansions under way. */
 size_t cr_expander_active(const struct cr_expander *x);

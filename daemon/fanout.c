@@ -603,7 +603,8 @@ static void query_suppression(struct cr_batch *b)
         }
         sc->b = b;
         sc->ch = (enum cr_channel)ch;
-        if (cr_redis_argv(b->d->rc, on_suppressed, sc, 0, (int)argc, argv, NULL) < 0) {
+        if (cr_redis_argv(cr_daemon_conn(b->d, b->prio), on_suppressed, sc, 0, (int)argc, argv,
+                          NULL) < 0) {
             free(sc);
             b->dead = 1;
             break;
@@ -791,6 +792,7 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
 static void load(struct cr_batch *b)
 {
     struct cr_daemon *d = b->d;
+    struct cr_redis *r = cr_daemon_conn(d, b->prio);
     char key[CR_KEY_MAX];
     size_t i;
     uint64_t first = (uint64_t)b->pos0 * 4 / 8;
@@ -809,9 +811,9 @@ static void load(struct cr_batch *b)
         lc->sub = i < b->nsubs ? &b->subs[i] : NULL;
         if (lc->sub) {
             cr_key_for(&d->keys, "sub", lc->sub->id, key, sizeof(key));
-            rc = cr_redis_cmd(d->rc, on_loaded, lc, 0, "HGETALL %s", key);
+            rc = cr_redis_cmd(r, on_loaded, lc, 0, "HGETALL %s", key);
         } else {
-            rc = cr_redis_cmd(d->rc, on_loaded, lc, 0, "GETRANGE %s %llu %llu", b->ledger_key,
+            rc = cr_redis_cmd(r, on_loaded, lc, 0, "GETRANGE %s %llu %llu", b->ledger_key,
                               (unsigned long long)first, (unsigned long long)last);
         }
         if (rc < 0) {
@@ -959,7 +961,8 @@ static void start_batch(struct cr_batch *b)
         load(b);
         return;
     }
-    if (cr_redis_cmd(b->d->rc, on_job, b, 0, "HMGET %s doc state", b->key) < 0)
+    if (cr_redis_cmd(cr_daemon_conn(b->d, b->prio), on_job, b, 0, "HMGET %s doc state",
+                     b->key) < 0)
         batch_free(b);
 }
 

@@ -179,7 +179,7 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
         cr_jobctx_unref(it->jc);
         it->jc = NULL;
     }
-    cr_expander_start(in->d->expander, it->entry, it->id, &it->job);
+    cr_expander_start(in->d->expander, it->entry, it->id, &it->job, verdict == 2);
 }
 
 static void accept_job(struct item *it, const char *doc, size_t len)
@@ -220,7 +220,8 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     for (i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
     lens[9] = len;
-    if (cr_script_call(d->rc, CR_SCRIPT_ACCEPT, 5, 13, argv, lens, on_accepted, it) < 0)
+    if (cr_script_call(cr_daemon_conn(d, it->job.priority), CR_SCRIPT_ACCEPT, 5, 13, argv, lens,
+                       on_accepted, it) < 0)
         cr_intake_release(it->in, it->entry);
 }
 

@@ -67,6 +67,7 @@ static void close_all(struct cr_daemon *d)
     uv_close((uv_handle_t *)&sig_int, NULL);
     cr_reader_stop(d->reader);
     cr_redis_close(d->rb);
+    cr_redis_close(d->ru);
     cr_redis_close(d->rc);
     cr_routes_stop(d);
     cr_http_close(d->http, on_http_closed, d);
@@ -114,7 +115,8 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void announce(struct cr_daemon *d)
 {
-    if (announced_ready || !cr_redis_ready(d->rc) || !cr_redis_ready(d->rb))
+    if (announced_ready || !cr_redis_ready(d->rc) || !cr_redis_ready(d->rb) ||
+        !cr_redis_ready(d->ru))
         return;
     announced_ready = 1;
     cr_info("crierd ready: consumer '%s' in group '%s', prefix '%s', %zu providers",
@@ -132,6 +134,18 @@ static void on_rc_state(struct cr_redis *r, int connected, void *ud)
     cr_reader_redis_state(d->reader, 0, connected);
     if (connected) {
         cr_fanout_redis_ready(d->fanout);
+        announce(d);
+    }
+}
+
+static void on_ru_state(struct cr_redis *r, int connected, void *ud)
+{
+    struct cr_daemon *d = ud;
+
+    if (connected)
+        cr_scripts_load(r); /* urgent jobs' accept and expand scripts run here */
+    if (connected && !d->stopping) {
+        cr_reader_kick(d->reader); /* reads of urgent batches go here */
         announce(d);
     }
 }
@@ -211,6 +225,8 @@ static int start(struct cr_daemon *d)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)
         rc = open_redis(d, "reader", on_rb_state, &d->rb);
+    if (rc == 0)
+        rc = open_redis(d, "urgent", on_ru_state, &d->ru);
     if (rc == 0)
         rc = cr_metrics_init(d->cfg->nproviders, &d->metrics);
     if (rc == 0)

@@ -424,12 +424,14 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
                             (unsigned long long)m->hooks_dropped);
     if (rc == 0)
         rc = head(out, "crier_redis_connected", "gauge",
-                  "1 while the Redis connection is ready (commands, reader).");
+                  "1 while the Redis connection is ready (commands, reader, urgent).");
     if (rc == 0)
         rc = cr_buf_appendf(out, "crier_redis_connected{conn=\"commands\"} %d\n"
-                                 "crier_redis_connected{conn=\"reader\"} %d\n",
+                                 "crier_redis_connected{conn=\"reader\"} %d\n"
+                                 "crier_redis_connected{conn=\"urgent\"} %d\n",
                             d != NULL && d->rc != NULL && cr_redis_ready(d->rc),
-                            d != NULL && d->rb != NULL && cr_redis_ready(d->rb));
+                            d != NULL && d->rb != NULL && cr_redis_ready(d->rb),
+                            d != NULL && d->ru != NULL && cr_redis_ready(d->ru));
     if (rc == 0)
         rc = head(out, "crier_http_connections", "gauge", "Open connections to the listener.");
     if (rc == 0)

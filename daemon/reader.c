@@ -265,12 +265,14 @@ static void on_pull(struct cr_redis *rc, redisReply *reply, void *ud)
 /* Sends one read of stream s; returns 0 when sent (on_pull will answer). */
 static int issue_pull(struct cr_reader *r, int s, int kind, long count)
 {
+    struct cr_redis *conn;
     struct pull_ctx *pc;
     char cnt[24];
     char idle[24];
     int rc;
 
-    if (!cr_redis_ready(r->d->rc))
+    conn = s == 1 + CR_PRIO_URGENT ? cr_daemon_conn(r->d, CR_PRIO_URGENT) : r->d->rc;
+    if (!cr_redis_ready(conn))
         return CR_ECLOSED;
     pc = malloc(sizeof(*pc));
     if (pc == NULL)
@@ -281,10 +283,10 @@ static int issue_pull(struct cr_reader *r, int s, int kind, long count)
     snprintf(cnt, sizeof(cnt), "%ld", count);
     if (kind == 2) {
         snprintf(idle, sizeof(idle), "%ld", r->d->cfg->reclaim_idle_ms);
-        rc = cr_redis_cmd(r->d->rc, on_pull, pc, 0, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %s",
+        rc = cr_redis_cmd(conn, on_pull, pc, 0, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %s",
                           r->streams[s], r->d->cfg->group, r->d->cfg->consumer, idle, cnt);
     } else {
-        rc = cr_redis_cmd(r->d->rc, on_pull, pc, 0, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s",
+        rc = cr_redis_cmd(conn, on_pull, pc, 0, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s",
                           r->d->cfg->group, r->d->cfg->consumer, cnt, r->streams[s],
                           kind == 1 ? r->recover_from[s] : ">");
     }

@@ -39,6 +39,8 @@ static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
         why = "redis commands connection not ready\n";
     else if (d->rb == NULL || !cr_redis_ready(d->rb))
         why = "redis reader connection not ready\n";
+    else if (d->ru == NULL || !cr_redis_ready(d->ru))
+        why = "redis urgent connection not ready\n";
     else if (d->cfg->nproviders == 0)
         why = "no providers configured\n";
     text(req, why ? 503 : 200, NULL, why ? why : "ready\n");

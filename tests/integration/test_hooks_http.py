@@ -195,6 +195,7 @@ def test_health_metrics_and_counters_agree(env):
         assert by_status.get(st, 0) == int(job.get(st, 0)), (st, by_status, job)
     assert sum(by_status.values()) == int(job["messages"])
     assert 'crier_redis_connected{conn="commands"} 1' in text
+    assert 'crier_redis_connected{conn="urgent"} 1' in text
     assert "crier_provider_request_duration_seconds_count" in text
 
     promtool = find_promtool()

@@ -1,7 +1,10 @@
 """Priorities: an urgent 1,000-resident appeal posted while a 200,000-resident
 bulk newsletter is sending completes before the newsletter, on the same
 channel and provider. The time from its XADD to its first message at the
-simulator is printed (a figure, not an assertion)."""
+simulator is printed (a figure, not an assertion). Its audience is one segment,
+so its first batch is the expander's small first page."""
+
+import re
 
 from harness import (PREFIX, Expect, counter, post_job, seed, status_total, wait_job,
                      wait_until)
@@ -35,7 +38,7 @@ def test_urgent_job_overtakes_bulk_job(env):
     bulk_subs = seed_fast(env.r, "b", "+44780", N_BULK, "interest:all")
     urgent_subs = seed_fast(env.r, "u", "+44790", N_URGENT, "area:LE1")
     env.start_sim("--latency-ms", "1", "--log-body-bytes", "64")
-    d = env.crierd()
+    d = env.crierd(log_level="debug")
 
     post_job(env.r, {"id": BULK_ID, "priority": "bulk",
                      "audience": {"segments": ["interest:all"]}, "channels": ["sms"],
@@ -75,5 +78,11 @@ def test_urgent_job_overtakes_bulk_job(env):
     print(f"\npriority: urgent first message after {first - xadd_ms} ms, last after "
           f"{last - xadd_ms} ms; bulk had {bulk_sent} of {N_BULK} sent when the urgent "
           f"job completed")
+
+    # Batches in the order the expander wrote them: a small first page, then full ones.
+    found = re.findall(rf"job {URGENT_ID} batch (\d+)-(\d+): (\d+) subscribers", d.log_text())
+    sizes = [int(n) for _ms, _seq, n in sorted(found, key=lambda t: (int(t[0]), int(t[1])))]
+    assert sum(sizes) == N_URGENT, sizes
+    assert sizes[0] <= 32 < max(sizes), sizes
     assert not set(env.sim.recipients("twilio")) - want - {s["phone"] for s in
                                                             bulk_subs.values()}

@@ -63,7 +63,8 @@ def test_two_crierd_share_one_job(env):
     print(f"\nshared: crierd-a acknowledged {len(took_a)} batches, crierd-b {len(took_b)}")
     assert took_a and took_b, f"crierd-a took {len(took_a)} batches, crierd-b {len(took_b)}"
     assert not took_a & took_b
-    assert len(took_a) + len(took_b) == int(h["batches"]) == n // 200
+    # Pages of up to 200 ids (the first one small, so the first messages leave at once).
+    assert len(took_a) + len(took_b) == int(h["batches"]) >= n // 200
     names = {c["name"] for c in env.r.xinfo_consumers(f"{PREFIX}batches:normal", "crierd")}
     assert {"crierd-a", "crierd-b"} <= names
     check_once(env, h, exp)

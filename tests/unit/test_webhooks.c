@@ -359,6 +359,7 @@ TEST(metrics_render_counts_and_format)
     ASSERT_STR_CONTAINS(s, "crier_webhook_requests_total{hook=\"twilio\",outcome=\"accepted\"} 2\n");
     ASSERT_STR_CONTAINS(s, "crier_webhook_requests_total{hook=\"twilio\",outcome=\"bad_signature\"} 1\n");
     ASSERT_STR_CONTAINS(s, "crier_redis_connected{conn=\"commands\"} 0\n");
+    ASSERT_STR_CONTAINS(s, "crier_redis_connected{conn=\"urgent\"} 0\n");
     ASSERT_STR_CONTAINS(s, "crier_build_info{version=");
     cr_buf_release(&b);
     cr_metrics_free(m);
