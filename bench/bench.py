@@ -149,11 +149,11 @@ class Bench:
         log(f"seeded {count:,} subscribers ({channels}) into {segment} in {secs:.1f}s")
         return json.loads(res.stdout)
 
-    def crierd(self):
+    def crierd(self, config=None):
         """A fresh crierd (its own consumer name), ready once it reads the job stream."""
         self.daemon_no += 1
         name = f"bench-{self.daemon_no}"
-        d = harness.Crierd(self.env.dir, dict(self.config, consumer=name), name=name)
+        d = harness.Crierd(self.env.dir, dict(config or self.config, consumer=name), name=name)
         self.env.daemons.append(d)
         d.write_config()
         d.proc = harness._spawn([harness.binary("crierd"), "-c", str(d.config_path)], d.log_path)
@@ -224,12 +224,14 @@ class Bench:
         return int(entry.split("-")[0])
 
     def wait_done(self, job_id, d, timeout):
+        """Waits for the job to complete; d is the crierd (or list of them) doing it."""
         deadline = time.monotonic() + timeout
         key = f"{PREFIX}job:{job_id}"
         while True:
             if self.r.hget(key, "state") == "completed":
                 return self.r.hgetall(key)
-            d.check_alive()
+            for one in d if isinstance(d, list) else [d]:
+                one.check_alive()
             if time.monotonic() > deadline:
                 raise harness.HarnessError(f"job {job_id} not completed after {timeout}s: "
                                            f"{self.r.hgetall(key)}")
@@ -239,28 +241,43 @@ class Bench:
         return {"id": job_id, "priority": priority, "audience": {"segments": [segment]},
                 "channels": channels, "message": MESSAGE}
 
-    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900):
-        """One job through a fresh crierd; returns its figures."""
-        d = self.crierd()
-        pid = d.proc.pid
+    def split_config(self, procs):
+        """The config for one of procs crierd sharing a job: each provider's
+        max_inflight divided between them, so that together they hold the same
+        connections as one crierd (and as the bare loop)."""
+        cfg = json.loads(json.dumps(self.config))
+        for pv in cfg["providers"].values():
+            pv["max_inflight"] = max(1, int(pv.get("max_inflight", 64)) // procs)
+        return cfg
+
+    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, procs=1):
+        """One job through procs fresh crierd processes (split_config when more
+        than one); returns its figures, CPU summed and peak RSS the largest."""
+        cfg = self.config if procs == 1 else self.split_config(procs)
+        ds = [self.crierd(cfg) for _ in range(procs)]
+        pids = [d.proc.pid for d in ds]
         self.sim.reset()
-        calls0, rcpu0, cpu0 = command_calls(self.r), redis_cpu_s(self.r), proc_cpu_s(pid)
+        calls0, rcpu0 = command_calls(self.r), redis_cpu_s(self.r)
+        cpu0 = sum(proc_cpu_s(pid) for pid in pids)
         xadd_ms = self.post(self.job(job_id, priority, segment, channels))
-        h = self.wait_done(job_id, d, timeout)
-        cpu1, rcpu1, calls1 = proc_cpu_s(pid), redis_cpu_s(self.r), command_calls(self.r)
-        hwm = proc_hwm_kb(pid)
+        h = self.wait_done(job_id, ds, timeout)
+        cpu1 = sum(proc_cpu_s(pid) for pid in pids)
+        rcpu1, calls1 = redis_cpu_s(self.r), command_calls(self.r)
+        hwm = max(proc_hwm_kb(pid) for pid in pids)
         msgs = int(h.get("messages", 0))
         done_ms = int(h["completed_ms"])
         seq0, first_t = self.first_seq()
         total = self.sim_total()
         lat = self.latency_sample(seq0, total, xadd_ms)
         rlat = self.receipt_latency_sample(xadd_ms, done_ms)
-        self.stop(d)
+        for d in ds:
+            self.stop(d)
         delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
         delta = {k: v for k, v in delta.items() if v > 0}
         secs = (done_ms - xadd_ms) / 1000.0
         res = {
-            "job": job_id, "messages": msgs, "sent": int(h.get("sent", 0)),
+            "job": job_id, "crierd_processes": procs, "messages": msgs,
+            "sent": int(h.get("sent", 0)),
             "sim_requests": total, "seconds": secs,
             "rate": msgs / secs if secs > 0 else None,
             "first_ms": (first_t - xadd_ms) if first_t is not None else None,
@@ -272,7 +289,8 @@ class Bench:
             "redis_cmds": dict(sorted(delta.items(), key=lambda kv: -kv[1])[:12]),
             "hwm_kb": hwm,
         }
-        log(f"crier {job_id}: {msgs:,} messages in {secs:.2f}s = {res['rate']:,.0f} msg/s, "
+        log(f"crier {job_id} ({procs} crierd): {msgs:,} messages in {secs:.2f}s = "
+            f"{res['rate']:,.0f} msg/s, "
             f"first {res['first_ms']} ms, peak RSS {hwm / 1024:.1f} MB, "
             f"{res['cpu_us_per_msg']:.1f} us CPU/msg, {res['redis_cmds_per_msg']:.2f} Redis cmds/msg")
         if total != int(h.get("sent", 0)) + int(h.get("delivered", 0)) + int(h.get("failed", 0)):
@@ -570,6 +588,7 @@ def chart(res, out_png):
     f = res["figures"]
     dat = out_png.with_suffix(".dat")
     rows = [("crier", f["throughput"]["crier_msgs_per_s"]),
+            ("crier, 2 crierd", f["throughput_two_crierd"]["crier_msgs_per_s"]),
             ("http_bare", f["limit"]["http_bare_req_per_s"]),
             ("wrk", f["limit"]["wrk_req_per_s"])]
     if f.get("peer", {}).get("bullmq_msgs_per_s", {}).get("median"):
@@ -633,6 +652,9 @@ def summary(res):
         ("wrk (Twilio request)", fmt(f["limit"]["wrk_req_per_s"]) + " req/s"),
         ("  crier / http_bare", f"{f['ratios']['crier_vs_http_bare']} (target >= 0.70)"),
         ("  crier / wrk", f"{f['ratios']['crier_vs_wrk']}"),
+        ("crier, two crierd sharing the job (same connections)",
+         fmt(f["throughput_two_crierd"]["crier_msgs_per_s"]) + " msg/s"),
+        ("  two crierd / http_bare", f"{f['ratios']['two_crierd_vs_http_bare']}"),
     ]
     p = f.get("peer", {})
     if p.get("bullmq_msgs_per_s", {}).get("median"):
@@ -704,11 +726,13 @@ def main():
         spec = b.capture_requests()
         result["captured_requests"] = b.capture
 
-        crier, bare, wrk, peer = [], [], [], []
+        crier, crier2, bare, wrk, peer = [], [], [], [], []
         for i in range(RUNS):
             log(f"round {i + 1}/{RUNS}")
             crier.append(b.crier_run(f"throughput-{i + 1}", "bench:t",
                                      ["email", "sms", "push"]))
+            crier2.append(b.crier_run(f"throughput-x2-{i + 1}", "bench:t",
+                                      ["email", "sms", "push"], procs=2))
             bare.append(b.bare_run(spec, crier[-1]["messages"] or N_THROUGHPUT * 3))
             wrk.append(b.wrk_run())
             if PEER:
@@ -741,6 +765,15 @@ def main():
                                          "receipts latency_us: crier's submit-to-answer time of one request"),
             "request_rtt_p99_ms": figure(col(crier, "rtt_p99_ms"), "ms"),
         }
+        f["throughput_two_crierd"] = {
+            "crier_msgs_per_s": figure(col(crier2, "rate"), "messages/s",
+                                       "the same job shared by two crierd processes (one per "
+                                       "core), each with half of every provider's max_inflight"),
+            "crierd_cpu_us_per_msg": figure(col(crier2, "cpu_us_per_msg"), "us",
+                                            "both processes together"),
+            "peak_rss_mb": figure([r["hwm_kb"] / 1024 for r in crier2], "MB",
+                                  "the larger of the two"),
+        }
         f["limit"] = {
             "http_bare_req_per_s": figure(bare, "requests/s",
                                           f"bare libcurl multi, crier's three captured requests, "
@@ -753,6 +786,11 @@ def main():
             "crier_vs_http_bare": ratio(cm, f["limit"]["http_bare_req_per_s"]["median"]),
             "crier_vs_wrk": ratio(cm, f["limit"]["wrk_req_per_s"]["median"]),
             "crier_vs_http_bare_per_round": [ratio(c.get("rate"), x) for c, x in zip(crier, bare)],
+            "two_crierd_vs_http_bare": ratio(
+                f["throughput_two_crierd"]["crier_msgs_per_s"]["median"],
+                f["limit"]["http_bare_req_per_s"]["median"]),
+            "two_crierd_vs_http_bare_per_round": [ratio(c.get("rate"), x)
+                                                  for c, x in zip(crier2, bare)],
         }
         if PEER and any(peer):
             f["peer"] = {"subscribers": N_PEER, "messages": N_PEER * 3,
@@ -797,9 +835,9 @@ def main():
             "redis_cmds_top": crier[-1]["redis_cmds"] if crier else {},
         }
         result["figures"] = f
-        result["runs"] = {"crier": crier, "small": small, "http_bare": bare, "wrk": wrk,
-                          "peer": peer, "urgent_idle": idle, "urgent_during_bulk": during,
-                          "bulk": bulk}
+        result["runs"] = {"crier": crier, "crier_two_crierd": crier2, "small": small,
+                          "http_bare": bare, "wrk": wrk, "peer": peer, "urgent_idle": idle,
+                          "urgent_during_bulk": during, "bulk": bulk}
     finally:
         b.close()
     result["wall_seconds"] = round(time.monotonic() - t_start, 1)
