@@ -209,7 +209,8 @@ static void emit(struct expansion *e)
     argv[13] = d->cfg->group;
     argv[14] = e->entry;
     argv[15] = ret;
-    if (cr_script_call(cr_daemon_conn(d, e->job.priority), CR_SCRIPT_EXPAND, 6, 16, argv, NULL, on_emitted, e) < 0)
+    if (cr_script_call(cr_daemon_conn(d, e->job.priority), CR_SCRIPT_EXPAND, 6, 16, argv, NULL,
+                       on_emitted, e) < 0)
         finish(e);
     cr_buf_release(&ids);
 }
@@ -270,7 +271,8 @@ static int send_filter(struct expansion *e, const char *set_name, enum filter_ki
     argv[1] = key;
     for (i = 0; i < e->nchunk; i++)
         argv[2 + i] = e->chunk[i];
-    rc = cr_redis_argv(cr_daemon_conn(d, e->job.priority), on_filter, fc, 0, (int)e->nchunk + 2, argv, NULL);
+    rc = cr_redis_argv(cr_daemon_conn(d, e->job.priority), on_filter, fc, 0, (int)e->nchunk + 2,
+                       argv, NULL);
     if (rc == 0) {
         fc = NULL;
         e->replies++;
@@ -429,8 +431,8 @@ static void step(struct expansion *e)
         char key[CR_KEY_MAX];
 
         cr_key_for(&d->keys, "seg", e->job.segments.v[e->src - 1], key, sizeof(key));
-        if (cr_redis_cmd(cr_daemon_conn(d, e->job.priority), on_scan, e, 0, "SSCAN %s %s COUNT %d", key, e->cursor,
-                         page_size(e)) < 0)
+        if (cr_redis_cmd(cr_daemon_conn(d, e->job.priority), on_scan, e, 0, "SSCAN %s %s COUNT %d",
+                         key, e->cursor, page_size(e)) < 0)
             finish(e);
         e->pages++;
     }
