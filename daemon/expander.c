@@ -329,6 +329,21 @@ static int copy_page(struct expansion *e, char **ids, const size_t *lens, size_t
     return 0;
 }
 
+/* A segment page is in (from SSCAN, or prefetched): move on to filtering it. */
+static void scanned(struct expansion *e, const char *cursor, char **ids, const size_t *lens,
+                    size_t n)
+{
+    snprintf(e->next_cursor, sizeof(e->next_cursor), "%s", cursor);
+    e->next_src = e->src;
+    if (strcmp(e->next_cursor, "0") == 0)
+        e->next_src = e->src + 1;
+    if (copy_page(e, ids, lens, n) < 0) {
+        finish(e);
+        return;
+    }
+    filter(e);
+}
+
 static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct expansion *e = ud;
@@ -348,10 +363,6 @@ static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     members = reply->element[1];
-    snprintf(e->next_cursor, sizeof(e->next_cursor), "%s", reply->element[0]->str);
-    e->next_src = e->src;
-    if (strcmp(e->next_cursor, "0") == 0)
-        e->next_src = e->src + 1;
     ids = calloc(members->elements + 1, sizeof(char *));
     lens = calloc(members->elements + 1, sizeof(size_t));
     if (ids && lens) {
@@ -359,24 +370,113 @@ static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
             ids[i] = members->element[i]->str;
             lens[i] = members->element[i]->len;
         }
-        rc = copy_page(e, ids, lens, members->elements);
+        rc = 0;
     }
+    if (rc < 0)
+        finish(e);
+    else
+        scanned(e, reply->element[0]->str, ids, lens, members->elements);
     free(ids);
     free(lens);
-    if (rc < 0) {
-        finish(e);
-        return;
-    }
-    filter(e);
 }
 
 /* The first page is small so that the job's first messages leave at once;
  * later pages are full batches. */
+static int first_page_size(const struct cr_daemon *d)
+{
+    return d->cfg->batch_size > FIRST_PAGE ? FIRST_PAGE : d->cfg->batch_size;
+}
+
 static int page_size(const struct expansion *e)
 {
-    int full = e->x->d->cfg->batch_size;
+    return e->pages == 0 ? first_page_size(e->x->d) : e->x->d->cfg->batch_size;
+}
 
-    return e->pages == 0 && full > FIRST_PAGE ? FIRST_PAGE : full;
+/* ---- the first page, read while the job is accepted ---- */
+
+enum { PF_WAITING, PF_READY, PF_FAILED };
+
+struct cr_first_page {
+    int state;
+    int dropped;       /* given up while its answer was out: the answer frees it */
+    char cursor[32];
+    char **ids;
+    size_t n;
+};
+
+static void pf_free(struct cr_first_page *pf)
+{
+    size_t i;
+
+    for (i = 0; i < pf->n; i++)
+        free(pf->ids[i]);
+    free(pf->ids);
+    free(pf);
+}
+
+static int pf_take(struct cr_first_page *pf, const redisReply *reply)
+{
+    const redisReply *members;
+    size_t i;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY)
+        return CR_EINVAL; /* the expansion's own SSCAN will say what is wrong */
+    members = reply->element[1];
+    pf->ids = calloc(members->elements + 1, sizeof(char *));
+    if (pf->ids == NULL)
+        return CR_ENOMEM;
+    for (i = 0; i < members->elements; i++) {
+        pf->ids[i] = strndup(members->element[i]->str, members->element[i]->len);
+        if (pf->ids[i] == NULL)
+            return CR_ENOMEM;
+        pf->n++;
+    }
+    snprintf(pf->cursor, sizeof(pf->cursor), "%s", reply->element[0]->str);
+    return 0;
+}
+
+static void on_prefetched(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct cr_first_page *pf = ud;
+
+    (void)r;
+    if (pf->dropped) {
+        pf_free(pf);
+        return;
+    }
+    pf->state = pf_take(pf, reply) == 0 ? PF_READY : PF_FAILED;
+}
+
+struct cr_first_page *cr_expander_prefetch(struct cr_expander *x, const struct cr_job *job)
+{
+    struct cr_daemon *d = x->d;
+    struct cr_first_page *pf;
+    char key[CR_KEY_MAX];
+
+    if (job->subscribers.n > 0 || job->segments.n == 0)
+        return NULL;
+    pf = calloc(1, sizeof(*pf));
+    if (pf == NULL)
+        return NULL;
+    cr_key_for(&d->keys, "seg", job->segments.v[0], key, sizeof(key));
+    if (cr_redis_cmd(cr_daemon_conn(d, job->priority), on_prefetched, pf, 0,
+                     "SSCAN %s 0 COUNT %d", key, first_page_size(d)) < 0) {
+        free(pf);
+        return NULL;
+    }
+    return pf;
+}
+
+void cr_first_page_drop(struct cr_first_page *pf)
+{
+    if (pf == NULL)
+        return;
+    if (pf->state == PF_WAITING)
+        pf->dropped = 1;
+    else
+        pf_free(pf);
 }
 
 static void step(struct expansion *e)
@@ -463,12 +563,13 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
 }
 
 void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
-                       struct cr_job *job, int fresh)
+                       struct cr_job *job, int fresh, struct cr_first_page *pf)
 {
     struct cr_daemon *d = x->d;
     struct expansion *e = calloc(1, sizeof(*e));
 
     if (e == NULL) {
+        cr_first_page_drop(pf);
         cr_job_release(job);
         cr_intake_release(d->intake, entry);
         return;
@@ -486,6 +587,12 @@ void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
     x->n++;
     if (index_explicit(e) < 0) {
         finish(e);
+    } else if (fresh && pf && pf->state == PF_READY && e->nexplicit == 0 && !d->stopping) {
+        /* source 1 from its start, the page read while the job was accepted */
+        e->src = 1;
+        snprintf(e->cursor, sizeof(e->cursor), "0");
+        e->pages++;
+        scanned(e, pf->cursor, pf->ids, NULL, pf->n);
     } else if (fresh) {
         snprintf(e->cursor, sizeof(e->cursor), "0"); /* source 0, step 0: as accepted */
         step(e);
@@ -493,6 +600,7 @@ void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
                             "HMGET %s exp_src exp_step expanded", e->key) < 0) {
         finish(e);
     }
+    cr_first_page_drop(pf);
 }
 
 void cr_expander_free(struct cr_expander *x)

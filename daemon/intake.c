@@ -23,6 +23,7 @@ struct item {
     struct cr_job job;
     int have_job;
     struct cr_jobctx *jc;   /* the job as the fan-out uses it, handed over once accepted */
+    struct cr_first_page *pf; /* its audience's first page, read ahead of acceptance */
     struct item *next;
 };
 
@@ -93,6 +94,7 @@ void cr_intake_release(struct cr_intake *in, const char *entry)
         cr_job_release(&it->job);
     if (it->jc)
         cr_jobctx_unref(it->jc);
+    cr_first_page_drop(it->pf);
     free(it);
     cr_reader_kick(in->d->reader);
     cr_daemon_maybe_done(in->d);
@@ -145,6 +147,7 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct item *it = ud;
     struct cr_intake *in = it->in;
+    struct cr_first_page *pf;
     long long verdict;
 
     (void)r;
@@ -179,10 +182,14 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
         cr_jobctx_unref(it->jc);
         it->jc = NULL;
     }
-    cr_expander_start(in->d->expander, it->entry, it->id, &it->job, verdict == 2);
+    pf = it->pf;
+    it->pf = NULL;
+    cr_expander_start(in->d->expander, it->entry, it->id, &it->job, verdict == 2, pf);
 }
 
-static void accept_job(struct item *it, const char *doc, size_t len)
+/* Stores the job with the accept script. first: a job read for the first time
+ * (not one resumed when due), whose first page is read ahead of the script. */
+static void accept_job(struct item *it, const char *doc, size_t len, int first)
 {
     struct cr_daemon *d = it->in->d;
     char key[CR_KEY_MAX];
@@ -220,6 +227,8 @@ static void accept_job(struct item *it, const char *doc, size_t len)
     for (i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
     lens[9] = len;
+    if (first && it->job.send_at_ms <= cr_now_ms())
+        it->pf = cr_expander_prefetch(d->expander, &it->job);
     if (cr_script_call(cr_daemon_conn(d, it->job.priority), CR_SCRIPT_ACCEPT, 5, 13, argv, lens,
                        on_accepted, it) < 0)
         cr_intake_release(it->in, it->entry);
@@ -266,7 +275,7 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
         snprintf(it->id, sizeof(it->id), "%s", it->job.id);
     else
         snprintf(it->id, sizeof(it->id), "job-%s", entry);
-    accept_job(it, doc, len);
+    accept_job(it, doc, len, 1);
 }
 
 struct resume_ctx {
@@ -299,7 +308,7 @@ static void on_resume_doc(struct cr_redis *r, redisReply *reply, void *ud)
     } else {
         it->have_job = 1;
         snprintf(it->id, sizeof(it->id), "%s", rc->id);
-        accept_job(it, reply->str, reply->len);
+        accept_job(it, reply->str, reply->len, 0);
     }
     free(rc);
 }
