@@ -400,17 +400,12 @@ struct cr_first_page {
     int state;
     int dropped;       /* given up while its answer was out: the answer frees it */
     char cursor[32];
-    char **ids;
-    size_t n;
+    struct cr_strlist ids;
 };
 
 static void pf_free(struct cr_first_page *pf)
 {
-    size_t i;
-
-    for (i = 0; i < pf->n; i++)
-        free(pf->ids[i]);
-    free(pf->ids);
+    cr_strlist_release(&pf->ids);
     free(pf);
 }
 
@@ -424,14 +419,14 @@ static int pf_take(struct cr_first_page *pf, const redisReply *reply)
         reply->element[1]->type != REDIS_REPLY_ARRAY)
         return CR_EINVAL; /* the expansion's own SSCAN will say what is wrong */
     members = reply->element[1];
-    pf->ids = calloc(members->elements + 1, sizeof(char *));
-    if (pf->ids == NULL)
+    pf->ids.v = calloc(members->elements + 1, sizeof(char *));
+    if (pf->ids.v == NULL)
         return CR_ENOMEM;
     for (i = 0; i < members->elements; i++) {
-        pf->ids[i] = strndup(members->element[i]->str, members->element[i]->len);
-        if (pf->ids[i] == NULL)
+        pf->ids.v[i] = strndup(members->element[i]->str, members->element[i]->len);
+        if (pf->ids.v[i] == NULL)
             return CR_ENOMEM;
-        pf->n++;
+        pf->ids.n++;
     }
     snprintf(pf->cursor, sizeof(pf->cursor), "%s", reply->element[0]->str);
     return 0;
@@ -592,7 +587,7 @@ void cr_expander_start(struct cr_expander *x, const char *entry, const char *id,
         e->src = 1;
         snprintf(e->cursor, sizeof(e->cursor), "0");
         e->pages++;
-        scanned(e, pf->cursor, pf->ids, NULL, pf->n);
+        scanned(e, pf->cursor, pf->ids.v, NULL, pf->ids.n);
     } else if (fresh) {
         snprintf(e->cursor, sizeof(e->cursor), "0"); /* source 0, step 0: as accepted */
         step(e);

@@ -897,7 +897,7 @@ out:
     return rc;
 }
 
-static void strlist_release(struct cr_strlist *l)
+void cr_strlist_release(struct cr_strlist *l)
 {
     size_t i;
 
@@ -923,10 +923,10 @@ void cr_job_release(struct cr_job *job)
 {
     size_t i;
 
-    strlist_release(&job->segments);
-    strlist_release(&job->require);
-    strlist_release(&job->exclude);
-    strlist_release(&job->subscribers);
+    cr_strlist_release(&job->segments);
+    cr_strlist_release(&job->require);
+    cr_strlist_release(&job->exclude);
+    cr_strlist_release(&job->subscribers);
     free(job->sender_name);
     free(job->sender_team);
     content_release(&job->content);
@@ -934,7 +934,7 @@ void cr_job_release(struct cr_job *job)
         content_release(&job->translations[i].content);
     free(job->translations);
     free(job->survey_question);
-    strlist_release(&job->survey_options);
+    cr_strlist_release(&job->survey_options);
     cJSON_free(job->tags_json);
     memset(job, 0, sizeof(*job));
 }

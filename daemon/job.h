@@ -33,6 +33,9 @@ struct cr_strlist {
     size_t n;
 };
 
+/* Frees every string of l and its array; l is left empty. */
+void cr_strlist_release(struct cr_strlist *l);
+
 struct cr_job {
     char id[CR_JOB_ID_MAX + 1];  /* "" when the document gave none */
     enum cr_priority priority;   /* default normal */
