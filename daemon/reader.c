@@ -271,7 +271,8 @@ static int issue_pull(struct cr_reader *r, int s, int kind, long count)
     char idle[24];
     int rc;
 
-    conn = s == 1 + CR_PRIO_URGENT ? cr_daemon_conn(r->d, CR_PRIO_URGENT) : r->d->rc;
+    /* batch streams (s > 0) are read on their priority's connection */
+    conn = s > 0 ? cr_daemon_conn(r->d, (enum cr_priority)(s - 1)) : r->d->rc;
     if (!cr_redis_ready(conn))
         return CR_ECLOSED;
     pc = malloc(sizeof(*pc));
