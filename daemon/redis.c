@@ -303,19 +303,82 @@ int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms
     return send_checked(r, p, rc);
 }
 
+/* Writes v in decimal at p; returns the end. */
+static char *put_count(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* The command in the protocol's multi-bulk form, written straight into one
+ * buffer (hiredis formats each argument with a printf-like routine, costly
+ * for the record script's thousands of arguments). Returns the length, or 0
+ * when out of memory;
+ * *out is buf when the command fits in cap bytes, else malloc'd. */
+static size_t format_argv(int argc, const char **argv, const size_t *lens, char *buf,
+                          size_t cap, char **out)
+{
+    size_t need = 1 + 20 + 2;
+    char *p;
+    int i;
+
+    for (i = 0; i < argc; i++)
+        need += 1 + 20 + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
+    *out = need <= cap ? buf : malloc(need);
+    if (*out == NULL)
+        return 0;
+    p = *out;
+    *p++ = '*';
+    p = put_count(p, (size_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+
+        *p++ = '$';
+        p = put_count(p, n);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], n);
+        p += n;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return (size_t)(p - *out);
+}
+
 int cr_redis_argv(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, int argc,
                   const char **argv, const size_t *argvlen)
 {
+    char stack[4096];
+    char *cmd;
+    size_t len;
     struct pending *p;
     int rc;
 
     if (r->ac == NULL || r->closing || !r->ready)
         return CR_ECLOSED;
-    p = new_pending(r, cb, ud, allowance_ms);
-    if (p == NULL)
+    len = format_argv(argc, argv, argvlen, stack, sizeof(stack), &cmd);
+    if (len == 0)
         return CR_ENOMEM;
-    rc = redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen);
-    return send_checked(r, p, rc);
+    p = new_pending(r, cb, ud, allowance_ms);
+    if (p == NULL) {
+        rc = CR_ENOMEM;
+    } else {
+        rc = redisAsyncFormattedCommand(r->ac, on_reply, p, cmd, len);
+        rc = send_checked(r, p, rc);
+    }
+    if (cmd != stack)
+        free(cmd);
+    return rc;
 }
 
 size_t cr_redis_pending(const struct cr_redis *r)
