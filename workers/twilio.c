@@ -4,6 +4,7 @@
 #include "cr_error.h"
 
 #include <ctype.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,10 @@
 
 struct twilio {
     char *url;             /* base + /2010-04-01/Accounts/<sid>/Messages.json */
-    char *userpwd;         /* "<account_sid>:<auth_token>" for basic auth */
+    char *auth;            /* "Basic base64(<account_sid>:<auth_token>)" */
     char *from;            /* E.164 sender, or NULL when mg_sid is set */
     char *mg_sid;          /* messaging service sid, or NULL when from is set */
+    char *sender;          /* "From=<escaped>" or "MessagingServiceSid=<escaped>" */
     char *status_callback; /* NULL = none */
 };
 
@@ -29,9 +31,10 @@ static void twilio_free(void *state)
     if (tw == NULL)
         return;
     free(tw->url);
-    free(tw->userpwd);
+    free(tw->auth);
     free(tw->from);
     free(tw->mg_sid);
+    free(tw->sender);
     free(tw->status_callback);
     free(tw);
 }
@@ -61,6 +64,53 @@ static int callback_ok(const char *s)
             return 0;
     }
     return 1;
+}
+
+/* Appends "[&]name=" and then value as it is (already escaped). */
+static int form_put(struct cr_buf *body, const char *name, const char *escaped)
+{
+    int rc = 0;
+
+    if (body->len > 0)
+        rc = cr_buf_append(body, "&", 1);
+    if (rc == 0)
+        rc = cr_buf_appends(body, name);
+    if (rc == 0)
+        rc = cr_buf_append(body, "=", 1);
+    if (rc == 0)
+        rc = cr_buf_appends(body, escaped);
+    return rc;
+}
+
+/* Appends "[&]name=<escaped value>" to a form body. */
+static int form_add(struct cr_buf *body, const char *name, const char *value)
+{
+    char *esc;
+    int rc;
+
+    if (strlen(value) > TWILIO_VALUE_MAX)
+        return CR_ETOOBIG;
+    esc = curl_easy_escape(NULL, value, 0);
+    if (esc == NULL)
+        return CR_ENOMEM;
+    rc = form_put(body, name, esc);
+    curl_free(esc);
+    return rc;
+}
+
+/* "Basic <base64 of the n bytes of userpwd>" (RFC 7617), malloc'd; NULL when
+ * out of memory. */
+static char *basic_auth(const char *userpwd, size_t n)
+{
+    static const char scheme[] = "Basic ";
+    char *out = malloc(sizeof(scheme) + 4 * ((n + 2) / 3));
+
+    if (out == NULL)
+        return NULL;
+    memcpy(out, scheme, sizeof(scheme) - 1);
+    EVP_EncodeBlock((unsigned char *)out + sizeof(scheme) - 1, (const unsigned char *)userpwd,
+                    (int)n);
+    return out;
 }
 
 static int twilio_init(const cJSON *cfg, const char *base_url, const char *path, void **state,
@@ -140,7 +190,19 @@ static int twilio_init(const cJSON *cfg, const char *base_url, const char *path,
         rc = rc == CR_ETOOBIG ? cr_cfg_fail(err, errlen, path, "auth_token", "is too long") : rc;
         goto out;
     }
-    tw->userpwd = cr_buf_steal(&b);
+    /* Encoded once here: curl would otherwise format and encode the
+     * credentials again for every message. */
+    tw->auth = basic_auth(cr_buf_cstr(&b), b.len);
+    cr_buf_reset(&b);
+    if (tw->auth == NULL) {
+        rc = CR_ENOMEM;
+        goto out;
+    }
+    /* The sender is the same in every request: escaped once here. */
+    rc = form_add(&b, tw->from ? "From" : "MessagingServiceSid", tw->from ? tw->from : tw->mg_sid);
+    if (rc < 0)
+        goto out;
+    tw->sender = cr_buf_steal(&b);
     *state = tw;
     tw = NULL;
     rc = 0;
@@ -150,22 +212,6 @@ out:
     free(sid);
     free(token);
     twilio_free(tw);
-    return rc;
-}
-
-/* Appends "[&]name=<escaped value>" to a form body. */
-static int form_add(struct cr_buf *body, const char *name, const char *value)
-{
-    char *esc;
-    int rc;
-
-    if (strlen(value) > TWILIO_VALUE_MAX)
-        return CR_ETOOBIG;
-    esc = curl_easy_escape(NULL, value, 0);
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = cr_buf_appendf(body, "%s%s=%s", body->len > 0 ? "&" : "", name, esc);
-    curl_free(esc);
     return rc;
 }
 
@@ -205,12 +251,10 @@ static int twilio_build(void *state, const struct cr_message *const *msgs, size_
 
     cr_buf_reset(&req->body);
     rc = form_add(&req->body, "To", m->address);
-    if (rc < 0)
-        goto out;
-    if (tw->from != NULL)
-        rc = form_add(&req->body, "From", tw->from);
-    else
-        rc = form_add(&req->body, "MessagingServiceSid", tw->mg_sid);
+    if (rc == 0)
+        rc = cr_buf_append(&req->body, "&", 1);
+    if (rc == 0)
+        rc = cr_buf_appends(&req->body, tw->sender);
     if (rc < 0)
         goto out;
     rc = form_add(&req->body, "Body", m->sms);
@@ -229,10 +273,11 @@ static int twilio_build(void *state, const struct cr_message *const *msgs, size_
     if (rc < 0)
         goto out;
     rc = cr_req_add_header(req, "Content-Type", "application/x-www-form-urlencoded");
+    if (rc == 0)
+        rc = cr_req_add_header(req, "Authorization", tw->auth);
     if (rc < 0)
         goto out;
     snprintf(req->method, sizeof(req->method), "POST");
-    req->userpwd = tw->userpwd;
     rc = 0;
 out:
     cr_buf_release(&cb);

@@ -302,13 +302,18 @@ int cr_req_add_header(struct cr_request *req, const char *name, const char *valu
 {
     char line[HEADER_LINE_MAX];
     struct curl_slist *list;
-    int n;
+    size_t nl;
+    size_t vl;
 
     if (!cr_header_safe(name) || !cr_header_safe(value))
         return CR_EINVAL;
-    n = snprintf(line, sizeof(line), "%s: %s", name, value);
-    if (n < 0 || (size_t)n >= sizeof(line))
+    nl = strlen(name);
+    vl = strlen(value);
+    if (nl + 2 + vl >= sizeof(line))
         return CR_ETOOBIG;
+    memcpy(line, name, nl);
+    memcpy(line + nl, ": ", 2);
+    memcpy(line + nl + 2, value, vl + 1);
     list = curl_slist_append(req->headers, line);
     if (list == NULL)
         return CR_ENOMEM;

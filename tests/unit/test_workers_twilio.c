@@ -139,7 +139,9 @@ TEST(workers_twilio_build_request)
     ASSERT_STR_EQ(cr_buf_cstr(&req.url),
                   "http://127.0.0.1:9001/2010-04-01/Accounts/" TW_SID "/Messages.json");
     ASSERT(cr_test_has_header(&req, "Content-Type: application/x-www-form-urlencoded"));
-    ASSERT_STR_EQ(req.userpwd, TW_SID ":s3cret");
+    /* base64 of TW_SID ":s3cret" */
+    ASSERT(cr_test_has_header(&req, "Authorization: Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OUFCQ0RFRjpzM2NyZXQ="));
+    ASSERT(req.userpwd == NULL);
     body = cr_buf_cstr(&req.body);
     /* Every value is escaped: no raw '+', space, '&' payload or '/' left. */
     ASSERT(strstr(body, "To=%2B447700900456") == body);
