@@ -19,6 +19,7 @@
 #define URL_MAX 8192             /* cap of a request URL built by an adapter */
 #define RETRY_AFTER_MAX 64
 #define DEFAULT_MAX_RESPONSE (1024 * 1024) /* when the target sets no cap */
+#define AGENT_LINE "User-Agent: crier/0.1"
 
 /* One pooled easy handle and everything one request needs while in flight.
  * Owned by the client: on the active list while curl runs it, on the idle
@@ -38,8 +39,13 @@ struct xfer {
     struct cr_buf reqbody;
     struct curl_slist *headers;
     struct curl_slist *tail;   /* last node of headers, linked to expect */
-    struct curl_slist expect;  /* our own node, so disabling Expect costs no allocation */
+    /* Our own last two nodes (HTTP only), so they cost no allocation: an
+     * empty Expect, and the User-Agent (which curl would format anew for
+     * every request from CURLOPT_USERAGENT). */
+    struct curl_slist expect;
+    struct curl_slist agent;
     char expect_line[8];
+    char agent_line[32];
     /* SMTP only: the recipients (moved from the request) and the MIME tree. */
     struct curl_slist *rcpt;
     curl_mime *mime;
@@ -246,7 +252,10 @@ static struct xfer *xfer_new(struct cr_http *h, int smtp)
     cr_buf_init(&x->reqbody, 0);
     memcpy(x->expect_line, "Expect:", sizeof("Expect:"));
     x->expect.data = x->expect_line;
-    x->expect.next = NULL;
+    x->expect.next = &x->agent;
+    memcpy(x->agent_line, AGENT_LINE, sizeof(AGENT_LINE));
+    x->agent.data = x->agent_line;
+    x->agent.next = NULL;
     x->set_connect_ms = -1;
     x->set_timeout_ms = -1;
     x->set_maxfile = -1;
@@ -267,7 +276,6 @@ static struct xfer *xfer_new(struct cr_http *h, int smtp)
     SETOPT(x->easy, CURLOPT_PROTOCOLS_STR, smtp ? "smtp,smtps" : "http,https");
     SETOPT(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
     SETOPT(x->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    SETOPT(x->easy, CURLOPT_USERAGENT, "crier/0.1");
     SETOPT(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
     SETOPT(x->easy, CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(x->easy, CURLOPT_WRITEDATA, (void *)x);
