@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define CONFIG_MAX_BYTES (1024 * 1024) /* the config file */
 #define SECRET_MAX_BYTES (64 * 1024)   /* one "$file:" secret */
@@ -634,7 +635,7 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
-                                       NULL};
+                                       "workers",  NULL};
 static const char *const redis_keys[] = {"host",   "port",
                                          "password", "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
@@ -758,6 +759,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->retry_max_ms = 30000;
     cfg->receipts_maxlen = 1000000;
     cfg->retention_s = 604800;
+    cfg->workers = 1;
     cr_job_limits_default(&cfg->limits);
     cfg->http_max_connections = 1024;
     cfg->http_max_header_bytes = 16384;
@@ -805,6 +807,32 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
     if (rc == 0)
         rc = set_str(c, &cfg->prefix, prefix, 0);
     return rc;
+}
+
+/* "workers": a whole number from 1 to CR_WORKERS_MAX, or "auto" for one per
+ * core the process may run on. */
+static int parse_workers(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "workers");
+    char got[64];
+    double d;
+
+    if (v == NULL)
+        return 0;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) {
+        unsigned cores = uv_available_parallelism();
+
+        cfg->workers = cores < 1 ? 1 : cores > CR_WORKERS_MAX ? CR_WORKERS_MAX : (int)cores;
+        return 0;
+    }
+    d = cJSON_IsNumber(v) ? v->valuedouble : 0;
+    if (cJSON_IsNumber(v) && d == floor(d) && d >= 1 && d <= CR_WORKERS_MAX) {
+        cfg->workers = (int)d;
+        return 0;
+    }
+    describe(v, got, sizeof got); /* a string is not echoed: it may be a resolved secret */
+    return fail(c, "workers", "must be a whole number from 1 to %d or \"auto\", got %s",
+                CR_WORKERS_MAX, got);
 }
 
 static int parse_top_strings(struct ctx *c, struct cr_config *cfg, const cJSON *root)
@@ -1283,6 +1311,8 @@ int cr_config_parse_with(const char *text, size_t len,
     if (rc == 0)
         rc = parse_top_strings(&c, cfg, root);
     if (rc == 0)
+        rc = parse_workers(&c, cfg, root);
+    if (rc == 0)
         rc = num_section(&c, root, "intake", intake_nums, COUNT(intake_nums), cfg);
     if (rc == 0)
         rc = num_section(&c, root, "fanout", fanout_nums, COUNT(fanout_nums), cfg);
@@ -1403,4 +1433,82 @@ const struct cr_provider_conf *cr_config_provider(const struct cr_config *cfg, c
     int i = provider_index(cfg, name);
 
     return i < 0 ? NULL : &cfg->providers[i];
+}
+
+/* total divided between n workers: the first (total % n) take one more, and
+ * each takes at least one. */
+static int share(int total, int index, int n)
+{
+    int part = total / n + (index < total % n ? 1 : 0);
+
+    return part < 1 ? 1 : part;
+}
+
+/* listen ("host:port") with index added to its port (0 stays 0), in *out
+ * (malloc'd). */
+static int worker_listen(const char *listen, int index, char **out, char *err, size_t errlen)
+{
+    const char *colon = strrchr(listen, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : -1;
+    size_t hlen = colon ? (size_t)(colon - listen) : 0;
+    char *s;
+
+    if (colon == NULL || port < 0 || port + index > 65535) {
+        snprintf(err, errlen, "http.listen: port %ld + worker %d is over 65535", port, index);
+        return CR_EINVAL;
+    }
+    s = malloc(hlen + 8);
+    if (s == NULL)
+        return CR_ENOMEM;
+    memcpy(s, listen, hlen);
+    snprintf(s + hlen, 8, ":%ld", port == 0 ? 0 : port + index);
+    *out = s;
+    return 0;
+}
+
+int cr_config_for_worker(struct cr_config *cfg, int index, int n, char *err, size_t errlen)
+{
+    char name[160];
+    char *listen = NULL;
+    char *consumer = NULL;
+    int rc = CR_EINVAL;
+    size_t i;
+
+    if (n < 1 || index < 0 || index >= n) {
+        snprintf(err, errlen, "worker %d of %d does not exist", index, n);
+        goto out;
+    }
+    if (cfg->http_listen != NULL) {
+        rc = worker_listen(cfg->http_listen, index, &listen, err, errlen);
+        if (rc != 0)
+            goto out;
+    }
+    rc = CR_ENOMEM;
+    snprintf(name, sizeof name, "%s-%d", cfg->consumer, index);
+    consumer = strdup(name);
+    if (consumer == NULL)
+        goto out;
+    free(cfg->consumer);
+    cfg->consumer = consumer;
+    consumer = NULL;
+    if (listen != NULL) {
+        free(cfg->http_listen);
+        cfg->http_listen = listen;
+        listen = NULL;
+    }
+    for (i = 0; i < cfg->nproviders; i++) {
+        struct cr_provider_conf *pc = &cfg->providers[i];
+
+        pc->max_inflight = share(pc->max_inflight, index, n);
+        pc->max_unrecorded = share(pc->max_unrecorded, index, n);
+        if (pc->max_unrecorded < pc->max_inflight)
+            pc->max_unrecorded = pc->max_inflight;
+    }
+    cfg->workers = 1;
+    cfg->worker_index = index;
+    rc = 0;
+out:
+    free(listen);
+    free(consumer);
+    return rc;
 }

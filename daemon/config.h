@@ -12,6 +12,7 @@
 
 #define CR_MAX_PROVIDERS 16
 #define CR_MAX_CHANNEL_PROVIDERS 4
+#define CR_WORKERS_MAX 64
 
 struct cr_provider_conf {
     char *name;                       /* key under "providers" */
@@ -60,6 +61,8 @@ struct cr_config {
     long redis_reconnect_max_ms;   /* default 5000 */
 
     char *consumer;                /* consumer name in the groups, default the host name */
+    int workers;                   /* event-loop processes, default 1; "auto" = one per core */
+    int worker_index;              /* which of them this process is (0 when there is one) */
     char *group;                   /* consumer group, default "crierd" */
 
     /* intake */
@@ -128,6 +131,16 @@ int cr_config_parse(const char *text, size_t len, struct cr_config *cfg, char *e
 int cr_config_parse_with(const char *text, size_t len,
                          const struct cr_provider_ops *const *adapters, struct cr_config *cfg,
                          char *err, size_t errlen);
+
+/* Turns a parsed config (workers = n > 1) into worker index's own: consumer
+ * "<consumer>-<index>" (stable, so a restarted worker recovers its own pending
+ * entries), each provider's max_inflight and max_unrecorded divided between the
+ * n workers (the shares add up to the configured values, each at least 1, so
+ * together they keep to what the provider allows), and the HTTP listener on
+ * port + index (port 0 stays 0). Sets workers to 1. Returns 0, CR_EINVAL with
+ * err filled (no such worker, or the port would pass 65535) or CR_ENOMEM; on
+ * failure cfg is unchanged and still owned by the caller. */
+int cr_config_for_worker(struct cr_config *cfg, int index, int n, char *err, size_t errlen);
 
 /* Reads path and calls cr_config_parse; a file that cannot be read is
  * CR_ECONFIG with "<path>: <strerror>". */

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <unistd.h>
+#include <uv.h>
 
 /* ---- fake adapters ------------------------------------------------------ */
 
@@ -716,4 +717,97 @@ TEST(config_http_side_errors)
                   "links.secret: must be at least 16 bytes, got 5");
     ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'ttl_days': 0}}"),
                   "links.ttl_days: must be an integer from 1 to 3650, got 0");
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+TEST(config_workers)
+{
+    struct cr_config cfg;
+    char err[512];
+    unsigned cores = uv_available_parallelism();
+
+    ASSERT_INT_EQ(parse("{" OK_TAIL "}", &cfg, err, sizeof err), 0);
+    ASSERT_INT_EQ(cfg.workers, 1);
+    cr_config_release(&cfg);
+    ASSERT_INT_EQ(parse("{'workers': 3, " OK_TAIL "}", &cfg, err, sizeof err), 0);
+    ASSERT_INT_EQ(cfg.workers, 3);
+    cr_config_release(&cfg);
+    ASSERT_INT_EQ(parse("{'workers': 'auto', " OK_TAIL "}", &cfg, err, sizeof err), 0);
+    ASSERT_INT_EQ(cfg.workers, cores > CR_WORKERS_MAX ? CR_WORKERS_MAX : (int)cores);
+    cr_config_release(&cfg);
+    ASSERT_STR_EQ(err_of("{'workers': 0, " OK_TAIL "}"),
+                  "workers: must be a whole number from 1 to 64 or \"auto\", got 0");
+    ASSERT_STR_EQ(err_of("{'workers': 65, " OK_TAIL "}"),
+                  "workers: must be a whole number from 1 to 64 or \"auto\", got 65");
+    ASSERT_STR_EQ(err_of("{'workers': 1.5, " OK_TAIL "}"),
+                  "workers: must be a whole number from 1 to 64 or \"auto\", got 1.5");
+    ASSERT_STR_EQ(err_of("{'workers': 'many', " OK_TAIL "}"),
+                  "workers: must be a whole number from 1 to 64 or \"auto\", got a string");
+}
+
+/* Each worker's share: the shares add up to what the provider allows, each
+ * worker has its own consumer name and its own listener port. */
+TEST(config_for_worker_shares)
+{
+    static const char text[] =
+        "{'workers': 3, 'consumer': 'node-a', 'http': {'listen': '127.0.0.1:9100'},"
+        " 'providers': {'mail': {'type': 'fake-email', 'url': 'http://127.0.0.1:9',"
+        " 'api_key': 'k', 'max_inflight': 64}, 'text': {'type': 'fake-sms',"
+        " 'url': 'http://127.0.0.1:9', 'api_key': 'k', 'max_inflight': 2,"
+        " 'max_unrecorded': 7}}, " CHANNELS "}";
+    static const int inflight[3][2] = {{22, 1}, {21, 1}, {21, 1}};
+    static const int unrecorded[3][2] = {{86, 3}, {85, 2}, {85, 2}};
+    static const char *const names[3] = {"node-a-0", "node-a-1", "node-a-2"};
+    static const char *const listens[3] = {"127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"};
+    int sum_inflight = 0, sum_unrecorded = 0;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        struct cr_config cfg;
+        char err[256] = "";
+
+        ASSERT_INT_EQ(parse(text, &cfg, err, sizeof err), 0);
+        ASSERT_INT_EQ(cr_config_for_worker(&cfg, i, 3, err, sizeof err), 0);
+        ASSERT_INT_EQ(cfg.workers, 1);
+        ASSERT_INT_EQ(cfg.worker_index, i);
+        ASSERT_STR_EQ(cfg.consumer, names[i]);
+        ASSERT_STR_EQ(cfg.http_listen, listens[i]);
+        ASSERT_INT_EQ(cfg.providers[0].max_inflight, inflight[i][0]);
+        ASSERT_INT_EQ(cfg.providers[1].max_inflight, inflight[i][1]);
+        ASSERT_INT_EQ(cfg.providers[0].max_unrecorded, unrecorded[i][0]);
+        ASSERT_INT_EQ(cfg.providers[1].max_unrecorded, unrecorded[i][1]);
+        sum_inflight += cfg.providers[0].max_inflight;
+        sum_unrecorded += cfg.providers[0].max_unrecorded;
+        cr_config_release(&cfg);
+    }
+    ASSERT_INT_EQ(sum_inflight, 64);
+    ASSERT_INT_EQ(sum_unrecorded, 256);
+}
+
+TEST(config_for_worker_errors)
+{
+    struct cr_config cfg;
+    char err[256] = "";
+
+    ASSERT_INT_EQ(parse("{'http': {'listen': '127.0.0.1:65535'}, 'workers': 2, " OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_INT_EQ(cr_config_for_worker(&cfg, 2, 2, err, sizeof err), CR_EINVAL);
+    ASSERT_STR_EQ(err, "worker 2 of 2 does not exist");
+    ASSERT_INT_EQ(cr_config_for_worker(&cfg, 1, 2, err, sizeof err), CR_EINVAL);
+    ASSERT_STR_EQ(err, "http.listen: port 65535 + worker 1 is over 65535");
+    /* a refused share leaves the config as it was */
+    ASSERT_INT_EQ(cfg.workers, 2);
+    ASSERT_STR_EQ(cfg.http_listen, "127.0.0.1:65535");
+    ASSERT_INT_EQ(cr_config_for_worker(&cfg, 0, 2, err, sizeof err), 0);
+    ASSERT_STR_EQ(cfg.http_listen, "127.0.0.1:65535");
+    cr_config_release(&cfg);
+    /* port 0 (any free port) stays 0 for every worker */
+    ASSERT_INT_EQ(parse("{'http': {'listen': '[::1]:0'}, 'workers': 2, " OK_TAIL "}", &cfg, err,
+                        sizeof err),
+                  0);
+    ASSERT_INT_EQ(cr_config_for_worker(&cfg, 1, 2, err, sizeof err), 0);
+    ASSERT_STR_EQ(cfg.http_listen, "[::1]:0");
+    cr_config_release(&cfg);
 }
