@@ -13,6 +13,15 @@ static enum cr_log_level log_level = CR_LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+static char log_tag[24];
+
+void cr_log_set_tag(const char *tag)
+{
+    log_tag[0] = '\0';
+    if (tag != NULL && tag[0] != '\0')
+        snprintf(log_tag, sizeof log_tag, "[%.16s] ", tag);
+}
+
 void cr_log_set_level(enum cr_log_level level)
 {
     log_level = level;
@@ -50,8 +59,8 @@ void cr_log(enum cr_log_level level, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000L,
-                 level_names[level]);
+    k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s %s", ts.tv_nsec / 1000000L,
+                 level_names[level], log_tag);
     if (k > 0)
         n += (size_t)k;
     va_start(ap, fmt);

@@ -24,6 +24,7 @@
 #include "retry.h"
 #include "schedule.h"
 #include "scripts.h"
+#include "workers.h"
 
 #define SHUTDOWN_GRACE_MS 15000
 
@@ -167,6 +168,8 @@ static void usage(FILE *f)
     fputs("usage: crierd -c FILE [-t]\n"
           "  -c FILE   configuration (JSON, comments allowed)\n"
           "  -t        check the configuration and exit (0 good, 1 bad)\n"
+          "  -W I:PID  run as worker I of supervisor PID (crierd starts its own workers\n"
+          "            when the config has \"workers\" over 1)\n"
           "  -h        this help\n",
           f);
 }
@@ -234,21 +237,56 @@ static int start(struct cr_daemon *d)
     return rc;
 }
 
+/* This process is one of a supervisor's workers (-W I:PID): it dies with the
+ * supervisor and runs with its own share of the config. */
+static int become_worker(struct cr_config *cfg, const char *arg)
+{
+    char err[256];
+    char tag[16];
+    long pid;
+    int index;
+    int rc;
+
+    rc = cr_workers_parse_arg(arg, cfg->workers, &index, &pid);
+    if (rc < 0) {
+        fprintf(stderr, "crierd: -W %s: want I:PID with I below workers (%d)\n", arg,
+                cfg->workers);
+        return rc;
+    }
+    rc = cr_workers_bind(pid);
+    if (rc < 0) {
+        fprintf(stderr, "crierd: worker %d: supervisor %ld is gone; not starting\n", index, pid);
+        return rc;
+    }
+    rc = cr_config_for_worker(cfg, index, cfg->workers, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "crierd: worker %d: config: %s\n", index, err);
+        return rc;
+    }
+    snprintf(tag, sizeof tag, "w%d", index);
+    cr_log_set_tag(tag);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct cr_config cfg;
     struct cr_daemon *d = &daemon_state;
     const char *path = NULL;
+    const char *worker_arg = NULL;
     char err[512];
     enum cr_log_level level;
     int check = 0;
     int opt;
     int rc;
 
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tW:h")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
+            break;
+        case 'W':
+            worker_arg = optarg;
             break;
         case 't':
             check = 1;
@@ -270,12 +308,22 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("crierd: config %s is valid (%zu providers)\n", path, cfg.nproviders);
+        printf("crierd: config %s is valid (%zu providers, %d worker%s)\n", path, cfg.nproviders,
+               cfg.workers, cfg.workers == 1 ? "" : "s");
         cr_config_release(&cfg);
         return 0;
     }
     if (cr_log_parse_level(cfg.log_level, &level) == 0)
         cr_log_set_level(level);
+    if (worker_arg == NULL && cfg.workers > 1) {
+        rc = cr_workers_run(path, cfg.workers);
+        cr_config_release(&cfg);
+        return rc;
+    }
+    if (worker_arg != NULL && become_worker(&cfg, worker_arg) < 0) {
+        cr_config_release(&cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     memset(d, 0, sizeof(*d));

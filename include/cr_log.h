@@ -11,6 +11,10 @@ void cr_log_set_level(enum cr_log_level level);
 /* Parses "error", "warn", "info" or "debug"; returns 0 or CR_EINVAL. */
 int cr_log_parse_level(const char *name, enum cr_log_level *out);
 
+/* Names this process in every line ("w1" gives "[w1] " after the level), for
+ * a supervisor's workers sharing one stderr; NULL or "" for none. Copied. */
+void cr_log_set_tag(const char *tag);
+
 /* Returns nonzero when lines at level would be written. */
 int cr_log_enabled(enum cr_log_level level);
 

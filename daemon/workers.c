@@ -1,0 +1,254 @@
+/* The supervisor (see workers.h): one uv_process_t per worker on its own
+ * loop, a restart timer per worker, and the two stop signals. Workers share
+ * every job through Redis's consumer groups, as separate crierd do. */
+#include "workers.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cr_error.h"
+#include "cr_log.h"
+
+#define RESTART_FIRST_MS 1000
+#define RESTART_MAX_MS 30000
+#define STEADY_MS 10000 /* a worker up this long is healthy again: backoff resets */
+#define EXE_MAX 4096
+
+struct worker;
+
+struct supervisor {
+    uv_loop_t *loop;
+    const char *config_path;
+    char exe[EXE_MAX];
+    char pid_arg[32]; /* ":PID" of this process, for -W */
+    struct worker *w;
+    int n;
+    int stopping;
+    int failed;  /* a worker ended badly while stopping */
+    int running; /* workers whose process is alive */
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+};
+
+/* One worker slot: its process while it runs, and the timer that restarts it. */
+struct worker {
+    struct supervisor *s;
+    int index;
+    uv_process_t proc;
+    uv_timer_t restart;
+    int alive;       /* proc is a running child */
+    int proc_open;   /* proc is initialised and not yet closed */
+    long backoff_ms; /* wait before the next restart */
+    uint64_t started_ms;
+};
+
+static void start_worker(struct worker *w);
+
+static void on_proc_closed(uv_handle_t *h)
+{
+    struct worker *w = h->data;
+
+    w->proc_open = 0;
+}
+
+/* Closes every handle once the last worker is gone and the supervisor stops. */
+static void maybe_finish(struct supervisor *s)
+{
+    int i;
+
+    if (!s->stopping || s->running > 0)
+        return;
+    for (i = 0; i < s->n; i++) {
+        if (!uv_is_closing((uv_handle_t *)&s->w[i].restart))
+            uv_close((uv_handle_t *)&s->w[i].restart, NULL);
+    }
+    if (!uv_is_closing((uv_handle_t *)&s->sig_term))
+        uv_close((uv_handle_t *)&s->sig_term, NULL);
+    if (!uv_is_closing((uv_handle_t *)&s->sig_int))
+        uv_close((uv_handle_t *)&s->sig_int, NULL);
+}
+
+static void on_restart(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    if (!w->s->stopping)
+        start_worker(w);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
+{
+    struct worker *w = p->data;
+    struct supervisor *s = w->s;
+    uint64_t up_ms = uv_now(s->loop) - w->started_ms;
+    int pid = p->pid;
+    char how[64];
+
+    w->alive = 0;
+    s->running--;
+    uv_close((uv_handle_t *)p, on_proc_closed);
+    if (term_signal != 0)
+        snprintf(how, sizeof how, "was killed by signal %d", term_signal);
+    else
+        snprintf(how, sizeof how, "exited with code %d", (int)status);
+    if (s->stopping) {
+        if (term_signal != 0 || status != 0) {
+            s->failed = 1;
+            cr_warn("crierd: worker %d (pid %d) %s while stopping", w->index, pid, how);
+        }
+        maybe_finish(s);
+        return;
+    }
+    if (up_ms >= STEADY_MS)
+        w->backoff_ms = RESTART_FIRST_MS;
+    cr_error("crierd: worker %d (pid %d) %s; restarting in %ld ms (its batches are taken back "
+             "as consumer of the same name)",
+             w->index, pid, how, w->backoff_ms);
+    uv_timer_start(&w->restart, on_restart, (uint64_t)w->backoff_ms, 0);
+    w->backoff_ms = w->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : w->backoff_ms * 2;
+}
+
+static void start_worker(struct worker *w)
+{
+    struct supervisor *s = w->s;
+    uv_process_options_t o;
+    uv_stdio_container_t io[3];
+    char warg[48];
+    char *args[6];
+    int rc;
+
+    if (w->proc_open) {
+        /* the last process's handle is still closing: come back shortly */
+        uv_timer_start(&w->restart, on_restart, 10, 0);
+        return;
+    }
+    snprintf(warg, sizeof warg, "%d%s", w->index, s->pid_arg);
+    args[0] = s->exe;
+    args[1] = (char *)"-c";
+    args[2] = (char *)s->config_path;
+    args[3] = (char *)"-W";
+    args[4] = warg;
+    args[5] = NULL;
+    memset(&o, 0, sizeof o);
+    memset(io, 0, sizeof io);
+    io[0].flags = UV_IGNORE;
+    io[1].flags = UV_INHERIT_FD;
+    io[1].data.fd = STDOUT_FILENO;
+    io[2].flags = UV_INHERIT_FD;
+    io[2].data.fd = STDERR_FILENO;
+    o.file = s->exe;
+    o.args = args;
+    o.exit_cb = on_exit_cb;
+    o.stdio = io;
+    o.stdio_count = 3;
+    o.flags = UV_PROCESS_DETACHED;
+    w->proc.data = w;
+    rc = uv_spawn(s->loop, &w->proc, &o);
+    w->proc_open = 1;
+    if (rc < 0) {
+        /* uv_spawn initialised the handle; it must still be closed */
+        uv_close((uv_handle_t *)&w->proc, on_proc_closed);
+        cr_error("crierd: starting worker %d (%s) failed: %s; trying again in %ld ms", w->index,
+                 s->exe, uv_strerror(rc), w->backoff_ms);
+        uv_timer_start(&w->restart, on_restart, (uint64_t)w->backoff_ms, 0);
+        w->backoff_ms = w->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : w->backoff_ms * 2;
+        return;
+    }
+    w->alive = 1;
+    w->started_ms = uv_now(s->loop);
+    s->running++;
+    cr_info("crierd: worker %d started (pid %d)", w->index, w->proc.pid);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct supervisor *s = h->data;
+    int i;
+
+    if (!s->stopping)
+        cr_info("crierd: signal %d: stopping %d workers", signum, s->running);
+    s->stopping = 1;
+    for (i = 0; i < s->n; i++) {
+        uv_timer_stop(&s->w[i].restart);
+        if (s->w[i].alive)
+            uv_process_kill(&s->w[i].proc, SIGTERM);
+    }
+    maybe_finish(s);
+}
+
+int cr_workers_run(const char *config_path, int n)
+{
+    struct supervisor s;
+    size_t len = sizeof s.exe;
+    int rc;
+    int i;
+
+    memset(&s, 0, sizeof s);
+    s.loop = uv_default_loop();
+    s.config_path = config_path;
+    s.n = n;
+    rc = uv_exepath(s.exe, &len);
+    if (rc < 0) {
+        cr_error("crierd: cannot find its own executable to start workers: %s", uv_strerror(rc));
+        return 1;
+    }
+    snprintf(s.pid_arg, sizeof s.pid_arg, ":%ld", (long)getpid());
+    s.w = calloc((size_t)n, sizeof(*s.w));
+    if (s.w == NULL) {
+        cr_error("crierd: out of memory for %d workers", n);
+        return 1;
+    }
+    uv_signal_init(s.loop, &s.sig_term);
+    uv_signal_init(s.loop, &s.sig_int);
+    s.sig_term.data = s.sig_int.data = &s;
+    uv_signal_start(&s.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s.sig_int, on_signal, SIGINT);
+    cr_info("crierd: supervising %d workers (one event loop each), config %s", n, config_path);
+    for (i = 0; i < n; i++) {
+        s.w[i].s = &s;
+        s.w[i].index = i;
+        s.w[i].backoff_ms = RESTART_FIRST_MS;
+        uv_timer_init(s.loop, &s.w[i].restart);
+        s.w[i].restart.data = &s.w[i];
+        start_worker(&s.w[i]);
+    }
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(s.loop);
+    free(s.w);
+    cr_info("crierd: every worker stopped; supervisor exits");
+    return s.failed ? 1 : 0;
+}
+
+int cr_workers_parse_arg(const char *arg, int n, int *index, long *pid)
+{
+    char *end = NULL;
+    long i, p;
+
+    errno = 0;
+    i = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != ':' || i < 0 || i >= n)
+        return CR_EINVAL;
+    arg = end + 1;
+    p = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || p < 1)
+        return CR_EINVAL;
+    *index = (int)i;
+    *pid = p;
+    return 0;
+}
+
+int cr_workers_bind(long supervisor_pid)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        return CR_EINVAL;
+    /* the supervisor may have died before the line above took effect */
+    if ((long)getppid() != supervisor_pid)
+        return CR_ECLOSED;
+    return 0;
+}
