@@ -702,6 +702,9 @@ def summary(res):
     for size, fig in f["memory"]["crierd_peak_rss_mb"].items():
         rows.append((f"crierd peak RSS, {int(size):,} subscribers",
                      fmt(fig, ",.1f") + " MB (target < 64)"))
+    tw = f["throughput_workers"]
+    rows.append((f"crierd peak RSS, workers auto, {N_THROUGHPUT:,} subscribers",
+                 fmt(tw["peak_rss_mb"], ",.1f") + f" MB (supervisor + {tw['workers']} workers)"))
     bk = u["bulk"]
     rows.append((f"longest Redis call during the {N_BULK:,} bulk job",
                  f"{bk['longest_redis_call_us']:,} us ({bk['longest_redis_call'][:40]}), "
@@ -709,6 +712,8 @@ def summary(res):
     c = f["cost"]
     rows += [
         ("crierd CPU per message", fmt(c["crierd_cpu_us_per_msg"], ",.1f") + " us"),
+        ("crierd CPU per message, workers auto",
+         fmt(tw["crierd_cpu_us_per_msg"], ",.1f") + " us (all processes)"),
         ("redis-server CPU per message", fmt(c["redis_cpu_us_per_msg"], ",.1f") + " us"),
         ("Redis commands per message", fmt(c["redis_cmds_per_msg"], ",.2f")),
     ]
