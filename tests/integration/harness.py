@@ -589,6 +589,36 @@ def group_caught_up(r, stream, entry_id, group=GROUP):
     return False
 
 
+def assert_reached(sim, exp, channels=CHANNELS):
+    """Asserts that every address exp expects on each of channels reached the
+    simulator at least once and that no other address did; returns the
+    duplicate requests the simulator counted on those endpoints."""
+    stats = sim.stats()["endpoints"]
+    dups = 0
+    for ch in channels:
+        ep = ENDPOINT[ch]
+        got = sim.recipients(ep)
+        want = exp.addresses(ch)
+        missed = want - set(got)
+        assert not missed, f"{ep}: {len(missed)} never reached, e.g. {sorted(missed)[:5]}"
+        extra = set(got) - want
+        assert not extra, f"{ep}: unexpected recipients {sorted(extra)[:5]}"
+        dups += stats[ep]["duplicates"]
+    return dups
+
+
+def assert_job_counts(h, exp, channels=CHANNELS):
+    """Asserts that the job hash h counts what exp expects: every message once
+    in a status, the skipped residents, no failures, and each channel's sent
+    and delivered."""
+    assert int(h["messages"]) == exp.total == status_total(h)
+    assert counter(h, "skipped") == len(exp.skipped)
+    assert counter(h, "failed") == 0
+    for ch in channels:
+        ok = counter(h, f"sent:{ch}") + counter(h, f"delivered:{ch}")
+        assert ok == exp.count(ch), f"{ch}: {ok} recorded, expected {exp.count(ch)}"
+
+
 class Expect:
     """What a job should do to a seeded audience, computed from the data the
     test wrote: one message per (subscriber, channel) used, one skipped per
