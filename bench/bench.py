@@ -437,46 +437,50 @@ class Bench:
         return res
 
     # -- urgent during bulk --
-    def urgent_during_bulk(self, n_bulk, n_urgent, runs):
-        d = self.crierd()
-        pid = d.proc.pid
+    def urgent_during_bulk(self, n_bulk, n_urgent, runs, workers=1):
+        """Urgent jobs on an idle crierd and during a bulk job, through one fresh
+        crierd with the given "workers"; CPU and peak RSS of all its processes."""
+        d = self.crierd(self.config if workers == 1 else dict(self.config, workers=workers))
+        pids = [d.proc.pid] + child_pids(d.proc.pid)
+        tag = "" if workers == 1 else f"w{workers}-"
+        bulk_id = f"{tag}bulk-1m"
         self.sim.reset()
         idle = []
         for i in range(runs):
-            job_id = f"urgent-idle-{i + 1}"
+            job_id = f"{tag}urgent-idle-{i + 1}"
             seq_before = self.next_seq()
             xadd_ms = self.post(self.job(job_id, "urgent", "bench:urgent", ["email"]))
             h = self.wait_done(job_id, d, 120)
             first, last = self.scan_urgent(seq_before, n_urgent, xadd_ms, h)
             idle.append({"first_ms": first, "sim_last_ms": last,
                          "complete_ms": int(h["completed_ms"]) - xadd_ms})
-            log(f"urgent job on an idle crierd: first message {first} ms, "
+            log(f"urgent job on an idle crierd (workers {workers}): first message {first} ms, "
                 f"completed in {int(h['completed_ms']) - xadd_ms} ms")
-        cpu0 = proc_cpu_s(pid)
+        cpu0 = sum(proc_cpu_s(pid) for pid in pids)
         # The longest single Redis command while the 1,000,000 audience is streamed
         # out and sent: every command over 1 ms goes to the slow log.
         self.r.config_set("slowlog-log-slower-than", 1000)
         self.r.config_set("slowlog-max-len", 4096)
         self.r.slowlog_reset()
-        bulk_xadd = self.post(self.job("bulk-1m", "bulk", "bench:bulk", ["email"]))
+        bulk_xadd = self.post(self.job(bulk_id, "bulk", "bench:bulk", ["email"]))
         during = []
         for i in range(runs):
             # Post while the bulk job is well under way: after another ~15% of it.
             target = (i + 1) * n_bulk * 0.2
             harness.wait_until(lambda t=target: self.sim_recipients() >= t, 600, 0.05,
                                what="bulk job progress")
-            job_id = f"urgent-{i + 1}"
+            job_id = f"{tag}urgent-{i + 1}"
             seq_before = self.next_seq()
             sent_before = self.sim_recipients()
             xadd_ms = self.post(self.job(job_id, "urgent", "bench:urgent", ["email"]))
             h = self.wait_done(job_id, d, 300)
             first, last = self.scan_urgent(seq_before, n_urgent, xadd_ms, h)
-            bulk_state = self.r.hget(f"{PREFIX}job:bulk-1m", "state")
+            bulk_state = self.r.hget(f"{PREFIX}job:{bulk_id}", "state")
             during.append({"first_ms": first, "sim_last_ms": last,
                            "complete_ms": int(h["completed_ms"]) - xadd_ms,
                            "bulk_sent_before": sent_before,
                            "completed_before_bulk": bulk_state != "completed"})
-            log(f"urgent job during the bulk job (after {sent_before:,} bulk messages): "
+            log(f"urgent job during the bulk job (workers {workers}, after {sent_before:,} bulk messages): "
                 f"first message {first} ms, completed in {int(h['completed_ms']) - xadd_ms} ms, "
                 f"before the bulk job: {bulk_state != 'completed'}")
         # Wait for the bulk job, noting the longest time the simulator saw no
@@ -484,7 +488,7 @@ class Bench:
         stall, last_n, last_change = 0.0, -1, time.monotonic()
         deadline = min(time.monotonic() + 900, T_START + BUDGET_S - 20)
         partial = False
-        while self.r.hget(f"{PREFIX}job:bulk-1m", "state") != "completed":
+        while self.r.hget(f"{PREFIX}job:{bulk_id}", "state") != "completed":
             d.check_alive()
             if time.monotonic() > deadline:
                 partial = True
@@ -496,11 +500,11 @@ class Bench:
                 last_n, last_change = n, now
             stall = max(stall, now - last_change)
             time.sleep(0.1)
-        hb = self.r.hgetall(f"{PREFIX}job:bulk-1m")
+        hb = self.r.hgetall(f"{PREFIX}job:{bulk_id}")
         slow = self.r.slowlog_get(4096)
         longest = max(slow, key=lambda e: e["duration"]) if slow else None
-        cpu1 = proc_cpu_s(pid)
-        hwm = proc_hwm_kb(pid)
+        cpu1 = sum(proc_cpu_s(pid) for pid in pids)
+        hwm = sum(proc_hwm_kb(pid) for pid in pids)
         end_ms = int(hb["completed_ms"]) if not partial else int(time.time() * 1000)
         self.stop(d)
         msgs = int(hb.get("messages") or 0) or self.sim_recipients()
@@ -512,7 +516,7 @@ class Bench:
                 "longest_redis_call": (_text(longest["command"])[:80]
                                        if longest else "none over 1 ms"),
                 "redis_calls_over_1ms": len(slow)}
-        log(f"bulk job: {msgs:,} messages in {secs:.1f}s = {bulk['rate']:,.0f} msg/s, "
+        log(f"bulk job (workers {workers}): {msgs:,} messages in {secs:.1f}s = {bulk['rate']:,.0f} msg/s, "
             f"peak RSS {hwm / 1024:.1f} MB, longest stretch without a request {stall:.1f}s, "
             f"longest Redis call {bulk['longest_redis_call_us']} us "
             f"({bulk['longest_redis_call']}), {len(slow)} calls over 1 ms")
@@ -699,12 +703,23 @@ def summary(res):
          fmt(u["during_bulk_complete_ms"], ",.0f") + " ms"),
         ("urgent completed before the bulk job", str(u["completed_before_bulk"])),
     ]
+    uw = f.get("urgent_workers", {})
+    if uw.get("bulk"):
+        rows += [
+            ("urgent 1k job during 1M bulk, workers auto: first message",
+             fmt(uw["during_bulk_first_message_ms"], ",.1f") + " ms (target <= 20)"),
+            ("urgent during bulk, workers auto: completed in / before the bulk job",
+             fmt(uw["during_bulk_complete_ms"], ",.0f") + f" ms / {uw['completed_before_bulk']}"),
+            ("1M email bulk job, workers 1 / workers auto",
+             f"{u['bulk']['rate']:,.0f} / {uw['bulk']['rate']:,.0f} msg/s"),
+        ]
     for size, fig in f["memory"]["crierd_peak_rss_mb"].items():
         rows.append((f"crierd peak RSS, {int(size):,} subscribers",
                      fmt(fig, ",.1f") + " MB (target < 64)"))
     tw = f["throughput_workers"]
-    rows.append((f"crierd peak RSS, workers auto, {N_THROUGHPUT:,} subscribers",
-                 fmt(tw["peak_rss_mb"], ",.1f") + f" MB (supervisor + {tw['workers']} workers)"))
+    for size, fig in f["memory"].get("workers_auto_peak_rss_mb", {}).items():
+        rows.append((f"crierd peak RSS, workers auto, {int(size):,} subscribers",
+                     fmt(fig, ",.1f") + f" MB (supervisor + {tw['workers']} workers; target < 64)"))
     bk = u["bulk"]
     rows.append((f"longest Redis call during the {N_BULK:,} bulk job",
                  f"{bk['longest_redis_call_us']:,} us ({bk['longest_redis_call'][:40]}), "
@@ -776,6 +791,14 @@ def main():
         seeds["bulk"] = b.seed("b", 0, N_BULK, "bench:bulk", "email")
         seeds["bulk"]["wall_seconds"] = time.monotonic() - t_seed
         idle, during, bulk = b.urgent_during_bulk(N_BULK, N_URGENT, RUNS)
+        # The same with the example config's "workers": "auto", when the time
+        # budget leaves room for a second bulk job.
+        during_w, bulk_w = [], None
+        if time.monotonic() - T_START + 2.5 * bulk["seconds"] + 30 < BUDGET_S:
+            _idle_w, during_w, bulk_w = b.urgent_during_bulk(N_BULK, N_URGENT, RUNS,
+                                                             workers="auto")
+        else:
+            log("time budget: the bulk job with workers auto is left out")
 
         def col(rows, key):
             return [r.get(key) if r else None for r in rows]
@@ -851,6 +874,17 @@ def main():
             "bulk_sent_before_each": [r["bulk_sent_before"] for r in during],
             "bulk": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in bulk.items()},
         }
+        f["urgent_workers"] = {
+            "workers": auto_workers(),
+            "during_bulk_first_message_ms": figure(col(during_w, "first_ms"), "ms",
+                                                   "as during_bulk_first_message_ms, crierd with "
+                                                   "\"workers\": \"auto\""),
+            "during_bulk_complete_ms": figure(col(during_w, "complete_ms"), "ms"),
+            "completed_before_bulk": (all(r["completed_before_bulk"] for r in during_w)
+                                      if during_w else None),
+            "bulk": ({k: (round(v, 3) if isinstance(v, float) else v) for k, v in bulk_w.items()}
+                     if bulk_w else None),
+        }
         f["memory"] = {"crierd_peak_rss_mb": {
             str(N_SMALL): figure([r["hwm_kb"] / 1024 for r in small], "MB", "3 channels"),
             str(N_THROUGHPUT): figure([r["hwm_kb"] / 1024 for r in crier], "MB", "3 channels"),
@@ -858,6 +892,11 @@ def main():
                                 "email only; the same crierd also sent the urgent jobs"
                                 + ("; PARTIAL: the time budget ended the run after "
                                    f"{bulk['messages']:,} messages" if bulk["partial"] else "")),
+        }, "workers_auto_peak_rss_mb": {
+            str(N_THROUGHPUT): figure([r["hwm_kb"] / 1024 for r in crier_w], "MB",
+                                      "3 channels; supervisor and workers added up"),
+            str(N_BULK): figure([bulk_w["hwm_kb"] / 1024] if bulk_w else [], "MB",
+                                "email only; supervisor and workers added up"),
         }}
         f["cost"] = {
             "crierd_cpu_us_per_msg": figure(col(crier, "cpu_us_per_msg"), "us",
@@ -874,7 +913,8 @@ def main():
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
                           "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk, "peer": peer, "urgent_idle": idle,
-                          "urgent_during_bulk": during, "bulk": bulk}
+                          "urgent_during_bulk": during, "bulk": bulk,
+                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w}
     finally:
         b.close()
     result["wall_seconds"] = round(time.monotonic() - t_start, 1)
