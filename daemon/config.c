@@ -1457,11 +1457,11 @@ static int worker_listen(const char *listen, int index, char **out, char *err, s
         snprintf(err, errlen, "http.listen: port %ld + worker %d is over 65535", port, index);
         return CR_EINVAL;
     }
-    s = malloc(hlen + 8);
+    s = malloc(hlen + 24);
     if (s == NULL)
         return CR_ENOMEM;
     memcpy(s, listen, hlen);
-    snprintf(s + hlen, 8, ":%ld", port == 0 ? 0 : port + index);
+    snprintf(s + hlen, 24, ":%ld", port == 0 ? 0 : port + index);
     *out = s;
     return 0;
 }
