@@ -3,7 +3,7 @@
 # node modules), then runs bench/bench.py, which starts its own redis-server and
 # crier-sim, measures crierd beside the baselines and writes bench/results/.
 #   BUILD=build sh bench/run.sh
-# BENCH_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_SUBSCRIBERS: see bench/bench.py.
+# BENCH_RUNS, BENCH_THROUGHPUT_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_SUBSCRIBERS: see bench/bench.py.
 
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
