@@ -589,6 +589,12 @@ def group_caught_up(r, stream, entry_id, group=GROUP):
     return False
 
 
+def accepted_total(sim, channels=CHANNELS):
+    """Requests the simulator accepted on the endpoints of channels."""
+    eps = sim.stats()["endpoints"]
+    return sum(eps[ENDPOINT[c]]["accepted"] for c in channels)
+
+
 def assert_reached(sim, exp, channels=CHANNELS):
     """Asserts that every address exp expects on each of channels reached the
     simulator at least once and that no other address did; returns the

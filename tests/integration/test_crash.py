@@ -6,9 +6,8 @@ written at the kills, and the job's counters add up."""
 
 import random
 
-import pytest
 
-from harness import (CHANNELS, ENDPOINT, Expect, assert_job_counts, assert_reached,
+from harness import (CHANNELS, Expect, accepted_total, assert_job_counts, assert_reached,
                      make_population, post_job, seed, stream_fields, wait_job, wait_until)
 
 N = 100000
@@ -34,11 +33,6 @@ def job_doc():
                     "sms": "Road closure: high street closed tonight, {{name}}.",
                     "push": {"title": "Road closure", "body": "High street closed tonight"}},
     }
-
-
-def accepted_total(sim):
-    eps = sim.stats()["endpoints"]
-    return sum(eps[ENDPOINT[c]]["accepted"] for c in CHANNELS)
 
 
 def test_sigkill_one_of_two_crierd_repeatedly(env):

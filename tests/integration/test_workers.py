@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import (CHANNELS, ENDPOINT, Expect, GROUP, HarnessError, PREFIX, assert_job_counts,
-                     assert_reached, check_config_file, crierd_config, free_port, make_population,
-                     post_job, seed, status_total, stream_fields, wait_job, wait_until)
+from harness import (CHANNELS, ENDPOINT, GROUP, PREFIX, Expect, HarnessError, accepted_total,
+                     assert_job_counts, assert_reached, check_config_file, crierd_config,
+                     free_port, make_population, post_job, seed, status_total, stream_fields,
+                     wait_job, wait_until)
 from test_hooks_http import metric_values
 
 CONSUMER = "crierd-a"
@@ -149,11 +150,6 @@ def job_doc(job_id, segment, channels=CHANNELS):
                     "sms": "Water off until 18:00 today, {{name}}. Bottled water at the library.",
                     "push": {"title": "Water supply", "body": "Off until 18:00 today"}},
     }
-
-
-def accepted_total(sim):
-    eps = sim.stats()["endpoints"]
-    return sum(eps[ENDPOINT[c]]["accepted"] for c in CHANNELS)
 
 
 # ---- sharing one broadcast ---------------------------------------------------------
