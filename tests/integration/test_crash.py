@@ -6,7 +6,6 @@ written at the kills, and the job's counters add up."""
 
 import random
 
-
 from harness import (CHANNELS, Expect, accepted_total, assert_job_counts, assert_reached,
                      make_population, post_job, seed, stream_fields, wait_job, wait_until)
 
