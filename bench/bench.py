@@ -271,18 +271,21 @@ class Bench:
         return {"id": job_id, "priority": priority, "audience": {"segments": [segment]},
                 "channels": channels, "message": MESSAGE}
 
+    def config_with(self, workers):
+        """The benchmark's crierd config with the given "workers" (1: as it is)."""
+        return self.config if workers == 1 else dict(self.config, workers=workers)
+
     def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
         supervisor and its workers."""
-        cfg = self.config if workers == 1 else dict(self.config, workers=workers)
-        ds = [self.crierd(cfg)]
-        pids = [ds[0].proc.pid] + child_pids(ds[0].proc.pid)
+        d = self.crierd(self.config_with(workers))
+        pids = [d.proc.pid] + child_pids(d.proc.pid)
         self.sim.reset()
         calls0, rcpu0 = command_calls(self.r), redis_cpu_s(self.r)
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
         xadd_ms = self.post(self.job(job_id, priority, segment, channels))
-        h = self.wait_done(job_id, ds, timeout)
+        h = self.wait_done(job_id, d, timeout)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
         rcpu1, calls1 = redis_cpu_s(self.r), command_calls(self.r)
         hwm = sum(proc_hwm_kb(pid) for pid in pids)
@@ -292,8 +295,7 @@ class Bench:
         total = self.sim_total()
         lat = self.latency_sample(seq0, total, xadd_ms)
         rlat = self.receipt_latency_sample(xadd_ms, done_ms)
-        for d in ds:
-            self.stop(d)
+        self.stop(d)
         delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
         delta = {k: v for k, v in delta.items() if v > 0}
         secs = (done_ms - xadd_ms) / 1000.0
@@ -444,7 +446,7 @@ class Bench:
     def urgent_during_bulk(self, n_bulk, n_urgent, runs, workers=1):
         """Urgent jobs on an idle crierd and during a bulk job, through one fresh
         crierd with the given "workers"; CPU and peak RSS of all its processes."""
-        d = self.crierd(self.config if workers == 1 else dict(self.config, workers=workers))
+        d = self.crierd(self.config_with(workers))
         pids = [d.proc.pid] + child_pids(d.proc.pid)
         tag = "" if workers == 1 else f"w{workers}-"
         bulk_id = f"{tag}bulk-1m"
@@ -458,7 +460,8 @@ class Bench:
             first, last = self.scan_urgent(seq_before, n_urgent, xadd_ms, h)
             idle.append({"first_ms": first, "sim_last_ms": last,
                          "complete_ms": int(h["completed_ms"]) - xadd_ms})
-            log(f"urgent job on an idle crierd (workers {workers}): first message {first} ms, "
+            log(f"urgent job on an idle crierd (workers {workers}): "
+                f"first message {first} ms, "
                 f"completed in {int(h['completed_ms']) - xadd_ms} ms")
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
         # The longest single Redis command while the 1,000,000 audience is streamed
@@ -484,7 +487,8 @@ class Bench:
                            "complete_ms": int(h["completed_ms"]) - xadd_ms,
                            "bulk_sent_before": sent_before,
                            "completed_before_bulk": bulk_state != "completed"})
-            log(f"urgent job during the bulk job (workers {workers}, after {sent_before:,} bulk messages): "
+            log(f"urgent job during the bulk job (workers {workers}, "
+                f"after {sent_before:,} bulk messages): "
                 f"first message {first} ms, completed in {int(h['completed_ms']) - xadd_ms} ms, "
                 f"before the bulk job: {bulk_state != 'completed'}")
         # Wait for the bulk job, noting the longest time the simulator saw no
@@ -520,7 +524,8 @@ class Bench:
                 "longest_redis_call": (_text(longest["command"])[:80]
                                        if longest else "none over 1 ms"),
                 "redis_calls_over_1ms": len(slow)}
-        log(f"bulk job (workers {workers}): {msgs:,} messages in {secs:.1f}s = {bulk['rate']:,.0f} msg/s, "
+        log(f"bulk job (workers {workers}): {msgs:,} messages in {secs:.1f}s = "
+            f"{bulk['rate']:,.0f} msg/s, "
             f"peak RSS {hwm / 1024:.1f} MB, longest stretch without a request {stall:.1f}s, "
             f"longest Redis call {bulk['longest_redis_call_us']} us "
             f"({bulk['longest_redis_call']}), {len(slow)} calls over 1 ms")
@@ -753,7 +758,8 @@ def main():
     b.start()
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "versions": versions(b.r),
-              "parameters": {"runs": RUNS, "throughput_runs": THROUGHPUT_RUNS, "scale": SCALE, "throughput_subscribers": N_THROUGHPUT,
+              "parameters": {"runs": RUNS, "throughput_runs": THROUGHPUT_RUNS, "scale": SCALE,
+                             "throughput_subscribers": N_THROUGHPUT,
                              "small_subscribers": N_SMALL, "bulk_subscribers": N_BULK,
                              "urgent_subscribers": N_URGENT, "peer_subscribers": N_PEER,
                              "concurrency": b.concurrency, "wrk_seconds": WRK_SECONDS,
@@ -916,7 +922,8 @@ def main():
         }
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
-                          "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk, "peer": peer, "urgent_idle": idle,
+                          "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
+                          "peer": peer, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
                           "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w}
     finally:
