@@ -82,6 +82,14 @@ static void on_restart(uv_timer_t *t)
         start_worker(w);
 }
 
+/* Starts worker w again after its backoff, and doubles the backoff (up to
+ * RESTART_MAX_MS) for the time after. */
+static void schedule_restart(struct worker *w)
+{
+    uv_timer_start(&w->restart, on_restart, (uint64_t)w->backoff_ms, 0);
+    w->backoff_ms = w->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : w->backoff_ms * 2;
+}
+
 static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
 {
     struct worker *w = p->data;
@@ -110,8 +118,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
     cr_error("crierd: worker %d (pid %d) %s; restarting in %ld ms (its batches are taken back "
              "as consumer of the same name)",
              w->index, pid, how, w->backoff_ms);
-    uv_timer_start(&w->restart, on_restart, (uint64_t)w->backoff_ms, 0);
-    w->backoff_ms = w->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : w->backoff_ms * 2;
+    schedule_restart(w);
 }
 
 static void start_worker(struct worker *w)
@@ -156,8 +163,7 @@ static void start_worker(struct worker *w)
         uv_close((uv_handle_t *)&w->proc, on_proc_closed);
         cr_error("crierd: starting worker %d (%s) failed: %s; trying again in %ld ms", w->index,
                  s->exe, uv_strerror(rc), w->backoff_ms);
-        uv_timer_start(&w->restart, on_restart, (uint64_t)w->backoff_ms, 0);
-        w->backoff_ms = w->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : w->backoff_ms * 2;
+        schedule_restart(w);
         return;
     }
     w->alive = 1;
