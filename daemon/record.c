@@ -12,7 +12,7 @@
 
 /* outcomes per script call: cr_script_call takes at most 4,096 arguments
  * (3 + NKEYS + NHEAD + CHUNK x CR_RECORD_FIELDS) */
-#define CHUNK 240
+#define CHUNK 230
 #define NKEYS 11
 #define NHEAD 7
 
@@ -64,7 +64,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
     argv = malloc(argc * sizeof(*argv));
-    nums = malloc(n * 5 * CR_NUM_MAX + 1);
+    nums = malloc(n * 6 * CR_NUM_MAX + 1);
     fc = malloc(sizeof(*fc));
     if (argv == NULL || nums == NULL || fc == NULL)
         goto out;
@@ -93,11 +93,12 @@ void cr_record_flush(struct cr_batch *b, int ack)
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
-        char *pos = nums + i * 5 * CR_NUM_MAX;
+        char *pos = nums + i * 6 * CR_NUM_MAX;
         char *att = pos + CR_NUM_MAX;
         char *lat = att + CR_NUM_MAX;
         char *due = lat + CR_NUM_MAX;
         char *seg = due + CR_NUM_MAX;
+        char *bit = seg + CR_NUM_MAX;
         static const char *const chix[] = {"0", "1", "2", "3"};
 
         cr_fmt_i64(pos, o->sub->pos);
@@ -105,6 +106,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         cr_fmt_i64(lat, o->latency_us);
         cr_fmt_i64(due, o->park_due_ms);
         cr_fmt_i64(seg, o->segments);
+        cr_fmt_i64(bit, (int64_t)o->sub->pos * 4 + (o->channel < CR_CH__COUNT ? o->channel : 3));
         a[0] = o->sub->id;
         a[1] = pos;
         a[2] = chix[o->channel < CR_CH__COUNT ? o->channel : 3];
@@ -121,6 +123,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         a[13] = due;
         a[14] = o->park_member ? o->park_member : "";
         a[15] = seg;
+        a[16] = bit;
     }
     fc->b = b;
     fc->ack = ack;

@@ -28,7 +28,8 @@ enum cr_script {
      * n x CR_RECORD_FIELDS: sub, pos, channel index (3 = none), channel,
      * provider, status (or "park"), attempt, code, latency_us, provider_id,
      * address, suppress (0/1), retry member this outcome resolves (""),
-     * park due ms, park member, SMS segments. Counts each (pos, channel) once (ledger bit),
+     * park due ms, park member, SMS segments, ledger bit (pos x 4 + channel
+     * index). Counts each (pos, channel) once (ledger bit),
      * writes its receipt, parks or unparks retry members, acks the batch when
      * entry is given, and finishes the job when nothing is left. Returns the
      * number newly recorded. */
@@ -47,7 +48,7 @@ enum cr_script {
     CR_SCRIPT__COUNT
 };
 
-#define CR_RECORD_FIELDS 16
+#define CR_RECORD_FIELDS 17
 
 /* Sends SCRIPT LOAD for every script. Call first thing after each (re)connect:
  * replies on a connection come in order, so later EVALSHAs find them. */
