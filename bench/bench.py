@@ -8,7 +8,8 @@ Environment: BUILD (binaries, default build), BENCH_RUNS (repetitions, 3),
 BENCH_THROUGHPUT_RUNS (rounds of the throughput contenders, 5; BENCH_RUNS when lower),
 BENCH_SCALE (audience sizes multiplied by this, 1; a smaller value is a smoke
 test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (10000),
-BENCH_OUT (results directory, bench/results)."""
+BENCH_OUT (results directory, bench/results). valgrind, when present, counts
+the instructions per message of crierd and redis-server."""
 
 import datetime
 import json
@@ -53,6 +54,7 @@ N_SMALL = scaled(10_000)
 N_BULK = scaled(1_000_000)
 N_URGENT = scaled(1_000)
 N_PEER = scaled(int(os.environ.get("BENCH_PEER_SUBSCRIBERS", "10000")))
+N_COST = scaled(3_000)
 WRK_SECONDS = 10 if SCALE >= 1 else 3
 SAMPLE_WINDOWS = 100  # latency sample: this many evenly spaced windows of the sim log ...
 SAMPLE_PER_WINDOW = 100  # ... of this many entries each
@@ -145,6 +147,36 @@ def redis_cpu_s(r):
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def callgrind_argv(prefix):
+    """valgrind running a program under callgrind; its counts go to prefix.PID.N."""
+    return ["valgrind", "--tool=callgrind", "--quiet", f"--callgrind-out-file={prefix}.%p"]
+
+
+def callgrind_control(what, pid):
+    subprocess.run(["callgrind_control", what, str(pid)], check=True, capture_output=True,
+                   timeout=120)
+
+
+def callgrind_summary(prefix, pid):
+    """Instructions in the newest dump of process pid (since the last zeroing)."""
+    dumps = [Path(f"{prefix}.{pid}.{n}") for n in range(1, 100)]
+    dumps = [p for p in dumps if p.exists()]
+    if not dumps:
+        raise harness.HarnessError(f"no callgrind dump of pid {pid} under {prefix}")
+    with open(dumps[-1]) as f:
+        for line in f:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise harness.HarnessError(f"{dumps[-1]}: no summary line")
+
+
+class CallgrindRedis(harness.RedisServer):
+    """The private redis-server run under callgrind."""
+
+    def _argv(self, port):
+        return callgrind_argv(self.dir / "redis") + super()._argv(port)
+
+
 class Bench:
     def __init__(self):
         self.env = harness.Env("crier-bench")
@@ -164,19 +196,21 @@ class Bench:
         self.concurrency = sum(int(p.get("max_inflight", 64))
                                for p in self.config["providers"].values())
 
-    def seed(self, id_prefix, start, count, segment, channels):
+    def seed(self, id_prefix, start, count, segment, channels, port=None):
         t0 = time.monotonic()
         res = subprocess.run([str(harness.build_dir() / "crier-seed"), "127.0.0.1",
-                              str(self.env.redis.port), PREFIX, id_prefix, str(start),
+                              str(port or self.env.redis.port), PREFIX, id_prefix, str(start),
                               str(count), segment, channels],
                              check=True, capture_output=True, text=True)
         secs = time.monotonic() - t0
         log(f"seeded {count:,} subscribers ({channels}) into {segment} in {secs:.1f}s")
         return json.loads(res.stdout)
 
-    def crierd(self, config=None):
+    def crierd(self, config=None, r=None, wrap=(), ready_s=30):
         """A fresh crierd (its own consumer name), ready once it reads the job
-        stream (each of its workers, when the config has "workers")."""
+        stream of r (the bench's Redis by default; each of its workers, when the
+        config has "workers"). wrap: a command (valgrind) that runs it."""
+        r = r or self.r
         self.daemon_no += 1
         name = f"bench-{self.daemon_no}"
         cfg = dict(config or self.config, consumer=name)
@@ -186,17 +220,18 @@ class Bench:
         d = harness.Crierd(self.env.dir, cfg, name=name)
         self.env.daemons.append(d)
         d.write_config()
-        d.proc = harness._spawn([harness.binary("crierd"), "-c", str(d.config_path)], d.log_path)
+        d.proc = harness._spawn([*wrap, harness.binary("crierd"), "-c", str(d.config_path)],
+                                d.log_path)
 
         def ready():
             d.check_alive()
             try:
-                seen = {c["name"] for c in self.r.xinfo_consumers(f"{PREFIX}jobs", harness.GROUP)}
+                seen = {c["name"] for c in r.xinfo_consumers(f"{PREFIX}jobs", harness.GROUP)}
                 return names <= seen
             except Exception:  # noqa: BLE001 - the group does not exist yet
                 return False
 
-        harness.wait_until(ready, 30, 0.01, what=f"crierd {name} to read {PREFIX}jobs")
+        harness.wait_until(ready, ready_s, 0.01, what=f"crierd {name} to read {PREFIX}jobs")
         return d
 
     def stop(self, d):
@@ -249,23 +284,25 @@ class Bench:
         return sorted(out)
 
     # -- a job --
-    def post(self, job):
-        entry = harness.post_job(self.r, job)
+    def post(self, job, r=None):
+        entry = harness.post_job(r or self.r, job)
         return int(entry.split("-")[0])
 
-    def wait_done(self, job_id, d, timeout):
-        """Waits for the job to complete; d is the crierd (or list of them) doing it."""
+    def wait_done(self, job_id, d, timeout, r=None, poll_s=0.01):
+        """Waits for the job (in r, the bench's Redis by default) to complete,
+        asking every poll_s; d is the crierd (or list of them) doing it."""
+        r = r or self.r
         deadline = time.monotonic() + timeout
         key = f"{PREFIX}job:{job_id}"
         while True:
-            if self.r.hget(key, "state") == "completed":
-                return self.r.hgetall(key)
+            if r.hget(key, "state") == "completed":
+                return r.hgetall(key)
             for one in d if isinstance(d, list) else [d]:
                 one.check_alive()
             if time.monotonic() > deadline:
                 raise harness.HarnessError(f"job {job_id} not completed after {timeout}s: "
-                                           f"{self.r.hgetall(key)}")
-            time.sleep(0.01)
+                                           f"{r.hgetall(key)}")
+            time.sleep(poll_s)
 
     def job(self, job_id, priority, segment, channels):
         return {"id": job_id, "priority": priority, "audience": {"segments": [segment]},
@@ -320,6 +357,50 @@ class Bench:
         if total != int(h.get("sent", 0)) + int(h.get("delivered", 0)) + int(h.get("failed", 0)):
             log(f"note: simulator saw {total} requests for {h.get('sent')} sent")
         return res
+
+    # -- instructions per message --
+    def instructions_run(self, n_subs):
+        """crierd's and redis-server's user-space instructions per message
+        (callgrind) over a three-channel job of n_subs residents, each process
+        counted from crierd being ready to the job's completion. Unlike CPU time,
+        these hardly move with the machine's load, so two builds compare by them
+        even on a busy machine. None when valgrind is missing."""
+        if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+            log("valgrind not found: instructions per message left out")
+            return None
+        workdir = self.env.dir / "callgrind"
+        rs = CallgrindRedis(workdir).start(timeout=120)
+        d = None
+        try:
+            r = rs.client()
+            r.config_set("maxmemory-policy", "noeviction")
+            self.seed("c", 0, n_subs, "bench:cost", "email,sms,push", port=rs.port)
+            cfg = harness.crierd_config(rs.port, self.sim.port, log_level="warn")
+            d = self.crierd(cfg, r=r, ready_s=120,
+                            wrap=callgrind_argv(workdir / "crierd"))
+            procs = {"crierd": (d.proc.pid, workdir / "crierd"),
+                     "redis": (rs.proc.pid, rs.dir / "redis")}
+            for pid, _ in procs.values():
+                callgrind_control("--zero", pid)
+            self.post(self.job("cost-1", "normal", "bench:cost", ["email", "sms", "push"]), r=r)
+            h = self.wait_done("cost-1", d, 600, r=r, poll_s=0.5)
+            for pid, _ in procs.values():
+                callgrind_control("--dump", pid)
+            msgs = int(h.get("messages", 0))
+            res = {"messages": msgs}
+            for name, (pid, prefix) in procs.items():
+                res[f"{name}_instructions_per_msg"] = callgrind_summary(prefix, pid) / msgs
+            log(f"instructions per message over {msgs:,} messages: "
+                f"crierd {res['crierd_instructions_per_msg']:,.0f}, "
+                f"redis-server {res['redis_instructions_per_msg']:,.0f}")
+            return res
+        finally:
+            if d is not None:
+                try:
+                    d.term(120)
+                except harness.HarnessError as e:
+                    log(str(e))
+            rs.stop()
 
     # -- capture what crier sends --
     def capture_requests(self):
@@ -739,6 +820,10 @@ def summary(res):
         ("crierd CPU per message, workers auto",
          fmt(tw["crierd_cpu_us_per_msg"], ",.1f") + " us (all processes)"),
         ("redis-server CPU per message", fmt(c["redis_cpu_us_per_msg"], ",.1f") + " us"),
+        ("crierd instructions per message (callgrind)",
+         fmt(c["crierd_instructions_per_msg"], ",.0f")),
+        ("redis-server instructions per message (callgrind)",
+         fmt(c["redis_instructions_per_msg"], ",.0f")),
         ("Redis commands per message", fmt(c["redis_cmds_per_msg"], ",.2f")),
     ]
     width = max(len(a) for a, _ in rows)
@@ -796,6 +881,7 @@ def main():
                 peer.append(b.peer_run(f"r{i + 1}", "bench:peer", N_PEER))
         small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
                  for i in range(RUNS)]
+        instr = b.instructions_run(N_COST)
 
         t_seed = time.monotonic()
         seeds["bulk"] = b.seed("b", 0, N_BULK, "bench:bulk", "email")
@@ -920,10 +1006,17 @@ def main():
                                          "(~100 HGET/s) too"),
             "redis_cmds_top": crier[-1]["redis_cmds"] if crier else {},
         }
+        for name in ("crierd", "redis"):
+            key = f"{name}_instructions_per_msg"
+            f["cost"][key] = figure([instr[key]] if instr else [], "instructions",
+                                    f"user-space instructions counted by callgrind over a "
+                                    f"{N_COST:,}-subscriber three-channel job (workers 1): "
+                                    f"compare builds by this, as it hardly moves with the "
+                                    f"machine's load" if name == "crierd" else None)
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
                           "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
-                          "peer": peer, "urgent_idle": idle,
+                          "peer": peer, "instructions": instr, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
                           "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w}
     finally:

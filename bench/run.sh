@@ -16,11 +16,13 @@ for bin in crierd crier-sim http_bare crier-seed; do
     fi
 done
 
-# wrk and gnuplot: the package step normally installed them; try once more if
-# not, and carry on without them (wrk's figure and the chart are then left out).
+# wrk, gnuplot and valgrind: the package step installs the first two; try once
+# more if missing, and carry on without them (wrk's figure, the chart or the
+# instruction counts are then left out).
 missing=""
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
+command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
 if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
