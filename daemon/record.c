@@ -100,17 +100,18 @@ void cr_record_flush(struct cr_batch *b, int ack)
         char *seg = due + CR_NUM_MAX;
         char *bit = seg + CR_NUM_MAX;
         static const char *const chix[] = {"0", "1", "2", "3"};
+        int ch = o->channel < CR_CH__COUNT ? (int)o->channel : 3;
 
         cr_fmt_i64(pos, o->sub->pos);
         cr_fmt_i64(att, o->attempt);
         cr_fmt_i64(lat, o->latency_us);
         cr_fmt_i64(due, o->park_due_ms);
         cr_fmt_i64(seg, o->segments);
-        cr_fmt_i64(bit, (int64_t)o->sub->pos * 4 + (o->channel < CR_CH__COUNT ? o->channel : 3));
+        cr_fmt_i64(bit, (int64_t)o->sub->pos * 4 + ch);
         a[0] = o->sub->id;
         a[1] = pos;
-        a[2] = chix[o->channel < CR_CH__COUNT ? o->channel : 3];
-        a[3] = o->channel < CR_CH__COUNT ? cr_channel_name(o->channel) : "";
+        a[2] = chix[ch];
+        a[3] = ch < CR_CH__COUNT ? cr_channel_name(o->channel) : "";
         a[4] = o->provider ? o->provider : "";
         a[5] = o->park_member ? "park" : cr_status_name(o->status);
         a[6] = att;
