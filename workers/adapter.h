@@ -41,6 +41,9 @@ int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *er
  * (what lacks is written into why), or CR_ENOMEM. */
 int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen);
 
+/* Wipes a secret (key, token, password) and frees it; NULL does nothing. */
+void cr_free_secret(char *s);
+
 /* Nonzero when s is an E.164 number: '+', a non-zero digit, then at most 14
  * more digits. NULL is not. */
 int cr_e164_ok(const char *s);

@@ -71,10 +71,7 @@ static void apns_free(void *state)
     free(a->key_id);
     free(a->team_id);
     free(a->topic);
-    if (a->private_key != NULL) {
-        memset(a->private_key, 0, strlen(a->private_key));
-        free(a->private_key);
-    }
+    cr_free_secret(a->private_key);
     free(a->token);
     free(a);
 }

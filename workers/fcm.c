@@ -51,14 +51,6 @@ static const char *fcm_bearer(const struct fcm *f)
     return f->token.access_token;
 }
 
-static void free_secret(char *s)
-{
-    if (s == NULL)
-        return;
-    memset(s, 0, strlen(s));
-    free(s);
-}
-
 static void fcm_free(void *state)
 {
     struct fcm *f = state;
@@ -66,9 +58,9 @@ static void fcm_free(void *state)
     if (f == NULL)
         return;
     free(f->url);
-    free_secret(f->token.access_token);
+    cr_free_secret(f->token.access_token);
     free(f->sa.client_email);
-    free_secret(f->sa.private_key);
+    cr_free_secret(f->sa.private_key);
     free(f->sa.token_url);
     free(f);
 }
@@ -455,7 +447,7 @@ static void classify_error(const struct cr_response *resp, const cJSON *doc,
 /* Forgets the fetched token so that the next message fetches another. */
 static void drop_token(struct fcm *f)
 {
-    free_secret(f->token.access_token);
+    cr_free_secret(f->token.access_token);
     f->token.access_token = NULL;
     f->token.expires_ms = 0;
 }
@@ -582,7 +574,7 @@ static int fcm_auth_request(void *state, int64_t now_ms, struct cr_request *req)
     f->token.fetching = 1;
     rc = CR_EAGAIN;
 out:
-    free_secret(assertion);
+    cr_free_secret(assertion);
     return rc;
 }
 
@@ -616,7 +608,7 @@ static void fcm_auth_done(void *state, int64_t now_ms, const struct cr_response 
     copy = strdup(token);
     if (copy == NULL)
         goto failed;
-    free_secret(f->token.access_token);
+    cr_free_secret(f->token.access_token);
     f->token.access_token = copy;
     f->token.expires_ms = now_ms + (int64_t)expires->valuedouble * 1000;
     f->token.failed_ms = 0;

@@ -41,10 +41,7 @@ static void gateway_free(void *state)
         return;
     free(g->url);
     free(g->auth_header);
-    if (g->auth_value != NULL) {
-        memset(g->auth_value, 0, strlen(g->auth_value));
-        free(g->auth_value);
-    }
+    cr_free_secret(g->auth_value);
     free(g->from);
     free(g);
 }

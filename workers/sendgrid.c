@@ -30,7 +30,7 @@ static void sendgrid_free(void *state)
     if (sg == NULL)
         return;
     free(sg->url);
-    free(sg->api_key);
+    cr_free_secret(sg->api_key);
     free(sg->from_email);
     free(sg->from_name);
     free(sg->reply_to);

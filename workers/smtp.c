@@ -229,10 +229,7 @@ out:
     cr_buf_release(&b);
     free(base);
     free(user);
-    if (pass != NULL) {
-        memset(pass, 0, strlen(pass));
-        free(pass);
-    }
+    cr_free_secret(pass);
     free(helo);
     smtp_free(s);
     return rc;

@@ -31,7 +31,7 @@ static void twilio_free(void *state)
     if (tw == NULL)
         return;
     free(tw->url);
-    free(tw->auth);
+    cr_free_secret(tw->auth); /* "Basic <sid:token in base64>" */
     free(tw->from);
     free(tw->mg_sid);
     free(tw->sender);
