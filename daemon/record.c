@@ -10,11 +10,13 @@
 #include "cr_str.h"
 #include "scripts.h"
 
-/* outcomes per script call: cr_script_call takes at most 4,096 arguments
- * (3 + NKEYS + NHEAD + CHUNK x CR_RECORD_FIELDS) */
+/* outcomes per script call, within what cr_script_call takes */
 #define CHUNK 230
 #define NKEYS 11
 #define NHEAD 7
+#define NUMS 6 /* numbers formatted per outcome: pos, attempt, latency, due, segments, bit */
+_Static_assert(3 + NKEYS + NHEAD + CHUNK * CR_RECORD_FIELDS <= CR_SCRIPT_MAX_ARGS,
+               "a full record chunk must fit in one script call");
 
 struct flush_ctx {
     struct cr_batch *b;
@@ -64,7 +66,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
     argv = malloc(argc * sizeof(*argv));
-    nums = malloc(n * 6 * CR_NUM_MAX + 1);
+    nums = malloc(n * NUMS * CR_NUM_MAX + 1);
     fc = malloc(sizeof(*fc));
     if (argv == NULL || nums == NULL || fc == NULL)
         goto out;
@@ -93,7 +95,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
-        char *pos = nums + i * 6 * CR_NUM_MAX;
+        char *pos = nums + i * NUMS * CR_NUM_MAX;
         char *att = pos + CR_NUM_MAX;
         char *lat = att + CR_NUM_MAX;
         char *due = lat + CR_NUM_MAX;

@@ -274,13 +274,12 @@ void cr_scripts_load(struct cr_redis *r)
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
                    const size_t *lens, cr_redis_cb cb, void *ud)
 {
-    enum { MAX_ARGS = 4096 };
-    const char *av[MAX_ARGS];
-    size_t al[MAX_ARGS];
+    const char *av[CR_SCRIPT_MAX_ARGS];
+    size_t al[CR_SCRIPT_MAX_ARGS];
     char nk[16];
     int i;
 
-    if (argc + 3 > MAX_ARGS)
+    if (argc + 3 > CR_SCRIPT_MAX_ARGS)
         return CR_ETOOBIG;
     hash_scripts();
     snprintf(nk, sizeof(nk), "%d", nkeys);

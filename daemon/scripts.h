@@ -50,6 +50,10 @@ enum cr_script {
 
 #define CR_RECORD_FIELDS 17
 
+/* The most arguments one cr_script_call sends, EVALSHA, sha and key count
+ * included. */
+#define CR_SCRIPT_MAX_ARGS 4096
+
 /* Sends SCRIPT LOAD for every script. Call first thing after each (re)connect:
  * replies on a connection come in order, so later EVALSHAs find them. */
 void cr_scripts_load(struct cr_redis *r);
