@@ -72,7 +72,7 @@ static void apns_free(void *state)
     free(a->team_id);
     free(a->topic);
     cr_free_secret(a->private_key);
-    free(a->token);
+    cr_free_secret(a->token);
     free(a);
 }
 
@@ -218,7 +218,7 @@ static const char *provider_token(struct apns *a, int64_t now_ms)
     t = make_token(a, now_ms);
     if (t == NULL)
         return NULL;
-    free(a->token);
+    cr_free_secret(a->token);
     a->token = t;
     a->token_ms = now_ms;
     a->stale = 0;

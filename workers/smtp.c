@@ -53,7 +53,7 @@ static void smtp_free(void *state)
     if (s == NULL)
         return;
     free(s->url);
-    free(s->userpwd);
+    cr_free_secret(s->userpwd); /* "user:password" */
     free(s->from_email);
     free(s->from_name);
     free(s);
