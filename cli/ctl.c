@@ -481,5 +481,5 @@ long long cr_ctl_job_done(const struct ctl_job *job)
 int cr_ctl_job_finished(const struct ctl_job *job)
 {
     return strcmp(job->state, "completed") == 0 || strcmp(job->state, "cancelled") == 0 ||
-           strcmp(job->state, "expired") == 0;
+           strcmp(job->state, "expired") == 0 || strcmp(job->state, "failed") == 0;
 }

@@ -14,6 +14,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "intake.h"
+#include "poison.h"
 #include "reader.h"
 #include "scripts.h"
 
@@ -40,6 +41,8 @@ struct expansion {
     unsigned char *keep;
     int replies;            /* filter replies still to come */
     int failed;
+    char bad_key[CR_KEY_MAX]; /* an audience set of the wrong type ("" none) */
+    const char *bad_what;     /* what it is to the job: "segment", "require set"... */
     unsigned pages;         /* pages taken so far in this process */
     struct expansion *next;
 };
@@ -102,6 +105,24 @@ static void finish(struct expansion *e)
     cr_intake_release(x->d->intake, entry);
 }
 
+static void on_job_failed(void *ud, enum cr_poison_outcome outcome, const char *reason)
+{
+    (void)outcome;
+    (void)reason;
+    finish(ud);
+}
+
+/* An audience set holds another type: the job cannot be expanded as asked,
+ * so it fails with the reason instead of being retried for ever. */
+static void fail_poisoned(struct expansion *e, const char *key, const char *what)
+{
+    struct cr_daemon *d = e->x->d;
+
+    if (cr_poison_fail_job(d, cr_daemon_conn(d, e->job.priority), e->id, d->keys.jobs, e->entry,
+                           key, "set", what, on_job_failed, e) < 0)
+        finish(e);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -143,6 +164,12 @@ static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
     }
     rc = cr_reply_int(reply);
     if (rc == 0) {
+        finish(e);
+        return;
+    }
+    if (rc == -3) {
+        cr_error("job %s: failed (a key it uses holds the wrong type; see its 'error' field)",
+                 e->id);
         finish(e);
         return;
     }
@@ -220,6 +247,7 @@ enum filter_kind { F_REQUIRE, F_EXCLUDE };
 struct filter_ctx {
     struct expansion *e;
     enum filter_kind kind;
+    char key[CR_KEY_MAX];
 };
 
 static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
@@ -229,7 +257,14 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
     size_t i;
 
     (void)r;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != e->nchunk) {
+    if (cr_poison_reply(reply)) {
+        if (!e->bad_key[0]) {
+            snprintf(e->bad_key, sizeof(e->bad_key), "%s", fc->key);
+            e->bad_what = fc->kind == F_REQUIRE ? "require set" : "exclude set";
+        }
+        e->failed = 1;
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+               reply->elements != e->nchunk) {
         if (!e->failed)
             cr_error("job %s: audience filter failed (%s)", e->id,
                      reply && reply->str ? reply->str : "connection lost");
@@ -245,7 +280,9 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
     free(fc);
     if (--e->replies > 0)
         return;
-    if (e->failed)
+    if (e->bad_key[0])
+        fail_poisoned(e, e->bad_key, e->bad_what);
+    else if (e->failed)
         finish(e);
     else
         emit(e);
@@ -267,6 +304,7 @@ static int send_filter(struct expansion *e, const char *set_name, enum filter_ki
     fc->e = e;
     fc->kind = kind;
     cr_key_for(&d->keys, "seg", set_name, key, sizeof(key));
+    memcpy(fc->key, key, sizeof(fc->key));
     argv[0] = "SMISMEMBER";
     argv[1] = key;
     for (i = 0; i < e->nchunk; i++)
@@ -354,6 +392,13 @@ static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
     int rc = CR_ENOMEM;
 
     (void)r;
+    if (cr_poison_reply(reply)) {
+        char key[CR_KEY_MAX];
+
+        cr_key_for(&e->x->d->keys, "seg", e->job.segments.v[e->src - 1], key, sizeof(key));
+        fail_poisoned(e, key, "segment");
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {

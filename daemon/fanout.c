@@ -10,6 +10,7 @@
 #include "cr_str.h"
 #include "dispatch.h"
 #include "metrics.h"
+#include "poison.h"
 #include "quiet.h"
 #include "reader.h"
 #include "record.h"
@@ -34,6 +35,8 @@ struct cr_fanout {
 
 static void batch_free(struct cr_batch *b);
 static void maybe_complete(struct cr_batch *b);
+static void poisoned_maybe_free(struct cr_batch *b);
+static int any_inflight(const struct cr_batch *b);
 static void after_outcome(struct cr_batch *b);
 static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
                                   enum cr_priority prio, const char *job);
@@ -45,9 +48,10 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply && reply->type == REDIS_REPLY_STRING &&
-        (strcmp(reply->str, "cancelling") == 0 || strcmp(reply->str, "cancelled") == 0)) {
+        (strcmp(reply->str, "cancelling") == 0 || strcmp(reply->str, "cancelled") == 0 ||
+         strcmp(reply->str, "failed") == 0)) {
         if (!jc->cancelled)
-            cr_info("job %s: cancelled; its remaining messages will not be sent", jc->id);
+            cr_info("job %s: %s; its remaining messages will not be sent", jc->id, reply->str);
         jc->cancelled = 1;
     }
     cr_jobctx_unref(jc);
@@ -81,6 +85,8 @@ static void on_tick(uv_timer_t *t)
 
     for (b = f->active; b; b = next) {
         next = b->next;
+        if (b->poisoned)
+            continue;
         if (!b->flush_busy && b->nouts > b->nflushed && now >= b->flush_due)
             cr_record_flush(b, !b->dead);
         else if (!b->flush_busy && b->planned && b->nouts >= b->expected && !b->acked && !b->dead)
@@ -252,6 +258,10 @@ static void maybe_complete(struct cr_batch *b)
 {
     if (b->planning || !b->planned)
         return;
+    if (b->poisoned) {
+        poisoned_maybe_free(b);
+        return;
+    }
     if (b->nouts >= b->expected && !b->dead)
         cr_record_flush(b, 1);
     else if (b->nouts > b->nflushed)
@@ -267,6 +277,15 @@ static int any_inflight(const struct cr_batch *b)
             return 1;
     }
     return 0;
+}
+
+/* A poisoned batch is freed once every message has come back from the
+ * dispatcher (its outcomes are not written: the job has failed). */
+static void poisoned_maybe_free(struct cr_batch *b)
+{
+    if (b->planning || !b->planned || b->flush_busy || b->nouts < b->expected || any_inflight(b))
+        return;
+    batch_free(b);
 }
 
 static void drain_if_idle(struct cr_batch *b)
@@ -325,6 +344,10 @@ static char *make_member(const struct cr_batch *b, const struct cr_msg *m)
 
 static void after_outcome(struct cr_batch *b)
 {
+    if (b->poisoned) {
+        poisoned_maybe_free(b);
+        return;
+    }
     if (b->dead) {
         drain_if_idle(b);
         return;
@@ -339,6 +362,10 @@ static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const cha
 
     m->state = CR_MSG_DONE;
     b->parked_any = 1;
+    /* never parked past the job's expiry: it comes due then and is counted
+     * expired at once, so the job ends when it expires */
+    if (b->jc->job.expires_at_ms > 0 && due_ms > b->jc->job.expires_at_ms)
+        due_ms = b->jc->job.expires_at_ms;
     o = add_record(b, m->sub, m->channel, CR_ST_FAILED, code);
     o->park_member = make_member(b, m);
     if (o->park_member == NULL) {
@@ -533,6 +560,95 @@ struct supp_ctx {
     enum cr_channel ch;
 };
 
+struct bad_key_ctx {
+    char job[CR_JOB_ID_MAX + 1];
+    char key[CR_KEY_MAX];
+    char want[16];
+    char consequence[128];
+};
+
+static void on_bad_key_type(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct bad_key_ctx *bk = ud;
+
+    (void)r;
+    cr_error("job %s: %s is a %s, not a %s: %s", bk->job, bk->key,
+             reply && reply->type == REDIS_REPLY_STATUS ? reply->str : "value of another type",
+             bk->want, bk->consequence);
+    free(bk);
+}
+
+/* Logs that key holds another type than want, naming the type (one TYPE
+ * call, for the log line only) and what follows from it. */
+static void report_bad_key(const struct cr_batch *b, const char *key, const char *want,
+                           const char *consequence)
+{
+    struct bad_key_ctx *bk = calloc(1, sizeof(*bk));
+
+    if (bk == NULL)
+        return;
+    snprintf(bk->job, sizeof(bk->job), "%s", b->job_id);
+    snprintf(bk->key, sizeof(bk->key), "%s", key);
+    snprintf(bk->want, sizeof(bk->want), "%s", want);
+    snprintf(bk->consequence, sizeof(bk->consequence), "%s", consequence);
+    if (cr_redis_cmd(b->d->rc, on_bad_key_type, bk, 0, "TYPE %s", key) < 0)
+        free(bk);
+}
+
+/* Lets go of b's work in Redis without recording it (its job has failed):
+ * the stream entry is acknowledged, retry members are removed. */
+static void drop_work(struct cr_batch *b)
+{
+    struct cr_daemon *d = b->d;
+
+    if (b->kind == CR_BATCH_STREAM) {
+        cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[b->prio],
+                     d->cfg->group, b->entry);
+    } else if (b->nmsgs > 0) {
+        const char **argv = malloc((b->nmsgs + 2) * sizeof(*argv));
+        size_t i;
+
+        if (argv == NULL)
+            return; /* they come due again and are dropped then */
+        argv[0] = "ZREM";
+        argv[1] = d->keys.retry;
+        for (i = 0; i < b->nmsgs; i++)
+            argv[2 + i] = b->members[i];
+        cr_redis_argv(d->rc, NULL, NULL, 0, (int)b->nmsgs + 2, argv, NULL);
+        free(argv);
+    }
+}
+
+static void on_poison_done(void *ud, enum cr_poison_outcome outcome, const char *reason)
+{
+    (void)ud;
+    (void)outcome;
+    (void)reason; /* poison.c has logged it */
+}
+
+/* The job's ledger holds another type: the job fails with that reason. */
+static void fail_bad_ledger(struct cr_batch *b)
+{
+    cr_poison_fail_job(b->d, b->d->rc, b->job_id,
+                       b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL, b->entry,
+                       b->ledger_key, "string", "ledger", on_poison_done, NULL);
+    drop_work(b);
+}
+
+void cr_fanout_poisoned(struct cr_batch *b, const char *reason)
+{
+    if (b->poisoned)
+        return;
+    b->poisoned = 1;
+    if (b->jc)
+        b->jc->cancelled = 1; /* the rest of the job is not sent from here */
+    cr_poison_fail_job(b->d, b->d->rc, b->job_id,
+                       b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL, b->entry,
+                       NULL, NULL, reason, on_poison_done, NULL);
+    drop_work(b);
+    poisoned_maybe_free(b);
+}
+
 /* One of the batch's suppression answers is in (or the placeholder taken
  * while sending them): when the last is, the messages go out. */
 static void supp_step_done(struct cr_batch *b)
@@ -554,7 +670,18 @@ static void on_suppressed(struct cr_redis *r, redisReply *reply, void *ud)
     size_t k = 0;
 
     (void)r;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+    if (cr_poison_reply(reply)) {
+        /* no way to tell who unsubscribed: none of these may be sent */
+        report_bad_key(b, b->d->keys.suppress[sc->ch], "set",
+                       "the channel's messages of this batch fail (bad_suppress_list)");
+        for (i = 0; i < b->nmsgs; i++) {
+            struct cr_msg *m = &b->msgs[i];
+
+            if (m->channel == sc->ch && m->state != CR_MSG_DONE)
+                cr_fanout_msg_done(m, CR_ST_FAILED, NULL,
+                                   &(struct cr_result){.code = "bad_suppress_list"}, 0, 0);
+        }
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         if (!b->dead)
             cr_error("job %s batch %s: suppression check failed; batch handed back", b->job_id,
                      b->entry);
@@ -623,8 +750,8 @@ static int park_if_quiet(struct cr_batch *b, struct cr_msg *m, int64_t now)
 {
     int64_t until;
 
-    if (b->prio == CR_PRIO_URGENT)
-        return 0;
+    if (b->prio == CR_PRIO_URGENT || b->jc->cancelled || job_expired(b, now))
+        return 0; /* urgent: sent now; cancelled or expired: ended by hand_out */
     if (cr_quiet_until(sub_field(m->sub, "quiet"), sub_field(m->sub, "tz"), now, &until) != 1)
         return 0;
     park(b, m, until, NULL, "quiet_hours", 0);
@@ -640,8 +767,8 @@ static void decide(struct cr_batch *b, int64_t now)
 
     for (i = 0; i < b->nsubs; i++) {
         struct cr_sub *s = &b->subs[i];
-        unsigned set = s->missing ? 0 : sub_channels(b, s);
-        const char *why = s->missing ? "no_subscriber" : "no_channel";
+        unsigned set = s->missing || s->bad ? 0 : sub_channels(b, s);
+        const char *why = s->bad ? "bad_subscriber" : s->missing ? "no_subscriber" : "no_channel";
 
         if (set && below_min_priority(b, s)) {
             set = 0;
@@ -683,6 +810,11 @@ static void prepare_retries(struct cr_batch *b, int64_t now)
         struct cr_msg *m = &b->msgs[i];
 
         b->expected++;
+        if (m->sub->bad) {
+            cr_fanout_msg_done(m, CR_ST_FAILED, NULL,
+                               &(struct cr_result){.code = "bad_subscriber"}, 0, 0);
+            continue;
+        }
         m->address = m->sub->missing ? NULL : sub_field(m->sub, address_field(m->channel));
         m->platform = m->channel == CR_CH_PUSH ? sub_field(m->sub, "push_platform") : NULL;
         if (m->address == NULL) {
@@ -760,7 +892,16 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
     struct cr_batch *b = lc->b;
 
     (void)r;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    if (cr_poison_reply(reply) && lc->sub != NULL) {
+        char key[CR_KEY_MAX];
+
+        lc->sub->bad = 1;
+        cr_key_for(&b->d->keys, "sub", lc->sub->id, key, sizeof(key));
+        report_bad_key(b, key, "hash", "the resident is skipped (bad_subscriber)");
+    } else if (cr_poison_reply(reply)) {
+        b->bad_ledger = 1;
+        b->dead = 1;
+    } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         if (!b->dead)
             cr_error("job %s batch %s: loading subscribers failed (%s); batch handed back",
                      b->job_id, b->entry, reply && reply->str ? reply->str : "connection lost");
@@ -782,6 +923,8 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
     free(lc);
     if (--b->loads_pending > 0)
         return;
+    if (b->bad_ledger)
+        fail_bad_ledger(b);
     if (b->dead) {
         batch_free(b);
         return;
@@ -840,12 +983,25 @@ static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
     const redisReply *state;
 
     (void)r;
+    if (cr_poison_reply(reply)) {
+        report_bad_key(b, b->key, "hash", "its batch is dropped");
+        drop_work(b);
+        batch_free(b);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         batch_free(b);
         return;
     }
     doc = reply->element[0];
     state = reply->element[1];
+    if (state->type == REDIS_REPLY_STRING && strcmp(state->str, "failed") == 0) {
+        cr_info("job %s batch %s: the job has failed; its batch is dropped", b->job_id,
+                b->entry[0] ? b->entry : "(retries)");
+        drop_work(b);
+        batch_free(b);
+        return;
+    }
     b->jc = cache_get(f, b->job_id);
     if (b->jc == NULL) {
         if (doc->type != REDIS_REPLY_STRING) {
@@ -956,7 +1112,10 @@ static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
 /* Starts a batch once its messages or ids are in place: find the job, load. */
 static void start_batch(struct cr_batch *b)
 {
-    b->jc = cache_get(b->fanout, b->job_id);
+    /* retries read the job's state afresh: a job cancelled while its
+     * messages were parked must not park them again */
+    if (b->kind == CR_BATCH_STREAM)
+        b->jc = cache_get(b->fanout, b->job_id);
     if (b->jc) {
         load(b);
         return;

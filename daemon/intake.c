@@ -11,10 +11,13 @@
 #include "fanout.h"
 #include "job.h"
 #include "jobctx.h"
+#include "poison.h"
 #include "reader.h"
 #include "scripts.h"
 
 #define DEAD_DOC_MAX (64 * 1024)
+#define ACCEPT_KEYS 8 /* job, events, jobs, recent, scheduled, ledger, seen, dead */
+#define ACCEPT_ARGS 10
 
 struct item {
     struct cr_intake *in;
@@ -158,6 +161,17 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     verdict = cr_reply_int(reply->element[0]);
+    if (verdict == 4 || verdict == 5) {
+        const char *why = reply->element[1]->str ? reply->element[1]->str : "?";
+
+        if (verdict == 4)
+            cr_error("job %s (entry %s): failed: %s; nothing sent", it->id, it->entry, why);
+        else
+            cr_warn("job %s (entry %s): rejected (bad_key): %s; moved to %s", it->id, it->entry,
+                    why, in->d->keys.dead);
+        cr_intake_release(in, it->entry);
+        return;
+    }
     if (verdict == 3) {
         cr_info("job %s (entry %s): accepted, scheduled for later", it->id, it->entry);
         cr_intake_release(in, it->entry);
@@ -192,15 +206,30 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
 static void accept_job(struct item *it, const char *doc, size_t len, int first)
 {
     struct cr_daemon *d = it->in->d;
+    const struct cr_job *job = &it->job;
+    size_t nsets = job->segments.n + job->require.n + job->exclude.n;
+    size_t nkeys = ACCEPT_KEYS + nsets;
+    size_t argc = nkeys + ACCEPT_ARGS;
     char key[CR_KEY_MAX];
+    char ledger[CR_KEY_MAX + 8];
+    char seen[CR_KEY_MAX + 8];
     char now[24];
     char send_at[24];
     char expires[24];
-    const char *argv[13];
-    size_t lens[13];
-    int i;
+    char nseg[24];
+    char nreq[24];
+    const char **argv = calloc(argc, sizeof(*argv));
+    size_t *lens = calloc(argc, sizeof(*lens));
+    char *sets = calloc(nsets + 1, CR_KEY_MAX);
+    const char **a;
+    size_t i;
+    int rc = CR_ENOMEM;
 
+    if (argv == NULL || lens == NULL || sets == NULL)
+        goto out;
     cr_key_for(&d->keys, "job", it->id, key, sizeof(key));
+    snprintf(ledger, sizeof(ledger), "%s:ledger", key);
+    snprintf(seen, sizeof(seen), "%s:seen", key);
     if (it->jc == NULL) {
         struct cr_job_error err;
 
@@ -211,26 +240,52 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
     snprintf(send_at, sizeof(send_at), "%lld", (long long)it->job.send_at_ms);
     snprintf(expires, sizeof(expires), "%lld", (long long)it->job.expires_at_ms);
+    snprintf(nseg, sizeof(nseg), "%zu", job->segments.n);
+    snprintf(nreq, sizeof(nreq), "%zu", job->require.n);
     argv[0] = key;
     argv[1] = d->keys.events;
     argv[2] = d->keys.jobs;
     argv[3] = d->keys.recent;
     argv[4] = d->keys.scheduled;
-    argv[5] = it->id;
-    argv[6] = it->entry;
-    argv[7] = cr_priority_name(it->job.priority);
-    argv[8] = now;
-    argv[9] = doc;
-    argv[10] = send_at;
-    argv[11] = expires;
-    argv[12] = d->cfg->group;
-    for (i = 0; i < 13; i++)
+    argv[5] = ledger;
+    argv[6] = seen;
+    argv[7] = d->keys.dead;
+    /* the audience sets, checked for their type before anything is written */
+    for (i = 0; i < nsets; i++) {
+        const char *name;
+
+        if (i < job->segments.n)
+            name = job->segments.v[i];
+        else if (i < job->segments.n + job->require.n)
+            name = job->require.v[i - job->segments.n];
+        else
+            name = job->exclude.v[i - job->segments.n - job->require.n];
+        cr_key_for(&d->keys, "seg", name, sets + i * CR_KEY_MAX, CR_KEY_MAX);
+        argv[ACCEPT_KEYS + i] = sets + i * CR_KEY_MAX;
+    }
+    a = argv + nkeys;
+    a[0] = it->id;
+    a[1] = it->entry;
+    a[2] = cr_priority_name(job->priority);
+    a[3] = now;
+    a[4] = doc;
+    a[5] = send_at;
+    a[6] = expires;
+    a[7] = d->cfg->group;
+    a[8] = nseg;
+    a[9] = nreq;
+    for (i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    lens[9] = len;
-    if (first && it->job.send_at_ms <= cr_now_ms())
-        it->pf = cr_expander_prefetch(d->expander, &it->job);
-    if (cr_script_call(cr_daemon_conn(d, it->job.priority), CR_SCRIPT_ACCEPT, 5, 13, argv, lens,
-                       on_accepted, it) < 0)
+    lens[nkeys + 4] = len;
+    if (first && job->send_at_ms <= cr_now_ms())
+        it->pf = cr_expander_prefetch(d->expander, job);
+    rc = cr_script_call(cr_daemon_conn(d, job->priority), CR_SCRIPT_ACCEPT, (int)nkeys, (int)argc,
+                        argv, lens, on_accepted, it);
+out:
+    free(argv);
+    free(lens);
+    free(sets);
+    if (rc < 0)
         cr_intake_release(it->in, it->entry);
 }
 
@@ -293,7 +348,13 @@ static void on_resume_doc(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     it = *find(in, rc->entry);
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    if (cr_poison_reply(reply)) {
+        cr_error("job %s (entry %s): due, but its record is not a hash (%s); acknowledged, "
+                 "nothing sent", rc->id, rc->entry, reply->str);
+        cr_redis_cmd(in->d->rc, NULL, NULL, 0, "XACK %s %s %s", in->d->keys.jobs,
+                     in->d->cfg->group, rc->entry);
+        cr_intake_release(in, rc->entry);
+    } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         cr_intake_release(in, rc->entry); /* stays pending; read again later */
     } else if (reply->type != REDIS_REPLY_STRING) {
         cr_warn("job %s (entry %s): due, but its record is gone; acknowledged", rc->id,

@@ -8,6 +8,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "cr_str.h"
+#include "poison.h"
 #include "scripts.h"
 
 /* outcomes per script call, within what cr_script_call takes */
@@ -33,6 +34,13 @@ static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     free(fc);
+    if (cr_poison_reply(reply)) {
+        /* a key of the wrong type: no retry can write it */
+        b->flushing = 0;
+        b->flush_busy = 0;
+        cr_fanout_poisoned(b, reply->str);
+        return;
+    }
     if (!ok)
         cr_error("job %s batch %s: recording %zu outcomes failed (%s); will retry", b->job_id,
                  b->entry, b->flushing, reply && reply->str ? reply->str : "connection lost");
