@@ -637,8 +637,12 @@ static void fail_bad_ledger(struct cr_batch *b)
 
 void cr_fanout_poisoned(struct cr_batch *b, const char *reason)
 {
+    const char *p = strstr(reason, "BADKEY ");
+
     if (b->poisoned)
         return;
+    if (p)
+        reason = p + 7; /* the key and its type, without the error's code */
     b->poisoned = 1;
     if (b->jc)
         b->jc->cancelled = 1; /* the rest of the job is not sent from here */
@@ -897,7 +901,10 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
 
         lc->sub->bad = 1;
         cr_key_for(&b->d->keys, "sub", lc->sub->id, key, sizeof(key));
-        report_bad_key(b, key, "hash", "the resident is skipped (bad_subscriber)");
+        report_bad_key(b, key, "hash",
+                       b->kind == CR_BATCH_STREAM
+                           ? "the resident is skipped (bad_subscriber)"
+                           : "the resident's waiting messages fail (bad_subscriber)");
     } else if (cr_poison_reply(reply)) {
         b->bad_ledger = 1;
         b->dead = 1;

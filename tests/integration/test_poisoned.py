@@ -10,6 +10,7 @@ One table row per wrong type; every row runs against one redis-server,
 crier-sim and crierd, with its own job id and key names, and must end within
 seconds (the old behaviour retried the step about every 60 s)."""
 
+import datetime
 import time
 
 import pytest
@@ -193,8 +194,14 @@ def require_turns_bad_before_due(r, case):
                          "after_accept": after_accept})
 
 
+def quiet_now():
+    """A quiet-hours window in UTC from two hours ago to two hours ahead."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(hours=2), now + datetime.timedelta(hours=2)
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
 def rfc3339(unix_ms):
-    import datetime
     t = datetime.datetime.fromtimestamp(unix_ms / 1000, datetime.timezone.utc)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
@@ -290,3 +297,58 @@ def _nothing_pending(r, stream):
     except Exception:  # noqa: BLE001 - no group yet
         return True
     return all(g["pending"] == 0 for g in groups)
+
+
+def test_ledger_turns_bad_while_messages_are_out(env):
+    """The ledger becomes a hash while the job's messages are at a slow
+    provider: writing their outcomes meets it, the job fails with the reason
+    and its batch is let go instead of being written again and again."""
+    r, case = env.r, "poison-ledger-mid-job"
+    subs = {f"{case}-{i}": {"name": f"R {i}", "phone": f"+4477008{i:05d}"} for i in range(10)}
+    seed(r, subs)
+    env.sim.configure("twilio", latency_ms=1500)
+    try:
+        entry = post_job(r, job_doc(case, {"subscribers": list(subs)}, channels=("sms",)))
+        wait_until(lambda: env.sim.endpoint_stats("twilio")["requests"] > 0, DONE,
+                   what="first SMS at the provider")
+        poison(r, f"{PREFIX}job:{case}:ledger", "hash")
+        h = wait_state(env, case, ("completed", "failed", "cancelled", "expired"),
+                       f"{case} to end")
+        assert h["state"] == "failed", h
+        assert h["error"] == f"{PREFIX}job:{case}:ledger is a hash, not a string", h
+        assert [e["event"] for e in events_of(r, case)].count("failed") == 1
+        wait_until(lambda: harness.group_caught_up(r, f"{PREFIX}jobs", entry), DONE,
+                   what="job entry acknowledged")
+        wait_until(lambda: _nothing_pending(r, f"{PREFIX}batches:normal"), DONE,
+                   what="its batch let go")
+    finally:
+        env.sim.configure("twilio", latency_ms=0)
+    env.daemon.check_alive()
+    # The daemon carries on with other work.
+    good = good_residents("poison-after-ledger")
+    seed(r, good)
+    post_job(r, job_doc("poison-after-ledger", {"subscribers": list(good)}))
+    h = wait_state(env, "poison-after-ledger", ("completed", "failed"), "next job to end")
+    assert h["state"] == "completed", h
+
+
+def test_parked_resident_turns_bad(env):
+    """A message waiting out quiet hours in crier:retry whose subscriber key
+    has become a string by the time it is due: that message fails with code
+    bad_subscriber, and the job ends."""
+    r, case = env.r, "poison-parked-sub"
+    sub = f"{case}-r"
+    seed(r, {sub: {"name": "Q", "email": f"{sub}@mail.crier.test", "quiet": quiet_now(),
+                   "tz": "UTC"}})
+    post_job(r, job_doc(case, {"subscribers": [sub]}))
+    wait_until(lambda: counter(r.hgetall(f"{PREFIX}job:{case}"), "parked") == 1, DONE,
+               what="message parked for quiet hours")
+    poison(r, f"{PREFIX}sub:{sub}", "string")
+    member = next(m for m in r.zrange(f"{PREFIX}retry", 0, -1) if m.startswith(f"{case}|"))
+    r.zadd(f"{PREFIX}retry", {member: 0}, xx=True)  # due now
+    h = wait_state(env, case, ("completed", "failed", "cancelled", "expired"), f"{case} to end")
+    assert h["state"] == "completed", h
+    assert counter(h, "failed") == 1 and int(h["messages"]) == status_total(h) == 1, h
+    rc = [(x["status"], x["code"]) for x in receipts_of(r, case) if x["status"] != "park"]
+    assert ("failed", "bad_subscriber") in rc, rc
+    assert counter(h, "parked") == 0
