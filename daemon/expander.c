@@ -41,6 +41,7 @@ struct expansion {
     unsigned char *keep;
     int replies;            /* filter replies still to come */
     int failed;
+    char err[400];            /* a filter's Redis error ("" none) */
     char bad_key[CR_KEY_MAX]; /* an audience set of the wrong type ("" none) */
     const char *bad_what;     /* what it is to the job: "segment", "require set"... */
     unsigned pages;         /* pages taken so far in this process */
@@ -84,11 +85,34 @@ static void free_chunk(struct expansion *e)
     e->nchunk = 0;
 }
 
+static void finish_as(struct expansion *e, const char *failure);
+
 static void finish(struct expansion *e)
+{
+    finish_as(e, NULL);
+}
+
+/* A Redis error (not a lost connection) stopped the expansion: the intake
+ * counts it and gives the job up when it keeps failing for the same reason. */
+static void finish_failed(struct expansion *e, const char *what, const redisReply *reply)
+{
+    char why[320];
+
+    if (reply == NULL) {
+        finish(e);
+        return;
+    }
+    snprintf(why, sizeof(why), "%s (%s)", what, reply->str ? reply->str : "?");
+    finish_as(e, why);
+}
+
+/* Frees e and hands its entry back: released, or counted as a failure. */
+static void finish_as(struct expansion *e, const char *failure)
 {
     struct cr_expander *x = e->x;
     struct expansion **p;
     char entry[32];
+    char id[CR_JOB_ID_MAX + 1];
 
     for (p = &x->list; *p; p = &(*p)->next) {
         if (*p == e) {
@@ -98,11 +122,15 @@ static void finish(struct expansion *e)
     }
     x->n--;
     memcpy(entry, e->entry, sizeof(entry));
+    memcpy(id, e->id, sizeof(id));
     free_chunk(e);
     free(e->explicit_sorted);
     cr_job_release(&e->job);
     free(e);
-    cr_intake_release(x->d->intake, entry);
+    if (failure)
+        cr_intake_failed(x->d->intake, entry, id, failure, 0);
+    else
+        cr_intake_release(x->d->intake, entry);
 }
 
 static void on_job_failed(void *ud, enum cr_poison_outcome outcome, const char *reason)
@@ -157,9 +185,11 @@ static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        cr_error("job %s: recording audience batch failed (%s); expansion resumes later", e->id,
-                 reply && reply->str ? reply->str : "connection lost");
-        finish(e);
+        if (reply == NULL)
+            cr_error("job %s: recording audience batch failed (connection lost); expansion "
+                     "resumes later",
+                     e->id);
+        finish_failed(e, "recording an audience batch failed", reply);
         return;
     }
     rc = cr_reply_int(reply);
@@ -265,9 +295,11 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
         e->failed = 1;
     } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
                reply->elements != e->nchunk) {
-        if (!e->failed)
-            cr_error("job %s: audience filter failed (%s)", e->id,
-                     reply && reply->str ? reply->str : "connection lost");
+        if (!e->failed && reply == NULL)
+            cr_error("job %s: audience filter failed (connection lost)", e->id);
+        if (reply && !e->err[0])
+            snprintf(e->err, sizeof(e->err), "audience filter %s failed (%s)", fc->key,
+                     reply->str ? reply->str : "unexpected reply");
         e->failed = 1;
     } else {
         for (i = 0; i < e->nchunk; i++) {
@@ -282,6 +314,8 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     if (e->bad_key[0])
         fail_poisoned(e, e->bad_key, e->bad_what);
+    else if (e->failed && e->err[0])
+        finish_as(e, e->err);
     else if (e->failed)
         finish(e);
     else
@@ -402,9 +436,9 @@ static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
-        cr_error("job %s: SSCAN failed (%s)", e->id,
-                 reply && reply->str ? reply->str : "connection lost");
-        finish(e);
+        if (reply == NULL)
+            cr_error("job %s: SSCAN failed (connection lost)", e->id);
+        finish_failed(e, "reading a segment failed", reply);
         return;
     }
     members = reply->element[1];
@@ -584,7 +618,7 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        finish(e);
+        finish_failed(e, "reading the expansion's state failed", reply);
         return;
     }
     if (reply->element[2]->type == REDIS_REPLY_STRING && strcmp(reply->element[2]->str, "1") == 0) {

@@ -1022,8 +1022,19 @@ static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
         memset(&err, 0, sizeof(err));
         if (cr_jobctx_create(&b->d->keys, b->job_id, doc->str, doc->len, &b->d->cfg->limits,
                              &b->jc, &err) < 0) {
-            cr_error("job %s batch %s: stored job no longer valid (%s: %s); batch left pending",
-                     b->job_id, b->entry, err.code, err.message);
+            char why[400];
+
+            if (strcmp(err.code, "no_memory") == 0) {
+                batch_free(b); /* not the job's fault: left pending, read again later */
+                return;
+            }
+            /* no retry can make it valid: the job fails instead of hanging */
+            snprintf(why, sizeof(why), "its stored document is no longer valid (%s: %s)",
+                     err.code, err.message);
+            cr_poison_fail_job(b->d, b->d->rc, b->job_id,
+                               b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL,
+                               b->entry, NULL, NULL, why, on_poison_done, NULL);
+            drop_work(b);
             batch_free(b);
             return;
         }

@@ -14,10 +14,12 @@
 #include "poison.h"
 #include "reader.h"
 #include "scripts.h"
+#include "strikes.h"
 
 #define DEAD_DOC_MAX (64 * 1024)
 #define ACCEPT_KEYS 8 /* job, events, jobs, recent, scheduled, ledger, seen, dead */
 #define ACCEPT_ARGS 10
+#define STRIKE_BASE_MS 250 /* first wait after a failed step; doubled per failure */
 
 struct item {
     struct cr_intake *in;
@@ -34,6 +36,7 @@ struct cr_intake {
     struct cr_daemon *d;
     struct item *items;
     size_t nitems;
+    struct cr_strikes strikes; /* failures per entry, for bounded retries */
 };
 
 int cr_intake_init(struct cr_daemon *d, struct cr_intake **out)
@@ -146,6 +149,83 @@ static void reject(struct item *it, const char *doc, size_t len, const struct cr
         cr_intake_release(in, it->entry);
 }
 
+struct giveup_ctx {
+    struct cr_intake *in;
+    char entry[32];
+    char id[CR_JOB_ID_MAX + 1];
+    char reason[480];
+};
+
+/* The job of a given-up step is marked failed; one without a record of its
+ * own (its accept kept failing) goes to the dead-letter stream instead. */
+static void on_given_up(void *ud, enum cr_poison_outcome outcome, const char *reason)
+{
+    struct giveup_ctx *g = ud;
+    struct cr_daemon *d = g->in->d;
+    char now[24];
+
+    (void)reason;
+    if (outcome == CR_POISON_NOJOB) {
+        cr_warn("job entry %s id %s: rejected (step_failed): %s; moved to %s", g->entry, g->id,
+                g->reason, d->keys.dead);
+        snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+        if (cr_redis_cmd(d->rc, NULL, NULL, 0, "MULTI") == 0) {
+            cr_redis_cmd(d->rc, NULL, NULL, 0, "XADD %s * job %s error %s code step_failed entry %s",
+                         d->keys.dead, "", g->reason, g->entry);
+            cr_redis_cmd(d->rc, NULL, NULL, 0,
+                         "XADD %s MAXLEN ~ 100000 * job %s event rejected t_ms %s code "
+                         "step_failed error %s entry %s",
+                         d->keys.events, g->id, now, g->reason, g->entry);
+            cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.jobs, d->cfg->group,
+                         g->entry);
+            cr_redis_cmd(d->rc, NULL, NULL, 0, "EXEC");
+        }
+    }
+    if (outcome != CR_POISON_UNKNOWN)
+        cr_strikes_clear(&g->in->strikes, g->entry);
+    cr_intake_release(g->in, g->entry);
+    free(g);
+}
+
+void cr_intake_failed(struct cr_intake *in, const char *entry, const char *id, const char *reason,
+                      int permanent)
+{
+    struct cr_daemon *d = in->d;
+    struct giveup_ctx *g;
+    long wait = STRIKE_BASE_MS;
+    unsigned n = CR_STRIKES_MAX;
+
+    if (!permanent)
+        n = cr_strikes_add(&in->strikes, entry, reason, cr_now_ms(), STRIKE_BASE_MS,
+                           d->cfg->reclaim_idle_ms, &wait);
+    if (n < CR_STRIKES_MAX) {
+        cr_warn("job %s (entry %s): %s; attempt %u of %d failed, next in %ld ms", id, entry,
+                reason, n, CR_STRIKES_MAX, wait);
+        cr_intake_release(in, entry);
+        cr_reader_recover_in(d->reader, wait);
+        return;
+    }
+    g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        cr_intake_release(in, entry);
+        return;
+    }
+    g->in = in;
+    snprintf(g->entry, sizeof(g->entry), "%s", entry);
+    snprintf(g->id, sizeof(g->id), "%s", id);
+    if (permanent)
+        snprintf(g->reason, sizeof(g->reason), "%s", reason);
+    else
+        snprintf(g->reason, sizeof(g->reason), "gave up after %d attempts: %s", CR_STRIKES_MAX,
+                 reason);
+    /* the entry stays held here until the failure is written */
+    if (cr_poison_fail_job(d, d->rc, id, d->keys.jobs, entry, NULL, NULL, g->reason, on_given_up,
+                           g) < 0) {
+        free(g);
+        cr_intake_release(in, entry);
+    }
+}
+
 static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct item *it = ud;
@@ -154,12 +234,20 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
     long long verdict;
 
     (void)r;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        char why[256];
+
+        snprintf(why, sizeof(why), "storing the job failed (%s)", reply->str ? reply->str : "?");
+        cr_intake_failed(in, it->entry, it->id, why, 0);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
         cr_error("job %s (entry %s): storing the job failed (%s); it stays pending", it->id,
                  it->entry, reply && reply->str ? reply->str : "connection lost");
         cr_intake_release(in, it->entry);
         return;
     }
+    cr_strikes_clear(&in->strikes, it->entry);
     verdict = cr_reply_int(reply->element[0]);
     if (verdict == 4 || verdict == 5) {
         const char *why = reply->element[1]->str ? reply->element[1]->str : "?";
@@ -363,9 +451,11 @@ static void on_resume_doc(struct cr_redis *r, redisReply *reply, void *ud)
                      in->d->cfg->group, rc->entry);
         cr_intake_release(in, rc->entry);
     } else if (cr_job_parse(reply->str, reply->len, &in->d->cfg->limits, &it->job, &err) < 0) {
-        cr_error("job %s (entry %s): stored document no longer valid (%s: %s); left pending",
-                 rc->id, rc->entry, err.code, err.message);
-        cr_intake_release(in, rc->entry);
+        char why[400];
+
+        snprintf(why, sizeof(why), "its stored document is no longer valid (%s: %s)", err.code,
+                 err.message);
+        cr_intake_failed(in, rc->entry, rc->id, why, err.code[0] && strcmp(err.code, "no_memory"));
     } else {
         it->have_job = 1;
         snprintf(it->id, sizeof(it->id), "%s", rc->id);

@@ -352,3 +352,64 @@ def test_parked_resident_turns_bad(env):
     rc = [(x["status"], x["code"]) for x in receipts_of(r, case) if x["status"] != "park"]
     assert ("failed", "bad_subscriber") in rc, rc
     assert counter(h, "parked") == 0
+
+
+def test_step_that_keeps_failing_is_given_up(env):
+    """A step that fails with the same Redis error every time (here: crierd's
+    Redis user may not read one segment, an ACL mistake) is tried a bounded
+    number of times with doubling waits, then the entry is dead-lettered with
+    the reason, instead of being retried about every 60 s for ever."""
+    r, case = env.r, "poison-noperm"
+    good = good_residents(case)
+    seed(r, good)
+    seg = "forbidden-area"
+    r.sadd(f"{PREFIX}seg:{seg}", *good)
+    r.acl_setuser("poison-admin", enabled=True, passwords=["+poison-admin-pw"], keys=["*"],
+                  commands=["+@all"], channels=["*"])
+    admin = harness.redis.Redis(host="127.0.0.1", port=env.redis.port, username="poison-admin",
+                                password="poison-admin-pw", decode_responses=True)
+    # crierd's user (default) may use every crier key but crier:seg:f*
+    admin.execute_command("ACL", "SETUSER", "default", "resetkeys", "~crier:[^s]*",
+                          "~crier:s[^e]*", "~crier:se[^g]*", "~crier:seg[^:]*",
+                          "~crier:seg:[^f]*")
+    try:
+        started = time.time()
+        entry = post_job(admin, job_doc(case, {"segments": [seg]}))
+
+        def dead():
+            env.daemon.check_alive()
+            for _id, f in stream_fields(admin, f"{PREFIX}jobs:dead"):
+                if f.get("entry") == entry:
+                    return f
+            return None
+        f = wait_until(dead, DONE, 0.05, what=f"{case} given up")
+        print(f"\ngiven up {time.time() - started:.1f} s after posting")
+        assert f["code"] == "step_failed", f
+        assert "gave up after 5 attempts" in f["error"] and "NOPERM" in f["error"], f
+        wait_until(lambda: harness.group_caught_up(admin, f"{PREFIX}jobs", entry), DONE,
+                   what="entry acknowledged")
+        log = env.daemon.log_text()
+        attempts = [ln for ln in log.splitlines() if case in ln and "of 5 failed" in ln]
+        assert len(attempts) == 4, attempts  # failures 1-4 wait and try again; the 5th gives up
+        assert "next in 250 ms" in attempts[0] and "next in 2000 ms" in attempts[3], attempts
+    finally:
+        admin.execute_command("ACL", "SETUSER", "default", "allkeys")
+        admin.close()
+
+
+def test_stored_document_no_longer_valid_fails_the_job(env):
+    """A scheduled job whose stored document was damaged before it fell due
+    fails at once with the reason (no retry can make it valid)."""
+    r, case = env.r, "poison-bad-doc"
+    good = good_residents(case)
+    seed(r, good)
+    send_at = int(time.time() * 1000) + 1500
+    post_job(r, job_doc(case, {"subscribers": list(good)}, send_at=rfc3339(send_at)))
+    wait_until(lambda: r.hget(f"{PREFIX}job:{case}", "state") == "scheduled", DONE,
+               what="job scheduled")
+    r.hset(f"{PREFIX}job:{case}", "doc", "{not json")
+    h = wait_state(env, case, ("completed", "failed", "cancelled", "expired"), f"{case} to end")
+    assert h["state"] == "failed", h
+    assert h["error"].startswith("its stored document is no longer valid (not_json"), h
+    assert [e["event"] for e in events_of(r, case)][-1] == "failed"
+    assert not receipts_of(r, case)
