@@ -413,6 +413,8 @@ void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
     job->created_ms = cr_ctl_field_ll(h, "created_ms", 0);
     job->started_ms = cr_ctl_field_ll(h, "started_ms", 0);
     job->completed_ms = cr_ctl_field_ll(h, "completed_ms", 0);
+    s = cr_ctl_field(h, "error");
+    snprintf(job->error, sizeof(job->error), "%s", s ? s : "");
     for (st = 0; st < CR_ST__COUNT; st++) {
         const char *sn = cr_status_name((enum cr_status)st);
 

@@ -26,7 +26,7 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  -w, --wait       follow the job like `status` until it is finished; exit 0\n"
-    "                   when it completed, 1 when it was rejected, cancelled or expired\n";
+    "                   when it completed, 1 when it was rejected, cancelled, expired or failed\n";
 
 static int read_all(FILE *f, struct cr_buf *b)
 {

@@ -11,6 +11,7 @@ crier-sim and crierd, with its own job id and key names, and must end within
 seconds (the old behaviour retried the step about every 60 s)."""
 
 import datetime
+import subprocess
 import time
 
 import pytest
@@ -264,6 +265,9 @@ def test_wrong_type_ends_in_a_final_state(env, case, setup):
             assert len(failed) == 1 and failed[0]["error"] == h["error"], events_of(r, case)
             assert counter(h, "sent") == 0 and counter(h, "delivered") == 0, h
             assert not receipts_of(r, case), "a failed job sent nothing"
+            st = subprocess.run([harness.binary("crierctl"), "-p", str(env.redis.port), "status",
+                                 "--once", case], capture_output=True, text=True, timeout=30)
+            assert st.returncode == 1 and f"error    {h['error']}" in st.stdout, st
         for sub, code in exp.get("skipped", {}).items():
             rc = [x for x in receipts_of(r, case) if x["sub"] == sub]
             assert [(x["status"], x["code"]) for x in rc] == [("skipped", code)], rc
