@@ -15,12 +15,14 @@
 #include "reader.h"
 #include "record.h"
 #include "retry.h"
+#include "strikes.h"
 
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32
 #define ROOM_STRETCH 4 /* at most this many times max_batches while a provider starves */
 #define CANCEL_POLL_MS 300
 #define MAX_BATCH_IDS 100000
+#define STRIKE_BASE_MS 250 /* first wait after a batch failed; doubled per failure */
 
 struct cr_fanout {
     struct cr_daemon *d;
@@ -31,6 +33,7 @@ struct cr_fanout {
     uv_timer_t timer;
     uint64_t next_poll;
     int stopped;
+    struct cr_strikes strikes; /* failures per batch entry (retries: per job) */
 };
 
 static void batch_free(struct cr_batch *b);
@@ -604,6 +607,7 @@ static void drop_work(struct cr_batch *b)
     if (b->kind == CR_BATCH_STREAM) {
         cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[b->prio],
                      d->cfg->group, b->entry);
+        cr_redis_cmd(d->rc, NULL, NULL, 0, "XDEL %s %s", d->keys.batches[b->prio], b->entry);
     } else if (b->nmsgs > 0) {
         const char **argv = malloc((b->nmsgs + 2) * sizeof(*argv));
         size_t i;
@@ -635,6 +639,63 @@ static void fail_bad_ledger(struct cr_batch *b)
     drop_work(b);
 }
 
+/* Keeps the first Redis error that stops b (what failed, and Redis's words). */
+static void note_error(struct cr_batch *b, const char *what, const redisReply *reply)
+{
+    char why[320];
+
+    if (b->err || reply == NULL)
+        return; /* a lost connection is retried as it always was */
+    snprintf(why, sizeof(why), "%s (%s)", what, reply->str ? reply->str : "unexpected reply");
+    b->err = strdup(why);
+}
+
+/* A Redis error stopped b before it sent anything. It is handed back and
+ * tried again after a doubling wait; the CR_STRIKES_MAX-th failure in a row
+ * with the same reason fails the job with it and lets b's work go. */
+static void batch_failed(struct cr_batch *b)
+{
+    struct cr_daemon *d = b->d;
+    const char *subject = b->kind == CR_BATCH_STREAM ? b->entry : b->job_id;
+    char why[400];
+    long wait = STRIKE_BASE_MS;
+    unsigned n = cr_strikes_add(&b->fanout->strikes, subject, b->err, cr_now_ms(),
+                                STRIKE_BASE_MS, d->cfg->reclaim_idle_ms, &wait);
+
+    if (n < CR_STRIKES_MAX) {
+        cr_warn("job %s batch %s: %s; attempt %u of %d failed, next in %ld ms", b->job_id,
+                b->entry[0] ? b->entry : "(retries)", b->err, n, CR_STRIKES_MAX, wait);
+        if (b->kind == CR_BATCH_STREAM) {
+            cr_reader_recover_in(d->reader, wait);
+        } else if (b->nmsgs > 0) {
+            /* the claimed members come due again after the wait, not the lease */
+            const char **argv = malloc((2 * b->nmsgs + 3) * sizeof(*argv));
+            char due[24];
+            size_t i;
+
+            snprintf(due, sizeof(due), "%lld", (long long)(cr_now_ms() + wait));
+            if (argv) {
+                argv[0] = "ZADD";
+                argv[1] = d->keys.retry;
+                argv[2] = "XX";
+                for (i = 0; i < b->nmsgs; i++) {
+                    argv[3 + 2 * i] = due;
+                    argv[4 + 2 * i] = b->members[i];
+                }
+                cr_redis_argv(d->rc, NULL, NULL, 0, (int)(2 * b->nmsgs + 3), argv, NULL);
+                free(argv);
+            }
+        }
+        return;
+    }
+    snprintf(why, sizeof(why), "gave up after %d attempts: %s", CR_STRIKES_MAX, b->err);
+    cr_strikes_clear(&b->fanout->strikes, subject);
+    cr_poison_fail_job(d, d->rc, b->job_id,
+                       b->kind == CR_BATCH_STREAM ? d->keys.batches[b->prio] : NULL, b->entry,
+                       NULL, NULL, why, on_poison_done, NULL);
+    drop_work(b);
+}
+
 void cr_fanout_poisoned(struct cr_batch *b, const char *reason)
 {
     const char *p = strstr(reason, "BADKEY ");
@@ -660,6 +721,8 @@ static void supp_step_done(struct cr_batch *b)
     if (--b->loads_pending > 0)
         return;
     if (b->dead) {
+        if (b->err)
+            batch_failed(b);
         batch_free(b);
         return;
     }
@@ -686,9 +749,10 @@ static void on_suppressed(struct cr_redis *r, redisReply *reply, void *ud)
                                    &(struct cr_result){.code = "bad_suppress_list"}, 0, 0);
         }
     } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        if (!b->dead)
+        if (!b->dead && reply == NULL)
             cr_error("job %s batch %s: suppression check failed; batch handed back", b->job_id,
                      b->entry);
+        note_error(b, "the suppression check failed", reply);
         b->dead = 1;
     } else {
         for (i = 0; i < b->nmsgs; i++) {
@@ -909,9 +973,12 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
         b->bad_ledger = 1;
         b->dead = 1;
     } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (!b->dead)
-            cr_error("job %s batch %s: loading subscribers failed (%s); batch handed back",
-                     b->job_id, b->entry, reply && reply->str ? reply->str : "connection lost");
+        if (!b->dead && reply == NULL)
+            cr_error("job %s batch %s: loading subscribers failed (connection lost); batch "
+                     "handed back",
+                     b->job_id, b->entry);
+        note_error(b, lc->sub ? "loading subscribers failed" : "reading the ledger failed",
+                   reply);
         b->dead = 1;
     } else if (lc->sub == NULL) {
         if (reply->type == REDIS_REPLY_STRING && reply->len > 0) {
@@ -932,6 +999,8 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     if (b->bad_ledger)
         fail_bad_ledger(b);
+    else if (b->dead && b->err)
+        batch_failed(b);
     if (b->dead) {
         batch_free(b);
         return;
@@ -997,6 +1066,9 @@ static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        note_error(b, "reading the job failed", reply);
+        if (b->err)
+            batch_failed(b);
         batch_free(b);
         return;
     }
@@ -1291,6 +1363,7 @@ static void batch_free(struct cr_batch *b)
     free(b->msgs);
     free(b->outs);
     free(b->ledger);
+    free(b->err);
     cr_jobctx_unref(b->jc);
     free(b);
     if (!f->stopped)

@@ -83,6 +83,7 @@ struct cr_batch {
     int loads_pending;
     int dead;               /* abandoned (shutdown): no ack */
     int bad_ledger;         /* the job's ledger holds another type: the job fails */
+    char *err;              /* owned: the Redis error that stopped the batch, or NULL */
     int poisoned;           /* a write met a key of the wrong type: the job failed,
                                nothing more of this batch is written */
     unsigned char *ledger;  /* ledger bytes covering this batch, copied */

@@ -10,6 +10,7 @@ One table row per wrong type; every row runs against one redis-server,
 crier-sim and crierd, with its own job id and key names, and must end within
 seconds (the old behaviour retried the step about every 60 s)."""
 
+import contextlib
 import datetime
 import subprocess
 import time
@@ -358,6 +359,52 @@ def test_parked_resident_turns_bad(env):
     assert counter(h, "parked") == 0
 
 
+@contextlib.contextmanager
+def acl_denied(env, patterns):
+    """crierd's Redis user (default) may use only the keys matching patterns;
+    yields a client of a user that may use every key, for the test's own work."""
+    env.r.acl_setuser("poison-admin", enabled=True, passwords=["+poison-admin-pw"], keys=["*"],
+                      commands=["+@all"], channels=["*"])
+    admin = harness.redis.Redis(host="127.0.0.1", port=env.redis.port, username="poison-admin",
+                                password="poison-admin-pw", decode_responses=True)
+    admin.execute_command("ACL", "SETUSER", "default", "resetkeys", *patterns)
+    try:
+        yield admin
+    finally:
+        admin.execute_command("ACL", "SETUSER", "default", "allkeys")
+        admin.close()
+
+
+def test_batch_that_keeps_failing_fails_its_job(env):
+    """Loading a batch's subscribers fails the same way every time (crierd's
+    Redis user may not read crier:sub:f*): the batch is tried a bounded number
+    of times with doubling waits, then the job fails with the reason and the
+    batch is let go."""
+    r, case = env.r, "poison-sub-noperm"
+    subs = {"f-poison-1": {"name": "F", "email": "f-poison-1@mail.crier.test"},
+            "g-poison-2": {"name": "G", "email": "g-poison-2@mail.crier.test"}}
+    seed(r, subs)
+    with acl_denied(env, ["~crier:[^s]*", "~crier:s[^u]*", "~crier:su[^b]*", "~crier:sub[^:]*",
+                          "~crier:sub:[^f]*"]) as admin:
+        entry = post_job(admin, job_doc(case, {"subscribers": list(subs)}))
+
+        def ended():
+            env.daemon.check_alive()
+            h = admin.hgetall(f"{PREFIX}job:{case}")
+            return h if h.get("state") in ("completed", "failed") else None
+        h = wait_until(ended, DONE, 0.05, what=f"{case} to end")
+        assert h["state"] == "failed", h
+        assert h["error"].startswith("gave up after 5 attempts: loading subscribers failed "
+                                     "(NOPERM"), h
+        wait_until(lambda: harness.group_caught_up(admin, f"{PREFIX}jobs", entry), DONE,
+                   what="job entry acknowledged")
+        wait_until(lambda: _nothing_pending(admin, f"{PREFIX}batches:normal"), DONE,
+                   what="its batch let go")
+        log = env.daemon.log_text()
+        tries = [ln for ln in log.splitlines() if case in ln and "of 5 failed" in ln]
+        assert len(tries) == 4, tries
+
+
 def test_step_that_keeps_failing_is_given_up(env):
     """A step that fails with the same Redis error every time (here: crierd's
     Redis user may not read one segment, an ACL mistake) is tried a bounded
@@ -368,15 +415,9 @@ def test_step_that_keeps_failing_is_given_up(env):
     seed(r, good)
     seg = "forbidden-area"
     r.sadd(f"{PREFIX}seg:{seg}", *good)
-    r.acl_setuser("poison-admin", enabled=True, passwords=["+poison-admin-pw"], keys=["*"],
-                  commands=["+@all"], channels=["*"])
-    admin = harness.redis.Redis(host="127.0.0.1", port=env.redis.port, username="poison-admin",
-                                password="poison-admin-pw", decode_responses=True)
     # crierd's user (default) may use every crier key but crier:seg:f*
-    admin.execute_command("ACL", "SETUSER", "default", "resetkeys", "~crier:[^s]*",
-                          "~crier:s[^e]*", "~crier:se[^g]*", "~crier:seg[^:]*",
-                          "~crier:seg:[^f]*")
-    try:
+    with acl_denied(env, ["~crier:[^s]*", "~crier:s[^e]*", "~crier:se[^g]*", "~crier:seg[^:]*",
+                          "~crier:seg:[^f]*"]) as admin:
         started = time.time()
         entry = post_job(admin, job_doc(case, {"segments": [seg]}))
 
@@ -396,9 +437,6 @@ def test_step_that_keeps_failing_is_given_up(env):
         attempts = [ln for ln in log.splitlines() if case in ln and "of 5 failed" in ln]
         assert len(attempts) == 4, attempts  # failures 1-4 wait and try again; the 5th gives up
         assert "next in 250 ms" in attempts[0] and "next in 2000 ms" in attempts[3], attempts
-    finally:
-        admin.execute_command("ACL", "SETUSER", "default", "allkeys")
-        admin.close()
 
 
 def test_stored_document_no_longer_valid_fails_the_job(env):
