@@ -155,7 +155,7 @@ struct ctl_job {
     long long created_ms, started_ms, completed_ms;
     long long st[CR_ST__COUNT];                /* per status */
     long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
-    char error[256];         /* why a failed job failed ("" none) */
+    char error[256];                           /* why a failed job failed ("" none) */
 };
 
 /* Writes the key crier:job:<id> (with the configured prefix) into key.

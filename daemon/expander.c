@@ -293,8 +293,7 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
             e->bad_what = fc->kind == F_REQUIRE ? "require set" : "exclude set";
         }
         e->failed = 1;
-    } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-               reply->elements != e->nchunk) {
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != e->nchunk) {
         if (!e->failed && reply == NULL)
             cr_error("job %s: audience filter failed (connection lost)", e->id);
         if (reply && !e->err[0])

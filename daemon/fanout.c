@@ -605,8 +605,8 @@ static void drop_work(struct cr_batch *b)
     struct cr_daemon *d = b->d;
 
     if (b->kind == CR_BATCH_STREAM) {
-        cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[b->prio],
-                     d->cfg->group, b->entry);
+        cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[b->prio], d->cfg->group,
+                     b->entry);
         cr_redis_cmd(d->rc, NULL, NULL, 0, "XDEL %s %s", d->keys.batches[b->prio], b->entry);
     } else if (b->nmsgs > 0) {
         const char **argv = malloc((b->nmsgs + 2) * sizeof(*argv));
@@ -659,8 +659,8 @@ static void batch_failed(struct cr_batch *b)
     const char *subject = b->kind == CR_BATCH_STREAM ? b->entry : b->job_id;
     char why[400];
     long wait = STRIKE_BASE_MS;
-    unsigned n = cr_strikes_add(&b->fanout->strikes, subject, b->err, cr_now_ms(),
-                                STRIKE_BASE_MS, d->cfg->reclaim_idle_ms, &wait);
+    unsigned n = cr_strikes_add(&b->fanout->strikes, subject, b->err, cr_now_ms(), STRIKE_BASE_MS,
+                                d->cfg->reclaim_idle_ms, &wait);
 
     if (n < CR_STRIKES_MAX) {
         cr_warn("job %s batch %s: %s; attempt %u of %d failed, next in %ld ms", b->job_id,
@@ -691,8 +691,8 @@ static void batch_failed(struct cr_batch *b)
     snprintf(why, sizeof(why), "gave up after %d attempts: %s", CR_STRIKES_MAX, b->err);
     cr_strikes_clear(&b->fanout->strikes, subject);
     cr_poison_fail_job(d, d->rc, b->job_id,
-                       b->kind == CR_BATCH_STREAM ? d->keys.batches[b->prio] : NULL, b->entry,
-                       NULL, NULL, why, on_poison_done, NULL);
+                       b->kind == CR_BATCH_STREAM ? d->keys.batches[b->prio] : NULL, b->entry, NULL,
+                       NULL, why, on_poison_done, NULL);
     drop_work(b);
 }
 
@@ -879,8 +879,8 @@ static void prepare_retries(struct cr_batch *b, int64_t now)
 
         b->expected++;
         if (m->sub->bad) {
-            cr_fanout_msg_done(m, CR_ST_FAILED, NULL,
-                               &(struct cr_result){.code = "bad_subscriber"}, 0, 0);
+            cr_fanout_msg_done(m, CR_ST_FAILED, NULL, &(struct cr_result){.code = "bad_subscriber"},
+                               0, 0);
             continue;
         }
         m->address = m->sub->missing ? NULL : sub_field(m->sub, address_field(m->channel));
@@ -977,8 +977,7 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
             cr_error("job %s batch %s: loading subscribers failed (connection lost); batch "
                      "handed back",
                      b->job_id, b->entry);
-        note_error(b, lc->sub ? "loading subscribers failed" : "reading the ledger failed",
-                   reply);
+        note_error(b, lc->sub ? "loading subscribers failed" : "reading the ledger failed", reply);
         b->dead = 1;
     } else if (lc->sub == NULL) {
         if (reply->type == REDIS_REPLY_STRING && reply->len > 0) {
@@ -1101,8 +1100,8 @@ static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
                 return;
             }
             /* no retry can make it valid: the job fails instead of hanging */
-            snprintf(why, sizeof(why), "its stored document is no longer valid (%s: %s)",
-                     err.code, err.message);
+            snprintf(why, sizeof(why), "its stored document is no longer valid (%s: %s)", err.code,
+                     err.message);
             cr_poison_fail_job(b->d, b->d->rc, b->job_id,
                                b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL,
                                b->entry, NULL, NULL, why, on_poison_done, NULL);

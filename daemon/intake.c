@@ -170,8 +170,9 @@ static void on_given_up(void *ud, enum cr_poison_outcome outcome, const char *re
                 g->reason, d->keys.dead);
         snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
         if (cr_redis_cmd(d->rc, NULL, NULL, 0, "MULTI") == 0) {
-            cr_redis_cmd(d->rc, NULL, NULL, 0, "XADD %s * job %s error %s code step_failed entry %s",
-                         d->keys.dead, "", g->reason, g->entry);
+            cr_redis_cmd(d->rc, NULL, NULL, 0,
+                         "XADD %s * job %s error %s code step_failed entry %s", d->keys.dead, "",
+                         g->reason, g->entry);
             cr_redis_cmd(d->rc, NULL, NULL, 0,
                          "XADD %s MAXLEN ~ 100000 * job %s event rejected t_ms %s code "
                          "step_failed error %s entry %s",
@@ -199,8 +200,8 @@ void cr_intake_failed(struct cr_intake *in, const char *entry, const char *id, c
         n = cr_strikes_add(&in->strikes, entry, reason, cr_now_ms(), STRIKE_BASE_MS,
                            d->cfg->reclaim_idle_ms, &wait);
     if (n < CR_STRIKES_MAX) {
-        cr_warn("job %s (entry %s): %s; attempt %u of %d failed, next in %ld ms", id, entry,
-                reason, n, CR_STRIKES_MAX, wait);
+        cr_warn("job %s (entry %s): %s; attempt %u of %d failed, next in %ld ms", id, entry, reason,
+                n, CR_STRIKES_MAX, wait);
         cr_intake_release(in, entry);
         cr_reader_recover_in(d->reader, wait);
         return;
@@ -438,9 +439,10 @@ static void on_resume_doc(struct cr_redis *r, redisReply *reply, void *ud)
     it = *find(in, rc->entry);
     if (cr_poison_reply(reply)) {
         cr_error("job %s (entry %s): due, but its record is not a hash (%s); acknowledged, "
-                 "nothing sent", rc->id, rc->entry, reply->str);
-        cr_redis_cmd(in->d->rc, NULL, NULL, 0, "XACK %s %s %s", in->d->keys.jobs,
-                     in->d->cfg->group, rc->entry);
+                 "nothing sent",
+                 rc->id, rc->entry, reply->str);
+        cr_redis_cmd(in->d->rc, NULL, NULL, 0, "XACK %s %s %s", in->d->keys.jobs, in->d->cfg->group,
+                     rc->entry);
         cr_intake_release(in, rc->entry);
     } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         cr_intake_release(in, rc->entry); /* stays pending; read again later */

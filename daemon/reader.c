@@ -27,9 +27,9 @@ struct cr_reader {
     int stopped;
     unsigned ticks;
     uv_timer_t claim_timer;
-    uv_timer_t recover_timer;  /* a failed step's next attempt, sooner than the sweep */
-    uint64_t recover_at;       /* loop ms it is armed for, 0 = idle */
-    int open_handles;          /* the reader is freed when both timers are closed */
+    uv_timer_t recover_timer; /* a failed step's next attempt, sooner than the sweep */
+    uint64_t recover_at;      /* loop ms it is armed for, 0 = idle */
+    int open_handles;         /* the reader is freed when both timers are closed */
 };
 
 struct pull_ctx {

@@ -8,14 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CR_STRIKES_MAX 5        /* attempts before a step is given up */
-#define CR_STRIKES_SLOTS 64     /* steps tracked at once; the stalest is dropped */
+#define CR_STRIKES_MAX 5                        /* attempts before a step is given up */
+#define CR_STRIKES_SLOTS 64                     /* steps tracked at once; the stalest is dropped */
 #define CR_STRIKES_FORGET_MS (30LL * 60 * 1000) /* a step quiet this long starts again */
 
 struct cr_strike {
-    char subject[48];           /* "" = free slot */
+    char subject[48]; /* "" = free slot */
     char reason[160];
-    unsigned count;             /* consecutive failures with this reason */
+    unsigned count; /* consecutive failures with this reason */
     int64_t last_ms;
 };
 

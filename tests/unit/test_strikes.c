@@ -21,9 +21,8 @@ TEST(strikes_count_same_reason_and_double_the_wait)
     /* another reason starts again */
     ASSERT_INT_EQ(cr_strikes_add(&s, "1-0", "ERR y", 2100, 250, 60000, &wait), 1);
     /* a long quiet spell starts again */
-    ASSERT_INT_EQ(cr_strikes_add(&s, "1-0", "ERR y", 2100 + CR_STRIKES_FORGET_MS + 1, 250,
-                                 60000, &wait),
-                  1);
+    ASSERT_INT_EQ(
+        cr_strikes_add(&s, "1-0", "ERR y", 2100 + CR_STRIKES_FORGET_MS + 1, 250, 60000, &wait), 1);
     cr_strikes_clear(&s, "1-0");
     ASSERT_INT_EQ(cr_strikes_add(&s, "1-0", "ERR y", 5000, 250, 60000, &wait), 1);
 }
