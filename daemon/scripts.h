@@ -47,8 +47,9 @@ enum cr_script {
      * next due score or "", size of the set}. */
     CR_SCRIPT_CLAIM,
     /* KEYS scheduled, jobs, events; ARGV now_ms, count, prefix. Starts due
-     * scheduled jobs by appending a "resume" entry to the jobs stream.
-     * Returns {started, next due score or ""}. */
+     * scheduled jobs by appending a "resume" entry to the jobs stream, and
+     * ends "cancelled" (messages 0) those of the soonest 256 whose state was
+     * set to cancelling. Returns {started, next due score or ""}. */
     CR_SCRIPT_DUE,
     /* KEYS the provider's bucket; ARGV rate per s, burst, now_ms, want.
      * Returns {tokens granted, ms to wait when none}. */

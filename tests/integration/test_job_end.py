@@ -135,3 +135,21 @@ def test_cancelling_a_scheduled_job_ends_it_at_once(env):
     # crierd does not start it later either (the scheduler no longer holds it).
     again = crierctl(env, "cancel", jid)
     assert again.returncode == 1 and "already cancelled" in again.stderr
+
+
+def test_scheduled_job_cancelled_by_hand_ends_at_once(env):
+    """The contract also lets an integrator cancel by setting state to
+    cancelling: crierd ends a scheduled job so cancelled within a second or
+    so, not at its send_at."""
+    r, jid = env.r, "end-scheduled-hset"
+    seed(r, {"eh-1": {"name": "One", "phone": "+447521000031"}})
+    send_at = int(time.time() * 1000) + 3600 * 1000
+    post_job(r, job(jid, ["eh-1"], send_at=rfc3339(send_at)))
+    wait_until(lambda: r.hget(f"{PREFIX}job:{jid}", "state") == "scheduled", 10,
+               what="job scheduled")
+    r.hset(f"{PREFIX}job:{jid}", "state", "cancelling")
+    h = wait_final(env, jid, timeout=3)
+    assert h["state"] == "cancelled", h
+    assert int(h["messages"]) == 0 and status_total(h) == 0, h
+    assert r.zscore(f"{PREFIX}scheduled", jid) is None
+    assert events(r, jid)[-1] == "cancelled"
