@@ -120,6 +120,20 @@ static void set_parts(struct cr_message *out, const char *const slot[CR_PART__CO
     out->push_body = slot[CR_PART_PUSH_BODY];
 }
 
+/* The fields every message of m's job carries whatever its recipient: a
+ * batch's shared message gets them exactly as a message rendered alone, so
+ * that a request for many says everything a request for one says. */
+static void job_fields(struct cr_message *out, const struct cr_msg *m)
+{
+    const struct cr_job *job = &m->batch->jc->job;
+
+    out->job_id = m->batch->job_id;
+    out->channel = m->channel;
+    out->priority = job->priority;
+    out->sender_name = job->sender_name;
+    out->expires_at_ms = job->expires_at_ms;
+}
+
 int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_message *out)
 {
     const struct cr_batch *b = m->batch;
@@ -146,17 +160,13 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
     }
     snprintf(r->ref, sizeof(r->ref), "%s/%u/%s", b->job_id, m->sub->pos,
              cr_channel_name(m->channel));
-    out->job_id = b->job_id;
+    job_fields(out, m);
     out->sub_id = m->sub->id;
     out->ref = r->ref;
-    out->channel = m->channel;
-    out->priority = jc->job.priority;
     out->address = m->address;
     out->platform = m->platform;
     set_parts(out, slot);
-    out->sender_name = jc->job.sender_name;
     out->unsubscribe_url = m->channel == CR_CH_EMAIL ? unsubscribe_url(&lc) : NULL;
-    out->expires_at_ms = jc->job.expires_at_ms;
     return 0;
 }
 
@@ -410,6 +420,7 @@ int cr_render_batch(struct cr_render *r, struct cr_msg *const *msgs, size_t n, s
         rc = cr_render_message(r, m0, &shared);
     if (rc < 0)
         return rc;
+    job_fields(&shared, m0);
 
     /* per message: substitutions, ref and link into the arena (offsets now,
      * pointers once the arena has stopped moving) */

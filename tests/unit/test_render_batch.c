@@ -351,6 +351,14 @@ TEST(render_batch_same_job_priority_and_translation)
     fixture_release(&f);
 }
 
+/* The string member key of o, or "(none)". */
+static const char *member(const cJSON *o, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(it) ? it->valuestring : "(none)";
+}
+
 /* The batch through the SendGrid adapter: one request, the tags in the shared
  * subject and content, each personalization with its own substitutions. */
 TEST(render_batch_sendgrid_request)
@@ -367,6 +375,7 @@ TEST(render_batch_sendgrid_request)
     const cJSON *subs;
     char err[128];
     void *state = NULL;
+    int i;
 
     ASSERT(ops != NULL && ops->max_batch == 1000 && (ops->flags & CR_PROVIDER_SUBST));
     ASSERT_INT_EQ(ops->init(cfg, "http://127.0.0.1:9", "providers.sendgrid", &state, err,
@@ -402,10 +411,53 @@ TEST(render_batch_sendgrid_request)
                                       "crier_ref")
                       ->valuestring,
                   "batch-1/11/email");
+    /* what a request for one message says, a batch says too: the sender's
+     * name in from, the job in every personalization's custom_args */
+    ASSERT_STR_EQ(member(cJSON_GetObjectItem(doc, "from"), "name"), "PC Jane Smith");
+    for (i = 0; i < 2; i++)
+        ASSERT_STR_EQ(member(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, i), "custom_args"),
+                             "crier_job"),
+                      "batch-1");
     cJSON_Delete(doc);
     cr_buf_release(&req.url);
     cr_buf_release(&req.body);
     curl_slist_free_all(req.headers);
     ops->free_state(state);
     fixture_release(&f);
+}
+
+/* Everything about a message that does not depend on its recipient is in
+ * each message of a batch exactly as in the message rendered alone, with
+ * tags (the shared rendering of render_tagged) and without. */
+TEST(render_batch_messages_carry_the_job_fields)
+{
+    static const char *const s0[] = {"name", "Ann", NULL};
+    static const char *const msgs[2] = {
+        tagged_msg, "{\"lang\":\"en\",\"subject\":\"Road closed\",\"text\":\"The A6.\"}"};
+    struct fixture f;
+    size_t k;
+    size_t i;
+
+    for (k = 0; k < 2; k++) {
+        struct cr_message one;
+
+        ASSERT_INT_EQ(fixture_init(&f, msgs[k]), 0);
+        f.jc->job.expires_at_ms = 1700000900000;
+        for (i = 0; i < NSUBS; i++)
+            fields(&f, i, s0);
+        ASSERT_INT_EQ(cr_render_message(&f.r, &f.msgs[1], &one), 0);
+        ASSERT_INT_EQ(cr_render_batch(&f.r, f.ptrs, NSUBS, CR_SUBST_MAX_BYTES, 1700000000000,
+                                      f.out, f.alone),
+                      0);
+        for (i = 0; i < NSUBS; i++) {
+            ASSERT_INT_EQ(f.alone[i], 0);
+            ASSERT(f.out[i].job_id != NULL && f.out[i].sender_name != NULL);
+            ASSERT_STR_EQ(f.out[i].job_id, "batch-1");
+            ASSERT_STR_EQ(f.out[i].sender_name, one.sender_name);
+            ASSERT_INT_EQ(f.out[i].priority, CR_PRIO_URGENT);
+            ASSERT_INT_EQ(f.out[i].channel, CR_CH_EMAIL);
+            ASSERT_INT_EQ(f.out[i].expires_at_ms, 1700000900000);
+        }
+        fixture_release(&f);
+    }
 }
