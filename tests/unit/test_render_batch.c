@@ -7,6 +7,7 @@
 #include "config.h"
 #include "cr_error.h"
 #include "cr_provider.h"
+#include "links.h"
 #include "render.h"
 #include "test.h"
 
@@ -335,19 +336,90 @@ TEST(render_batch_same_job_priority_and_translation)
     struct cr_batch other;
 
     ASSERT_INT_EQ(fixture_init(&f, "{\"lang\":\"en\",\"subject\":\"Hi {{name}}\",\"text\":\"t\","
-                                   "\"translations\":{\"pl\":{\"subject\":\"Czesc {{name}}\"}}}"),
+                                   "\"translations\":{\"pl\":{\"subject\":\"Czesc {{name}}\","
+                                   "\"text\":\"Tekst\"}}}"),
                   0);
     fields(&f, 0, en);
     fields(&f, 1, pl);
     fields(&f, 2, de);
     fields(&f, 3, none);
-    ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[1])); /* Polish subject */
+    ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[1])); /* Polish email */
     ASSERT(cr_render_same(&f.msgs[0], &f.msgs[2]));  /* no German: the default */
     ASSERT(cr_render_same(&f.msgs[0], &f.msgs[3]));
     other = f.b;
     other.prio = CR_PRIO_BULK;
     f.msgs[3].batch = &other;
     ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[3]));
+    fixture_release(&f);
+
+    /* a Polish subject alone cannot make a Polish email: English whole, shared */
+    ASSERT_INT_EQ(fixture_init(&f, "{\"lang\":\"en\",\"subject\":\"Hi {{name}}\",\"text\":\"t\","
+                                   "\"translations\":{\"pl\":{\"subject\":\"Czesc {{name}}\"}}}"),
+                  0);
+    fields(&f, 0, en);
+    fields(&f, 1, pl);
+    ASSERT(cr_render_same(&f.msgs[0], &f.msgs[1]));
+    fixture_release(&f);
+}
+
+/* A Welsh translation with subject and text but no html: a Welsh resident's
+ * email is Welsh text only (never Welsh text beside English html); an English
+ * resident's is English in every part; alone and in a batch alike. */
+TEST(render_partial_translation_is_one_language_per_message)
+{
+    static const char *const cy[] = {"name", "Siân", "lang", "cy", NULL};
+    static const char *const cy2[] = {"name", "Dafydd", "lang", "cy-GB", NULL};
+    static const char *const en[] = {"name", "Ann", "lang", "en", NULL};
+    static const char msg[] =
+        "{\"lang\":\"en\",\"subject\":\"Flood warning, {{name}}\","
+        "\"text\":\"Hello {{name}}, the river is rising.\","
+        "\"html\":\"<p>Hello {{name}}, the river is rising.</p>\","
+        "\"translations\":{\"cy\":{\"subject\":\"Rhybudd llifogydd, {{name}}\","
+        "\"text\":\"Helo {{name}}, mae'r afon yn codi.\"}}}";
+    struct cr_message one;
+    struct fixture f;
+
+    struct cr_link link;
+
+    ASSERT_INT_EQ(fixture_init(&f, msg), 0);
+    f.cfg.links_secret = (char *)(uintptr_t) "link-secret-0123456789";
+    f.cfg.webhooks_public_url = (char *)(uintptr_t) "https://a.example";
+    f.cfg.links_ttl_days = 1;
+    fields(&f, 0, cy);
+    fields(&f, 1, cy2);
+    fields(&f, 2, en);
+    fields(&f, 3, cy);
+    ASSERT_INT_EQ(cr_render_message(&f.r, &f.msgs[0], &one), 0);
+    ASSERT_STR_EQ(one.subject, "Rhybudd llifogydd, Siân");
+    ASSERT_STR_EQ(one.text, "Helo Siân, mae'r afon yn codi.");
+    ASSERT(one.html == NULL);
+    /* its link's page is shown in the message's language */
+    ASSERT(one.unsubscribe_url != NULL && strncmp(one.unsubscribe_url, "https://a.example/u/", 20) == 0);
+    ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, one.unsubscribe_url + 20,
+                                 strlen(one.unsubscribe_url + 20), 0, &link),
+                  0);
+    ASSERT_STR_EQ(link.lang, "cy");
+    ASSERT_INT_EQ(cr_render_message(&f.r, &f.msgs[2], &one), 0);
+    ASSERT_STR_EQ(one.subject, "Flood warning, Ann");
+    ASSERT_STR_EQ(one.text, "Hello Ann, the river is rising.");
+    ASSERT_STR_EQ(one.html, "<p>Hello Ann, the river is rising.</p>");
+    ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, one.unsubscribe_url + 20,
+                                 strlen(one.unsubscribe_url + 20), 0, &link),
+                  0);
+    ASSERT_STR_EQ(link.lang, "en");
+
+    ASSERT(cr_render_same(&f.msgs[0], &f.msgs[1]));
+    ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[2]));
+    ASSERT_INT_EQ(cr_render_batch(&f.r, f.ptrs, 2, CR_SUBST_MAX_BYTES, 1700000000000, f.out,
+                                  f.alone),
+                  0);
+    ASSERT_STR_EQ(f.out[0].subject, "Rhybudd llifogydd, -crier-t-0-");
+    ASSERT_STR_EQ(f.out[1].text, "Helo -crier-t-0-, mae'r afon yn codi.");
+    ASSERT(f.out[0].html == NULL && f.out[1].html == NULL);
+    ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, f.out[1].unsubscribe_url + 20,
+                                 strlen(f.out[1].unsubscribe_url + 20), 0, &link),
+                  0);
+    ASSERT_STR_EQ(link.lang, "cy");
     fixture_release(&f);
 }
 
