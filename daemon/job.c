@@ -1012,39 +1012,39 @@ static int whole_for(const struct cr_content *c, const struct cr_content *d, enu
     }
 }
 
-/* The translation named exactly (case-insensitive) by lang[0..len) that
- * ok() accepts: 1 + its index, or 0. */
-static size_t find_row(const struct cr_job *job, const char *lang, size_t len,
-                       int (*ok)(const struct cr_job *, size_t, enum cr_channel),
-                       enum cr_channel ch)
+int cr_lang_match(const char *want, const char *have)
 {
-    size_t i;
+    const char *dash;
 
-    for (i = 0; i < job->ntranslations; i++) {
-        const char *tl = job->translations[i].lang;
-
-        if (strlen(tl) == len && strncasecmp(tl, lang, len) == 0 && ok(job, i, ch))
-            return 1 + i;
-    }
-    return 0;
+    if (want == NULL || have == NULL || want[0] == '\0' || have[0] == '\0')
+        return 0;
+    if (strcasecmp(want, have) == 0)
+        return 2;
+    dash = strchr(want, '-');
+    return dash != NULL && strlen(have) == (size_t)(dash - want) &&
+           strncasecmp(want, have, (size_t)(dash - want)) == 0;
 }
 
-/* The best row for lang: an exact tag first, then the language without its
- * region ("pt" for "pt-BR"); 0 (the default) when none is accepted. */
+/* The best row for lang among the translations ok() accepts: an exact tag
+ * first, then the language without its region ("pt" for "pt-BR"); 0 (the
+ * default) when none is accepted. */
 static size_t best_row(const struct cr_job *job, const char *lang,
                        int (*ok)(const struct cr_job *, size_t, enum cr_channel),
                        enum cr_channel ch)
 {
-    const char *dash;
-    size_t row;
+    size_t best = 0;
+    int best_score = 0;
+    size_t i;
 
-    if (lang == NULL || lang[0] == '\0')
-        return 0;
-    row = find_row(job, lang, strlen(lang), ok, ch);
-    dash = strchr(lang, '-');
-    if (row == 0 && dash != NULL)
-        row = find_row(job, lang, (size_t)(dash - lang), ok, ch);
-    return row;
+    for (i = 0; i < job->ntranslations; i++) {
+        int score = cr_lang_match(lang, job->translations[i].lang);
+
+        if (score > best_score && ok(job, i, ch)) {
+            best_score = score;
+            best = 1 + i;
+        }
+    }
+    return best;
 }
 
 static int whole_message(const struct cr_job *job, size_t t, enum cr_channel ch)

@@ -88,6 +88,11 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim,
 /* Frees everything job owns. */
 void cr_job_release(struct cr_job *job);
 
+/* How well a subscriber's language tag want matches a content's tag have
+ * (both case-insensitive): 2 the same tag, 1 the same language without
+ * want's region ("pt-BR" wants "pt"), 0 not at all (NULL or "" neither). */
+int cr_lang_match(const char *want, const char *have);
+
 /* The language rule, per message: which content a message of channel ch to
  * a subscriber whose language is lang (may be NULL or "") is made of. Returns
  * 1 + t for job->translations[t] when that translation can make the whole
