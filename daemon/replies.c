@@ -187,6 +187,44 @@ out:
     return rc;
 }
 
+/* The answer in text to the survey object sv (NULL: none), or 0. */
+static int match_survey(const cJSON *sv, const char *text)
+{
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(sv, "options");
+    const char *o[CR_SURVEY_OPTIONS_MAX];
+    const cJSON *it;
+    size_t n = 0;
+
+    cJSON_ArrayForEach(it, opts)
+    {
+        if (cJSON_IsString(it) && n < CR_SURVEY_OPTIONS_MAX)
+            o[n++] = it->valuestring;
+    }
+    return n > 0 ? cr_survey_match(o, n, text) : 0;
+}
+
+int cr_survey_match_doc(const char *doc, size_t len, const char *text)
+{
+    cJSON *root = cJSON_ParseWithLength(doc, len);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+    const cJSON *trs = cJSON_GetObjectItemCaseSensitive(msg, "translations");
+    const cJSON *t;
+    int match;
+
+    /* the job's survey first, then each translation's, in document order */
+    match = match_survey(cJSON_GetObjectItemCaseSensitive(root, "survey"), text);
+    if (match == 0 && cJSON_IsObject(trs)) {
+        cJSON_ArrayForEach(t, trs)
+        {
+            match = match_survey(cJSON_GetObjectItemCaseSensitive(t, "survey"), text);
+            if (match != 0)
+                break;
+        }
+    }
+    cJSON_Delete(root);
+    return match;
+}
+
 /* ---- scripts --------------------------------------------------------------- */
 
 /* ARGV: prefix, number. Returns {"<job>/<pos>/<sub>" or "", doc or ""}. */
@@ -399,7 +437,7 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
     t.channel = "sms";
     t.sv = &sv;
     if (in->kind == CR_REPLY_TEXT && sv.question != NULL)
-        t.option = cr_survey_match((const char *const *)sv.options, sv.noptions, in->text);
+        t.option = cr_survey_match_doc(doc, reply->element[1]->len, in->text);
     rc = run_reply(in->d, &t, on_reply_written, in);
     cr_survey_release(&sv);
     if (rc != 0)

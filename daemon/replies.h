@@ -51,6 +51,13 @@ int cr_survey_from_doc_lang(const char *doc, size_t len, const char *lang,
                             struct cr_survey *out);
 void cr_survey_release(struct cr_survey *s);
 
+/* The survey answer in an SMS text for a job document: as cr_survey_match
+ * against the job's survey options, then against each translation's (the
+ * resident may answer in the language the question came in; option numbers
+ * are the same in every language). 0 when it answers nothing or the document
+ * has no survey. */
+int cr_survey_match_doc(const char *doc, size_t len, const char *text);
+
 /* Told when an inbound message has been handled: status 200 (outcome
  * "accepted" or "replayed") or 503 ("unavailable": Redis did not answer). */
 typedef void (*cr_replies_done_cb)(void *ud, int status, const char *outcome);

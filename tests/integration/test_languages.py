@@ -4,8 +4,12 @@ survey) and a Polish one (email and survey) goes to residents who read
 Welsh, English and Polish; what crier-sim received must be one language in
 every part of each message, and the /u/ and /s/ pages fetched from crierd
 must be in the language the message was written in: Welsh fixed words for
-Welsh, the Polish survey under English fixed words for Polish."""
+Welsh, the Polish survey under English fixed words for Polish. An SMS answer
+in the words of the Welsh options counts as that option."""
 
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import re
@@ -214,5 +218,16 @@ def test_partial_translations_one_language_per_message_and_pages(env):
     st, page = get(port, "GET", s)
     assert st == 200 and html_lang(page) == "en" and "Do you feel safe?" in page
 
+    # A Welsh answer by SMS, in the words of the Welsh options: option 3.
+    phone = subs["cy0"]["phone"]
+    if not env.r.hexists(f"{PREFIX}sms:last", phone):  # written by the record script
+        env.r.hset(f"{PREFIX}sms:last", phone, f"{JOB_ID}/0/cy0")
+    params = {"MessageSid": "SMwelsh0001", "From": phone, "Body": "ddim yn siŵr"}
+    data = PUBLIC + "/hooks/twilio" + "".join(k + v for k, v in sorted(params.items()))
+    sig = base64.b64encode(hmac.new(b"test-token", data.encode(), hashlib.sha1).digest()).decode()
+    st, _ = get(port, "POST", "/hooks/twilio", urllib.parse.urlencode(params).encode(),
+                dict(FORM, **{"X-Twilio-Signature": sig}))
+    assert st == 200
+
     # the answers are tallied by option number, whatever the language
-    assert env.r.hgetall(f"{PREFIX}job:{JOB_ID}:survey") == {"2": "1"}
+    assert env.r.hgetall(f"{PREFIX}job:{JOB_ID}:survey") == {"2": "1", "3": "1"}

@@ -66,3 +66,21 @@ TEST(replies_survey_in_the_message_language)
     ASSERT_STR_EQ(sv.question, "Safe?");
     cr_survey_release(&sv);
 }
+
+TEST(replies_sms_answer_in_any_language_of_the_job)
+{
+    static const char doc[] =
+        "{\"message\":{\"sms\":\"x\",\"translations\":{"
+        "\"pl\":{\"sms\":\"z\"},"
+        "\"cy\":{\"sms\":\"y\",\"survey\":{\"question\":\"Q\","
+        "\"options\":[\"Ydw\",\"Nac ydw\",\"Ddim yn si\u0175r\"]}}}},"
+        "\"survey\":{\"question\":\"Safe?\",\"options\":[\"Yes\",\"No\",\"Not sure\"]}}";
+
+    ASSERT_INT_EQ(cr_survey_match_doc(doc, strlen(doc), "no"), 2);
+    ASSERT_INT_EQ(cr_survey_match_doc(doc, strlen(doc), " nac YDW "), 2);
+    ASSERT_INT_EQ(cr_survey_match_doc(doc, strlen(doc), "Ddim yn si\xc5\xb5r"), 3);
+    ASSERT_INT_EQ(cr_survey_match_doc(doc, strlen(doc), "3"), 3);
+    ASSERT_INT_EQ(cr_survey_match_doc(doc, strlen(doc), "efallai"), 0);
+    ASSERT_INT_EQ(cr_survey_match_doc("{\"id\":1}", 8, "yes"), 0);
+    ASSERT_INT_EQ(cr_survey_match_doc("nope", 4, "yes"), 0);
+}
