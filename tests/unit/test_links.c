@@ -24,8 +24,8 @@ TEST(links_make_and_verify)
     ASSERT_STR_EQ(l.arg, "email");
     ASSERT_INT_EQ(l.expires_s, 2000000000);
 
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "r:77", "survey-job.1", NULL, 2000000000, tok,
-                               sizeof(tok)),
+    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "r:77", "survey-job.1", NULL, 2000000000,
+                               tok, sizeof(tok)),
                   0);
     ASSERT_INT_EQ(cr_link_verify(secret, tok, strlen(tok), 1900000000, &l), 0);
     ASSERT_INT_EQ(l.kind, CR_LINK_SURVEY);
@@ -73,7 +73,8 @@ TEST(links_expire)
     char tok[CR_LINK_TOKEN_MAX];
     struct cr_link l;
 
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", NULL, 1000, tok, sizeof(tok)), 0);
+    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", NULL, 1000, tok, sizeof(tok)),
+                  0);
     ASSERT_INT_EQ(cr_link_verify(secret, tok, strlen(tok), 1000, &l), 0);
     ASSERT_INT_EQ(cr_link_verify(secret, tok, strlen(tok), 1001, &l), CR_ETIMEOUT);
 }
@@ -85,8 +86,10 @@ TEST(links_refuse_ids_they_cannot_carry)
 
     memset(longid, 'x', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "a|b", "job", NULL, 5, tok, sizeof(tok)), CR_EINVAL);
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "", "job", NULL, 5, tok, sizeof(tok)), CR_EINVAL);
+    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "a|b", "job", NULL, 5, tok, sizeof(tok)),
+                  CR_EINVAL);
+    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "", "job", NULL, 5, tok, sizeof(tok)),
+                  CR_EINVAL);
     ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, longid, "job", NULL, 5, tok, sizeof(tok)),
                   CR_EINVAL);
     ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s", "job", NULL, 5, tok, 20), CR_ETOOBIG);
@@ -104,7 +107,8 @@ TEST(links_url_uses_the_public_url_and_ttl)
     cfg.links_secret = (char *)(uintptr_t)secret;
     cfg.webhooks_public_url = (char *)(uintptr_t) "https://alerts.example.org";
     cfg.links_ttl_days = 2;
-    ASSERT_INT_EQ(cr_link_url(&cfg, CR_LINK_UNSUBSCRIBE, "s", "sms", "cy", 1000000, url, sizeof(url)), 0);
+    ASSERT_INT_EQ(
+        cr_link_url(&cfg, CR_LINK_UNSUBSCRIBE, "s", "sms", "cy", 1000000, url, sizeof(url)), 0);
     ASSERT(strncmp(url, "https://alerts.example.org/u/", 29) == 0);
     ASSERT_INT_EQ(cr_link_verify(secret, url + 29, strlen(url + 29), 1000, &l), 0);
     ASSERT_INT_EQ(l.expires_s, 1000 + 2 * 86400);
@@ -125,21 +129,20 @@ TEST(links_carry_the_language_and_old_tokens_still_verify)
     struct cr_link l;
     int k;
 
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "cy", 2000000000, tok,
-                               sizeof(tok)),
-                  0);
+    ASSERT_INT_EQ(
+        cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "cy", 2000000000, tok, sizeof(tok)), 0);
     ASSERT_INT_EQ(cr_link_verify(secret, tok, strlen(tok), 1900000000, &l), 0);
     ASSERT_STR_EQ(l.lang, "cy");
     ASSERT_STR_EQ(l.arg, "job1");
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "pt-BR", 2000000000, tok,
-                               sizeof(tok)),
-                  0);
+    ASSERT_INT_EQ(
+        cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "pt-BR", 2000000000, tok, sizeof(tok)),
+        0);
     ASSERT_INT_EQ(cr_link_verify(secret, tok, strlen(tok), 1900000000, &l), 0);
     ASSERT_STR_EQ(l.lang, "pt-BR");
     ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "c|y", 5, tok, sizeof(tok)),
                   CR_EINVAL);
-    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "a-very-long-language", 5,
-                               tok, sizeof(tok)),
+    ASSERT_INT_EQ(cr_link_make(secret, CR_LINK_SURVEY, "s1", "job1", "a-very-long-language", 5, tok,
+                               sizeof(tok)),
                   CR_EINVAL);
 
     /* a version 1 token, signed as crierd signed them: still valid, no language */

@@ -394,7 +394,8 @@ TEST(render_partial_translation_is_one_language_per_message)
     ASSERT_STR_EQ(one.text, "Helo Siân, mae'r afon yn codi.");
     ASSERT(one.html == NULL);
     /* its link's page is shown in the message's language */
-    ASSERT(one.unsubscribe_url != NULL && strncmp(one.unsubscribe_url, "https://a.example/u/", 20) == 0);
+    ASSERT(one.unsubscribe_url != NULL &&
+           strncmp(one.unsubscribe_url, "https://a.example/u/", 20) == 0);
     ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, one.unsubscribe_url + 20,
                                  strlen(one.unsubscribe_url + 20), 0, &link),
                   0);

@@ -240,10 +240,12 @@ TEST(workers_sendgrid_build_batch)
     ASSERT_INT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "content")), 2);
     /* what a request for one carries, a request for many carries too */
     ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(doc, "from"), "name"), "PC Jane Smith");
-    ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "custom_args"), "crier_job"),
-                  "appeal-17");
-    ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "custom_args"), "crier_job"),
-                  "appeal-17");
+    ASSERT_STR_EQ(
+        jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "custom_args"), "crier_job"),
+        "appeal-17");
+    ASSERT_STR_EQ(
+        jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "custom_args"), "crier_job"),
+        "appeal-17");
     cJSON_Delete(doc);
     req_release(&req);
 
