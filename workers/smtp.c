@@ -382,8 +382,77 @@ static int fold_plain(struct fold *f, const char *s)
     return rc;
 }
 
+/* RFC 5322 atext: what an atom of a phrase may hold without quoting. */
+static int atext_word(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!isalnum(c) && strchr("!#$%&'*+-/=?^_`{|}~", c) == NULL)
+            return 0;
+        if (c == '=' && i + 1 < len && s[i + 1] == '?')
+            return 0; /* would read as the start of an encoded-word */
+    }
+    return len > 0;
+}
+
+/* Appends a phrase (RFC 5322 3.2.5) word by word: words that are atoms as
+ * they are, each run of other words as encoded-words (RFC 2047 section 5,
+ * rule 3) with its inner spaces inside them. The space between an atom and
+ * an encoded-word survives decoding everywhere; the space between two
+ * adjacent encoded-words is dropped by RFC 2047 readers but kept by some
+ * (Python's email package), so encoded-words only meet where one run is too
+ * long for a single word. Returns 1 (nothing appended) when the name has
+ * whitespace that words cannot keep: leading, trailing or doubled spaces. */
+static int fold_phrase(struct fold *f, const char *name)
+{
+    size_t len = strlen(name);
+    size_t i = 0;
+    size_t run = 0;       /* start of the run of words to encode */
+    int in_run = 0;
+    struct cr_buf tmp;
+    int rc = 0;
+
+    if (len == 0 || name[0] == ' ' || name[len - 1] == ' ' || strstr(name, "  ") != NULL)
+        return 1;
+    cr_buf_init(&tmp, HEADER_VALUE_MAX);
+    while (rc == 0 && i <= len) {
+        size_t start = i;
+        size_t end = i;
+
+        while (end < len && name[end] != ' ')
+            end++;
+        if (atext_word(name + start, end - start)) {
+            if (in_run) {
+                cr_buf_reset(&tmp);
+                rc = cr_buf_append(&tmp, name + run, start - 1 - run);
+                if (rc == 0)
+                    rc = fold_encoded(f, cr_buf_cstr(&tmp));
+                in_run = 0;
+            }
+            if (rc == 0)
+                rc = fold_put(f, name + start, end - start);
+        } else if (!in_run) {
+            run = start;
+            in_run = 1;
+        }
+        i = end + 1;
+    }
+    if (rc == 0 && in_run) {
+        cr_buf_reset(&tmp);
+        rc = cr_buf_append(&tmp, name + run, len - run);
+        if (rc == 0)
+            rc = fold_encoded(f, cr_buf_cstr(&tmp));
+    }
+    cr_buf_release(&tmp);
+    return rc;
+}
+
 /* Appends a display name: a quoted-string when plain ASCII and it fits on
- * the line, else encoded-words (allowed in a phrase, RFC 2047 section 5). */
+ * the line, else a phrase of atoms and encoded-words (whole encoded-words
+ * when its spacing is unusual). */
 static int fold_display_name(struct fold *f, const char *name)
 {
     struct cr_buf q;
@@ -391,7 +460,7 @@ static int fold_display_name(struct fold *f, const char *name)
     int rc;
 
     if (!plain_ascii(name))
-        return fold_encoded(f, name);
+        goto phrase;
     cr_buf_init(&q, HEADER_VALUE_MAX);
     rc = cr_buf_appends(&q, "\"");
     for (p = name; rc == 0 && *p != '\0'; p++) {
@@ -402,11 +471,18 @@ static int fold_display_name(struct fold *f, const char *name)
     }
     if (rc == 0)
         rc = cr_buf_appends(&q, "\"");
-    if (rc == 0 && fold_col(f) + 1 + q.len <= HDR_LINE_MAX)
+    if (rc == 0 && fold_col(f) + 1 + q.len <= HDR_LINE_MAX) {
         rc = fold_put(f, cr_buf_cstr(&q), q.len);
-    else if (rc == 0)
-        rc = fold_encoded(f, name);
+        cr_buf_release(&q);
+        return rc;
+    }
     cr_buf_release(&q);
+    if (rc < 0)
+        return rc;
+phrase:
+    rc = fold_phrase(f, name);
+    if (rc == 1)
+        rc = fold_encoded(f, name);
     return rc;
 }
 

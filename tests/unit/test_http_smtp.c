@@ -535,9 +535,9 @@ TEST(http_smtp_text_lines_and_folded_headers_on_the_wire)
     p = strstr(d, "\r\nSubject: =?UTF-8?B?");
     ASSERT(p != NULL);
     ASSERT(strncmp(strstr(p + 2, "\r\n"), "\r\n =?UTF-8?B?", 13) == 0);
-    p = strstr(d, "\r\nFrom: =?UTF-8?B?");
+    /* The name: atoms as they are, the rest as encoded-words. */
+    p = strstr(d, "\r\nFrom: Komenda Miejska Policji w =?UTF-8?B?xYFvZHppIOKAkyBXeWR6aWHFgg==?=\r\n"
+                  " Prewencji <alerts@police.example>\r\nTo: ");
     ASSERT(p != NULL);
-    ASSERT(strncmp(strstr(p + 2, "\r\n"), "\r\n =?UTF-8?B?", 13) == 0);
-    ASSERT_STR_CONTAINS(p, "?= <alerts@police.example>\r\nTo: ");
     srv_free(&s);
 }
