@@ -185,3 +185,39 @@ def test_smtp_messages_keep_to_the_rfcs(env, aiosmtpd):
             expect = want.replace("{{name}}", name)
             assert "\n" not in decoded.replace("\r\n", ""), repr(decoded)
             assert decoded == expect.replace("\n", "\r\n"), repr(decoded)
+
+
+def test_crier_sim_smtp_reads_folded_headers(env):
+    """The same job through crier-sim's SMTP (STARTTLS, AUTH): the simulator
+    unfolds the headers and joins the encoded-words into the job's subject."""
+    d = env.dir
+    ca, ca_key = make_ca(d / "ca")
+    cert, key = make_server_cert(d / "ca", ca, ca_key)
+    env.start_redis()
+    env.start_sim("--tls-cert", str(cert), "--tls-key", str(key),
+                  "--smtp-port", "0", "--smtp-port-file", str(d / "smtp.port"),
+                  "--smtp-user", USER, "--smtp-pass", PASSWORD, "--smtp-require-tls")
+    port = int((d / "smtp.port").read_text())
+    daemon = env.crierd(
+        channels={"email": ["smtp"]},
+        providers={"smtp": {"type": "smtp", "url": f"smtp://127.0.0.1:{port}",
+                            "from_email": FROM, "username": USER, "password": PASSWORD,
+                            "ca_file": str(ca)}})
+    seed(env.r, {"s0": {"name": "Sam", "email": "s0@mail.crier.test"}}, {"area:S": ["s0"]})
+    post_job(env.r, {"id": "rfc-0002", "priority": "urgent", "audience": {"segments": ["area:S"]},
+                     "channels": ["email"], "sender": {"name": SENDER},
+                     "message": {"subject": SUBJECT, "text": TEXT, "html": HTML}})
+    h = wait_job(env.r, "rfc-0002", [daemon], timeout=60)
+    assert counter(h, "sent") == 1, h
+    (e,) = [e for e in env.sim.log_all("smtp") if e["method"] == "DATA"]
+    f = e["fields"]
+    assert e["status"] == 250 and f["tls"] is True
+    assert f["subject"] == SUBJECT, f
+    assert f["multipart_alternative"] is True, f
+    raw = e["body"].encode()
+    assert b"\n" not in raw.replace(b"\r\n", b""), "bare LF in the message"
+    for name in ("Subject", "From"):
+        lines = header_lines(raw, name)
+        assert len(lines) > 1 and all(len(line) <= 76 for line in lines), (name, lines)
+    assert "=0A" not in e["body"]
+    assert "Hello Sam,\r\n\r\nThe A487 is closed" in e["body"]
