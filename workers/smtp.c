@@ -35,6 +35,7 @@
  * line holding one at most 76 (RFC 5322 section 2.1.1 asks for 78). */
 #define EW_MAX 75
 #define EW_OVERHEAD 12 /* "=?UTF-8?B?" and "?=" */
+#define EW_MAX_BYTES ((EW_MAX - EW_OVERHEAD) / 4 * 3) /* 45 bytes: 60 base64 characters */
 #define HDR_LINE_MAX 76
 #define HEADER_VALUE_MAX 32768 /* a folded header field; a 10,000-byte subject fits */
 #define MSGID_LOCAL_MAX 200
@@ -333,14 +334,14 @@ static int fold_encoded(struct fold *f, const char *s)
         size_t n = HDR_LINE_MAX > fold_col(f) + 1 ? ew_bytes(s, pos, len, room) : 0;
         int outlen;
 
-        if (n == 0) {
-            rc = fold_break(f);
+        if (n == 0 && fold_col(f) > 0) {
+            rc = fold_break(f); /* never twice in a row: an empty line ends the header */
             if (rc < 0)
                 break;
             n = ew_bytes(s, pos, len, HDR_LINE_MAX - 1);
-            if (n == 0)
-                return CR_EINVAL; /* not UTF-8: a sequence longer than a word */
         }
+        if (n == 0) /* not UTF-8 (a config value): cut where the word is full */
+            n = len - pos < EW_MAX_BYTES ? len - pos : EW_MAX_BYTES;
         outlen = EVP_EncodeBlock(enc, (const unsigned char *)s + pos, (int)n);
         if (outlen < 0)
             return CR_ENOMEM;

@@ -408,6 +408,20 @@ TEST(workers_smtp_headers_fold_within_rfc2047_limits)
     ASSERT_INT_EQ(build(state, &m, &req), 0);
     ASSERT_FOLDED(&req, "Subject", m.subject);
     cr_request_release(&req);
+
+    /* Bytes that are not UTF-8 (a from_name nobody checked) are still cut
+     * into words of at most 75 characters, and never into an empty line. */
+    {
+        char bad[101];
+
+        memset(bad, 0x80, 100);
+        bad[100] = '\0';
+        m.sender_name = bad;
+        ASSERT_INT_EQ(build(state, &m, &req), 0);
+        ASSERT(strstr(full_header(&req, "From"), "\r\n\r\n") == NULL);
+        ASSERT(strstr(full_header(&req, "From"), "\r\n =?UTF-8?B?") != NULL);
+        cr_request_release(&req);
+    }
     smtp_ops()->free_state(state);
 }
 
