@@ -105,9 +105,9 @@ void cr_result_finish(struct cr_result *res, size_t n, const struct cr_response 
 
 /* What a push request says about keeping and waking, for one message. */
 struct cr_push_delivery {
-    int64_t ttl_s;               /* how long the service may keep it; 0 = now or never */
-    int64_t apns_expiration;     /* apns-expiration: unix seconds, 0 = do not store */
-    const char *apns_priority;   /* apns-priority: "10" or "5" (static) */
+    int64_t ttl_s;                /* how long the service may keep it; 0 = now or never */
+    int64_t apns_expiration;      /* apns-expiration: unix seconds, 0 = do not store */
+    const char *apns_priority;    /* apns-priority: "10" or "5" (static) */
     const char *android_priority; /* android.priority: "high" or "normal" (static) */
 };
 

@@ -36,8 +36,9 @@ void cr_push_delivery(const struct cr_message *m, int64_t now_ms, long default_t
         if (ttl_s > CR_PUSH_TTL_MAX_S)
             ttl_s = CR_PUSH_TTL_MAX_S;
     } else {
-        ttl_s = default_ttl_s < 0 ? 0 : default_ttl_s > CR_PUSH_TTL_MAX_S ? CR_PUSH_TTL_MAX_S
-                                                                          : default_ttl_s;
+        ttl_s = default_ttl_s < 0                   ? 0
+                : default_ttl_s > CR_PUSH_TTL_MAX_S ? CR_PUSH_TTL_MAX_S
+                                                    : default_ttl_s;
     }
     out->ttl_s = ttl_s;
     if (ttl_s == 0)
