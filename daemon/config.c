@@ -862,6 +862,22 @@ static int parse_top_strings(struct ctx *c, struct cr_config *cfg, const cJSON *
     return rc;
 }
 
+/* Reads obj[key] as true or false into *out (unchanged when absent). */
+static int get_flag(struct ctx *c, const cJSON *obj, const char *parent, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char path[PATH_LEN];
+
+    if (v == NULL)
+        return 0;
+    if (!cJSON_IsBool(v)) {
+        join(path, sizeof path, parent, key);
+        return fail(c, path, "must be true or false, got %s", type_name(v));
+    }
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return 0;
+}
+
 /* "host:port" with a numeric port; the host may be a name, an IPv4 address
  * or a bracketed IPv6 address. */
 static int listen_ok(const char *s)
@@ -885,9 +901,11 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
                                             "read_timeout_ms", NULL};
     static const char *const hook_keys[] = {"public_url", "sendgrid_public_key", "generic_secret",
                                             "window_s", NULL};
-    static const char *const link_keys[] = {"secret", "ttl_days", NULL};
+    static const char *const link_keys[] = {"secret", "ttl_days", "allow_insecure_http", NULL};
     const char *listen = NULL, *url = cfg->public_url, *sgkey = NULL, *generic = NULL;
     const char *secret = NULL;
+    const char *url_key = "public_url"; /* the key the link base came from */
+    int insecure = 0;
     const cJSON *obj;
     int rc;
 
@@ -907,6 +925,8 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
         rc = get_obj(c, root, "webhooks", &obj);
     if (rc == 0 && obj != NULL) {
         rc = check_keys(c, obj, "webhooks", hook_keys, NULL);
+        if (rc == 0 && cJSON_GetObjectItemCaseSensitive(obj, "public_url") != NULL)
+            url_key = "webhooks.public_url";
         if (rc == 0)
             rc = get_str(c, obj, "webhooks", "public_url", S_NOSPACE | S_URL, 1024, &url);
         if (rc == 0)
@@ -928,7 +948,17 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
             rc = fail(c, "links.secret", "must be at least 16 bytes, got %zu", strlen(secret));
         if (rc == 0)
             rc = read_nums(c, obj, "links", links_nums, COUNT(links_nums), cfg);
+        if (rc == 0)
+            rc = get_flag(c, obj, "links", "allow_insecure_http", &insecure);
     }
+    /* The one-click unsubscribe URL goes into List-Unsubscribe with
+     * List-Unsubscribe-Post, which RFC 8058 section 3.1 allows only over
+     * HTTPS: a plain http:// base is a test or demo setup, said so explicitly. */
+    if (rc == 0 && secret != NULL && strncasecmp(url, "https://", 8) != 0 && !insecure)
+        rc = fail(c, url_key,
+                  "must be https:// when links.secret is set: one-click unsubscribe links "
+                  "(List-Unsubscribe-Post) must be HTTPS (RFC 8058 section 3.1); for tests and "
+                  "demos only, set links.allow_insecure_http to true");
     if (rc == 0)
         rc = set_str(c, &cfg->http_listen, listen, 0);
     if (rc == 0)

@@ -334,6 +334,9 @@ def crierd_config(redis_port, sim_port, consumer="crierd-a", **overrides):
         "fanout": {"batch_size": 200, "max_batches": 8, "reclaim_idle_ms": 60000},
         "retry": {"max_attempts": 5, "base_ms": 50, "max_ms": 2000},
         "channels": {"email": ["sendgrid"], "sms": ["twilio"], "push": ["fcm"]},
+        # The listener is plain http:// on loopback: one-click unsubscribe
+        # links need https:// (RFC 8058) unless this switch for tests says so.
+        "links": {"allow_insecure_http": True},
         "providers": {
             "sendgrid": {"type": "sendgrid", "url": sim, "api_key": "SG.test-key",
                          "from_email": "alerts@crier.test"},

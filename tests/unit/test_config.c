@@ -719,6 +719,42 @@ TEST(config_http_side_errors)
                   "links.ttl_days: must be an integer from 1 to 3650, got 0");
 }
 
+TEST(config_links_need_https)
+{
+    struct cr_config cfg;
+    char err[512] = "";
+
+    /* RFC 8058 section 3.1: one-click unsubscribe only over HTTPS. */
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'secret': '0123456789abcdef'}}"),
+                  "public_url: must be https:// when links.secret is set: one-click unsubscribe "
+                  "links (List-Unsubscribe-Post) must be HTTPS (RFC 8058 section 3.1); for tests "
+                  "and demos only, set links.allow_insecure_http to true");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'public_url': 'http://alerts.example',"
+                         " 'links': {'secret': '0123456789abcdef'}}"),
+                  "public_url: must be https:// when links.secret is set: one-click unsubscribe "
+                  "links (List-Unsubscribe-Post) must be HTTPS (RFC 8058 section 3.1); for tests "
+                  "and demos only, set links.allow_insecure_http to true");
+    /* The links are made from webhooks.public_url when it is given. */
+    ASSERT_STR_CONTAINS(err_of("{" OK_TAIL ", 'public_url': 'https://alerts.example',"
+                               " 'webhooks': {'public_url': 'http://hooks.example'},"
+                               " 'links': {'secret': '0123456789abcdef'}}"),
+                        "webhooks.public_url: must be https:// when links.secret is set");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'allow_insecure_http': 'yes'}}"),
+                  "links.allow_insecure_http: must be true or false, got a string");
+
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'public_url': 'HTTPS://alerts.example',"
+                        " 'links': {'secret': '0123456789abcdef'}}", &cfg, err, sizeof err), 0);
+    cr_config_release(&cfg);
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'links': {'secret': '0123456789abcdef',"
+                        " 'allow_insecure_http': true}}", &cfg, err, sizeof err), 0);
+    ASSERT_STR_EQ(cfg.webhooks_public_url, "http://127.0.0.1");
+    cr_config_release(&cfg);
+    /* http:// without links is fine: nothing one-click is made from it. */
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'public_url': 'http://alerts.example'}", &cfg, err,
+                        sizeof err), 0);
+    cr_config_release(&cfg);
+}
+
 /* ---- workers ------------------------------------------------------------ */
 
 TEST(config_workers)
