@@ -266,11 +266,13 @@ void cr_httpd_parser_release(struct cr_httpd_parser *p)
 const char *cr_httpd_header(const struct cr_httpd_req *req, const char *name)
 {
     const char *s = req->hdrs.data;
-    const char *end = s + req->hdrs.len;
+    const char *end;
     size_t i;
 
+    /* no header yet: data is NULL, and NULL + 0 is undefined behaviour */
     if (s == NULL)
         return NULL;
+    end = s + req->hdrs.len;
     for (i = 0; i < req->nhdrs && s < end; i++) {
         const char *v = s + strlen(s) + 1;
 
