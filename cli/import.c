@@ -356,7 +356,8 @@ static const char *normalise_phone(const char *s, size_t n, const struct country
         if (intl[0] < '1' || intl[0] > '9' || len < 7 || len > PHONE_DIGITS_MAX)
             return "is not an international number (+ or 00, a country code, 7 to 15 digits "
                    "in all)";
-        snprintf(out, PHONE_OUT_MAX, "+%s", intl);
+        out[0] = '+';
+        memcpy(out + 1, intl, len + 1); /* len <= PHONE_DIGITS_MAX: fits */
         return NULL;
     }
     /* national */
@@ -372,7 +373,9 @@ static const char *normalise_phone(const char *s, size_t n, const struct country
         strlen(c->cc) + len > PHONE_DIGITS_MAX)
         return "has too few or too many digits for a national number of the --country "
                "(GB unless set)";
-    snprintf(out, PHONE_OUT_MAX, "+%s%s", c->cc, nsn);
+    out[0] = '+';
+    memcpy(out + 1, c->cc, strlen(c->cc));
+    memcpy(out + 1 + strlen(c->cc), nsn, len + 1); /* at most PHONE_DIGITS_MAX digits: fits */
     return NULL;
 }
 
