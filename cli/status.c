@@ -100,12 +100,6 @@ static void compute(const struct ctl_job *job, const struct samples *s, int64_t 
         v->due_ms = job->send_at_ms > now_ms ? job->send_at_ms - now_ms : 0;
         return; /* nothing has run: no elapsed time, rate or ETA */
     }
-    /* following: the share never goes back (it cannot once expanded, but a
-     * hash edited by hand or a clock step must not make the bar jump back) */
-    if (s && v->frac >= 0.0)
-        for (int i = 0; i < s->n; i++)
-            if (s->v[i].frac > v->frac)
-                v->frac = s->v[i].frac;
     v->elapsed_ms = since > 0 && now_ms > since ? now_ms - since : 0;
     if (cr_ctl_job_finished(job) && job->completed_ms > since && since > 0)
         v->elapsed_ms = job->completed_ms - since;
