@@ -334,7 +334,8 @@ void cr_ctl_fmt_utc(int64_t ms, char *out, size_t outlen)
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
 
-    if (ms <= 0 || gmtime_r(&t, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+        strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(out, outlen, "-");
 }
 

@@ -184,9 +184,10 @@ long long cr_ctl_job_done(const struct ctl_job *job);
 /* How far the job is, as the share (0..1) of its residents whose batches are
  * recorded: batches_done / batches once the audience is fully expanded (the
  * number of residents is then fixed, so the share only grows; at most 0.99
- * while messages still wait for a retry), 1 once the job completed. -1 while the audience is still being expanded (or the job is
- * scheduled or not started): the number of residents is not known yet, and a
- * share of the batches cut so far would go backwards as more are cut. */
+ * while messages still wait for a retry), 1 once the job completed. -1 while
+ * the audience is still being expanded (or the job is scheduled or not
+ * started): the number of residents is not known yet, and a share of the
+ * batches cut so far would go backwards as more are cut. */
 double cr_ctl_job_progress(const struct ctl_job *job);
 
 /* Nonzero when the job can no longer change: completed, cancelled or expired. */

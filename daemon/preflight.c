@@ -49,8 +49,9 @@ static int sendgrid_key_check(const struct cr_config *cfg, char *err, size_t err
     if (cfg->webhooks_sendgrid_public_key == NULL)
         return 0;
     if (cr_ec_public_key_load(cfg->webhooks_sendgrid_public_key, &key) != 0) {
-        snprintf(err, errlen, "webhooks.sendgrid_public_key: not an EC public key in PEM or "
-                              "base64 DER (the verification key SendGrid shows)");
+        snprintf(err, errlen,
+                 "webhooks.sendgrid_public_key: not an EC public key in PEM or "
+                 "base64 DER (the verification key SendGrid shows)");
         return CR_ECONFIG;
     }
     EVP_PKEY_free(key);
