@@ -51,8 +51,9 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  -n, --dry-run    check the file only; write nothing (no Redis needed)\n"
-    "  -C, --country CC the country of national phone numbers (default GB; one of\n"
-    "                   GB IE US CA FR DE NL BE PL ES PT AU NZ)\n";
+    "  -C, --country CC the country of national phone numbers (default\n"
+    "                   $CRIER_COUNTRY, else GB; one of GB IE US CA FR DE NL BE PL\n"
+    "                   ES PT AU NZ)\n";
 
 enum col_kind {
     COL_ID,
@@ -1089,7 +1090,9 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
                                          {"dry-run", no_argument, NULL, 'n'},
                                          {"country", required_argument, NULL, 'C'},
                                          {NULL, 0, NULL, 0}};
-    const struct country *country = country_find("GB");
+    const char *env_country = getenv("CRIER_COUNTRY");
+    const char *country_arg = env_country && *env_country ? env_country : "GB";
+    const struct country *country;
     struct imp *im = NULL;
     struct csv_parser parser;
     int parser_ready = 0;
@@ -1110,14 +1113,7 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
             continue;
         }
         if (c == 'C') {
-            country = country_find(optarg);
-            if (country == NULL) {
-                fprintf(stderr, "crierctl import: --country %s: not one of", optarg);
-                for (i = 0; i < NCOUNTRIES; i++)
-                    fprintf(stderr, " %s", countries[i].iso);
-                fputs(" (write other numbers in E.164, +<country code>...)\n", stderr);
-                return CTL_EXIT_USAGE;
-            }
+            country_arg = optarg;
             continue;
         }
         code = cr_ctl_opt_other(ctl, c, optarg, help);
@@ -1126,6 +1122,15 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
     }
     if (optind != argc - 1) {
         fputs(help, stderr);
+        return CTL_EXIT_USAGE;
+    }
+    country = country_find(country_arg);
+    if (country == NULL) {
+        fprintf(stderr, "crierctl import: %s %s: not one of",
+                country_arg == env_country ? "CRIER_COUNTRY" : "--country", country_arg);
+        for (i = 0; i < NCOUNTRIES; i++)
+            fprintf(stderr, " %s", countries[i].iso);
+        fputs(" (write other numbers in E.164, +<country code>...)\n", stderr);
         return CTL_EXIT_USAGE;
     }
     im = calloc(1, sizeof(*im));

@@ -138,3 +138,20 @@ def test_unknown_country_is_a_usage_error(env):
     res = ctl(env, "import", "--country", "XX", "-", stdin="id\nr1\n")
     assert res.returncode == 2
     assert "--country XX" in res.stderr and "GB" in res.stderr
+
+
+def test_default_country_from_the_environment(env):
+    """CRIER_COUNTRY sets the default country once for an installation; the
+    flag still wins."""
+    import os
+    env.start_redis()
+    argv = [binary("crierctl"), "-p", str(env.redis.port), "import", "-"]
+    run_env = dict(os.environ, CRIER_COUNTRY="FR")
+    res = subprocess.run(argv, input="id,phone\nf1,06 12 34 56 78\n", capture_output=True,
+                         text=True, timeout=60, env=run_env)
+    assert res.returncode == 0, res.stderr
+    assert env.r.hget(f"{PREFIX}sub:f1", "phone") == "+33612345678"
+    res = subprocess.run(argv[:-1] + ["--country", "GB", "-"], input="id,phone\ng1,07700 900123\n",
+                         capture_output=True, text=True, timeout=60, env=run_env)
+    assert res.returncode == 0, res.stderr
+    assert env.r.hget(f"{PREFIX}sub:g1", "phone") == "+447700900123"
