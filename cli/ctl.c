@@ -329,6 +329,16 @@ void cr_ctl_fmt_time(int64_t ms, int with_date, char *out, size_t outlen)
     }
 }
 
+void cr_ctl_fmt_utc(int64_t ms, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+        strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "-");
+}
+
 void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen)
 {
     if (ms < 0)
@@ -413,6 +423,7 @@ void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
     job->created_ms = cr_ctl_field_ll(h, "created_ms", 0);
     job->started_ms = cr_ctl_field_ll(h, "started_ms", 0);
     job->completed_ms = cr_ctl_field_ll(h, "completed_ms", 0);
+    job->send_at_ms = cr_ctl_field_ll(h, "send_at_ms", 0);
     for (st = 0; st < CR_ST__COUNT; st++) {
         const char *sn = cr_status_name((enum cr_status)st);
 
@@ -476,6 +487,19 @@ long long cr_ctl_job_done(const struct ctl_job *job)
     for (st = 0; st < CR_ST__COUNT; st++)
         n += job->st[st];
     return n;
+}
+
+double cr_ctl_job_progress(const struct ctl_job *job)
+{
+    if (strcmp(job->state, "completed") == 0)
+        return 1.0;
+    if (!job->expanded)
+        return -1.0;
+    /* every batch recorded but not completed: messages wait for a retry or
+     * quiet hours to end, so not 100% yet */
+    if (job->batches <= 0 || job->batches_done >= job->batches)
+        return 0.99;
+    return (double)job->batches_done / (double)job->batches;
 }
 
 int cr_ctl_job_finished(const struct ctl_job *job)

@@ -129,6 +129,9 @@ void cr_ctl_sleep_ms(long ms);
 /* Formats unix ms as local "YYYY-MM-DD HH:MM:SS" (with_date) or "HH:MM:SS.mmm". */
 void cr_ctl_fmt_time(int64_t ms, int with_date, char *out, size_t outlen);
 
+/* Formats unix ms as UTC "YYYY-MM-DDTHH:MM:SSZ" ("-" when ms <= 0). */
+void cr_ctl_fmt_utc(int64_t ms, char *out, size_t outlen);
+
 /* Formats a duration in ms as "850ms", "12.3s", "4m05s", "2h03m". */
 void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen);
 
@@ -153,6 +156,7 @@ struct ctl_job {
     long long batches, batches_done;
     int expanded;
     long long created_ms, started_ms, completed_ms;
+    long long send_at_ms;    /* when a scheduled job is due; 0 = not scheduled */
     long long st[CR_ST__COUNT];                /* per status */
     long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
 };
@@ -176,6 +180,15 @@ int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job);
 
 /* Sum of every status counter: the messages with an outcome so far. */
 long long cr_ctl_job_done(const struct ctl_job *job);
+
+/* How far the job is, as the share (0..1) of its residents whose batches are
+ * recorded: batches_done / batches once the audience is fully expanded (the
+ * number of residents is then fixed, so the share only grows; at most 0.99
+ * while messages still wait for a retry), 1 once the job completed. -1 while
+ * the audience is still being expanded (or the job is scheduled or not
+ * started): the number of residents is not known yet, and a share of the
+ * batches cut so far would go backwards as more are cut. */
+double cr_ctl_job_progress(const struct ctl_job *job);
 
 /* Nonzero when the job can no longer change: completed, cancelled or expired. */
 int cr_ctl_job_finished(const struct ctl_job *job);

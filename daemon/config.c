@@ -6,6 +6,7 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -335,6 +336,10 @@ static int resolve_secrets(struct ctx *c, cJSON *node, char *path, size_t plen, 
     {
         int rc;
 
+        /* every name and text ends up in Redis, logs or messages: JSON is UTF-8 */
+        if (cJSON_IsObject(node) && cr_utf8_invalid_at(it->string) >= 0)
+            return fail(c, path[0] ? path : NULL, "a key name is not valid UTF-8 (byte %ld)",
+                        cr_utf8_invalid_at(it->string));
         if (plen < PATH_LEN - 1) {
             if (cJSON_IsObject(node))
                 path_printf(path + plen, PATH_LEN - plen, plen ? ".%s" : "%s", it->string);
@@ -342,6 +347,9 @@ static int resolve_secrets(struct ctx *c, cJSON *node, char *path, size_t plen, 
                 path_printf(path + plen, PATH_LEN - plen, "[%d]", i);
         }
         rc = resolve_secrets(c, it, path, strlen(path), depth + 1);
+        if (rc == 0 && cJSON_IsString(it) && cr_utf8_invalid_at(it->valuestring) >= 0)
+            rc = fail(c, path, "is not valid UTF-8 (byte %ld of the value)",
+                      cr_utf8_invalid_at(it->valuestring));
         path[plen] = '\0';
         if (rc != 0)
             return rc;

@@ -19,6 +19,7 @@
 #include "fanout.h"
 #include "intake.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "reader.h"
 #include "routes.h"
 #include "retry.h"
@@ -305,6 +306,12 @@ int main(int argc, char **argv)
     }
     if (cr_config_load(path, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "crierd: config: %s\n", err);
+        return 1;
+    }
+    /* the same checks for -t and for a start: what -t accepts, startup accepts */
+    if (cr_preflight(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "crierd: config: %s\n", err);
+        cr_config_release(&cfg);
         return 1;
     }
     if (check) {
