@@ -44,6 +44,9 @@ struct cr_redis {
     uint64_t reconnect_at_ms; /* 0 = not waiting to reconnect */
     long backoff_ms;
 
+    unsigned long nerrors;
+    char peer[300];
+
     struct pending *head;
     struct pending *tail;
     size_t npending;
@@ -430,4 +433,24 @@ long long cr_reply_int(const redisReply *reply)
     if (reply->type == REDIS_REPLY_STRING && reply->str)
         return strtoll(reply->str, NULL, 10);
     return 0;
+}
+
+const char *cr_redis_down_reason(const struct cr_redis *r)
+{
+    return r->ready ? NULL : "not connected";
+}
+
+unsigned long cr_redis_error_count(const struct cr_redis *r)
+{
+    return r->nerrors;
+}
+
+const char *cr_redis_peer(const struct cr_redis *r)
+{
+    return r->peer;
+}
+
+const char *cr_redis_name(const struct cr_redis *r)
+{
+    return r->name;
 }
