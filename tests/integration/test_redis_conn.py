@@ -13,7 +13,7 @@ import urllib.request
 import redis
 
 from certs import _openssl, make_ca, make_server_cert
-from harness import (Crierd, Expect, RedisServer, counter, crierd_config, free_port, post_job,
+from harness import (PREFIX, Crierd, Expect, RedisServer, counter, crierd_config, free_port, post_job,
                      seed, start_unready, status_total, wait_job, wait_until)
 
 N = 150
@@ -293,3 +293,23 @@ def test_replica_address_is_named_not_spun_then_primary_works(env):
         broadcast(env, d2, "primary-appeal-1")
     finally:
         replica.stop()
+
+
+# ---- an error reply that repeats is not retried in a loop ----------------------
+
+def test_lost_consumer_groups_no_spin_then_recreated(env):
+    """Redis comes back empty (FLUSHALL stands in for a restart without its
+    data): every read is answered NOGROUP. The reader waits out a backoff
+    instead of asking again at once, creates the groups again, and a job
+    posted afterwards completes."""
+    env.start_redis()
+    env.start_sim()
+    d = launch(env, {"host": "127.0.0.1", "port": env.redis.port})
+    env.r.flushall()
+    nogroup = re.compile(r"NOGROUP")
+    wait_until(lambda: nogroup.search(d.log_text()), 10, 0.05, what="a NOGROUP read")
+    time.sleep(2.0)  # an observation window, not a synchronisation
+    lines = [ln for ln in d.log_text().splitlines() if nogroup.search(ln)]
+    assert len(lines) < 20, f"{len(lines)} NOGROUP lines:\n" + "\n".join(lines[:20])
+    assert env.r.xinfo_groups(f"{PREFIX}jobs"), "the consumer group was not created again"
+    broadcast(env, d, "nogroup-appeal-1")
