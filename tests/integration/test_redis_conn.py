@@ -313,3 +313,31 @@ def test_lost_consumer_groups_no_spin_then_recreated(env):
     assert len(lines) < 20, f"{len(lines)} NOGROUP lines:\n" + "\n".join(lines[:20])
     assert env.r.xinfo_groups(f"{PREFIX}jobs"), "the consumer group was not created again"
     broadcast(env, d, "nogroup-appeal-1")
+
+
+# ---- crierctl: ACL user and unix socket ----------------------------------------
+
+def test_crierctl_acl_user_and_unix_socket(env):
+    import subprocess
+
+    from harness import binary
+
+    sock = env.dir / "ctl.sock"
+    use(env, CustomRedis(env.dir, ACL + ["--unixsocket", str(sock), "--unixsocketperm", "700"],
+                         mode="unix", client_kw={"unix_socket_path": str(sock),
+                                                 "username": "crier", "password": "s3cret-pw"}))
+
+    def ctl(*args, url=None):
+        envv = {"PATH": "/usr/bin:/bin"}
+        if url:
+            envv["CRIER_REDIS_URL"] = url
+        return subprocess.run([binary("crierctl"), *args, "jobs"], capture_output=True,
+                              text=True, timeout=30, env=envv)
+
+    ok = ctl("--socket", str(sock), "--user", "crier", "-a", "s3cret-pw")
+    assert ok.returncode == 0, ok.stderr
+    ok = ctl("-a", "s3cret-pw", "--user", "crier", url=f"unix://{sock}")
+    assert ok.returncode == 0, ok.stderr
+    bad = ctl("--socket", str(sock), "--user", "crier", "-a", "wrong")
+    assert bad.returncode == 3 and "WRONGPASS" in bad.stderr, bad.stderr
+    assert str(sock) in bad.stderr
