@@ -839,7 +839,7 @@ static void on_role(struct cr_redis *r, redisReply *reply, void *ud)
     snprintf(why, sizeof(why), "replica (ROLE %.60s)", role);
     tell_misplaced(r, why);
     if (r->state == ST_HELLO)
-        fail(r, "%s, not a primary", why);
+        fail(r, "%s", why);
 }
 
 static void on_auth(struct cr_redis *r, redisReply *reply, void *ud)
