@@ -20,12 +20,12 @@
 #include "repeat.h"
 
 #define TICK_MS 100
-#define READ_CHUNK (64 * 1024)     /* one read from the socket, reused */
-#define BACKOFF_BASE_MS 100        /* first reconnect within this, doubling */
-#define REPEAT_WINDOW_MS 30000     /* a repeated log line is summed up this often */
-#define OUT_MAX ((size_t)1 << 30)  /* bytes queued on a connection and not written */
-#define BUF_KEEP (1024 * 1024)     /* a larger buffer is freed once empty */
-#define SPARE_MAX 256              /* finished command records kept for reuse */
+#define READ_CHUNK (64 * 1024)    /* one read from the socket, reused */
+#define BACKOFF_BASE_MS 100       /* first reconnect within this, doubling */
+#define REPEAT_WINDOW_MS 30000    /* a repeated log line is summed up this often */
+#define OUT_MAX ((size_t)1 << 30) /* bytes queued on a connection and not written */
+#define BUF_KEEP (1024 * 1024)    /* a larger buffer is freed once empty */
+#define SPARE_MAX 256             /* finished command records kept for reuse */
 #define REASON_MAX 256
 
 struct buf {
@@ -57,12 +57,12 @@ struct conn {
     uv_write_t wreq;
     struct cr_redis *r;
     int is_tcp;
-    int writing;  /* wreq in flight with wire */
-    int tls_up;   /* TLS handshake done */
-    int told;     /* misplaced already called for this connection */
-    SSL *ssl;     /* NULL = plain; owns rbio and wbio */
-    BIO *rbio;    /* bytes from the server, for SSL_read */
-    BIO *wbio;    /* bytes SSL_write produced, for the socket */
+    int writing; /* wreq in flight with wire */
+    int tls_up;  /* TLS handshake done */
+    int told;    /* misplaced already called for this connection */
+    SSL *ssl;    /* NULL = plain; owns rbio and wbio */
+    BIO *rbio;   /* bytes from the server, for SSL_read */
+    BIO *wbio;   /* bytes SSL_write produced, for the socket */
     redisReader *reader;
     struct buf out;  /* commands formatted and not handed to the socket yet */
     struct buf wire; /* bytes wreq is writing */
@@ -111,11 +111,11 @@ struct cr_redis {
     int doomed;     /* an error reply ends the connection after its callback */
     int subscribed; /* a SUBSCRIBE was answered: messages go to push */
     int closing;
-    int nopen;      /* handles not closed yet: r is freed when none are left */
+    int nopen; /* handles not closed yet: r is freed when none are left */
     uint64_t connect_deadline_ms;
     uint64_t reconnect_at_ms;
     uint64_t ready_since_ms;
-    int attempt;    /* failed attempts since the connection was last good */
+    int attempt; /* failed attempts since the connection was last good */
     uint64_t rnd;
     unsigned long nerrors;
     char reason[REASON_MAX];
@@ -957,7 +957,9 @@ static void open_conn(struct cr_redis *r, const struct sockaddr *sa)
     struct conn *c = calloc(1, sizeof(*c));
     int rc;
 
-    if (c == NULL || (c->reader = redisReaderCreate()) == NULL) {
+    if (c != NULL)
+        c->reader = redisReaderCreate();
+    if (c == NULL || c->reader == NULL) {
         free(c);
         fail(r, "connect failed: out of memory");
         return;
@@ -1271,8 +1273,8 @@ int cr_redis_ready(const struct cr_redis *r)
     return r->state == ST_READY && !r->doomed && !r->closing && r->conn != NULL;
 }
 
-int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms,
-                 const char *fmt, ...)
+int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, const char *fmt,
+                 ...)
 {
     va_list ap;
     int rc;
