@@ -341,3 +341,103 @@ def test_crierctl_acl_user_and_unix_socket(env):
     bad = ctl("--socket", str(sock), "--user", "crier", "-a", "wrong")
     assert bad.returncode == 3 and "WRONGPASS" in bad.stderr, bad.stderr
     assert str(sock) in bad.stderr
+
+
+# ---- a Redis Cluster node: MOVED to every command --------------------------------
+
+class ClusterNode:
+    """Speaks just enough of the Redis protocol to look like a node of a Redis
+    Cluster: a primary (ROLE master) that answers every data command MOVED."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.commands = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _parse(buf):
+        """One command off the front of buf: (argv, rest), or (None, buf)."""
+        if not buf.startswith(b"*") or b"\r\n" not in buf:
+            return None, buf
+        head, rest = buf.split(b"\r\n", 1)
+        argv = []
+        for _ in range(int(head[1:])):
+            if b"\r\n" not in rest:
+                return None, buf
+            ln, rest = rest.split(b"\r\n", 1)
+            n = int(ln[1:])
+            if len(rest) < n + 2:
+                return None, buf
+            argv.append(rest[:n])
+            rest = rest[n + 2:]
+        return argv, rest
+
+    def _serve(self, conn):
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                out = b""
+                while True:
+                    argv, buf = self._parse(buf)
+                    if argv is None:
+                        break
+                    self.commands += 1
+                    name = argv[0].upper()
+                    if name == b"ROLE":
+                        out += b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
+                    elif name == b"PING":
+                        out += b"+PONG\r\n"
+                    else:
+                        out += b"-MOVED 3999 127.0.0.1:7001\r\n"
+                try:
+                    conn.sendall(out)
+                except OSError:
+                    return
+
+    def close(self):
+        self.sock.close()
+
+
+def test_redis_cluster_node_is_named_and_not_spun(env):
+    node = ClusterNode()
+    try:
+        env.start_sim()
+        d = launch(env, {"host": "127.0.0.1", "port": node.port}, wait_ready=False)
+        cluster = re.compile(r"Redis Cluster is not supported")
+        wait_until(lambda: cluster.search(d.log_text()), 10, 0.05, what="the cluster line")
+        conns0 = node.connections
+        time.sleep(OBSERVE_S)  # an observation window, not a synchronisation
+        lines = d.log_text().splitlines()
+        about = [ln for ln in lines if cluster.search(ln) or "connected" in ln]
+        assert len(about) < 30, f"{len(about)} lines in {OBSERVE_S} s:\n" + "\n".join(about[:40])
+        # three connections backing off: a handful of reconnects each, not hundreds
+        assert node.connections - conns0 < 40, node.connections - conns0
+        assert "MOVED 3999" in d.log_text()
+        d.check_alive()
+    finally:
+        node.close()

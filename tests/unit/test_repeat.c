@@ -46,9 +46,12 @@ TEST(repeat_sums_up_after_the_window)
     ASSERT_INT_EQ(cr_repeat_flush(&rp, 31000, sum, sizeof sum, &lvl), 1);
     ASSERT_STR_EQ(sum, "x (repeated 1 times in 30 s)");
     ASSERT_INT_EQ(cr_repeat_flush(&rp, 90000, sum, sizeof sum, &lvl), 0); /* nothing counted */
-    /* The same line after a quiet window is summed up at once, not held back. */
-    ASSERT_INT_EQ(cr_repeat_note(&rp, 1, "x", 100000, sum, sizeof sum, &lvl), CR_REPEAT_SUMMARY);
-    ASSERT_STR_EQ(sum, "x (repeated 1 times in 69 s)");
+    /* The same line after a quiet window is news again: written plainly. */
+    ASSERT_INT_EQ(cr_repeat_note(&rp, 1, "x", 100000, sum, sizeof sum, &lvl), CR_REPEAT_WRITE);
+    /* Repeats counted, then the line after the window: summed up at once. */
+    ASSERT_INT_EQ(cr_repeat_note(&rp, 1, "x", 101000, sum, sizeof sum, &lvl), 0);
+    ASSERT_INT_EQ(cr_repeat_note(&rp, 1, "x", 140000, sum, sizeof sum, &lvl), CR_REPEAT_SUMMARY);
+    ASSERT_STR_EQ(sum, "x (repeated 2 times in 40 s)");
 }
 
 TEST(repeat_reset_writes_the_next_line_whatever_it_is)
