@@ -179,6 +179,7 @@ def test_unix_socket_reaches_everyone(env):
     d = launch(env, {"path": str(sock)})
     assert f"redis 'commands' {sock}: connected" in d.log_text()
     broadcast(env, d, "unix-appeal-1")
+    assert d.term() == 0
 
 
 # ---- TLS --------------------------------------------------------------------
@@ -219,6 +220,7 @@ def test_tls_reaches_everyone(env):
     d = launch(env, {"host": "127.0.0.1", "port": env.redis.port, "tls": {"ca_file": str(ca)}})
     assert "connected over TLS" in d.log_text()
     broadcast(env, d, "tls-appeal-1")
+    assert d.term() == 0  # a clean exit (and, in a sanitizer build, nothing leaked)
 
 
 def test_tls_client_certificate(env):
@@ -245,6 +247,7 @@ def test_tls_wrong_ca_is_refused_clearly(env):
                      "tls": {"ca_file": str(other_ca)}}, wait_ready=False)
     assert_down_quietly(d, r"TLS", "TLS: certificate verify failed")
     assert "certificate verify failed" in d.log_text()
+    assert d.term() == 0
 
 
 def test_tls_file_that_does_not_load_fails_the_config_check(env):
