@@ -27,6 +27,7 @@
 #define BUF_KEEP (1024 * 1024)    /* a larger buffer is freed once empty */
 #define SPARE_MAX 256             /* finished command records kept for reuse */
 #define REASON_MAX 256
+#define ADDRS_MAX 8 /* addresses of one name tried in turn */
 
 struct buf {
     char *p;
@@ -107,6 +108,9 @@ struct cr_redis {
     char peer[300];
     struct conn *conn;
     struct lookup *lookup;
+    struct sockaddr_storage addrs[ADDRS_MAX]; /* what the host name resolved to */
+    int naddrs;
+    int next_addr; /* the one being tried */
     enum state state;
     int doomed;     /* an error reply ends the connection after its callback */
     int subscribed; /* a SUBSCRIBE was answered: messages go to push */
@@ -910,6 +914,8 @@ static int tls_start(struct conn *c)
     return 0;
 }
 
+static void open_conn(struct cr_redis *r, const struct sockaddr *sa);
+
 static void on_connected(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
@@ -918,6 +924,13 @@ static void on_connected(uv_connect_t *req, int status)
 
     if (r == NULL)
         return; /* dropped meanwhile */
+    if (status < 0 && c->is_tcp && r->next_addr + 1 < r->naddrs) {
+        /* "localhost" may be ::1 first while Redis listens on 127.0.0.1 only */
+        detach(r);
+        r->next_addr++;
+        open_conn(r, (const struct sockaddr *)&r->addrs[r->next_addr]);
+        return;
+    }
     if (status < 0) {
         fail(r, "connect failed: %s", uv_strerror(status));
         return;
@@ -981,12 +994,21 @@ static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
     free(lk);
     if (r != NULL) {
+        const struct addrinfo *ai;
+
         r->lookup = NULL;
-        if (status < 0 || res == NULL)
+        r->naddrs = 0;
+        r->next_addr = 0;
+        for (ai = status < 0 ? NULL : res; ai != NULL && r->naddrs < ADDRS_MAX; ai = ai->ai_next) {
+            if (ai->ai_addrlen <= sizeof(r->addrs[0]) &&
+                (ai->ai_family == AF_INET || ai->ai_family == AF_INET6))
+                memcpy(&r->addrs[r->naddrs++], ai->ai_addr, ai->ai_addrlen);
+        }
+        if (r->naddrs == 0)
             fail(r, "cannot resolve '%s': %s", r->addr.host,
                  uv_strerror(status < 0 ? status : UV_EAI_NONAME));
         else
-            open_conn(r, res->ai_addr);
+            open_conn(r, (const struct sockaddr *)&r->addrs[0]);
     }
     uv_freeaddrinfo(res);
 }
@@ -1026,7 +1048,6 @@ static int pick_address(struct cr_redis *r)
 
 static void start_connect(struct cr_redis *r)
 {
-    struct sockaddr_storage ss;
     struct addrinfo hints;
     struct lookup *lk;
     int rc;
@@ -1043,9 +1064,12 @@ static void start_connect(struct cr_redis *r)
         open_conn(r, NULL);
         return;
     }
-    if (uv_ip4_addr(r->addr.host, r->addr.port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(r->addr.host, r->addr.port, (struct sockaddr_in6 *)&ss) == 0) {
-        open_conn(r, (const struct sockaddr *)&ss);
+    r->naddrs = 0;
+    r->next_addr = 0;
+    if (uv_ip4_addr(r->addr.host, r->addr.port, (struct sockaddr_in *)&r->addrs[0]) == 0 ||
+        uv_ip6_addr(r->addr.host, r->addr.port, (struct sockaddr_in6 *)&r->addrs[0]) == 0) {
+        r->naddrs = 1;
+        open_conn(r, (const struct sockaddr *)&r->addrs[0]);
         return;
     }
     lk = calloc(1, sizeof(*lk));
