@@ -112,8 +112,9 @@ struct cr_redis {
     int naddrs;
     int next_addr; /* the one being tried */
     enum state state;
-    int doomed;     /* an error reply ends the connection after its callback */
-    int subscribed; /* a SUBSCRIBE was answered: messages go to push */
+    int doomed;         /* an error reply ends the connection after its callback */
+    int role_unchecked; /* check_role, but ROLE was not allowed: trusted unseen */
+    int subscribed;     /* a SUBSCRIBE was answered: messages go to push */
     int closing;
     int nopen; /* handles not closed yet: r is freed when none are left */
     uint64_t connect_deadline_ms;
@@ -355,7 +356,7 @@ static void become_ready(struct cr_redis *r)
     r->ready_since_ms = now_ms(r);
     r->reason[0] = '\0';
     say(r, &r->rep_ok, CR_LOG_INFO, "connected%s%s%s", r->tls ? " over TLS" : "",
-        r->check_role ? ", primary" : "", r->username ? ", ACL user" : "");
+        r->check_role && !r->role_unchecked ? ", primary" : "", r->username ? ", ACL user" : "");
     if (r->state_cb)
         r->state_cb(r, 1, r->ud);
 }
@@ -818,6 +819,18 @@ static void on_role(struct cr_redis *r, redisReply *reply, void *ud)
     (void)ud;
     if (reply == NULL || r->state != ST_HELLO)
         return;
+    if (reply->type == REDIS_REPLY_ERROR && (strncmp(reply->str, "NOPERM", 6) == 0 ||
+                                             strncmp(reply->str, "ERR unknown command", 19) == 0)) {
+        /* ROLE is an @admin command a least-privilege ACL user (or a managed
+         * service) may not have: a replica then shows itself by READONLY. */
+        say(r, &r->rep_fail, CR_LOG_WARN,
+            "cannot check that this is the primary (ROLE refused: %.100s); using it, a replica "
+            "will be noticed by its READONLY answers",
+            reply->str);
+        r->role_unchecked = 1;
+        become_ready(r);
+        return;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
         fail(r, "ROLE refused: %s", reply->str);
         return;
@@ -856,6 +869,7 @@ static void transport_up(struct cr_redis *r)
     int rc = 0;
 
     r->state = ST_HELLO;
+    r->role_unchecked = 0;
     if (r->password) {
         argv[argc++] = "AUTH";
         if (r->username)

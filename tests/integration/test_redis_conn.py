@@ -158,6 +158,21 @@ def test_acl_user_reaches_everyone(env):
     broadcast(env, d, "acl-appeal-1")
 
 
+def test_acl_user_not_allowed_role_still_works(env):
+    """ROLE is an @admin/@dangerous command a least-privilege user may lack:
+    crierd says it cannot check the role and goes on (a replica would still
+    show itself by READONLY)."""
+    acl = ["--user", "crier", "on", ">s3cret-pw", "~*", "&*", "+@all", "-@dangerous",
+           "--user", "default", "off"]
+    use(env, CustomRedis(env.dir, acl, client_kw={"username": "crier",
+                                                  "password": "s3cret-pw"}))
+    env.start_sim()
+    d = launch(env, {"host": "127.0.0.1", "port": env.redis.port, "username": "crier",
+                     "password": "s3cret-pw"})
+    assert "cannot check that this is the primary (ROLE refused: NOPERM" in d.log_text()
+    broadcast(env, d, "acl-appeal-2")
+
+
 def test_acl_wrong_password_is_named_and_not_spun(env):
     use(env, CustomRedis(env.dir, ACL, client_kw={"username": "crier",
                                                   "password": "s3cret-pw"}))
