@@ -4,6 +4,7 @@
  * person must change. */
 #include "job.h"
 #include "cr_error.h"
+#include "cr_str.h"
 #include "sms.h"
 #include "template.h"
 
@@ -101,51 +102,6 @@ static void join_index(char *dst, const char *prefix, size_t i)
     mark_cut(dst, n);
 }
 
-/* Returns the offset of the first byte that is not valid UTF-8, or -1. */
-static long utf8_invalid_at(const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-
-    while (s[i]) {
-        unsigned char b = s[i];
-        size_t len;
-        size_t k;
-        unsigned char lo = 0x80;
-        unsigned char hi = 0xBF;
-
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if (b >= 0xC2 && b <= 0xDF) {
-            len = 2;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0)
-                lo = 0xA0; /* overlong */
-            if (b == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0)
-                lo = 0x90; /* overlong */
-            if (b == 0xF4)
-                hi = 0x8F; /* past U+10FFFF */
-        } else {
-            return (long)i;
-        }
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return (long)i;
-        for (k = 2; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return (long)i;
-        }
-        i += len;
-    }
-    return -1;
-}
-
 /* One walk over the whole tree before any field is read: nesting depth (the
  * top-level object is 1) and UTF-8 in every key and string. */
 static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
@@ -157,7 +113,7 @@ static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
     int rc;
 
     if (cJSON_IsString(node)) {
-        bad = utf8_invalid_at(node->valuestring);
+        bad = cr_utf8_invalid_at(node->valuestring);
         if (bad >= 0)
             return fail(c, "bad_encoding", "%s: not valid UTF-8 (at byte %ld of the string)",
                         path[0] ? path : "document", bad);
@@ -170,7 +126,7 @@ static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
                     path[0] ? path : "document", depth, c->lim->depth);
     for (ch = node->child; ch; ch = ch->next, i++) {
         if (cJSON_IsObject(node)) {
-            bad = utf8_invalid_at(ch->string);
+            bad = cr_utf8_invalid_at(ch->string);
             join(sub, path, ch->string);
             if (bad >= 0)
                 return fail(c, "bad_encoding", "%s: field name is not valid UTF-8", sub);
@@ -580,7 +536,7 @@ static int parse_content(struct ctx *c, const cJSON *obj, const char *path, int 
 {
     static const char *const default_keys[] = {"lang", "subject", "text",        "html",
                                                "sms",  "push",    "translations"};
-    static const char *const tr_keys[] = {"subject", "text", "html", "sms", "push"};
+    static const char *const tr_keys[] = {"subject", "text", "html", "sms", "push", "survey"};
     static const char *const push_keys[] = {"title", "body"};
     const struct cr_job_limits *lim = c->lim;
     char ppath[PATH_MAX_LEN];
@@ -590,7 +546,7 @@ static int parse_content(struct ctx *c, const cJSON *obj, const char *path, int 
     if (is_default)
         rc = check_keys(c, obj, path, default_keys, 7);
     else
-        rc = check_keys(c, obj, path, tr_keys, 5);
+        rc = check_keys(c, obj, path, tr_keys, 6); /* survey: parse_translated_surveys */
     if (rc == 0)
         rc = parse_part(c, obj, path, "subject", lim->subject, PART_HEADER, &ct->subject);
     if (rc == 0)
@@ -703,47 +659,51 @@ static int check_content(struct ctx *c, const struct cr_job *job)
     return 0;
 }
 
-static int parse_survey(struct ctx *c, const cJSON *root, struct cr_job *job)
+/* A survey object at path: its question and 2 to 10 options (exactly want
+ * of them when want > 0) into *question and *options. */
+static int parse_survey_obj(struct ctx *c, const cJSON *sv, const char *path, size_t want,
+                            char **question, struct cr_strlist *options)
 {
     static const char *const keys[] = {"question", "options"};
-    const cJSON *sv;
     const cJSON *opts;
     const cJSON *v;
     const char *q;
     char sub[PATH_MAX_LEN];
+    char opath[PATH_MAX_LEN];
     size_t n;
     size_t i = 0;
     int rc;
 
-    rc = opt_object(c, root, "", "survey", &sv);
-    if (rc < 0 || sv == NULL)
-        return rc;
-    rc = check_keys(c, sv, "survey", keys, 2);
+    rc = check_keys(c, sv, path, keys, 2);
     if (rc == 0)
-        rc = opt_string(c, sv, "survey", "question", &q);
+        rc = opt_string(c, sv, path, "question", &q);
     if (rc < 0)
         return rc;
     if (q == NULL || q[0] == '\0')
-        return fail(c, "missing_field", "survey.question: required when a survey is given");
+        return fail(c, "missing_field", "%s.question: required when a survey is given", path);
     if (strlen(q) > SURVEY_QUESTION_MAX)
-        return fail(c, "too_long", "survey.question: %zu bytes, over the limit of %d", strlen(q),
-                    SURVEY_QUESTION_MAX);
+        return fail(c, "too_long", "%s.question: %zu bytes, over the limit of %d", path,
+                    strlen(q), SURVEY_QUESTION_MAX);
+    join(opath, path, "options");
     opts = get(sv, "options");
     if (opts == NULL)
-        return fail(c, "missing_field", "survey.options: required when a survey is given");
+        return fail(c, "missing_field", "%s: required when a survey is given", opath);
     if (!cJSON_IsArray(opts))
-        return fail(c, "bad_type", "survey.options: must be an array of strings");
+        return fail(c, "bad_type", "%s: must be an array of strings", opath);
     n = (size_t)cJSON_GetArraySize(opts);
     if (n < SURVEY_OPTIONS_MIN || n > SURVEY_OPTIONS_MAX)
-        return fail(c, "bad_survey", "survey.options: %zu given, a survey needs %d to %d", n,
+        return fail(c, "bad_survey", "%s: %zu given, a survey needs %d to %d", opath, n,
                     SURVEY_OPTIONS_MIN, SURVEY_OPTIONS_MAX);
-    if (dup_str(c, q, &job->survey_question) < 0)
+    /* answers are counted by option number, whatever the language */
+    if (want > 0 && n != want)
+        return fail(c, "bad_survey", "%s: %zu given, survey.options has %zu", opath, n, want);
+    if (dup_str(c, q, question) < 0)
         return CR_ENOMEM;
-    job->survey_options.v = calloc(n, sizeof(char *));
-    if (job->survey_options.v == NULL)
+    options->v = calloc(n, sizeof(char *));
+    if (options->v == NULL)
         return oom(c);
     for (v = opts->child; v; v = v->next, i++) {
-        join_index(sub, "survey.options", i);
+        join_index(sub, opath, i);
         if (!cJSON_IsString(v))
             return fail(c, "bad_type", "%s: must be a string", sub);
         if (v->valuestring[0] == '\0')
@@ -751,9 +711,54 @@ static int parse_survey(struct ctx *c, const cJSON *root, struct cr_job *job)
         if (strlen(v->valuestring) > SURVEY_OPTION_MAX)
             return fail(c, "too_long", "%s: %zu bytes, over the limit of %d", sub,
                         strlen(v->valuestring), SURVEY_OPTION_MAX);
-        if (dup_str(c, v->valuestring, &job->survey_options.v[job->survey_options.n]) < 0)
+        if (dup_str(c, v->valuestring, &options->v[options->n]) < 0)
             return CR_ENOMEM;
-        job->survey_options.n++;
+        options->n++;
+    }
+    return 0;
+}
+
+static int parse_survey(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *sv;
+    int rc;
+
+    rc = opt_object(c, root, "", "survey", &sv);
+    if (rc < 0 || sv == NULL)
+        return rc;
+    return parse_survey_obj(c, sv, "survey", 0, &job->survey_question, &job->survey_options);
+}
+
+/* message.translations.<lang>.survey: the survey in that language, with as
+ * many options as the job's survey (after parse_survey). */
+static int parse_translated_surveys(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *trs = get(get(root, "message"), "translations");
+    const cJSON *t;
+    size_t i = 0;
+    int rc;
+
+    if (!cJSON_IsObject(trs))
+        return 0;
+    for (t = trs->child; t != NULL && i < job->ntranslations; t = t->next, i++) {
+        struct cr_translation *tr = &job->translations[i];
+        char tpath[PATH_MAX_LEN];
+        char path[PATH_MAX_LEN];
+        const cJSON *sv;
+
+        join(tpath, "message.translations", t->string);
+        rc = opt_object(c, t, tpath, "survey", &sv);
+        if (rc < 0)
+            return rc;
+        if (sv == NULL)
+            continue;
+        join(path, tpath, "survey");
+        if (job->survey_question == NULL)
+            return fail(c, "bad_survey", "%s: the job has no survey to translate", path);
+        rc = parse_survey_obj(c, sv, path, job->survey_options.n, &tr->survey_question,
+                              &tr->survey_options);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -887,6 +892,8 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
     if (rc == 0)
         rc = parse_survey(&c, root, job);
     if (rc == 0)
+        rc = parse_translated_surveys(&c, root, job);
+    if (rc == 0)
         rc = parse_times(&c, root, job);
     if (rc == 0)
         rc = parse_tags(&c, root, job);
@@ -930,8 +937,11 @@ void cr_job_release(struct cr_job *job)
     free(job->sender_name);
     free(job->sender_team);
     content_release(&job->content);
-    for (i = 0; i < job->ntranslations; i++)
+    for (i = 0; i < job->ntranslations; i++) {
         content_release(&job->translations[i].content);
+        free(job->translations[i].survey_question);
+        cr_strlist_release(&job->translations[i].survey_options);
+    }
     free(job->translations);
     free(job->survey_question);
     cr_strlist_release(&job->survey_options);
@@ -939,43 +949,92 @@ void cr_job_release(struct cr_job *job)
     memset(job, 0, sizeof(*job));
 }
 
-static const struct cr_translation *find_translation(const struct cr_job *job, const char *lang,
-                                                     size_t len)
+/* Whether content c can make a whole message of channel ch without help
+ * from another language: email a subject and a body (text or html), SMS its
+ * text, push every part (title, body) the default content d has. */
+static int whole_for(const struct cr_content *c, const struct cr_content *d, enum cr_channel ch)
 {
+    switch (ch) {
+    case CR_CH_EMAIL:
+        return c->subject != NULL && (c->text != NULL || c->html != NULL);
+    case CR_CH_SMS:
+        return c->sms != NULL;
+    case CR_CH_PUSH:
+        return (c->push_title != NULL || c->push_body != NULL) &&
+               (d->push_title == NULL || c->push_title != NULL) &&
+               (d->push_body == NULL || c->push_body != NULL);
+    default:
+        return 0;
+    }
+}
+
+int cr_lang_match(const char *want, const char *have)
+{
+    const char *dash;
+
+    if (want == NULL || have == NULL || want[0] == '\0' || have[0] == '\0')
+        return 0;
+    if (strcasecmp(want, have) == 0)
+        return 2;
+    dash = strchr(want, '-');
+    return dash != NULL && strlen(have) == (size_t)(dash - want) &&
+           strncasecmp(want, have, (size_t)(dash - want)) == 0;
+}
+
+/* The best row for lang among the translations ok() accepts: an exact tag
+ * first, then the language without its region ("pt" for "pt-BR"); 0 (the
+ * default) when none is accepted. */
+static size_t best_row(const struct cr_job *job, const char *lang,
+                       int (*ok)(const struct cr_job *, size_t, enum cr_channel),
+                       enum cr_channel ch)
+{
+    size_t best = 0;
+    int best_score = 0;
     size_t i;
 
     for (i = 0; i < job->ntranslations; i++) {
-        const char *tl = job->translations[i].lang;
+        int score = cr_lang_match(lang, job->translations[i].lang);
 
-        if (strlen(tl) == len && strncasecmp(tl, lang, len) == 0)
-            return &job->translations[i];
+        if (score > best_score && ok(job, i, ch)) {
+            best_score = score;
+            best = 1 + i;
+        }
     }
-    return NULL;
+    return best;
 }
 
-void cr_job_content_for(const struct cr_job *job, const char *lang, struct cr_content *out)
+static int whole_message(const struct cr_job *job, size_t t, enum cr_channel ch)
 {
-    const struct cr_translation *tr = NULL;
-    const struct cr_content *d = &job->content;
-    const struct cr_content *t;
-    const char *dash;
+    return whole_for(&job->translations[t].content, &job->content, ch);
+}
 
-    if (lang && lang[0]) {
-        tr = find_translation(job, lang, strlen(lang));
-        dash = strchr(lang, '-');
-        if (tr == NULL && dash != NULL)
-            tr = find_translation(job, lang, (size_t)(dash - lang));
-    }
-    *out = *d;
-    if (tr == NULL)
-        return;
-    t = &tr->content;
-    out->subject = t->subject ? t->subject : d->subject;
-    out->text = t->text ? t->text : d->text;
-    out->html = t->html ? t->html : d->html;
-    out->sms = t->sms ? t->sms : d->sms;
-    out->push_title = t->push_title ? t->push_title : d->push_title;
-    out->push_body = t->push_body ? t->push_body : d->push_body;
+static int has_survey(const struct cr_job *job, size_t t, enum cr_channel ch)
+{
+    (void)ch;
+    return job->translations[t].survey_question != NULL;
+}
+
+size_t cr_job_pick(const struct cr_job *job, const char *lang, enum cr_channel ch)
+{
+    return best_row(job, lang, whole_message, ch);
+}
+
+size_t cr_job_pick_survey(const struct cr_job *job, const char *lang)
+{
+    if (job->survey_question == NULL)
+        return 0;
+    return best_row(job, lang, has_survey, CR_CH_EMAIL);
+}
+
+const char *cr_job_row_lang(const struct cr_job *job, size_t row)
+{
+    return row == 0 || row > job->ntranslations ? job->lang : job->translations[row - 1].lang;
+}
+
+const struct cr_content *cr_job_row_content(const struct cr_job *job, size_t row)
+{
+    return row == 0 || row > job->ntranslations ? &job->content
+                                                : &job->translations[row - 1].content;
 }
 
 /* Reads exactly n digits at *p into *out and advances *p. */

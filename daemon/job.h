@@ -23,14 +23,16 @@ struct cr_content {
     char *push_body;
 };
 
-struct cr_translation {
-    char lang[CR_LANG_MAX];
-    struct cr_content content;
-};
-
 struct cr_strlist {
     char **v;
     size_t n;
+};
+
+struct cr_translation {
+    char lang[CR_LANG_MAX];
+    struct cr_content content;
+    char *survey_question;             /* NULL: the survey is not translated */
+    struct cr_strlist survey_options;  /* as many as the job's survey */
 };
 
 /* Frees every string of l and its array; l is left empty. */
@@ -86,10 +88,29 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim,
 /* Frees everything job owns. */
 void cr_job_release(struct cr_job *job);
 
-/* The content to use for a subscriber whose language is lang (may be NULL or
- * ""): the matching translation's parts where present, the default language's
- * parts otherwise. Fills *out with borrowed pointers into job. */
-void cr_job_content_for(const struct cr_job *job, const char *lang, struct cr_content *out);
+/* How well a subscriber's language tag want matches a content's tag have
+ * (both case-insensitive): 2 the same tag, 1 the same language without
+ * want's region ("pt-BR" wants "pt"), 0 not at all (NULL or "" neither). */
+int cr_lang_match(const char *want, const char *have);
+
+/* The language rule, per message: which content a message of channel ch to
+ * a subscriber whose language is lang (may be NULL or "") is made of. Returns
+ * 1 + t for job->translations[t] when that translation can make the whole
+ * message by itself (email: a subject and a body, text or html; sms: its sms;
+ * push: every part, title and body, the default language has), preferring
+ * the exact tag ("pt-BR") to the language alone ("pt"); else 0, the job's
+ * default language, whole. A message never mixes languages: the parts the
+ * chosen content lacks (an email translation without html) are left out. */
+size_t cr_job_pick(const struct cr_job *job, const char *lang, enum cr_channel ch);
+
+/* As cr_job_pick for the survey page: 1 + t when translations[t] has a
+ * survey for lang, else 0 (the job's survey). */
+size_t cr_job_pick_survey(const struct cr_job *job, const char *lang);
+
+/* The language tag and the content of a row cr_job_pick returned (0: the
+ * job's default). Borrowed from job. */
+const char *cr_job_row_lang(const struct cr_job *job, size_t row);
+const struct cr_content *cr_job_row_content(const struct cr_job *job, size_t row);
 
 /* Parses an RFC 3339 / ISO 8601 UTC or offset time ("2026-11-22T09:00:00Z",
  * "2026-11-22T10:00:00+01:00", fractional seconds allowed) into unix ms.

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cr_error.h"
 #include "cr_log.h"
@@ -99,33 +98,16 @@ out:
     return rc;
 }
 
-static int lang_matches(const char *want, const char *have)
+size_t cr_jobctx_row(const struct cr_jobctx *jc, const char *lang, enum cr_channel ch)
 {
-    size_t n = strlen(have);
-
-    if (strcasecmp(want, have) == 0)
-        return 2;
-    return strncasecmp(want, have, n) == 0 && want[n] == '-';
+    return cr_job_pick(&jc->job, lang, ch);
 }
 
-const struct cr_tpl *cr_jobctx_tpl(const struct cr_jobctx *jc, const char *lang,
-                                   enum cr_part part)
+const struct cr_tpl *cr_jobctx_tpl(const struct cr_jobctx *jc, size_t row, enum cr_part part)
 {
-    size_t t;
-    size_t best = 0;
-    int best_score = 0;
-
-    if (lang && *lang) {
-        for (t = 0; t < jc->job.ntranslations; t++) {
-            int s = lang_matches(lang, jc->job.translations[t].lang);
-
-            if (s > best_score && jc->tpl[(1 + t) * CR_PART__COUNT + part]) {
-                best_score = s;
-                best = 1 + t;
-            }
-        }
-    }
-    return jc->tpl[best * CR_PART__COUNT + part];
+    if (row > jc->job.ntranslations || part < 0 || part >= CR_PART__COUNT)
+        return NULL;
+    return jc->tpl[row * CR_PART__COUNT + part];
 }
 
 void cr_jobctx_ref(struct cr_jobctx *jc)

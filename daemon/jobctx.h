@@ -31,10 +31,14 @@ int cr_jobctx_create(const struct cr_keys *keys, const char *id, const char *doc
                      const struct cr_job_limits *lim, struct cr_jobctx **out,
                      struct cr_job_error *err);
 
-/* The compiled template for part in the subscriber's language (translation
- * when it has the part, else the default), or NULL when the job has none. */
-const struct cr_tpl *cr_jobctx_tpl(const struct cr_jobctx *jc, const char *lang,
-                                   enum cr_part part);
+/* The row of templates a message of channel ch to a subscriber of language
+ * lang is rendered from: cr_job_pick's rule (one language per message). */
+size_t cr_jobctx_row(const struct cr_jobctx *jc, const char *lang, enum cr_channel ch);
+
+/* The compiled template for part in row (0: the default language, 1 + t:
+ * translation t), or NULL when that row has no such part: no part is ever
+ * taken from another row. */
+const struct cr_tpl *cr_jobctx_tpl(const struct cr_jobctx *jc, size_t row, enum cr_part part);
 
 void cr_jobctx_ref(struct cr_jobctx *jc);
 /* Drops a reference; frees at zero. */

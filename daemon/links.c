@@ -1,5 +1,6 @@
-/* Signed unsubscribe and survey links (see links.h). Payload: "1|<kind>|<sub>|
- * <arg>|<expiry seconds>"; version 1 leaves room to change the layout. */
+/* Signed unsubscribe and survey links (see links.h). Payload: "2|<kind>|<sub>|
+ * <arg>|<expiry seconds>|<lang>"; version 1 tokens (the same without the
+ * language, made before pages were translated) are still accepted. */
 #include "links.h"
 
 #include <errno.h>
@@ -10,7 +11,7 @@
 #include "cr_error.h"
 #include "sigs.h"
 
-#define PAYLOAD_MAX (2 * CR_LINK_ID_MAX + 48)
+#define PAYLOAD_MAX (2 * CR_LINK_ID_MAX + CR_LINK_LANG_MAX + 48)
 #define MAC_LEN 32
 
 static int id_ok(const char *s)
@@ -21,6 +22,22 @@ static int id_ok(const char *s)
         return 0;
     for (i = 0; i < n; i++) {
         if (s[i] == '|' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* "" or up to CR_LINK_LANG_MAX - 1 of A-Z a-z - (a job's language tag). */
+static int lang_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n >= CR_LINK_LANG_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-'))
             return 0;
     }
     return 1;
@@ -37,18 +54,20 @@ static int mac(const char *secret, const char *payload, size_t len, unsigned cha
 }
 
 int cr_link_make(const char *secret, enum cr_link_kind kind, const char *sub, const char *arg,
-                 int64_t expires_s, char *out, size_t outlen)
+                 const char *lang, int64_t expires_s, char *out, size_t outlen)
 {
     char payload[PAYLOAD_MAX];
     unsigned char m[MAC_LEN];
     int plen, n, k;
     int rc;
 
-    if (secret == NULL || !id_ok(sub) || !id_ok(arg) ||
+    if (lang == NULL)
+        lang = "";
+    if (secret == NULL || !id_ok(sub) || !id_ok(arg) || !lang_ok(lang, strlen(lang)) ||
         (kind != CR_LINK_UNSUBSCRIBE && kind != CR_LINK_SURVEY))
         return CR_EINVAL;
-    plen = snprintf(payload, sizeof(payload), "1|%c|%s|%s|%lld", (char)kind, sub, arg,
-                    (long long)expires_s);
+    plen = snprintf(payload, sizeof(payload), "2|%c|%s|%s|%lld|%s", (char)kind, sub, arg,
+                    (long long)expires_s, lang);
     if (plen < 0 || (size_t)plen >= sizeof(payload))
         return CR_ETOOBIG;
     rc = mac(secret, payload, (size_t)plen, m);
@@ -64,11 +83,12 @@ int cr_link_make(const char *secret, enum cr_link_kind kind, const char *sub, co
     return 0;
 }
 
-/* Splits "1|k|sub|arg|exp" into out; CR_EPARSE when it is not that. */
+/* Splits "2|k|sub|arg|exp|lang" or "1|k|sub|arg|exp" (lang "") into out;
+ * CR_EPARSE when it is neither. */
 static int parse_payload(const char *p, size_t len, struct cr_link *out)
 {
-    const char *f[5];
-    size_t fl[5];
+    const char *f[6];
+    size_t fl[6];
     size_t i, k = 0, start = 0;
     char num[24];
     char *end = NULL;
@@ -76,7 +96,7 @@ static int parse_payload(const char *p, size_t len, struct cr_link *out)
 
     for (i = 0; i <= len; i++) {
         if (i == len || p[i] == '|') {
-            if (k == 5)
+            if (k == 6)
                 return CR_EPARSE;
             f[k] = p + start;
             fl[k] = i - start;
@@ -84,7 +104,11 @@ static int parse_payload(const char *p, size_t len, struct cr_link *out)
             start = i + 1;
         }
     }
-    if (k != 5 || fl[0] != 1 || f[0][0] != '1' || fl[1] != 1)
+    if (k < 5 || fl[0] != 1 || fl[1] != 1)
+        return CR_EPARSE;
+    if (!(f[0][0] == '1' && k == 5) && !(f[0][0] == '2' && k == 6))
+        return CR_EPARSE;
+    if (k == 6 && !lang_ok(f[5], fl[5]))
         return CR_EPARSE;
     if (f[1][0] != CR_LINK_UNSUBSCRIBE && f[1][0] != CR_LINK_SURVEY)
         return CR_EPARSE;
@@ -103,6 +127,10 @@ static int parse_payload(const char *p, size_t len, struct cr_link *out)
     memcpy(out->arg, f[3], fl[3]);
     out->arg[fl[3]] = '\0';
     out->expires_s = exp;
+    if (k == 6) {
+        memcpy(out->lang, f[5], fl[5]);
+        out->lang[fl[5]] = '\0';
+    }
     if (memchr(out->sub, '\0', fl[2]) != NULL || memchr(out->arg, '\0', fl[3]) != NULL)
         return CR_EPARSE;
     return 0;
@@ -143,7 +171,7 @@ int cr_link_verify(const char *secret, const char *token, size_t len, int64_t no
 }
 
 int cr_link_url(const struct cr_config *cfg, enum cr_link_kind kind, const char *sub,
-                const char *arg, int64_t now_ms, char *out, size_t outlen)
+                const char *arg, const char *lang, int64_t now_ms, char *out, size_t outlen)
 {
     char token[CR_LINK_TOKEN_MAX];
     int64_t exp;
@@ -153,7 +181,7 @@ int cr_link_url(const struct cr_config *cfg, enum cr_link_kind kind, const char 
     if (cfg == NULL || cfg->links_secret == NULL || cfg->webhooks_public_url == NULL)
         return CR_ENOTFOUND;
     exp = now_ms / 1000 + (int64_t)cfg->links_ttl_days * 86400;
-    rc = cr_link_make(cfg->links_secret, kind, sub, arg, exp, token, sizeof(token));
+    rc = cr_link_make(cfg->links_secret, kind, sub, arg, lang, exp, token, sizeof(token));
     if (rc < 0)
         return rc;
     n = snprintf(out, outlen, "%s/%c/%s", cfg->webhooks_public_url, (char)kind, token);

@@ -45,6 +45,7 @@ struct lookup_ctx {
     struct cr_render *r;
     const struct cr_msg *m;
     int64_t now_ms;
+    const char *lang; /* the language of the message's content: its links' pages */
 };
 
 /* The message's signed unsubscribe link (made on first use), or NULL when
@@ -56,7 +57,7 @@ static const char *unsubscribe_url(struct lookup_ctx *lc)
 
     if (r->unsubscribe_url[0] == '\0' &&
         cr_link_url(m->batch->d->cfg, CR_LINK_UNSUBSCRIBE, m->sub->id,
-                    cr_channel_name(m->channel), lc->now_ms, r->unsubscribe_url,
+                    cr_channel_name(m->channel), lc->lang, lc->now_ms, r->unsubscribe_url,
                     sizeof(r->unsubscribe_url)) != 0)
         r->unsubscribe_url[0] = '\0';
     return r->unsubscribe_url[0] ? r->unsubscribe_url : NULL;
@@ -70,8 +71,8 @@ static const char *survey_url(struct lookup_ctx *lc)
     if (lc->job->survey_question == NULL)
         return NULL;
     if (r->survey_url[0] == '\0' &&
-        cr_link_url(m->batch->d->cfg, CR_LINK_SURVEY, m->sub->id, m->batch->job_id, lc->now_ms,
-                    r->survey_url, sizeof(r->survey_url)) != 0)
+        cr_link_url(m->batch->d->cfg, CR_LINK_SURVEY, m->sub->id, m->batch->job_id, lc->lang,
+                    lc->now_ms, r->survey_url, sizeof(r->survey_url)) != 0)
         r->survey_url[0] = '\0';
     return r->survey_url[0] ? r->survey_url : NULL;
 }
@@ -120,48 +121,6 @@ static void set_parts(struct cr_message *out, const char *const slot[CR_PART__CO
     out->push_body = slot[CR_PART_PUSH_BODY];
 }
 
-int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_message *out)
-{
-    const struct cr_batch *b = m->batch;
-    const struct cr_jobctx *jc = b->jc;
-    struct lookup_ctx lc = {m->sub, &jc->job, r, m, cr_now_ms()};
-    const char *lang = field(m->sub, "lang");
-    const char *slot[CR_PART__COUNT];
-    int p;
-
-    memset(out, 0, sizeof(*out));
-    r->unsubscribe_url[0] = r->survey_url[0] = '\0'; /* links are made when first used */
-    for (p = 0; p < CR_PART__COUNT; p++) {
-        const struct cr_tpl *t = cr_jobctx_tpl(jc, lang, (enum cr_part)p);
-        int rc;
-
-        slot[p] = NULL;
-        if (t == NULL)
-            continue;
-        cr_buf_reset(&r->part[p]);
-        rc = cr_tpl_render(t, lookup, &lc, p == CR_PART_HTML, &r->part[p]);
-        if (rc < 0)
-            return rc;
-        slot[p] = cr_buf_cstr(&r->part[p]);
-    }
-    snprintf(r->ref, sizeof(r->ref), "%s/%u/%s", b->job_id, m->sub->pos,
-             cr_channel_name(m->channel));
-    out->job_id = b->job_id;
-    out->sub_id = m->sub->id;
-    out->ref = r->ref;
-    out->channel = m->channel;
-    out->priority = jc->job.priority;
-    out->address = m->address;
-    out->platform = m->platform;
-    set_parts(out, slot);
-    out->sender_name = jc->job.sender_name;
-    out->unsubscribe_url = m->channel == CR_CH_EMAIL ? unsubscribe_url(&lc) : NULL;
-    out->expires_at_ms = jc->job.expires_at_ms;
-    return 0;
-}
-
-/* ---- batches ---- */
-
 /* The parts a message of channel ch is made of. */
 static int part_of(enum cr_channel ch, int p)
 {
@@ -177,12 +136,63 @@ static int part_of(enum cr_channel ch, int p)
     }
 }
 
+/* The fields every message of m's job carries whatever its recipient: a
+ * batch's shared message gets them exactly as a message rendered alone, so
+ * that a request for many says everything a request for one says. */
+static void job_fields(struct cr_message *out, const struct cr_msg *m)
+{
+    const struct cr_job *job = &m->batch->jc->job;
+
+    out->job_id = m->batch->job_id;
+    out->channel = m->channel;
+    out->priority = job->priority;
+    out->sender_name = job->sender_name;
+    out->expires_at_ms = job->expires_at_ms;
+}
+
+int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_message *out)
+{
+    const struct cr_batch *b = m->batch;
+    const struct cr_jobctx *jc = b->jc;
+    size_t row = cr_jobctx_row(jc, field(m->sub, "lang"), m->channel);
+    struct lookup_ctx lc = {m->sub, &jc->job, r, m, cr_now_ms(), cr_job_row_lang(&jc->job, row)};
+    const char *slot[CR_PART__COUNT];
+    int p;
+
+    memset(out, 0, sizeof(*out));
+    r->unsubscribe_url[0] = r->survey_url[0] = '\0'; /* links are made when first used */
+    for (p = 0; p < CR_PART__COUNT; p++) {
+        const struct cr_tpl *t = cr_jobctx_tpl(jc, row, (enum cr_part)p);
+        int rc;
+
+        slot[p] = NULL;
+        if (t == NULL || !part_of(m->channel, p))
+            continue;
+        cr_buf_reset(&r->part[p]);
+        rc = cr_tpl_render(t, lookup, &lc, p == CR_PART_HTML, &r->part[p]);
+        if (rc < 0)
+            return rc;
+        slot[p] = cr_buf_cstr(&r->part[p]);
+    }
+    snprintf(r->ref, sizeof(r->ref), "%s/%u/%s", b->job_id, m->sub->pos,
+             cr_channel_name(m->channel));
+    job_fields(out, m);
+    out->sub_id = m->sub->id;
+    out->ref = r->ref;
+    out->address = m->address;
+    out->platform = m->platform;
+    set_parts(out, slot);
+    out->unsubscribe_url = m->channel == CR_CH_EMAIL ? unsubscribe_url(&lc) : NULL;
+    return 0;
+}
+
+/* ---- batches ---- */
+
 int cr_render_same(const struct cr_msg *a, const struct cr_msg *b)
 {
     const struct cr_jobctx *jc = a->batch->jc;
     const char *la;
     const char *lb;
-    int p;
 
     if (b->batch->jc != jc || b->batch->prio != a->batch->prio || b->channel != a->channel)
         return 0;
@@ -190,12 +200,8 @@ int cr_render_same(const struct cr_msg *a, const struct cr_msg *b)
     lb = field(b->sub, "lang");
     if (la == lb || (la != NULL && lb != NULL && strcmp(la, lb) == 0))
         return 1;
-    for (p = 0; p < CR_PART__COUNT; p++) {
-        if (part_of(a->channel, p) &&
-            cr_jobctx_tpl(jc, la, (enum cr_part)p) != cr_jobctx_tpl(jc, lb, (enum cr_part)p))
-            return 0;
-    }
-    return 1;
+    /* the same content row: the same templates and the same language in links */
+    return cr_jobctx_row(jc, la, a->channel) == cr_jobctx_row(jc, lb, b->channel);
 }
 
 struct tag_ctx {
@@ -274,19 +280,19 @@ static int arena_add_escaped(struct cr_render *r, const char *s, size_t *off)
     return rc;
 }
 
-/* Renders the channel's parts of msgs[0]'s templates with tags into r->part
+/* Renders the channel's parts of row's templates with tags into r->part
  * and out's part pointers. Returns 0, CR_EINVAL or as cr_tpl_render. */
-static int render_tagged(struct cr_render *r, const struct cr_msg *m0, struct cr_message *out)
+static int render_tagged(struct cr_render *r, const struct cr_msg *m0, size_t row,
+                         struct cr_message *out)
 {
     const struct cr_jobctx *jc = m0->batch->jc;
-    const char *lang = field(m0->sub, "lang");
     const char *slot[CR_PART__COUNT];
     int p;
 
     r->nfields = 0;
     r->tag_err = 0;
     for (p = 0; p < CR_PART__COUNT; p++) {
-        const struct cr_tpl *t = cr_jobctx_tpl(jc, lang, (enum cr_part)p);
+        const struct cr_tpl *t = cr_jobctx_tpl(jc, row, (enum cr_part)p);
         struct tag_ctx tc = {r, p == CR_PART_HTML ? CR_RENDER_USE_HTML : CR_RENDER_USE_TEXT};
         int rc;
 
@@ -381,7 +387,8 @@ int cr_render_batch(struct cr_render *r, struct cr_msg *const *msgs, size_t n, s
 {
     const struct cr_msg *m0 = msgs[0];
     const struct cr_jobctx *jc = m0->batch->jc;
-    const char *lang = field(m0->sub, "lang");
+    size_t row = cr_jobctx_row(jc, field(m0->sub, "lang"), m0->channel);
+    const char *lang = cr_job_row_lang(&jc->job, row);
     struct cr_message shared;
     size_t *moff;
     size_t nsubst = 0;
@@ -396,7 +403,7 @@ int cr_render_batch(struct cr_render *r, struct cr_msg *const *msgs, size_t n, s
     if (rc < 0)
         return rc;
     for (p = 0; p < CR_PART__COUNT; p++) {
-        const struct cr_tpl *t = cr_jobctx_tpl(jc, lang, (enum cr_part)p);
+        const struct cr_tpl *t = cr_jobctx_tpl(jc, row, (enum cr_part)p);
 
         if (t != NULL && part_of(m0->channel, p) && cr_tpl_has_fields(t))
             tagged = 1;
@@ -405,11 +412,12 @@ int cr_render_batch(struct cr_render *r, struct cr_msg *const *msgs, size_t n, s
         return CR_EINVAL;
     memset(&shared, 0, sizeof(shared));
     if (tagged)
-        rc = render_tagged(r, m0, &shared);
+        rc = render_tagged(r, m0, row, &shared);
     else
         rc = cr_render_message(r, m0, &shared);
     if (rc < 0)
         return rc;
+    job_fields(&shared, m0);
 
     /* per message: substitutions, ref and link into the arena (offsets now,
      * pointers once the arena has stopped moving) */
@@ -417,7 +425,7 @@ int cr_render_batch(struct cr_render *r, struct cr_msg *const *msgs, size_t n, s
     moff = r->off + (size_t)CR_RENDER_BATCH_MAX * 2 * CR_RENDER_FIELDS_MAX;
     for (i = 0; i < n; i++) {
         const struct cr_msg *m = msgs[i];
-        struct lookup_ctx lc = {m->sub, &jc->job, r, m, now_ms};
+        struct lookup_ctx lc = {m->sub, &jc->job, r, m, now_ms, lang};
         const char *unsub;
         size_t first = nsubst;
 

@@ -55,12 +55,15 @@ struct cr_render {
 void cr_render_init(struct cr_render *r, const struct cr_job_limits *lim);
 
 /* Fills out for m (pointers into r and into m's batch, valid until the next
- * render). Returns 0, or CR_ETOOBIG when a rendering is over its cap. */
+ * render): the parts of m's channel from one content row (cr_jobctx_row), the
+ * parts that row lacks left NULL. Returns 0, or CR_ETOOBIG when a rendering
+ * is over its cap. */
 int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_message *out);
 
-/* Whether b may go in the same request as a: the same job and priority, and
- * the same templates (the translation picked for each subscriber's language)
- * for every part of their channel. */
+/* Whether b may go in the same request as a: the same job, priority and
+ * channel, and the same content (the default language or the translation
+ * cr_jobctx_row picks for each subscriber's language: one language per
+ * message, in every part and in its links' pages). */
 int cr_render_same(const struct cr_msg *a, const struct cr_msg *b);
 
 /* Renders msgs[0..n) (n <= CR_RENDER_BATCH_MAX, each cr_render_same as

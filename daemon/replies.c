@@ -14,8 +14,10 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "job.h"
 #include "links.h"
 #include "metrics.h"
+#include "words.h"
 
 #define PAGE_MAX (64 * 1024) /* an HTML page we answer with */
 #define DOC_MAX (16 * 1024 * 1024)
@@ -93,10 +95,43 @@ void cr_survey_release(struct cr_survey *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* The survey object of the translation best matching lang that has one
+ * (its tag into tag), or NULL. */
+static const cJSON *translated_survey(const cJSON *root, const char *lang, char *tag,
+                                      size_t taglen)
+{
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+    const cJSON *trs = cJSON_GetObjectItemCaseSensitive(msg, "translations");
+    const cJSON *best = NULL;
+    const cJSON *t;
+    int best_score = 0;
+
+    if (!cJSON_IsObject(trs))
+        return NULL;
+    cJSON_ArrayForEach(t, trs)
+    {
+        const cJSON *sv = cJSON_GetObjectItemCaseSensitive(t, "survey");
+        int score = t->string ? cr_lang_match(lang, t->string) : 0;
+
+        if (score > best_score && cJSON_IsObject(sv) && strlen(t->string) < taglen) {
+            best_score = score;
+            best = sv;
+            snprintf(tag, taglen, "%s", t->string);
+        }
+    }
+    return best;
+}
+
 int cr_survey_from_doc(const char *doc, size_t len, struct cr_survey *out)
 {
+    return cr_survey_from_doc_lang(doc, len, NULL, out);
+}
+
+int cr_survey_from_doc_lang(const char *doc, size_t len, const char *lang,
+                            struct cr_survey *out)
+{
     cJSON *root = cJSON_ParseWithLength(doc, len);
-    const cJSON *sv, *q, *opts, *aud, *segs, *it;
+    const cJSON *sv, *q, *opts, *aud, *segs, *it, *msg_lang;
     int rc = CR_EPARSE;
 
     memset(out, 0, sizeof(*out));
@@ -116,7 +151,16 @@ int cr_survey_from_doc(const char *doc, size_t len, struct cr_survey *out)
             out->nsegments++;
         }
     }
-    sv = cJSON_GetObjectItemCaseSensitive(root, "survey");
+    sv = translated_survey(root, lang, out->lang, sizeof(out->lang));
+    if (sv == NULL) {
+        sv = cJSON_GetObjectItemCaseSensitive(root, "survey");
+        msg_lang = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(root, "message"), "lang");
+        snprintf(out->lang, sizeof(out->lang), "%s",
+                 cJSON_IsString(msg_lang) && strlen(msg_lang->valuestring) < sizeof(out->lang)
+                     ? msg_lang->valuestring
+                     : "en");
+    }
     q = cJSON_GetObjectItemCaseSensitive(sv, "question");
     opts = cJSON_GetObjectItemCaseSensitive(sv, "options");
     if (cJSON_IsString(q) && cJSON_IsArray(opts)) {
@@ -141,6 +185,44 @@ out:
         cr_survey_release(out);
     cJSON_Delete(root);
     return rc;
+}
+
+/* The answer in text to the survey object sv (NULL: none), or 0. */
+static int match_survey(const cJSON *sv, const char *text)
+{
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(sv, "options");
+    const char *o[CR_SURVEY_OPTIONS_MAX];
+    const cJSON *it;
+    size_t n = 0;
+
+    cJSON_ArrayForEach(it, opts)
+    {
+        if (cJSON_IsString(it) && n < CR_SURVEY_OPTIONS_MAX)
+            o[n++] = it->valuestring;
+    }
+    return n > 0 ? cr_survey_match(o, n, text) : 0;
+}
+
+int cr_survey_match_doc(const char *doc, size_t len, const char *text)
+{
+    cJSON *root = cJSON_ParseWithLength(doc, len);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+    const cJSON *trs = cJSON_GetObjectItemCaseSensitive(msg, "translations");
+    const cJSON *t;
+    int match;
+
+    /* the job's survey first, then each translation's, in document order */
+    match = match_survey(cJSON_GetObjectItemCaseSensitive(root, "survey"), text);
+    if (match == 0 && cJSON_IsObject(trs)) {
+        cJSON_ArrayForEach(t, trs)
+        {
+            match = match_survey(cJSON_GetObjectItemCaseSensitive(t, "survey"), text);
+            if (match != 0)
+                break;
+        }
+    }
+    cJSON_Delete(root);
+    return match;
 }
 
 /* ---- scripts --------------------------------------------------------------- */
@@ -355,7 +437,7 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
     t.channel = "sms";
     t.sv = &sv;
     if (in->kind == CR_REPLY_TEXT && sv.question != NULL)
-        t.option = cr_survey_match((const char *const *)sv.options, sv.noptions, in->text);
+        t.option = cr_survey_match_doc(doc, reply->element[1]->len, in->text);
     rc = run_reply(in->d, &t, on_reply_written, in);
     cr_survey_release(&sv);
     if (rc != 0)
@@ -411,29 +493,42 @@ static int html_escaped(struct cr_buf *b, const char *s)
     return rc;
 }
 
-static const char page_head[] =
-    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    "<title>Community alerts</title></head><body><main>";
 static const char page_tail[] = "</main></body></html>\n";
 
-/* Answers with a page whose body is the text s (escaped) in a paragraph. */
+/* Starts a page in built-in language wl (words.h): <html lang>, its title. */
+static int page_head(struct cr_buf *b, const char *wl)
+{
+    int rc = cr_buf_appendf(b,
+                            "<!doctype html><html lang=\"%s\"><head><meta charset=\"utf-8\">"
+                            "<meta name=\"viewport\" content=\"width=device-width, "
+                            "initial-scale=1\"><title>",
+                            wl);
+
+    if (rc == 0)
+        rc = html_escaped(b, cr_word(wl, CR_WORD_TITLE));
+    if (rc == 0)
+        rc = cr_buf_appends(b, "</title></head><body><main>");
+    return rc;
+}
+
+/* Answers with a page whose body is the fixed word w in language wl, in a
+ * paragraph (the log line gets the English words). */
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook, int status,
-                 const char *outcome, const char *s)
+                 const char *outcome, const char *wl, enum cr_word w)
 {
     struct cr_buf b;
     int rc;
 
     cr_metrics_webhook(d->metrics, hook, outcome);
     if (status >= 400)
-        cr_warn("link %s %s: %s (%s); answered %d, nothing changed", hook, req->method, outcome, s,
-                status);
+        cr_warn("link %s %s: %s (%s); answered %d, nothing changed", hook, req->method, outcome,
+                cr_word("en", w), status);
     cr_buf_init(&b, PAGE_MAX);
-    rc = cr_buf_appends(&b, page_head);
+    rc = page_head(&b, wl);
     if (rc == 0)
         rc = cr_buf_appends(&b, "<p>");
     if (rc == 0)
-        rc = html_escaped(&b, s);
+        rc = html_escaped(&b, cr_word(wl, w));
     if (rc == 0)
         rc = cr_buf_appends(&b, "</p>");
     if (rc == 0)
@@ -448,6 +543,7 @@ struct link_ctx {
     struct cr_link link;
     int option;        /* POST /s/: the option number given */
     const char *hook;
+    const char *wl;    /* the fixed words' language: the message's, Welsh or English */
 };
 
 static const char *contact_field(enum cr_channel ch)
@@ -462,28 +558,29 @@ static void on_unsubscribed(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        page(lc->d, lc->req, lc->hook, 503, "unavailable",
-             "Sorry, we could not do that just now. Please try again in a minute.");
+        page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN);
     } else {
         v = cr_reply_int(reply);
         if (v == 2)
             cr_info("unsubscribe: subscriber %s will get no more %s messages", lc->link.sub,
                     lc->link.arg);
-        page(lc->d, lc->req, lc->hook, 200, v == 0 ? "no_address" : "accepted",
-             "You are unsubscribed: you will not get these messages any more.");
+        page(lc->d, lc->req, lc->hook, 200, v == 0 ? "no_address" : "accepted", lc->wl,
+             CR_WORD_UNSUBSCRIBED);
     }
     free(lc);
 }
 
 static void unsubscribe(struct link_ctx *lc)
 {
+    static const enum cr_word ask[CR_CH__COUNT] = {CR_WORD_UNSUB_EMAIL, CR_WORD_UNSUB_SMS,
+                                                   CR_WORD_UNSUB_PUSH};
     struct cr_daemon *d = lc->d;
     enum cr_channel ch;
     char num[2][24];
     const char *argv[9];
 
     if (cr_channel_parse(lc->link.arg, &ch) != 0) {
-        page(d, lc->req, lc->hook, 403, "bad_token", "This link is not valid.");
+        page(d, lc->req, lc->hook, 403, "bad_token", lc->wl, CR_WORD_NOT_VALID);
         free(lc);
         return;
     }
@@ -493,14 +590,19 @@ static void unsubscribe(struct link_ctx *lc)
 
         cr_metrics_webhook(d->metrics, lc->hook, "shown");
         cr_buf_init(&b, PAGE_MAX);
-        rc = cr_buf_appends(&b, page_head);
+        rc = page_head(&b, lc->wl);
         if (rc == 0)
-            rc = cr_buf_appendf(&b,
-                                "<p>Stop getting community alert %s messages?</p>"
-                                "<form method=\"post\"><input type=\"hidden\" "
-                                "name=\"List-Unsubscribe\" value=\"One-Click\">"
-                                "<button type=\"submit\">Unsubscribe</button></form>",
-                                cr_channel_name(ch));
+            rc = cr_buf_appends(&b, "<p>");
+        if (rc == 0)
+            rc = html_escaped(&b, cr_word(lc->wl, ask[ch]));
+        if (rc == 0)
+            rc = cr_buf_appends(&b, "</p><form method=\"post\"><input type=\"hidden\" "
+                                    "name=\"List-Unsubscribe\" value=\"One-Click\">"
+                                    "<button type=\"submit\">");
+        if (rc == 0)
+            rc = html_escaped(&b, cr_word(lc->wl, CR_WORD_UNSUB_BUTTON));
+        if (rc == 0)
+            rc = cr_buf_appends(&b, "</button></form>");
         if (rc == 0)
             rc = cr_buf_appends(&b, page_tail);
         cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data,
@@ -521,8 +623,7 @@ static void unsubscribe(struct link_ctx *lc)
     argv[7] = num[0];
     argv[8] = num[1];
     if (cr_redis_argv(d->rc, on_unsubscribed, lc, 0, 9, argv, NULL) != 0) {
-        page(d, lc->req, lc->hook, 503, "unavailable",
-             "Sorry, we could not do that just now. Please try again in a minute.");
+        page(d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN);
         free(lc);
     }
 }
@@ -533,16 +634,16 @@ static void on_answer_written(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
-        page(lc->d, lc->req, lc->hook, 503, "unavailable",
-             "Sorry, we could not record your answer just now. Please try again in a minute.");
+        page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_ANSWER);
     else
         page(lc->d, lc->req, lc->hook, 200,
-             cr_reply_int(reply->element[1]) ? "accepted" : "already_answered",
-             cr_reply_int(reply->element[1]) ? "Thank you: your answer has been recorded."
-                                             : "Thank you: we already have your answer.");
+             cr_reply_int(reply->element[1]) ? "accepted" : "already_answered", lc->wl,
+             cr_reply_int(reply->element[1]) ? CR_WORD_THANKS : CR_WORD_THANKS_AGAIN);
     free(lc);
 }
 
+/* The survey form: fixed words in lc->wl, the question and options in the
+ * survey's language (marked with its own lang where that differs). */
 static void survey_form(struct link_ctx *lc, const struct cr_survey *sv)
 {
     struct cr_buf b;
@@ -551,9 +652,18 @@ static void survey_form(struct link_ctx *lc, const struct cr_survey *sv)
 
     cr_metrics_webhook(lc->d->metrics, lc->hook, "shown");
     cr_buf_init(&b, PAGE_MAX);
-    rc = cr_buf_appends(&b, page_head);
+    rc = page_head(&b, lc->wl);
     if (rc == 0)
-        rc = cr_buf_appends(&b, "<form method=\"post\"><fieldset><legend>");
+        rc = cr_buf_appends(&b, "<form method=\"post\"><fieldset");
+    if (rc == 0 && sv->lang[0] != '\0' && strcasecmp(sv->lang, lc->wl) != 0) {
+        rc = cr_buf_appends(&b, " lang=\"");
+        if (rc == 0)
+            rc = html_escaped(&b, sv->lang);
+        if (rc == 0)
+            rc = cr_buf_appends(&b, "\"");
+    }
+    if (rc == 0)
+        rc = cr_buf_appends(&b, "><legend>");
     if (rc == 0)
         rc = html_escaped(&b, sv->question);
     if (rc == 0)
@@ -567,7 +677,11 @@ static void survey_form(struct link_ctx *lc, const struct cr_survey *sv)
             rc = cr_buf_appends(&b, "</label></p>");
     }
     if (rc == 0)
-        rc = cr_buf_appends(&b, "</fieldset><button type=\"submit\">Send</button></form>");
+        rc = cr_buf_appends(&b, "</fieldset><button type=\"submit\">");
+    if (rc == 0)
+        rc = html_escaped(&b, cr_word(lc->wl, CR_WORD_SEND));
+    if (rc == 0)
+        rc = cr_buf_appends(&b, "</button></form>");
     if (rc == 0)
         rc = cr_buf_appends(&b, page_tail);
     cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
@@ -583,21 +697,23 @@ static void on_survey_doc(struct cr_redis *r, redisReply *reply, void *ud)
     (void)r;
     memset(&sv, 0, sizeof(sv));
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        page(lc->d, lc->req, lc->hook, 503, "unavailable",
-             "Sorry, this survey is not available just now. Please try again in a minute.");
+        page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_SURVEY);
         goto done;
     }
     if (reply->type != REDIS_REPLY_STRING || reply->len >= DOC_MAX ||
-        cr_survey_from_doc(reply->str, reply->len, &sv) != 0 || sv.question == NULL) {
-        page(lc->d, lc->req, lc->hook, 404, "no_survey", "This survey has closed.");
+        cr_survey_from_doc_lang(reply->str, reply->len, lc->link.lang, &sv) != 0 ||
+        sv.question == NULL) {
+        page(lc->d, lc->req, lc->hook, 404, "no_survey", lc->wl, CR_WORD_CLOSED);
         goto done;
     }
+    /* one language on the page: the survey's, its fixed words Welsh or English */
+    lc->wl = cr_words_lang(sv.lang);
     if (strcmp(lc->req->method, "POST") != 0) {
         survey_form(lc, &sv);
         goto done;
     }
     if (lc->option < 1 || (size_t)lc->option > sv.noptions) {
-        page(lc->d, lc->req, lc->hook, 400, "malformed", "Please choose one of the answers.");
+        page(lc->d, lc->req, lc->hook, 400, "malformed", lc->wl, CR_WORD_CHOOSE);
         goto done;
     }
     memset(&t, 0, sizeof(t));
@@ -611,8 +727,7 @@ static void on_survey_doc(struct cr_redis *r, redisReply *reply, void *ud)
         cr_survey_release(&sv);
         return; /* lc is the script call's now */
     }
-    page(lc->d, lc->req, lc->hook, 503, "unavailable",
-         "Sorry, we could not record your answer just now. Please try again in a minute.");
+    page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_ANSWER);
 done:
     cr_survey_release(&sv);
     free(lc);
@@ -629,7 +744,7 @@ static void survey(struct link_ctx *lc)
         long n = 0;
 
         if (cr_form_parse(lc->req->body.data ? lc->req->body.data : "", lc->req->body.len, &f) != 0) {
-            page(lc->d, lc->req, lc->hook, 400, "malformed", "Please choose one of the answers.");
+            page(lc->d, lc->req, lc->hook, 400, "malformed", lc->wl, CR_WORD_CHOOSE);
             free(lc);
             return;
         }
@@ -642,7 +757,7 @@ static void survey(struct link_ctx *lc)
         }
         cr_form_release(&f);
         if (n < 1) {
-            page(lc->d, lc->req, lc->hook, 400, "malformed", "Please choose one of the answers.");
+            page(lc->d, lc->req, lc->hook, 400, "malformed", lc->wl, CR_WORD_CHOOSE);
             free(lc);
             return;
         }
@@ -650,8 +765,7 @@ static void survey(struct link_ctx *lc)
     }
     if (cr_key_for(&lc->d->keys, "job", lc->link.arg, key, sizeof(key)) != 0 ||
         cr_redis_cmd(lc->d->rc, on_survey_doc, lc, 0, "HGET %s doc", key) != 0) {
-        page(lc->d, lc->req, lc->hook, 503, "unavailable",
-             "Sorry, this survey is not available just now. Please try again in a minute.");
+        page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_SURVEY);
         free(lc);
     }
 }
@@ -666,17 +780,17 @@ void cr_replies_link(struct cr_daemon *d, struct cr_httpd_req *req)
     int rc;
 
     if (d->cfg->links_secret == NULL) {
-        page(d, req, hook, 404, "not_configured", "This link is not valid.");
+        page(d, req, hook, 404, "not_configured", "en", CR_WORD_NOT_VALID);
         return;
     }
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 &&
         strcmp(req->method, "POST") != 0) {
-        page(d, req, hook, 405, "bad_method", "This page takes GET or POST.");
+        page(d, req, hook, 405, "bad_method", "en", CR_WORD_BAD_METHOD);
         return;
     }
     lc = calloc(1, sizeof(*lc));
     if (lc == NULL) {
-        page(d, req, hook, 503, "unavailable", "Please try again in a minute.");
+        page(d, req, hook, 503, "unavailable", "en", CR_WORD_TRY_AGAIN);
         return;
     }
     lc->d = d;
@@ -685,9 +799,12 @@ void cr_replies_link(struct cr_daemon *d, struct cr_httpd_req *req)
     rc = cr_link_verify(d->cfg->links_secret, token, strlen(token), cr_now_ms() / 1000, &lc->link);
     if (rc == 0 && (char)lc->link.kind != (unsub ? 'u' : 's'))
         rc = CR_EPARSE;
+    /* the signature is checked before the language is read: an expired link's
+     * page is in its language, a forged one's in English */
+    lc->wl = cr_words_lang(rc == 0 || rc == CR_ETIMEOUT ? lc->link.lang : NULL);
     if (rc != 0) {
-        page(d, req, hook, 403, rc == CR_ETIMEOUT ? "expired" : "bad_token",
-             rc == CR_ETIMEOUT ? "This link has expired." : "This link is not valid.");
+        page(d, req, hook, 403, rc == CR_ETIMEOUT ? "expired" : "bad_token", lc->wl,
+             rc == CR_ETIMEOUT ? CR_WORD_EXPIRED : CR_WORD_NOT_VALID);
         free(lc);
         return;
     }

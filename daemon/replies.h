@@ -36,12 +36,27 @@ struct cr_survey {
     size_t noptions;
     char *segments[CR_SURVEY_SEGMENTS_MAX]; /* audience.segments */
     size_t nsegments;
+    char lang[16];             /* the language of question and options; "" unknown */
 };
 
-/* Reads the survey and audience segments out of a job document (JSON).
- * Returns 0 (question NULL when there is no survey), CR_EPARSE or CR_ENOMEM. */
+/* Reads the survey (in the job's default language) and audience segments out
+ * of a job document (JSON). Returns 0 (question NULL when there is no
+ * survey), CR_EPARSE or CR_ENOMEM. */
 int cr_survey_from_doc(const char *doc, size_t len, struct cr_survey *out);
+
+/* As cr_survey_from_doc, with the survey of the translation that matches
+ * lang (cr_lang_match: the exact tag, else the language without region) when
+ * it has one, else the default language's; out->lang names which. */
+int cr_survey_from_doc_lang(const char *doc, size_t len, const char *lang,
+                            struct cr_survey *out);
 void cr_survey_release(struct cr_survey *s);
+
+/* The survey answer in an SMS text for a job document: as cr_survey_match
+ * against the job's survey options, then against each translation's (the
+ * resident may answer in the language the question came in; option numbers
+ * are the same in every language). 0 when it answers nothing or the document
+ * has no survey. */
+int cr_survey_match_doc(const char *doc, size_t len, const char *text);
 
 /* Told when an inbound message has been handled: status 200 (outcome
  * "accepted" or "replayed") or 503 ("unavailable": Redis did not answer). */
@@ -55,7 +70,9 @@ void cr_replies_inbound(struct cr_daemon *d, const char *from, const char *text,
                         const char *seen_key, cr_replies_done_cb cb, void *ud);
 
 /* Answers GET|POST /u/<token> and /s/<token> (req->path). GET changes nothing;
- * POST unsubscribes or tallies the answer. A bad, tampered or expired token is
+ * POST unsubscribes or tallies the answer. Pages are in the language the
+ * token names (the message's): the survey from the job's translation, the
+ * fixed words in Welsh or English (words.h). A bad, tampered or expired token is
  * 403; unknown job or option 404/400; Redis unavailable 503. Counted as hook
  * "unsubscribe"/"survey". */
 void cr_replies_link(struct cr_daemon *d, struct cr_httpd_req *req);

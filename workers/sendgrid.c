@@ -242,12 +242,20 @@ static int add_content(cJSON *content, const char *type, const char *value)
     return 0;
 }
 
+/* Both NULL or equal. */
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /* One request for n messages sharing msgs[0]'s rendering: a personalization
- * per message (its address, crier_ref, List-Unsubscribe headers and
- * substitutions), everything else from msgs[0]. CR_EINVAL when an address, the
- * subject (or a value substituted into it), the sender name or an unsubscribe
- * URL could smuggle a header (CR/LF, brackets), when there is no content at
- * all, or for more than SENDGRID_BATCH_MAX messages. */
+ * per message (its address, crier_ref and crier_job, List-Unsubscribe headers
+ * and substitutions), from, reply_to, subject and content from msgs[0]; a
+ * request for many says everything a request for one says. CR_EINVAL when an
+ * address, the subject (or a value substituted into it), the sender name or
+ * an unsubscribe URL could smuggle a header (CR/LF, brackets), when the
+ * messages do not share one sender (from is the request's), when there is no
+ * content at all, or for more than SENDGRID_BATCH_MAX messages. */
 static int sendgrid_build(void *state, const struct cr_message *const *msgs, size_t n,
                           struct cr_request *req)
 {
@@ -275,6 +283,8 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
         if (msgs[i]->unsubscribe_url != NULL && !unsubscribe_ok(msgs[i]->unsubscribe_url))
             goto out;
         if (!substitutions_ok(msgs[i], m->subject))
+            goto out;
+        if (!same_str(msgs[i]->sender_name, m->sender_name))
             goto out;
     }
 

@@ -506,12 +506,14 @@ TEST(job_encoding)
         parse(with(buf, sizeof(buf), "\"tags\":{\"a\":\"\\ud83d\\udea8\",\"b\":\"🚨\"},"), NULL), 0);
 }
 
-TEST(job_content_for_fallback)
+/* One language per message: a translation is used for a channel's message
+ * only when it can make all of it, else the default language whole. */
+TEST(job_pick_one_language_per_message)
 {
     struct cr_job_limits lim;
     struct cr_job job;
     struct cr_job_error err;
-    struct cr_content ct;
+    const struct cr_content *ct;
     size_t len;
     char *doc = slurp(DATA_DIR "good-full.json", &len);
     int rc;
@@ -521,56 +523,148 @@ TEST(job_content_for_fallback)
     rc = cr_job_parse(doc, len, &lim, &job, &err);
     free(doc);
     ASSERT_INT_EQ(rc, 0);
+    ASSERT_STR_EQ(job.translations[0].lang, "pl");
+    ASSERT_STR_EQ(job.translations[1].lang, "cy");
 
-    cr_job_content_for(&job, "pl", &ct);
-    ASSERT_STR_EQ(ct.subject, "Zaginiona osoba: czy możesz pomóc?");
-    ASSERT(ct.sms == job.translations[0].content.sms);
-    ASSERT(ct.html == job.content.html); /* pl has no html: default */
-    ASSERT(ct.push_title == job.content.push_title);
+    /* pl has subject, text and sms: its email is text only, in Polish */
+    ASSERT_INT_EQ(cr_job_pick(&job, "pl", CR_CH_EMAIL), 1);
+    ct = cr_job_row_content(&job, 1);
+    ASSERT_STR_EQ(ct->subject, "Zaginiona osoba: czy możesz pomóc?");
+    ASSERT(ct->text != NULL && ct->html == NULL);
+    ASSERT_STR_EQ(cr_job_row_lang(&job, 1), "pl");
+    ASSERT_INT_EQ(cr_job_pick(&job, "pl", CR_CH_SMS), 1);
+    ASSERT_INT_EQ(cr_job_pick(&job, "pl", CR_CH_PUSH), 0); /* no push in Polish */
+    ASSERT_INT_EQ(cr_job_pick(&job, "pl-PL", CR_CH_EMAIL), 1); /* region falls back */
+    ASSERT_INT_EQ(cr_job_pick(&job, "PL", CR_CH_EMAIL), 1);    /* any case */
 
-    cr_job_content_for(&job, "pl-PL", &ct); /* region falls back to the language */
-    ASSERT(ct.subject == job.translations[0].content.subject);
-    cr_job_content_for(&job, "PL", &ct); /* tags are case-insensitive */
-    ASSERT(ct.subject == job.translations[0].content.subject);
+    /* cy has a subject and a push title only: nothing whole, so English whole,
+     * never a Welsh subject over an English body or title over body */
+    ASSERT_INT_EQ(cr_job_pick(&job, "cy", CR_CH_EMAIL), 0);
+    ASSERT_INT_EQ(cr_job_pick(&job, "cy", CR_CH_PUSH), 0);
+    ASSERT_INT_EQ(cr_job_pick(&job, "cy", CR_CH_SMS), 0);
+    ASSERT_STR_EQ(cr_job_row_lang(&job, 0), "en");
+    ASSERT(cr_job_row_content(&job, 0) == &job.content);
 
-    cr_job_content_for(&job, "cy", &ct);
-    ASSERT_STR_EQ(ct.subject, "Person ar goll: allwch chi helpu?");
-    ASSERT_STR_EQ(ct.push_title, "Apêl yr heddlu");
-    ASSERT(ct.push_body == job.content.push_body);
-    ASSERT(ct.sms == job.content.sms);
-
-    cr_job_content_for(&job, "de-DE", &ct);
-    ASSERT(ct.subject == job.content.subject && ct.text == job.content.text);
-    cr_job_content_for(&job, "p", &ct); /* a prefix is not a match */
-    ASSERT(ct.subject == job.content.subject);
-    cr_job_content_for(&job, "", &ct);
-    ASSERT(ct.sms == job.content.sms);
-    cr_job_content_for(&job, NULL, &ct);
-    ASSERT(ct.push_body == job.content.push_body);
+    ASSERT_INT_EQ(cr_job_pick(&job, "de-DE", CR_CH_EMAIL), 0);
+    ASSERT_INT_EQ(cr_job_pick(&job, "p", CR_CH_EMAIL), 0); /* a prefix is not a match */
+    ASSERT_INT_EQ(cr_job_pick(&job, "", CR_CH_SMS), 0);
+    ASSERT_INT_EQ(cr_job_pick(&job, NULL, CR_CH_PUSH), 0);
     cr_job_release(&job);
 }
 
-TEST(job_content_for_exact_region_first)
+TEST(job_pick_per_channel_table)
+{
+    static const struct {
+        const char *tr;      /* the cy translation */
+        const char *def_push; /* the default's push object */
+        int email, sms, push;
+    } cases[] = {
+        {"{\"subject\":\"S\",\"text\":\"T\"}", "{\"title\":\"t\",\"body\":\"b\"}", 1, 0, 0},
+        {"{\"subject\":\"S\",\"html\":\"<p>H</p>\"}", "{\"title\":\"t\",\"body\":\"b\"}", 1, 0, 0},
+        {"{\"text\":\"T\",\"html\":\"H\"}", "{\"title\":\"t\",\"body\":\"b\"}", 0, 0, 0},
+        {"{\"subject\":\"S\"}", "{\"title\":\"t\",\"body\":\"b\"}", 0, 0, 0},
+        {"{\"sms\":\"X\"}", "{\"title\":\"t\",\"body\":\"b\"}", 0, 1, 0},
+        {"{\"push\":{\"title\":\"t\"}}", "{\"title\":\"t\",\"body\":\"b\"}", 0, 0, 0},
+        {"{\"push\":{\"body\":\"b\"}}", "{\"title\":\"t\",\"body\":\"b\"}", 0, 0, 0},
+        {"{\"push\":{\"title\":\"t\",\"body\":\"b\"}}", "{\"title\":\"t\",\"body\":\"b\"}", 0, 0,
+         1},
+        {"{\"push\":{\"body\":\"b\"}}", "{\"body\":\"b\"}", 0, 0, 1},
+        {"{\"push\":{\"title\":\"t\",\"body\":\"b\"}}", "{\"body\":\"b\"}", 0, 0, 1},
+        {"{\"push\":{\"title\":\"t\"}}", "{\"body\":\"b\"}", 0, 0, 0},
+    };
+    struct cr_job_limits lim;
+    size_t i;
+
+    cr_job_limits_default(&lim);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cr_job job;
+        struct cr_job_error err;
+        char doc[1024];
+
+        snprintf(doc, sizeof(doc),
+                 "{\"audience\":{\"segments\":[\"a\"]},\"channels\":[\"email\",\"sms\",\"push\"],"
+                 "\"message\":{\"subject\":\"s\",\"text\":\"t\",\"html\":\"h\",\"sms\":\"m\","
+                 "\"push\":%s,\"translations\":{\"cy\":%s}}}",
+                 cases[i].def_push, cases[i].tr);
+        ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
+        ASSERT_INT_EQ(cr_job_pick(&job, "cy", CR_CH_EMAIL), cases[i].email);
+        ASSERT_INT_EQ(cr_job_pick(&job, "cy", CR_CH_SMS), cases[i].sms);
+        ASSERT_INT_EQ(cr_job_pick(&job, "cy", CR_CH_PUSH), cases[i].push);
+        cr_job_release(&job);
+    }
+}
+
+TEST(job_pick_exact_region_first)
 {
     struct cr_job_limits lim;
     struct cr_job job;
     struct cr_job_error err;
-    struct cr_content ct;
     const char *doc = "{\"audience\":{\"segments\":[\"area:LE1\"]},\"channels\":[\"sms\"],"
                       "\"message\":{\"sms\":\"en\",\"translations\":{\"pt\":{\"sms\":\"pt\"},"
-                      "\"pt-BR\":{\"sms\":\"br\"}}}}";
+                      "\"pt-BR\":{\"sms\":\"br\"},\"es-MX\":{\"subject\":\"mx\"},"
+                      "\"es\":{\"sms\":\"es\"}}}}";
 
     cr_job_limits_default(&lim);
     ASSERT_INT_EQ(cr_job_parse(doc, strlen(doc), &lim, &job, &err), 0);
-    cr_job_content_for(&job, "pt-BR", &ct);
-    ASSERT_STR_EQ(ct.sms, "br");
-    cr_job_content_for(&job, "pt-PT", &ct);
-    ASSERT_STR_EQ(ct.sms, "pt");
-    cr_job_content_for(&job, "pt", &ct);
-    ASSERT_STR_EQ(ct.sms, "pt");
-    cr_job_content_for(&job, "es", &ct);
-    ASSERT_STR_EQ(ct.sms, "en");
+    ASSERT_STR_EQ(cr_job_row_content(&job, cr_job_pick(&job, "pt-BR", CR_CH_SMS))->sms, "br");
+    ASSERT_STR_EQ(cr_job_row_content(&job, cr_job_pick(&job, "pt-PT", CR_CH_SMS))->sms, "pt");
+    ASSERT_STR_EQ(cr_job_row_content(&job, cr_job_pick(&job, "pt", CR_CH_SMS))->sms, "pt");
+    /* es-MX has no sms: the language alone */
+    ASSERT_STR_EQ(cr_job_row_content(&job, cr_job_pick(&job, "es-MX", CR_CH_SMS))->sms, "es");
+    ASSERT_STR_EQ(cr_job_row_content(&job, cr_job_pick(&job, "fr", CR_CH_SMS))->sms, "en");
     cr_job_release(&job);
+}
+
+/* A translation may carry the survey in its language: the same number of
+ * options (answers are counted by number), and only for a job with a survey. */
+TEST(job_translated_survey)
+{
+    static const char head[] = "{\"audience\":{\"segments\":[\"a\"]},\"channels\":[\"sms\"],"
+                               "\"message\":{\"sms\":\"m\",\"translations\":{\"cy\":{\"sms\":"
+                               "\"c\",\"survey\":";
+    static const struct {
+        const char *tr_survey;
+        const char *survey; /* the job's, "" for none */
+        const char *code;   /* "" = accepted */
+    } cases[] = {
+        {"{\"question\":\"Ydych chi'n teimlo'n ddiogel?\",\"options\":[\"Ydw\",\"Nac ydw\"]}",
+         ",\"survey\":{\"question\":\"Safe?\",\"options\":[\"Yes\",\"No\"]}", ""},
+        {"{\"question\":\"Q\",\"options\":[\"Ydw\",\"Nac ydw\",\"Efallai\"]}",
+         ",\"survey\":{\"question\":\"Safe?\",\"options\":[\"Yes\",\"No\"]}", "bad_survey"},
+        {"{\"question\":\"Q\",\"options\":[\"Ydw\",\"Nac ydw\"]}", "", "bad_survey"},
+        {"{\"question\":\"Q\"}", ",\"survey\":{\"question\":\"S\",\"options\":[\"Y\",\"N\"]}",
+         "missing_field"},
+        {"{\"question\":\"Q\",\"options\":[\"Y\",\"N\"],\"x\":1}",
+         ",\"survey\":{\"question\":\"S\",\"options\":[\"Y\",\"N\"]}", "unknown_field"},
+        {"[]", ",\"survey\":{\"question\":\"S\",\"options\":[\"Y\",\"N\"]}", "bad_type"},
+    };
+    struct cr_job_limits lim;
+    size_t i;
+
+    cr_job_limits_default(&lim);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cr_job job;
+        struct cr_job_error err;
+        char doc[1024];
+        int rc;
+
+        snprintf(doc, sizeof(doc), "%s%s}}}%s}", head, cases[i].tr_survey, cases[i].survey);
+        rc = cr_job_parse(doc, strlen(doc), &lim, &job, &err);
+        if (cases[i].code[0] == '\0') {
+            ASSERT_INT_EQ(rc, 0);
+            ASSERT_STR_EQ(job.translations[0].survey_question, "Ydych chi'n teimlo'n ddiogel?");
+            ASSERT_INT_EQ(job.translations[0].survey_options.n, 2);
+            ASSERT_STR_EQ(job.translations[0].survey_options.v[1], "Nac ydw");
+            ASSERT_INT_EQ(cr_job_pick_survey(&job, "cy"), 1);
+            ASSERT_INT_EQ(cr_job_pick_survey(&job, "cy-GB"), 1);
+            ASSERT_INT_EQ(cr_job_pick_survey(&job, "en"), 0);
+            cr_job_release(&job);
+        } else {
+            ASSERT_INT_EQ(rc, CR_EINVAL);
+            ASSERT_STR_EQ(err.code, cases[i].code);
+            ASSERT(strstr(err.message, "message.translations.cy.survey") != NULL);
+        }
+    }
 }
 
 TEST(time_parse_forms)

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "cr_error.h"
 #include "cr_provider.h"
+#include "links.h"
 #include "render.h"
 #include "test.h"
 
@@ -335,13 +336,14 @@ TEST(render_batch_same_job_priority_and_translation)
     struct cr_batch other;
 
     ASSERT_INT_EQ(fixture_init(&f, "{\"lang\":\"en\",\"subject\":\"Hi {{name}}\",\"text\":\"t\","
-                                   "\"translations\":{\"pl\":{\"subject\":\"Czesc {{name}}\"}}}"),
+                                   "\"translations\":{\"pl\":{\"subject\":\"Czesc {{name}}\","
+                                   "\"text\":\"Tekst\"}}}"),
                   0);
     fields(&f, 0, en);
     fields(&f, 1, pl);
     fields(&f, 2, de);
     fields(&f, 3, none);
-    ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[1])); /* Polish subject */
+    ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[1])); /* Polish email */
     ASSERT(cr_render_same(&f.msgs[0], &f.msgs[2]));  /* no German: the default */
     ASSERT(cr_render_same(&f.msgs[0], &f.msgs[3]));
     other = f.b;
@@ -349,6 +351,85 @@ TEST(render_batch_same_job_priority_and_translation)
     f.msgs[3].batch = &other;
     ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[3]));
     fixture_release(&f);
+
+    /* a Polish subject alone cannot make a Polish email: English whole, shared */
+    ASSERT_INT_EQ(fixture_init(&f, "{\"lang\":\"en\",\"subject\":\"Hi {{name}}\",\"text\":\"t\","
+                                   "\"translations\":{\"pl\":{\"subject\":\"Czesc {{name}}\"}}}"),
+                  0);
+    fields(&f, 0, en);
+    fields(&f, 1, pl);
+    ASSERT(cr_render_same(&f.msgs[0], &f.msgs[1]));
+    fixture_release(&f);
+}
+
+/* A Welsh translation with subject and text but no html: a Welsh resident's
+ * email is Welsh text only (never Welsh text beside English html); an English
+ * resident's is English in every part; alone and in a batch alike. */
+TEST(render_partial_translation_is_one_language_per_message)
+{
+    static const char *const cy[] = {"name", "Siân", "lang", "cy", NULL};
+    static const char *const cy2[] = {"name", "Dafydd", "lang", "cy-GB", NULL};
+    static const char *const en[] = {"name", "Ann", "lang", "en", NULL};
+    static const char msg[] =
+        "{\"lang\":\"en\",\"subject\":\"Flood warning, {{name}}\","
+        "\"text\":\"Hello {{name}}, the river is rising.\","
+        "\"html\":\"<p>Hello {{name}}, the river is rising.</p>\","
+        "\"translations\":{\"cy\":{\"subject\":\"Rhybudd llifogydd, {{name}}\","
+        "\"text\":\"Helo {{name}}, mae'r afon yn codi.\"}}}";
+    struct cr_message one;
+    struct fixture f;
+
+    struct cr_link link;
+
+    ASSERT_INT_EQ(fixture_init(&f, msg), 0);
+    f.cfg.links_secret = (char *)(uintptr_t) "link-secret-0123456789";
+    f.cfg.webhooks_public_url = (char *)(uintptr_t) "https://a.example";
+    f.cfg.links_ttl_days = 1;
+    fields(&f, 0, cy);
+    fields(&f, 1, cy2);
+    fields(&f, 2, en);
+    fields(&f, 3, cy);
+    ASSERT_INT_EQ(cr_render_message(&f.r, &f.msgs[0], &one), 0);
+    ASSERT_STR_EQ(one.subject, "Rhybudd llifogydd, Siân");
+    ASSERT_STR_EQ(one.text, "Helo Siân, mae'r afon yn codi.");
+    ASSERT(one.html == NULL);
+    /* its link's page is shown in the message's language */
+    ASSERT(one.unsubscribe_url != NULL &&
+           strncmp(one.unsubscribe_url, "https://a.example/u/", 20) == 0);
+    ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, one.unsubscribe_url + 20,
+                                 strlen(one.unsubscribe_url + 20), 0, &link),
+                  0);
+    ASSERT_STR_EQ(link.lang, "cy");
+    ASSERT_INT_EQ(cr_render_message(&f.r, &f.msgs[2], &one), 0);
+    ASSERT_STR_EQ(one.subject, "Flood warning, Ann");
+    ASSERT_STR_EQ(one.text, "Hello Ann, the river is rising.");
+    ASSERT_STR_EQ(one.html, "<p>Hello Ann, the river is rising.</p>");
+    ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, one.unsubscribe_url + 20,
+                                 strlen(one.unsubscribe_url + 20), 0, &link),
+                  0);
+    ASSERT_STR_EQ(link.lang, "en");
+
+    ASSERT(cr_render_same(&f.msgs[0], &f.msgs[1]));
+    ASSERT(!cr_render_same(&f.msgs[0], &f.msgs[2]));
+    ASSERT_INT_EQ(cr_render_batch(&f.r, f.ptrs, 2, CR_SUBST_MAX_BYTES, 1700000000000, f.out,
+                                  f.alone),
+                  0);
+    ASSERT_STR_EQ(f.out[0].subject, "Rhybudd llifogydd, -crier-t-0-");
+    ASSERT_STR_EQ(f.out[1].text, "Helo -crier-t-0-, mae'r afon yn codi.");
+    ASSERT(f.out[0].html == NULL && f.out[1].html == NULL);
+    ASSERT_INT_EQ(cr_link_verify(f.cfg.links_secret, f.out[1].unsubscribe_url + 20,
+                                 strlen(f.out[1].unsubscribe_url + 20), 0, &link),
+                  0);
+    ASSERT_STR_EQ(link.lang, "cy");
+    fixture_release(&f);
+}
+
+/* The string member key of o, or "(none)". */
+static const char *member(const cJSON *o, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(it) ? it->valuestring : "(none)";
 }
 
 /* The batch through the SendGrid adapter: one request, the tags in the shared
@@ -367,6 +448,7 @@ TEST(render_batch_sendgrid_request)
     const cJSON *subs;
     char err[128];
     void *state = NULL;
+    int i;
 
     ASSERT(ops != NULL && ops->max_batch == 1000 && (ops->flags & CR_PROVIDER_SUBST));
     ASSERT_INT_EQ(ops->init(cfg, "http://127.0.0.1:9", "providers.sendgrid", &state, err,
@@ -402,10 +484,53 @@ TEST(render_batch_sendgrid_request)
                                       "crier_ref")
                       ->valuestring,
                   "batch-1/11/email");
+    /* what a request for one message says, a batch says too: the sender's
+     * name in from, the job in every personalization's custom_args */
+    ASSERT_STR_EQ(member(cJSON_GetObjectItem(doc, "from"), "name"), "PC Jane Smith");
+    for (i = 0; i < 2; i++)
+        ASSERT_STR_EQ(member(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, i), "custom_args"),
+                             "crier_job"),
+                      "batch-1");
     cJSON_Delete(doc);
     cr_buf_release(&req.url);
     cr_buf_release(&req.body);
     curl_slist_free_all(req.headers);
     ops->free_state(state);
     fixture_release(&f);
+}
+
+/* Everything about a message that does not depend on its recipient is in
+ * each message of a batch exactly as in the message rendered alone, with
+ * tags (the shared rendering of render_tagged) and without. */
+TEST(render_batch_messages_carry_the_job_fields)
+{
+    static const char *const s0[] = {"name", "Ann", NULL};
+    static const char *const msgs[2] = {
+        tagged_msg, "{\"lang\":\"en\",\"subject\":\"Road closed\",\"text\":\"The A6.\"}"};
+    struct fixture f;
+    size_t k;
+    size_t i;
+
+    for (k = 0; k < 2; k++) {
+        struct cr_message one;
+
+        ASSERT_INT_EQ(fixture_init(&f, msgs[k]), 0);
+        f.jc->job.expires_at_ms = 1700000900000;
+        for (i = 0; i < NSUBS; i++)
+            fields(&f, i, s0);
+        ASSERT_INT_EQ(cr_render_message(&f.r, &f.msgs[1], &one), 0);
+        ASSERT_INT_EQ(cr_render_batch(&f.r, f.ptrs, NSUBS, CR_SUBST_MAX_BYTES, 1700000000000,
+                                      f.out, f.alone),
+                      0);
+        for (i = 0; i < NSUBS; i++) {
+            ASSERT_INT_EQ(f.alone[i], 0);
+            ASSERT(f.out[i].job_id != NULL && f.out[i].sender_name != NULL);
+            ASSERT_STR_EQ(f.out[i].job_id, "batch-1");
+            ASSERT_STR_EQ(f.out[i].sender_name, one.sender_name);
+            ASSERT_INT_EQ(f.out[i].priority, CR_PRIO_URGENT);
+            ASSERT_INT_EQ(f.out[i].channel, CR_CH_EMAIL);
+            ASSERT_INT_EQ(f.out[i].expires_at_ms, 1700000900000);
+        }
+        fixture_release(&f);
+    }
 }

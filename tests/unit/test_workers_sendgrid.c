@@ -238,7 +238,25 @@ TEST(workers_sendgrid_build_batch)
     ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "custom_args"), "crier_ref"),
                   "appeal-17/5/email");
     ASSERT_INT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "content")), 2);
+    /* what a request for one carries, a request for many carries too */
+    ASSERT_STR_EQ(jstr(cJSON_GetObjectItem(doc, "from"), "name"), "PC Jane Smith");
+    ASSERT_STR_EQ(
+        jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 0), "custom_args"), "crier_job"),
+        "appeal-17");
+    ASSERT_STR_EQ(
+        jstr(cJSON_GetObjectItem(cJSON_GetArrayItem(pers, 1), "custom_args"), "crier_job"),
+        "appeal-17");
     cJSON_Delete(doc);
+    req_release(&req);
+
+    /* from is the request's: messages with different senders cannot share it */
+    b.sender_name = "PC John Doe";
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), CR_EINVAL);
+    req_release(&req);
+    b.sender_name = NULL;
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 2, &req), CR_EINVAL);
     req_release(&req);
     sg_ops()->free_state(state);
 }
