@@ -688,8 +688,9 @@ static void batch_failed(struct cr_batch *b)
         }
         return;
     }
+    /* the count stays: should the failure not be written now (a dropped
+     * connection), the batch comes back and is given up without a new try */
     snprintf(why, sizeof(why), "gave up after %d attempts: %s", CR_STRIKES_MAX, b->err);
-    cr_strikes_clear(&b->fanout->strikes, subject);
     cr_poison_fail_job(d, d->rc, b->job_id,
                        b->kind == CR_BATCH_STREAM ? d->keys.batches[b->prio] : NULL, b->entry, NULL,
                        NULL, why, on_poison_done, NULL);
@@ -1201,6 +1202,17 @@ static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
 /* Starts a batch once its messages or ids are in place: find the job, load. */
 static void start_batch(struct cr_batch *b)
 {
+    const char *reason = NULL;
+
+    if (cr_strikes_count(&b->fanout->strikes,
+                         b->kind == CR_BATCH_STREAM ? b->entry : b->job_id, &reason) >=
+        CR_STRIKES_MAX) {
+        b->err = strdup(reason ? reason : "?");
+        if (b->err)
+            batch_failed(b); /* given up before: only the failure is written */
+        batch_free(b);
+        return;
+    }
     /* retries read the job's state afresh: a job cancelled while its
      * messages were parked must not park them again */
     if (b->kind == CR_BATCH_STREAM)

@@ -188,25 +188,14 @@ static void on_given_up(void *ud, enum cr_poison_outcome outcome, const char *re
     free(g);
 }
 
-void cr_intake_failed(struct cr_intake *in, const char *entry, const char *id, const char *reason,
-                      int permanent)
+/* Records that entry's step was given up for reason (the whole text): the
+ * job fails with it, or the entry is dead-lettered. The entry stays held
+ * until that is written. */
+static void give_up(struct cr_intake *in, const char *entry, const char *id, const char *reason)
 {
     struct cr_daemon *d = in->d;
-    struct giveup_ctx *g;
-    long wait = STRIKE_BASE_MS;
-    unsigned n = CR_STRIKES_MAX;
+    struct giveup_ctx *g = calloc(1, sizeof(*g));
 
-    if (!permanent)
-        n = cr_strikes_add(&in->strikes, entry, reason, cr_now_ms(), STRIKE_BASE_MS,
-                           d->cfg->reclaim_idle_ms, &wait);
-    if (n < CR_STRIKES_MAX) {
-        cr_warn("job %s (entry %s): %s; attempt %u of %d failed, next in %ld ms", id, entry, reason,
-                n, CR_STRIKES_MAX, wait);
-        cr_intake_release(in, entry);
-        cr_reader_recover_in(d->reader, wait);
-        return;
-    }
-    g = calloc(1, sizeof(*g));
     if (g == NULL) {
         cr_intake_release(in, entry);
         return;
@@ -214,17 +203,51 @@ void cr_intake_failed(struct cr_intake *in, const char *entry, const char *id, c
     g->in = in;
     snprintf(g->entry, sizeof(g->entry), "%s", entry);
     snprintf(g->id, sizeof(g->id), "%s", id);
-    if (permanent)
-        snprintf(g->reason, sizeof(g->reason), "%s", reason);
-    else
-        snprintf(g->reason, sizeof(g->reason), "gave up after %d attempts: %s", CR_STRIKES_MAX,
-                 reason);
-    /* the entry stays held here until the failure is written */
+    snprintf(g->reason, sizeof(g->reason), "%s", reason);
     if (cr_poison_fail_job(d, d->rc, id, d->keys.jobs, entry, NULL, NULL, g->reason, on_given_up,
                            g) < 0) {
         free(g);
         cr_intake_release(in, entry);
     }
+}
+
+/* When entry's step was given up already (its failure not recorded yet: the
+ * connection dropped), records that instead of trying the step again.
+ * Returns 1 when it did. */
+static int given_up_before(struct cr_intake *in, const char *entry, const char *id)
+{
+    const char *reason = NULL;
+    char why[480];
+
+    if (cr_strikes_count(&in->strikes, entry, &reason) < CR_STRIKES_MAX)
+        return 0;
+    snprintf(why, sizeof(why), "gave up after %d attempts: %s", CR_STRIKES_MAX,
+             reason ? reason : "?");
+    give_up(in, entry, id, why);
+    return 1;
+}
+
+void cr_intake_failed(struct cr_intake *in, const char *entry, const char *id, const char *reason,
+                      int permanent)
+{
+    struct cr_daemon *d = in->d;
+    long wait = STRIKE_BASE_MS;
+    unsigned n;
+
+    if (permanent) {
+        give_up(in, entry, id, reason);
+        return;
+    }
+    n = cr_strikes_add(&in->strikes, entry, reason, cr_now_ms(), STRIKE_BASE_MS,
+                       d->cfg->reclaim_idle_ms, &wait);
+    if (n < CR_STRIKES_MAX) {
+        cr_warn("job %s (entry %s): %s; attempt %u of %d failed, next in %ld ms", id, entry, reason,
+                n, CR_STRIKES_MAX, wait);
+        cr_intake_release(in, entry);
+        cr_reader_recover_in(d->reader, wait);
+        return;
+    }
+    given_up_before(in, entry, id);
 }
 
 static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
@@ -419,6 +442,8 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
         snprintf(it->id, sizeof(it->id), "%s", it->job.id);
     else
         snprintf(it->id, sizeof(it->id), "job-%s", entry);
+    if (given_up_before(in, entry, it->id))
+        return;
     accept_job(it, doc, len, 1);
 }
 
@@ -489,6 +514,10 @@ void cr_intake_resume(struct cr_intake *in, const char *entry, const char *id)
     rc->in = in;
     snprintf(rc->entry, sizeof(rc->entry), "%s", entry);
     snprintf(rc->id, sizeof(rc->id), "%s", id);
+    if (given_up_before(in, entry, id)) {
+        free(rc);
+        return;
+    }
     cr_key_for(&in->d->keys, "job", id, key, sizeof(key));
     if (cr_redis_cmd(in->d->rc, on_resume_doc, rc, 0, "HGET %s doc", key) < 0) {
         free(rc);

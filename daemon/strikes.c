@@ -61,3 +61,12 @@ void cr_strikes_clear(struct cr_strikes *s, const char *subject)
     if (k != NULL)
         memset(k, 0, sizeof(*k));
 }
+
+unsigned cr_strikes_count(const struct cr_strikes *s, const char *subject, const char **reason)
+{
+    const struct cr_strike *k = find((struct cr_strikes *)s, subject);
+
+    if (reason)
+        *reason = k ? k->reason : NULL;
+    return k ? k->count : 0;
+}

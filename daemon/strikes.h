@@ -31,6 +31,12 @@ struct cr_strikes {
 unsigned cr_strikes_add(struct cr_strikes *s, const char *subject, const char *reason,
                         int64_t now_ms, long base_ms, long max_ms, long *wait_ms);
 
+/* The failures counted for subject so far (0 when none), and the reason of
+ * the last one in *reason (NULL when none; valid until the next call). A
+ * count >= CR_STRIKES_MAX means the step was given up: do not try it again,
+ * only record that it was given up. */
+unsigned cr_strikes_count(const struct cr_strikes *s, const char *subject, const char **reason);
+
 /* Forgets subject's failures (its step succeeded or was given up). */
 void cr_strikes_clear(struct cr_strikes *s, const char *subject);
 

@@ -23,6 +23,14 @@ TEST(strikes_count_same_reason_and_double_the_wait)
     /* a long quiet spell starts again */
     ASSERT_INT_EQ(
         cr_strikes_add(&s, "1-0", "ERR y", 2100 + CR_STRIKES_FORGET_MS + 1, 250, 60000, &wait), 1);
+    {
+        const char *why = NULL;
+
+        ASSERT_INT_EQ(cr_strikes_count(&s, "1-0", &why), 1);
+        ASSERT_STR_EQ(why, "ERR y");
+        ASSERT_INT_EQ(cr_strikes_count(&s, "nope", &why), 0);
+        ASSERT(why == NULL);
+    }
     cr_strikes_clear(&s, "1-0");
     ASSERT_INT_EQ(cr_strikes_add(&s, "1-0", "ERR y", 5000, 250, 60000, &wait), 1);
 }
