@@ -40,6 +40,7 @@ static void batch_free(struct cr_batch *b);
 static void maybe_complete(struct cr_batch *b);
 static void poisoned_maybe_free(struct cr_batch *b);
 static int any_inflight(const struct cr_batch *b);
+static void release_slots(struct cr_batch *b, size_t from, size_t to);
 static void after_outcome(struct cr_batch *b);
 static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
                                   enum cr_priority prio, const char *job);
@@ -282,11 +283,18 @@ static int any_inflight(const struct cr_batch *b)
     return 0;
 }
 
-/* A poisoned batch is freed once every message has come back from the
- * dispatcher (its outcomes are not written: the job has failed). */
+/* A poisoned batch's outcomes are never written (the job has failed): their
+ * provider slots are handed back at once, so that the provider's queue moves
+ * on and gives back this batch's other messages; the batch is freed once
+ * every message has come back from the dispatcher. */
 static void poisoned_maybe_free(struct cr_batch *b)
 {
-    if (b->planning || !b->planned || b->flush_busy || b->nouts < b->expected || any_inflight(b))
+    if (b->planning)
+        return;
+    b->planning = 1; /* a message handed back meanwhile must not free b under us */
+    release_slots(b, 0, b->nouts);
+    b->planning = 0;
+    if (!b->planned || b->flush_busy || b->nouts < b->expected || any_inflight(b))
         return;
     batch_free(b);
 }
