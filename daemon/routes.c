@@ -2,6 +2,7 @@
  * links handed to their modules, everything else 404/405. */
 #include "routes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "cr_log.h"
 #include "httpd.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "replies.h"
 #include "webhooks.h"
 
@@ -32,6 +34,7 @@ static int is_get(const struct cr_httpd_req *req)
 static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
 {
     const char *why = NULL;
+    char note[256];
 
     if (d->stopping)
         why = "shutting down\n";
@@ -43,6 +46,14 @@ static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
         why = "redis urgent connection not ready\n";
     else if (d->cfg->nproviders == 0)
         why = "no providers configured\n";
+    if (why == NULL && cr_replicas_degraded(d->replicas, note, sizeof(note))) {
+        /* still ready: crierd sends on, but a failover now could lose outcomes */
+        char body[320];
+
+        snprintf(body, sizeof(body), "ready (degraded: %s)\n", note);
+        text(req, 200, NULL, body);
+        return;
+    }
     text(req, why ? 503 : 200, NULL, why ? why : "ready\n");
 }
 
