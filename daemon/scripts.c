@@ -273,9 +273,14 @@ static void hash_scripts(void)
     }
 }
 
+/* SCRIPT LOADs sent and not answered: a NOSCRIPT answer loads the scripts
+ * again only when none is under way (one loop, one thread). */
+static size_t loads_pending;
+
 static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
 {
     (void)r;
+    loads_pending--;
     if (reply && cr_reply_is_error(reply))
         cr_error("redis: SCRIPT LOAD of script %d failed: %s", (int)(intptr_t)ud,
                  reply->str ? reply->str : "?");
@@ -286,8 +291,33 @@ void cr_scripts_load(struct cr_redis *r)
     int s;
 
     hash_scripts();
-    for (s = 0; s < CR_SCRIPT__COUNT; s++)
-        cr_redis_cmd(r, on_loaded, (void *)(intptr_t)s, 0, "SCRIPT LOAD %s", script_text[s]);
+    for (s = 0; s < CR_SCRIPT__COUNT; s++) {
+        if (cr_redis_cmd(r, on_loaded, (void *)(intptr_t)s, 0, "SCRIPT LOAD %s",
+                         script_text[s]) == 0)
+            loads_pending++;
+    }
+}
+
+struct call_ctx {
+    cr_redis_cb cb;
+    void *ud;
+};
+
+/* A server without the scripts (its SCRIPT LOAD was refused while it was
+ * still loading its data, or SCRIPT FLUSH) answers NOSCRIPT: load them again,
+ * so that the caller's retry finds them. */
+static void on_called(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct call_ctx cc = *(struct call_ctx *)ud;
+
+    free(ud);
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && loads_pending == 0) {
+        cr_warn("redis: the server does not have crier's scripts (restarted?); loading them "
+                "again");
+        cr_scripts_load(r);
+    }
+    cc.cb(r, reply, cc.ud);
 }
 
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
@@ -296,6 +326,8 @@ int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, co
     const char *av[CR_SCRIPT_MAX_ARGS];
     size_t al[CR_SCRIPT_MAX_ARGS];
     char nk[16];
+    struct call_ctx *cc;
+    int rc;
     int i;
 
     if (argc + 3 > CR_SCRIPT_MAX_ARGS)
@@ -312,5 +344,15 @@ int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, co
         av[3 + i] = argv[i];
         al[3 + i] = lens ? lens[i] : strlen(argv[i]);
     }
-    return cr_redis_argv(r, cb, ud, 0, argc + 3, av, al);
+    if (cb == NULL)
+        return cr_redis_argv(r, NULL, NULL, 0, argc + 3, av, al);
+    cc = malloc(sizeof(*cc));
+    if (cc == NULL)
+        return CR_ENOMEM;
+    cc->cb = cb;
+    cc->ud = ud;
+    rc = cr_redis_argv(r, on_called, cc, 0, argc + 3, av, al);
+    if (rc != 0)
+        free(cc);
+    return rc;
 }

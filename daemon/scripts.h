@@ -64,7 +64,10 @@ enum cr_script {
 void cr_scripts_load(struct cr_redis *r);
 
 /* EVALSHA of script s with nkeys keys and argc further values (keys first in
- * argv). As cr_redis_argv for ownership, return value and callback. */
+ * argv). As cr_redis_argv for ownership, return value and callback. A
+ * NOSCRIPT answer (a server that lost or never took the scripts) also sends
+ * cr_scripts_load on r, unless loads are under way, so the caller's retry
+ * finds them. */
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
                    const size_t *lens, cr_redis_cb cb, void *ud);
 
