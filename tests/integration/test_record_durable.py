@@ -206,3 +206,43 @@ def test_wait_replicas_with_a_replica_that_stops(env):
     wait_until(lambda: rr.hget(f"crier:job:{job_id}", "state") == "completed", 30,
                what="the replica to have the completed job")
     d.check_alive()
+
+
+# ---- the acknowledgement's check, inside Redis ----------------------------------
+
+def test_ack_refused_while_the_ledger_lacks_a_planned_bit(env):
+    """Ten residents' ledger bits are there when crierd loads their batch (so
+    it does not send to them) and gone before it acknowledges the batch, as if
+    Redis had lost them with no reconnect to tell crierd: the acknowledging
+    script call refuses, crierd sends those ten, and only then is the batch
+    acknowledged and the job completed."""
+    n, lost = 400, 10
+    subs = {f"g{i:04d}": {"phone": f"+4479{i:08d}", "name": f"R {i}"} for i in range(n)}
+    segs = {"area:BIG": list(subs)}
+    env.start_redis()
+    seed(env.r, subs, segs)
+    env.start_sim("--latency-ms", "1500")
+    port = free_port()
+    d = env.crierd(http={"listen": f"127.0.0.1:{port}"},
+                   fanout={"batch_size": 200, "max_batches": 8},
+                   providers={"twilio": {"max_inflight": 200, "max_unrecorded": 400}})
+    exp = Expect(subs, segs["area:BIG"], ["sms"])
+    job_id = "durable-gap-0001"
+    ledger = f"crier:job:{job_id}:ledger"
+    for pos in range(lost):
+        env.r.setbit(ledger, pos * 4 + ch_index("sms"), 1)
+    post_job(env.r, job(job_id, ["sms"]))
+    # the first batch is loaded and its requests are at the simulator (which
+    # answers 1.5 s later): its acknowledgement is still to come
+    wait_until(lambda: d.check_alive() or env.sim.endpoint_stats("twilio")["requests"] > 0,
+               30, 0.005, what="the first requests")
+    for pos in range(lost):
+        env.r.setbit(ledger, pos * 4 + ch_index("sms"), 0)
+
+    h = wait_job(env.r, job_id, [d], timeout=60)
+    assert_reached(env.sim, exp, ["sms"])
+    assert_recorded(env, job_id, exp, ["sms"], h)
+    assert duplicates(env.sim, ["sms"]) == 0
+    assert counter(h, "repaired") == lost
+    assert metric(port, "crier_record_gaps_total") == lost
+    assert "10 planned outcomes missing from the ledger at acknowledgement" in d.log_text()
