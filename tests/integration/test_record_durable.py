@@ -15,9 +15,9 @@ import urllib.request
 
 import redis
 
-from harness import (CHANNELS, Expect, ENDPOINT, accepted_total, assert_reached, counter,
-                     free_port, post_job, seed, start_replica, status_total, stream_fields,
-                     wait_job, wait_until)
+from harness import (CHANNELS, Expect, ENDPOINT, RedisServer, accepted_total, assert_reached,
+                     counter, free_port, post_job, seed, start_replica, status_total,
+                     stream_fields, wait_job, wait_until)
 
 N = 20000
 CH = ("email", "sms")
@@ -104,6 +104,8 @@ def test_redis_sigkill_everysec_keeps_the_record(env):
     d.check_alive()
     env.redis.restart()
 
+    assert ("redis settings: a single Redis without replicas, with appendonly yes and "
+            "appendfsync everysec") in d.log_text()
     h = wait_job(env.r, "durable-kill-0001", [d], timeout=150)
     assert_reached(env.sim, exp, CH)
     assert_recorded(env, "durable-kill-0001", exp, CH, h)
@@ -175,6 +177,7 @@ def test_wait_replicas_with_a_replica_that_stops(env):
     d = env.crierd(**OVERRIDES, http={"listen": f"127.0.0.1:{port}"},
                    redis={"wait_replicas": 1, "wait_timeout_ms": 200})
     exp = Expect(subs, segs["area:BIG"], CH)
+    assert "redis.wait_replicas is 1 but min-replicas-to-write is 0" in d.log_text()
     job_id = "durable-wait-0001"
     post_job(env.r, job(job_id))
     wait_progress(env, d, exp.total // 5, "a fifth of the job")
@@ -248,3 +251,29 @@ def test_ack_refused_while_the_ledger_lacks_a_planned_bit(env):
     assert counter(h, "repaired") == lost
     assert metric(port, "crier_record_gaps_total") == lost
     assert "10 planned outcomes missing from the ledger at acknowledgement" in d.log_text()
+
+
+# ---- the startup settings check ---------------------------------------------------
+
+class NoConfigRedis(RedisServer):
+    """A Redis whose CONFIG command is renamed away, as managed services do."""
+
+    def _argv(self, port):
+        return super()._argv(port) + ["--rename-command", "CONFIG", ""]
+
+
+def test_settings_that_cannot_be_read_are_reported_not_refused(env):
+    env.redis = NoConfigRedis(env.dir).start()
+    env.r = env.redis.client()
+    env.start_sim()
+    d = env.crierd()
+    wait_until(lambda: d.check_alive() or "could not be checked" in d.log_text(), 10, 0.02,
+               what="the settings check's line")
+    line = next(x for x in d.log_text().splitlines() if "could not be checked" in x)
+    assert "redis settings: CONFIG GET refused" in line and "unknown command" in line, line
+    # crierd works all the same
+    subs = {f"c{i}": {"phone": f"+44790000{i:04d}"} for i in range(20)}
+    seed(env.r, subs, {"area:BIG": list(subs)})
+    post_job(env.r, job("durable-cfg-0001", ["sms"]))
+    h = wait_job(env.r, "durable-cfg-0001", [d], timeout=30)
+    assert int(h["messages"]) == 20
