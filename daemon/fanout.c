@@ -1298,7 +1298,7 @@ void cr_fanout_gap(struct cr_batch *b, size_t from, size_t to, const unsigned ch
 {
     unsigned char *held = NULL; /* per subscriber: the plan bits of outcomes held here */
     size_t again = 0;
-    long resend = 0;
+    long resend = -1;
     size_t i;
 
     release_slots(b, from, to, 1);
@@ -1321,7 +1321,7 @@ void cr_fanout_gap(struct cr_batch *b, size_t from, size_t to, const unsigned ch
         b->planning = 0;
         free(held);
     }
-    if (held == NULL || resend < 0) {
+    if (resend < 0) { /* too many refusals, no ledger bytes, no memory or no room */
         cr_error("job %s batch %s: the ledger still lacks %lld of the batch's outcomes after "
                  "%d repairs; batch handed back unacknowledged, to be taken again",
                  b->job_id, b->entry, missing, b->gaps);
