@@ -21,11 +21,17 @@
 #define ROOM_STRETCH 4 /* at most this many times max_batches while a provider starves */
 #define CANCEL_POLL_MS 300
 #define MAX_BATCH_IDS 100000
+#define KEEP_MS 5000 /* an acknowledged batch is kept this long (plus the time the
+                        commands connection may take to notice a restart)... */
+#define KEEP_PER_BATCH 2 /* ...and at most this many times fanout.max_batches of them */
 
 struct cr_fanout {
     struct cr_daemon *d;
     struct cr_batch *active;
     size_t nactive[CR_PRIO__COUNT];
+    struct cr_batch *kept;      /* acknowledged stream batches, oldest first */
+    struct cr_batch *kept_tail;
+    size_t nkept;
     struct cr_jobctx *cache;  /* most recently used first */
     size_t ncache;
     uv_timer_t timer;
@@ -34,6 +40,10 @@ struct cr_fanout {
 };
 
 static void batch_free(struct cr_batch *b);
+static void keep(struct cr_batch *b);
+static void link_active(struct cr_fanout *f, struct cr_batch *b);
+static void unlink_active(struct cr_fanout *f, struct cr_batch *b);
+static void unlink_kept(struct cr_fanout *f, struct cr_batch *b);
 static void maybe_complete(struct cr_batch *b);
 static void after_outcome(struct cr_batch *b);
 static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
@@ -80,6 +90,8 @@ static void on_tick(uv_timer_t *t)
         poll_states(f);
     }
 
+    while (f->kept != NULL && now >= f->kept->kept_until)
+        batch_free(f->kept);
     for (b = f->active; b; b = next) {
         next = b->next;
         if (!b->flush_busy && b->nouts > b->nflushed && now >= b->flush_due)
@@ -167,6 +179,12 @@ int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *
         if (b->kind == CR_BATCH_STREAM && b->prio == prio && strcmp(b->entry, entry) == 0)
             return 1;
     }
+    /* pending again only because Redis lost its acknowledgement: it is written
+     * again from here when the commands connection is back */
+    for (b = f->kept; b; b = b->next) {
+        if (b->prio == prio && strcmp(b->entry, entry) == 0)
+            return 1;
+    }
     return 0;
 }
 
@@ -178,6 +196,74 @@ size_t cr_fanout_active(const struct cr_fanout *f)
     for (p = 0; p < CR_PRIO__COUNT; p++)
         n += f->nactive[p];
     return n;
+}
+
+/* ---- the lists of batches ---- */
+
+static void link_active(struct cr_fanout *f, struct cr_batch *b)
+{
+    b->prev = NULL;
+    b->next = f->active;
+    if (f->active)
+        f->active->prev = b;
+    f->active = b;
+    f->nactive[b->prio]++;
+}
+
+static void unlink_active(struct cr_fanout *f, struct cr_batch *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        f->active = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->next = b->prev = NULL;
+    f->nactive[b->prio]--;
+}
+
+static void unlink_kept(struct cr_fanout *f, struct cr_batch *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        f->kept = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    else
+        f->kept_tail = b->prev;
+    b->next = b->prev = NULL;
+    f->nkept--;
+}
+
+/* An acknowledged stream batch stays in memory for KEEP_MS and
+ * redis.command_timeout_ms (at most
+ * KEEP_PER_BATCH x max_batches of them, the oldest go first): should Redis
+ * come back without its writes, it is written again from here instead of
+ * being taken again and sent twice. It holds no room and no slots. */
+static void keep(struct cr_batch *b)
+{
+    struct cr_fanout *f = b->fanout;
+    size_t cap = KEEP_PER_BATCH * (size_t)f->d->cfg->max_batches;
+
+    if (b->kind != CR_BATCH_STREAM || b->dead || f->stopped || cap == 0) {
+        batch_free(b);
+        return;
+    }
+    unlink_active(f, b);
+    b->kept = 1;
+    b->kept_until = uv_now(f->d->loop) + KEEP_MS + (uint64_t)f->d->cfg->redis_command_timeout_ms;
+    b->prev = f->kept_tail;
+    if (f->kept_tail)
+        f->kept_tail->next = b;
+    else
+        f->kept = b;
+    f->kept_tail = b;
+    f->nkept++;
+    while (f->nkept > cap)
+        batch_free(f->kept);
+    cr_reader_kick(f->d->reader);
+    cr_daemon_maybe_done(f->d);
 }
 
 /* ---- job cache ---- */
@@ -399,7 +485,7 @@ void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_
         b->acked = 1;
         cr_debug("job %s batch %s: %zu outcomes recorded, batch acknowledged", b->job_id,
                  b->entry, b->nouts);
-        batch_free(b);
+        keep(b);
         return;
     }
     if (b->dead) {
@@ -422,6 +508,12 @@ size_t cr_fanout_redis_ready(struct cr_fanout *f)
     struct cr_batch *next;
     size_t again = 0;
 
+    while ((b = f->kept) != NULL) { /* their acknowledgement may be lost too */
+        unlink_kept(f, b);
+        b->kept = 0;
+        b->acked = 0;
+        link_active(f, b);
+    }
     for (b = f->active; b; b = b->next) {
         if (!b->flush_busy) {
             again += b->nflushed;
@@ -1003,11 +1095,7 @@ static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
     cr_key_for(&f->d->keys, "job", job, b->key, sizeof(b->key));
     snprintf(b->ledger_key, sizeof(b->ledger_key), "%s:ledger", b->key);
     snprintf(b->early_key, sizeof(b->early_key), "%s:early", b->key);
-    b->next = f->active;
-    if (f->active)
-        f->active->prev = b;
-    f->active = b;
-    f->nactive[prio]++;
+    link_active(f, b);
     return b;
 }
 
@@ -1151,13 +1239,10 @@ static void batch_free(struct cr_batch *b)
     struct cr_fanout *f = b->fanout;
     size_t i;
 
-    if (b->prev)
-        b->prev->next = b->next;
+    if (b->kept)
+        unlink_kept(f, b);
     else
-        f->active = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    f->nactive[b->prio]--;
+        unlink_active(f, b);
     for (i = 0; i < b->nsubs; i++) {
         free(b->subs[i].id);
         free(b->subs[i].kv);
@@ -1186,6 +1271,8 @@ void cr_fanout_stop(struct cr_fanout *f)
 
     f->stopped = 1;
     uv_timer_stop(&f->timer);
+    while (f->kept != NULL)
+        batch_free(f->kept);
     for (b = f->active; b; b = next) {
         next = b->next;
         b->dead = 1;
@@ -1203,6 +1290,8 @@ static void on_timer_closed(uv_handle_t *h)
 void cr_fanout_free(struct cr_fanout *f)
 {
     f->stopped = 1;
+    while (f->kept)
+        batch_free(f->kept);
     while (f->active)
         batch_free(f->active);
     while (f->cache) {

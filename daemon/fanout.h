@@ -84,6 +84,8 @@ struct cr_batch {
     int loads_pending;
     int dead;               /* abandoned (shutdown): no ack */
     int gaps;               /* acknowledgements refused for missing ledger bits */
+    int kept;               /* acknowledged, kept a while in case Redis loses it */
+    uint64_t kept_until;    /* loop ms */
     unsigned char *ledger;  /* ledger bytes covering this batch, copied */
     size_t ledger_len;
     uint64_t flush_due;     /* loop ms when unflushed outcomes must be written */
@@ -131,7 +133,8 @@ size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size
 void cr_fanout_job_known(struct cr_fanout *f, struct cr_jobctx *jc);
 
 /* Whether the entry id of prio's batch stream is already being worked on
- * here (the streams of different priorities can hold the same id). */
+ * here, or was acknowledged here moments ago and is kept (the streams of
+ * different priorities can hold the same id). */
 int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *entry);
 
 /* Takes a batch entry (fields job, pos, ids) read from the priority's stream.
@@ -173,8 +176,10 @@ size_t cr_fanout_plan(const struct cr_batch *b, unsigned char *plan, size_t cap,
 /* The commands connection is ready (again): every outcome held here is
  * treated as unknown, since Redis may have come back without it (a restart
  * from older data, a new primary), and written again before any batch is
- * acknowledged (the ledger skips what is there). Returns the outcomes to
- * write again. */
+ * acknowledged (the ledger skips what is there). That includes the stream
+ * batches acknowledged in the last few seconds, which are kept (up to twice
+ * fanout.max_batches) for this: their acknowledgement is written again too.
+ * Returns the outcomes to write again. */
 size_t cr_fanout_redis_ready(struct cr_fanout *f);
 
 /* Shutdown: writes what has been decided, gives the rest back (unacked).
