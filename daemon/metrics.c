@@ -446,6 +446,13 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
         rc = cr_buf_appendf(out, "crier_redis_wait_short_total %llu\n",
                             (unsigned long long)cr_replicas_short_total(d ? d->replicas : NULL));
     if (rc == 0)
+        rc = head(out, "crier_redis_wait_degraded", "gauge",
+                  "1 while the last WAIT fell short: slots are freed without waiting for "
+                  "replicas until they are back in step.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_wait_degraded %d\n",
+                            cr_replicas_degraded(d ? d->replicas : NULL, NULL, 0));
+    if (rc == 0)
         rc = head(out, "crier_record_gaps_total", "counter",
                   "Outcomes found missing from the ledger when their batch was acknowledged "
                   "(Redis lost writes it had acknowledged); written again.");

@@ -190,8 +190,9 @@ def test_wait_replicas_with_a_replica_that_stops(env):
                    or metric(port, "crier_redis_wait_short_total") > before,
                    30, 0.05, what="a WAIT shortfall to be counted")
         status, body = wait_until(
-            lambda: (r := http_get(port, "/readyz")) and "degraded" in r[1] and r, 30, 0.05,
-            what="/readyz to say degraded")
+            lambda: ((r := http_get(port, "/readyz")) and "degraded" in r[1]
+                     and metric(port, "crier_redis_wait_degraded") == 1 and r),
+            30, 0.05, what="/readyz and /metrics to say degraded")
         assert status == 200 and "replicas acknowledged" in body, (status, body)
         # crierd goes on sending without the replica
         base = accepted_total(env.sim, CH)
@@ -202,6 +203,7 @@ def test_wait_replicas_with_a_replica_that_stops(env):
 
     wait_until(lambda: "degraded" not in http_get(port, "/readyz")[1], 60, 0.1,
                what="/readyz to say ready again once the replica answers")
+    assert "replica in step again" in d.log_text()
     h = wait_job(env.r, job_id, [d], timeout=150)
     assert_reached(env.sim, exp, CH)
     assert_recorded(env, job_id, exp, CH, h)
