@@ -29,7 +29,12 @@ struct cr_redis_settings {
 int cr_redis_settings_judge(const struct cr_redis_settings *s, int wait_replicas, char *out,
                             size_t cap);
 
+/* Creates the checker of d's commands connection. Returns 0 and *out, or
+ * CR_ENOMEM. */
 int cr_redischeck_init(struct cr_daemon *d, struct cr_redischeck **out);
+
+/* Frees c; call after the commands connection is closed (its pending
+ * callbacks have fired). */
 void cr_redischeck_free(struct cr_redischeck *c);
 
 /* The commands connection is ready: reads run_id (and, the first time, the
