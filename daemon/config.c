@@ -648,7 +648,8 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
 static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
                                          "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
-                                         "reconnect_max_ms", NULL};
+                                         "reconnect_max_ms", "wait_replicas",
+                                         "wait_timeout_ms", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "max_unrecorded", "timeout_ms",
@@ -661,6 +662,7 @@ static const struct num_field redis_nums[] = {
     {"connect_timeout_ms", NUM_LONG, CFG(redis_connect_timeout_ms), 1, 300000},
     {"command_timeout_ms", NUM_LONG, CFG(redis_command_timeout_ms), 1, 300000},
     {"reconnect_max_ms", NUM_LONG, CFG(redis_reconnect_max_ms), 1, 3600000},
+    {"wait_timeout_ms", NUM_LONG, CFG(redis_wait_timeout_ms), 1, 60000},
 };
 static const struct num_field intake_nums[] = {
     {"block_ms", NUM_LONG, CFG(intake_block_ms), 1, 60000},
@@ -758,6 +760,8 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->redis_connect_timeout_ms = 2000;
     cfg->redis_command_timeout_ms = 5000;
     cfg->redis_reconnect_max_ms = 5000;
+    cfg->redis_wait_replicas = -1; /* "auto" */
+    cfg->redis_wait_timeout_ms = 1000;
     cfg->intake_block_ms = 1000;
     cfg->intake_max_jobs = 16;
     cfg->batch_size = 500;
@@ -875,6 +879,36 @@ static void free_tls(struct cr_tls_conf *t)
     memset(t, 0, sizeof(*t));
 }
 
+int cr_config_wait_replicas_auto(int sentinel)
+{
+    return sentinel ? 1 : 0;
+}
+
+/* redis.wait_replicas: a whole number from 0 to WAIT_REPLICAS_MAX, or "auto"
+ * (kept as -1 until the whole redis section is known). */
+#define WAIT_REPLICAS_MAX 16
+static int parse_wait_replicas(struct ctx *c, struct cr_config *cfg, const cJSON *obj)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "wait_replicas");
+    char got[64];
+    double d;
+
+    if (v == NULL)
+        return 0;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) {
+        cfg->redis_wait_replicas = -1;
+        return 0;
+    }
+    d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (cJSON_IsNumber(v) && d == floor(d) && d >= 0 && d <= WAIT_REPLICAS_MAX) {
+        cfg->redis_wait_replicas = (int)d;
+        return 0;
+    }
+    describe(v, got, sizeof got);
+    return fail(c, "redis.wait_replicas", "must be a whole number from 0 to %d or \"auto\", got %s",
+                WAIT_REPLICAS_MAX, got);
+}
+
 static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
 {
     const char *host = cfg->redis_host, *password = NULL, *prefix = cfg->prefix;
@@ -911,6 +945,8 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
         rc = get_str(c, obj, "redis", "prefix", S_NONEMPTY | S_NOSPACE, PREFIX_MAX_LEN, &prefix);
     if (rc == 0)
         rc = read_nums(c, obj, "redis", redis_nums, COUNT(redis_nums), cfg);
+    if (rc == 0)
+        rc = parse_wait_replicas(c, cfg, obj);
     if (rc == 0)
         rc = set_str(c, &cfg->redis_host, host, 0);
     if (rc == 0)
@@ -1362,6 +1398,12 @@ static int cross_checks(struct ctx *c, const struct cr_config *cfg)
                     "longer than the reclaim idle time lets another crierd reclaim the batch "
                     "and send it again",
                     cfg->reclaim_idle_ms, cfg->retry_max_ms);
+    if (cfg->redis_wait_replicas > 0 && cfg->redis_wait_timeout_ms >= cfg->redis_command_timeout_ms)
+        return fail(c, "redis.wait_timeout_ms",
+                    "must be less than redis.command_timeout_ms (%ld), got %ld: a WAIT blocks "
+                    "the commands connection, and the commands queued behind it would be cut "
+                    "off as a Redis failure",
+                    cfg->redis_command_timeout_ms, cfg->redis_wait_timeout_ms);
     if (cfg->intake_block_ms >= cfg->redis_command_timeout_ms)
         return fail(c, "intake.block_ms",
                     "must be less than redis.command_timeout_ms (%ld), got %ld: a blocking read "
@@ -1449,6 +1491,8 @@ int cr_config_parse_with(const char *text, size_t len,
         rc = check_keys(&c, root, "", top_keys, NULL);
     if (rc == 0)
         rc = parse_redis(&c, cfg, root);
+    if (rc == 0 && cfg->redis_wait_replicas < 0) /* Sentinel, once configured, passes 1 */
+        cfg->redis_wait_replicas = cr_config_wait_replicas_auto(0);
     if (rc == 0)
         rc = parse_top_strings(&c, cfg, root);
     if (rc == 0)

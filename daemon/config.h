@@ -71,6 +71,10 @@ struct cr_config {
     long redis_connect_timeout_ms; /* default 2000 */
     long redis_command_timeout_ms; /* default 5000 */
     long redis_reconnect_max_ms;   /* default 5000 */
+    int redis_wait_replicas;       /* replicas that must have an outcome before its
+                                      unrecorded slot is freed (WAIT), 0 = none; "auto"
+                                      (the default): cr_config_wait_replicas_auto() */
+    long redis_wait_timeout_ms;    /* the longest a WAIT waits, default 1000 */
 
     char *consumer;                /* consumer name in the groups, default the host name */
     int workers;                   /* event-loop processes, default 1; "auto" = one per core */
@@ -128,6 +132,10 @@ struct cr_config {
 
 /* Fills lim with the defaults above. */
 void cr_job_limits_default(struct cr_job_limits *lim);
+
+/* What redis.wait_replicas "auto" (the default) means: 1 when crierd finds
+ * its primary through Sentinel (which has replicas to fail over to), else 0. */
+int cr_config_wait_replicas_auto(int sentinel);
 
 /* Parses and validates a config document (JSON, comments allowed). On success
  * returns 0 and cfg owns everything (free with cr_config_release). On failure

@@ -21,6 +21,8 @@
 #include "metrics.h"
 #include "preflight.h"
 #include "reader.h"
+#include "redischeck.h"
+#include "replicas.h"
 #include "routes.h"
 #include "retry.h"
 #include "schedule.h"
@@ -55,6 +57,8 @@ static void on_http_closed(void *ud)
     cr_retry_free(d->retry);
     cr_schedule_free(d->schedule);
     cr_fanout_free(d->fanout);
+    cr_replicas_free(d->replicas);
+    cr_redischeck_free(d->redischeck);
     cr_dispatch_free(d->dispatch);
 }
 
@@ -135,7 +139,16 @@ static void on_rc_state(struct cr_redis *r, int connected, void *ud)
         return;
     cr_reader_redis_state(d->reader, 0, connected);
     if (connected) {
-        cr_fanout_redis_ready(d->fanout);
+        size_t again;
+
+        cr_redischeck_connected(d->redischeck);
+        /* Redis may have come back without writes it acknowledged */
+        again = cr_fanout_redis_ready(d->fanout);
+        if (again > 0)
+            cr_warn("redis 'commands': reconnected; writing again the %zu outcomes held here "
+                    "that Redis had acknowledged (a restart may have lost them; the ledger "
+                    "skips what it has)",
+                    again);
         announce(d);
     }
 }
@@ -211,6 +224,15 @@ static long idle_connections(const struct cr_config *cfg)
     return n;
 }
 
+/* Frees n unrecorded slots of provider prov once replicas have their outcomes. */
+static void release_slots(void *ud, size_t prov, uint32_t n)
+{
+    struct cr_daemon *d = ud;
+
+    while (n-- > 0)
+        cr_dispatch_release(d->dispatch, prov);
+}
+
 static int start(struct cr_daemon *d)
 {
     struct cr_http_opts ho;
@@ -227,6 +249,11 @@ static int start(struct cr_daemon *d)
         rc = cr_dispatch_init(d, &d->dispatch);
     if (rc == 0)
         rc = cr_fanout_init(d, &d->fanout);
+    if (rc == 0 && d->cfg->redis_wait_replicas > 0)
+        rc = cr_replicas_init(d, d->cfg->nproviders, d->cfg->redis_wait_replicas,
+                              d->cfg->redis_wait_timeout_ms, release_slots, d, &d->replicas);
+    if (rc == 0)
+        rc = cr_redischeck_init(d, &d->redischeck);
     if (rc == 0)
         rc = cr_reader_init(d, &d->reader);
     if (rc == 0)
