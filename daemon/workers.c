@@ -14,6 +14,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "sdnotify.h"
 
 #define RESTART_FIRST_MS 1000
 #define RESTART_MAX_MS 30000
@@ -64,6 +65,7 @@ static void maybe_finish(struct supervisor *s)
 
     if (!s->stopping || s->running > 0)
         return;
+    cr_sd_watchdog_stop();
     for (i = 0; i < s->n; i++) {
         if (!uv_is_closing((uv_handle_t *)&s->w[i].restart))
             uv_close((uv_handle_t *)&s->w[i].restart, NULL);
@@ -177,8 +179,10 @@ static void on_signal(uv_signal_t *h, int signum)
     struct supervisor *s = h->data;
     int i;
 
-    if (!s->stopping)
+    if (!s->stopping) {
         cr_info("crierd: signal %d: stopping %d workers", signum, s->running);
+        cr_sd_stopping();
+    }
     s->stopping = 1;
     for (i = 0; i < s->n; i++) {
         uv_timer_stop(&s->w[i].restart);
@@ -224,6 +228,11 @@ int cr_workers_run(const char *config_path, int n)
         s.w[i].restart.data = &s.w[i];
         start_worker(&s.w[i]);
     }
+    /* systemd hears from the supervisor alone (NotifyAccess=main): ready once
+     * every worker is started, and alive while this loop turns */
+    if (cr_sd_watchdog_start(s.loop) < 0)
+        cr_warn("crierd: systemd watchdog timer could not start");
+    cr_sd_ready("ready: supervising workers");
     uv_run(s.loop, UV_RUN_DEFAULT);
     uv_loop_close(s.loop);
     free(s.w);
