@@ -53,8 +53,8 @@ class NotifySocket:
         self.sock.close()
 
 
-def start(tmp_path, env_extra, **cfg_over):
-    cfg = crierd_config(int(os.environ.get("CRIER_TEST_REDIS_PORT", "0")) or 9, 9, **cfg_over)
+def start(tmp_path, env_extra, redis_port, **cfg_over):
+    cfg = crierd_config(redis_port, 9, **cfg_over)
     path = tmp_path / "crierd.json"
     path.write_text(json.dumps(cfg))
     log = open(tmp_path / "crierd.log", "ab")
@@ -77,10 +77,9 @@ def stop(proc):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ready_watchdog_and_stopping_over_notify_socket(env, tmp_path, workers):
     env.start_redis()
-    os.environ["CRIER_TEST_REDIS_PORT"] = str(env.redis.port)
     ns = NotifySocket(tmp_path / "notify")
     proc = start(tmp_path, {"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "400000"},
-                 redis={"host": "127.0.0.1", "port": env.redis.port}, workers=workers)
+                 env.redis.port, workers=workers)
     try:
         def alive_and(key):
             if proc.poll() is not None:
@@ -102,15 +101,12 @@ def test_ready_watchdog_and_stopping_over_notify_socket(env, tmp_path, workers):
     finally:
         stop(proc)
         ns.close()
-        os.environ.pop("CRIER_TEST_REDIS_PORT", None)
 
 
 def test_no_watchdog_pings_unless_asked(env, tmp_path):
     env.start_redis()
     ns = NotifySocket(tmp_path / "notify")
-    os.environ["CRIER_TEST_REDIS_PORT"] = str(env.redis.port)
-    proc = start(tmp_path, {"NOTIFY_SOCKET": ns.path},
-                 redis={"host": "127.0.0.1", "port": env.redis.port})
+    proc = start(tmp_path, {"NOTIFY_SOCKET": ns.path}, env.redis.port)
     try:
         wait_until(lambda: ns.seen("READY"), 30, what="READY=1")
         proc.send_signal(signal.SIGTERM)
@@ -120,7 +116,6 @@ def test_no_watchdog_pings_unless_asked(env, tmp_path):
     finally:
         stop(proc)
         ns.close()
-        os.environ.pop("CRIER_TEST_REDIS_PORT", None)
 
 
 def make_install(prefix):
