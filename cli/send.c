@@ -87,6 +87,9 @@ static void show_position(const char *path, const char *doc, size_t len, size_t 
 
     if (at > len)
         at = len;
+    /* cJSON may stop at the blank before the token it could not take */
+    while (at < len && (doc[at] == ' ' || doc[at] == '\t' || doc[at] == '\n' || doc[at] == '\r'))
+        at++;
     for (i = 0; i < at; i++) {
         if (doc[i] == '\n') {
             line++;
@@ -97,6 +100,10 @@ static void show_position(const char *path, const char *doc, size_t len, size_t 
         }
     }
     fprintf(stderr, "%s:%zu:%zu: %s: %s\n", path, line, col, err->code, err->message);
+    if (at == len) {
+        fputs("  (the document ends there: a value, ']' or '}' is missing)\n", stderr);
+        return;
+    }
     for (end = start; end < len && doc[end] != '\n' && doc[end] != '\r';)
         end++;
     from = start;
