@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,6 +324,7 @@ def demo_up(args):
         print(f"demo-up: already running (state in {d / STATE})")
         show_next(state)
         return 0
+    shutil.rmtree(d / "redis", ignore_errors=True)  # each demo-up starts afresh
     procs = {}
     try:
         redis_port, redis_proc, r = start_redis(d, procs)
@@ -373,7 +375,7 @@ def demo_down(args):
                   f"of SIGTERM; killed", file=sys.stderr)
             failed = 1
     (d / STATE).unlink(missing_ok=True)
-    print(f"the demo's data, config and logs stay in {d} (remove it when done)")
+    print(f"its config and logs stay in {nice(d)} (the next demo-up starts with fresh data)")
     return failed
 
 
