@@ -119,8 +119,10 @@ def test_no_watchdog_pings_unless_asked(env, tmp_path):
 
 
 def make_install(prefix):
-    res = subprocess.run(["make", "--no-print-directory", "install", f"PREFIX={prefix}",
-                          f"BUILD={build_dir()}"], cwd=REPO, capture_output=True, timeout=300)
+    # -o all: install what the tests run against, never rebuild it here
+    res = subprocess.run(["make", "--no-print-directory", "-o", "all", "install",
+                          f"PREFIX={prefix}", f"BUILD={build_dir()}"], cwd=REPO,
+                         capture_output=True, timeout=300)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
     return res.stdout.decode()
 
