@@ -303,10 +303,7 @@ static int become_worker(struct cr_config *cfg, const char *arg)
     }
     snprintf(tag, sizeof tag, "w%d", index);
     cr_log_set_tag(tag);
-    /* the supervisor is the service's main process and speaks to systemd */
-    unsetenv("NOTIFY_SOCKET");
-    unsetenv("WATCHDOG_USEC");
-    unsetenv("WATCHDOG_PID");
+    /* under systemd, NOTIFY_SOCKET names the supervisor's relay (sdnotify.h) */
     return 0;
 }
 

@@ -7,12 +7,12 @@ keeps an existing one."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -88,6 +88,10 @@ def test_ready_watchdog_and_stopping_over_notify_socket(env, tmp_path, workers):
             return ns.seen(key)
 
         wait_until(lambda: alive_and("READY"), 30, what="READY=1")
+        # With workers, READY=1 waits for every worker to be ready.
+        log = (tmp_path / "crierd.log").read_text()
+        ready_lines = [ln for ln in log.splitlines() if "crierd ready:" in ln]
+        assert len(ready_lines) == workers, log
         # Fed every WATCHDOG_USEC/2 from the loop: several pings arrive.
         wait_until(lambda: len(alive_and("WATCHDOG")) >= 3, 30, what="three WATCHDOG=1")
         proc.send_signal(signal.SIGTERM)
@@ -158,3 +162,35 @@ def test_install_puts_a_starting_config_and_keeps_an_existing_one(tmp_path):
                          capture_output=True, timeout=60)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
     assert res.stderr.decode().strip() == "", res.stderr.decode()
+
+
+def test_supervisor_restarts_a_worker_whose_loop_stops(env, tmp_path):
+    """A worker that stops pinging its watchdog (here: SIGSTOP) is killed by
+    the supervisor and started again; the service itself stays up and keeps
+    feeding systemd's watchdog."""
+    env.start_redis()
+    ns = NotifySocket(tmp_path / "notify")
+    proc = start(tmp_path, {"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "600000"},
+                 env.redis.port, workers=2)
+    log_path = tmp_path / "crierd.log"
+    started = re.compile(r"worker (\d) started \(pid (\d+)\)")
+    try:
+        wait_until(lambda: ns.seen("READY"), 30, what="READY=1")
+        first = {m.group(1): int(m.group(2)) for m in started.finditer(log_path.read_text())}
+        assert set(first) == {"0", "1"}
+        os.kill(first["1"], signal.SIGSTOP)
+        wait_until(lambda: "worker 1 (pid %d) sent no watchdog ping" % first["1"]
+                   in log_path.read_text(), 30, what="the supervisor to see worker 1 stuck")
+        wait_until(lambda: len(started.findall(log_path.read_text())) >= 3, 30,
+                   what="worker 1 started again")
+        wait_until(lambda: log_path.read_text().count("crierd ready:") >= 3, 30,
+                   what="the new worker 1 ready")
+        assert proc.poll() is None
+        pings = len(ns.seen("WATCHDOG"))
+        wait_until(lambda: len(ns.seen("WATCHDOG")) > pings, 10, what="the service's pings")
+        assert len([1 for _p, f in ns.got if f.get("READY") == "1"]) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        stop(proc)
+        ns.close()
