@@ -18,7 +18,7 @@ redis-server redis-tools curl openssl tzdata python3 python3-redis"
 TEST_PKGS="python3-pytest python3-jsonschema prometheus clang libclang-rt-14-dev"
 
 # The benchmark's load generator and charts (make bench).
-BENCH_PKGS="wrk gnuplot-nox"
+BENCH_PKGS="wrk gnuplot-nox valgrind"
 
 purpose=${1:-run}
 case "$purpose" in
