@@ -121,8 +121,29 @@ int cr_log_enabled(enum cr_log_level level)
     return level <= log_level;
 }
 
+/* The length of the valid UTF-8 sequence starting at s (lead byte 0x80 or
+ * over), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    size_t i;
+
+    if (s[0] > 0xF4)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0; /* overlong, surrogate, past U+10FFFF */
+    return len;
+}
+
 /* Appends s to line[*n], as the inside of a JSON string, keeping room for
- * reserve bytes after it; a cut never splits an escape. */
+ * reserve bytes after it; a cut never splits an escape or a character.
+ * Bytes that are not UTF-8 (a provider's answer quoted in a message) become
+ * U+FFFD, so that every line stays valid JSON. */
 static void put_json_str(char *line, size_t *n, const char *s, size_t reserve)
 {
     static const char hex[] = "0123456789abcdef";
@@ -133,7 +154,21 @@ static void put_json_str(char *line, size_t *n, const char *s, size_t reserve)
         char esc[6];
         size_t k = 0;
 
-        if (ch == '"' || ch == '\\') {
+        if (ch >= 0x80) {
+            size_t len = utf8_len((const unsigned char *)s);
+
+            if (len == 0) {
+                memcpy(esc, "\\ufffd", 6);
+                k = 6;
+            } else {
+                if (*n + len > cap)
+                    return;
+                memcpy(line + *n, s, len);
+                *n += len;
+                s += len - 1;
+                continue;
+            }
+        } else if (ch == '"' || ch == '\\') {
             esc[k++] = '\\';
             esc[k++] = (char)ch;
         } else if (ch == '\n') {

@@ -200,6 +200,16 @@ TEST(log_json_escapes_and_carries_the_count)
     restore(f);
 }
 
+TEST(log_json_keeps_utf8_and_replaces_other_bytes)
+{
+    FILE *f = capture(CR_LOG_JSON, 10000);
+
+    ASSERT(f != NULL);
+    cr_log(CR_LOG_INFO, "Zażółć \xff\xfe cut \xc5");
+    ASSERT_STR_CONTAINS(captured(f), "\"msg\":\"Zażółć \\ufffd\\ufffd cut \\ufffd\"}\n");
+    restore(f);
+}
+
 TEST(log_parse_format)
 {
     enum cr_log_format f;
