@@ -26,7 +26,7 @@ ifdef WERROR
 WARN    += -Werror
 endif
 ifdef SANITIZE
-OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 LDSAN   := -fsanitize=$(SANITIZE)
 BUILD   ?= build-san
 else
@@ -129,13 +129,20 @@ $(BUILD)/crier-seed: bench/seed.c
 
 # Fuzz targets (fuzz/fuzz_*.c, see fuzz/targets.h). `make fuzz` builds a corpus
 # replay driver per target with $(CC) and, when clang is installed, a libFuzzer
-# binary; `make fuzz-run` replays fuzz/corpus/<target> and then fuzzes each
-# target for FUZZ_SECONDS (new inputs go to $(BUILD)/fuzz/work-<target>).
+# binary with AddressSanitizer and UndefinedBehaviorSanitizer; `make fuzz-run`
+# replays fuzz/corpus/<target> and then fuzzes each target for FUZZ_SECONDS (new
+# inputs go to $(BUILD)/fuzz/work-<target>). Any sanitizer report fails the run:
+# nothing recovers (-fno-sanitize-recover=all, halt_on_error), the exit status
+# is not trusted alone (a log with a report fails too), and the report is printed.
 FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
 FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 10
 CLANG        ?= $(shell command -v clang 2>/dev/null)
 FUZZ_STUBS   := tests/unit/test_webhooks_clock.c
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_ENV      := UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0
+SAN_REPORT   := runtime error|ERROR: AddressSanitizer|ERROR: LeakSanitizer|SUMMARY: UndefinedBehaviorSanitizer
 
 $(BUILD)/fuzz/replay-%: fuzz/fuzz_%.c fuzz/replay.c fuzz/targets.h $(BUILD)/libcrier.a
 	@mkdir -p $(dir $@)
@@ -143,23 +150,32 @@ $(BUILD)/fuzz/replay-%: fuzz/fuzz_%.c fuzz/replay.c fuzz/targets.h $(BUILD)/libc
 
 $(BUILD)/fuzz/clang/libcrier.a: $(COMMON_SRC) $(CORE_SRC)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz/clang CC=$(CLANG) SANITIZE= \
-		OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $@
+		OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $@
 
 $(BUILD)/fuzz/libfuzzer-%: fuzz/fuzz_%.c fuzz/targets.h $(BUILD)/fuzz/clang/libcrier.a
-	$(CLANG) $(CPPFLAGS) $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-		-o $@ $< $(FUZZ_STUBS) $(BUILD)/fuzz/clang/libcrier.a $(LDLIBS)
+	$(CLANG) $(CPPFLAGS) $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZ_SAN) \
+		$(PKG_CFLAGS) -o $@ $< $(FUZZ_STUBS) $(BUILD)/fuzz/clang/libcrier.a $(LDLIBS)
 
 fuzz: $(addprefix $(BUILD)/fuzz/replay-,$(FUZZ_NAMES)) \
       $(if $(CLANG),$(addprefix $(BUILD)/fuzz/libfuzzer-,$(FUZZ_NAMES)))
 
 fuzz-run: fuzz
 	@for t in $(FUZZ_NAMES); do \
-		$(BUILD)/fuzz/replay-$$t fuzz/corpus/$$t >/dev/null || exit 1; \
+		log=$(BUILD)/fuzz/$$t.log; \
+		$(SAN_ENV) $(BUILD)/fuzz/replay-$$t fuzz/corpus/$$t >$$log.replay 2>&1; rc=$$?; \
+		if [ $$rc -ne 0 ] || grep -Eq '$(SAN_REPORT)' $$log.replay; then \
+			cat $$log.replay; echo "fuzz $$t: corpus replay FAILED (exit $$rc)"; exit 1; \
+		fi; \
 		if [ -n "$(CLANG)" ]; then \
 			mkdir -p $(BUILD)/fuzz/work-$$t; \
-			$(BUILD)/fuzz/libfuzzer-$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \
-				-print_final_stats=0 $(BUILD)/fuzz/work-$$t fuzz/corpus/$$t \
-				>$(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+			$(SAN_ENV) $(BUILD)/fuzz/libfuzzer-$$t -max_total_time=$(FUZZ_SECONDS) \
+				-rss_limit_mb=1024 -print_final_stats=0 -artifact_prefix=$(BUILD)/fuzz/ \
+				$(BUILD)/fuzz/work-$$t \
+				fuzz/corpus/$$t >$$log 2>&1; rc=$$?; \
+			if [ $$rc -ne 0 ] || grep -Eq '$(SAN_REPORT)' $$log; then \
+				grep -E -A 30 '$(SAN_REPORT)' $$log || tail -n 40 $$log; \
+				echo "fuzz $$t: FAILED (exit $$rc; full log $$log)"; exit 1; \
+			fi; \
 			echo "fuzz $$t: $(FUZZ_SECONDS) s without a finding"; \
 		else \
 			echo "fuzz $$t: corpus replayed (no clang: no fuzzing)"; \

@@ -67,6 +67,10 @@ int cr_ctl_common_opt(struct ctl *ctl, int code, const char *arg)
         return copy_opt(ctl->password, sizeof(ctl->password), arg, "password");
     case CTL_OPT_PREFIX:
         return copy_opt(ctl->prefix, sizeof(ctl->prefix), arg, "prefix");
+    case CTL_OPT_USER:
+        return copy_opt(ctl->user, sizeof(ctl->user), arg, "user");
+    case CTL_OPT_SOCKET:
+        return copy_opt(ctl->socket, sizeof(ctl->socket), arg, "socket");
     case 'p':
         if (cr_ctl_parse_ll(arg, 1, 65535, &v) < 0) {
             fprintf(stderr, "crierctl: -p: '%s' is not a port number (1-65535)\n", arg);
@@ -151,25 +155,36 @@ int cr_ctl_connect(struct ctl *ctl)
         fprintf(stderr, "crierctl: --prefix '%s' is too long\n", ctl->prefix);
         return CTL_EXIT_USAGE;
     }
-    ctl->rc = redisConnectWithTimeout(ctl->host, ctl->port, tv_of(ctl->timeout_ms));
+    if (ctl->socket[0]) {
+        snprintf(ctl->where, sizeof(ctl->where), "%s", ctl->socket);
+        ctl->rc = redisConnectUnixWithTimeout(ctl->socket, tv_of(ctl->timeout_ms));
+    } else {
+        snprintf(ctl->where, sizeof(ctl->where), "%s:%d", ctl->host, ctl->port);
+        ctl->rc = redisConnectWithTimeout(ctl->host, ctl->port, tv_of(ctl->timeout_ms));
+    }
     if (ctl->rc == NULL || ctl->rc->err) {
-        fprintf(stderr, "crierctl: cannot reach Redis at %s:%d: %s\n", ctl->host, ctl->port,
+        fprintf(stderr, "crierctl: cannot reach Redis at %s: %s\n", ctl->where,
                 ctl->rc ? ctl->rc->errstr : "out of memory");
         cr_ctl_close(ctl);
         return CTL_EXIT_UNREACH;
     }
     if (redisSetTimeout(ctl->rc, tv_of(ctl->timeout_ms)) != REDIS_OK) {
-        fprintf(stderr, "crierctl: Redis at %s:%d: cannot set the command timeout: %s\n",
-                ctl->host, ctl->port, ctl->rc->errstr);
+        fprintf(stderr, "crierctl: Redis at %s: cannot set the command timeout: %s\n",
+                ctl->where, ctl->rc->errstr);
         cr_ctl_close(ctl);
         return CTL_EXIT_UNREACH;
     }
     if (ctl->password[0]) {
-        const char *argv[2] = {"AUTH", ctl->password};
+        const char *argv[3] = {"AUTH", ctl->user, ctl->password};
+        int argc = 3;
 
-        r = redisCommandArgv(ctl->rc, 2, argv, NULL);
+        if (ctl->user[0] == '\0') {
+            argv[1] = ctl->password;
+            argc = 2;
+        }
+        r = redisCommandArgv(ctl->rc, argc, argv, NULL);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "crierctl: Redis at %s:%d: AUTH failed: %s\n", ctl->host, ctl->port,
+            fprintf(stderr, "crierctl: Redis at %s: AUTH failed: %s\n", ctl->where,
                     r ? r->str : ctl->rc->errstr);
             if (r)
                 freeReplyObject(r);
@@ -194,7 +209,7 @@ static void conn_lost(struct ctl *ctl, const char *what, int *exit_code)
 
     if (ctl->rc && ctl->rc->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
         why = "timed out";
-    fprintf(stderr, "crierctl %s: Redis at %s:%d: %s: %s\n", ctl->cmd, ctl->host, ctl->port,
+    fprintf(stderr, "crierctl %s: Redis at %s: %s: %s\n", ctl->cmd, ctl->where,
             what, why);
     *exit_code = CTL_EXIT_UNREACH;
 }
@@ -329,6 +344,16 @@ void cr_ctl_fmt_time(int64_t ms, int with_date, char *out, size_t outlen)
     }
 }
 
+void cr_ctl_fmt_utc(int64_t ms, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+        strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "-");
+}
+
 void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen)
 {
     if (ms < 0)
@@ -413,6 +438,7 @@ void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
     job->created_ms = cr_ctl_field_ll(h, "created_ms", 0);
     job->started_ms = cr_ctl_field_ll(h, "started_ms", 0);
     job->completed_ms = cr_ctl_field_ll(h, "completed_ms", 0);
+    job->send_at_ms = cr_ctl_field_ll(h, "send_at_ms", 0);
     for (st = 0; st < CR_ST__COUNT; st++) {
         const char *sn = cr_status_name((enum cr_status)st);
 
@@ -476,6 +502,19 @@ long long cr_ctl_job_done(const struct ctl_job *job)
     for (st = 0; st < CR_ST__COUNT; st++)
         n += job->st[st];
     return n;
+}
+
+double cr_ctl_job_progress(const struct ctl_job *job)
+{
+    if (strcmp(job->state, "completed") == 0)
+        return 1.0;
+    if (!job->expanded)
+        return -1.0;
+    /* every batch recorded but not completed: messages wait for a retry or
+     * quiet hours to end, so not 100% yet */
+    if (job->batches <= 0 || job->batches_done >= job->batches)
+        return 0.99;
+    return (double)job->batches_done / (double)job->batches;
 }
 
 int cr_ctl_job_finished(const struct ctl_job *job)

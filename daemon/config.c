@@ -6,6 +6,8 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
+#include "redis.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -335,6 +337,10 @@ static int resolve_secrets(struct ctx *c, cJSON *node, char *path, size_t plen, 
     {
         int rc;
 
+        /* every name and text ends up in Redis, logs or messages: JSON is UTF-8 */
+        if (cJSON_IsObject(node) && cr_utf8_invalid_at(it->string) >= 0)
+            return fail(c, path[0] ? path : NULL, "a key name is not valid UTF-8 (byte %ld)",
+                        cr_utf8_invalid_at(it->string));
         if (plen < PATH_LEN - 1) {
             if (cJSON_IsObject(node))
                 path_printf(path + plen, PATH_LEN - plen, plen ? ".%s" : "%s", it->string);
@@ -342,6 +348,9 @@ static int resolve_secrets(struct ctx *c, cJSON *node, char *path, size_t plen, 
                 path_printf(path + plen, PATH_LEN - plen, "[%d]", i);
         }
         rc = resolve_secrets(c, it, path, strlen(path), depth + 1);
+        if (rc == 0 && cJSON_IsString(it) && cr_utf8_invalid_at(it->valuestring) >= 0)
+            rc = fail(c, path, "is not valid UTF-8 (byte %ld of the value)",
+                      cr_utf8_invalid_at(it->valuestring));
         path[plen] = '\0';
         if (rc != 0)
             return rc;
@@ -636,8 +645,8 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
                                        "workers",  "log_format", "log_repeat_s", NULL};
-static const char *const redis_keys[] = {"host",   "port",
-                                         "password", "prefix",
+static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
+                                         "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
                                          "reconnect_max_ms", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
@@ -785,9 +794,94 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     return 0;
 }
 
+/* A file option of "tls" must name a readable file. */
+static int tls_file(struct ctx *c, const cJSON *obj, const char *path, const char *key,
+                    char **dst)
+{
+    const char *s = NULL;
+    char sub[PATH_LEN];
+    int rc;
+
+    rc = get_str(c, obj, path, key, S_NULL_OK | S_NONEMPTY, 4096, &s);
+    if (rc != 0 || s == NULL)
+        return rc;
+    if (access(s, R_OK) != 0) {
+        join(sub, sizeof sub, path, key);
+        return fail(c, sub, "cannot read %s: %s", s, strerror(errno));
+    }
+    return set_str(c, dst, s, 0);
+}
+
+/* parent.tls: true (system CAs), false/null (none), or an object of
+ * ca_file, cert_file, key_file, server_name. The files are loaded now, as the
+ * connection will load them, so that crierd -t finds a bad one. */
+static int parse_tls(struct ctx *c, const cJSON *parent, const char *ppath,
+                     struct cr_tls_conf *out)
+{
+    static const char *const tls_keys[] = {"ca_file", "cert_file", "key_file", "server_name",
+                                           NULL};
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(parent, "tls");
+    const char *name = NULL;
+    struct cr_redis_tls t;
+    char path[PATH_LEN];
+    char sub[PATH_LEN];
+    char err[256];
+    const char *key;
+    int rc;
+
+    if (v == NULL || cJSON_IsNull(v) || cJSON_IsFalse(v))
+        return 0;
+    join(path, sizeof path, ppath, "tls");
+    if (!cJSON_IsTrue(v) && !cJSON_IsObject(v))
+        return fail(c, path, "must be an object (ca_file, cert_file, key_file, server_name), "
+                             "true or false, got %s", type_name(v));
+    out->enabled = 1;
+    if (cJSON_IsObject(v)) {
+        rc = check_keys(c, v, path, tls_keys, NULL);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "ca_file", &out->ca_file);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "cert_file", &out->cert_file);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "key_file", &out->key_file);
+        if (rc == 0)
+            rc = get_str(c, v, path, "server_name", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 255,
+                         &name);
+        if (rc == 0)
+            rc = set_str(c, &out->server_name, name, 0);
+        if (rc != 0)
+            return rc;
+        if ((out->cert_file == NULL) != (out->key_file == NULL)) {
+            join(sub, sizeof sub, path, out->cert_file ? "key_file" : "cert_file");
+            return fail(c, sub, "missing: cert_file and key_file go together");
+        }
+    }
+    memset(&t, 0, sizeof(t));
+    t.enabled = 1;
+    t.ca_file = out->ca_file;
+    t.cert_file = out->cert_file;
+    t.key_file = out->key_file;
+    t.server_name = out->server_name;
+    if (cr_redis_tls_check(&t, &key, err, sizeof(err)) != 0) {
+        join(sub, sizeof sub, path, key);
+        return fail(c, sub, "does not load: %s", err);
+    }
+    return 0;
+}
+
+static void free_tls(struct cr_tls_conf *t)
+{
+    free(t->ca_file);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->server_name);
+    memset(t, 0, sizeof(*t));
+}
+
 static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
 {
     const char *host = cfg->redis_host, *password = NULL, *prefix = cfg->prefix;
+    const char *path = NULL, *username = NULL;
     const cJSON *obj;
     int rc;
 
@@ -798,7 +892,24 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
     if (rc == 0)
         rc = get_str(c, obj, "redis", "host", S_NONEMPTY | S_NOSPACE, 255, &host);
     if (rc == 0)
+        rc = get_str(c, obj, "redis", "path", S_NULL_OK | S_NONEMPTY, 107, &path);
+    if (rc == 0 && path != NULL &&
+        (cJSON_GetObjectItemCaseSensitive(obj, "host") != NULL ||
+         cJSON_GetObjectItemCaseSensitive(obj, "port") != NULL))
+        rc = fail(c, "redis.path", "a unix socket replaces host and port: give one or the other");
+    if (rc == 0)
+        rc = get_str(c, obj, "redis", "username", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 256,
+                     &username);
+    if (rc == 0)
         rc = get_str(c, obj, "redis", "password", S_NULL_OK, 512, &password);
+    if (rc == 0 && username != NULL && password == NULL)
+        rc = fail(c, "redis.username", "needs redis.password (AUTH takes both)");
+    if (rc == 0)
+        rc = parse_tls(c, obj, "redis", &cfg->redis_tls);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_path, path, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_username, username, 0);
     if (rc == 0)
         rc = get_str(c, obj, "redis", "prefix", S_NONEMPTY | S_NOSPACE, PREFIX_MAX_LEN, &prefix);
     if (rc == 0)
@@ -881,6 +992,22 @@ static int parse_top_strings(struct ctx *c, struct cr_config *cfg, const cJSON *
     return rc;
 }
 
+/* Reads obj[key] as true or false into *out (unchanged when absent). */
+static int get_flag(struct ctx *c, const cJSON *obj, const char *parent, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char path[PATH_LEN];
+
+    if (v == NULL)
+        return 0;
+    if (!cJSON_IsBool(v)) {
+        join(path, sizeof path, parent, key);
+        return fail(c, path, "must be true or false, got %s", type_name(v));
+    }
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return 0;
+}
+
 /* "host:port" with a numeric port; the host may be a name, an IPv4 address
  * or a bracketed IPv6 address. */
 static int listen_ok(const char *s)
@@ -904,9 +1031,11 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
                                             "read_timeout_ms", NULL};
     static const char *const hook_keys[] = {"public_url", "sendgrid_public_key", "generic_secret",
                                             "window_s", NULL};
-    static const char *const link_keys[] = {"secret", "ttl_days", NULL};
+    static const char *const link_keys[] = {"secret", "ttl_days", "allow_insecure_http", NULL};
     const char *listen = NULL, *url = cfg->public_url, *sgkey = NULL, *generic = NULL;
     const char *secret = NULL;
+    const char *url_key = "public_url"; /* the key the link base came from */
+    int insecure = 0;
     const cJSON *obj;
     int rc;
 
@@ -926,6 +1055,8 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
         rc = get_obj(c, root, "webhooks", &obj);
     if (rc == 0 && obj != NULL) {
         rc = check_keys(c, obj, "webhooks", hook_keys, NULL);
+        if (rc == 0 && cJSON_GetObjectItemCaseSensitive(obj, "public_url") != NULL)
+            url_key = "webhooks.public_url";
         if (rc == 0)
             rc = get_str(c, obj, "webhooks", "public_url", S_NOSPACE | S_URL, 1024, &url);
         if (rc == 0)
@@ -947,7 +1078,17 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
             rc = fail(c, "links.secret", "must be at least 16 bytes, got %zu", strlen(secret));
         if (rc == 0)
             rc = read_nums(c, obj, "links", links_nums, COUNT(links_nums), cfg);
+        if (rc == 0)
+            rc = get_flag(c, obj, "links", "allow_insecure_http", &insecure);
     }
+    /* The one-click unsubscribe URL goes into List-Unsubscribe with
+     * List-Unsubscribe-Post, which RFC 8058 section 3.1 allows only over
+     * HTTPS: a plain http:// base is a test or demo setup, said so explicitly. */
+    if (rc == 0 && secret != NULL && strncasecmp(url, "https://", 8) != 0 && !insecure)
+        rc = fail(c, url_key,
+                  "must be https:// when links.secret is set: one-click unsubscribe links "
+                  "(List-Unsubscribe-Post) must be HTTPS (RFC 8058 section 3.1); for tests and "
+                  "demos only, set links.allow_insecure_http to true");
     if (rc == 0)
         rc = set_str(c, &cfg->http_listen, listen, 0);
     if (rc == 0)
@@ -1430,6 +1571,9 @@ void cr_config_release(struct cr_config *cfg)
         explicit_bzero(cfg->redis_password, strlen(cfg->redis_password));
     free(cfg->redis_host);
     free(cfg->redis_password);
+    free(cfg->redis_path);
+    free(cfg->redis_username);
+    free_tls(&cfg->redis_tls);
     free(cfg->prefix);
     free(cfg->consumer);
     free(cfg->group);

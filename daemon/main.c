@@ -19,6 +19,7 @@
 #include "fanout.h"
 #include "intake.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "reader.h"
 #include "routes.h"
 #include "retry.h"
@@ -221,7 +222,15 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
     o.name = name;
     o.host = d->cfg->redis_host;
     o.port = d->cfg->redis_port;
+    o.path = d->cfg->redis_path;
+    o.username = d->cfg->redis_username;
     o.password = d->cfg->redis_password;
+    o.tls.enabled = d->cfg->redis_tls.enabled;
+    o.tls.ca_file = d->cfg->redis_tls.ca_file;
+    o.tls.cert_file = d->cfg->redis_tls.cert_file;
+    o.tls.key_file = d->cfg->redis_tls.key_file;
+    o.tls.server_name = d->cfg->redis_tls.server_name;
+    o.check_role = 1; /* every connection writes, or reads work it then writes */
     o.connect_timeout_ms = d->cfg->redis_connect_timeout_ms;
     o.command_timeout_ms = d->cfg->redis_command_timeout_ms;
     o.reconnect_max_ms = d->cfg->redis_reconnect_max_ms;
@@ -349,6 +358,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "crierd: config: %s\n", err);
         return 1;
     }
+    /* the same checks for -t and for a start: what -t accepts, startup accepts */
+    if (cr_preflight(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "crierd: config: %s\n", err);
+        cr_config_release(&cfg);
+        return 1;
+    }
     if (check) {
         printf("crierd: config %s is valid (%zu providers, %d worker%s)\n", path, cfg.nproviders,
                cfg.workers, cfg.workers == 1 ? "" : "s");
@@ -388,8 +403,12 @@ int main(int argc, char **argv)
         cr_error("crierd: startup failed: %s", cr_strerror(rc));
         return 1;
     }
-    cr_info("crierd starting: redis %s:%d, consumer '%s'", cfg.redis_host, cfg.redis_port,
-            cfg.consumer);
+    if (cfg.redis_path)
+        cr_info("crierd starting: redis %s%s, consumer '%s'", cfg.redis_path,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
+    else
+        cr_info("crierd starting: redis %s:%d%s, consumer '%s'", cfg.redis_host, cfg.redis_port,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
     if (cr_sd_watchdog_start(d->loop) < 0)
         cr_warn("crierd: systemd watchdog timer could not start; systemd will restart crierd "
                 "when WatchdogSec passes");

@@ -3,6 +3,7 @@
  * access tokens come from oauth.c). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sim.h"
@@ -52,6 +53,54 @@ static const char *bad_data_key(const cJSON *data)
     return NULL;
 }
 
+/* A google.protobuf.Duration in JSON: seconds with up to nine decimals and
+ * an "s", here at most FCM's 28 days. */
+static int duration_ok(const char *s)
+{
+    const char *p = s;
+    const char *dot = NULL;
+    double v;
+
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p == s)
+        return 0;
+    if (*p == '.') {
+        dot = p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p - dot - 1 < 1 || p - dot - 1 > 9)
+            return 0;
+    }
+    if (p[0] != 's' || p[1] != '\0')
+        return 0;
+    v = strtod(s, NULL);
+    return v >= 0 && v <= 2419200.0;
+}
+
+/* What FCM checks in android and apns: ttl a Duration, collapse_key and the
+ * APNs headers strings. Returns the field that is wrong, or NULL. */
+static const char *bad_options(const cJSON *msg)
+{
+    const cJSON *android = cJSON_GetObjectItemCaseSensitive(msg, "android");
+    const cJSON *apns = cJSON_GetObjectItemCaseSensitive(msg, "apns");
+    const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(android, "ttl");
+    const cJSON *ck = cJSON_GetObjectItemCaseSensitive(android, "collapse_key");
+    const cJSON *headers = cJSON_GetObjectItemCaseSensitive(apns, "headers");
+    const cJSON *h;
+
+    if (ttl != NULL && (!cJSON_IsString(ttl) || !duration_ok(ttl->valuestring)))
+        return "message.android.ttl";
+    if (ck != NULL && !cJSON_IsString(ck))
+        return "message.android.collapse_key";
+    cJSON_ArrayForEach(h, headers)
+    {
+        if (!cJSON_IsString(h))
+            return "message.apns.headers";
+    }
+    return NULL;
+}
+
 void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res)
 {
     const char *project = req->path + strlen(PREFIX);
@@ -95,6 +144,12 @@ void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_r
     if (data != NULL && (!cJSON_IsObject(data) || bad != NULL)) {
         snprintf(text, sizeof(text), "Invalid value at 'message.data' (%.60s): expected a "
                  "map of strings to strings", bad ? bad : "data");
+        answer_error(res, 400, text, "INVALID_ARGUMENT", "INVALID_ARGUMENT");
+        goto out;
+    }
+    bad = bad_options(msg);
+    if (bad != NULL) {
+        snprintf(text, sizeof(text), "Invalid value at '%s'", bad);
         answer_error(res, 400, text, "INVALID_ARGUMENT", "INVALID_ARGUMENT");
         goto out;
     }

@@ -98,4 +98,29 @@ void cr_result_by_status(struct cr_result *res, const struct cr_response *resp, 
  * res[0] (one answer covers every message of a batch request). */
 void cr_result_finish(struct cr_result *res, size_t n, const struct cr_response *resp);
 
+/* ---- push delivery options (push.c) ---- */
+
+#define CR_PUSH_TTL_DEFAULT_S 86400 /* default_ttl_s when not configured: one day */
+#define CR_PUSH_TTL_MAX_S 2419200   /* 28 days, the longest FCM keeps a message */
+
+/* What a push request says about keeping and waking, for one message. */
+struct cr_push_delivery {
+    int64_t ttl_s;                /* how long the service may keep it; 0 = now or never */
+    int64_t apns_expiration;      /* apns-expiration: unix seconds, 0 = do not store */
+    const char *apns_priority;    /* apns-priority: "10" or "5" (static) */
+    const char *android_priority; /* android.priority: "high" or "normal" (static) */
+};
+
+/* Fills out for m sent at now_ms (unix ms): the expiry from m->expires_at_ms,
+ * else default_ttl_s, capped at CR_PUSH_TTL_MAX_S; the priorities from
+ * m->priority (the table and its reasons are in push.c). Never fails. */
+void cr_push_delivery(const struct cr_message *m, int64_t now_ms, long default_ttl_s,
+                      struct cr_push_delivery *out);
+
+/* Reads the push adapters' "default_ttl_s" from cfg into *out (absent or null:
+ * CR_PUSH_TTL_DEFAULT_S). Returns 0, or CR_ECONFIG with err naming
+ * "<path>.default_ttl_s" when it is not a whole number from 0 to
+ * CR_PUSH_TTL_MAX_S. */
+int cr_cfg_push_ttl(const cJSON *cfg, const char *path, long *out, char *err, size_t errlen);
+
 #endif

@@ -48,14 +48,15 @@ struct apns {
     char *topic;
     char *private_key; /* PEM */
     int64_t refresh_ms;
+    long default_ttl_s; /* how long APNs keeps an alert when the job has no expiry */
 
     char *token;       /* the provider token in use, NULL = make one */
     int64_t token_ms;  /* when it was made (its iat), unix ms */
     int stale;         /* APNs refused a token: the next build makes a new one */
 };
 
-static const char *const apns_keys[] = {"key_id", "team_id", "private_key", "topic",
-                                        "token_refresh_s", NULL};
+static const char *const apns_keys[] = {"key_id",          "team_id",       "private_key", "topic",
+                                        "token_refresh_s", "default_ttl_s", NULL};
 
 /* Fixed namespace for apns-id values derived from crier references. */
 static const uuid_t apns_id_ns = {0x6b, 0x1d, 0x2f, 0x5e, 0x93, 0x4a, 0x4c, 0x1f,
@@ -176,6 +177,9 @@ static int apns_init(const cJSON *cfg, const char *base_url, const char *path, v
         }
         a->refresh_ms = (int64_t)v * 1000;
     }
+    rc = cr_cfg_push_ttl(cfg, path, &a->default_ttl_s, err, errlen);
+    if (rc < 0)
+        goto out;
     *state = a;
     a = NULL;
     rc = 0;
@@ -272,7 +276,7 @@ static int apns_build(void *state, const struct cr_message *const *msgs, size_t 
     char bearer[1024];
     char value[64];
     char id[37];
-    int64_t exp_s;
+    struct cr_push_delivery dl;
     int rc = CR_EINVAL;
 
     if (n != 1)
@@ -299,14 +303,16 @@ static int apns_build(void *state, const struct cr_message *const *msgs, size_t 
     rc = cr_req_add_header(req, "authorization", bearer);
     if (rc < 0)
         goto out;
-    exp_s = m->expires_at_ms > 0 ? m->expires_at_ms / 1000 : 0;
-    snprintf(value, sizeof(value), "%lld", (long long)exp_s);
+    /* Without an expiry Apple would try once and never store the alert for
+     * a device that is offline: the job's expiry, else default_ttl_s. */
+    cr_push_delivery(m, req->now_ms, a->default_ttl_s, &dl);
+    snprintf(value, sizeof(value), "%lld", (long long)dl.apns_expiration);
     apns_id_of(m->ref, id);
     rc = cr_req_add_header(req, "apns-topic", a->topic);
     if (rc == 0)
         rc = cr_req_add_header(req, "apns-push-type", "alert");
     if (rc == 0)
-        rc = cr_req_add_header(req, "apns-priority", m->priority == CR_PRIO_URGENT ? "10" : "5");
+        rc = cr_req_add_header(req, "apns-priority", dl.apns_priority);
     if (rc == 0)
         rc = cr_req_add_header(req, "apns-expiration", value);
     if (rc == 0 && m->job_id != NULL && m->job_id[0] != '\0' &&

@@ -20,6 +20,7 @@
 #define FETCH_RETRY_MS 2000         /* after a failed fetch, wait this long */
 #define ACCESS_TOKEN_MAX 4096
 #define SERVICE_ACCOUNT_MAX (64 * 1024)
+#define APNS_COLLAPSE_MAX 64        /* apns-collapse-id limit in bytes */
 
 /* The bearer token for the v1 API, read by build only through fcm_bearer(). */
 struct fcm_token {
@@ -41,10 +42,11 @@ struct fcm {
     struct fcm_token token;
     int is_static;     /* access_token configured: never fetched, never dropped */
     struct fcm_account sa;
+    long default_ttl_s; /* how long FCM keeps a push when the job has no expiry */
 };
 
-static const char *const fcm_keys[] = {"project_id", "access_token", "service_account",
-                                       "token_url", NULL};
+static const char *const fcm_keys[] = {"project_id", "access_token",  "service_account",
+                                       "token_url",  "default_ttl_s", NULL};
 
 static const char *fcm_bearer(const struct fcm *f)
 {
@@ -236,6 +238,9 @@ static int fcm_init(const cJSON *cfg, const char *base_url, const char *path, vo
         }
         f->is_static = 1;
     }
+    rc = cr_cfg_push_ttl(cfg, path, &f->default_ttl_s, err, errlen);
+    if (rc < 0)
+        goto out;
     rc = cr_buf_appendf(&b, "%s/v1/projects/%s/messages:send", base, project);
     if (rc < 0) {
         rc = rc == CR_ETOOBIG ? cr_cfg_fail(err, errlen, path, "project_id", "is too long") : rc;
@@ -253,11 +258,24 @@ out:
     return rc;
 }
 
-static int build_message(const struct cr_message *m, cJSON *msg)
+/* The v1 message for m. No android.collapse_key: FCM keeps at most four
+ * collapse keys per device and then drops messages without saying which, and
+ * every crier alert is one a resident should see, so each is sent
+ * non-collapsible (FCM stores up to 100 of those for an offline device).
+ * Expiry and priorities as for APNs (cr_push_delivery), for Android in
+ * android.ttl and android.priority, for iPhones in the APNs headers FCM
+ * passes on. */
+static int build_message(const struct cr_message *m, int64_t now_ms, long default_ttl_s,
+                         cJSON *msg)
 {
-    int urgent = m->priority == CR_PRIO_URGENT;
-    int high = urgent || m->priority == CR_PRIO_HIGH;
+    struct cr_push_delivery dl;
+    char ttl[32];
+    char exp[32];
     cJSON *o;
+
+    cr_push_delivery(m, now_ms, default_ttl_s, &dl);
+    snprintf(ttl, sizeof(ttl), "%llds", (long long)dl.ttl_s);
+    snprintf(exp, sizeof(exp), "%lld", (long long)dl.apns_expiration);
 
     if (cr_json_add_string(msg, "token", m->address) < 0)
         return CR_ENOMEM;
@@ -272,14 +290,20 @@ static int build_message(const struct cr_message *m, cJSON *msg)
         cr_json_add_string(o, "crier_job", m->job_id) < 0)
         return CR_ENOMEM;
     o = cJSON_AddObjectToObject(msg, "android");
-    if (o == NULL || cr_json_add_string(o, "priority", high ? "high" : "normal") < 0 ||
-        cr_json_add_string(o, "collapse_key", m->ref) < 0)
+    if (o == NULL || cr_json_add_string(o, "priority", dl.android_priority) < 0 ||
+        cr_json_add_string(o, "ttl", ttl) < 0)
         return CR_ENOMEM;
     o = cJSON_AddObjectToObject(msg, "apns");
     if (o == NULL)
         return CR_ENOMEM;
     o = cJSON_AddObjectToObject(o, "headers");
-    if (o == NULL || cr_json_add_string(o, "apns-priority", urgent ? "10" : "5") < 0)
+    if (o == NULL || cr_json_add_string(o, "apns-priority", dl.apns_priority) < 0 ||
+        cr_json_add_string(o, "apns-expiration", exp) < 0)
+        return CR_ENOMEM;
+    /* As the APNs adapter: a second copy of the same job's alert replaces
+     * the first on the screen (Apple allows 64 bytes). */
+    if (m->job_id != NULL && m->job_id[0] != '\0' && strlen(m->job_id) <= APNS_COLLAPSE_MAX &&
+        cr_json_add_string(o, "apns-collapse-id", m->job_id) < 0)
         return CR_ENOMEM;
     return 0;
 }
@@ -312,7 +336,7 @@ static int fcm_build(void *state, const struct cr_message *const *msgs, size_t n
     msg = cJSON_AddObjectToObject(root, "message");
     if (msg == NULL)
         goto out;
-    rc = build_message(m, msg);
+    rc = build_message(m, req->now_ms, f->default_ttl_s, msg);
     if (rc < 0)
         goto out;
     rc = cr_req_set_json(req, root);

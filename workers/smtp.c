@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,13 @@
  * offer STARTTLS when it is required) never reach classify: the dispatcher
  * retries them. */
 
-#define SUBJECT_CHUNK 45   /* bytes of UTF-8 per encoded-word: 60 base64 chars, < 75 */
-#define HEADER_VALUE_MAX 4096
+/* RFC 2047 section 2: an encoded-word is at most 75 characters, and a header
+ * line holding one at most 76 (RFC 5322 section 2.1.1 asks for 78). */
+#define EW_MAX 75
+#define EW_OVERHEAD 12 /* "=?UTF-8?B?" and "?=" */
+#define EW_MAX_BYTES ((EW_MAX - EW_OVERHEAD) / 4 * 3) /* 45 bytes: 60 base64 characters */
+#define HDR_LINE_MAX 76
+#define HEADER_VALUE_MAX 32768 /* a folded header field; a 10,000-byte subject fits */
 #define MSGID_LOCAL_MAX 200
 
 struct smtp {
@@ -252,85 +258,292 @@ static int plain_ascii(const char *s)
     return strstr(s, "=?") == NULL;
 }
 
-/* Appends s as RFC 2047 encoded-words "=?UTF-8?B?...?=" separated by spaces,
- * each holding whole UTF-8 sequences of at most SUBJECT_CHUNK bytes. */
-static int append_encoded_words(struct cr_buf *b, const char *s)
+/* A header field being written as folded lines (RFC 5322 section 2.2.3):
+ * "Name:" then tokens, each after one space, on the current line while it
+ * stays within HDR_LINE_MAX characters, else on a new line that the fold (CRLF)
+ * starts with that space. b holds the whole field, folds included. */
+struct fold {
+    struct cr_buf *b;
+    size_t line_start; /* offset in b where the current line begins */
+};
+
+/* Characters on the current line so far. */
+static size_t fold_col(const struct fold *f)
+{
+    return f->b->len - f->line_start;
+}
+
+/* Ends the current line: the next token starts a continuation line. */
+static int fold_break(struct fold *f)
+{
+    int rc = cr_buf_append(f->b, "\r\n", 2);
+
+    f->line_start = f->b->len;
+    return rc;
+}
+
+/* Appends " " + tok, folding first when it would pass HDR_LINE_MAX and the line
+ * holds more than its leading space (a token longer than a line stays whole:
+ * nothing may be broken inside it). */
+static int fold_put(struct fold *f, const char *tok, size_t len)
+{
+    int rc = 0;
+
+    if (fold_col(f) + 1 + len > HDR_LINE_MAX && fold_col(f) > 1)
+        rc = fold_break(f);
+    if (rc == 0)
+        rc = cr_buf_append(f->b, " ", 1);
+    if (rc == 0)
+        rc = cr_buf_append(f->b, tok, len);
+    return rc;
+}
+
+/* The most bytes of s[pos..len) an encoded-word of at most room characters
+ * holds, ending on a UTF-8 character boundary (a character is never split
+ * across words, RFC 2047 section 5); 0 when not even one character fits. */
+static size_t ew_bytes(const char *s, size_t pos, size_t len, size_t room)
+{
+    size_t n;
+
+    if (room > EW_MAX)
+        room = EW_MAX;
+    if (room < EW_OVERHEAD + 4)
+        return 0;
+    n = (room - EW_OVERHEAD) / 4 * 3; /* base64: 4 characters per 3 bytes */
+    if (n >= len - pos)
+        return len - pos;
+    while (n > 0 && ((unsigned char)s[pos + n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+/* Appends s as RFC 2047 encoded-words "=?UTF-8?B?...?=": each of at most
+ * EW_MAX characters, filling the room left on its line, a new line when
+ * not even one character would fit. Readers drop the space between two
+ * adjacent encoded-words (RFC 2047 section 6.2), so the text is unchanged. */
+static int fold_encoded(struct fold *f, const char *s)
 {
     size_t len = strlen(s);
     size_t pos = 0;
-    unsigned char enc[4 * ((SUBJECT_CHUNK + 2) / 3) + 1];
-    int rc;
+    unsigned char enc[4 * ((EW_MAX - EW_OVERHEAD) / 4) + 1];
+    char word[EW_MAX + 1];
+    int rc = 0;
 
-    while (pos < len) {
-        size_t n = len - pos;
+    while (rc == 0 && pos < len) {
+        size_t room = HDR_LINE_MAX - fold_col(f) - 1;
+        size_t n = HDR_LINE_MAX > fold_col(f) + 1 ? ew_bytes(s, pos, len, room) : 0;
         int outlen;
 
-        if (n > SUBJECT_CHUNK) {
-            n = SUBJECT_CHUNK;
-            /* Never split a character: back up to its lead byte. */
-            while (n > 1 && ((unsigned char)s[pos + n] & 0xC0) == 0x80)
-                n--;
+        if (n == 0 && fold_col(f) > 0) {
+            rc = fold_break(f); /* never twice in a row: an empty line ends the header */
+            if (rc < 0)
+                break;
+            n = ew_bytes(s, pos, len, HDR_LINE_MAX - 1);
         }
+        if (n == 0) /* not UTF-8 (a config value): cut where the word is full */
+            n = len - pos < EW_MAX_BYTES ? len - pos : EW_MAX_BYTES;
         outlen = EVP_EncodeBlock(enc, (const unsigned char *)s + pos, (int)n);
         if (outlen < 0)
             return CR_ENOMEM;
-        rc = cr_buf_appendf(b, "%s=?UTF-8?B?%.*s?=", pos > 0 ? " " : "", outlen,
-                            (const char *)enc);
-        if (rc < 0)
-            return rc;
+        snprintf(word, sizeof(word), "=?UTF-8?B?%.*s?=", outlen, (const char *)enc);
+        rc = fold_put(f, word, strlen(word));
         pos += n;
     }
-    return 0;
+    return rc;
 }
 
-/* Appends a display name: a quoted-string when plain ASCII, else encoded-words. */
-static int append_display_name(struct cr_buf *b, const char *name)
+/* Appends plain ASCII text folded at its spaces, when that keeps every line
+ * within HDR_LINE_MAX and the text reads the same unfolded (single spaces only,
+ * none at either end); else nothing and returns 1 (the caller encodes it). */
+static int fold_plain(struct fold *f, const char *s)
 {
+    size_t len = strlen(s);
+    size_t i;
+    size_t word = 0;
+    int rc = 0;
+
+    if (fold_col(f) + 1 + len <= HDR_LINE_MAX)
+        return fold_put(f, s, len);
+    if (len == 0 || s[0] == ' ' || s[len - 1] == ' ' || strstr(s, "  ") != NULL)
+        return 1;
+    for (i = 0; i <= len; i++) {
+        if (s[i] == ' ' || s[i] == '\0') {
+            /* The first word shares its line with the name. */
+            if ((word == 0 ? fold_col(f) + 1 : 1) + (i - word) > HDR_LINE_MAX)
+                return 1;
+            word = i + 1;
+        }
+    }
+    for (i = 0, word = 0; rc == 0 && i <= len; i++) {
+        if (s[i] == ' ' || s[i] == '\0') {
+            rc = fold_put(f, s + word, i - word);
+            word = i + 1;
+        }
+    }
+    return rc;
+}
+
+/* RFC 5322 atext: what an atom of a phrase may hold without quoting. */
+static int atext_word(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!isalnum(c) && strchr("!#$%&'*+-/=?^_`{|}~", c) == NULL)
+            return 0;
+        if (c == '=' && i + 1 < len && s[i + 1] == '?')
+            return 0; /* would read as the start of an encoded-word */
+    }
+    return len > 0;
+}
+
+/* Appends a phrase (RFC 5322 3.2.5) word by word: words that are atoms as
+ * they are, each run of other words as encoded-words (RFC 2047 section 5,
+ * rule 3) with its inner spaces inside them. The space between an atom and
+ * an encoded-word survives decoding everywhere; the space between two
+ * adjacent encoded-words is dropped by RFC 2047 readers but kept by some
+ * (Python's email package), so encoded-words only meet where one run is too
+ * long for a single word. Returns 1 (nothing appended) when the name has
+ * whitespace that words cannot keep: leading, trailing or doubled spaces. */
+static int fold_phrase(struct fold *f, const char *name)
+{
+    size_t len = strlen(name);
+    size_t i = 0;
+    size_t run = 0;       /* start of the run of words to encode */
+    int in_run = 0;
+    struct cr_buf tmp;
+    int rc = 0;
+
+    if (len == 0 || name[0] == ' ' || name[len - 1] == ' ' || strstr(name, "  ") != NULL)
+        return 1;
+    cr_buf_init(&tmp, HEADER_VALUE_MAX);
+    while (rc == 0 && i <= len) {
+        size_t start = i;
+        size_t end = i;
+
+        while (end < len && name[end] != ' ')
+            end++;
+        if (atext_word(name + start, end - start)) {
+            if (in_run) {
+                cr_buf_reset(&tmp);
+                rc = cr_buf_append(&tmp, name + run, start - 1 - run);
+                if (rc == 0)
+                    rc = fold_encoded(f, cr_buf_cstr(&tmp));
+                in_run = 0;
+            }
+            if (rc == 0)
+                rc = fold_put(f, name + start, end - start);
+        } else if (!in_run) {
+            run = start;
+            in_run = 1;
+        }
+        i = end + 1;
+    }
+    if (rc == 0 && in_run) {
+        cr_buf_reset(&tmp);
+        rc = cr_buf_append(&tmp, name + run, len - run);
+        if (rc == 0)
+            rc = fold_encoded(f, cr_buf_cstr(&tmp));
+    }
+    cr_buf_release(&tmp);
+    return rc;
+}
+
+/* Appends a display name: a quoted-string when plain ASCII and it fits on
+ * the line, else a phrase of atoms and encoded-words (whole encoded-words
+ * when its spacing is unusual). */
+static int fold_display_name(struct fold *f, const char *name)
+{
+    struct cr_buf q;
     const char *p;
     int rc;
 
     if (!plain_ascii(name))
-        return append_encoded_words(b, name);
-    rc = cr_buf_appends(b, "\"");
+        goto phrase;
+    cr_buf_init(&q, HEADER_VALUE_MAX);
+    rc = cr_buf_appends(&q, "\"");
     for (p = name; rc == 0 && *p != '\0'; p++) {
         if (*p == '"' || *p == '\\')
-            rc = cr_buf_append(b, "\\", 1);
+            rc = cr_buf_append(&q, "\\", 1);
         if (rc == 0)
-            rc = cr_buf_append(b, p, 1);
+            rc = cr_buf_append(&q, p, 1);
     }
     if (rc == 0)
-        rc = cr_buf_appends(b, "\"");
+        rc = cr_buf_appends(&q, "\"");
+    if (rc == 0 && fold_col(f) + 1 + q.len <= HDR_LINE_MAX) {
+        rc = fold_put(f, cr_buf_cstr(&q), q.len);
+        cr_buf_release(&q);
+        return rc;
+    }
+    cr_buf_release(&q);
+    if (rc < 0)
+        return rc;
+phrase:
+    rc = fold_phrase(f, name);
+    if (rc == 1)
+        rc = fold_encoded(f, name);
     return rc;
 }
 
+/* Adds the folded field in b ("Name: ..." with CRLF SP folds) as one header
+ * entry: curl writes it as it is, followed by CRLF. The only CR and LF in it
+ * are the folds made here (the values were checked with cr_header_safe). */
+static int add_folded(struct cr_request *req, const struct cr_buf *b)
+{
+    struct curl_slist *list;
+
+    if (b->len + 1 >= HEADER_VALUE_MAX)
+        return CR_ETOOBIG;
+    list = curl_slist_append(req->headers, cr_buf_cstr(b));
+    if (list == NULL)
+        return CR_ENOMEM;
+    req->headers = list;
+    return 0;
+}
+
+/* From: [display-name] <from_email>, folded. */
 static int add_from(struct cr_request *req, struct cr_buf *b, const char *name, const char *email)
 {
-    int rc = 0;
-
-    cr_buf_reset(b);
-    if (name != NULL && name[0] != '\0') {
-        rc = append_display_name(b, name);
-        if (rc == 0)
-            rc = cr_buf_appends(b, " ");
-    }
-    if (rc == 0)
-        rc = cr_buf_appendf(b, "<%s>", email);
-    if (rc == 0)
-        rc = cr_req_add_header(req, "From", cr_buf_cstr(b));
-    return rc;
-}
-
-static int add_subject(struct cr_request *req, struct cr_buf *b, const char *subject)
-{
+    struct fold f = {b, 0};
     int rc;
 
     cr_buf_reset(b);
-    if (plain_ascii(subject))
-        rc = cr_buf_appends(b, subject);
-    else
-        rc = append_encoded_words(b, subject);
+    rc = cr_buf_appends(b, "From:");
+    if (rc == 0 && name != NULL && name[0] != '\0')
+        rc = fold_display_name(&f, name);
+    if (rc == 0) {
+        struct cr_buf addr;
+
+        cr_buf_init(&addr, HEADER_VALUE_MAX);
+        rc = cr_buf_appendf(&addr, "<%s>", email);
+        if (rc == 0)
+            rc = fold_put(&f, cr_buf_cstr(&addr), addr.len);
+        cr_buf_release(&addr);
+    }
     if (rc == 0)
-        rc = cr_req_add_header(req, "Subject", cr_buf_cstr(b));
+        rc = add_folded(req, b);
+    return rc;
+}
+
+/* Subject: the text as it is when it fits a line, folded at its spaces when
+ * plain ASCII, else as encoded-words; either way lines of at most HDR_LINE_MAX. */
+static int add_subject(struct cr_request *req, struct cr_buf *b, const char *subject)
+{
+    struct fold f = {b, 0};
+    int rc;
+
+    cr_buf_reset(b);
+    rc = cr_buf_appends(b, "Subject:");
+    if (rc == 0 && plain_ascii(subject))
+        rc = fold_plain(&f, subject);
+    else if (rc == 0)
+        rc = 1;
+    if (rc == 1)
+        rc = fold_encoded(&f, subject);
+    if (rc == 0)
+        rc = add_folded(req, b);
     return rc;
 }
 
@@ -403,6 +616,38 @@ static int url_ok(const char *u)
     return 1;
 }
 
+/* A copy of text in the canonical form of text types (RFC 2046 section 4.1.1):
+ * every line break (LF, CR or CRLF) becomes CRLF, so that the
+ * quoted-printable encoder writes it as a hard line break (RFC 2045 section
+ * 6.7 rule 4) instead of "=0A". *outlen is the copy's length; NULL when out
+ * of memory. */
+static char *text_crlf(const char *text, size_t *outlen)
+{
+    size_t len = strlen(text);
+    size_t i;
+    size_t o = 0;
+    char *out;
+
+    if (len > (SIZE_MAX - 1) / 2)
+        return NULL;
+    out = malloc(2 * len + 1);
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (text[i] == '\r' || text[i] == '\n') {
+            out[o++] = '\r';
+            out[o++] = '\n';
+            if (text[i] == '\r' && text[i + 1] == '\n')
+                i++;
+        } else {
+            out[o++] = text[i];
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
 static int add_part(struct cr_request *req, const char *type, const char *data)
 {
     struct cr_mime_part *mp;
@@ -412,17 +657,16 @@ static int add_part(struct cr_request *req, const char *type, const char *data)
     if (req->nparts >= CR_MIME_PARTS_MAX)
         return CR_ETOOBIG;
     mp = &req->parts[req->nparts];
-    mp->len = strlen(data);
     mp->type = strdup(type);
-    mp->data = malloc(mp->len + 1);
+    mp->data = text_crlf(data, &mp->len);
     if (mp->type == NULL || mp->data == NULL) {
         free(mp->type);
         free(mp->data);
         mp->type = NULL;
         mp->data = NULL;
+        mp->len = 0;
         return CR_ENOMEM;
     }
-    memcpy(mp->data, data, mp->len + 1);
     req->nparts++;
     return 0;
 }

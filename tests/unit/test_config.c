@@ -740,6 +740,42 @@ TEST(config_http_side_errors)
                   "links.ttl_days: must be an integer from 1 to 3650, got 0");
 }
 
+TEST(config_links_need_https)
+{
+    struct cr_config cfg;
+    char err[512] = "";
+
+    /* RFC 8058 section 3.1: one-click unsubscribe only over HTTPS. */
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'secret': '0123456789abcdef'}}"),
+                  "public_url: must be https:// when links.secret is set: one-click unsubscribe "
+                  "links (List-Unsubscribe-Post) must be HTTPS (RFC 8058 section 3.1); for tests "
+                  "and demos only, set links.allow_insecure_http to true");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'public_url': 'http://alerts.example',"
+                         " 'links': {'secret': '0123456789abcdef'}}"),
+                  "public_url: must be https:// when links.secret is set: one-click unsubscribe "
+                  "links (List-Unsubscribe-Post) must be HTTPS (RFC 8058 section 3.1); for tests "
+                  "and demos only, set links.allow_insecure_http to true");
+    /* The links are made from webhooks.public_url when it is given. */
+    ASSERT_STR_CONTAINS(err_of("{" OK_TAIL ", 'public_url': 'https://alerts.example',"
+                               " 'webhooks': {'public_url': 'http://hooks.example'},"
+                               " 'links': {'secret': '0123456789abcdef'}}"),
+                        "webhooks.public_url: must be https:// when links.secret is set");
+    ASSERT_STR_EQ(err_of("{" OK_TAIL ", 'links': {'allow_insecure_http': 'yes'}}"),
+                  "links.allow_insecure_http: must be true or false, got a string");
+
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'public_url': 'HTTPS://alerts.example',"
+                        " 'links': {'secret': '0123456789abcdef'}}", &cfg, err, sizeof err), 0);
+    cr_config_release(&cfg);
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'links': {'secret': '0123456789abcdef',"
+                        " 'allow_insecure_http': true}}", &cfg, err, sizeof err), 0);
+    ASSERT_STR_EQ(cfg.webhooks_public_url, "http://127.0.0.1");
+    cr_config_release(&cfg);
+    /* http:// without links is fine: nothing one-click is made from it. */
+    ASSERT_INT_EQ(parse("{" OK_TAIL ", 'public_url': 'http://alerts.example'}", &cfg, err,
+                        sizeof err), 0);
+    cr_config_release(&cfg);
+}
+
 /* ---- workers ------------------------------------------------------------ */
 
 TEST(config_workers)
@@ -831,4 +867,74 @@ TEST(config_for_worker_errors)
     ASSERT_INT_EQ(cr_config_for_worker(&cfg, 1, 2, err, sizeof err), 0);
     ASSERT_STR_EQ(cfg.http_listen, "[::1]:0");
     cr_config_release(&cfg);
+}
+
+/* ---- how crierd reaches Redis -------------------------------------------- */
+
+TEST(config_redis_unix_socket_user_and_tls)
+{
+    struct cr_config cfg;
+    char err[256] = "";
+
+    ASSERT_INT_EQ(parse("{'redis': {'path': '/run/redis/redis.sock', 'username': 'crier',"
+                        " 'password': 'pw', 'tls': true}, " OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_path, "/run/redis/redis.sock");
+    ASSERT_STR_EQ(cfg.redis_username, "crier");
+    ASSERT_STR_EQ(cfg.redis_password, "pw");
+    ASSERT_INT_EQ(cfg.redis_tls.enabled, 1);
+    ASSERT(cfg.redis_tls.ca_file == NULL);
+    cr_config_release(&cfg);
+
+    ASSERT_INT_EQ(parse("{'redis': {'tls': {'server_name': 'redis.internal'}}, " OK_TAIL "}", &cfg,
+                        err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_tls.server_name, "redis.internal");
+    ASSERT(cfg.redis_path == NULL);
+    cr_config_release(&cfg);
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': false}, " OK_TAIL "}"), "(accepted)");
+
+    /* the ACL user is a secret reference like the password */
+    setenv("CRIER_TEST_REDIS_USER", "crier-acl", 1);
+    ASSERT_INT_EQ(parse("{'redis': {'username': '$env:CRIER_TEST_REDIS_USER', 'password': 'p'}, "
+                        OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_username, "crier-acl");
+    cr_config_release(&cfg);
+    unsetenv("CRIER_TEST_REDIS_USER");
+}
+
+TEST(config_redis_connection_mistakes)
+{
+    ASSERT_STR_EQ(err_of("{'redis': {'path': '/tmp/r.sock', 'port': 6380}, " OK_TAIL "}"),
+                  "redis.path: a unix socket replaces host and port: give one or the other");
+    ASSERT_STR_EQ(err_of("{'redis': {'username': 'crier'}, " OK_TAIL "}"),
+                  "redis.username: needs redis.password (AUTH takes both)");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': 'yes'}, " OK_TAIL "}"),
+                  "redis.tls: must be an object (ca_file, cert_file, key_file, server_name), "
+                  "true or false, got a string");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': {'ca_flie': '/x'}}, " OK_TAIL "}"),
+                  "redis.tls.ca_flie: unknown key (did you mean 'ca_file'?)");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': {'ca_file': '/nonexistent/ca.pem'}}, " OK_TAIL "}"),
+                  "redis.tls.ca_file: cannot read /nonexistent/ca.pem: No such file or directory");
+}
+
+TEST(config_redis_tls_files_must_load)
+{
+    char path[512];
+    char text[2048];
+    const char *e;
+
+    ASSERT_INT_EQ(temp_file(path, sizeof path, "not a certificate\n", 18), 0);
+    snprintf(text, sizeof text, "{'redis': {'tls': {'ca_file': '%s'}}, " OK_TAIL "}", path);
+    e = err_of(text);
+    ASSERT_STR_CONTAINS(e, "redis.tls.ca_file: does not load: ");
+    snprintf(text, sizeof text, "{'redis': {'tls': {'cert_file': '%s'}}, " OK_TAIL "}", path);
+    ASSERT_STR_EQ(err_of(text), "redis.tls.key_file: missing: cert_file and key_file go together");
+    snprintf(text, sizeof text,
+             "{'redis': {'tls': {'cert_file': '%s', 'key_file': '%s'}}, " OK_TAIL "}", path, path);
+    ASSERT_STR_CONTAINS(err_of(text), "redis.tls.cert_file: does not load: ");
+    unlink(path);
 }

@@ -483,3 +483,61 @@ TEST(http_smtp_no_plaintext_when_starttls_required)
     ASSERT_INT_EQ(s.nmsgs, 0);
     ASSERT(strstr(s.log, "MAIL FROM") == NULL);
 }
+
+TEST(http_smtp_text_lines_and_folded_headers_on_the_wire)
+{
+    struct smtp_srv s;
+    struct smtp_env e;
+    struct cr_message m = mail("resident@example.org", "appeal-17/4/email");
+    struct outcome o;
+    const char *d;
+    const char *p;
+    const char *line;
+
+    m.subject = "Pilne ostrze\xc5\xbc" "enie: zamkni\xc4\x99" "ta droga w \xc5\x81odzi, prosimy "
+                "omija\xc4\x87 okolic\xc4\x99 do odwo\xc5\x82" "ania \xe2\x80\x93 Heddlu";
+    m.sender_name = "Komenda Miejska Policji w \xc5\x81odzi \xe2\x80\x93 Wydzia\xc5\x82 Prewencji";
+    m.text = "Hello Sam,\n\nwe are looking for \xc5\x81ucja.\nCall 101.\n";
+    m.html = "<p>Hello Sam,</p>\n<p>Call 101.</p>\n";
+    ASSERT_INT_EQ(srv_start(&s), 0);
+    ASSERT_INT_EQ(env_init(&e, &s, plain_conf), 0);
+    ASSERT_INT_EQ(send_one(&e, &m, &o), 0);
+    ASSERT(run_until(&e.loop, &o.done));
+    ASSERT_INT_EQ(o.err, 0);
+    ASSERT_INT_EQ(o.status, 250);
+    env_release(&e);
+    srv_stop(&s);
+    ASSERT_INT_EQ(s.nmsgs, 1);
+    d = s.data[0];
+
+    /* Line breaks in the text are hard line breaks, never "=0A" (RFC 2045
+     * section 6.7, RFC 2046 section 4.1.1). */
+    ASSERT(strstr(d, "=0A") == NULL);
+    ASSERT(strstr(d, "=0D") == NULL);
+    ASSERT_STR_CONTAINS(d, "Hello Sam,\r\n\r\nwe are looking for =C5=81ucja.\r\nCall 101.\r\n");
+    ASSERT_STR_CONTAINS(d, "<p>Hello Sam,</p>\r\n<p>Call 101.</p>\r\n");
+    /* Every line is at most 78 characters (RFC 5322 section 2.1.1) but
+     * curl's own Content-Type lines with its 40-character boundaries (at
+     * most 86, well under the 998 that section requires). */
+    for (line = d; *line != '\0'; line = p + 2) {
+        p = strstr(line, "\r\n");
+        if (p == NULL)
+            break;
+        if (strncmp(line, "Content-Type: multipart/", 24) == 0) {
+            ASSERT(p - line <= 86);
+            continue;
+        }
+        if (p - line > 78)
+            fprintf(stderr, "  line of %d: %.*s\n", (int)(p - line), (int)(p - line), line);
+        ASSERT(p - line <= 78);
+    }
+    /* The subject and sender name are folded into continuation lines. */
+    p = strstr(d, "\r\nSubject: =?UTF-8?B?");
+    ASSERT(p != NULL);
+    ASSERT(strncmp(strstr(p + 2, "\r\n"), "\r\n =?UTF-8?B?", 13) == 0);
+    /* The name: atoms as they are, the rest as encoded-words. */
+    p = strstr(d, "\r\nFrom: Komenda Miejska Policji w =?UTF-8?B?xYFvZHppIOKAkyBXeWR6aWHFgg==?=\r\n"
+                  " Prewencji <alerts@police.example>\r\nTo: ");
+    ASSERT(p != NULL);
+    srv_free(&s);
+}

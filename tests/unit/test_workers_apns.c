@@ -185,15 +185,16 @@ TEST(workers_apns_build_request)
     jwt_free(jwt);
     cr_request_release(&req);
 
-    /* The same ref gives the same apns-id; another ref another. Normal
-     * priority is 5; no expiry is 0; a job id over 64 bytes is no collapse id. */
-    m.priority = CR_PRIO_NORMAL;
+    /* The same ref gives the same apns-id; another ref another. Bulk
+     * priority is 5; no expiry is a day from now (default_ttl_s), never 0;
+     * a job id over 64 bytes is no collapse id. */
+    m.priority = CR_PRIO_BULK;
     m.expires_at_ms = 0;
     m.job_id = "j123456789012345678901234567890123456789012345678901234567890-065";
     ASSERT_INT_EQ(build_at(state, &m, NOW_MS, &req), 0);
     ASSERT_STR_EQ(cr_test_header(&req, "apns-id"), id1);
     ASSERT_STR_EQ(cr_test_header(&req, "apns-priority"), "5");
-    ASSERT_STR_EQ(cr_test_header(&req, "apns-expiration"), "0");
+    ASSERT_STR_EQ(cr_test_header(&req, "apns-expiration"), "1795424400");
     ASSERT(cr_test_header(&req, "apns-collapse-id") == NULL);
     cr_request_release(&req);
     m.ref = "appeal-17/5/push";
@@ -202,6 +203,72 @@ TEST(workers_apns_build_request)
     cr_request_release(&req);
 
     apns_ops()->free_state(state);
+    free(ec);
+    free(ec_pub);
+}
+
+TEST(workers_apns_expiry_and_priority)
+{
+    static const struct {
+        const char *extra;     /* config merged in */
+        enum cr_priority prio;
+        int64_t expires_at_ms; /* 0 = the job has none */
+        const char *priority;  /* apns-priority */
+        const char *expiration; /* apns-expiration */
+    } cases[] = {
+        /* high must not wait for the device's power budget */
+        {NULL, CR_PRIO_URGENT, 0, "10", "1795424400"},
+        {NULL, CR_PRIO_HIGH, 0, "10", "1795424400"},
+        {NULL, CR_PRIO_NORMAL, 0, "10", "1795424400"},
+        {NULL, CR_PRIO_BULK, 0, "5", "1795424400"},
+        /* the job's expiry, to its second */
+        {NULL, CR_PRIO_HIGH, NOW_MS + 7200 * 1000 + 500, "10", "1795345200"},
+        /* a configured default; 0 is allowed and means deliver now or never */
+        {"{\"default_ttl_s\":3600}", CR_PRIO_NORMAL, 0, "10", "1795341600"},
+        {"{\"default_ttl_s\":0}", CR_PRIO_NORMAL, 0, "10", "0"},
+        /* an expiry already past: now or never */
+        {NULL, CR_PRIO_URGENT, NOW_MS - 1000, "10", "0"},
+        /* at most 28 days ahead */
+        {NULL, CR_PRIO_BULK, NOW_MS + INT64_C(90) * 86400 * 1000, "5", "1797757200"},
+    };
+    char *ec = NULL, *ec_pub = NULL;
+    char err[256];
+    size_t i;
+
+    ASSERT_INT_EQ(cr_test_key_pair("EC", &ec, &ec_pub), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cr_message m = sample();
+        struct cr_request req;
+        void *state;
+        const char *p;
+        const char *e;
+        int ok;
+
+        ASSERT_INT_EQ(init_with(conf(ec, cases[i].extra, NULL), &state, err, sizeof(err)), 0);
+        m.priority = cases[i].prio;
+        m.expires_at_ms = cases[i].expires_at_ms;
+        ASSERT_INT_EQ(build_at(state, &m, NOW_MS, &req), 0);
+        p = cr_test_header(&req, "apns-priority");
+        e = cr_test_header(&req, "apns-expiration");
+        ok = p != NULL && e != NULL && strcmp(p, cases[i].priority) == 0 &&
+             strcmp(e, cases[i].expiration) == 0;
+        if (!ok)
+            fprintf(stderr, "  case %zu: apns-priority %s apns-expiration %s, want %s %s\n", i,
+                    p ? p : "(none)", e ? e : "(none)", cases[i].priority, cases[i].expiration);
+        cr_request_release(&req);
+        apns_ops()->free_state(state);
+        ASSERT(ok);
+    }
+    ASSERT_CONFIG_REFUSED(apns_ops(), conf(ec, "{\"default_ttl_s\":-1}", NULL),
+                          "https://api.push.apple.com/", APNS_PATH,
+                          APNS_PATH ".default_ttl_s: must be a whole number of seconds from 0 to "
+                          "2419200 (28 days)");
+    ASSERT_CONFIG_REFUSED(apns_ops(), conf(ec, "{\"default_ttl_s\":2419201}", NULL),
+                          "https://api.push.apple.com/", APNS_PATH,
+                          APNS_PATH ".default_ttl_s: must be");
+    ASSERT_CONFIG_REFUSED(apns_ops(), conf(ec, "{\"default_ttl_s\":\"1d\"}", NULL),
+                          "https://api.push.apple.com/", APNS_PATH,
+                          APNS_PATH ".default_ttl_s: must be");
     free(ec);
     free(ec_pub);
 }

@@ -8,6 +8,7 @@
 #include "workers_fixture.h"
 
 #define FCM_PATH "providers.fcm"
+#define NOW_MS INT64_C(1795338000000) /* Sun, 22 Nov 2026 09:00:00 UTC */
 
 static const char fcm_conf[] = "{\"project_id\":\"crier-demo-1\",\"access_token\":\"ya29.tok\"}";
 
@@ -75,7 +76,8 @@ TEST(workers_fcm_table_entry)
     ASSERT_STR_EQ(ops->keys[1], "access_token");
     ASSERT_STR_EQ(ops->keys[2], "service_account");
     ASSERT_STR_EQ(ops->keys[3], "token_url");
-    ASSERT(ops->keys[4] == NULL);
+    ASSERT_STR_EQ(ops->keys[4], "default_ttl_s");
+    ASSERT(ops->keys[5] == NULL);
     ASSERT(ops->auth_request != NULL && ops->auth_done != NULL);
 }
 
@@ -107,9 +109,14 @@ TEST(workers_fcm_build_request)
     ASSERT_STR_EQ(jpath(msg, "data", "crier_ref", NULL), "appeal-17/4/push");
     ASSERT_STR_EQ(jpath(msg, "data", "crier_job", NULL), "appeal-17");
     ASSERT_STR_EQ(jpath(msg, "android", "priority", NULL), "high");
-    ASSERT_STR_EQ(jpath(msg, "android", "collapse_key", NULL), "appeal-17/4/push");
+    /* Non-collapsible: a collapse key per message would pass FCM's four per
+     * device and make it drop messages for an offline phone. */
+    ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(msg, "android"), "collapse_key") == NULL);
+    /* No expires_at: kept for default_ttl_s, a day; for iPhones the same. */
+    ASSERT_STR_EQ(jpath(msg, "android", "ttl", NULL), "86400s");
     ASSERT_STR_EQ(jpath(msg, "apns", "headers", "apns-priority"), "10");
-    ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(msg, "android"), "ttl") == NULL);
+    ASSERT_STR_EQ(jpath(msg, "apns", "headers", "apns-expiration"), "86400");
+    ASSERT_STR_EQ(jpath(msg, "apns", "headers", "apns-collapse-id"), "appeal-17");
     cJSON_Delete(doc);
     cr_test_req_release(&req);
     fcm_ops()->free_state(state);
@@ -123,8 +130,8 @@ TEST(workers_fcm_priorities)
         const char *apns;
     } cases[] = {
         {CR_PRIO_URGENT, "high", "10"},
-        {CR_PRIO_HIGH, "high", "5"},
-        {CR_PRIO_NORMAL, "normal", "5"},
+        {CR_PRIO_HIGH, "high", "10"}, /* an appeal marked high does not wait */
+        {CR_PRIO_NORMAL, "normal", "10"},
         {CR_PRIO_BULK, "normal", "5"},
     };
     struct cr_message m = sample();
@@ -154,6 +161,65 @@ TEST(workers_fcm_priorities)
         ASSERT(ok);
     }
     fcm_ops()->free_state(state);
+}
+
+TEST(workers_fcm_expiry)
+{
+    static const struct {
+        const char *conf;
+        int64_t expires_at_ms; /* 0 = the job has none */
+        const char *ttl;        /* android.ttl */
+        const char *expiration; /* apns.headers apns-expiration */
+    } cases[] = {
+        {NULL, 0, "86400s", "1795424400"},
+        {NULL, NOW_MS + 3600 * 1000 + 999, "3600s", "1795341600"},
+        {NULL, NOW_MS - 1, "0s", "0"},
+        {NULL, NOW_MS + INT64_C(60) * 86400 * 1000, "2419200s", "1797757200"},
+        {"{\"project_id\":\"p\",\"access_token\":\"t\",\"default_ttl_s\":600}", 0, "600s",
+         "1795338600"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cr_message m = sample();
+        const struct cr_message *msgs[1] = {&m};
+        struct cr_request req;
+        char err[256];
+        void *state = NULL;
+        cJSON *doc;
+        const cJSON *msg;
+        const char *ttl;
+        const char *exp;
+        int ok;
+
+        ASSERT_INT_EQ(fcm_init(cases[i].conf ? cases[i].conf : fcm_conf, "http://127.0.0.1:9002",
+                               &state, err, sizeof(err)),
+                      0);
+        m.expires_at_ms = cases[i].expires_at_ms;
+        cr_test_req_init(&req);
+        req.now_ms = NOW_MS;
+        ASSERT_INT_EQ(fcm_ops()->build(state, msgs, 1, &req), 0);
+        doc = cJSON_Parse(cr_buf_cstr(&req.body));
+        msg = cJSON_GetObjectItem(doc, "message");
+        ttl = jpath(msg, "android", "ttl", NULL);
+        exp = jpath(msg, "apns", "headers", "apns-expiration");
+        ok = ttl != NULL && exp != NULL && strcmp(ttl, cases[i].ttl) == 0 &&
+             strcmp(exp, cases[i].expiration) == 0;
+        if (!ok)
+            fprintf(stderr, "  case %zu: ttl %s apns-expiration %s, want %s %s\n", i,
+                    ttl ? ttl : "(none)", exp ? exp : "(none)", cases[i].ttl,
+                    cases[i].expiration);
+        cJSON_Delete(doc);
+        cr_test_req_release(&req);
+        fcm_ops()->free_state(state);
+        ASSERT(ok);
+    }
+    ASSERT_CONFIG_REFUSED(fcm_ops(),
+                          cJSON_Parse("{\"project_id\":\"p\",\"access_token\":\"t\","
+                                      "\"default_ttl_s\":1.5}"),
+                          "https://fcm.googleapis.com", FCM_PATH,
+                          FCM_PATH ".default_ttl_s: must be a whole number of seconds from 0 to "
+                          "2419200 (28 days)");
 }
 
 TEST(workers_fcm_build_refusals)

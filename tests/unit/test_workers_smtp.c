@@ -1,6 +1,9 @@
 /* The SMTP adapter: config checks with key paths, the exact envelope, headers
  * and parts it asks for, header-injection refusals and the reply-code table. */
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cr_error.h"
 #include "config.h"
@@ -192,7 +195,7 @@ TEST(workers_smtp_encoded_words)
                     "d\xc5\xba";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
     ASSERT_STR_EQ(cr_test_header(&req, "Subject"), "=?UTF-8?B?WmFnaW5pb25hIG9zb2JhOiDFgXVjamE=?=");
-    ASSERT_STR_EQ(cr_test_header(&req, "From"), "=?UTF-8?B?S29taXNhcmlhdCDFgcOzZMW6?= <alerts@police.example>");
+    ASSERT_STR_EQ(cr_test_header(&req, "From"), "Komisariat =?UTF-8?B?xYHDs2TFug==?= <alerts@police.example>");
     cr_request_release(&req);
 
     /* Something that looks like an encoded-word is encoded rather than passed. */
@@ -202,16 +205,243 @@ TEST(workers_smtp_encoded_words)
     cr_request_release(&req);
 
     /* A long subject becomes several words of at most 75 characters, never
-     * splitting a character: 30 two-byte characters = 60 bytes -> 2 words. */
+     * splitting a character, on folded lines of at most 76: 30 two-byte
+     * characters = 60 bytes -> 19 characters on the "Subject:" line (a word
+     * of 64), 11 on the next. */
     m.subject = "\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81"
                 "\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81"
                 "\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81\xc5\x81";
     ASSERT_INT_EQ(build(state, &m, &req), 0);
     subj = cr_test_header(&req, "Subject");
     ASSERT(subj != NULL);
-    /* 22 characters (44 bytes) then 8 characters (16 bytes). */
-    ASSERT_STR_EQ(subj, "=?UTF-8?B?xYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYE=?= "
-                        "=?UTF-8?B?xYHFgcWBxYHFgcWBxYHFgQ==?=");
+    ASSERT_STR_EQ(subj, "=?UTF-8?B?xYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYHFgcWBxYE=?=\r\n"
+                        " =?UTF-8?B?xYHFgcWBxYHFgcWBxYHFgcWBxYHFgQ==?=");
+    cr_request_release(&req);
+    smtp_ops()->free_state(state);
+}
+
+/* ---- checking a folded header as a reader would ---- */
+
+/* Nonzero when s[0..n) is whole UTF-8 sequences (lead byte, continuations). */
+static int utf8_whole(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t k = s[i] < 0x80 ? 1 : (s[i] & 0xE0) == 0xC0 ? 2 : (s[i] & 0xF0) == 0xE0 ? 3
+                 : (s[i] & 0xF8) == 0xF0 ? 4 : 0;
+        size_t j;
+
+        if (k == 0 || i + k > n)
+            return 0;
+        for (j = 1; j < k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80)
+                return 0;
+        }
+        i += k;
+    }
+    return 1;
+}
+
+/* Reads the header line "Name: ..." (one slist entry, folds included) as
+ * RFC 5322 and RFC 2047 readers do: each line at most 76 characters,
+ * continuation lines start with a space, each encoded-word at most 75
+ * characters holding whole UTF-8 characters; the space between two adjacent
+ * encoded-words is dropped. Writes the decoded value into out; returns 0 or
+ * a description of the first rule broken. */
+static const char *read_folded(const char *line, char *out, size_t outlen)
+{
+    size_t o = 0;
+    int last_ew = 0;
+    const char *p = strchr(line, ':');
+    const char *ls = line; /* start of the current physical line */
+
+    if (p == NULL)
+        return "no colon";
+    p++;
+    out[0] = '\0';
+    while (*p != '\0') {
+        const char *tok;
+        size_t tlen;
+        int pending_space = 0;
+
+        if (p[0] == '\r') {
+            if (p[1] != '\n' || p[2] != ' ')
+                return "a line break that is not a fold (CRLF SP)";
+            if (p - ls > 76)
+                return "a line over 76 characters";
+            ls = p + 2;
+            p += 2;
+        }
+        if (*p == ' ') {
+            pending_space = 1;
+            p++;
+        } else if (o > 0) {
+            return "tokens not separated by a space";
+        }
+        tok = p;
+        while (*p != '\0' && *p != ' ' && *p != '\r')
+            p++;
+        tlen = (size_t)(p - tok);
+        if (tlen > 10 && strncmp(tok, "=?UTF-8?B?", 10) == 0 && strncmp(p - 2, "?=", 2) == 0) {
+            unsigned char dec[80];
+            int n;
+            size_t b64 = tlen - 12;
+
+            if (tlen > 75)
+                return "an encoded-word over 75 characters";
+            n = EVP_DecodeBlock(dec, (const unsigned char *)tok + 10, (int)b64);
+            if (n < 0)
+                return "bad base64";
+            while (b64 > 0 && tok[10 + b64 - 1] == '=') {
+                b64--;
+                n--;
+            }
+            if (!utf8_whole(dec, (size_t)n))
+                return "a character split across encoded-words";
+            if (pending_space && !last_ew && o > 0 && o + 1 < outlen)
+                out[o++] = ' ';
+            if (o + (size_t)n >= outlen)
+                return "too long";
+            memcpy(out + o, dec, (size_t)n);
+            o += (size_t)n;
+            last_ew = 1;
+        } else {
+            if (pending_space && o > 0 && o + 1 < outlen)
+                out[o++] = ' ';
+            if (o + tlen >= outlen)
+                return "too long";
+            memcpy(out + o, tok, tlen);
+            o += tlen;
+            last_ew = 0;
+        }
+        out[o] = '\0';
+    }
+    if (p - ls > 76)
+        return "a line over 76 characters";
+    return NULL;
+}
+
+static const char *full_header(const struct cr_request *req, const char *name)
+{
+    const struct curl_slist *h;
+    size_t n = strlen(name);
+
+    for (h = req->headers; h != NULL; h = h->next) {
+        if (strncmp(h->data, name, n) == 0 && h->data[n] == ':')
+            return h->data;
+    }
+    return NULL;
+}
+
+#define ASSERT_FOLDED(req, name, want)                                                         \
+    do {                                                                                       \
+        char got_[4096];                                                                       \
+        const char *line_ = full_header(req, name);                                            \
+        const char *why_;                                                                      \
+                                                                                               \
+        ASSERT(line_ != NULL);                                                                 \
+        why_ = read_folded(line_, got_, sizeof(got_));                                         \
+        if (why_ != NULL)                                                                      \
+            fprintf(stderr, "  %s: %s in\n%s\n", name, why_, line_);                            \
+        ASSERT(why_ == NULL);                                                                  \
+        ASSERT_STR_EQ(got_, want);                                                             \
+    } while (0)
+
+TEST(workers_smtp_headers_fold_within_rfc2047_limits)
+{
+    /* A 190-byte Welsh and Polish subject and a long non-ASCII name: before,
+     * these went out as words on one line of about 190 characters. */
+    static const char subject[] =
+        "Rhybudd brys: ffordd ar gau ger Pont-y-p\xc5\xb5l \xe2\x80\x93 "
+        "Pilne ostrze\xc5\xbc" "enie: zamkni\xc4\x99ta droga w \xc5\x81odzi "
+        "\xe2\x80\x93 \xf0\x9f\x9a\xa8 please avoid the area until further notice";
+    static const char name[] = "Heddlu Dyfed-Powys \xe2\x80\x93 T\xc3\xaem Plismona "
+                               "Cymdogaeth Aberystwyth \xc5\x81\xc3\xb3" "d\xc5\xba";
+    static const char plain[] = "Road closed: the A487 between Aberystwyth and Machynlleth is "
+                                "closed in both directions after a collision; please use the "
+                                "A44 and allow extra time";
+    struct cr_message m = sample();
+    struct cr_request req;
+    char err[256];
+    void *state;
+
+    ASSERT_INT_EQ(smtp_init(smtp_conf, "smtp://mail.example", &state, err, sizeof(err)), 0);
+    m.subject = subject;
+    m.sender_name = name;
+    ASSERT_INT_EQ(build(state, &m, &req), 0);
+    ASSERT_FOLDED(&req, "Subject", subject);
+    ASSERT_FOLDED(&req, "From", "Heddlu Dyfed-Powys \xe2\x80\x93 T\xc3\xaem Plismona "
+                                "Cymdogaeth Aberystwyth \xc5\x81\xc3\xb3" "d\xc5\xba "
+                                "<alerts@police.example>");
+    ASSERT(strstr(full_header(&req, "Subject"), "\r\n ") != NULL);
+    cr_request_release(&req);
+
+    /* Plain ASCII too long for a line is folded at its spaces, not encoded. */
+    m.subject = plain;
+    m.sender_name = "Dyfed-Powys Police Neighbourhood Policing Team, Aberystwyth Station";
+    ASSERT_INT_EQ(build(state, &m, &req), 0);
+    ASSERT_FOLDED(&req, "Subject", plain);
+    ASSERT(strstr(full_header(&req, "Subject"), "=?") == NULL);
+    ASSERT_FOLDED(&req, "From", "\"Dyfed-Powys Police Neighbourhood Policing Team, Aberystwyth "
+                                "Station\" <alerts@police.example>");
+    cr_request_release(&req);
+
+    /* A name whose quoted-string would not fit its line is encoded instead. */
+    m.sender_name = "Dyfed-Powys Police Neighbourhood Policing Team for Aberystwyth and Borth";
+    ASSERT_INT_EQ(build(state, &m, &req), 0);
+    ASSERT_FOLDED(&req, "From", "Dyfed-Powys Police Neighbourhood Policing Team for Aberystwyth "
+                                "and Borth <alerts@police.example>");
+    cr_request_release(&req);
+
+    /* Plain ASCII with double spaces cannot be folded without changing it. */
+    m.subject = "Two  spaces here and a subject long enough that it needs more than one "
+                "line to be written";
+    ASSERT_INT_EQ(build(state, &m, &req), 0);
+    ASSERT_FOLDED(&req, "Subject", m.subject);
+    cr_request_release(&req);
+
+    /* Four-byte characters only: never split across words. */
+    m.subject = "\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8"
+                "\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8"
+                "\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8\xf0\x9f\x9a\xa8";
+    ASSERT_INT_EQ(build(state, &m, &req), 0);
+    ASSERT_FOLDED(&req, "Subject", m.subject);
+    cr_request_release(&req);
+
+    /* Bytes that are not UTF-8 (a from_name nobody checked) are still cut
+     * into words of at most 75 characters, and never into an empty line. */
+    {
+        char bad[101];
+
+        memset(bad, 0x80, 100);
+        bad[100] = '\0';
+        m.sender_name = bad;
+        ASSERT_INT_EQ(build(state, &m, &req), 0);
+        ASSERT(strstr(full_header(&req, "From"), "\r\n\r\n") == NULL);
+        ASSERT(strstr(full_header(&req, "From"), "\r\n =?UTF-8?B?") != NULL);
+        cr_request_release(&req);
+    }
+    smtp_ops()->free_state(state);
+}
+
+TEST(workers_smtp_text_line_breaks_are_crlf)
+{
+    struct cr_message m = sample();
+    struct cr_request req;
+    char err[256];
+    void *state;
+
+    ASSERT_INT_EQ(smtp_init(smtp_conf, "smtp://mail.example", &state, err, sizeof(err)), 0);
+    m.text = "Hello Sam,\n\nwe are looking for\r\nsomeone.\rCall 101.\n";
+    m.html = "<p>Hello</p>\n<p>Call 101.</p>";
+    ASSERT_INT_EQ(build(state, &m, &req), 0);
+    ASSERT_INT_EQ(req.nparts, 2);
+    ASSERT_STR_EQ(req.parts[0].data,
+                  "Hello Sam,\r\n\r\nwe are looking for\r\nsomeone.\r\nCall 101.\r\n");
+    ASSERT_INT_EQ(req.parts[0].len, strlen(req.parts[0].data));
+    ASSERT_STR_EQ(req.parts[1].data, "<p>Hello</p>\r\n<p>Call 101.</p>");
+    ASSERT_INT_EQ(req.parts[1].len, strlen(req.parts[1].data));
     cr_request_release(&req);
     smtp_ops()->free_state(state);
 }
