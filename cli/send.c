@@ -126,9 +126,8 @@ static void show_position(const char *path, const char *doc, size_t len, size_t 
 
 int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
 {
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS,
-                                         {"wait", no_argument, NULL, 'w'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        CTL_COMMON_LONGOPTS, {"wait", no_argument, NULL, 'w'}, {NULL, 0, NULL, 0}};
     struct cr_job_limits lim;
     struct cr_job job;
     struct cr_job_error err;

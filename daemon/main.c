@@ -296,8 +296,7 @@ static int become_worker(struct cr_config *cfg, const char *arg)
 
     rc = cr_workers_parse_arg(arg, cfg->workers, &index, &pid);
     if (rc < 0) {
-        fprintf(stderr, "crierd: -W %s: want I:PID with I below workers (%d)\n", arg,
-                cfg->workers);
+        fprintf(stderr, "crierd: -W %s: want I:PID with I below workers (%d)\n", arg, cfg->workers);
         return rc;
     }
     rc = cr_workers_bind(pid);

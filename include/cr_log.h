@@ -46,8 +46,7 @@ void cr_log_set_tag(const char *tag);
 int cr_log_enabled(enum cr_log_level level);
 
 /* Writes one line at level; fmt must be a literal. */
-void cr_log(enum cr_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void cr_log(enum cr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- repeated events ----
  * An event that can happen once per message (a failover, a retry, a refused
@@ -82,10 +81,10 @@ int cr_log_repeat_flush(int all);
 #define cr_error(...) cr_log(CR_LOG_ERROR, __VA_ARGS__)
 #define cr_warn(...) cr_log(CR_LOG_WARN, __VA_ARGS__)
 #define cr_info(...) cr_log(CR_LOG_INFO, __VA_ARGS__)
-#define cr_debug(...)                                                        \
-    do {                                                                     \
-        if (cr_log_enabled(CR_LOG_DEBUG))                                    \
-            cr_log(CR_LOG_DEBUG, __VA_ARGS__);                               \
+#define cr_debug(...)                                                                              \
+    do {                                                                                           \
+        if (cr_log_enabled(CR_LOG_DEBUG))                                                          \
+            cr_log(CR_LOG_DEBUG, __VA_ARGS__);                                                     \
     } while (0)
 
 #endif

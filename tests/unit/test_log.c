@@ -191,11 +191,11 @@ TEST(log_json_escapes_and_carries_the_count)
     out = captured(f);
     ASSERT_STR_CONTAINS(out, "\"level\":\"warn\",");
     ASSERT_STR_CONTAINS(out, "\"worker\":\"w2\",");
-    ASSERT_STR_CONTAINS(out,
-                        "\"msg\":\"quote \\\" backslash \\\\ newline \\n tab \\u0009 bell \\u0007\"}\n");
+    ASSERT_STR_CONTAINS(
+        out, "\"msg\":\"quote \\\" backslash \\\\ newline \\n tab \\u0009 bell \\u0007\"}\n");
     ASSERT_STR_CONTAINS(out, "\"msg\":\"first\"}\n");
-    ASSERT_STR_CONTAINS(out,
-                        "\"msg\":\"third\",\"repeated\":2,\"window_s\":10,\"key\":\"k \\\"1\\\"\"}\n");
+    ASSERT_STR_CONTAINS(
+        out, "\"msg\":\"third\",\"repeated\":2,\"window_s\":10,\"key\":\"k \\\"1\\\"\"}\n");
     ASSERT_INT_EQ(count_lines(out), 3);
     restore(f);
 }
