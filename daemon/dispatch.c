@@ -385,10 +385,10 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
     char key[160];
 
     if (m->attempt >= cfg->retry_max_attempts) {
-        cr_log_repeat(CR_LOG_WARN, event_key(key, sizeof key, "giveup", p, m->batch->job_id,
-                                             res->code),
-                      "provider '%s' job %s: %s (%s); giving up after %d attempts",
-                      p->conf->name, m->batch->job_id, res->code, res->detail, m->attempt);
+        cr_log_repeat(CR_LOG_WARN,
+                      event_key(key, sizeof key, "giveup", p, m->batch->job_id, res->code),
+                      "provider '%s' job %s: %s (%s); giving up after %d attempts", p->conf->name,
+                      m->batch->job_id, res->code, res->detail, m->attempt);
         finish(p, m, CR_ST_FAILED, res, latency_us, 0);
         return;
     }
@@ -402,9 +402,9 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
         return;
     }
     cr_log_repeat(CR_LOG_INFO, event_key(key, sizeof key, "retry", p, m->batch->job_id, res->code),
-                  "provider '%s' job %s: %s%s%s, retry in %lld ms (attempt %d/%d)",
-                  p->conf->name, m->batch->job_id, res->code, res->detail[0] ? " " : "",
-                  res->detail, (long long)delay, m->attempt, cfg->retry_max_attempts);
+                  "provider '%s' job %s: %s%s%s, retry in %lld ms (attempt %d/%d)", p->conf->name,
+                  m->batch->job_id, res->code, res->detail[0] ? " " : "", res->detail,
+                  (long long)delay, m->attempt, cfg->retry_max_attempts);
     cr_metrics_retry(dp->d->metrics, (int)p->ix);
     cr_fanout_msg_park(m, now + delay, p->conf->name, res, latency_us);
 }
@@ -669,11 +669,10 @@ static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *r
 
         if (q == p || !serves(q, m) || !in_rotation(q, now))
             continue;
-        cr_log_repeat(CR_LOG_INFO,
-                      event_key(key, sizeof key, "failover", p, m->batch->job_id, res->code),
-                      "provider '%s' job %s: %s; trying '%s' (attempt %d/%d)", p->conf->name,
-                      m->batch->job_id, res->code, q->conf->name, m->attempt + 1,
-                      cfg->retry_max_attempts);
+        cr_log_repeat(
+            CR_LOG_INFO, event_key(key, sizeof key, "failover", p, m->batch->job_id, res->code),
+            "provider '%s' job %s: %s; trying '%s' (attempt %d/%d)", p->conf->name,
+            m->batch->job_id, res->code, q->conf->name, m->attempt + 1, cfg->retry_max_attempts);
         m->provider_ix = (uint8_t)i;
         m->state = CR_MSG_QUEUED;
         q_push(&q->q[m->batch->prio], m);
@@ -782,8 +781,8 @@ static void send_one(struct prov *p, struct cr_msg *m)
                                       : cr_strerror(rc));
         cr_log_repeat(CR_LOG_WARN,
                       event_key(key, sizeof key, "invalid", p, m->batch->job_id, res.code),
-                      "provider '%s' job %s sub %s: %s; failed", p->conf->name,
-                      m->batch->job_id, m->sub->id, res.detail);
+                      "provider '%s' job %s sub %s: %s; failed", p->conf->name, m->batch->job_id,
+                      m->sub->id, res.detail);
         finish(p, m, CR_ST_FAILED, &res, 0, 0);
         return;
     }
