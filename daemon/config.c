@@ -644,7 +644,7 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
-                                       "workers",  NULL};
+                                       "workers",  "log_format", "log_repeat_s", NULL};
 static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
                                          "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
@@ -683,6 +683,7 @@ static const struct num_field receipts_nums[] = {
 };
 static const struct num_field top_nums[] = {
     {"retention_s", NUM_LONG, CFG(retention_s), 60, 315360000},
+    {"log_repeat_s", NUM_LONG, CFG(log_repeat_s), 0, 3600},
 };
 static const struct num_field limit_nums[] = {
     {"doc_bytes", NUM_SIZE, LIM(doc_bytes), 1024, 16777216},
@@ -772,6 +773,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->retry_max_ms = 30000;
     cfg->receipts_maxlen = 1000000;
     cfg->retention_s = 604800;
+    cfg->log_repeat_s = 10;
     cfg->workers = 1;
     cr_job_limits_default(&cfg->limits);
     cfg->http_max_connections = 1024;
@@ -790,6 +792,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     if (set_str(c, &cfg->redis_host, "127.0.0.1", 0) != 0 ||
         set_str(c, &cfg->prefix, "crier:", 0) != 0 || set_str(c, &cfg->consumer, host, 0) != 0 ||
         set_str(c, &cfg->group, "crierd", 0) != 0 || set_str(c, &cfg->log_level, "info", 0) != 0 ||
+        set_str(c, &cfg->log_format, "auto", 0) != 0 ||
         set_str(c, &cfg->public_url, "http://127.0.0.1", 0) != 0)
         return CR_ENOMEM;
     return 0;
@@ -953,6 +956,22 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
         rc = set_str(c, &cfg->redis_password, password, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->prefix, prefix, 0);
+    return rc;
+}
+
+/* "log_format": how crierd writes its lines (cr_log.h); "auto" is decided
+ * when the daemon starts, from where its stderr goes. */
+static int parse_log_format(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    const char *format = cfg->log_format;
+    enum cr_log_format parsed;
+    int rc;
+
+    rc = get_str(c, root, "", "log_format", S_NONEMPTY, 16, &format);
+    if (rc == 0 && cr_log_parse_format(format, &parsed) != 0)
+        rc = fail(c, "log_format", "must be one of auto, text, journal, json, got '%s'", format);
+    if (rc == 0)
+        rc = set_str(c, &cfg->log_format, format, 0);
     return rc;
 }
 
@@ -1498,6 +1517,8 @@ int cr_config_parse_with(const char *text, size_t len,
     if (rc == 0)
         rc = parse_workers(&c, cfg, root);
     if (rc == 0)
+        rc = parse_log_format(&c, cfg, root);
+    if (rc == 0)
         rc = num_section(&c, root, "intake", intake_nums, COUNT(intake_nums), cfg);
     if (rc == 0)
         rc = num_section(&c, root, "fanout", fanout_nums, COUNT(fanout_nums), cfg);
@@ -1601,6 +1622,7 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->consumer);
     free(cfg->group);
     free(cfg->log_level);
+    free(cfg->log_format);
     free(cfg->public_url);
     free(cfg->http_listen);
     free(cfg->webhooks_public_url);

@@ -98,6 +98,8 @@ struct cr_config {
     long receipts_maxlen;          /* MAXLEN ~ of crier:receipts, default 1000000 */
     long retention_s;              /* life of job keys after completion, default 604800 */
     char *log_level;               /* default "info" */
+    char *log_format;              /* "auto" (default), "text", "journal", "json" */
+    long log_repeat_s;             /* window folding repeated events, default 10, 0 = off */
     char *public_url;              /* default "http://127.0.0.1" */
 
     struct cr_job_limits limits;
