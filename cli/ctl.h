@@ -19,6 +19,7 @@ enum ctl_exit {
     CTL_EXIT_USAGE = 2,
     CTL_EXIT_UNREACH = 3,  /* cannot reach Redis (connect, timeout, lost connection) */
     CTL_EXIT_NOTFOUND = 4,
+    CTL_EXIT_EXISTS = 5,   /* send: a job with this id exists already; not posted */
 };
 
 /* Options shared by all commands, as getopt_long codes and table entries; each

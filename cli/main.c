@@ -36,7 +36,8 @@ static void usage(FILE *out)
     fprintf(out, "\n" CTL_COMMON_HELP
                  "\n`crierctl COMMAND --help` describes a command.\n"
                  "Exit codes: 0 ok, 1 the operation failed or the job failed/was rejected,\n"
-                 "2 usage error, 3 cannot reach Redis, 4 not found.\n");
+                 "2 usage error, 3 cannot reach Redis, 4 not found,\n"
+                 "5 send: a job with this id exists already (not posted).\n");
 }
 
 /* redis://[[user]:password@]host[:port][/db] or unix:///path into ctl. */

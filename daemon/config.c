@@ -644,11 +644,12 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
-                                       "workers",  NULL};
+                                       "workers",  "log_format", "log_repeat_s", NULL};
 static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
                                          "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
-                                         "reconnect_max_ms", NULL};
+                                         "reconnect_max_ms", "wait_replicas",
+                                         "wait_timeout_ms", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "max_unrecorded", "timeout_ms",
@@ -661,6 +662,7 @@ static const struct num_field redis_nums[] = {
     {"connect_timeout_ms", NUM_LONG, CFG(redis_connect_timeout_ms), 1, 300000},
     {"command_timeout_ms", NUM_LONG, CFG(redis_command_timeout_ms), 1, 300000},
     {"reconnect_max_ms", NUM_LONG, CFG(redis_reconnect_max_ms), 1, 3600000},
+    {"wait_timeout_ms", NUM_LONG, CFG(redis_wait_timeout_ms), 1, 60000},
 };
 static const struct num_field intake_nums[] = {
     {"block_ms", NUM_LONG, CFG(intake_block_ms), 1, 60000},
@@ -681,6 +683,7 @@ static const struct num_field receipts_nums[] = {
 };
 static const struct num_field top_nums[] = {
     {"retention_s", NUM_LONG, CFG(retention_s), 60, 315360000},
+    {"log_repeat_s", NUM_LONG, CFG(log_repeat_s), 0, 3600},
 };
 static const struct num_field limit_nums[] = {
     {"doc_bytes", NUM_SIZE, LIM(doc_bytes), 1024, 16777216},
@@ -758,6 +761,8 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->redis_connect_timeout_ms = 2000;
     cfg->redis_command_timeout_ms = 5000;
     cfg->redis_reconnect_max_ms = 5000;
+    cfg->redis_wait_replicas = -1; /* "auto" */
+    cfg->redis_wait_timeout_ms = 1000;
     cfg->intake_block_ms = 1000;
     cfg->intake_max_jobs = 16;
     cfg->batch_size = 500;
@@ -768,6 +773,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->retry_max_ms = 30000;
     cfg->receipts_maxlen = 1000000;
     cfg->retention_s = 604800;
+    cfg->log_repeat_s = 10;
     cfg->workers = 1;
     cr_job_limits_default(&cfg->limits);
     cfg->http_max_connections = 1024;
@@ -786,6 +792,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     if (set_str(c, &cfg->redis_host, "127.0.0.1", 0) != 0 ||
         set_str(c, &cfg->prefix, "crier:", 0) != 0 || set_str(c, &cfg->consumer, host, 0) != 0 ||
         set_str(c, &cfg->group, "crierd", 0) != 0 || set_str(c, &cfg->log_level, "info", 0) != 0 ||
+        set_str(c, &cfg->log_format, "auto", 0) != 0 ||
         set_str(c, &cfg->public_url, "http://127.0.0.1", 0) != 0)
         return CR_ENOMEM;
     return 0;
@@ -875,6 +882,36 @@ static void free_tls(struct cr_tls_conf *t)
     memset(t, 0, sizeof(*t));
 }
 
+int cr_config_wait_replicas_auto(int sentinel)
+{
+    return sentinel ? 1 : 0;
+}
+
+/* redis.wait_replicas: a whole number from 0 to WAIT_REPLICAS_MAX, or "auto"
+ * (kept as -1 until the whole redis section is known). */
+#define WAIT_REPLICAS_MAX 16
+static int parse_wait_replicas(struct ctx *c, struct cr_config *cfg, const cJSON *obj)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "wait_replicas");
+    char got[64];
+    double d;
+
+    if (v == NULL)
+        return 0;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) {
+        cfg->redis_wait_replicas = -1;
+        return 0;
+    }
+    d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (cJSON_IsNumber(v) && d == floor(d) && d >= 0 && d <= WAIT_REPLICAS_MAX) {
+        cfg->redis_wait_replicas = (int)d;
+        return 0;
+    }
+    describe(v, got, sizeof got);
+    return fail(c, "redis.wait_replicas", "must be a whole number from 0 to %d or \"auto\", got %s",
+                WAIT_REPLICAS_MAX, got);
+}
+
 static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
 {
     const char *host = cfg->redis_host, *password = NULL, *prefix = cfg->prefix;
@@ -912,11 +949,29 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
     if (rc == 0)
         rc = read_nums(c, obj, "redis", redis_nums, COUNT(redis_nums), cfg);
     if (rc == 0)
+        rc = parse_wait_replicas(c, cfg, obj);
+    if (rc == 0)
         rc = set_str(c, &cfg->redis_host, host, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->redis_password, password, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->prefix, prefix, 0);
+    return rc;
+}
+
+/* "log_format": how crierd writes its lines (cr_log.h); "auto" is decided
+ * when the daemon starts, from where its stderr goes. */
+static int parse_log_format(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    const char *format = cfg->log_format;
+    enum cr_log_format parsed;
+    int rc;
+
+    rc = get_str(c, root, "", "log_format", S_NONEMPTY, 16, &format);
+    if (rc == 0 && cr_log_parse_format(format, &parsed) != 0)
+        rc = fail(c, "log_format", "must be one of auto, text, journal, json, got '%s'", format);
+    if (rc == 0)
+        rc = set_str(c, &cfg->log_format, format, 0);
     return rc;
 }
 
@@ -1362,6 +1417,12 @@ static int cross_checks(struct ctx *c, const struct cr_config *cfg)
                     "longer than the reclaim idle time lets another crierd reclaim the batch "
                     "and send it again",
                     cfg->reclaim_idle_ms, cfg->retry_max_ms);
+    if (cfg->redis_wait_replicas > 0 && cfg->redis_wait_timeout_ms >= cfg->redis_command_timeout_ms)
+        return fail(c, "redis.wait_timeout_ms",
+                    "must be less than redis.command_timeout_ms (%ld), got %ld: a WAIT blocks "
+                    "the commands connection, and the commands queued behind it would be cut "
+                    "off as a Redis failure",
+                    cfg->redis_command_timeout_ms, cfg->redis_wait_timeout_ms);
     if (cfg->intake_block_ms >= cfg->redis_command_timeout_ms)
         return fail(c, "intake.block_ms",
                     "must be less than redis.command_timeout_ms (%ld), got %ld: a blocking read "
@@ -1449,10 +1510,14 @@ int cr_config_parse_with(const char *text, size_t len,
         rc = check_keys(&c, root, "", top_keys, NULL);
     if (rc == 0)
         rc = parse_redis(&c, cfg, root);
+    if (rc == 0 && cfg->redis_wait_replicas < 0) /* Sentinel, once configured, passes 1 */
+        cfg->redis_wait_replicas = cr_config_wait_replicas_auto(0);
     if (rc == 0)
         rc = parse_top_strings(&c, cfg, root);
     if (rc == 0)
         rc = parse_workers(&c, cfg, root);
+    if (rc == 0)
+        rc = parse_log_format(&c, cfg, root);
     if (rc == 0)
         rc = num_section(&c, root, "intake", intake_nums, COUNT(intake_nums), cfg);
     if (rc == 0)
@@ -1557,6 +1622,7 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->consumer);
     free(cfg->group);
     free(cfg->log_level);
+    free(cfg->log_format);
     free(cfg->public_url);
     free(cfg->http_listen);
     free(cfg->webhooks_public_url);

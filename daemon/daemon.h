@@ -21,6 +21,8 @@ struct cr_httpd;
 struct cr_metrics;
 struct cr_retry;
 struct cr_schedule;
+struct cr_replicas;
+struct cr_redischeck;
 
 struct cr_daemon {
     uv_loop_t *loop;
@@ -39,6 +41,8 @@ struct cr_daemon {
     struct cr_metrics *metrics;
     struct cr_retry *retry;
     struct cr_schedule *schedule;
+    struct cr_replicas *replicas; /* NULL unless redis.wait_replicas > 0 */
+    struct cr_redischeck *redischeck;
     size_t retry_waiting;       /* size of the retry set when last seen */
     int stopping;               /* SIGTERM seen: take no new work */
     int exit_code;

@@ -14,6 +14,7 @@
 #include "quiet.h"
 #include "reader.h"
 #include "record.h"
+#include "replicas.h"
 #include "retry.h"
 #include "strikes.h"
 
@@ -23,11 +24,17 @@
 #define CANCEL_POLL_MS 300
 #define MAX_BATCH_IDS 100000
 #define STRIKE_BASE_MS 250 /* first wait after a batch failed; doubled per failure */
+#define KEEP_MS 5000 /* an acknowledged batch is kept this long (plus the time the
+                        commands connection may take to notice a restart)... */
+#define KEEP_PER_BATCH 2 /* ...and at most this many times fanout.max_batches of them */
 
 struct cr_fanout {
     struct cr_daemon *d;
     struct cr_batch *active;
     size_t nactive[CR_PRIO__COUNT];
+    struct cr_batch *kept;      /* acknowledged stream batches, oldest first */
+    struct cr_batch *kept_tail;
+    size_t nkept;
     struct cr_jobctx *cache;  /* most recently used first */
     size_t ncache;
     uv_timer_t timer;
@@ -37,10 +44,14 @@ struct cr_fanout {
 };
 
 static void batch_free(struct cr_batch *b);
+static void keep(struct cr_batch *b);
+static void link_active(struct cr_fanout *f, struct cr_batch *b);
+static void unlink_active(struct cr_fanout *f, struct cr_batch *b);
+static void unlink_kept(struct cr_fanout *f, struct cr_batch *b);
 static void maybe_complete(struct cr_batch *b);
 static void poisoned_maybe_free(struct cr_batch *b);
 static int any_inflight(const struct cr_batch *b);
-static void release_slots(struct cr_batch *b, size_t from, size_t to);
+static void release_slots(struct cr_batch *b, size_t from, size_t to, int written);
 static void after_outcome(struct cr_batch *b);
 static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
                                   enum cr_priority prio, const char *job);
@@ -87,6 +98,8 @@ static void on_tick(uv_timer_t *t)
         poll_states(f);
     }
 
+    while (f->kept != NULL && now >= f->kept->kept_until)
+        batch_free(f->kept);
     for (b = f->active; b; b = next) {
         next = b->next;
         if (b->poisoned)
@@ -176,6 +189,12 @@ int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *
         if (b->kind == CR_BATCH_STREAM && b->prio == prio && strcmp(b->entry, entry) == 0)
             return 1;
     }
+    /* pending again only because Redis lost its acknowledgement: it is written
+     * again from here when the commands connection is back */
+    for (b = f->kept; b; b = b->next) {
+        if (b->prio == prio && strcmp(b->entry, entry) == 0)
+            return 1;
+    }
     return 0;
 }
 
@@ -187,6 +206,74 @@ size_t cr_fanout_active(const struct cr_fanout *f)
     for (p = 0; p < CR_PRIO__COUNT; p++)
         n += f->nactive[p];
     return n;
+}
+
+/* ---- the lists of batches ---- */
+
+static void link_active(struct cr_fanout *f, struct cr_batch *b)
+{
+    b->prev = NULL;
+    b->next = f->active;
+    if (f->active)
+        f->active->prev = b;
+    f->active = b;
+    f->nactive[b->prio]++;
+}
+
+static void unlink_active(struct cr_fanout *f, struct cr_batch *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        f->active = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->next = b->prev = NULL;
+    f->nactive[b->prio]--;
+}
+
+static void unlink_kept(struct cr_fanout *f, struct cr_batch *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        f->kept = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    else
+        f->kept_tail = b->prev;
+    b->next = b->prev = NULL;
+    f->nkept--;
+}
+
+/* An acknowledged stream batch stays in memory for KEEP_MS and
+ * redis.command_timeout_ms (at most
+ * KEEP_PER_BATCH x max_batches of them, the oldest go first): should Redis
+ * come back without its writes, it is written again from here instead of
+ * being taken again and sent twice. It holds no room and no slots. */
+static void keep(struct cr_batch *b)
+{
+    struct cr_fanout *f = b->fanout;
+    size_t cap = KEEP_PER_BATCH * (size_t)f->d->cfg->max_batches;
+
+    if (b->kind != CR_BATCH_STREAM || b->dead || f->stopped || cap == 0) {
+        batch_free(b);
+        return;
+    }
+    unlink_active(f, b);
+    b->kept = 1;
+    b->kept_until = uv_now(f->d->loop) + KEEP_MS + (uint64_t)f->d->cfg->redis_command_timeout_ms;
+    b->prev = f->kept_tail;
+    if (f->kept_tail)
+        f->kept_tail->next = b;
+    else
+        f->kept = b;
+    f->kept_tail = b;
+    f->nkept++;
+    while (f->nkept > cap)
+        batch_free(f->kept);
+    cr_reader_kick(f->d->reader);
+    cr_daemon_maybe_done(f->d);
 }
 
 /* ---- job cache ---- */
@@ -292,7 +379,7 @@ static void poisoned_maybe_free(struct cr_batch *b)
     if (b->planning)
         return;
     b->planning = 1; /* a message handed back meanwhile must not free b under us */
-    release_slots(b, 0, b->nouts);
+    release_slots(b, 0, b->nouts, 0);
     b->planning = 0;
     if (!b->planned || b->flush_busy || b->nouts < b->expected || any_inflight(b))
         return;
@@ -377,6 +464,7 @@ static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const cha
      * expired at once, so the job ends when it expires */
     if (b->jc->job.expires_at_ms > 0 && due_ms > b->jc->job.expires_at_ms)
         due_ms = b->jc->job.expires_at_ms;
+    m->sub->plan &= (uint8_t)~CR_CH_BIT(m->channel); /* the retry set answers for it now */
     o = add_record(b, m->sub, m->channel, CR_ST_FAILED, code);
     o->park_member = make_member(b, m);
     if (o->park_member == NULL) {
@@ -404,30 +492,38 @@ void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
     after_outcome(b);
 }
 
-/* Frees the in-flight slots held by outcomes [from, to) of b. */
-static void release_slots(struct cr_batch *b, size_t from, size_t to)
+/* Frees the in-flight slots held by outcomes [from, to) of b: at once, or
+ * when replicas have the write too (written nonzero and redis.wait_replicas
+ * set). */
+static void release_slots(struct cr_batch *b, size_t from, size_t to, int written)
 {
+    struct cr_replicas *w = written ? b->d->replicas : NULL;
     size_t i;
 
     for (i = from; i < to; i++) {
         if (b->outs[i].slot_held) {
             b->outs[i].slot_held = 0;
-            cr_dispatch_release(b->d->dispatch, b->outs[i].slot_prov);
+            if (w != NULL)
+                cr_replicas_hold(w, b->outs[i].slot_prov);
+            else
+                cr_dispatch_release(b->d->dispatch, b->outs[i].slot_prov);
         }
     }
+    if (w != NULL)
+        cr_replicas_kick(w);
 }
 
 void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_t to)
 {
     if (ok)
-        release_slots(b, from, to);
+        release_slots(b, from, to, 1);
     if (ok && b->parked_any && b->d->retry)
         cr_retry_kick(b->d->retry);
     if (acked) {
         b->acked = 1;
         cr_debug("job %s batch %s: %zu outcomes recorded, batch acknowledged", b->job_id,
                  b->entry, b->nouts);
-        batch_free(b);
+        keep(b);
         return;
     }
     if (b->dead) {
@@ -444,14 +540,67 @@ void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_
         maybe_complete(b);
 }
 
-void cr_fanout_redis_ready(struct cr_fanout *f)
+size_t cr_fanout_redis_ready(struct cr_fanout *f)
 {
     struct cr_batch *b;
+    struct cr_batch *next;
+    size_t again = 0;
 
+    while ((b = f->kept) != NULL) { /* their acknowledgement may be lost too */
+        unlink_kept(f, b);
+        b->kept = 0;
+        b->acked = 0;
+        link_active(f, b);
+    }
     for (b = f->active; b; b = b->next) {
+        if (!b->flush_busy) {
+            again += b->nflushed;
+            b->nflushed = 0;
+        }
+    }
+    for (b = f->active; b; b = next) {
+        next = b->next;
         if (b->planned && !b->flush_busy)
             maybe_complete(b);
     }
+    return again;
+}
+
+size_t cr_fanout_plan(const struct cr_batch *b, unsigned char *plan, size_t cap, uint64_t *first)
+{
+    uint64_t lo;
+    uint64_t hi;
+    size_t i;
+    size_t len;
+
+    *first = 0;
+    if (b->kind != CR_BATCH_STREAM || b->nsubs == 0)
+        return 0;
+    lo = (uint64_t)b->pos0 * 4 / 8;
+    hi = ((uint64_t)(b->pos0 + b->nsubs - 1) * 4 + 3) / 8;
+    len = (size_t)(hi - lo + 1);
+    if (len > cap)
+        return len;
+    memset(plan, 0, len);
+    for (i = 0; i < b->nsubs; i++) {
+        const struct cr_sub *s = &b->subs[i];
+        uint64_t bit = (uint64_t)s->pos * 4;
+        unsigned shift = 4 - (unsigned)(bit % 8); /* MSB first: 4 for the high nibble */
+        unsigned nib = 0;
+        int ch;
+
+        for (ch = 0; ch <= CR_CH__COUNT; ch++) {
+            if (s->plan & CR_CH_BIT(ch))
+                nib |= 8u >> ch;
+        }
+        plan[bit / 8 - lo] |= (unsigned char)(nib << shift);
+    }
+    *first = lo;
+    for (i = 0; i < len; i++) {
+        if (plan[i])
+            return len;
+    }
+    return 0;
 }
 
 /* ---- planning: which messages this batch sends ---- */
@@ -851,6 +1000,7 @@ static void decide(struct cr_batch *b, int64_t now)
             set = 0;
             why = "below_min_priority";
         }
+        s->plan = (uint8_t)(set ? set : CR_CH_BIT(CR_CH__COUNT));
         if (set == 0) {
             if (!ledger_done(b, s->pos, 3)) {
                 b->expected++;
@@ -1199,11 +1349,7 @@ static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
     cr_key_for(&f->d->keys, "job", job, b->key, sizeof(b->key));
     snprintf(b->ledger_key, sizeof(b->ledger_key), "%s:ledger", b->key);
     snprintf(b->early_key, sizeof(b->early_key), "%s:early", b->key);
-    b->next = f->active;
-    if (f->active)
-        f->active->prev = b;
-    f->active = b;
-    f->nactive[prio]++;
+    link_active(f, b);
     return b;
 }
 
@@ -1361,18 +1507,15 @@ static void batch_free(struct cr_batch *b)
     struct cr_fanout *f = b->fanout;
     size_t i;
 
-    if (b->prev)
-        b->prev->next = b->next;
+    if (b->kept)
+        unlink_kept(f, b);
     else
-        f->active = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    f->nactive[b->prio]--;
+        unlink_active(f, b);
     for (i = 0; i < b->nsubs; i++) {
         free(b->subs[i].id);
         free(b->subs[i].kv);
     }
-    release_slots(b, 0, b->nouts); /* unwritten at shutdown: handed back all the same */
+    release_slots(b, 0, b->nouts, 0); /* unwritten at shutdown: handed back all the same */
     for (i = 0; i < b->nouts; i++)
         free(b->outs[i].park_member);
     for (i = 0; b->members && i < b->nmsgs; i++)
@@ -1397,6 +1540,8 @@ void cr_fanout_stop(struct cr_fanout *f)
 
     f->stopped = 1;
     uv_timer_stop(&f->timer);
+    while (f->kept != NULL)
+        batch_free(f->kept);
     for (b = f->active; b; b = next) {
         next = b->next;
         b->dead = 1;
@@ -1414,6 +1559,8 @@ static void on_timer_closed(uv_handle_t *h)
 void cr_fanout_free(struct cr_fanout *f)
 {
     f->stopped = 1;
+    while (f->kept)
+        batch_free(f->kept);
     while (f->active)
         batch_free(f->active);
     while (f->cache) {
@@ -1424,4 +1571,131 @@ void cr_fanout_free(struct cr_fanout *f)
     }
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+}
+
+/* ---- repairing a batch whose ledger Redis lost part of ---- */
+
+#define GAP_TRIES 3 /* refused acknowledgements before the batch is handed back */
+
+/* The planned-bit form (1 << channel index) of sub i's ledger nibble in have,
+ * the ledger's len bytes from the plan's first byte. */
+static unsigned have_bits(const struct cr_batch *b, size_t i, const unsigned char *have,
+                          size_t len)
+{
+    uint64_t bit = (uint64_t)b->subs[i].pos * 4;
+    uint64_t byte = bit / 8 - (uint64_t)b->pos0 * 4 / 8;
+    unsigned nib;
+    unsigned out = 0;
+    int ch;
+
+    if (byte >= len)
+        return 0;
+    nib = (have[byte] >> (4 - (unsigned)(bit % 8))) & 0xFu;
+    for (ch = 0; ch <= CR_CH__COUNT; ch++) {
+        if (nib & (8u >> ch))
+            out |= CR_CH_BIT(ch);
+    }
+    return out;
+}
+
+static const char *skip_reason(const struct cr_batch *b, const struct cr_sub *s)
+{
+    if (s->missing)
+        return "no_subscriber";
+    return below_min_priority(b, s) ? "below_min_priority" : "no_channel";
+}
+
+/* Plans again the missing bits of b that no outcome held here covers (they
+ * were in the ledger when b was loaded): new messages, or skipped records.
+ * Returns how many, or -1 when b has no room left for them. */
+static long replan_missing(struct cr_batch *b, const unsigned char *held,
+                           const unsigned char *have, size_t len, size_t *again)
+{
+    size_t msgs_cap = b->nsubs * CR_CH__COUNT + 1;
+    size_t outs_cap = b->nsubs * (CR_CH__COUNT + 1) + 1;
+    int64_t now = cr_now_ms();
+    long added = 0;
+    size_t i;
+    int ch;
+
+    for (i = 0; i < b->nsubs; i++) {
+        struct cr_sub *s = &b->subs[i];
+        unsigned lack = s->plan & ~have_bits(b, i, have, len);
+
+        *again += (size_t)__builtin_popcount(lack & held[i]);
+        lack &= ~(unsigned)held[i];
+        for (ch = 0; lack && ch <= CR_CH__COUNT; ch++) {
+            struct cr_msg *m;
+
+            if (!(lack & CR_CH_BIT(ch)))
+                continue;
+            if (b->nmsgs >= msgs_cap || b->nouts >= outs_cap)
+                return -1;
+            b->expected++;
+            added++;
+            if (ch == CR_CH__COUNT) {
+                add_record(b, s, CR_CH__COUNT, CR_ST_SKIPPED, skip_reason(b, s));
+                continue;
+            }
+            m = &b->msgs[b->nmsgs++];
+            memset(m, 0, sizeof(*m));
+            m->batch = b;
+            m->sub = s;
+            m->channel = (enum cr_channel)ch;
+            m->address = sub_field(s, address_field((enum cr_channel)ch));
+            m->platform = ch == CR_CH_PUSH ? sub_field(s, "push_platform") : NULL;
+            m->state = CR_MSG_QUEUED;
+            park_if_quiet(b, m, now);
+        }
+    }
+    return added;
+}
+
+void cr_fanout_gap(struct cr_batch *b, size_t from, size_t to, const unsigned char *have,
+                   size_t len, long long missing)
+{
+    unsigned char *held = NULL; /* per subscriber: the plan bits of outcomes held here */
+    size_t again = 0;
+    long resend = -1;
+    size_t i;
+
+    release_slots(b, from, to, 1);
+    cr_metrics_record_gaps(b->d->metrics, missing > 0 ? (uint64_t)missing : 0);
+    if (b->dead) {
+        drain_if_idle(b);
+        return;
+    }
+    if (have != NULL && ++b->gaps <= GAP_TRIES)
+        held = calloc(b->nsubs ? b->nsubs : 1, 1);
+    if (held != NULL) {
+        for (i = 0; i < b->nouts; i++) {
+            const struct cr_record *o = &b->outs[i];
+
+            if (o->park_member == NULL) /* a park sets no bit: not in the plan */
+                held[o->sub - b->subs] |= (unsigned char)CR_CH_BIT(o->channel);
+        }
+        b->planning = 1;
+        resend = replan_missing(b, held, have, len, &again);
+        b->planning = 0;
+        free(held);
+    }
+    if (resend < 0) { /* too many refusals, no ledger bytes, no memory or no room */
+        cr_error("job %s batch %s: the ledger still lacks %lld of the batch's outcomes after "
+                 "%d repairs; batch handed back unacknowledged, to be taken again",
+                 b->job_id, b->entry, missing, b->gaps);
+        b->dead = 1;
+        drain_if_idle(b);
+        return;
+    }
+    cr_warn("job %s batch %s: %lld planned outcomes missing from the ledger at "
+            "acknowledgement (Redis lost writes it had acknowledged); writing %zu again from "
+            "memory and sending %ld again before acknowledging",
+            b->job_id, b->entry, missing, again, resend);
+    if (again > 0)
+        b->nflushed = 0; /* everything again: the ledger skips what is there */
+    if (resend > 0) {
+        query_suppression(b); /* then hand_out: the new messages go out */
+        return;
+    }
+    maybe_complete(b);
 }

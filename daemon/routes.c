@@ -2,6 +2,7 @@
  * links handed to their modules, everything else 404/405. */
 #include "routes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "cr_log.h"
 #include "httpd.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "replies.h"
 #include "webhooks.h"
 
@@ -47,6 +49,7 @@ static void redis_down(struct cr_buf *b, const char *name, const struct cr_redis
 static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
 {
     struct cr_buf b;
+    char note[256];
 
     cr_buf_init(&b, 4096);
     if (d->stopping) {
@@ -58,10 +61,15 @@ static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
         if (b.len == 0 && d->cfg->nproviders == 0)
             cr_buf_appendf(&b, "no providers configured\n");
     }
-    if (b.len == 0)
+    if (b.len == 0 && cr_replicas_degraded(d->replicas, note, sizeof(note))) {
+        /* still ready: crierd sends on, but a failover now could lose outcomes */
+        cr_buf_appendf(&b, "ready (degraded: %s)\n", note);
+        cr_httpd_respond(req, 200, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    } else if (b.len == 0) {
         text(req, 200, NULL, "ready\n");
-    else
+    } else {
         cr_httpd_respond(req, 503, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    }
     cr_buf_release(&b);
 }
 

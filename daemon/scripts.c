@@ -171,10 +171,14 @@ static const char expand_lua[] =
 
 /* Numbers stay strings here: each one Lua converts costs Redis a strtod or a
  * printf, which per outcome is a tenth of the script. */
-static const char record_lua[] =
+/* Before the record script writes anything: every key of the wrong type
+ * fails the call as a whole (BADKEY), so nothing is half written. */
+static const char record_check_lua[] =
     "local bad = checktypes({{KEYS[1], 'hash'}, {KEYS[2], 'string'}, {KEYS[3], 'stream'}, {KEYS[4], 'stream'},\n"
     "  {KEYS[5], 'stream'}, {KEYS[9], 'zset'}, {KEYS[10], 'hash'}, {KEYS[11], 'hash'}})\n"
-    "if bad then return redis.error_reply('BADKEY ' .. bad) end\n"
+    "if bad then return redis.error_reply('BADKEY ' .. bad) end\n";
+
+static const char record_lua[] =
     "local n = tonumber(ARGV[7])\n"
     "local supkey = {['0'] = KEYS[6], ['1'] = KEYS[7], ['2'] = KEYS[8]}\n"
     "local added = 0\n"
@@ -187,8 +191,12 @@ static const char record_lua[] =
     "  local st, unpark = ARGV[o + 6], ARGV[o + 13]\n"
     "  if st == 'park' then\n"
     "    if unpark == '' then\n"
-    "      redis.call('ZADD', KEYS[9], ARGV[o + 14], ARGV[o + 15])\n"
-    "      counts['parked'] = (counts['parked'] or 0) + 1\n"
+    /* written again after a reconnect: the member counts once, and a message
+     * recorded since (its ledger bit set) is not parked again */
+    "      if redis.call('GETBIT', KEYS[2], ARGV[o + 17]) == 0 and\n"
+    "         redis.call('ZADD', KEYS[9], 'NX', ARGV[o + 14], ARGV[o + 15]) == 1 then\n"
+    "        counts['parked'] = (counts['parked'] or 0) + 1\n"
+    "      end\n"
     "    elseif redis.call('ZREM', KEYS[9], unpark) == 1 then\n"
     "      redis.call('ZADD', KEYS[9], ARGV[o + 14], ARGV[o + 15])\n"
     "    end\n"
@@ -239,6 +247,21 @@ static const char record_lua[] =
     "if #last > 0 then redis.call('HSET', KEYS[11], unpack(last)) end\n"
     "for k, v in pairs(counts) do\n"
     "  if v ~= 0 then redis.call('HINCRBY', KEYS[1], k, v) end\n"
+    "end\n"
+    /* The batch is acknowledged only if every (position, channel) it planned
+     * has its ledger bit: a write Redis lost is found here, in Redis. */
+    "if ARGV[3] ~= '' and ARGV[9 + n * 17] then\n"
+    "  local first, plan = tonumber(ARGV[8 + n * 17]), ARGV[9 + n * 17]\n"
+    "  local have = redis.call('GETRANGE', KEYS[2], first, first + #plan - 1)\n"
+    "  local miss = 0\n"
+    "  for i = 1, #plan do\n"
+    "    local lack = bit.band(string.byte(plan, i), bit.bnot(string.byte(have, i) or 0))\n"
+    "    while lack ~= 0 do miss = miss + 1; lack = bit.band(lack, lack - 1) end\n"
+    "  end\n"
+    "  if miss > 0 then\n"
+    "    redis.call('HINCRBY', KEYS[1], 'repaired', miss)\n"
+    "    return {added, miss, have}\n"
+    "  end\n"
     "end\n"
     "if ARGV[3] ~= '' and redis.call('XACK', KEYS[5], ARGV[2], ARGV[3]) == 1 then\n"
     "  local done = redis.call('HINCRBY', KEYS[1], 'batches_done', 1)\n"
@@ -328,15 +351,15 @@ static const char tokens_lua[] =
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
-#define SCRIPT_PARTS 3
+#define SCRIPT_PARTS 4
 static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
-    {guard_lua, accept_lua, NULL},
-    {guard_lua, complete_lua, expand_lua},
-    {guard_lua, complete_lua, record_lua},
-    {claim_lua, NULL, NULL},
-    {due_lua, NULL, NULL},
-    {tokens_lua, NULL, NULL},
-    {guard_lua, fail_lua, NULL}};
+    {guard_lua, accept_lua, NULL, NULL},
+    {guard_lua, complete_lua, expand_lua, NULL},
+    {guard_lua, complete_lua, record_check_lua, record_lua},
+    {claim_lua, NULL, NULL, NULL},
+    {due_lua, NULL, NULL, NULL},
+    {tokens_lua, NULL, NULL, NULL},
+    {guard_lua, fail_lua, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 
@@ -369,9 +392,14 @@ static void hash_scripts(void)
     }
 }
 
+/* SCRIPT LOADs sent and not answered: a NOSCRIPT answer loads the scripts
+ * again only when none is under way (one loop, one thread). */
+static size_t loads_pending;
+
 static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
 {
     (void)r;
+    loads_pending--;
     if (reply && cr_reply_is_error(reply))
         cr_error("redis: SCRIPT LOAD of script %d failed: %s", (int)(intptr_t)ud,
                  reply->str ? reply->str : "?");
@@ -382,8 +410,33 @@ void cr_scripts_load(struct cr_redis *r)
     int s;
 
     hash_scripts();
-    for (s = 0; s < CR_SCRIPT__COUNT; s++)
-        cr_redis_cmd(r, on_loaded, (void *)(intptr_t)s, 0, "SCRIPT LOAD %s", script_text[s]);
+    for (s = 0; s < CR_SCRIPT__COUNT; s++) {
+        if (cr_redis_cmd(r, on_loaded, (void *)(intptr_t)s, 0, "SCRIPT LOAD %s",
+                         script_text[s]) == 0)
+            loads_pending++;
+    }
+}
+
+struct call_ctx {
+    cr_redis_cb cb;
+    void *ud;
+};
+
+/* A server without the scripts (its SCRIPT LOAD was refused while it was
+ * still loading its data, or SCRIPT FLUSH) answers NOSCRIPT: load them again,
+ * so that the caller's retry finds them. */
+static void on_called(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct call_ctx cc = *(struct call_ctx *)ud;
+
+    free(ud);
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && loads_pending == 0) {
+        cr_warn("redis: the server does not have crier's scripts (restarted?); loading them "
+                "again");
+        cr_scripts_load(r);
+    }
+    cc.cb(r, reply, cc.ud);
 }
 
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
@@ -392,6 +445,8 @@ int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, co
     const char *av[CR_SCRIPT_MAX_ARGS];
     size_t al[CR_SCRIPT_MAX_ARGS];
     char nk[16];
+    struct call_ctx *cc;
+    int rc;
     int i;
 
     if (argc + 3 > CR_SCRIPT_MAX_ARGS)
@@ -408,5 +463,15 @@ int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, co
         av[3 + i] = argv[i];
         al[3 + i] = lens ? lens[i] : strlen(argv[i]);
     }
-    return cr_redis_argv(r, cb, ud, 0, argc + 3, av, al);
+    if (cb == NULL)
+        return cr_redis_argv(r, NULL, NULL, 0, argc + 3, av, al);
+    cc = malloc(sizeof(*cc));
+    if (cc == NULL)
+        return CR_ENOMEM;
+    cc->cb = cb;
+    cc->ud = ud;
+    rc = cr_redis_argv(r, on_called, cc, 0, argc + 3, av, al);
+    if (rc != 0)
+        free(cc);
+    return rc;
 }

@@ -35,12 +35,17 @@ enum cr_script {
      * provider, status (or "park"), attempt, code, latency_us, provider_id,
      * address, suppress (0/1), retry member this outcome resolves (""),
      * park due ms, park member, SMS segments, ledger bit (pos x 4 + channel
-     * index). Counts each (pos, channel) once (ledger bit),
-     * writes its receipt, parks or unparks retry members, acks the batch when
-     * entry is given, and finishes the job when nothing is left. Returns the
-     * number newly recorded, or the error "BADKEY <key> is a <type>, not a
-     * <type>" before writing anything when one of its keys holds the wrong
-     * type (a suppression set of the wrong type is only left unwritten). */
+     * index); with an entry, then the plan: the ledger's first byte of the
+     * batch and, from it, the bits that must be set (binary, the ledger's
+     * layout). Counts each (pos, channel) once (ledger bit), writes its
+     * receipt, parks or unparks retry members (a park already in the set or
+     * already recorded counts nothing), and with an entry acks the batch only
+     * when every bit of the plan is set, then finishes the job when nothing is
+     * left. Returns the number newly recorded, or when the plan has bits
+     * missing (the batch is not acked) {newly recorded, bits missing, the
+     * ledger's bytes over the plan}; or the error "BADKEY <key> is a <type>,
+     * not a <type>" before writing anything when one of its keys holds the
+     * wrong type (a suppression set of the wrong type is only left unwritten). */
     CR_SCRIPT_RECORD,
     /* KEYS retry set; ARGV now_ms, lease_until_ms, count. Claims up to count
      * due members (their score moves to the lease end). Returns {members,
@@ -76,7 +81,10 @@ enum cr_script {
 void cr_scripts_load(struct cr_redis *r);
 
 /* EVALSHA of script s with nkeys keys and argc further values (keys first in
- * argv). As cr_redis_argv for ownership, return value and callback. */
+ * argv). As cr_redis_argv for ownership, return value and callback. A
+ * NOSCRIPT answer (a server that lost or never took the scripts) also sends
+ * cr_scripts_load on r, unless loads are under way, so the caller's retry
+ * finds them. */
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
                    const size_t *lens, cr_redis_cb cb, void *ud);
 

@@ -481,6 +481,8 @@ class Env:
             _kill(d.proc)
         if self.sim:
             self.sim.stop()
+        for rep in getattr(self, "replicas", []):
+            rep.stop()
         if self.redis:
             self.redis.stop()
         if not os.environ.get("CRIER_KEEP_TMP"):
@@ -772,3 +774,29 @@ def start_unready(d, timeout=30):
         wait_until(lambda: d.check_alive() or port_open(port), timeout,
                    what=f"crierd {d.name} to listen on {port}")
     return d
+
+# ---- replicas -----------------------------------------------------------------
+
+class ReplicaServer(RedisServer):
+    """A redis-server replicating primary (a RedisServer), in its own directory."""
+
+    def __init__(self, workdir, primary, name="replica"):
+        super().__init__(Path(workdir) / name)
+        self.primary = primary
+
+    def _argv(self, port):
+        return super()._argv(port) + ["--replicaof", "127.0.0.1", str(self.primary.port)]
+
+
+def start_replica(env, primary, name="replica", timeout=30):
+    """Starts a replica of primary and returns it once its link is up and the
+    initial sync is done. The caller stops it (or env.close() kills it)."""
+    rep = ReplicaServer(env.dir, primary, name).start()
+    env.replicas = getattr(env, "replicas", []) + [rep]
+
+    def synced():
+        info = rep.client().info("replication")
+        return info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
+
+    wait_until(synced, timeout, 0.05, what=f"replica {name} to sync")
+    return rep
