@@ -13,6 +13,7 @@
 #define CR_MAX_PROVIDERS 16
 #define CR_MAX_CHANNEL_PROVIDERS 4
 #define CR_WORKERS_MAX 64
+#define CR_SENTINEL_NODES_MAX 16
 
 struct cr_provider_conf {
     char *name;                       /* key under "providers" */
@@ -59,6 +60,13 @@ struct cr_config {
     long redis_connect_timeout_ms; /* default 2000 */
     long redis_command_timeout_ms; /* default 5000 */
     long redis_reconnect_max_ms;   /* default 5000 */
+    /* redis.sentinel: the primary is found through Sentinel instead of host/port */
+    char *redis_sentinel_master;   /* name Sentinel monitors it by; NULL = no Sentinel */
+    char **redis_sentinel_nodes;   /* "host:port" of each Sentinel, checked */
+    size_t redis_sentinel_nnodes;  /* 1..CR_SENTINEL_NODES_MAX when master is set */
+    char *redis_sentinel_username; /* ACL user on the Sentinels, NULL = none */
+    char *redis_sentinel_password; /* NULL = no AUTH to the Sentinels */
+    long redis_sentinel_timeout_ms; /* one Sentinel query (connect + answer), default 500 */
 
     char *consumer;                /* consumer name in the groups, default the host name */
     int workers;                   /* event-loop processes, default 1; "auto" = one per core */

@@ -24,6 +24,7 @@
 #include "retry.h"
 #include "schedule.h"
 #include "scripts.h"
+#include "sentinel.h"
 #include "workers.h"
 
 #define SHUTDOWN_GRACE_MS 15000
@@ -67,6 +68,8 @@ static void close_all(struct cr_daemon *d)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     cr_reader_stop(d->reader);
+    cr_sentinel_close(d->sentinel); /* first: it resets the connections below */
+    d->sentinel = NULL;
     cr_redis_close(d->rb);
     cr_redis_close(d->ru);
     cr_redis_close(d->rc);
@@ -178,6 +181,7 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
                       struct cr_redis **out)
 {
     struct cr_redis_opts o;
+    int rc;
 
     memset(&o, 0, sizeof(o));
     o.name = name;
@@ -187,7 +191,33 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
     o.connect_timeout_ms = d->cfg->redis_connect_timeout_ms;
     o.command_timeout_ms = d->cfg->redis_command_timeout_ms;
     o.reconnect_max_ms = d->cfg->redis_reconnect_max_ms;
-    return cr_redis_init(d->loop, &o, cb, d, out);
+    if (d->sentinel == NULL)
+        return cr_redis_init(d->loop, &o, cb, d, out);
+    cr_sentinel_hooks(d->sentinel, &o);
+    rc = cr_redis_init(d->loop, &o, cb, d, out);
+    if (rc == 0)
+        rc = cr_sentinel_watch(d->sentinel, *out);
+    return rc;
+}
+
+/* With redis.sentinel, the primary is found and followed through Sentinel;
+ * every connection open_redis makes after this moves with it. */
+static int open_sentinel(struct cr_daemon *d)
+{
+    const struct cr_config *cfg = d->cfg;
+    struct cr_sentinel_opts so;
+
+    if (cfg->redis_sentinel_master == NULL)
+        return 0;
+    memset(&so, 0, sizeof(so));
+    so.master = cfg->redis_sentinel_master;
+    so.nodes = (const char *const *)cfg->redis_sentinel_nodes;
+    so.nnodes = cfg->redis_sentinel_nnodes;
+    so.username = cfg->redis_sentinel_username;
+    so.password = cfg->redis_sentinel_password;
+    so.timeout_ms = cfg->redis_sentinel_timeout_ms;
+    so.retry_max_ms = cfg->redis_reconnect_max_ms;
+    return cr_sentinel_init(d->loop, &so, &d->sentinel);
 }
 
 /* Keeps one open connection per request the providers may have in flight
@@ -224,6 +254,8 @@ static int start(struct cr_daemon *d)
         rc = cr_retry_init(d, &d->retry);
     if (rc == 0)
         rc = cr_schedule_init(d, &d->schedule);
+    if (rc == 0)
+        rc = open_sentinel(d);
     if (rc == 0)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)
@@ -344,8 +376,12 @@ int main(int argc, char **argv)
         cr_error("crierd: startup failed: %s", cr_strerror(rc));
         return 1;
     }
-    cr_info("crierd starting: redis %s:%d, consumer '%s'", cfg.redis_host, cfg.redis_port,
-            cfg.consumer);
+    if (cfg.redis_sentinel_master != NULL)
+        cr_info("crierd starting: redis primary '%s' through %zu Sentinels, consumer '%s'",
+                cfg.redis_sentinel_master, cfg.redis_sentinel_nnodes, cfg.consumer);
+    else
+        cr_info("crierd starting: redis %s:%d, consumer '%s'", cfg.redis_host, cfg.redis_port,
+                cfg.consumer);
     uv_run(d->loop, UV_RUN_DEFAULT);
     cr_intake_free(d->intake);
     cr_metrics_free(d->metrics);

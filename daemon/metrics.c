@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "dispatch.h"
 #include "httpd.h"
+#include "sentinel.h"
 
 #ifndef CR_VERSION
 #define CR_VERSION "dev"
@@ -381,6 +382,28 @@ static int render_hooks(const struct cr_metrics *m, struct cr_buf *out)
     return rc;
 }
 
+/* Sentinel's view, only when redis.sentinel is configured. */
+static int render_sentinel(const struct cr_sentinel *s, struct cr_buf *out)
+{
+    int rc = head(out, "crier_redis_failovers_total", "counter",
+                  "Times the Redis primary named by Sentinel changed (failovers followed).");
+
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_failovers_total %lu\n", cr_sentinel_failovers(s));
+    if (rc == 0)
+        rc = head(out, "crier_redis_sentinel_primary_known", "gauge",
+                  "1 while a Sentinel has named the Redis primary.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_sentinel_primary_known %d\n",
+                            cr_sentinel_down_reason(s) == NULL);
+    if (rc == 0)
+        rc = head(out, "crier_redis_sentinel_subscribed", "gauge",
+                  "1 while +switch-master is followed on a Sentinel.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_sentinel_subscribed %d\n", cr_sentinel_subscribed(s));
+    return rc;
+}
+
 int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, struct cr_buf *out)
 {
     int rc;
@@ -432,6 +455,8 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
                             d != NULL && d->rc != NULL && cr_redis_ready(d->rc),
                             d != NULL && d->rb != NULL && cr_redis_ready(d->rb),
                             d != NULL && d->ru != NULL && cr_redis_ready(d->ru));
+    if (rc == 0 && d != NULL && d->sentinel != NULL)
+        rc = render_sentinel(d->sentinel, out);
     if (rc == 0)
         rc = head(out, "crier_http_connections", "gauge", "Open connections to the listener.");
     if (rc == 0)

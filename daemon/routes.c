@@ -2,6 +2,7 @@
  * links handed to their modules, everything else 404/405. */
 #include "routes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "httpd.h"
 #include "metrics.h"
 #include "replies.h"
+#include "sentinel.h"
 #include "webhooks.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
@@ -33,9 +35,15 @@ static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
 {
     const char *why = NULL;
 
-    if (d->stopping)
+    char buf[320];
+
+    if (d->stopping) {
         why = "shutting down\n";
-    else if (d->rc == NULL || !cr_redis_ready(d->rc))
+    } else if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL) {
+        snprintf(buf, sizeof buf, "redis sentinel '%s': no primary known: %s\n",
+                 cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
+        why = buf;
+    } else if (d->rc == NULL || !cr_redis_ready(d->rc))
         why = "redis commands connection not ready\n";
     else if (d->rb == NULL || !cr_redis_ready(d->rb))
         why = "redis reader connection not ready\n";
