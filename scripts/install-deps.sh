@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libssl-dev
 libcjson-dev libhttp-parser-dev libjwt-dev libcsv-dev uuid-dev libnghttp2-dev
-redis-server redis-tools curl openssl tzdata python3 python3-pytest python3-redis prometheus
+redis-server redis-sentinel redis-tools curl openssl tzdata python3 python3-pytest python3-redis prometheus
 clang libclang-rt-14-dev wrk gnuplot-nox"
 
 missing=""
