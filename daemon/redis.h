@@ -113,6 +113,11 @@ const char *cr_redis_peer(const struct cr_redis *r);
 /* The connection's name given in opts ("commands"). */
 const char *cr_redis_name(const struct cr_redis *r);
 
+/* Checks that the TLS options load (CA bundle, client certificate and key),
+ * as cr_redis_init will. Returns 0, or CR_ECONFIG with *key naming the option
+ * at fault ("ca_file", "cert_file", "key_file") and err (cap bytes) saying why. */
+int cr_redis_tls_check(const struct cr_redis_tls *tls, const char **key, char *err, size_t cap);
+
 /* Helpers for reading replies: nonzero when reply is an error (or NULL). */
 int cr_reply_is_error(const redisReply *reply);
 
