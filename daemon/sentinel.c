@@ -13,7 +13,8 @@
 #include "cr_log.h"
 
 #define TICK_MS 100
-#define ROUND_GAP_MS 500        /* between the starts of two discovery rounds */
+#define ROUND_GAP_MS 500        /* between the starts of two discovery rounds, at first */
+#define GAP_RESET_MS 30000      /* a quiet spell this long brings the gap back to the first */
 #define CONFIRM_MS 1000         /* an address older than this is re-asked on reconnect */
 #define RETRY_FIRST_MS 250      /* after a round in which no Sentinel named a primary */
 #define SUB_PING_MS 3000        /* liveness of the subscription connection */
@@ -44,6 +45,8 @@ struct cr_sentinel {
     int discovering;
     int wanted;                 /* a round is due once the gap is over */
     uint64_t next_round_ms;
+    uint64_t round_started_ms;
+    long gap_ms;                /* doubles while rounds keep naming the same primary */
     long retry_ms;              /* grows while rounds find nothing */
     size_t attempt;             /* index into nodes of the Sentinel being asked */
     struct cr_redis *query;
@@ -347,8 +350,15 @@ static void primary_named(struct cr_sentinel *s, const struct cr_redis_addr *a, 
         cr_info("redis sentinel '%s': primary is %s (%s)", s->master, now_s, how);
         return;
     }
-    if (cr_sentinel_same_addr(&s->primary, a))
+    if (cr_sentinel_same_addr(&s->primary, a)) {
+        /* asked again and nothing changed (a replica still waiting for Sentinel to
+         * notice it was promoted, a primary down before its failover): space the
+         * next rounds out, the subscription reports the switch anyway */
+        s->gap_ms = s->gap_ms * 2 > s->retry_max_ms ? s->retry_max_ms : s->gap_ms * 2;
+        s->next_round_ms = s->round_started_ms + (uint64_t)s->gap_ms;
         return;
+    }
+    s->gap_ms = ROUND_GAP_MS;
     cr_sentinel_format_addr(&s->primary, was_s, sizeof was_s);
     s->primary = *a;
     s->failovers++;
@@ -407,8 +417,6 @@ static void on_peers(struct cr_redis *r, redisReply *reply, void *ud)
 
     if (r != s->query || reply == NULL)
         return;
-    s->query = NULL;
-    bury(s, r);
     added = cr_sentinel_merge_peers(reply, s->nodes, &s->nnodes, CR_SENTINEL_NODES_CAP);
     if (added > 0)
         cr_info("redis sentinel '%s': %zu more Sentinels learnt, %zu known", s->master, added,
@@ -448,21 +456,27 @@ static void on_addr(struct cr_redis *r, redisReply *reply, void *ud)
     primary_named(s, &a, how);
     if (s->closing)
         return;
+    /* the connection stays open to the Sentinel now first in the list: the
+     * next round asks it without connecting again */
     if (s->refreshed_ms == 0 || now_ms(s) - s->refreshed_ms >= REFRESH_MS) {
         s->refreshed_ms = now_ms(s);
-        if (cr_redis_cmd(r, on_peers, s, 0, "SENTINEL sentinels %s", s->master) == 0)
-            return; /* on_peers closes the query connection */
+        (void)cr_redis_cmd(r, on_peers, s, 0, "SENTINEL sentinels %s", s->master);
     }
-    s->query = NULL;
-    bury(s, r);
 }
 
 static void on_query_state(struct cr_redis *r, int connected, void *ud)
 {
     struct cr_sentinel *s = ud;
 
-    if (r != s->query || !s->discovering)
+    if (r != s->query)
         return;
+    if (!s->discovering) { /* the connection kept between rounds */
+        if (!connected) {
+            s->query = NULL;
+            bury(s, r);
+        }
+        return;
+    }
     if (!connected) {
         next_node(s, "connection lost");
         return;
@@ -488,12 +502,25 @@ static void ask_node(struct cr_sentinel *s)
 
 static void start_round(struct cr_sentinel *s)
 {
-    bury(s, s->query); /* a SENTINEL sentinels still unanswered is given up */
-    s->query = NULL;
+    uint64_t now = now_ms(s);
+
+
+    if (s->gap_ms < ROUND_GAP_MS || now - s->round_started_ms >= GAP_RESET_MS)
+        s->gap_ms = ROUND_GAP_MS;
+    s->round_started_ms = now;
     s->wanted = 0;
     s->discovering = 1;
     s->attempt = 0;
-    s->next_round_ms = now_ms(s) + ROUND_GAP_MS;
+    s->next_round_ms = now + (uint64_t)s->gap_ms;
+    if (s->query != NULL && cr_redis_ready(s->query) &&
+        cr_redis_cmd(s->query, on_addr, s, 0, "SENTINEL get-master-addr-by-name %s",
+                     s->master) == 0) {
+        /* kept from the last round, to nodes[0] */
+        s->query_deadline_ms = now + (uint64_t)s->timeout_ms;
+        return;
+    }
+    bury(s, s->query);
+    s->query = NULL;
     ask_node(s);
 }
 
@@ -759,16 +786,20 @@ static void on_closed(uv_handle_t *h)
 
 void cr_sentinel_close(struct cr_sentinel *s)
 {
+    struct cr_redis *q, *sub;
+
     if (s == NULL || s->closing)
         return;
     s->closing = 1;
     s->nwatch = 0;
     bury_all(s);
-    if (s->query != NULL)
-        cr_redis_close(s->query);
-    if (s->sub != NULL)
-        cr_redis_close(s->sub);
-    s->query = s->sub = NULL;
+    q = s->query;
+    sub = s->sub;
+    s->query = s->sub = NULL; /* their callbacks, fired by the close, find nothing to do */
+    if (q != NULL)
+        cr_redis_close(q);
+    if (sub != NULL)
+        cr_redis_close(sub);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_closed);
 }
