@@ -24,7 +24,8 @@ enum ctl_exit {
 /* Options shared by all commands, as getopt_long codes and table entries; each
  * command's option table starts with CTL_COMMON_LONGOPTS and its short option
  * string with CTL_COMMON_SHORTOPTS, and hands unknown codes to cr_ctl_common_opt. */
-enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT__FIRST_FREE };
+enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT_SENTINEL, CTL_OPT_MASTER,
+       CTL_OPT__FIRST_FREE };
 #define CTL_COMMON_SHORTOPTS "H:p:a:h"
 #define CTL_COMMON_LONGOPTS                                                  \
     {"host", required_argument, NULL, 'H'},                                  \
@@ -32,6 +33,8 @@ enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT__FIRST_FRE
     {"password", required_argument, NULL, 'a'},                              \
     {"prefix", required_argument, NULL, CTL_OPT_PREFIX},                     \
     {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},                   \
+    {"sentinel", required_argument, NULL, CTL_OPT_SENTINEL},                 \
+    {"master", required_argument, NULL, CTL_OPT_MASTER},                     \
     {"help", no_argument, NULL, 'h'}
 
 #define CTL_COMMON_HELP                                                      \
@@ -41,8 +44,12 @@ enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT__FIRST_FRE
     "  -a, --password PW    Redis password (AUTH)\n"                         \
     "      --prefix P       key prefix (default crier:)\n"                   \
     "      --timeout MS     connect and command timeout (default 5000)\n"    \
+    "      --sentinel LIST  find the primary through Sentinel: host:port,...\n" \
+    "                       (instead of -H/-p; CRIER_REDIS_SENTINEL sets it)\n" \
+    "      --master NAME    the name Sentinel monitors it by (default crier)\n" \
     "  CRIER_REDIS_URL=redis://[:pw@]host:port sets host, port and password;\n" \
-    "  the options above override it.\n"
+    "  the options above override it. CRIER_SENTINEL_PASSWORD is sent with\n" \
+    "  AUTH to the Sentinels.\n"
 
 struct ctl {
     char host[256];
@@ -50,6 +57,8 @@ struct ctl {
     char password[256];      /* "" = no AUTH */
     char prefix[64];
     long timeout_ms;
+    char sentinels[1024];    /* "host:port,..." ; "" = connect to host:port */
+    char master[256];        /* name of the primary at the Sentinels */
     redisContext *rc;        /* NULL until cr_ctl_connect */
     struct cr_keys keys;     /* filled by cr_ctl_connect from prefix */
     int tty;                 /* stdout is a terminal */

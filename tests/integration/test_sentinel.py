@@ -162,3 +162,50 @@ def test_failover_mid_broadcast(env, case):
         raise
     finally:
         topo.stop()
+
+
+def test_crierctl_finds_the_primary_through_sentinel(env):
+    """crierctl --sentinel asks the Sentinels in turn (a dead one is skipped),
+    writes to the primary they name, and after a failover to the new one."""
+    import subprocess
+
+    from harness import binary, free_port
+
+    topo = Topology(env.dir).start()
+    try:
+        dead = f"127.0.0.1:{free_port()}"
+        nodes = ",".join([dead] + topo.sentinel_nodes)
+
+        def cancel(job_id):
+            return subprocess.run([binary("crierctl"), "--sentinel", nodes, "--master",
+                                   topo.master, "--timeout", "2000", "cancel", job_id],
+                                  capture_output=True, text=True, timeout=60)
+
+        old = topo.primary_port()
+        for job_id in ("ctl-before", "ctl-after"):
+            client(old).hset(f"{PREFIX}job:{job_id}", mapping={"state": "running"})
+        assert client(old).execute_command("WAIT", 1, 10000) == 1
+
+        res = cancel("ctl-before")
+        assert res.returncode == 0, res.stderr
+        assert f"Sentinel {dead}: " in res.stderr and "asking the next one" in res.stderr
+        assert client(old).hget(f"{PREFIX}job:ctl-before", "state") == "cancelling"
+
+        trigger_sentinel_failover(topo, old)
+        new = topo.wait_switch(old, timeout=60)
+        res = cancel("ctl-after")  # a write: refused (READONLY) anywhere but the primary
+        assert res.returncode == 0, res.stderr
+        assert client(new).hget(f"{PREFIX}job:ctl-after", "state") == "cancelling"
+
+        res = subprocess.run([binary("crierctl"), "--sentinel", nodes, "--master", "nosuch",
+                              "--timeout", "2000", "jobs"], capture_output=True, text=True,
+                             timeout=60)
+        assert res.returncode == 3
+        assert "does not monitor a master called 'nosuch'" in res.stderr
+        assert "no Sentinel named the primary 'nosuch' (4 asked)" in res.stderr
+    except BaseException:
+        for title, text in topo.logs():
+            print(f"---- {title} ----\n{text}")
+        raise
+    finally:
+        topo.stop()
