@@ -72,6 +72,10 @@ int cr_ctl_common_opt(struct ctl *ctl, int code, const char *arg)
         return copy_opt(ctl->sentinels, sizeof(ctl->sentinels), arg, "--sentinel");
     case CTL_OPT_MASTER:
         return copy_opt(ctl->master, sizeof(ctl->master), arg, "--master");
+    case CTL_OPT_USER:
+        return copy_opt(ctl->user, sizeof(ctl->user), arg, "user");
+    case CTL_OPT_SOCKET:
+        return copy_opt(ctl->socket, sizeof(ctl->socket), arg, "socket");
     case 'p':
         if (cr_ctl_parse_ll(arg, 1, 65535, &v) < 0) {
             fprintf(stderr, "crierctl: -p: '%s' is not a port number (1-65535)\n", arg);
@@ -252,9 +256,9 @@ static int check_primary(struct ctl *ctl)
              r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
 
     if (!ok)
-        fprintf(stderr, "crierctl: Redis at %s:%d, named primary by Sentinel, is not one (%s); "
+        fprintf(stderr, "crierctl: Redis at %s, named primary by Sentinel, is not one (%s); "
                         "a failover may be under way: try again\n",
-                ctl->host, ctl->port,
+                ctl->where,
                 r == NULL ? ctl->rc->errstr
                 : r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
                         r->element[0]->type == REDIS_REPLY_STRING
@@ -274,6 +278,10 @@ int cr_ctl_connect(struct ctl *ctl)
         fprintf(stderr, "crierctl: --prefix '%s' is too long\n", ctl->prefix);
         return CTL_EXIT_USAGE;
     }
+    if (ctl->sentinels[0] && ctl->socket[0]) {
+        fprintf(stderr, "crierctl: --sentinel and --socket exclude each other\n");
+        return CTL_EXIT_USAGE;
+    }
     if (ctl->sentinels[0]) {
         if (ctl->master[0] == '\0')
             snprintf(ctl->master, sizeof(ctl->master), "crier");
@@ -281,25 +289,36 @@ int cr_ctl_connect(struct ctl *ctl)
         if (rc != 0)
             return rc;
     }
-    ctl->rc = redisConnectWithTimeout(ctl->host, ctl->port, tv_of(ctl->timeout_ms));
+    if (ctl->socket[0]) {
+        snprintf(ctl->where, sizeof(ctl->where), "%s", ctl->socket);
+        ctl->rc = redisConnectUnixWithTimeout(ctl->socket, tv_of(ctl->timeout_ms));
+    } else {
+        snprintf(ctl->where, sizeof(ctl->where), "%s:%d", ctl->host, ctl->port);
+        ctl->rc = redisConnectWithTimeout(ctl->host, ctl->port, tv_of(ctl->timeout_ms));
+    }
     if (ctl->rc == NULL || ctl->rc->err) {
-        fprintf(stderr, "crierctl: cannot reach Redis at %s:%d: %s\n", ctl->host, ctl->port,
+        fprintf(stderr, "crierctl: cannot reach Redis at %s: %s\n", ctl->where,
                 ctl->rc ? ctl->rc->errstr : "out of memory");
         cr_ctl_close(ctl);
         return CTL_EXIT_UNREACH;
     }
     if (redisSetTimeout(ctl->rc, tv_of(ctl->timeout_ms)) != REDIS_OK) {
-        fprintf(stderr, "crierctl: Redis at %s:%d: cannot set the command timeout: %s\n",
-                ctl->host, ctl->port, ctl->rc->errstr);
+        fprintf(stderr, "crierctl: Redis at %s: cannot set the command timeout: %s\n",
+                ctl->where, ctl->rc->errstr);
         cr_ctl_close(ctl);
         return CTL_EXIT_UNREACH;
     }
     if (ctl->password[0]) {
-        const char *argv[2] = {"AUTH", ctl->password};
+        const char *argv[3] = {"AUTH", ctl->user, ctl->password};
+        int argc = 3;
 
-        r = redisCommandArgv(ctl->rc, 2, argv, NULL);
+        if (ctl->user[0] == '\0') {
+            argv[1] = ctl->password;
+            argc = 2;
+        }
+        r = redisCommandArgv(ctl->rc, argc, argv, NULL);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "crierctl: Redis at %s:%d: AUTH failed: %s\n", ctl->host, ctl->port,
+            fprintf(stderr, "crierctl: Redis at %s: AUTH failed: %s\n", ctl->where,
                     r ? r->str : ctl->rc->errstr);
             if (r)
                 freeReplyObject(r);
@@ -331,7 +350,7 @@ static void conn_lost(struct ctl *ctl, const char *what, int *exit_code)
 
     if (ctl->rc && ctl->rc->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
         why = "timed out";
-    fprintf(stderr, "crierctl %s: Redis at %s:%d: %s: %s\n", ctl->cmd, ctl->host, ctl->port,
+    fprintf(stderr, "crierctl %s: Redis at %s: %s: %s\n", ctl->cmd, ctl->where,
             what, why);
     *exit_code = CTL_EXIT_UNREACH;
 }

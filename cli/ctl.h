@@ -24,13 +24,23 @@ enum ctl_exit {
 /* Options shared by all commands, as getopt_long codes and table entries; each
  * command's option table starts with CTL_COMMON_LONGOPTS and its short option
  * string with CTL_COMMON_SHORTOPTS, and hands unknown codes to cr_ctl_common_opt. */
-enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT_SENTINEL, CTL_OPT_MASTER,
-       CTL_OPT__FIRST_FREE };
+enum {
+    CTL_OPT_PREFIX = 0x100,
+    CTL_OPT_TIMEOUT,
+    CTL_OPT_HELP,
+    CTL_OPT_USER,
+    CTL_OPT_SOCKET,
+    CTL_OPT_SENTINEL,
+    CTL_OPT_MASTER,
+    CTL_OPT__FIRST_FREE
+};
 #define CTL_COMMON_SHORTOPTS "H:p:a:h"
 #define CTL_COMMON_LONGOPTS                                                  \
     {"host", required_argument, NULL, 'H'},                                  \
     {"port", required_argument, NULL, 'p'},                                  \
     {"password", required_argument, NULL, 'a'},                              \
+    {"user", required_argument, NULL, CTL_OPT_USER},                         \
+    {"socket", required_argument, NULL, CTL_OPT_SOCKET},                     \
     {"prefix", required_argument, NULL, CTL_OPT_PREFIX},                     \
     {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},                   \
     {"sentinel", required_argument, NULL, CTL_OPT_SENTINEL},                 \
@@ -42,12 +52,15 @@ enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT_SENTINEL, 
     "  -H, --host HOST      Redis host (default 127.0.0.1)\n"                \
     "  -p, --port PORT      Redis port (default 6379)\n"                     \
     "  -a, --password PW    Redis password (AUTH)\n"                         \
+    "      --user USER      Redis ACL user (AUTH USER PW)\n"                 \
+    "      --socket PATH    Redis unix socket instead of host and port\n"    \
     "      --prefix P       key prefix (default crier:)\n"                   \
     "      --timeout MS     connect and command timeout (default 5000)\n"    \
     "      --sentinel LIST  find the primary through Sentinel: host:port,...\n" \
     "                       (instead of -H/-p; CRIER_REDIS_SENTINEL sets it)\n" \
     "      --master NAME    the name Sentinel monitors it by (default crier)\n" \
-    "  CRIER_REDIS_URL=redis://[:pw@]host:port sets host, port and password;\n" \
+    "  CRIER_REDIS_URL=redis://[user:pw@]host:port sets host, port, user and\n" \
+    "  password (unix:///path/redis.sock names a socket);\n"                \
     "  the options above override it. CRIER_SENTINEL_PASSWORD is sent with\n" \
     "  AUTH to the Sentinels.\n"
 
@@ -55,6 +68,9 @@ struct ctl {
     char host[256];
     int port;
     char password[256];      /* "" = no AUTH */
+    char user[256];          /* "" = AUTH with the password alone */
+    char socket[108];        /* unix socket; "" = TCP host:port */
+    char where[300];         /* "host:port" or the socket, for messages */
     char prefix[64];
     long timeout_ms;
     char sentinels[1024];    /* "host:port,..." ; "" = connect to host:port */

@@ -39,8 +39,7 @@ static void usage(FILE *out)
                  "2 usage error, 3 cannot reach Redis, 4 not found.\n");
 }
 
-/* redis://[[user]:password@]host[:port][/db] into ctl; the user name is not
- * used (hiredis 0.14 sends AUTH with the password only). */
+/* redis://[[user]:password@]host[:port][/db] or unix:///path into ctl. */
 static int parse_url(struct ctl *ctl, const char *url)
 {
     const char *p;
@@ -51,6 +50,13 @@ static int parse_url(struct ctl *ctl, const char *url)
     char num[8];
     size_t n;
 
+    if (strncmp(url, "unix://", 7) == 0) {
+        n = strlen(url + 7);
+        if (n == 0 || url[7] != '/' || n >= sizeof(ctl->socket))
+            goto bad;
+        memcpy(ctl->socket, url + 7, n + 1);
+        return 0;
+    }
     if (strncmp(url, "redis://", 8) != 0)
         goto bad;
     p = url + 8;
@@ -60,6 +66,11 @@ static int parse_url(struct ctl *ctl, const char *url)
         colon = memchr(p, ':', (size_t)(at - p));
         if (colon == NULL)
             goto bad;
+        n = (size_t)(colon - p);
+        if (n >= sizeof(ctl->user))
+            goto bad;
+        memcpy(ctl->user, p, n);
+        ctl->user[n] = '\0';
         n = (size_t)(at - colon - 1);
         if (n >= sizeof(ctl->password))
             goto bad;
@@ -85,7 +96,8 @@ static int parse_url(struct ctl *ctl, const char *url)
     }
     return 0;
 bad:
-    fprintf(stderr, "crierctl: CRIER_REDIS_URL: expected redis://[:password@]host[:port]\n");
+    fprintf(stderr, "crierctl: CRIER_REDIS_URL: expected redis://[[user]:password@]host[:port] "
+                    "or unix:///path\n");
     return -1;
 }
 

@@ -399,8 +399,8 @@ static int refresh(struct ctl *ctl, struct top *t, struct cr_buf *o)
         return code;
     cr_ctl_fmt_time(t->now_ms, 1, now, sizeof(now));
     cr_buf_reset(o);
-    cr_buf_appendf(o, "crier top  %s  redis %s:%d  receipts read %lld\n", now, ctl->host,
-                   ctl->port, t->read_total);
+    cr_buf_appendf(o, "crier top  %s  redis %s  receipts read %lld\n", now, ctl->where,
+                   t->read_total);
     render_rows(o, t, ROW_TOTAL, "TOTAL");
     render_rows(o, t, ROW_CHANNEL, "CHANNEL");
     render_rows(o, t, ROW_PROVIDER, "PROVIDER");

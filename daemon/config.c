@@ -6,6 +6,7 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "redis.h"
 #include "sentinel.h"
 
 #include <ctype.h>
@@ -637,8 +638,8 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
                                        "workers",  NULL};
-static const char *const redis_keys[] = {"host",   "port",
-                                         "password", "prefix",
+static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
+                                         "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
                                          "reconnect_max_ms", "sentinel", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
@@ -784,6 +785,90 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     return 0;
 }
 
+/* A file option of "tls" must name a readable file. */
+static int tls_file(struct ctx *c, const cJSON *obj, const char *path, const char *key,
+                    char **dst)
+{
+    const char *s = NULL;
+    char sub[PATH_LEN];
+    int rc;
+
+    rc = get_str(c, obj, path, key, S_NULL_OK | S_NONEMPTY, 4096, &s);
+    if (rc != 0 || s == NULL)
+        return rc;
+    if (access(s, R_OK) != 0) {
+        join(sub, sizeof sub, path, key);
+        return fail(c, sub, "cannot read %s: %s", s, strerror(errno));
+    }
+    return set_str(c, dst, s, 0);
+}
+
+/* parent.tls: true (system CAs), false/null (none), or an object of
+ * ca_file, cert_file, key_file, server_name. The files are loaded now, as the
+ * connection will load them, so that crierd -t finds a bad one. */
+static int parse_tls(struct ctx *c, const cJSON *parent, const char *ppath,
+                     struct cr_tls_conf *out)
+{
+    static const char *const tls_keys[] = {"ca_file", "cert_file", "key_file", "server_name",
+                                           NULL};
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(parent, "tls");
+    const char *name = NULL;
+    struct cr_redis_tls t;
+    char path[PATH_LEN];
+    char sub[PATH_LEN];
+    char err[256];
+    const char *key;
+    int rc;
+
+    if (v == NULL || cJSON_IsNull(v) || cJSON_IsFalse(v))
+        return 0;
+    join(path, sizeof path, ppath, "tls");
+    if (!cJSON_IsTrue(v) && !cJSON_IsObject(v))
+        return fail(c, path, "must be an object (ca_file, cert_file, key_file, server_name), "
+                             "true or false, got %s", type_name(v));
+    out->enabled = 1;
+    if (cJSON_IsObject(v)) {
+        rc = check_keys(c, v, path, tls_keys, NULL);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "ca_file", &out->ca_file);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "cert_file", &out->cert_file);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "key_file", &out->key_file);
+        if (rc == 0)
+            rc = get_str(c, v, path, "server_name", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 255,
+                         &name);
+        if (rc == 0)
+            rc = set_str(c, &out->server_name, name, 0);
+        if (rc != 0)
+            return rc;
+        if ((out->cert_file == NULL) != (out->key_file == NULL)) {
+            join(sub, sizeof sub, path, out->cert_file ? "key_file" : "cert_file");
+            return fail(c, sub, "missing: cert_file and key_file go together");
+        }
+    }
+    memset(&t, 0, sizeof(t));
+    t.enabled = 1;
+    t.ca_file = out->ca_file;
+    t.cert_file = out->cert_file;
+    t.key_file = out->key_file;
+    t.server_name = out->server_name;
+    if (cr_redis_tls_check(&t, &key, err, sizeof(err)) != 0) {
+        join(sub, sizeof sub, path, key);
+        return fail(c, sub, "does not load: %s", err);
+    }
+    return 0;
+}
+
+static void free_tls(struct cr_tls_conf *t)
+{
+    free(t->ca_file);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->server_name);
+    memset(t, 0, sizeof(*t));
+}
+
 /* redis.sentinel.nodes: 1..CR_SENTINEL_NODES_MAX distinct "host:port". */
 static int parse_sentinel_nodes(struct ctx *c, struct cr_config *cfg, const cJSON *v)
 {
@@ -881,6 +966,7 @@ static int parse_sentinel(struct ctx *c, struct cr_config *cfg, const cJSON *red
 static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
 {
     const char *host = cfg->redis_host, *password = NULL, *prefix = cfg->prefix;
+    const char *path = NULL, *username = NULL;
     const cJSON *obj;
     int rc;
 
@@ -891,7 +977,24 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
     if (rc == 0)
         rc = get_str(c, obj, "redis", "host", S_NONEMPTY | S_NOSPACE, 255, &host);
     if (rc == 0)
+        rc = get_str(c, obj, "redis", "path", S_NULL_OK | S_NONEMPTY, 107, &path);
+    if (rc == 0 && path != NULL &&
+        (cJSON_GetObjectItemCaseSensitive(obj, "host") != NULL ||
+         cJSON_GetObjectItemCaseSensitive(obj, "port") != NULL))
+        rc = fail(c, "redis.path", "a unix socket replaces host and port: give one or the other");
+    if (rc == 0)
+        rc = get_str(c, obj, "redis", "username", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 256,
+                     &username);
+    if (rc == 0)
         rc = get_str(c, obj, "redis", "password", S_NULL_OK, 512, &password);
+    if (rc == 0 && username != NULL && password == NULL)
+        rc = fail(c, "redis.username", "needs redis.password (AUTH takes both)");
+    if (rc == 0)
+        rc = parse_tls(c, obj, "redis", &cfg->redis_tls);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_path, path, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_username, username, 0);
     if (rc == 0)
         rc = get_str(c, obj, "redis", "prefix", S_NONEMPTY | S_NOSPACE, PREFIX_MAX_LEN, &prefix);
     if (rc == 0)
@@ -1507,6 +1610,9 @@ void cr_config_release(struct cr_config *cfg)
         explicit_bzero(cfg->redis_password, strlen(cfg->redis_password));
     free(cfg->redis_host);
     free(cfg->redis_password);
+    free(cfg->redis_path);
+    free(cfg->redis_username);
+    free_tls(&cfg->redis_tls);
     for (i = 0; i < cfg->redis_sentinel_nnodes; i++)
         free(cfg->redis_sentinel_nodes[i]);
     free(cfg->redis_sentinel_nodes);

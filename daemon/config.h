@@ -51,11 +51,23 @@ struct cr_job_limits {
     size_t tags;            /* default 32 */
 };
 
+/* TLS to Redis: verification is always on. */
+struct cr_tls_conf {
+    int enabled;       /* "tls" given (an object, or true for the defaults) */
+    char *ca_file;     /* NULL = the system's CA paths */
+    char *cert_file;   /* client certificate and its key, NULL = none */
+    char *key_file;
+    char *server_name; /* name checked in the certificate and sent as SNI; NULL = host */
+};
+
 struct cr_config {
     /* redis */
     char *redis_host;              /* default "127.0.0.1" */
     int redis_port;                /* default 6379 */
+    char *redis_path;              /* unix socket instead of host/port, NULL = TCP */
+    char *redis_username;          /* ACL user for AUTH, NULL = AUTH <password> alone */
     char *redis_password;          /* NULL = none */
+    struct cr_tls_conf redis_tls;
     char *prefix;                  /* default "crier:" */
     long redis_connect_timeout_ms; /* default 2000 */
     long redis_command_timeout_ms; /* default 5000 */

@@ -187,7 +187,15 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
     o.name = name;
     o.host = d->cfg->redis_host;
     o.port = d->cfg->redis_port;
+    o.path = d->cfg->redis_path;
+    o.username = d->cfg->redis_username;
     o.password = d->cfg->redis_password;
+    o.tls.enabled = d->cfg->redis_tls.enabled;
+    o.tls.ca_file = d->cfg->redis_tls.ca_file;
+    o.tls.cert_file = d->cfg->redis_tls.cert_file;
+    o.tls.key_file = d->cfg->redis_tls.key_file;
+    o.tls.server_name = d->cfg->redis_tls.server_name;
+    o.check_role = 1; /* every connection writes, or reads work it then writes */
     o.connect_timeout_ms = d->cfg->redis_connect_timeout_ms;
     o.command_timeout_ms = d->cfg->redis_command_timeout_ms;
     o.reconnect_max_ms = d->cfg->redis_reconnect_max_ms;
@@ -215,6 +223,12 @@ static int open_sentinel(struct cr_daemon *d)
     so.nnodes = cfg->redis_sentinel_nnodes;
     so.username = cfg->redis_sentinel_username;
     so.password = cfg->redis_sentinel_password;
+    /* the Sentinels are reached as the data nodes are: the same redis.tls */
+    so.tls.enabled = cfg->redis_tls.enabled;
+    so.tls.ca_file = cfg->redis_tls.ca_file;
+    so.tls.cert_file = cfg->redis_tls.cert_file;
+    so.tls.key_file = cfg->redis_tls.key_file;
+    so.tls.server_name = cfg->redis_tls.server_name;
     so.timeout_ms = cfg->redis_sentinel_timeout_ms;
     so.retry_max_ms = cfg->redis_reconnect_max_ms;
     return cr_sentinel_init(d->loop, &so, &d->sentinel);
@@ -377,11 +391,15 @@ int main(int argc, char **argv)
         return 1;
     }
     if (cfg.redis_sentinel_master != NULL)
-        cr_info("crierd starting: redis primary '%s' through %zu Sentinels, consumer '%s'",
-                cfg.redis_sentinel_master, cfg.redis_sentinel_nnodes, cfg.consumer);
+        cr_info("crierd starting: redis primary '%s' through %zu Sentinels%s, consumer '%s'",
+                cfg.redis_sentinel_master, cfg.redis_sentinel_nnodes,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
+    else if (cfg.redis_path)
+        cr_info("crierd starting: redis %s%s, consumer '%s'", cfg.redis_path,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
     else
-        cr_info("crierd starting: redis %s:%d, consumer '%s'", cfg.redis_host, cfg.redis_port,
-                cfg.consumer);
+        cr_info("crierd starting: redis %s:%d%s, consumer '%s'", cfg.redis_host, cfg.redis_port,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
     uv_run(d->loop, UV_RUN_DEFAULT);
     cr_intake_free(d->intake);
     cr_metrics_free(d->metrics);

@@ -206,6 +206,35 @@ static int head(struct cr_buf *out, const char *name, const char *type, const ch
     return cr_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static unsigned long v_redis_up(const struct cr_redis *r)
+{
+    return r != NULL && cr_redis_ready(r);
+}
+
+static unsigned long v_redis_errors(const struct cr_redis *r)
+{
+    return r != NULL ? cr_redis_error_count(r) : 0;
+}
+
+/* One line per Redis connection of the daemon. */
+static int redis_conns(struct cr_buf *out, const struct cr_daemon *d, const char *name,
+                       unsigned long (*value)(const struct cr_redis *))
+{
+    static const char *const conns[] = {"commands", "reader", "urgent"};
+    const struct cr_redis *rs[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    size_t i;
+
+    if (d != NULL) {
+        rs[0] = d->rc;
+        rs[1] = d->rb;
+        rs[2] = d->ru;
+    }
+    for (i = 0; i < 3 && rc == 0; i++)
+        rc = cr_buf_appendf(out, "%s{conn=\"%s\"} %lu\n", name, conns[i], value(rs[i]));
+    return rc;
+}
+
 static const char *prov_name(const struct cr_daemon *d, size_t i)
 {
     if (d != NULL && d->cfg != NULL && i < d->cfg->nproviders && d->cfg->providers[i].name)
@@ -449,12 +478,17 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
         rc = head(out, "crier_redis_connected", "gauge",
                   "1 while the Redis connection is ready (commands, reader, urgent).");
     if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_connected{conn=\"commands\"} %d\n"
-                                 "crier_redis_connected{conn=\"reader\"} %d\n"
-                                 "crier_redis_connected{conn=\"urgent\"} %d\n",
-                            d != NULL && d->rc != NULL && cr_redis_ready(d->rc),
-                            d != NULL && d->rb != NULL && cr_redis_ready(d->rb),
-                            d != NULL && d->ru != NULL && cr_redis_ready(d->ru));
+        rc = redis_conns(out, d, "crier_redis_connected", v_redis_up);
+    if (rc == 0)
+        rc = head(out, "crier_redis_up", "gauge",
+                  "1 while the Redis connection is ready; 0 while down (see /readyz for why).");
+    if (rc == 0)
+        rc = redis_conns(out, d, "crier_redis_up", v_redis_up);
+    if (rc == 0)
+        rc = head(out, "crier_redis_errors_total", "counter",
+                  "Redis connection failures and error replies that forced a reconnect.");
+    if (rc == 0)
+        rc = redis_conns(out, d, "crier_redis_errors_total", v_redis_errors);
     if (rc == 0 && d != NULL && d->sentinel != NULL)
         rc = render_sentinel(d->sentinel, out);
     if (rc == 0)

@@ -20,12 +20,12 @@
 #include "repeat.h"
 
 #define TICK_MS 100
-#define READ_CHUNK (64 * 1024)     /* one read from the socket, reused */
-#define BACKOFF_BASE_MS 100        /* first reconnect within this, doubling */
-#define REPEAT_WINDOW_MS 30000     /* a repeated log line is summed up this often */
-#define OUT_MAX ((size_t)1 << 30)  /* bytes queued on a connection and not written */
-#define BUF_KEEP (1024 * 1024)     /* a larger buffer is freed once empty */
-#define SPARE_MAX 256              /* finished command records kept for reuse */
+#define READ_CHUNK (64 * 1024)    /* one read from the socket, reused */
+#define BACKOFF_BASE_MS 100       /* first reconnect within this, doubling */
+#define REPEAT_WINDOW_MS 30000    /* a repeated log line is summed up this often */
+#define OUT_MAX ((size_t)1 << 30) /* bytes queued on a connection and not written */
+#define BUF_KEEP (1024 * 1024)    /* a larger buffer is freed once empty */
+#define SPARE_MAX 256             /* finished command records kept for reuse */
 #define REASON_MAX 256
 
 struct buf {
@@ -57,12 +57,12 @@ struct conn {
     uv_write_t wreq;
     struct cr_redis *r;
     int is_tcp;
-    int writing;  /* wreq in flight with wire */
-    int tls_up;   /* TLS handshake done */
-    int told;     /* misplaced already called for this connection */
-    SSL *ssl;     /* NULL = plain; owns rbio and wbio */
-    BIO *rbio;    /* bytes from the server, for SSL_read */
-    BIO *wbio;    /* bytes SSL_write produced, for the socket */
+    int writing; /* wreq in flight with wire */
+    int tls_up;  /* TLS handshake done */
+    int told;    /* misplaced already called for this connection */
+    SSL *ssl;    /* NULL = plain; owns rbio and wbio */
+    BIO *rbio;   /* bytes from the server, for SSL_read */
+    BIO *wbio;   /* bytes SSL_write produced, for the socket */
     redisReader *reader;
     struct buf out;  /* commands formatted and not handed to the socket yet */
     struct buf wire; /* bytes wreq is writing */
@@ -111,15 +111,16 @@ struct cr_redis {
     int doomed;     /* an error reply ends the connection after its callback */
     int subscribed; /* a SUBSCRIBE was answered: messages go to push */
     int closing;
-    int nopen;      /* handles not closed yet: r is freed when none are left */
+    int nopen; /* handles not closed yet: r is freed when none are left */
     uint64_t connect_deadline_ms;
     uint64_t reconnect_at_ms;
     uint64_t ready_since_ms;
-    int attempt;    /* failed attempts since the connection was last good */
+    int attempt; /* failed attempts since the connection was last good */
     uint64_t rnd;
     unsigned long nerrors;
     char reason[REASON_MAX];
-    struct cr_repeat rep;
+    struct cr_repeat rep_fail; /* failure lines, repeats summed up */
+    struct cr_repeat rep_ok;   /* "connected" lines, likewise when flapping */
 
     struct pending *head;
     struct pending *tail;
@@ -142,15 +143,15 @@ static uint64_t now_ms(const struct cr_redis *r)
 
 /* ---- log lines, with repeats summed up ---------------------------------- */
 
-static void say(struct cr_redis *r, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void say(struct cr_redis *r, struct cr_repeat *rp, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void emit(int level, const char *line)
 {
     cr_log((enum cr_log_level)level, "%s", line);
 }
 
-static void say(struct cr_redis *r, int level, const char *fmt, ...)
+static void say(struct cr_redis *r, struct cr_repeat *rp, int level, const char *fmt, ...)
 {
     char line[CR_REPEAT_LINE_MAX];
     char summary[CR_REPEAT_LINE_MAX + 64];
@@ -165,7 +166,7 @@ static void say(struct cr_redis *r, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);
-    act = cr_repeat_note(&r->rep, level, line, now_ms(r), summary, sizeof(summary), &slevel);
+    act = cr_repeat_note(rp, level, line, now_ms(r), summary, sizeof(summary), &slevel);
     if (act & CR_REPEAT_SUMMARY)
         emit(slevel, summary);
     if (act & CR_REPEAT_WRITE)
@@ -329,7 +330,7 @@ static void fail(struct cr_redis *r, const char *fmt, ...)
     vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
     va_end(ap);
     r->nerrors++;
-    say(r, CR_LOG_WARN, "%s; reconnecting with backoff (at most %ld ms)", r->reason,
+    say(r, &r->rep_fail, CR_LOG_WARN, "%s; reconnecting with backoff (at most %ld ms)", r->reason,
         r->reconnect_max_ms);
     r->reconnect_at_ms = 0;
     drop(r);
@@ -346,21 +347,11 @@ static void tell_misplaced(struct cr_redis *r, const char *why)
 
 static void become_ready(struct cr_redis *r)
 {
-    char summary[CR_REPEAT_LINE_MAX + 64];
-    int slevel;
-    int failed = r->attempt;
-
-    if (cr_repeat_reset(&r->rep, now_ms(r), summary, sizeof(summary), &slevel))
-        emit(slevel, summary);
     r->state = ST_READY;
     r->ready_since_ms = now_ms(r);
     r->reason[0] = '\0';
-    if (failed > 0)
-        say(r, CR_LOG_INFO, "connected%s%s%s (after %d failed attempts)", r->tls ? " over TLS" : "",
-            r->check_role ? ", primary" : "", r->username ? ", ACL user" : "", failed);
-    else
-        say(r, CR_LOG_INFO, "connected%s%s%s", r->tls ? " over TLS" : "",
-            r->check_role ? ", primary" : "", r->username ? ", ACL user" : "");
+    say(r, &r->rep_ok, CR_LOG_INFO, "connected%s%s%s", r->tls ? " over TLS" : "",
+        r->check_role ? ", primary" : "", r->username ? ", ACL user" : "");
     if (r->state_cb)
         r->state_cb(r, 1, r->ud);
 }
@@ -688,8 +679,6 @@ static void deliver(struct conn *c, redisReply *reply)
         } else {
             if (is_kind(reply, "subscribe", "psubscribe"))
                 r->subscribed = 1;
-            if (r->attempt > 0)
-                r->attempt = 0; /* the server answers: the next failure starts afresh */
         }
     }
     if (cb)
@@ -839,7 +828,7 @@ static void on_role(struct cr_redis *r, redisReply *reply, void *ud)
     snprintf(why, sizeof(why), "replica (ROLE %.60s)", role);
     tell_misplaced(r, why);
     if (r->state == ST_HELLO)
-        fail(r, "%s, not a primary", why);
+        fail(r, "%s", why);
 }
 
 static void on_auth(struct cr_redis *r, redisReply *reply, void *ud)
@@ -957,7 +946,9 @@ static void open_conn(struct cr_redis *r, const struct sockaddr *sa)
     struct conn *c = calloc(1, sizeof(*c));
     int rc;
 
-    if (c == NULL || (c->reader = redisReaderCreate()) == NULL) {
+    if (c != NULL)
+        c->reader = redisReaderCreate();
+    if (c == NULL || c->reader == NULL) {
         free(c);
         fail(r, "connect failed: out of memory");
         return;
@@ -1088,7 +1079,9 @@ static void on_tick(uv_timer_t *t)
     char summary[CR_REPEAT_LINE_MAX + 64];
     int slevel;
 
-    if (cr_repeat_flush(&r->rep, now, summary, sizeof(summary), &slevel))
+    if (cr_repeat_flush(&r->rep_fail, now, summary, sizeof(summary), &slevel))
+        emit(slevel, summary);
+    if (cr_repeat_flush(&r->rep_ok, now, summary, sizeof(summary), &slevel))
         emit(slevel, summary);
     if (r->state == ST_CONNECTING && now >= r->connect_deadline_ms) {
         fail(r, "connect timed out after %ld ms", r->connect_timeout_ms);
@@ -1102,6 +1095,9 @@ static void on_tick(uv_timer_t *t)
         start_connect(r);
         return;
     }
+    /* Up and answering for a while: the next failure starts the backoff afresh.
+     * Not sooner, so that a server that accepts and then fails every
+     * connection (LOADING, MOVED...) meets a growing backoff. */
     if (r->state == ST_READY && r->attempt > 0 &&
         now - r->ready_since_ms >= (uint64_t)r->reconnect_max_ms)
         r->attempt = 0;
@@ -1244,7 +1240,8 @@ int cr_redis_init(uv_loop_t *loop, const struct cr_redis_opts *opts, cr_redis_st
     r->ud = ud;
     r->rnd = uv_hrtime() ^ (uint64_t)(uintptr_t)r;
     snprintf(r->reason, sizeof(r->reason), "connecting");
-    cr_repeat_init(&r->rep, REPEAT_WINDOW_MS);
+    cr_repeat_init(&r->rep_fail, REPEAT_WINDOW_MS);
+    cr_repeat_init(&r->rep_ok, REPEAT_WINDOW_MS);
     snprintf(r->addr.host, sizeof(r->addr.host), "%s", r->host);
     r->addr.port = r->port;
     if (r->path)
@@ -1271,8 +1268,8 @@ int cr_redis_ready(const struct cr_redis *r)
     return r->state == ST_READY && !r->doomed && !r->closing && r->conn != NULL;
 }
 
-int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms,
-                 const char *fmt, ...)
+int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, const char *fmt,
+                 ...)
 {
     va_list ap;
     int rc;
@@ -1302,7 +1299,7 @@ void cr_redis_reset(struct cr_redis *r)
 {
     if (r->closing || r->state == ST_IDLE)
         return;
-    say(r, CR_LOG_WARN, "dropping the connection on request; reconnecting");
+    say(r, &r->rep_fail, CR_LOG_WARN, "dropping the connection on request; reconnecting");
     r->reconnect_at_ms = 0;
     drop(r);
 }
@@ -1324,7 +1321,9 @@ void cr_redis_close(struct cr_redis *r)
         return;
     r->closing = 1;
     drop(r);
-    if (cr_repeat_reset(&r->rep, now_ms(r), summary, sizeof(summary), &slevel))
+    if (cr_repeat_reset(&r->rep_fail, now_ms(r), summary, sizeof(summary), &slevel))
+        emit(slevel, summary);
+    if (cr_repeat_reset(&r->rep_ok, now_ms(r), summary, sizeof(summary), &slevel))
         emit(slevel, summary);
     uv_timer_stop(&r->timer);
     uv_prepare_stop(&r->flusher);

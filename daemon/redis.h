@@ -23,8 +23,8 @@ typedef void (*cr_redis_state_cb)(struct cr_redis *r, int connected, void *ud);
 
 struct cr_redis_tls { /* enabled 0 = plain TCP / unix socket */
     int enabled;
-    const char *ca_file;     /* PEM CA bundle; NULL = system default paths */
-    const char *cert_file;   /* client certificate, NULL = none */
+    const char *ca_file;   /* PEM CA bundle; NULL = system default paths */
+    const char *cert_file; /* client certificate, NULL = none */
     const char *key_file;
     const char *server_name; /* name checked in the certificate and sent as SNI; NULL = host */
 };
@@ -49,21 +49,21 @@ typedef void (*cr_redis_misplaced_cb)(struct cr_redis *r, const char *why, void 
 typedef void (*cr_redis_push_cb)(struct cr_redis *r, redisReply *msg, void *ud);
 
 struct cr_redis_opts {
-    const char *name;     /* for log lines: "commands", "reader" */
+    const char *name; /* for log lines: "commands", "reader" */
     const char *host;
     int port;
     const char *path;     /* unix socket; NULL = TCP host:port */
     const char *username; /* ACL user: AUTH username password; NULL = AUTH password */
     const char *password; /* NULL = no AUTH */
     struct cr_redis_tls tls;
-    int check_role;               /* after AUTH send ROLE; ready only when it says master */
-    cr_redis_resolve_cb resolve;  /* NULL = host/port/path above */
+    int check_role;              /* after AUTH send ROLE; ready only when it says master */
+    cr_redis_resolve_cb resolve; /* NULL = host/port/path above */
     cr_redis_misplaced_cb misplaced;
-    void *hook_ud;                /* ud of resolve and misplaced */
-    cr_redis_push_cb push;        /* ud = the state_cb ud */
+    void *hook_ud;         /* ud of resolve and misplaced */
+    cr_redis_push_cb push; /* ud = the state_cb ud */
     long connect_timeout_ms;
-    long command_timeout_ms;      /* a reply later than this (plus the command's own
-                                     allowance) drops and re-opens the connection */
+    long command_timeout_ms; /* a reply later than this (plus the command's own
+                                allowance) drops and re-opens the connection */
     long reconnect_max_ms;
 };
 
@@ -80,8 +80,8 @@ int cr_redis_ready(const struct cr_redis *r);
  * watchdog for commands that block on purpose (XREADGROUP BLOCK). Returns 0 and
  * cb fires exactly once later, or CR_ECLOSED (not connected) / CR_ENOMEM and cb
  * never fires. */
-int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms,
-                 const char *fmt, ...);
+int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, const char *fmt,
+                 ...);
 
 /* As cr_redis_cmd with an argument vector (lengths may be NULL for C strings). */
 int cr_redis_argv(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, int argc,

@@ -29,9 +29,15 @@ int cr_repeat_note(struct cr_repeat *rp, int level, const char *line, uint64_t n
     int action = 0;
 
     if (rp->last[0] != '\0' && strncmp(rp->last, line, sizeof(rp->last) - 1) == 0) {
-        rp->count++;
-        if (now - rp->since_ms < (uint64_t)rp->window_ms)
+        if (now - rp->since_ms < (uint64_t)rp->window_ms) {
+            rp->count++;
             return 0;
+        }
+        if (rp->count == 0) { /* a quiet window since: the line is news again */
+            rp->since_ms = now;
+            return CR_REPEAT_WRITE;
+        }
+        rp->count++;
         sum_up(rp, now, summary, cap, summary_level);
         return CR_REPEAT_SUMMARY;
     }

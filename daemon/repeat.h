@@ -28,7 +28,8 @@ enum cr_repeat_action {
  * cr_repeat_action flags: a new line is written (after the summary of the
  * previous one when it had repeats); the same line again within the window is
  * only counted; the same line after the window is written as the summary
- * "<line> (repeated N times in T s)". summary gets at most cap bytes. */
+ * "<line> (repeated N times in T s)" when repeats were counted, else plainly.
+ * summary gets at most cap bytes. */
 int cr_repeat_note(struct cr_repeat *rp, int level, const char *line, uint64_t now, char *summary,
                    size_t cap, int *summary_level);
 

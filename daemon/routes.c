@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "httpd.h"
@@ -31,27 +32,42 @@ static int is_get(const struct cr_httpd_req *req)
     return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 }
 
+/* One line per Redis connection that is not ready: its name, why, and where. */
+static void redis_down(struct cr_buf *b, const char *name, const struct cr_redis *r)
+{
+    const char *why;
+
+    if (r == NULL) {
+        cr_buf_appendf(b, "redis %s: not started\n", name);
+        return;
+    }
+    why = cr_redis_down_reason(r);
+    if (why != NULL)
+        cr_buf_appendf(b, "redis %s: %s at %s\n", name, why, cr_redis_peer(r));
+}
+
 static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
 {
-    const char *why = NULL;
+    struct cr_buf b;
 
-    char buf[320];
-
+    cr_buf_init(&b, 4096);
     if (d->stopping) {
-        why = "shutting down\n";
-    } else if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL) {
-        snprintf(buf, sizeof buf, "redis sentinel '%s': no primary known: %s\n",
-                 cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
-        why = buf;
-    } else if (d->rc == NULL || !cr_redis_ready(d->rc))
-        why = "redis commands connection not ready\n";
-    else if (d->rb == NULL || !cr_redis_ready(d->rb))
-        why = "redis reader connection not ready\n";
-    else if (d->ru == NULL || !cr_redis_ready(d->ru))
-        why = "redis urgent connection not ready\n";
-    else if (d->cfg->nproviders == 0)
-        why = "no providers configured\n";
-    text(req, why ? 503 : 200, NULL, why ? why : "ready\n");
+        cr_buf_appendf(&b, "shutting down\n");
+    } else {
+        if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL)
+            cr_buf_appendf(&b, "redis sentinel '%s': no primary known: %s\n",
+                           cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
+        redis_down(&b, "commands", d->rc);
+        redis_down(&b, "reader", d->rb);
+        redis_down(&b, "urgent", d->ru);
+        if (b.len == 0 && d->cfg->nproviders == 0)
+            cr_buf_appendf(&b, "no providers configured\n");
+    }
+    if (b.len == 0)
+        text(req, 200, NULL, "ready\n");
+    else
+        cr_httpd_respond(req, 503, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    cr_buf_release(&b);
 }
 
 static void metrics(struct cr_daemon *d, struct cr_httpd_req *req)

@@ -927,3 +927,15 @@ def sentinel_crierd_config(topo, sim_port, consumer="crierd-a", **overrides):
     cfg["redis"] = {"prefix": PREFIX,
                     "sentinel": {"master": topo.master, "nodes": topo.sentinel_nodes}}
     return deep_merge(cfg, overrides)
+def start_unready(d, timeout=30):
+    """Starts crierd d without waiting for 'ready' (for a Redis it cannot use):
+    returns once its HTTP listener, when it has one, accepts connections."""
+    d.write_config()
+    d._log_start = d.log_path.stat().st_size if d.log_path.exists() else 0
+    d.proc = _spawn([binary("crierd"), "-c", str(d.config_path)], d.log_path)
+    listen = d.config.get("http", {}).get("listen")
+    if listen:
+        port = int(listen.rsplit(":", 1)[1])
+        wait_until(lambda: d.check_alive() or port_open(port), timeout,
+                   what=f"crierd {d.name} to listen on {port}")
+    return d

@@ -811,3 +811,63 @@ TEST(config_for_worker_errors)
     ASSERT_STR_EQ(cfg.http_listen, "[::1]:0");
     cr_config_release(&cfg);
 }
+
+/* ---- how crierd reaches Redis -------------------------------------------- */
+
+TEST(config_redis_unix_socket_user_and_tls)
+{
+    struct cr_config cfg;
+    char err[256] = "";
+
+    ASSERT_INT_EQ(parse("{'redis': {'path': '/run/redis/redis.sock', 'username': 'crier',"
+                        " 'password': 'pw', 'tls': true}, " OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_path, "/run/redis/redis.sock");
+    ASSERT_STR_EQ(cfg.redis_username, "crier");
+    ASSERT_STR_EQ(cfg.redis_password, "pw");
+    ASSERT_INT_EQ(cfg.redis_tls.enabled, 1);
+    ASSERT(cfg.redis_tls.ca_file == NULL);
+    cr_config_release(&cfg);
+
+    ASSERT_INT_EQ(parse("{'redis': {'tls': {'server_name': 'redis.internal'}}, " OK_TAIL "}", &cfg,
+                        err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_tls.server_name, "redis.internal");
+    ASSERT(cfg.redis_path == NULL);
+    cr_config_release(&cfg);
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': false}, " OK_TAIL "}"), "(accepted)");
+}
+
+TEST(config_redis_connection_mistakes)
+{
+    ASSERT_STR_EQ(err_of("{'redis': {'path': '/tmp/r.sock', 'port': 6380}, " OK_TAIL "}"),
+                  "redis.path: a unix socket replaces host and port: give one or the other");
+    ASSERT_STR_EQ(err_of("{'redis': {'username': 'crier'}, " OK_TAIL "}"),
+                  "redis.username: needs redis.password (AUTH takes both)");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': 'yes'}, " OK_TAIL "}"),
+                  "redis.tls: must be an object (ca_file, cert_file, key_file, server_name), "
+                  "true or false, got a string");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': {'ca_flie': '/x'}}, " OK_TAIL "}"),
+                  "redis.tls.ca_flie: unknown key (did you mean 'ca_file'?)");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': {'ca_file': '/nonexistent/ca.pem'}}, " OK_TAIL "}"),
+                  "redis.tls.ca_file: cannot read /nonexistent/ca.pem: No such file or directory");
+}
+
+TEST(config_redis_tls_files_must_load)
+{
+    char path[512];
+    char text[2048];
+    const char *e;
+
+    ASSERT_INT_EQ(temp_file(path, sizeof path, "not a certificate\n", 18), 0);
+    snprintf(text, sizeof text, "{'redis': {'tls': {'ca_file': '%s'}}, " OK_TAIL "}", path);
+    e = err_of(text);
+    ASSERT_STR_CONTAINS(e, "redis.tls.ca_file: does not load: ");
+    snprintf(text, sizeof text, "{'redis': {'tls': {'cert_file': '%s'}}, " OK_TAIL "}", path);
+    ASSERT_STR_EQ(err_of(text), "redis.tls.key_file: missing: cert_file and key_file go together");
+    snprintf(text, sizeof text,
+             "{'redis': {'tls': {'cert_file': '%s', 'key_file': '%s'}}, " OK_TAIL "}", path, path);
+    ASSERT_STR_CONTAINS(err_of(text), "redis.tls.cert_file: does not load: ");
+    unlink(path);
+}
