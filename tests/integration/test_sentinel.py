@@ -209,3 +209,83 @@ def test_crierctl_finds_the_primary_through_sentinel(env):
         raise
     finally:
         topo.stop()
+
+
+def test_every_worker_follows_the_primary(env):
+    """With "workers": 2 each worker process runs its own Sentinel client:
+    both log the switch, and a job posted after it completes on the new
+    primary."""
+    topo = Topology(env.dir).start()
+    try:
+        old = topo.primary_port()
+        subs = {f"w{i:04d}": {"phone": f"+4478000{i:05d}", "name": f"W {i}"} for i in range(400)}
+        seed(client(old), subs, {"area:W": list(subs)})
+        assert client(old).execute_command("WAIT", 1, 10000) == 1
+        env.start_sim()
+        cfg = sentinel_crierd_config(topo, env.sim.port, consumer="crierd-w", workers=2,
+                                     **OVERRIDES)
+        d = Crierd(env.dir, cfg, name="crierd-w")
+        env.daemons.append(d)
+        d.start()
+        names = ("crierd-w-0", "crierd-w-1")
+        wait_until(lambda: d.check_alive() or all(
+            f"consumer '{n}'" in d.log_text() for n in names), 30, what="both workers ready")
+
+        trigger_sentinel_failover(topo, old)
+        new = topo.wait_switch(old, timeout=60)
+        line = re.compile(rf"\[?w(\d)\]?.*primary is now 127\.0\.0\.1:{new} "
+                          rf"\(was 127\.0\.0\.1:{old}")
+        wait_until(lambda: d.check_alive() or {m.group(1) for m in map(
+            line.search, d.log_text().splitlines()) if m} == {"0", "1"},
+            FOLLOW_S, 0.02, what="both workers to log the new primary")
+
+        r_new = client(new)
+        post_job(r_new, {"id": "after-switch", "priority": "urgent",
+                         "audience": {"segments": ["area:W"]}, "channels": ["sms"],
+                         "message": {"sms": "Test {{name}}"}})
+        h = wait_job(r_new, "after-switch", [d], timeout=60)
+        assert int(h["messages"]) == len(subs) == status_total(h)
+        assert set(env.sim.recipients("twilio")) == {f["phone"] for f in subs.values()}
+    except BaseException:
+        for title, text in topo.logs():
+            print(f"---- {title} ----\n{text}")
+        raise
+    finally:
+        topo.stop()
+
+
+def test_no_sentinel_answers(env):
+    """Sentinels that cannot be reached: /readyz says why, the metric shows
+    no primary known, and the rounds back off instead of spinning."""
+    from harness import free_port, start_unready
+    import urllib.error
+    import urllib.request
+
+    http = free_port()
+    nodes = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    cfg = sentinel_crierd_config(Topology(env.dir), 9, http={"listen": f"127.0.0.1:{http}"},
+                                 **OVERRIDES)
+    cfg["redis"]["sentinel"]["nodes"] = nodes
+    d = Crierd(env.dir, cfg, name="crierd-lost")
+    env.daemons.append(d)
+    start_unready(d)
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    want = "redis sentinel 'crier': no primary known: no Sentinel named the primary (2 asked)"
+    wait_until(lambda: d.check_alive() or (get("/readyz")[0] == 503
+                                           and want in get("/readyz")[1]),
+               10, 0.05, what="/readyz to name the lost Sentinels")
+    assert "crier_redis_sentinel_primary_known 0" in get("/metrics")[1]
+    rounds = re.compile(r"no Sentinel named the primary \(2 asked\); asking again in (\d+) ms")
+    before = len(rounds.findall(d.log_text()))
+    time.sleep(3)  # an observation window, not a synchronisation
+    waits = [int(w) for w in rounds.findall(d.log_text())]
+    assert before >= 1 and len(waits) - before <= 6, d.log_text()[-3000:]
+    assert waits == sorted(waits) and waits[-1] == OVERRIDES["redis"]["reconnect_max_ms"]
+    d.check_alive()
