@@ -335,7 +335,6 @@ static int open_conn(struct cr_sentinel *s, const char *name, const struct cr_re
 
 /* ---- the primary ---- */
 
-
 /* A Sentinel named a (how: which command, from which Sentinel). */
 static void primary_named(struct cr_sentinel *s, const struct cr_redis_addr *a, const char *how)
 {
@@ -503,7 +502,6 @@ static void ask_node(struct cr_sentinel *s)
 static void start_round(struct cr_sentinel *s)
 {
     uint64_t now = now_ms(s);
-
 
     if (s->gap_ms < ROUND_GAP_MS || now - s->round_started_ms >= GAP_RESET_MS)
         s->gap_ms = ROUND_GAP_MS;
