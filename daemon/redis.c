@@ -27,6 +27,7 @@
 #define BUF_KEEP (1024 * 1024)    /* a larger buffer is freed once empty */
 #define SPARE_MAX 256             /* finished command records kept for reuse */
 #define REASON_MAX 256
+#define ADDRS_MAX 8 /* addresses of one name tried in turn */
 
 struct buf {
     char *p;
@@ -107,9 +108,13 @@ struct cr_redis {
     char peer[300];
     struct conn *conn;
     struct lookup *lookup;
+    struct sockaddr_storage addrs[ADDRS_MAX]; /* what the host name resolved to */
+    int naddrs;
+    int next_addr; /* the one being tried */
     enum state state;
-    int doomed;     /* an error reply ends the connection after its callback */
-    int subscribed; /* a SUBSCRIBE was answered: messages go to push */
+    int doomed;         /* an error reply ends the connection after its callback */
+    int role_unchecked; /* check_role, but ROLE was not allowed: trusted unseen */
+    int subscribed;     /* a SUBSCRIBE was answered: messages go to push */
     int closing;
     int nopen; /* handles not closed yet: r is freed when none are left */
     uint64_t connect_deadline_ms;
@@ -351,7 +356,7 @@ static void become_ready(struct cr_redis *r)
     r->ready_since_ms = now_ms(r);
     r->reason[0] = '\0';
     say(r, &r->rep_ok, CR_LOG_INFO, "connected%s%s%s", r->tls ? " over TLS" : "",
-        r->check_role ? ", primary" : "", r->username ? ", ACL user" : "");
+        r->check_role && !r->role_unchecked ? ", primary" : "", r->username ? ", ACL user" : "");
     if (r->state_cb)
         r->state_cb(r, 1, r->ud);
 }
@@ -814,6 +819,18 @@ static void on_role(struct cr_redis *r, redisReply *reply, void *ud)
     (void)ud;
     if (reply == NULL || r->state != ST_HELLO)
         return;
+    if (reply->type == REDIS_REPLY_ERROR && (strncmp(reply->str, "NOPERM", 6) == 0 ||
+                                             strncmp(reply->str, "ERR unknown command", 19) == 0)) {
+        /* ROLE is an @admin command a least-privilege ACL user (or a managed
+         * service) may not have: a replica then shows itself by READONLY. */
+        say(r, &r->rep_fail, CR_LOG_WARN,
+            "cannot check that this is the primary (ROLE refused: %.100s); using it, a replica "
+            "will be noticed by its READONLY answers",
+            reply->str);
+        r->role_unchecked = 1;
+        become_ready(r);
+        return;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
         fail(r, "ROLE refused: %s", reply->str);
         return;
@@ -852,6 +869,7 @@ static void transport_up(struct cr_redis *r)
     int rc = 0;
 
     r->state = ST_HELLO;
+    r->role_unchecked = 0;
     if (r->password) {
         argv[argc++] = "AUTH";
         if (r->username)
@@ -910,6 +928,8 @@ static int tls_start(struct conn *c)
     return 0;
 }
 
+static void open_conn(struct cr_redis *r, const struct sockaddr *sa);
+
 static void on_connected(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
@@ -918,6 +938,13 @@ static void on_connected(uv_connect_t *req, int status)
 
     if (r == NULL)
         return; /* dropped meanwhile */
+    if (status < 0 && c->is_tcp && r->next_addr + 1 < r->naddrs) {
+        /* "localhost" may be ::1 first while Redis listens on 127.0.0.1 only */
+        detach(r);
+        r->next_addr++;
+        open_conn(r, (const struct sockaddr *)&r->addrs[r->next_addr]);
+        return;
+    }
     if (status < 0) {
         fail(r, "connect failed: %s", uv_strerror(status));
         return;
@@ -981,12 +1008,21 @@ static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
     free(lk);
     if (r != NULL) {
+        const struct addrinfo *ai;
+
         r->lookup = NULL;
-        if (status < 0 || res == NULL)
+        r->naddrs = 0;
+        r->next_addr = 0;
+        for (ai = status < 0 ? NULL : res; ai != NULL && r->naddrs < ADDRS_MAX; ai = ai->ai_next) {
+            if (ai->ai_addrlen <= sizeof(r->addrs[0]) &&
+                (ai->ai_family == AF_INET || ai->ai_family == AF_INET6))
+                memcpy(&r->addrs[r->naddrs++], ai->ai_addr, ai->ai_addrlen);
+        }
+        if (r->naddrs == 0)
             fail(r, "cannot resolve '%s': %s", r->addr.host,
                  uv_strerror(status < 0 ? status : UV_EAI_NONAME));
         else
-            open_conn(r, res->ai_addr);
+            open_conn(r, (const struct sockaddr *)&r->addrs[0]);
     }
     uv_freeaddrinfo(res);
 }
@@ -1026,7 +1062,6 @@ static int pick_address(struct cr_redis *r)
 
 static void start_connect(struct cr_redis *r)
 {
-    struct sockaddr_storage ss;
     struct addrinfo hints;
     struct lookup *lk;
     int rc;
@@ -1043,9 +1078,12 @@ static void start_connect(struct cr_redis *r)
         open_conn(r, NULL);
         return;
     }
-    if (uv_ip4_addr(r->addr.host, r->addr.port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(r->addr.host, r->addr.port, (struct sockaddr_in6 *)&ss) == 0) {
-        open_conn(r, (const struct sockaddr *)&ss);
+    r->naddrs = 0;
+    r->next_addr = 0;
+    if (uv_ip4_addr(r->addr.host, r->addr.port, (struct sockaddr_in *)&r->addrs[0]) == 0 ||
+        uv_ip6_addr(r->addr.host, r->addr.port, (struct sockaddr_in6 *)&r->addrs[0]) == 0) {
+        r->naddrs = 1;
+        open_conn(r, (const struct sockaddr *)&r->addrs[0]);
         return;
     }
     lk = calloc(1, sizeof(*lk));

@@ -56,7 +56,9 @@ struct cr_redis_opts {
     const char *username; /* ACL user: AUTH username password; NULL = AUTH password */
     const char *password; /* NULL = no AUTH */
     struct cr_redis_tls tls;
-    int check_role;              /* after AUTH send ROLE; ready only when it says master */
+    int check_role;              /* after AUTH send ROLE; ready only when it says master
+                                    (or refuses ROLE itself: NOPERM, unknown command,
+                                    logged; READONLY replies then reveal a replica) */
     cr_redis_resolve_cb resolve; /* NULL = host/port/path above */
     cr_redis_misplaced_cb misplaced;
     void *hook_ud;         /* ud of resolve and misplaced */

@@ -837,6 +837,16 @@ TEST(config_redis_unix_socket_user_and_tls)
     ASSERT(cfg.redis_path == NULL);
     cr_config_release(&cfg);
     ASSERT_STR_EQ(err_of("{'redis': {'tls': false}, " OK_TAIL "}"), "(accepted)");
+
+    /* the ACL user is a secret reference like the password */
+    setenv("CRIER_TEST_REDIS_USER", "crier-acl", 1);
+    ASSERT_INT_EQ(parse("{'redis': {'username': '$env:CRIER_TEST_REDIS_USER', 'password': 'p'}, "
+                        OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_username, "crier-acl");
+    cr_config_release(&cfg);
+    unsetenv("CRIER_TEST_REDIS_USER");
 }
 
 TEST(config_redis_connection_mistakes)
