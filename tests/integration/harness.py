@@ -721,26 +721,52 @@ def restart_sim(sim, timeout=30):
 
 # ---- a replicated Redis with Sentinels ---------------------------------------
 
+def tls_client_kw(tls):
+    """redis-py keyword arguments for a server of a topology with tls (None:
+    plain TCP)."""
+    return {"ssl": True, "ssl_ca_certs": str(tls["ca"])} if tls else {}
+
+
 class RedisNode(RedisServer):
     """One redis-server of a replicated topology, in its own directory under
-    workdir/name, optionally started as a replica of replicaof (a port)."""
+    workdir/name, optionally started as a replica of replicaof (a port). With
+    tls ({"cert", "key", "ca"} paths) its port speaks only TLS, replication
+    too."""
 
-    def __init__(self, workdir, name, replicaof=None):
+    def __init__(self, workdir, name, replicaof=None, tls=None):
         super().__init__(Path(workdir) / name)
         self.name = name
         self.replicaof = replicaof
+        self.tls = tls
 
     def _argv(self, port):
         argv = super()._argv(port)
+        if self.tls:
+            argv[argv.index("--port") + 1] = "0"
+            argv += ["--tls-port", str(port), "--tls-cert-file", str(self.tls["cert"]),
+                     "--tls-key-file", str(self.tls["key"]),
+                     "--tls-ca-cert-file", str(self.tls["ca"]), "--tls-auth-clients", "no",
+                     "--tls-replication", "yes"]
         if self.replicaof:
             argv += ["--replicaof", "127.0.0.1", str(self.replicaof)]
         return argv
 
+    def _ping(self, port):
+        try:
+            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
+                               socket_connect_timeout=1, **tls_client_kw(self.tls)).ping()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=30, socket_connect_timeout=5,
+                           **tls_client_kw(self.tls))
+
     def role(self):
         """"master" or "slave" as ROLE says, None when it does not answer."""
         try:
-            return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
-                               socket_connect_timeout=1).execute_command("ROLE")[0].decode()
+            return self.client().execute_command("ROLE")[0]
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return None
 
@@ -759,7 +785,8 @@ class SentinelProc:
     primary_port with the given quorum and a fast failure detection."""
 
     def __init__(self, workdir, index, master, primary_port, quorum=2,
-                 down_after_ms=1000, failover_timeout_ms=5000):
+                 down_after_ms=1000, failover_timeout_ms=5000, tls=None):
+        self.tls = tls
         self.dir = Path(workdir) / f"sentinel{index}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf_path = self.dir / "sentinel.conf"
@@ -771,8 +798,12 @@ class SentinelProc:
 
     def _write_conf(self, port):
         primary, quorum, down_after, failover_timeout = self.settings
+        tls = self.tls
+        listen = (f"port 0\ntls-port {port}\ntls-cert-file {tls['cert']}\n"
+                  f"tls-key-file {tls['key']}\ntls-ca-cert-file {tls['ca']}\n"
+                  f"tls-auth-clients no\ntls-replication yes\n") if tls else f"port {port}\n"
         self.conf_path.write_text(
-            f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n"
+            f"{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\n"
             f"dir {self.dir}\nlogfile \"\"\n"
             f"sentinel monitor {self.master} 127.0.0.1 {primary} {quorum}\n"
             f"sentinel down-after-milliseconds {self.master} {down_after}\n"
@@ -781,7 +812,8 @@ class SentinelProc:
 
     def client(self):
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=5, socket_connect_timeout=2)
+                           socket_timeout=5, socket_connect_timeout=2,
+                           **tls_client_kw(self.tls))
 
     def start(self, timeout=30):
         for _ in range(8):
@@ -794,7 +826,8 @@ class SentinelProc:
                     return "exited"
                 try:
                     return redis.Redis(host="127.0.0.1", port=p, socket_timeout=1,
-                                       socket_connect_timeout=1).ping() and "up"
+                                       socket_connect_timeout=1,
+                                       **tls_client_kw(self.tls)).ping() and "up"
                 except (redis.ConnectionError, redis.TimeoutError):
                     return False
 
@@ -829,7 +862,8 @@ class Topology:
     replica's link is up and every Sentinel sees the replica and the other
     Sentinels, so a failover can be asked for at once."""
 
-    def __init__(self, workdir, master="crier", nsentinels=3, quorum=2):
+    def __init__(self, workdir, master="crier", nsentinels=3, quorum=2, tls=None):
+        self.tls = tls  # {"cert", "key", "ca"}: every node and Sentinel speaks only TLS
         self.dir = Path(workdir)
         self.master = master
         self.nsentinels = nsentinels
@@ -838,12 +872,12 @@ class Topology:
         self.sentinels = []
 
     def start(self, timeout=60):
-        primary = RedisNode(self.dir, "node1").start()
-        replica = RedisNode(self.dir, "node2", replicaof=primary.port).start()
+        primary = RedisNode(self.dir, "node1", tls=self.tls).start()
+        replica = RedisNode(self.dir, "node2", replicaof=primary.port, tls=self.tls).start()
         self.nodes = {primary.port: primary, replica.port: replica}
         wait_until(replica.link_up, timeout, 0.05, what="the replica's link to the primary")
         self.sentinels = [SentinelProc(self.dir, i + 1, self.master, primary.port,
-                                       self.quorum).start()
+                                       self.quorum, tls=self.tls).start()
                           for i in range(self.nsentinels)]
         self.wait_healthy(primary.port, timeout)
         return self
@@ -893,6 +927,10 @@ class Topology:
 
     def node(self, port):
         return self.nodes[port]
+
+    def client(self, port):
+        """A client of the node on port (TLS when the topology has it)."""
+        return self.nodes[port].client()
 
     def wait_switch(self, old_port, timeout=60):
         """Waits until a majority of the Sentinels name a primary other than

@@ -305,3 +305,53 @@ def test_no_sentinel_answers(env):
     assert before >= 1 and len(waits) - before <= 6, d.log_text()[-3000:]
     assert waits == sorted(waits) and waits[-1] == OVERRIDES["redis"]["reconnect_max_ms"]
     d.check_alive()
+
+
+def test_sentinel_over_tls(env):
+    """Nodes and Sentinels that speak only TLS: crierd asks the Sentinels and
+    reaches the primary over TLS with redis.tls, broadcasts, follows a
+    failover and broadcasts on the new primary."""
+    from certs import make_ca, make_server_cert
+
+    ca, ca_key = make_ca(env.dir / "ca")
+    cert, key = make_server_cert(env.dir / "ca", ca, ca_key, name="redis")
+    topo = Topology(env.dir, tls={"cert": cert, "key": key, "ca": ca}).start()
+    try:
+        old = topo.primary_port()
+        subs = {f"t{i:04d}": {"phone": f"+4478100{i:05d}", "name": f"T {i}"} for i in range(300)}
+        seed(topo.client(old), subs, {"area:T": list(subs)})
+        env.start_sim()
+        cfg = sentinel_crierd_config(topo, env.sim.port, **OVERRIDES)
+        cfg["redis"]["tls"] = {"ca_file": str(ca)}
+        d = Crierd(env.dir, cfg, name="crierd-tls")
+        env.daemons.append(d)
+        d.start()
+        assert "through 3 Sentinels (TLS)" in d.log_text()
+        assert f"redis 'commands' 127.0.0.1:{old}: connected over TLS" in d.log_text()
+
+        def broadcast(port, job_id):
+            env.sim.reset()
+            post_job(topo.client(port), {"id": job_id, "priority": "urgent",
+                                         "audience": {"segments": ["area:T"]},
+                                         "channels": ["sms"], "message": {"sms": "Hi {{name}}"}})
+            h = wait_job(topo.client(port), job_id, [d], timeout=60)
+            assert int(h["messages"]) == len(subs) == status_total(h)
+            assert set(env.sim.recipients("twilio")) == {f["phone"] for f in subs.values()}
+
+        broadcast(old, "tls-before")
+        assert topo.client(old).execute_command("WAIT", 1, 10000) == 1
+        topo.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", topo.master)
+        new = topo.wait_switch(old, timeout=60)
+        line = f"primary is now 127.0.0.1:{new} (was 127.0.0.1:{old}, +switch-master from"
+        wait_until(lambda: d.check_alive() or line in d.log_text(), FOLLOW_S, 0.02,
+                   what=f"crierd to log '{line}'")
+        wait_until(lambda: d.check_alive() or
+                   f"redis 'commands' 127.0.0.1:{new}: connected over TLS" in d.log_text(),
+                   FOLLOW_S, 0.02, what="the commands connection on the new primary over TLS")
+        broadcast(new, "tls-after")
+    except BaseException:
+        for title, text in topo.logs():
+            print(f"---- {title} ----\n{text}")
+        raise
+    finally:
+        topo.stop()
