@@ -13,6 +13,7 @@
 #define CR_MAX_PROVIDERS 16
 #define CR_MAX_CHANNEL_PROVIDERS 4
 #define CR_WORKERS_MAX 64
+#define CR_SENTINEL_NODES_MAX 16
 
 struct cr_provider_conf {
     char *name;                       /* key under "providers" */
@@ -75,6 +76,13 @@ struct cr_config {
                                       unrecorded slot is freed (WAIT), 0 = none; "auto"
                                       (the default): cr_config_wait_replicas_auto() */
     long redis_wait_timeout_ms;    /* the longest a WAIT waits, default 1000 */
+    /* redis.sentinel: the primary is found through Sentinel instead of host/port */
+    char *redis_sentinel_master;   /* name Sentinel monitors it by; NULL = no Sentinel */
+    char **redis_sentinel_nodes;   /* "host:port" of each Sentinel, checked */
+    size_t redis_sentinel_nnodes;  /* 1..CR_SENTINEL_NODES_MAX when master is set */
+    char *redis_sentinel_username; /* ACL user on the Sentinels, NULL = none */
+    char *redis_sentinel_password; /* NULL = no AUTH to the Sentinels */
+    long redis_sentinel_timeout_ms; /* one Sentinel query (connect + answer), default 500 */
 
     char *consumer;                /* consumer name in the groups, default the host name */
     int workers;                   /* event-loop processes, default 1; "auto" = one per core */

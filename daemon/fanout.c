@@ -532,7 +532,7 @@ void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_
             if (b->flush_busy)
                 return;
         }
-        if (!any_inflight(b))
+        if (!any_inflight(b) && b->loads_pending == 0) /* else the last answer frees it */
             batch_free(b);
         return;
     }
@@ -881,7 +881,9 @@ static void supp_step_done(struct cr_batch *b)
     if (b->dead) {
         if (b->err)
             batch_failed(b);
-        batch_free(b);
+        /* early outcomes may be on their way to Redis: that write's end frees it */
+        if (!b->flush_busy)
+            batch_free(b);
         return;
     }
     hand_out(b);

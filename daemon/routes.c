@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "replicas.h"
 #include "replies.h"
+#include "sentinel.h"
 #include "webhooks.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
@@ -55,6 +56,9 @@ static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
     if (d->stopping) {
         cr_buf_appendf(&b, "shutting down\n");
     } else {
+        if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL)
+            cr_buf_appendf(&b, "redis sentinel '%s': no primary known: %s\n",
+                           cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
         redis_down(&b, "commands", d->rc);
         redis_down(&b, "reader", d->rb);
         redis_down(&b, "urgent", d->ru);
