@@ -12,6 +12,8 @@ BENCH_OUT (results directory, bench/results). valgrind, when present, counts
 the instructions per message of crierd and redis-server."""
 
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -284,8 +286,17 @@ class Bench:
         return sorted(out)
 
     # -- a job --
-    def post(self, job, r=None):
-        entry = harness.post_job(r or self.r, job)
+    def post(self, job, r=None, sign=None):
+        """XADDs job; sign = (key id, secret) signs the entry as an integrator
+        would (key, ts, sig = v1=HMAC-SHA256(secret, ts "." job))."""
+        if sign is None:
+            entry = harness.post_job(r or self.r, job)
+        else:
+            doc = json.dumps(job)
+            ts = str(int(time.time()))
+            mac = hmac.new(sign[1].encode(), f"{ts}.{doc}".encode(), hashlib.sha256)
+            entry = (r or self.r).xadd(f"{PREFIX}jobs", {"job": doc, "key": sign[0], "ts": ts,
+                                                         "sig": "v1=" + mac.hexdigest()})
         return int(entry.split("-")[0])
 
     def wait_done(self, job_id, d, timeout, r=None, poll_s=0.01):
@@ -312,16 +323,17 @@ class Bench:
         """The benchmark's crierd config with the given "workers" (1: as it is)."""
         return self.config if workers == 1 else dict(self.config, workers=workers)
 
-    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1):
+    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1,
+                  sign=None):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
-        supervisor and its workers."""
+        supervisor and its workers. sign: see post()."""
         d = self.crierd(self.config_with(workers))
         pids = [d.proc.pid] + child_pids(d.proc.pid)
         self.sim.reset()
         calls0, rcpu0 = command_calls(self.r), redis_cpu_s(self.r)
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
-        xadd_ms = self.post(self.job(job_id, priority, segment, channels))
+        xadd_ms = self.post(self.job(job_id, priority, segment, channels), sign=sign)
         h = self.wait_done(job_id, d, timeout)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
         rcpu1, calls1 = redis_cpu_s(self.r), command_calls(self.r)
@@ -795,6 +807,12 @@ def summary(res):
          fmt(u["during_bulk_complete_ms"], ",.0f") + " ms"),
         ("urgent completed before the bulk job", str(u["completed_before_bulk"])),
     ]
+    si = f.get("intake_signed")
+    if si:
+        rows += [("small job unsigned / signed (same config, same round)",
+                  f"{fmt(si['unsigned_msgs_per_s'])} / {fmt(si['signed_msgs_per_s'])} msg/s, "
+                  f"{fmt(si['unsigned_cpu_us_per_msg'], ',.1f')} / "
+                  f"{fmt(si['signed_cpu_us_per_msg'], ',.1f')} us CPU/msg")]
     uw = f.get("urgent_workers", {})
     if uw.get("bulk"):
         rows += [
@@ -836,6 +854,46 @@ def summary(res):
     for a, b in rows:
         print(f"{a:<{width}}  {b}")
     print("-" * (width + 40))
+
+
+BENCH_KEY = ("bench", "bench-integrator-secret-0123456789")
+
+
+def intake_signed_rounds(b, runs, segment="bench:small"):
+    """Signed beside unsigned: in each round the same job through the same
+    config (an integrator key whose scopes allow it), once unsigned and once
+    signed, so the cost of checking the signature and the scopes shows as the
+    difference per message. Returns (unsigned runs, signed runs)."""
+    plain_config = b.config
+    b.config = dict(plain_config, integrators={BENCH_KEY[0]: {
+        "secret": BENCH_KEY[1], "segments": ["*"], "max_priority": "urgent",
+        "max_audience": 0}})
+    unsigned, signed = [], []
+    try:
+        for i in range(runs):
+            unsigned.append(b.crier_run(f"intake-unsigned-{i + 1}", segment,
+                                        ["email", "sms", "push"]))
+            signed.append(b.crier_run(f"intake-signed-{i + 1}", segment,
+                                      ["email", "sms", "push"], sign=BENCH_KEY))
+    finally:
+        b.config = plain_config
+    return unsigned, signed
+
+
+def intake_signed_figures(unsigned, signed):
+    def col(rows, key):
+        return [r.get(key) if r else None for r in rows]
+
+    return {
+        "unsigned_msgs_per_s": figure(col(unsigned, "rate"), "messages/s",
+                                      "the small job, unsigned, config with an integrator key"),
+        "signed_msgs_per_s": figure(col(signed, "rate"), "messages/s",
+                                    "the same job signed (signature and scopes checked)"),
+        "unsigned_cpu_us_per_msg": figure(col(unsigned, "cpu_us_per_msg"), "us"),
+        "signed_cpu_us_per_msg": figure(col(signed, "cpu_us_per_msg"), "us"),
+        "signed_vs_unsigned_per_round": [ratio(s.get("rate"), u.get("rate"))
+                                         for u, s in zip(unsigned, signed)],
+    }
 
 
 def main():
@@ -884,6 +942,7 @@ def main():
         small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
                  for i in range(RUNS)]
         instr = b.instructions_run(N_COST)
+        intake_unsigned, intake_signed = intake_signed_rounds(b, RUNS)
 
         t_seed = time.monotonic()
         seeds["bulk"] = b.seed("b", 0, N_BULK, "bench:bulk", "email")
@@ -1015,12 +1074,14 @@ def main():
                                     f"{N_COST:,}-subscriber three-channel job (workers 1): "
                                     f"compare builds by this, as it hardly moves with the "
                                     f"machine's load" if name == "crierd" else None)
+        f["intake_signed"] = intake_signed_figures(intake_unsigned, intake_signed)
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
                           "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
                           "peer": peer, "instructions": instr, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
-                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w}
+                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w,
+                          "intake_unsigned": intake_unsigned, "intake_signed": intake_signed}
     finally:
         b.close()
     result["wall_seconds"] = round(time.monotonic() - t_start, 1)
