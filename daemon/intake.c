@@ -253,16 +253,17 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
 static int check_signed(struct item *it, const char *doc, size_t len, const struct cr_signed *sg,
                         unsigned char mac[CR_SIG_MAC_LEN], struct cr_job_error *err)
 {
+    static const struct cr_signed unsigned_entry = {NULL, NULL, NULL};
     const struct cr_config *cfg = it->in->d->cfg;
     const struct cr_integrator *who = NULL;
     int rc;
 
-    if (sg == NULL || (sg->key == NULL && sg->sig == NULL && sg->ts == NULL)) {
-        if (!cfg->intake_require_signed)
-            return 0;
-    }
-    rc = cr_auth_verify(cfg->integrators, sg ? sg : &(struct cr_signed){NULL, NULL, NULL}, doc,
-                        len, cr_now_ms(), cfg->intake_sig_window_s, &who, mac, err);
+    if (sg == NULL)
+        sg = &unsigned_entry;
+    if (sg->key == NULL && sg->sig == NULL && sg->ts == NULL && !cfg->intake_require_signed)
+        return 0; /* unsigned, and allowed to be */
+    rc = cr_auth_verify(cfg->integrators, sg, doc, len, cr_now_ms(), cfg->intake_sig_window_s,
+                        &who, mac, err);
     if (rc != 0)
         return rc;
     snprintf(it->key, sizeof(it->key), "%s", who->id);
