@@ -1,7 +1,9 @@
 # crier: crierd (the daemon), crier-sim (provider simulator), crierctl (operator CLI).
 #   make            build everything into build/
 #   make test       install missing packages, build, run unit and integration tests
-#   make run        install missing packages, build, run the demo broadcast
+#   make run        install missing runtime packages, build, run the demo broadcast
+#   make demo-up    leave the demo's redis-server, crier-sim and crierd running (.demo/)
+#   make demo-down  stop what demo-up started
 #   make bench      run the benchmark
 #   SANITIZE=address,undefined   build with sanitizers;  WERROR=1   warnings are errors
 
@@ -14,7 +16,7 @@ PYTHON  ?= /usr/bin/python3
 
 CC      ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS    := libuv hiredis libcurl libcjson openssl libjwt uuid
+PKGS    := libuv hiredis libcurl libcjson openssl libjwt uuid libsystemd
 
 WARN    := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes \
            -Wwrite-strings -Wformat=2 -Wvla -fno-common -Wno-format-nonliteral
@@ -54,11 +56,20 @@ CRIERCTL := $(BUILD)/crierctl
 UNIT     := $(BUILD)/crier-unit
 BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(UNIT)
 
-.PHONY: all deps test unit integration run bench install uninstall clean format fuzz fuzz-run
+.PHONY: all deps deps-test deps-bench test unit integration run demo-up demo-down bench install \
+        uninstall clean format fuzz fuzz-run
 all: $(BINS)
 
+# Packages by purpose (scripts/install-deps.sh): `run` only what building and
+# running needs; the tests' and the benchmark's tools on top for those targets.
 deps:
-	@sh scripts/install-deps.sh
+	@sh scripts/install-deps.sh run
+
+deps-test:
+	@sh scripts/install-deps.sh test
+
+deps-bench:
+	@sh scripts/install-deps.sh bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,7 +92,7 @@ $(UNIT): $(call obj,$(UNIT_SRC)) $(BUILD)/libcrier.a
 
 # The whole suite: unit tests, then integration tests against real redis-server
 # and crier-sim; ends with "N passed, N failed".
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=5
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
@@ -93,7 +104,17 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh scripts/demo.sh
 
-bench: deps
+# The demo left running for trying things by hand: state (config, logs, pids)
+# in DEMO_DIR; `make demo-down` stops it.
+DEMO_DIR ?= .demo
+demo-up: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh scripts/demo.sh up --dir $(DEMO_DIR)
+
+demo-down:
+	@BUILD=$(BUILD) sh scripts/demo.sh down --dir $(DEMO_DIR)
+
+bench: deps-bench
 	@$(MAKE) --no-print-directory all $(BUILD)/http_bare $(BUILD)/crier-seed
 	@BUILD=$(BUILD) sh bench/run.sh
 
@@ -166,6 +187,13 @@ install: all
 	install -m 755 $(CRIERD) $(CRIERSIM) $(DESTDIR)$(BINDIR)/
 	$(if $(CLI_SRC),install -m 755 $(CRIERCTL) $(DESTDIR)$(BINDIR)/)
 	install -m 644 config/crierd.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json
+	@# a starting config the unit runs with; an existing one (the operator's) is kept
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json"; \
+	else \
+		echo "install -m 644 config/crierd.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json"; \
+		install -m 644 config/crierd.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json; \
+	fi
 	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crierd.service.in \
 		> $(DESTDIR)$(UNITDIR)/crierd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/crierd.service
@@ -173,6 +201,7 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/crierd $(DESTDIR)$(BINDIR)/crier-sim $(DESTDIR)$(BINDIR)/crierctl
 	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json $(DESTDIR)$(UNITDIR)/crierd.service
+	@# crierd.json is the operator's: uninstall leaves it (and so its directory)
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/crier 2>/dev/null
 
 clean:

@@ -36,7 +36,8 @@ static void usage(FILE *out)
     fprintf(out, "\n" CTL_COMMON_HELP
                  "\n`crierctl COMMAND --help` describes a command.\n"
                  "Exit codes: 0 ok, 1 the operation failed or the job failed/was rejected,\n"
-                 "2 usage error, 3 cannot reach Redis, 4 not found.\n");
+                 "2 usage error, 3 cannot reach Redis, 4 not found,\n"
+                 "5 send: a job with this id exists already (not posted).\n");
 }
 
 /* redis://[[user]:password@]host[:port][/db] or unix:///path into ctl. */
@@ -119,6 +120,9 @@ int main(int argc, char **argv)
     ctl.tty = isatty(STDOUT_FILENO);
     ctl.cmd = "";
     if (url && *url && parse_url(&ctl, url) < 0)
+        return CTL_EXIT_USAGE;
+    if (getenv("CRIER_REDIS_SENTINEL") != NULL &&
+        cr_ctl_common_opt(&ctl, CTL_OPT_SENTINEL, getenv("CRIER_REDIS_SENTINEL")) < 0)
         return CTL_EXIT_USAGE;
 
     opterr = 1;

@@ -147,13 +147,17 @@ static int check_nul(struct ctx *c, const char *doc, size_t len)
     size_t i;
 
     for (i = 0; i < len; i++) {
-        if (doc[i] == '\0')
+        if (doc[i] == '\0') {
+            c->err->at = (long)i;
             return fail(c, "bad_encoding", "document: NUL byte at byte %zu", i);
+        }
         if (doc[i] != '\\' || i + 1 >= len)
             continue;
-        if (doc[i + 1] == 'u' && i + 5 < len && memcmp(doc + i + 2, "0000", 4) == 0)
+        if (doc[i + 1] == 'u' && i + 5 < len && memcmp(doc + i + 2, "0000", 4) == 0) {
+            c->err->at = (long)i;
             return fail(c, "bad_encoding",
                         "document: \\u0000 at byte %zu; no string may contain NUL", i);
+        }
         i++; /* skip the escaped character, so "\\u0000" is text */
     }
     return 0;
@@ -840,6 +844,7 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
     c.err = err ? err : &scratch;
     c.err->code[0] = '\0';
     c.err->message[0] = '\0';
+    c.err->at = -1;
 
     if (len > lim->doc_bytes) {
         fail(&c, "too_large", "document is %zu bytes, over the limit of %zu", len, lim->doc_bytes);
@@ -855,6 +860,7 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
         if (end == NULL || end < doc || end > doc + len)
             end = doc + len;
         fail(&c, "not_json", "document is not JSON: syntax error at byte %zu", (size_t)(end - doc));
+        c.err->at = (long)(end - doc);
         goto out;
     }
     for (i = (size_t)(end - doc); i < len; i++) {
@@ -863,6 +869,7 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
                  "document is not JSON: unexpected data after the value at "
                  "byte %zu",
                  i);
+            c.err->at = (long)i;
             goto out;
         }
     }

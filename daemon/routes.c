@@ -2,6 +2,7 @@
  * links and /api/v1 handed to their modules, everything else 404/405. */
 #include "routes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +12,9 @@
 #include "cr_log.h"
 #include "httpd.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "replies.h"
+#include "sentinel.h"
 #include "webhooks.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
@@ -49,21 +52,30 @@ static void redis_down(struct cr_buf *b, const char *name, const struct cr_redis
 static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
 {
     struct cr_buf b;
+    char note[256];
 
     cr_buf_init(&b, 4096);
     if (d->stopping) {
         cr_buf_appendf(&b, "shutting down\n");
     } else {
+        if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL)
+            cr_buf_appendf(&b, "redis sentinel '%s': no primary known: %s\n",
+                           cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
         redis_down(&b, "commands", d->rc);
         redis_down(&b, "reader", d->rb);
         redis_down(&b, "urgent", d->ru);
         if (b.len == 0 && d->cfg->nproviders == 0)
             cr_buf_appendf(&b, "no providers configured\n");
     }
-    if (b.len == 0)
+    if (b.len == 0 && cr_replicas_degraded(d->replicas, note, sizeof(note))) {
+        /* still ready: crierd sends on, but a failover now could lose outcomes */
+        cr_buf_appendf(&b, "ready (degraded: %s)\n", note);
+        cr_httpd_respond(req, 200, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    } else if (b.len == 0) {
         text(req, 200, NULL, "ready\n");
-    else
+    } else {
         cr_httpd_respond(req, 503, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    }
     cr_buf_release(&b);
 }
 

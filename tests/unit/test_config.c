@@ -382,6 +382,27 @@ TEST(config_log_level)
                   "log_level: must be one of error, warn, info, debug, got 'verbose'");
 }
 
+TEST(config_log_format_and_repeat_window)
+{
+    struct cr_config cfg;
+    char err[512];
+
+    ASSERT_STR_EQ(err_of("{'log_format': 'syslog', " OK_TAIL "}"),
+                  "log_format: must be one of auto, text, journal, json, got 'syslog'");
+    ASSERT_STR_EQ(err_of("{'log_repeat_s': 3601, " OK_TAIL "}"),
+                  "log_repeat_s: must be an integer from 0 to 3600, got 3601");
+    ASSERT_INT_EQ(parse("{" OK_TAIL "}", &cfg, err, sizeof err), 0);
+    ASSERT_STR_EQ(cfg.log_format, "auto");
+    ASSERT_INT_EQ(cfg.log_repeat_s, 10);
+    cr_config_release(&cfg);
+    ASSERT_INT_EQ(parse("{'log_format': 'json', 'log_repeat_s': 0, " OK_TAIL "}", &cfg, err,
+                        sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.log_format, "json");
+    ASSERT_INT_EQ(cfg.log_repeat_s, 0);
+    cr_config_release(&cfg);
+}
+
 TEST(config_urls)
 {
     ASSERT_STR_EQ(err_of("{'public_url': 'ftp://x', " OK_TAIL "}"),
