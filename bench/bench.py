@@ -12,6 +12,8 @@ BENCH_OUT (results directory, bench/results). valgrind, when present, counts
 the instructions per message of crierd and redis-server."""
 
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -285,8 +287,17 @@ class Bench:
         return sorted(out)
 
     # -- a job --
-    def post(self, job, r=None):
-        entry = harness.post_job(r or self.r, job)
+    def post(self, job, r=None, sign=None):
+        """XADDs job; sign = (key id, secret) signs the entry as an integrator
+        would (key, ts, sig = v1=HMAC-SHA256(secret, ts "." job))."""
+        if sign is None:
+            entry = harness.post_job(r or self.r, job)
+        else:
+            doc = json.dumps(job)
+            ts = str(int(time.time()))
+            mac = hmac.new(sign[1].encode(), f"{ts}.{doc}".encode(), hashlib.sha256)
+            entry = (r or self.r).xadd(f"{PREFIX}jobs", {"job": doc, "key": sign[0], "ts": ts,
+                                                         "sig": "v1=" + mac.hexdigest()})
         return int(entry.split("-")[0])
 
     def wait_done(self, job_id, d, timeout, r=None, poll_s=0.01):
@@ -314,18 +325,18 @@ class Bench:
         return self.config if workers == 1 else dict(self.config, workers=workers)
 
     def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1,
-                  config=None, r=None):
+                  config=None, r=None, sign=None):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
         supervisor and its workers. config and r: another crierd config and the
-        Redis (primary) it uses, instead of the bench's own."""
+        Redis (primary) it uses, instead of the bench's own. sign: see post()."""
         r = r or self.r
         d = self.crierd(config or self.config_with(workers), r=r)
         pids = [d.proc.pid] + child_pids(d.proc.pid)
         self.sim.reset()
         calls0, rcpu0 = command_calls(r), redis_cpu_s(r)
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
-        xadd_ms = self.post(self.job(job_id, priority, segment, channels), r=r)
+        xadd_ms = self.post(self.job(job_id, priority, segment, channels), r=r, sign=sign)
         h = self.wait_done(job_id, d, timeout, r=r)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
         rcpu1, calls1 = redis_cpu_s(r), command_calls(r)
@@ -900,6 +911,12 @@ def summary(res):
          fmt(u["during_bulk_complete_ms"], ",.0f") + " ms"),
         ("urgent completed before the bulk job", str(u["completed_before_bulk"])),
     ]
+    si = f.get("intake_signed")
+    if si:
+        rows += [("small job unsigned / signed (same config, same round)",
+                  f"{fmt(si['unsigned_msgs_per_s'])} / {fmt(si['signed_msgs_per_s'])} msg/s, "
+                  f"{fmt(si['unsigned_cpu_us_per_msg'], ',.1f')} / "
+                  f"{fmt(si['signed_cpu_us_per_msg'], ',.1f')} us CPU/msg")]
     uw = f.get("urgent_workers", {})
     if uw.get("bulk"):
         rows += [
@@ -944,6 +961,42 @@ def summary(res):
     for a, b in rows:
         print(f"{a:<{width}}  {b}")
     print("-" * (width + 40))
+
+
+BENCH_KEY = ("bench", "bench-integrator-secret-0123456789")
+
+
+def intake_signed_rounds(b, runs, segment="bench:small"):
+    """Signed beside unsigned: in each round the same job through the same
+    config (an integrator key whose scopes allow it), once unsigned and once
+    signed, so the cost of checking the signature and the scopes shows as the
+    difference per message. Returns (unsigned runs, signed runs)."""
+    config = dict(b.config, integrators={BENCH_KEY[0]: {
+        "secret": BENCH_KEY[1], "segments": ["*"], "max_priority": "urgent",
+        "max_audience": 0}})
+    unsigned, signed = [], []
+    for i in range(runs):
+        unsigned.append(b.crier_run(f"intake-unsigned-{i + 1}", segment,
+                                    ["email", "sms", "push"], config=config))
+        signed.append(b.crier_run(f"intake-signed-{i + 1}", segment,
+                                  ["email", "sms", "push"], config=config, sign=BENCH_KEY))
+    return unsigned, signed
+
+
+def intake_signed_figures(unsigned, signed):
+    def col(rows, key):
+        return [r.get(key) if r else None for r in rows]
+
+    return {
+        "unsigned_msgs_per_s": figure(col(unsigned, "rate"), "messages/s",
+                                      "the small job, unsigned, config with an integrator key"),
+        "signed_msgs_per_s": figure(col(signed, "rate"), "messages/s",
+                                    "the same job signed (signature and scopes checked)"),
+        "unsigned_cpu_us_per_msg": figure(col(unsigned, "cpu_us_per_msg"), "us"),
+        "signed_cpu_us_per_msg": figure(col(signed, "cpu_us_per_msg"), "us"),
+        "signed_vs_unsigned_per_round": [ratio(s.get("rate"), u.get("rate"))
+                                         for u, s in zip(unsigned, signed)],
+    }
 
 
 def main():
@@ -997,6 +1050,7 @@ def main():
         small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
                  for i in range(RUNS)]
         instr = b.instructions_run(N_COST)
+        intake_unsigned, intake_signed = intake_signed_rounds(b, RUNS)
 
         t_seed = time.monotonic()
         seeds["bulk"] = b.seed("b", 0, N_BULK, "bench:bulk", "email")
@@ -1130,13 +1184,15 @@ def main():
                                     f"{N_COST:,}-subscriber three-channel job (workers 1): "
                                     f"compare builds by this, as it hardly moves with the "
                                     f"machine's load" if name == "crierd" else None)
+        f["intake_signed"] = intake_signed_figures(intake_unsigned, intake_signed)
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
                           "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
                           "peer": peer, "instructions": instr, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
                           "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w,
-                          "sentinel": ha}
+                          "sentinel": ha,
+                          "intake_unsigned": intake_unsigned, "intake_signed": intake_signed}
     finally:
         b.close()
     result["wall_seconds"] = round(time.monotonic() - t_start, 1)

@@ -2,6 +2,7 @@
  * secret references in it and checks every key, so that a bad config stops
  * startup with the key path and what is wrong. */
 #include "config.h"
+#include "auth.h"
 
 #include "cr_buf.h"
 #include "cr_error.h"
@@ -645,7 +646,8 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
-                                       "workers",  "log_format", "log_repeat_s", NULL};
+                                       "workers",  "log_format", "log_repeat_s", "integrators",
+                                       NULL};
 static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
                                          "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
@@ -668,6 +670,7 @@ static const struct num_field redis_nums[] = {
 static const struct num_field intake_nums[] = {
     {"block_ms", NUM_LONG, CFG(intake_block_ms), 1, 60000},
     {"max_jobs", NUM_INT, CFG(intake_max_jobs), 1, 1000},
+    {"sig_window_s", NUM_LONG, CFG(intake_sig_window_s), 1, 86400},
 };
 static const struct num_field fanout_nums[] = {
     {"batch_size", NUM_INT, CFG(batch_size), 1, 10000},
@@ -767,6 +770,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->redis_sentinel_timeout_ms = 500;
     cfg->intake_block_ms = 1000;
     cfg->intake_max_jobs = 16;
+    cfg->intake_sig_window_s = 300;
     cfg->batch_size = 500;
     cfg->max_batches = 8;
     cfg->reclaim_idle_ms = 60000;
@@ -1140,6 +1144,32 @@ static int get_flag(struct ctx *c, const cJSON *obj, const char *parent, const c
     }
     *out = cJSON_IsTrue(v) ? 1 : 0;
     return 0;
+}
+
+/* "intake": its numbers, require_signed, and the integrator keys it checks. */
+static int parse_intake(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    static const char *const more[] = {"require_signed", NULL};
+    const char *keys[COUNT(intake_nums) + 1];
+    const cJSON *obj;
+    int rc;
+
+    rc = get_obj(c, root, "intake", &obj);
+    if (rc == 0 && obj != NULL) {
+        table_keys(intake_nums, COUNT(intake_nums), keys);
+        rc = check_keys(c, obj, "intake", keys, more);
+        if (rc == 0)
+            rc = read_nums(c, obj, "intake", intake_nums, COUNT(intake_nums), cfg);
+        if (rc == 0)
+            rc = get_flag(c, obj, "intake", "require_signed", &cfg->intake_require_signed);
+    }
+    if (rc == 0) {
+        rc = cr_integrators_parse(cJSON_GetObjectItemCaseSensitive(root, "integrators"),
+                                  &cfg->integrators, c->err, c->errlen);
+        if (rc == CR_ENOMEM)
+            rc = oom(c);
+    }
+    return rc;
 }
 
 /* "host:port" with a numeric port; the host may be a name, an IPv4 address
@@ -1617,7 +1647,7 @@ int cr_config_parse_with(const char *text, size_t len,
     if (rc == 0)
         rc = parse_log_format(&c, cfg, root);
     if (rc == 0)
-        rc = num_section(&c, root, "intake", intake_nums, COUNT(intake_nums), cfg);
+        rc = parse_intake(&c, cfg, root);
     if (rc == 0)
         rc = num_section(&c, root, "fanout", fanout_nums, COUNT(fanout_nums), cfg);
     if (rc == 0)
@@ -1700,6 +1730,8 @@ void cr_config_release(struct cr_config *cfg)
 
     if (cfg == NULL)
         return;
+    cr_integrators_free(cfg->integrators);
+    cfg->integrators = NULL;
     for (i = 0; i < cfg->nproviders && i < CR_MAX_PROVIDERS; i++) {
         struct cr_provider_conf *p = &cfg->providers[i];
 

@@ -10,6 +10,8 @@
 #include "cr_provider.h"
 #include "cr_types.h"
 
+struct cr_integrators;
+
 #define CR_MAX_PROVIDERS 16
 #define CR_MAX_CHANNEL_PROVIDERS 4
 #define CR_WORKERS_MAX 64
@@ -92,6 +94,9 @@ struct cr_config {
     /* intake */
     long intake_block_ms;          /* default 1000 */
     int intake_max_jobs;           /* jobs read per call, default 16 */
+    int intake_require_signed;     /* unsigned jobs are dead-lettered "unauthorized", default 0 */
+    long intake_sig_window_s;      /* a signature's ts may be this far off now, default 300 */
+    struct cr_integrators *integrators; /* "integrators" (auth.h), NULL = none; owned */
 
     /* fan-out */
     int batch_size;                /* subscribers per batch, default 500 */

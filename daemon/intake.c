@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "cr_error.h"
+#include "sigs.h"
 #include "cr_log.h"
 #include "expander.h"
 #include "fanout.h"
@@ -18,7 +20,7 @@
 
 #define DEAD_DOC_MAX (64 * 1024)
 #define ACCEPT_KEYS 8 /* job, events, jobs, recent, scheduled, ledger, seen, dead */
-#define ACCEPT_ARGS 10
+#define ACCEPT_ARGS 12
 #define STRIKE_BASE_MS 250 /* first wait after a failed step; doubled per failure */
 
 struct item {
@@ -29,6 +31,8 @@ struct item {
     int have_job;
     struct cr_jobctx *jc;   /* the job as the fan-out uses it, handed over once accepted */
     struct cr_first_page *pf; /* its audience's first page, read ahead of acceptance */
+    char key[CR_KEY_ID_MAX + 1]; /* the integrator key that signed it, "" unsigned */
+    long max_audience;        /* that key's audience cap, 0 none */
     struct item *next;
 };
 
@@ -131,7 +135,12 @@ static void reject(struct item *it, const char *doc, size_t len, const struct cr
     if (len > DEAD_DOC_MAX)
         len = DEAD_DOC_MAX;
     rc = cr_redis_cmd(d->rc, NULL, NULL, 0, "MULTI");
-    if (rc == 0)
+    if (rc == 0 && it->key[0])
+        rc = cr_redis_cmd(d->rc, NULL, NULL, 0,
+                          "XADD %s * job %b error %s code %s entry %s key %s", d->keys.dead,
+                          doc ? doc : "", doc ? len : (size_t)0, err->message, err->code,
+                          it->entry, it->key);
+    else if (rc == 0)
         rc = cr_redis_cmd(d->rc, NULL, NULL, 0, "XADD %s * job %b error %s code %s entry %s",
                           d->keys.dead, doc ? doc : "", doc ? len : (size_t)0, err->message,
                           err->code, it->entry);
@@ -330,6 +339,7 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     char expires[24];
     char nseg[24];
     char nreq[24];
+    char cap[24];
     const char **argv = calloc(argc, sizeof(*argv));
     size_t *lens = calloc(argc, sizeof(*lens));
     char *sets = calloc(nsets + 1, CR_KEY_MAX);
@@ -375,6 +385,7 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
         cr_key_for(&d->keys, "seg", name, sets + i * CR_KEY_MAX, CR_KEY_MAX);
         argv[ACCEPT_KEYS + i] = sets + i * CR_KEY_MAX;
     }
+    snprintf(cap, sizeof(cap), "%ld", it->max_audience);
     a = argv + nkeys;
     a[0] = it->id;
     a[1] = it->entry;
@@ -386,6 +397,8 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     a[7] = d->cfg->group;
     a[8] = nseg;
     a[9] = nreq;
+    a[10] = it->key; /* a signed job: its key, and the audience that key may reach */
+    a[11] = cap;
     for (i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     lens[nkeys + 4] = len;
@@ -401,9 +414,35 @@ out:
         cr_intake_release(it->in, it->entry);
 }
 
-void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len)
+/* Checks who signed the entry (see cr_intake_take). Returns 0 (accepted as
+ * far as signing goes; it->key set when signed), CR_EINVAL with err filled
+ * (reject), or CR_ENOMEM. mac gets the signature of a signed entry. */
+static int check_signed(struct item *it, const char *doc, size_t len, const struct cr_signed *sg,
+                        unsigned char mac[CR_SIG_MAC_LEN], struct cr_job_error *err)
+{
+    static const struct cr_signed unsigned_entry = {NULL, NULL, NULL};
+    const struct cr_config *cfg = it->in->d->cfg;
+    const struct cr_integrator *who = NULL;
+    int rc;
+
+    if (sg == NULL)
+        sg = &unsigned_entry;
+    if (sg->key == NULL && sg->sig == NULL && sg->ts == NULL && !cfg->intake_require_signed)
+        return 0; /* unsigned, and allowed to be */
+    rc = cr_auth_verify(cfg->integrators, sg, doc, len, cr_now_ms(), cfg->intake_sig_window_s,
+                        &who, mac, err);
+    if (rc != 0)
+        return rc;
+    snprintf(it->key, sizeof(it->key), "%s", who->id);
+    it->max_audience = who->max_audience;
+    return 0;
+}
+
+void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len,
+                    const struct cr_signed *sg)
 {
     struct item *it = calloc(1, sizeof(*it));
+    unsigned char mac[CR_SIG_MAC_LEN];
     struct cr_job_error err;
     int rc;
 
@@ -426,7 +465,9 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
         reject(it, NULL, 0, &err);
         return;
     }
-    rc = cr_job_parse(doc, len, &in->d->cfg->limits, &it->job, &err);
+    rc = check_signed(it, doc, len, sg, mac, &err);
+    if (rc == 0)
+        rc = cr_job_parse(doc, len, &in->d->cfg->limits, &it->job, &err);
     if (rc == CR_ENOMEM) {
         /* not the document's fault: leave it pending, it is read again later */
         cr_error("job entry %s: out of memory while validating; left pending", entry);
@@ -438,10 +479,24 @@ void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, si
         return;
     }
     it->have_job = 1;
-    if (it->job.id[0])
+    if (it->key[0]) {
+        rc = cr_auth_scopes(cr_integrator_find(in->d->cfg->integrators, it->key), &it->job, &err);
+        if (rc != 0) {
+            reject(it, doc, len, &err);
+            return;
+        }
+    }
+    if (it->job.id[0]) {
         snprintf(it->id, sizeof(it->id), "%s", it->job.id);
-    else
+    } else if (it->key[0]) {
+        /* named by its signature, so that a replayed entry is the same job */
+        char hex[33];
+
+        cr_hex(mac, 16, hex);
+        snprintf(it->id, sizeof(it->id), "s-%s", hex);
+    } else {
         snprintf(it->id, sizeof(it->id), "job-%s", entry);
+    }
     if (given_up_before(in, entry, it->id))
         return;
     accept_job(it, doc, len, 1);

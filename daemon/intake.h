@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "daemon.h"
 
 int cr_intake_init(struct cr_daemon *d, struct cr_intake **out);
@@ -17,8 +18,12 @@ int cr_intake_has_room(const struct cr_intake *in);
 /* Whether entry is being handled here already. */
 int cr_intake_has(const struct cr_intake *in, const char *entry);
 
-/* Takes entry; doc is the "job" field (NULL when missing), len its length. */
-void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len);
+/* Takes entry; doc is the "job" field (NULL when missing), len its length;
+ * sg the entry's "key", "sig" and "ts" fields (each NULL when missing). A
+ * signed entry is verified and held to its key's scopes; an unsigned one is
+ * refused when intake.require_signed is on. */
+void cr_intake_take(struct cr_intake *in, const char *entry, const char *doc, size_t len,
+                    const struct cr_signed *sg);
 
 /* Takes a "resume" entry: scheduled job id fell due (schedule.c); its
  * document is read back from crier:job:<id>. */

@@ -140,13 +140,17 @@ static void take_entry(struct cr_reader *r, int s, const redisReply *e)
         size_t len = 0;
         const char *doc = field(fields, "job", &len);
         const char *resume = field(fields, "resume", NULL);
+        struct cr_signed sg;
 
         if (cr_intake_has(r->d->intake, id->str))
             return;
+        sg.key = field(fields, "key", NULL);
+        sg.sig = field(fields, "sig", NULL);
+        sg.ts = field(fields, "ts", NULL);
         if (doc == NULL && resume != NULL)
             cr_intake_resume(r->d->intake, id->str, resume);
         else
-            cr_intake_take(r->d->intake, id->str, doc, len);
+            cr_intake_take(r->d->intake, id->str, doc, len, &sg);
         return;
     }
     if (!cr_fanout_has(r->d->fanout, (enum cr_priority)(s - 1), id->str))

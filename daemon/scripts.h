@@ -12,7 +12,8 @@ enum cr_script {
     /* KEYS job, events, jobs, recent jobs index, scheduled, ledger, seen set,
      * dead-letter stream, then the audience sets (segments, require,
      * exclude); ARGV id, entry, priority, now_ms, doc, send_at_ms,
-     * expires_at_ms, group, number of segments, number of require sets.
+     * expires_at_ms, group, number of segments, number of require sets, key
+     * id of a signed job ("" none), its max_audience ("0" none).
      * Checks the type of every key before writing. Returns {2,"accepted"}
      * new, {3,"scheduled"} new and due later (entry acked), {1,state} the
      * same intake entry again (resume), {0,state} a duplicate id (entry
@@ -24,6 +25,8 @@ enum cr_script {
      * expected step, new_src, new_cursor, ids (comma separated), done, now_ms,
      * group, entry, retention_s. Appends the ids not yet in the audience as one
      * batch and moves the expansion on, only if no other step came first.
+     * A job whose hash has max_audience gets no batch entry past it: the rest
+     * are counted in beyond_audience, and code/reason say "forbidden".
      * Returns the new step (>= 1), -1 (already expanded), -2 (another
      * expander moved on) or -3 (the job failed: one of its keys holds the
      * wrong type, or it had failed before; entry acked). */

@@ -659,11 +659,13 @@ TEST(config_example_loads)
 
     setenv("SENDGRID_API_KEY", "SG.test", 1);
     setenv("FCM_ACCESS_TOKEN", "ya29.test", 1);
+    setenv("CRIER_KEY_WEB", "web-key-secret-0123456789", 1);
     rc = cr_config_parse(spliced, len, &cfg, err, sizeof err);
     free(spliced);
     unlink(cred);
     unsetenv("SENDGRID_API_KEY");
     unsetenv("FCM_ACCESS_TOKEN");
+    unsetenv("CRIER_KEY_WEB");
     if (rc != 0)
         fprintf(stderr, "  example: %s\n", err);
     ASSERT_INT_EQ(rc, 0);
