@@ -1,4 +1,5 @@
-# crier: crierd (the daemon), crier-sim (provider simulator), crierctl (operator CLI).
+# crier: crierd (the daemon), crier-sim (provider simulator), crierctl (operator CLI),
+# crier-audit (keeps receipts, replies and job events in SQLite or PostgreSQL).
 #   make            build everything into build/
 #   make test       install missing packages, build, run unit and integration tests
 #   make run        install missing packages, build, run the demo broadcast
@@ -33,8 +34,12 @@ endif
 
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# SQL client libraries: crier-audit and crierctl only
+SQL_PKGS   := sqlite3 libpq
+SQL_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(SQL_PKGS) 2>/dev/null)
+SQL_LIBS   := $(shell $(PKG_CONFIG) --libs $(SQL_PKGS) 2>/dev/null)
 CPPFLAGS += -Iinclude -Idaemon -MMD -MP
-CFLAGS   += $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS)
+CFLAGS   += $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS) $(SQL_CFLAGS)
 LDFLAGS  += $(LDSAN)
 LDLIBS   += $(PKG_LIBS) -lhttp_parser -lcsv -lm
 
@@ -43,16 +48,19 @@ CORE_SRC   := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard work
 SIM_SRC    := $(wildcard sim/*.c)
 CLI_SRC    := $(wildcard cli/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
+AUDIT_SRC  := $(filter-out audit/main.c,$(wildcard audit/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 CORE_OBJ   := $(call obj,$(CORE_SRC))
+AUDIT_OBJ  := $(call obj,$(AUDIT_SRC))
 
 CRIERD   := $(BUILD)/crierd
 CRIERSIM := $(BUILD)/crier-sim
 CRIERCTL := $(BUILD)/crierctl
 UNIT     := $(BUILD)/crier-unit
-BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(UNIT)
+AUDIT    := $(BUILD)/crier-audit
+BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(AUDIT) $(UNIT)
 
 .PHONY: all deps test unit integration run bench install uninstall clean format fuzz fuzz-run
 all: $(BINS)
@@ -73,11 +81,14 @@ $(CRIERD): $(call obj,daemon/main.c) $(BUILD)/libcrier.a
 $(CRIERSIM): $(call obj,$(SIM_SRC)) $(BUILD)/libcrier.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnghttp2
 
-$(CRIERCTL): $(call obj,$(CLI_SRC)) $(BUILD)/libcrier.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(CRIERCTL): $(call obj,$(CLI_SRC)) $(AUDIT_OBJ) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SQL_LIBS)
 
-$(UNIT): $(call obj,$(UNIT_SRC)) $(BUILD)/libcrier.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(AUDIT): $(call obj,audit/main.c) $(AUDIT_OBJ) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SQL_LIBS)
+
+$(UNIT): $(call obj,$(UNIT_SRC)) $(AUDIT_OBJ) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SQL_LIBS)
 
 # The whole suite: unit tests, then integration tests against real redis-server
 # and crier-sim; ends with "N passed, N failed".
