@@ -21,6 +21,7 @@ struct cr_httpd;
 struct cr_metrics;
 struct cr_retry;
 struct cr_schedule;
+struct cr_audit_trim;
 
 struct cr_daemon {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ struct cr_daemon {
     struct cr_metrics *metrics;
     struct cr_retry *retry;
     struct cr_schedule *schedule;
+    struct cr_audit_trim *audit_trim; /* the receipts' trim floor for the audit sink */
     size_t retry_waiting;       /* size of the retry set when last seen */
     int stopping;               /* SIGTERM seen: take no new work */
     int exit_code;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "daemon.h"
@@ -53,6 +54,7 @@ static void on_http_closed(void *ud)
     cr_expander_free(d->expander);
     cr_retry_free(d->retry);
     cr_schedule_free(d->schedule);
+    cr_audit_trim_free(d->audit_trim);
     cr_fanout_free(d->fanout);
     cr_dispatch_free(d->dispatch);
 }
@@ -67,6 +69,7 @@ static void close_all(struct cr_daemon *d)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     cr_reader_stop(d->reader);
+    cr_audit_trim_stop(d->audit_trim);
     cr_redis_close(d->rb);
     cr_redis_close(d->ru);
     cr_redis_close(d->rc);
@@ -224,6 +227,8 @@ static int start(struct cr_daemon *d)
         rc = cr_retry_init(d, &d->retry);
     if (rc == 0)
         rc = cr_schedule_init(d, &d->schedule);
+    if (rc == 0)
+        rc = cr_audit_trim_init(d, &d->audit_trim);
     if (rc == 0)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)

@@ -205,3 +205,82 @@ def test_postgresql_kills_and_restart_lose_and_double_nothing(env, pg):
     rig.finish("audit-pg-1")
     rig.wait_stored()
     check_database(pg.psql, env.r, "audit-pg-1")
+
+
+def metrics(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("crier_audit_"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_receipts_kept_for_the_audit_up_to_maxlen(env):
+    """While the audit group exists, crierd trims crier:receipts below what it
+    has acknowledged (not to MAXLEN); with the sink stopped nothing it has not
+    stored is trimmed, until receipts.maxlen: then the trimmed receipts are
+    counted in /metrics and a log line, and are exactly the ones missing in SQL."""
+    maxlen = 2000
+    env.start_redis()
+    env.start_sim()
+    port = free_port()
+    d = env.crierd(receipts={"maxlen": maxlen}, http={"listen": f"127.0.0.1:{port}"})
+    path = str(env.dir / "audit.db")
+    audit = Audit(env.dir, audit_config(env.redis.port, {"type": "sqlite", "path": path}))
+    env.daemons.append(audit)
+    subs = {f"t{i:05d}": {"email": f"t{i:05d}@mail.crier.test", "name": f"T {i}"}
+            for i in range(2600)}
+    ids = sorted(subs)
+    seed(env.r, subs, {"area:T1": ids[:1500], "area:T2": ids[:300], "area:T3": ids[:1000],
+                       "area:T4": ids[:2600]})
+    receipts = f"{PREFIX}receipts"
+    q = sqlite_query(path)
+
+    def run(job_id, seg):
+        post_job(env.r, {"id": job_id, "audience": {"segments": [seg]}, "channels": ["email"],
+                         "message": {"subject": "s", "text": "t"}})
+        return int(wait_job(env.r, job_id, [d], timeout=120)["messages"])
+
+    def acked():
+        last = env.r.xinfo_stream(receipts)["last-generated-id"]
+        return group_caught_up(env.r, receipts, last, AUDIT_GROUP)
+
+    audit.start()
+    n1 = run("trim-1", "area:T1")
+    wait_until(acked, 60, 0.05, what="the audit to store job 1")
+    # crierd learns the group's position within a second; the next writes trim below it
+    wait_until(lambda: env.r.get(f"{receipts}:audit-floor") is not None
+               and env.r.get(f"{receipts}:audit-floor") >= env.r.xinfo_stream(receipts)
+               ["last-generated-id"].split("-")[0], 10, 0.05, what="the floor to move up")
+    n2 = run("trim-2", "area:T2")
+    assert env.r.xlen(receipts) < n1, "stored receipts are trimmed, not kept up to maxlen"
+    wait_until(acked, 60, 0.05, what="the audit to store job 2")
+    assert int(q("SELECT count(*) FROM messages")[0][0]) == n1 + n2
+
+    # the sink stops: nothing it has not stored is trimmed below the ceiling
+    audit.kill()
+    start = env.r.xinfo_stream(receipts)["last-generated-id"]
+    n3 = run("trim-3", "area:T3")
+    kept = env.r.xrange(receipts, min=start, max="+")
+    assert sum(1 for _i, f in kept if f.get("job") == "trim-3") == n3
+    wait_until(lambda: metrics(port).get('crier_audit_backlog{group="audit"}', 0) >= n3, 10,
+               0.05, what="the backlog in /metrics")
+    assert metrics(port)["crier_audit_receipts_missed"] == 0
+
+    # at receipts.maxlen the stream is trimmed past the group, and that is counted
+    n4 = run("trim-4", "area:T4")
+    assert env.r.xlen(receipts) <= maxlen + 200
+    wait_until(lambda: metrics(port)["crier_audit_receipts_missed"] > 0, 10, 0.05,
+               what="the missed receipts in /metrics")
+    missed = int(env.r.get(f"{receipts}:audit-missed"))
+    assert missed >= n3 + n4 - maxlen - 200
+    wait_until(lambda: "before the audit stored them" in d.log_text(), 10, 0.05,
+               what="the log line about receipts trimmed before they were stored")
+    audit.start()
+    wait_until(acked, 60, 0.05, what="the audit to catch up")
+    stored = int(q("SELECT count(*) FROM messages WHERE job IN ('trim-3', 'trim-4')")[0][0])
+    assert stored + missed == n3 + n4, (stored, missed, n3, n4)
