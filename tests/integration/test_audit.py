@@ -7,17 +7,19 @@ The population is small by default (the machine is shared); CRIER_AUDIT_N sets
 it, and test_hundred_thousand runs the issue's 100,000 residents when
 CRIER_AUDIT_BIG=1 (it takes minutes)."""
 
+import csv
+import io
 import json
 import os
 import random
 import sqlite3
-import time
+import subprocess
 
 import pytest
 
-from harness import (AUDIT_GROUP, PREFIX, Audit, HarnessError, Postgres, audit_config, counter,
-                     free_port, group_caught_up, make_population, post_job, seed, wait_job,
-                     wait_until)
+from harness import (AUDIT_GROUP, PREFIX, Audit, HarnessError, Postgres, audit_config, binary,
+                     counter, free_port, group_caught_up, make_population, post_job, seed,
+                     wait_job, wait_until)
 
 N = int(os.environ.get("CRIER_AUDIT_N", "1500"))
 STREAMS = ("receipts", "replies", "events")
@@ -149,6 +151,35 @@ def check_database(q, r, job_id):
     return rows
 
 
+def crierctl_audit(*args):
+    res = subprocess.run([binary("crierctl"), "audit", *args], stdin=subprocess.DEVNULL,
+                         capture_output=True, timeout=120)
+    return res.returncode, res.stdout.decode(), res.stderr.decode()
+
+
+def check_crierctl(db_args, r, subs, job_ids):
+    """crierctl audit --job ID --csv gives one row per message; --sub ID every
+    message to that resident with the text in the language used."""
+    for job_id in job_ids:
+        code, out, err = crierctl_audit(*db_args, "--job", job_id, "--csv")
+        assert code == 0, err
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert len(rows) == int(r.hget(f"{PREFIX}job:{job_id}", "messages"))
+        assert len({(x["pos"], x["channel"]) for x in rows}) == len(rows)
+    pl = next(s for s, f in sorted(subs.items()) if f["lang"] == "pl" and f.get("phone")
+              and (not f.get("channels") or "sms" in f["channels"]))
+    code, out, err = crierctl_audit(*db_args, "--sub", pl, "--csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    sms = [x for x in rows if x["channel"] == "sms"]
+    assert {x["job"] for x in sms} == set(job_ids), rows
+    assert all(x["lang"] == "pl" and x["text"].startswith("Czy czujesz") for x in sms), sms
+    code, out, _ = crierctl_audit(*db_args, "--sub", pl, "--since", "2999-01-01")
+    assert code == 4 and out == ""
+    code, _, err = crierctl_audit(*db_args, "--sub", pl, "--since", "yesterday")
+    assert code == 2 and "--since" in err
+
+
 def test_sqlite_one_row_per_message(env):
     path = str(env.dir / "audit.db")
     rig = Rig(env, {"type": "sqlite", "path": path})
@@ -165,6 +196,9 @@ def test_sqlite_one_row_per_message(env):
     rig.send_and_answer("audit-sqlite-2", answers=3)
     rig.wait_stored()
     check_database(sqlite_query(path), env.r, "audit-sqlite-2")
+    check_crierctl(["--sqlite", path], env.r, rig.subs, ["audit-sqlite-1", "audit-sqlite-2"])
+    check_crierctl(["--config", str(rig.audit.config_path)], env.r, rig.subs,
+                   ["audit-sqlite-1", "audit-sqlite-2"])
 
 
 @pytest.fixture
@@ -205,6 +239,7 @@ def test_postgresql_kills_and_restart_lose_and_double_nothing(env, pg):
     rig.finish("audit-pg-1")
     rig.wait_stored()
     check_database(pg.psql, env.r, "audit-pg-1")
+    check_crierctl(["--postgresql", pg.conninfo], env.r, rig.subs, ["audit-pg-1"])
 
 
 def metrics(port):
