@@ -158,16 +158,22 @@ fuzz-run: fuzz
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/crier $(DESTDIR)$(UNITDIR)
-	install -m 755 $(CRIERD) $(CRIERSIM) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(CRIERD) $(CRIERSIM) $(AUDIT) $(DESTDIR)$(BINDIR)/
 	$(if $(CLI_SRC),install -m 755 $(CRIERCTL) $(DESTDIR)$(BINDIR)/)
 	install -m 644 config/crierd.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json
 	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crierd.service.in \
 		> $(DESTDIR)$(UNITDIR)/crierd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/crierd.service
+	install -m 644 config/crier-audit.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.example.json
+	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crier-audit.service.in \
+		> $(DESTDIR)$(UNITDIR)/crier-audit.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/crier-audit.service
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/crierd $(DESTDIR)$(BINDIR)/crier-sim $(DESTDIR)$(BINDIR)/crierctl
+	rm -f $(DESTDIR)$(BINDIR)/crier-audit
 	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json $(DESTDIR)$(UNITDIR)/crierd.service
+	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.example.json $(DESTDIR)$(UNITDIR)/crier-audit.service
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/crier 2>/dev/null
 
 clean:

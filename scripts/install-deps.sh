@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev 
 libcjson-dev libhttp-parser-dev libjwt-dev libcsv-dev uuid-dev libnghttp2-dev
 redis-server redis-tools curl openssl tzdata python3 python3-pytest python3-redis python3-aiosmtpd
 prometheus
-clang libclang-rt-14-dev wrk gnuplot-nox"
+clang libclang-rt-14-dev wrk gnuplot-nox
+libsqlite3-dev libpq-dev postgresql"
 
 missing=""
 for p in $PKGS; do
