@@ -135,28 +135,73 @@ void cr_store_close(struct cr_store *s)
     free(s);
 }
 
-/* Binds $1..$n by name: SQLite numbers parameters in order of first use,
- * which need not be the numeric order. */
+/* SQLite keeps named and numbered parameters ("$1", "?1") in a list it
+ * searches for each one, which makes a statement of thousands of values
+ * quadratic to prepare; anonymous "?" parameters are not searched. So when
+ * the placeholders run $1, $2, $3... in order (every multi-row insert does)
+ * they become "?", else "?N". The SQL crier writes has no '$' in literals. */
+static char *lite_numbered(const char *sql)
+{
+    char *out = strdup(sql);
+    const char *p;
+    char *w;
+    long next = 1;
+    int in_order = 1;
+
+    if (out == NULL)
+        return NULL;
+    for (p = sql; *p; p++)
+        if (p[0] == '$' && p[1] >= '0' && p[1] <= '9') {
+            char *end;
+
+            if (strtol(p + 1, &end, 10) != next++)
+                in_order = 0;
+            p = end - 1;
+        }
+    for (p = sql, w = out; *p; p++) {
+        if (p[0] == '$' && p[1] >= '0' && p[1] <= '9') {
+            *w++ = '?';
+            if (in_order) {
+                while (p[1] >= '0' && p[1] <= '9')
+                    p++;
+            }
+            continue;
+        }
+        *w++ = *p;
+    }
+    *w = '\0';
+    return out;
+}
+
 static int lite_prepare(struct cr_store *s, const char *sql, int n, const char *const *params,
                         sqlite3_stmt **out)
 {
     sqlite3_stmt *st = NULL;
-    int i;
+    char *text = lite_numbered(sql);
+    int count;
+    int ix;
+    int rc;
 
     *out = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (text == NULL) {
+        cr_strlcpy(s->err, "out of memory", sizeof(s->err));
+        return CR_ENOMEM;
+    }
+    rc = sqlite3_prepare_v2(s->db, text, -1, &st, NULL);
+    free(text);
+    if (rc != SQLITE_OK)
         return lite_fail(s);
-    for (i = 0; i < n; i++) {
-        char name[16];
-        int ix;
-
-        snprintf(name, sizeof(name), "$%d", i + 1);
-        ix = sqlite3_bind_parameter_index(st, name);
-        if (ix == 0)
-            continue;
-        if (params[i] == NULL ? sqlite3_bind_null(st, ix) != SQLITE_OK
-                              : sqlite3_bind_text(st, ix, params[i], -1, SQLITE_STATIC) !=
-                                    SQLITE_OK) {
+    count = sqlite3_bind_parameter_count(st);
+    if (count > n) {
+        snprintf(s->err, sizeof(s->err), "statement wants %d parameters, %d given", count, n);
+        sqlite3_finalize(st);
+        return CR_EIO;
+    }
+    for (ix = 1; ix <= count; ix++) {
+        rc = params[ix - 1] == NULL
+                 ? sqlite3_bind_null(st, ix)
+                 : sqlite3_bind_text(st, ix, params[ix - 1], -1, SQLITE_STATIC);
+        if (rc != SQLITE_OK) {
             sqlite3_finalize(st);
             return lite_fail(s);
         }

@@ -189,3 +189,19 @@ TEST(audit_store_is_idempotent_and_receipts_update)
     cr_audit_batch_clear(&b);
     cr_store_close(s);
 }
+
+TEST(audit_store_parameters_out_of_order)
+{
+    struct cr_store *s = NULL;
+    const char *p[2] = {"a", "b"};
+    char err[256];
+    char buf[64];
+
+    ASSERT_INT_EQ(cr_store_open(CR_STORE_SQLITE, ":memory:", &s, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(cr_store_exec(s, "CREATE TABLE t (x TEXT, y TEXT)", 0, NULL), 0);
+    ASSERT_INT_EQ(cr_store_exec(s, "INSERT INTO t (x, y) VALUES ($2, $1)", 2, p), 0);
+    ASSERT_STR_EQ(one(s, "SELECT x || y FROM t", buf), "ba");
+    ASSERT_INT_EQ(cr_store_exec(s, "INSERT INTO t (x, y) VALUES ($1, $1)", 2, p), 0);
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM t WHERE x = 'a' AND y = 'a'", buf), "1");
+    cr_store_close(s);
+}
