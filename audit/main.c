@@ -80,6 +80,7 @@ static const char *const stream_names[CR_AS__COUNT] = {"receipts", "replies", "e
 static void pump(struct app *a);
 static void maybe_db(struct app *a);
 static void on_retry_timer(uv_timer_t *t);
+static void create_groups(struct app *a);
 
 static void close_all(struct app *a)
 {
@@ -505,11 +506,15 @@ static void on_read(struct cr_redis *r, redisReply *reply, void *ud)
         maybe_done(a);
         return;
     }
+    if (reply && cr_reply_is_error(reply) && strncmp(reply->str, "NOGROUP", 7) == 0) {
+        cr_warn("audit: group '%s' is gone (%s); creating it again", a->cfg.group, reply->str);
+        create_groups(a);
+        return;
+    }
     if (reply == NULL || cr_reply_is_error(reply)) {
-        if (reply)
-            cr_warn("audit: XREADGROUP failed (%s); retry in %ld ms", reply->str,
-                    a->cfg.retry_max_ms);
         backoff(a);
+        if (reply)
+            cr_warn("audit: XREADGROUP failed (%s); retry in %ld ms", reply->str, a->retry_ms);
         uv_timer_start(&a->retry_timer, on_retry_timer, (uint64_t)a->retry_ms, 0);
         return;
     }
@@ -605,25 +610,34 @@ static void on_group(struct cr_redis *r, redisReply *reply, void *ud)
     pump(a);
 }
 
+/* Creates the group on each stream (an existing one is kept); reading starts
+ * once all three answered. Whatever was read and not acknowledged is read
+ * again from this consumer's history first. */
+static void create_groups(struct app *a)
+{
+    size_t s;
+
+    a->groups_ready = 0;
+    for (s = 0; s < CR_AS__COUNT; s++)
+        a->history[s] = 1;
+    a->groups_waiting = 0;
+    for (s = 0; s < CR_AS__COUNT; s++)
+        /* from "0": the group starts with what the streams still hold */
+        if (cr_redis_cmd(a->r, on_group, a, 0, "XGROUP CREATE %s %s 0 MKSTREAM", a->keys[s],
+                         a->cfg.group) == 0)
+            a->groups_waiting++;
+}
+
 static void on_state(struct cr_redis *r, int connected, void *ud)
 {
     struct app *a = ud;
-    size_t s;
 
     (void)r;
     if (!connected) {
         a->groups_ready = 0;
         return;
     }
-    /* whatever was read and not acknowledged is read again from our history */
-    for (s = 0; s < CR_AS__COUNT; s++)
-        a->history[s] = 1;
-    a->groups_waiting = 0;
-    for (s = 0; s < CR_AS__COUNT; s++)
-        /* from "0": the group starts with what the streams still hold */
-        if (cr_redis_cmd(r, on_group, a, 0, "XGROUP CREATE %s %s 0 MKSTREAM", a->keys[s],
-                         a->cfg.group) == 0)
-            a->groups_waiting++;
+    create_groups(a);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

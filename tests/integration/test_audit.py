@@ -196,6 +196,10 @@ def test_sqlite_one_row_per_message(env):
     assert rig.audit.term() == 0
     assert sqlite_query(path)("SELECT version FROM crier_schema") == [["1"]]
     rig.audit.start()
+    # a group removed under it is made again (from the start: nothing doubles)
+    env.r.xgroup_destroy(f"{PREFIX}receipts", AUDIT_GROUP)
+    wait_until(lambda: "creating it again" in rig.audit.log_text(), 30, 0.05,
+               what="crier-audit to notice its group is gone")
     rig.send_and_answer("audit-sqlite-2", answers=3)
     rig.wait_stored()
     check_database(sqlite_query(path), env.r, "audit-sqlite-2")
