@@ -2,7 +2,9 @@
 # crier-audit (keeps receipts, replies and job events in SQLite or PostgreSQL).
 #   make            build everything into build/
 #   make test       install missing packages, build, run unit and integration tests
-#   make run        install missing packages, build, run the demo broadcast
+#   make run        install missing runtime packages, build, run the demo broadcast
+#   make demo-up    leave the demo's redis-server, crier-sim and crierd running (.demo/)
+#   make demo-down  stop what demo-up started
 #   make bench      run the benchmark
 #   SANITIZE=address,undefined   build with sanitizers;  WERROR=1   warnings are errors
 
@@ -15,7 +17,7 @@ PYTHON  ?= /usr/bin/python3
 
 CC      ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS    := libuv hiredis libcurl libcjson openssl libjwt uuid
+PKGS    := libuv hiredis libcurl libcjson openssl libjwt uuid libsystemd
 
 WARN    := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes \
            -Wwrite-strings -Wformat=2 -Wvla -fno-common -Wno-format-nonliteral
@@ -25,7 +27,7 @@ ifdef WERROR
 WARN    += -Werror
 endif
 ifdef SANITIZE
-OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 LDSAN   := -fsanitize=$(SANITIZE)
 BUILD   ?= build-san
 else
@@ -62,11 +64,20 @@ UNIT     := $(BUILD)/crier-unit
 AUDIT    := $(BUILD)/crier-audit
 BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(AUDIT) $(UNIT)
 
-.PHONY: all deps test unit integration run bench install uninstall clean format fuzz fuzz-run
+.PHONY: all deps deps-test deps-bench test unit integration run demo-up demo-down bench install \
+        uninstall clean format fuzz fuzz-run
 all: $(BINS)
 
+# Packages by purpose (scripts/install-deps.sh): `run` only what building and
+# running needs; the tests' and the benchmark's tools on top for those targets.
 deps:
-	@sh scripts/install-deps.sh
+	@sh scripts/install-deps.sh run
+
+deps-test:
+	@sh scripts/install-deps.sh test
+
+deps-bench:
+	@sh scripts/install-deps.sh bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -92,7 +103,7 @@ $(UNIT): $(call obj,$(UNIT_SRC)) $(AUDIT_OBJ) $(BUILD)/libcrier.a
 
 # The whole suite: unit tests, then integration tests against real redis-server
 # and crier-sim; ends with "N passed, N failed".
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=5
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
@@ -104,7 +115,17 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh scripts/demo.sh
 
-bench: deps
+# The demo left running for trying things by hand: state (config, logs, pids)
+# in DEMO_DIR; `make demo-down` stops it.
+DEMO_DIR ?= .demo
+demo-up: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh scripts/demo.sh up --dir $(DEMO_DIR)
+
+demo-down:
+	@BUILD=$(BUILD) sh scripts/demo.sh down --dir $(DEMO_DIR)
+
+bench: deps-bench
 	@$(MAKE) --no-print-directory all $(BUILD)/http_bare $(BUILD)/crier-seed
 	@BUILD=$(BUILD) sh bench/run.sh
 
@@ -119,13 +140,20 @@ $(BUILD)/crier-seed: bench/seed.c
 
 # Fuzz targets (fuzz/fuzz_*.c, see fuzz/targets.h). `make fuzz` builds a corpus
 # replay driver per target with $(CC) and, when clang is installed, a libFuzzer
-# binary; `make fuzz-run` replays fuzz/corpus/<target> and then fuzzes each
-# target for FUZZ_SECONDS (new inputs go to $(BUILD)/fuzz/work-<target>).
+# binary with AddressSanitizer and UndefinedBehaviorSanitizer; `make fuzz-run`
+# replays fuzz/corpus/<target> and then fuzzes each target for FUZZ_SECONDS (new
+# inputs go to $(BUILD)/fuzz/work-<target>). Any sanitizer report fails the run:
+# nothing recovers (-fno-sanitize-recover=all, halt_on_error), the exit status
+# is not trusted alone (a log with a report fails too), and the report is printed.
 FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
 FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 10
 CLANG        ?= $(shell command -v clang 2>/dev/null)
 FUZZ_STUBS   := tests/unit/test_webhooks_clock.c
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_ENV      := UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0
+SAN_REPORT   := runtime error|ERROR: AddressSanitizer|ERROR: LeakSanitizer|SUMMARY: UndefinedBehaviorSanitizer
 
 $(BUILD)/fuzz/replay-%: fuzz/fuzz_%.c fuzz/replay.c fuzz/targets.h $(BUILD)/libcrier.a
 	@mkdir -p $(dir $@)
@@ -133,23 +161,32 @@ $(BUILD)/fuzz/replay-%: fuzz/fuzz_%.c fuzz/replay.c fuzz/targets.h $(BUILD)/libc
 
 $(BUILD)/fuzz/clang/libcrier.a: $(COMMON_SRC) $(CORE_SRC)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz/clang CC=$(CLANG) SANITIZE= \
-		OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $@
+		OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $@
 
 $(BUILD)/fuzz/libfuzzer-%: fuzz/fuzz_%.c fuzz/targets.h $(BUILD)/fuzz/clang/libcrier.a
-	$(CLANG) $(CPPFLAGS) $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-		-o $@ $< $(FUZZ_STUBS) $(BUILD)/fuzz/clang/libcrier.a $(LDLIBS)
+	$(CLANG) $(CPPFLAGS) $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZ_SAN) \
+		$(PKG_CFLAGS) -o $@ $< $(FUZZ_STUBS) $(BUILD)/fuzz/clang/libcrier.a $(LDLIBS)
 
 fuzz: $(addprefix $(BUILD)/fuzz/replay-,$(FUZZ_NAMES)) \
       $(if $(CLANG),$(addprefix $(BUILD)/fuzz/libfuzzer-,$(FUZZ_NAMES)))
 
 fuzz-run: fuzz
 	@for t in $(FUZZ_NAMES); do \
-		$(BUILD)/fuzz/replay-$$t fuzz/corpus/$$t >/dev/null || exit 1; \
+		log=$(BUILD)/fuzz/$$t.log; \
+		$(SAN_ENV) $(BUILD)/fuzz/replay-$$t fuzz/corpus/$$t >$$log.replay 2>&1; rc=$$?; \
+		if [ $$rc -ne 0 ] || grep -Eq '$(SAN_REPORT)' $$log.replay; then \
+			cat $$log.replay; echo "fuzz $$t: corpus replay FAILED (exit $$rc)"; exit 1; \
+		fi; \
 		if [ -n "$(CLANG)" ]; then \
 			mkdir -p $(BUILD)/fuzz/work-$$t; \
-			$(BUILD)/fuzz/libfuzzer-$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \
-				-print_final_stats=0 $(BUILD)/fuzz/work-$$t fuzz/corpus/$$t \
-				>$(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+			$(SAN_ENV) $(BUILD)/fuzz/libfuzzer-$$t -max_total_time=$(FUZZ_SECONDS) \
+				-rss_limit_mb=1024 -print_final_stats=0 -artifact_prefix=$(BUILD)/fuzz/ \
+				$(BUILD)/fuzz/work-$$t \
+				fuzz/corpus/$$t >$$log 2>&1; rc=$$?; \
+			if [ $$rc -ne 0 ] || grep -Eq '$(SAN_REPORT)' $$log; then \
+				grep -E -A 30 '$(SAN_REPORT)' $$log || tail -n 40 $$log; \
+				echo "fuzz $$t: FAILED (exit $$rc; full log $$log)"; exit 1; \
+			fi; \
 			echo "fuzz $$t: $(FUZZ_SECONDS) s without a finding"; \
 		else \
 			echo "fuzz $$t: corpus replayed (no clang: no fuzzing)"; \
@@ -161,10 +198,23 @@ install: all
 	install -m 755 $(CRIERD) $(CRIERSIM) $(AUDIT) $(DESTDIR)$(BINDIR)/
 	$(if $(CLI_SRC),install -m 755 $(CRIERCTL) $(DESTDIR)$(BINDIR)/)
 	install -m 644 config/crierd.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json
+	@# a starting config the unit runs with; an existing one (the operator's) is kept
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json"; \
+	else \
+		echo "install -m 644 config/crierd.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json"; \
+		install -m 644 config/crierd.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.json; \
+	fi
 	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crierd.service.in \
 		> $(DESTDIR)$(UNITDIR)/crierd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/crierd.service
 	install -m 644 config/crier-audit.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.example.json
+	@# the example is a working start (SQLite in the unit's StateDirectory); an existing one is kept
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.json ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.json"; \
+	else \
+		install -m 644 config/crier-audit.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.json; \
+	fi
 	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crier-audit.service.in \
 		> $(DESTDIR)$(UNITDIR)/crier-audit.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/crier-audit.service
@@ -174,6 +224,7 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/crier-audit
 	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json $(DESTDIR)$(UNITDIR)/crierd.service
 	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.example.json $(DESTDIR)$(UNITDIR)/crier-audit.service
+	@# crierd.json is the operator's: uninstall leaves it (and so its directory)
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/crier 2>/dev/null
 
 clean:

@@ -270,13 +270,14 @@ class Bench:
                 lat.append(e["t_ms"] - t0_ms)
         return sorted(lat)
 
-    def receipt_latency_sample(self, t0_ms, t1_ms):
+    def receipt_latency_sample(self, t0_ms, t1_ms, r=None):
         """Receipts' latency_us (crier's submit-to-answer time) sampled over the run."""
+        r = r or self.r
         out = []
         span = max(1, t1_ms - t0_ms)
         for k in range(SAMPLE_WINDOWS):
             start = t0_ms + int(k * span / SAMPLE_WINDOWS)
-            for _, f in self.r.xrange(f"{PREFIX}receipts", min=f"{start}-0", max="+", count=50):
+            for _, f in r.xrange(f"{PREFIX}receipts", min=f"{start}-0", max="+", count=50):
                 try:
                     out.append(int(f["latency_us"]) / 1000.0)
                 except (KeyError, ValueError):
@@ -312,26 +313,29 @@ class Bench:
         """The benchmark's crierd config with the given "workers" (1: as it is)."""
         return self.config if workers == 1 else dict(self.config, workers=workers)
 
-    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1):
+    def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1,
+                  config=None, r=None):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
-        supervisor and its workers."""
-        d = self.crierd(self.config_with(workers))
+        supervisor and its workers. config and r: another crierd config and the
+        Redis (primary) it uses, instead of the bench's own."""
+        r = r or self.r
+        d = self.crierd(config or self.config_with(workers), r=r)
         pids = [d.proc.pid] + child_pids(d.proc.pid)
         self.sim.reset()
-        calls0, rcpu0 = command_calls(self.r), redis_cpu_s(self.r)
+        calls0, rcpu0 = command_calls(r), redis_cpu_s(r)
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
-        xadd_ms = self.post(self.job(job_id, priority, segment, channels))
-        h = self.wait_done(job_id, d, timeout)
+        xadd_ms = self.post(self.job(job_id, priority, segment, channels), r=r)
+        h = self.wait_done(job_id, d, timeout, r=r)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
-        rcpu1, calls1 = redis_cpu_s(self.r), command_calls(self.r)
+        rcpu1, calls1 = redis_cpu_s(r), command_calls(r)
         hwm = sum(proc_hwm_kb(pid) for pid in pids)
         msgs = int(h.get("messages", 0))
         done_ms = int(h["completed_ms"])
         seq0, first_t = self.first_seq()
         total = self.sim_total()
         lat = self.latency_sample(seq0, total, xadd_ms)
-        rlat = self.receipt_latency_sample(xadd_ms, done_ms)
+        rlat = self.receipt_latency_sample(xadd_ms, done_ms, r)
         self.stop(d)
         delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
         delta = {k: v for k, v in delta.items() if v > 0}
@@ -646,6 +650,46 @@ class Bench:
             log(f"note: found {seen} of {n_urgent} urgent messages in the simulator log")
         return first, last
 
+    def sentinel_round(self, runs):
+        """The throughput job against a primary with one replica and three
+        Sentinels (crierd with redis.sentinel, and redis.wait_replicas 1 when
+        this crierd knows the key), each run beside a plain run on the bench's
+        own Redis; the ratio of the two per run, and the primary's CPU per
+        message (its capacity: 1 / CPU seconds per message)."""
+        topo = harness.Topology(self.env.dir / "ha")
+        t0 = time.monotonic()
+        topo.start()
+        log(f"sentinel: primary, replica and 3 Sentinels up in {time.monotonic() - t0:.1f}s")
+        try:
+            port = topo.primary_port()
+            rp = topo.node(port).client()
+            rp.config_set("maxmemory-policy", "noeviction")
+            self.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push", port=port)
+            rp.execute_command("WAIT", 1, 60000)
+            cfg = dict(self.config)
+            cfg["redis"] = {"prefix": PREFIX,
+                            "sentinel": {"master": topo.master, "nodes": topo.sentinel_nodes}}
+            probe = harness.Crierd(self.env.dir, dict(cfg, redis=dict(cfg["redis"],
+                                                                        wait_replicas=1)),
+                                   name="sentinel-probe")
+            code, out = probe.check_config()
+            wait = code == 0
+            if wait:
+                cfg = probe.config
+            else:
+                log(f"sentinel: this crierd has no redis.wait_replicas ({out.strip()[:120]}); "
+                    f"running without it")
+            plain, ha = [], []
+            for i in range(runs):
+                log(f"sentinel round {i + 1}/{runs}")
+                plain.append(self.crier_run(f"ha-plain-{i + 1}", "bench:t",
+                                            ["email", "sms", "push"]))
+                ha.append(self.crier_run(f"ha-sentinel-{i + 1}", "bench:t",
+                                         ["email", "sms", "push"], config=cfg, r=rp))
+            return {"wait_replicas": 1 if wait else None, "plain": plain, "sentinel": ha}
+        finally:
+            topo.stop()
+
     def close(self):
         self.env.close()
 
@@ -756,6 +800,67 @@ def fmt(fig, spec=",.0f"):
     return f"{format(fig['median'], spec)} ({format(fig['min'], spec)}-{format(fig['max'], spec)})"
 
 
+def capacity(us_per_msg_fig):
+    """Messages per second at which one redis-server core is saturated: 1 /
+    its CPU seconds per message (median)."""
+    us = (us_per_msg_fig or {}).get("median")
+    return round(1e6 / us) if us else None
+
+
+def sentinel_figures(ha):
+    """The Sentinel round's figures (see Bench.sentinel_round)."""
+    plain, sen = ha["plain"], ha["sentinel"]
+
+    def col(rows, key):
+        return [r.get(key) if r else None for r in rows]
+
+    out = {
+        "wait_replicas": ha["wait_replicas"],
+        "plain_msgs_per_s": figure(col(plain, "rate"), "messages/s",
+                                   "the throughput job on the bench's single Redis, run just "
+                                   "before each Sentinel run"),
+        "sentinel_msgs_per_s": figure(col(sen, "rate"), "messages/s",
+                                      "the same job against a primary with one replica and "
+                                      "three Sentinels on this machine, crierd with "
+                                      "redis.sentinel" + (" and redis.wait_replicas 1"
+                                                          if ha["wait_replicas"] else "")),
+        "sentinel_vs_plain_per_round": [ratio(a.get("rate"), b.get("rate"))
+                                        for a, b in zip(sen, plain)],
+        "plain_redis_cpu_us_per_msg": figure(col(plain, "redis_cpu_us_per_msg"), "us"),
+        "primary_cpu_us_per_msg": figure(col(sen, "redis_cpu_us_per_msg"), "us",
+                                         "the primary's used_cpu_user+sys over the job "
+                                         "(replication to the replica included)"),
+        "primary_cmds_per_msg": figure(col(sen, "redis_cmds_per_msg"), "commands"),
+    }
+    out["sentinel_vs_plain"] = ratio(out["sentinel_msgs_per_s"].get("median"),
+                                     out["plain_msgs_per_s"].get("median"))
+    out["capacity_msgs_per_s"] = {
+        "plain": capacity(out["plain_redis_cpu_us_per_msg"]),
+        "sentinel_primary": capacity(out["primary_cpu_us_per_msg"]),
+        "note": "1 / (redis-server CPU seconds per message): the message rate at which one "
+                "Redis primary's core would be saturated by crier's commands and scripts",
+    }
+    return out
+
+
+def sentinel_rows(hs):
+    if not hs or "sentinel_msgs_per_s" not in hs:
+        return [("crier with Sentinel + replica", (hs or {}).get("skipped", "not run"))]
+    wait = "wait_replicas 1" if hs["wait_replicas"] else "no wait_replicas"
+    return [
+        (f"crier with Sentinel + 1 replica ({wait})", fmt(hs["sentinel_msgs_per_s"]) + " msg/s"),
+        ("  same rounds, plain single Redis", fmt(hs["plain_msgs_per_s"]) + " msg/s"),
+        ("  Sentinel / plain (per round)",
+         f"{hs['sentinel_vs_plain']} ({', '.join(str(x) for x in hs['sentinel_vs_plain_per_round'])})"),
+        ("  primary CPU per message (plain Redis)",
+         f"{fmt(hs['primary_cpu_us_per_msg'], ',.1f')} us "
+         f"({fmt(hs['plain_redis_cpu_us_per_msg'], ',.1f')} us)"),
+        ("one Redis primary saturates at (1 / CPU per message)",
+         f"{hs['capacity_msgs_per_s']['sentinel_primary'] or 0:,} msg/s with a replica, "
+         f"{hs['capacity_msgs_per_s']['plain'] or 0:,} msg/s alone"),
+    ]
+
+
 def summary(res):
     f = res["figures"]
     t = f["throughput"]
@@ -827,7 +932,10 @@ def summary(res):
         ("redis-server instructions per message (callgrind)",
          fmt(c["redis_instructions_per_msg"], ",.0f")),
         ("Redis commands per message", fmt(c["redis_cmds_per_msg"], ",.2f")),
+        ("one Redis primary saturates at (1 / redis-server CPU per message)",
+         f"{c.get('redis_capacity_msgs_per_s') or 0:,} msg/s"),
     ]
+    rows += sentinel_rows(f.get("sentinel"))
     width = max(len(a) for a, _ in rows)
     print()
     print(f"crier benchmark {res['date']}  ({res['machine']['nproc']} x "
@@ -881,6 +989,11 @@ def main():
             wrk.append(b.wrk_run())
             if PEER:
                 peer.append(b.peer_run(f"r{i + 1}", "bench:peer", N_PEER))
+        try:
+            ha = b.sentinel_round(RUNS)
+        except (harness.HarnessError, OSError, subprocess.SubprocessError) as e:
+            log(f"sentinel round failed: {e}")
+            ha = {"skipped": f"failed: {str(e)[:200]}"}
         small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
                  for i in range(RUNS)]
         instr = b.instructions_run(N_COST)
@@ -1008,6 +1121,8 @@ def main():
                                          "(~100 HGET/s) too"),
             "redis_cmds_top": crier[-1]["redis_cmds"] if crier else {},
         }
+        f["cost"]["redis_capacity_msgs_per_s"] = capacity(f["cost"]["redis_cpu_us_per_msg"])
+        f["sentinel"] = sentinel_figures(ha) if "plain" in ha else ha
         for name in ("crierd", "redis"):
             key = f"{name}_instructions_per_msg"
             f["cost"][key] = figure([instr[key]] if instr else [], "instructions",
@@ -1020,7 +1135,8 @@ def main():
                           "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
                           "peer": peer, "instructions": instr, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
-                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w}
+                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w,
+                          "sentinel": ha}
     finally:
         b.close()
     result["wall_seconds"] = round(time.monotonic() - t_start, 1)
@@ -1034,6 +1150,30 @@ def main():
     print(f"bench: finished in {result['wall_seconds']:.0f}s")
 
 
+def main_sentinel():
+    """Only the Sentinel round (`bench.py sentinel`): prints its figures and
+    writes them to sentinel.json in the results directory."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    b.start()
+    try:
+        b.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push")
+        ha = b.sentinel_round(RUNS)
+    finally:
+        b.close()
+    hs = sentinel_figures(ha)
+    (OUT / "sentinel.json").write_text(json.dumps({"figures": hs, "runs": ha}, indent=2) + "\n")
+    rows = sentinel_rows(hs)
+    width = max(len(a) for a, _ in rows)
+    print()
+    for a, v in rows:
+        print(f"{a:<{width}}  {v}")
+    print(f"results: {OUT / 'sentinel.json'}")
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    main()
+    if sys.argv[1:] == ["sentinel"]:
+        main_sentinel()
+    else:
+        main()

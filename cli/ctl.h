@@ -19,19 +19,33 @@ enum ctl_exit {
     CTL_EXIT_USAGE = 2,
     CTL_EXIT_UNREACH = 3,  /* cannot reach Redis (connect, timeout, lost connection) */
     CTL_EXIT_NOTFOUND = 4,
+    CTL_EXIT_EXISTS = 5,   /* send: a job with this id exists already; not posted */
 };
 
 /* Options shared by all commands, as getopt_long codes and table entries; each
  * command's option table starts with CTL_COMMON_LONGOPTS and its short option
  * string with CTL_COMMON_SHORTOPTS, and hands unknown codes to cr_ctl_common_opt. */
-enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT__FIRST_FREE };
+enum {
+    CTL_OPT_PREFIX = 0x100,
+    CTL_OPT_TIMEOUT,
+    CTL_OPT_HELP,
+    CTL_OPT_USER,
+    CTL_OPT_SOCKET,
+    CTL_OPT_SENTINEL,
+    CTL_OPT_MASTER,
+    CTL_OPT__FIRST_FREE
+};
 #define CTL_COMMON_SHORTOPTS "H:p:a:h"
 #define CTL_COMMON_LONGOPTS                                                  \
     {"host", required_argument, NULL, 'H'},                                  \
     {"port", required_argument, NULL, 'p'},                                  \
     {"password", required_argument, NULL, 'a'},                              \
+    {"user", required_argument, NULL, CTL_OPT_USER},                         \
+    {"socket", required_argument, NULL, CTL_OPT_SOCKET},                     \
     {"prefix", required_argument, NULL, CTL_OPT_PREFIX},                     \
     {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},                   \
+    {"sentinel", required_argument, NULL, CTL_OPT_SENTINEL},                 \
+    {"master", required_argument, NULL, CTL_OPT_MASTER},                     \
     {"help", no_argument, NULL, 'h'}
 
 #define CTL_COMMON_HELP                                                      \
@@ -39,17 +53,29 @@ enum { CTL_OPT_PREFIX = 0x100, CTL_OPT_TIMEOUT, CTL_OPT_HELP, CTL_OPT__FIRST_FRE
     "  -H, --host HOST      Redis host (default 127.0.0.1)\n"                \
     "  -p, --port PORT      Redis port (default 6379)\n"                     \
     "  -a, --password PW    Redis password (AUTH)\n"                         \
+    "      --user USER      Redis ACL user (AUTH USER PW)\n"                 \
+    "      --socket PATH    Redis unix socket instead of host and port\n"    \
     "      --prefix P       key prefix (default crier:)\n"                   \
     "      --timeout MS     connect and command timeout (default 5000)\n"    \
-    "  CRIER_REDIS_URL=redis://[:pw@]host:port sets host, port and password;\n" \
-    "  the options above override it.\n"
+    "      --sentinel LIST  find the primary through Sentinel: host:port,...\n" \
+    "                       (instead of -H/-p; CRIER_REDIS_SENTINEL sets it)\n" \
+    "      --master NAME    the name Sentinel monitors it by (default crier)\n" \
+    "  CRIER_REDIS_URL=redis://[user:pw@]host:port sets host, port, user and\n" \
+    "  password (unix:///path/redis.sock names a socket);\n"                \
+    "  the options above override it. CRIER_SENTINEL_PASSWORD is sent with\n" \
+    "  AUTH to the Sentinels.\n"
 
 struct ctl {
     char host[256];
     int port;
     char password[256];      /* "" = no AUTH */
+    char user[256];          /* "" = AUTH with the password alone */
+    char socket[108];        /* unix socket; "" = TCP host:port */
+    char where[300];         /* "host:port" or the socket, for messages */
     char prefix[64];
     long timeout_ms;
+    char sentinels[1024];    /* "host:port,..." ; "" = connect to host:port */
+    char master[256];        /* name of the primary at the Sentinels */
     redisContext *rc;        /* NULL until cr_ctl_connect */
     struct cr_keys keys;     /* filled by cr_ctl_connect from prefix */
     int tty;                 /* stdout is a terminal */
@@ -129,6 +155,9 @@ void cr_ctl_sleep_ms(long ms);
 /* Formats unix ms as local "YYYY-MM-DD HH:MM:SS" (with_date) or "HH:MM:SS.mmm". */
 void cr_ctl_fmt_time(int64_t ms, int with_date, char *out, size_t outlen);
 
+/* Formats unix ms as UTC "YYYY-MM-DDTHH:MM:SSZ" ("-" when ms <= 0). */
+void cr_ctl_fmt_utc(int64_t ms, char *out, size_t outlen);
+
 /* Formats a duration in ms as "850ms", "12.3s", "4m05s", "2h03m". */
 void cr_ctl_fmt_duration(int64_t ms, char *out, size_t outlen);
 
@@ -153,8 +182,10 @@ struct ctl_job {
     long long batches, batches_done;
     int expanded;
     long long created_ms, started_ms, completed_ms;
+    long long send_at_ms;    /* when a scheduled job is due; 0 = not scheduled */
     long long st[CR_ST__COUNT];                /* per status */
     long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
+    char error[256];                           /* why a failed job failed ("" none) */
 };
 
 /* Writes the key crier:job:<id> (with the configured prefix) into key.
@@ -176,6 +207,15 @@ int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job);
 
 /* Sum of every status counter: the messages with an outcome so far. */
 long long cr_ctl_job_done(const struct ctl_job *job);
+
+/* How far the job is, as the share (0..1) of its residents whose batches are
+ * recorded: batches_done / batches once the audience is fully expanded (the
+ * number of residents is then fixed, so the share only grows; at most 0.99
+ * while messages still wait for a retry), 1 once the job completed. -1 while
+ * the audience is still being expanded (or the job is scheduled or not
+ * started): the number of residents is not known yet, and a share of the
+ * batches cut so far would go backwards as more are cut. */
+double cr_ctl_job_progress(const struct ctl_job *job);
 
 /* Nonzero when the job can no longer change: completed, cancelled or expired. */
 int cr_ctl_job_finished(const struct ctl_job *job);

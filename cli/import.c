@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cr_buf.h"
 #include "cr_error.h"
@@ -27,22 +28,32 @@ static const char help[] =
     "Usage: crierctl import [options] FILE.csv\n"
     "Writes subscribers (<prefix>sub:<id> hashes) and segment membership\n"
     "(<prefix>seg:<name> sets) from a CSV file ('-' = standard input). The first\n"
-    "row names the columns: id (required), email, phone, push_token, push_platform,\n"
-    "lang, channels, min_priority, quiet, tz, name, segments (names separated by\n"
-    "';'); any other column is stored as a hash field of the same name.\n"
+    "row names the columns (at most 256): id (required), email, phone, push_token,\n"
+    "push_platform, lang, channels, min_priority, quiet, tz, name, segments (names\n"
+    "separated by ';'); any other column is stored as a hash field of the same name.\n"
     "An empty cell removes that field from an existing subscriber.\n"
-    "Checks: id [A-Za-z0-9._:-]{1,64}; email one '@' and no spaces; phone E.164\n"
-    "(+ and 7 to 15 digits); channels from email,sms,push; push_platform fcm or\n"
+    "Checks: id [A-Za-z0-9._:-]{1,64}; email one '@' and no spaces; phone\n"
+    "stored in E.164: +<country code>... or 00<country code>... as written, a\n"
+    "national number (07700 900123) in the --country (spaces, '-', '.', '/' and\n"
+    "parentheses ignored); channels from email,sms,push; push_platform fcm or\n"
     "apns; min_priority urgent/high/normal/bulk; quiet HH:MM-HH:MM; lang 2 to 15\n"
     "of A-Z a-z -; tz a zone name; segment names printable ASCII without spaces;\n"
     "every cell valid UTF-8; the number of fields matches the header.\n"
-    "A bad line is reported as FILE:LINE: <problem> and skipped. Quoted fields,\n"
-    "embedded commas and newlines, CRLF and a UTF-8 byte order mark are handled.\n"
-    "Ends with `imported N subscribers into M segments, K lines rejected`;\n"
-    "exit 1 if any line was rejected.\n"
+    "A bad id, channels, min_priority, quiet or tz, or a wrong number of fields,\n"
+    "rejects the line: FILE:LINE: line rejected: <problems>. Any other bad cell\n"
+    "is dropped (the subscriber keeps what it had for that field) and the rest of\n"
+    "the line imported: FILE:LINE: ID imported without <columns>: <problems>.\n"
+    "Problems name the column and its number. Quoted fields, embedded commas and\n"
+    "newlines, CRLF and a UTF-8 byte order mark are handled.\n"
+    "Ends with `imported N subscribers into M segments, K lines rejected, P\n"
+    "imported without some fields`; exit 1 if any line was rejected or dropped a\n"
+    "field.\n"
     "\n"
     "Options:\n"
-    "  -n, --dry-run    check the file only; write nothing (no Redis needed)\n";
+    "  -n, --dry-run    check the file only; write nothing (no Redis needed)\n"
+    "  -C, --country CC the country of national phone numbers (default\n"
+    "                   $CRIER_COUNTRY, else GB; one of GB IE US CA FR DE NL BE PL\n"
+    "                   ES PT AU NZ)\n";
 
 enum col_kind {
     COL_ID,
@@ -97,11 +108,13 @@ struct imp {
     struct ctl *ctl;
     const char *path;
     int dry_run;
+    const struct country *country; /* of national phone numbers */
     int fatal;                 /* stop: a header problem, a runaway record, Redis gone */
     int exit_code;             /* when fatal */
 
     /* the record being read */
     struct cell cells[MAX_COLS];
+    unsigned char drop[MAX_COLS]; /* the cell is bad: its field is left as it was */
     size_t ncells;
     int too_many;
     int bad_alloc;
@@ -122,6 +135,7 @@ struct imp {
     struct strset segs;        /* distinct segments of imported lines */
     long imported;
     long rejected;
+    long partial;              /* lines imported without some of their fields */
 };
 
 /* ---- small checks ---- */
@@ -265,15 +279,104 @@ static const char *check_email(const char *s, size_t n)
     return NULL;
 }
 
-static const char *check_phone(const char *s, size_t n)
+/* A country a national phone number can be written for: its calling code,
+ * its trunk prefix (dialled before a national number, dropped in E.164; ""
+ * for none) and how many digits the national number has without it. */
+struct country {
+    const char *iso;       /* ISO 3166 alpha-2 */
+    const char *cc;        /* calling code */
+    const char *trunk;
+    int nsn_min, nsn_max;
+};
+
+static const struct country countries[] = {
+    {"GB", "44", "0", 9, 10},  {"IE", "353", "0", 7, 9}, {"US", "1", "1", 10, 10},
+    {"CA", "1", "1", 10, 10},  {"FR", "33", "0", 9, 9},  {"DE", "49", "0", 6, 13},
+    {"NL", "31", "0", 9, 9},   {"BE", "32", "0", 8, 9},  {"PL", "48", "", 9, 9},
+    {"ES", "34", "", 9, 9},    {"PT", "351", "", 9, 9},  {"AU", "61", "0", 9, 9},
+    {"NZ", "64", "0", 8, 10},
+};
+#define NCOUNTRIES (sizeof(countries) / sizeof(countries[0]))
+
+static const struct country *country_find(const char *iso)
 {
     size_t i;
 
-    if (n < 8 || n > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
-        return "is not E.164 ('+', a digit 1-9, then 6 to 14 more digits)";
-    for (i = 2; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return "is not E.164 ('+', a digit 1-9, then 6 to 14 more digits)";
+    for (i = 0; i < NCOUNTRIES; i++)
+        if (strcasecmp(countries[i].iso, iso) == 0)
+            return &countries[i];
+    return NULL;
+}
+
+#define PHONE_DIGITS_MAX 15 /* E.164 */
+#define PHONE_OUT_MAX 32 /* "+", 15 digits, NUL, with room to spare */
+
+/* Normalises a phone number to E.164 into out (PHONE_OUT_MAX bytes): spaces,
+ * '-', '.', '/' and parentheses are dropped; "+" or "00" starts an
+ * international number (a "(0)" after the country code, as in
+ * "+44 (0)7700 900123", is dropped); anything else is a national number of
+ * country c, written with its trunk prefix ("07700 900123" in GB). Returns
+ * NULL, or why the number cannot be one. */
+static const char *normalise_phone(const char *s, size_t n, const struct country *c, char *out)
+{
+    char d[64];
+    size_t nd = 0;
+    size_t i;
+    int plus = 0;
+    int seen = 0;
+    const char *nsn;
+    size_t len;
+    size_t tl;
+
+    for (i = 0; i < n; i++) {
+        char ch = s[i];
+
+        if (ch >= '0' && ch <= '9') {
+            if (nd == sizeof(d) - 1)
+                return "has too many digits for a phone number";
+            d[nd++] = ch;
+            seen = 1;
+        } else if (ch == '+' && !seen && !plus) {
+            plus = 1;
+            seen = 1;
+        } else if (ch == '(' && i + 2 < n && s[i + 1] == '0' && s[i + 2] == ')' &&
+                   (plus || (nd >= 2 && d[0] == '0' && d[1] == '0'))) {
+            i += 2; /* "+44 (0)20...": the trunk 0 is not dialled from abroad */
+        } else if (ch != ' ' && ch != '-' && ch != '.' && ch != '/' && ch != '(' && ch != ')') {
+            return "has a character other than digits, a leading '+', spaces, '-', '.', '/' "
+                   "and parentheses";
+        }
+    }
+    d[nd] = '\0';
+    if (nd == 0)
+        return "has no digits";
+    if (plus || (nd > 2 && d[0] == '0' && d[1] == '0')) {
+        const char *intl = plus ? d : d + 2;
+
+        len = strlen(intl);
+        if (intl[0] < '1' || intl[0] > '9' || len < 7 || len > PHONE_DIGITS_MAX)
+            return "is not an international number (+ or 00, a country code, 7 to 15 digits "
+                   "in all)";
+        out[0] = '+';
+        memcpy(out + 1, intl, len + 1); /* len <= PHONE_DIGITS_MAX: fits */
+        return NULL;
+    }
+    /* national */
+    nsn = d;
+    tl = strlen(c->trunk);
+    if (tl > 0 && strncmp(d, c->trunk, tl) == 0)
+        nsn = d + tl;
+    else if (strcmp(c->trunk, "0") == 0)
+        return "is neither international (+ or 00 and a country code) nor national (a "
+               "leading 0)";
+    len = strlen(nsn);
+    if ((int)len < c->nsn_min || (int)len > c->nsn_max || nsn[0] == '0' ||
+        strlen(c->cc) + len > PHONE_DIGITS_MAX)
+        return "has too few or too many digits for a national number of the --country "
+               "(GB unless set)";
+    out[0] = '+';
+    memcpy(out + 1, c->cc, strlen(c->cc));
+    memcpy(out + 1 + strlen(c->cc), nsn, len + 1); /* at most PHONE_DIGITS_MAX digits: fits */
     return NULL;
 }
 
@@ -392,36 +495,47 @@ static int each_segment(const char *s, size_t n, int (*fn)(const char *, size_t,
     return 0;
 }
 
-struct seg_check {
-    size_t count;
-    const char *bad; /* first bad name */
-    size_t badlen;
-};
-
-static int seg_check_one(const char *name, size_t n, void *ud)
+/* A segment name as the job document names segments. */
+static int segment_name_ok(const char *name, size_t n)
 {
-    struct seg_check *sc = ud;
     size_t i;
 
-    sc->count++;
     if (n > SEGMENT_NAME_MAX)
-        goto bad;
+        return 0;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
 
         if (c <= 0x20 || c >= 0x7f)
-            goto bad;
+            return 0;
     }
-    return 0;
-bad:
-    sc->bad = name;
-    sc->badlen = n;
     return 1;
 }
 
-/* Appends "; " between problems. */
-static void problem(struct cr_buf *pb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct seg_check {
+    size_t count;
+    struct cr_buf *pb;         /* problems: each bad name */
+    const char *col;
+    size_t colno;
+};
 
+static void problem(struct cr_buf *pb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void quote_value(const char *s, size_t n, char *out, size_t outlen);
+
+static int seg_check_one(const char *name, size_t n, void *ud)
+{
+    struct seg_check *sc = ud;
+    char bq[64];
+
+    sc->count++;
+    if (!segment_name_ok(name, n)) {
+        quote_value(name, n, bq, sizeof(bq));
+        problem(sc->pb, "%s (column %zu) '%s': must be 1 to %d printable ASCII characters "
+                "without spaces", sc->col, sc->colno, bq, SEGMENT_NAME_MAX);
+    }
+    return 0;
+}
+
+/* Appends "; " between problems. */
 static void problem(struct cr_buf *pb, const char *fmt, ...)
 {
     va_list ap;
@@ -456,6 +570,11 @@ static void header(struct imp *im)
     size_t j;
     int have_id = 0;
 
+    if (im->too_many) {
+        fprintf(stderr, "%s:%ld: the header has more than %d columns (the limit); import "
+                "stopped\n", im->path, im->rec_line, MAX_COLS);
+        goto fatal;
+    }
     for (i = 0; i < im->ncells; i++) {
         char *name = im->cells[i].s;
         size_t n = im->cells[i].len;
@@ -501,16 +620,43 @@ fatal:
 
 /* ---- one line ---- */
 
-/* Checks the current record; returns the id cell index, or -1 with the
- * problems in pb. */
-static int check_record(struct imp *im, struct cr_buf *pb)
+/* A bad value in one of these columns rejects the whole line: without it the
+ * resident would get more than they asked for (every channel, every priority,
+ * messages at night) or could not be stored at all (id). A bad value in any
+ * other column only drops that field. */
+static int rejects_line(enum col_kind k)
+{
+    return k == COL_ID || k == COL_CHANNELS || k == COL_MIN_PRIORITY || k == COL_QUIET ||
+           k == COL_TZ;
+}
+
+/* Replaces cell's text with s (copied). Returns 0 or CR_ENOMEM. */
+static int replace_cell(struct cell *c, const char *s)
+{
+    char *copy = strdup(s);
+
+    if (copy == NULL)
+        return CR_ENOMEM;
+    free(c->s);
+    c->s = copy;
+    c->len = strlen(copy);
+    return 0;
+}
+
+/* Checks the current record cell by cell; a phone number is normalised to
+ * E.164 in place. Returns the id cell index, or -1 when the line is rejected.
+ * Problems that reject the line go to rej, those that only drop a field (its
+ * drop flag set) to dropped. */
+static int check_record(struct imp *im, struct cr_buf *rej, struct cr_buf *dropped)
 {
     char q[64];
+    char phone[PHONE_OUT_MAX];
     int id_col = -1;
     size_t i;
 
+    memset(im->drop, 0, sizeof(im->drop));
     if (im->too_many || im->ncells != im->ncols) {
-        problem(pb, "has %s%zu fields, the header has %zu%s", im->too_many ? "over " : "",
+        problem(rej, "has %s%zu fields, the header has %zu%s", im->too_many ? "over " : "",
                 im->ncells, im->ncols,
                 im->line > im->rec_line ? " (the record spans several lines: an unclosed quote?)"
                                         : "");
@@ -520,21 +666,25 @@ static int check_record(struct imp *im, struct cr_buf *pb)
         const char *s = im->cells[i].s;
         size_t n = im->cells[i].len;
         const char *why = NULL;
+        struct cr_buf *pb = rejects_line(im->kinds[i]) ? rej : dropped;
+        size_t mark = dropped->len;
 
         quote_value(s, n, q, sizeof(q));
         if (im->kinds[i] == COL_ID)
             id_col = (int)i;
         if (n > MAX_VALUE) {
-            problem(pb, "%s: longer than %d bytes", im->cols[i], MAX_VALUE);
+            problem(pb, "%s (column %zu): longer than %d bytes", im->cols[i], i + 1, MAX_VALUE);
+            im->drop[i] = 1;
             continue;
         }
         if (!valid_utf8((const unsigned char *)s, n)) {
-            problem(pb, "%s: not valid UTF-8", im->cols[i]);
+            problem(pb, "%s (column %zu): not valid UTF-8", im->cols[i], i + 1);
+            im->drop[i] = 1;
             continue;
         }
         if (n == 0) {
             if (im->kinds[i] == COL_ID)
-                problem(pb, "id: missing");
+                problem(rej, "id (column %zu): missing", i + 1);
             continue;
         }
         switch (im->kinds[i]) {
@@ -546,7 +696,9 @@ static int check_record(struct imp *im, struct cr_buf *pb)
             why = check_email(s, n);
             break;
         case COL_PHONE:
-            why = check_phone(s, n);
+            why = normalise_phone(s, n, im->country, phone);
+            if (why == NULL && replace_cell(&im->cells[i], phone) < 0)
+                why = "out of memory";
             break;
         case COL_PUSH_TOKEN:
             why = check_token(s, n);
@@ -575,18 +727,21 @@ static int check_record(struct imp *im, struct cr_buf *pb)
             why = check_tz(s, n);
             break;
         case COL_SEGMENTS: {
+            /* a bad name is left out, the good ones kept (write_record skips it) */
             struct seg_check sc;
-            char bq[64];
 
             memset(&sc, 0, sizeof(sc));
+            sc.pb = dropped;
+            sc.col = im->cols[i];
+            sc.colno = i + 1;
             each_segment(s, n, seg_check_one, &sc);
-            if (sc.bad) {
-                quote_value(sc.bad, sc.badlen, bq, sizeof(bq));
-                problem(pb, "segments: '%s' must be 1 to %d printable ASCII characters without "
-                        "spaces", bq, SEGMENT_NAME_MAX);
-            } else if (sc.count > MAX_SEGMENTS_PER_LINE) {
-                problem(pb, "segments: %zu names, over the limit of %d", sc.count,
-                        MAX_SEGMENTS_PER_LINE);
+            if (sc.count > MAX_SEGMENTS_PER_LINE) {
+                dropped->len = mark; /* one problem for the whole cell */
+                if (dropped->data)
+                    dropped->data[mark] = '\0';
+                problem(dropped, "%s (column %zu): %zu names, over the limit of %d",
+                        im->cols[i], i + 1, sc.count, MAX_SEGMENTS_PER_LINE);
+                im->drop[i] = 1;
             }
             break;
         }
@@ -594,10 +749,12 @@ static int check_record(struct imp *im, struct cr_buf *pb)
         case COL_EXTRA:
             break;
         }
-        if (why)
-            problem(pb, "%s '%s': %s", im->cols[i], q, why);
+        if (why) {
+            problem(pb, "%s (column %zu) '%s': %s", im->cols[i], i + 1, q, why);
+            im->drop[i] = 1;
+        }
     }
-    if (pb->len > 0)
+    if (rej->len > 0)
         return -1;
     return id_col;
 }
@@ -655,6 +812,8 @@ static int seg_write_one(const char *name, size_t n, void *ud)
     const char *argv[3];
     int rc;
 
+    if (!segment_name_ok(name, n))
+        return 0; /* reported by check_record: left out */
     memcpy(seg, name, n);
     seg[n] = '\0';
     rc = strset_add(&sw->im->segs, seg);
@@ -707,8 +866,8 @@ static void write_record(struct imp *im, int id_col)
         hdel[0] = "HDEL";
         hdel[1] = key;
         for (i = 0; i < im->ncols; i++) {
-            if (im->kinds[i] == COL_ID || im->kinds[i] == COL_SEGMENTS)
-                continue;
+            if (im->kinds[i] == COL_ID || im->kinds[i] == COL_SEGMENTS || im->drop[i])
+                continue; /* a dropped field keeps what the subscriber had */
             if (im->cells[i].len == 0) {
                 hdel[ndel++] = im->cols[i];
                 continue;
@@ -733,7 +892,7 @@ static void write_record(struct imp *im, int id_col)
         }
     }
     for (i = 0; i < im->ncols; i++)
-        if (im->kinds[i] == COL_SEGMENTS)
+        if (im->kinds[i] == COL_SEGMENTS && !im->drop[i])
             each_segment(im->cells[i].s, im->cells[i].len, seg_write_one, &sw);
     if (sw.rc != 0) {
         im->fatal = 1;
@@ -755,9 +914,41 @@ static void write_record(struct imp *im, int id_col)
         flush_chunk(im);
 }
 
+/* "email, phone": the names of the dropped columns. */
+static void dropped_names(const struct imp *im, struct cr_buf *out)
+{
+    size_t i;
+
+    for (i = 0; i < im->ncols; i++) {
+        int bad_seg = 0;
+
+        if (im->kinds[i] == COL_SEGMENTS && !im->drop[i]) {
+            struct seg_check sc;
+            struct cr_buf none;
+
+            cr_buf_init(&none, PROBLEMS_MAX);
+            memset(&sc, 0, sizeof(sc));
+            sc.pb = &none;
+            sc.col = im->cols[i];
+            each_segment(im->cells[i].s, im->cells[i].len, seg_check_one, &sc);
+            bad_seg = none.len > 0;
+            cr_buf_release(&none);
+        }
+        if (!im->drop[i] && !bad_seg)
+            continue;
+        if (out->len > 0)
+            cr_buf_appends(out, ", ");
+        cr_buf_appends(out, im->cols[i]);
+        if (bad_seg)
+            cr_buf_appends(out, " (some names)");
+    }
+}
+
 static void end_record(struct imp *im)
 {
-    struct cr_buf pb;
+    struct cr_buf rej;
+    struct cr_buf dropped;
+    struct cr_buf names;
     int id_col;
 
     if (im->bad_alloc) {
@@ -770,16 +961,28 @@ static void end_record(struct imp *im)
         header(im);
         return;
     }
-    cr_buf_init(&pb, PROBLEMS_MAX);
-    id_col = check_record(im, &pb);
+    cr_buf_init(&rej, PROBLEMS_MAX);
+    cr_buf_init(&dropped, PROBLEMS_MAX);
+    cr_buf_init(&names, PROBLEMS_MAX);
+    id_col = check_record(im, &rej, &dropped);
     if (id_col < 0) {
-        fprintf(stderr, "%s:%ld: %s\n", im->path, im->rec_line,
-                pb.len ? cr_buf_cstr(&pb) : "rejected");
+        fprintf(stderr, "%s:%ld: line rejected: %s%s%s\n", im->path, im->rec_line,
+                rej.len ? cr_buf_cstr(&rej) : "no id", dropped.len ? "; " : "",
+                cr_buf_cstr(&dropped));
         im->rejected++;
     } else {
+        if (dropped.len > 0)
+            dropped_names(im, &names);
         write_record(im, id_col);
+        if (dropped.len > 0 && !im->fatal) {
+            fprintf(stderr, "%s:%ld: %s imported without %s: %s\n", im->path, im->rec_line,
+                    im->cells[id_col].s, cr_buf_cstr(&names), cr_buf_cstr(&dropped));
+            im->partial++;
+        }
     }
-    cr_buf_release(&pb);
+    cr_buf_release(&rej);
+    cr_buf_release(&dropped);
+    cr_buf_release(&names);
 }
 
 static void clear_record(struct imp *im)
@@ -885,7 +1088,11 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
 {
     static const struct option opts[] = {CTL_COMMON_LONGOPTS,
                                          {"dry-run", no_argument, NULL, 'n'},
+                                         {"country", required_argument, NULL, 'C'},
                                          {NULL, 0, NULL, 0}};
+    const char *env_country = getenv("CRIER_COUNTRY");
+    const char *country_arg = env_country && *env_country ? env_country : "GB";
+    const struct country *country;
     struct imp *im = NULL;
     struct csv_parser parser;
     int parser_ready = 0;
@@ -898,11 +1105,15 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
     int c;
 
     for (;;) {
-        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "n", opts, NULL);
+        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "nC:", opts, NULL);
         if (c == -1)
             break;
         if (c == 'n') {
             dry_run = 1;
+            continue;
+        }
+        if (c == 'C') {
+            country_arg = optarg;
             continue;
         }
         code = cr_ctl_opt_other(ctl, c, optarg, help);
@@ -913,6 +1124,15 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
         fputs(help, stderr);
         return CTL_EXIT_USAGE;
     }
+    country = country_find(country_arg);
+    if (country == NULL) {
+        fprintf(stderr, "crierctl import: %s %s: not one of",
+                country_arg == env_country ? "CRIER_COUNTRY" : "--country", country_arg);
+        for (i = 0; i < NCOUNTRIES; i++)
+            fprintf(stderr, " %s", countries[i].iso);
+        fputs(" (write other numbers in E.164, +<country code>...)\n", stderr);
+        return CTL_EXIT_USAGE;
+    }
     im = calloc(1, sizeof(*im));
     if (im == NULL) {
         fprintf(stderr, "crierctl import: out of memory\n");
@@ -921,6 +1141,7 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
     im->ctl = ctl;
     im->path = argv[optind];
     im->dry_run = dry_run;
+    im->country = country;
     im->line = 1;
     im->at_start = 1;
     if (strcmp(im->path, "-") == 0) {
@@ -967,13 +1188,14 @@ int cr_ctl_import(struct ctl *ctl, int argc, char **argv)
     }
     if (!im->fatal && im->nchunk > 0)
         flush_chunk(im);
-    printf("%simported %ld subscribers into %zu segments, %ld lines rejected%s\n",
+    printf("%simported %ld subscribers into %zu segments, %ld lines rejected, %ld imported "
+           "without some fields%s\n",
            dry_run ? "dry run: would have " : "", im->imported, im->segs.n, im->rejected,
-           im->fatal ? " (import stopped early)" : "");
+           im->partial, im->fatal ? " (import stopped early)" : "");
     if (im->fatal)
         code = im->exit_code ? im->exit_code : CTL_EXIT_FAIL;
     else
-        code = im->rejected ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+        code = im->rejected || im->partial ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 out:
     if (parser_ready)
         csv_free(&parser);

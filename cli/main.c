@@ -37,11 +37,11 @@ static void usage(FILE *out)
     fprintf(out, "\n" CTL_COMMON_HELP
                  "\n`crierctl COMMAND --help` describes a command.\n"
                  "Exit codes: 0 ok, 1 the operation failed or the job failed/was rejected,\n"
-                 "2 usage error, 3 cannot reach Redis, 4 not found.\n");
+                 "2 usage error, 3 cannot reach Redis, 4 not found,\n"
+                 "5 send: a job with this id exists already (not posted).\n");
 }
 
-/* redis://[[user]:password@]host[:port][/db] into ctl; the user name is not
- * used (hiredis 0.14 sends AUTH with the password only). */
+/* redis://[[user]:password@]host[:port][/db] or unix:///path into ctl. */
 static int parse_url(struct ctl *ctl, const char *url)
 {
     const char *p;
@@ -52,6 +52,13 @@ static int parse_url(struct ctl *ctl, const char *url)
     char num[8];
     size_t n;
 
+    if (strncmp(url, "unix://", 7) == 0) {
+        n = strlen(url + 7);
+        if (n == 0 || url[7] != '/' || n >= sizeof(ctl->socket))
+            goto bad;
+        memcpy(ctl->socket, url + 7, n + 1);
+        return 0;
+    }
     if (strncmp(url, "redis://", 8) != 0)
         goto bad;
     p = url + 8;
@@ -61,6 +68,11 @@ static int parse_url(struct ctl *ctl, const char *url)
         colon = memchr(p, ':', (size_t)(at - p));
         if (colon == NULL)
             goto bad;
+        n = (size_t)(colon - p);
+        if (n >= sizeof(ctl->user))
+            goto bad;
+        memcpy(ctl->user, p, n);
+        ctl->user[n] = '\0';
         n = (size_t)(at - colon - 1);
         if (n >= sizeof(ctl->password))
             goto bad;
@@ -86,7 +98,8 @@ static int parse_url(struct ctl *ctl, const char *url)
     }
     return 0;
 bad:
-    fprintf(stderr, "crierctl: CRIER_REDIS_URL: expected redis://[:password@]host[:port]\n");
+    fprintf(stderr, "crierctl: CRIER_REDIS_URL: expected redis://[[user]:password@]host[:port] "
+                    "or unix:///path\n");
     return -1;
 }
 
@@ -108,6 +121,9 @@ int main(int argc, char **argv)
     ctl.tty = isatty(STDOUT_FILENO);
     ctl.cmd = "";
     if (url && *url && parse_url(&ctl, url) < 0)
+        return CTL_EXIT_USAGE;
+    if (getenv("CRIER_REDIS_SENTINEL") != NULL &&
+        cr_ctl_common_opt(&ctl, CTL_OPT_SENTINEL, getenv("CRIER_REDIS_SENTINEL")) < 0)
         return CTL_EXIT_USAGE;
 
     opterr = 1;

@@ -20,6 +20,7 @@
 #define PAGE_N 10000
 #define MEMBER_CHUNK 1000      /* ids per SMISMEMBER */
 #define SLUG_MAX 40            /* bytes of an option's text kept in its column name */
+#define MAX_ORPHANS 1000000    /* provider receipts held until their message is found */
 
 static const char help[] =
     "Usage: crierctl report [options] ID\n"
@@ -31,13 +32,18 @@ static const char help[] =
     "  replies,reply_rate and, when the job has a survey,\n"
     "  survey_responses,response_rate and one option_<n>_<slug> column per\n"
     "  survey option (answers for that option).\n"
+    "A receipt from a provider's webhook (delivered, failed...) names the\n"
+    "message by job, audience position and channel: it replaces the outcome\n"
+    "of the receipt crierd wrote for that message, so it counts in the\n"
+    "resident's segments.\n"
     "A resident counts in a segment's row when the resident is a member of that\n"
     "segment now; residents reached = distinct residents with at least one\n"
     "delivered or sent message. Subscribers named directly by the job count in\n"
     "the total only.\n"
     "The figures come from the job's receipts in <prefix>receipts: receipts\n"
     "already trimmed from the stream (MAXLEN, receipts.maxlen) are not counted,\n"
-    "and a warning says so when the total does not match the job's counters.\n"
+    "and a warning says so when the total does not match the job's counters\n"
+    "(messages, and each status per channel).\n"
     "replies = residents who replied (by SMS), survey_responses = residents who\n"
     "answered (by SMS or link), as the daemon tallied them per segment when the\n"
     "answer came (<prefix>job:ID:replies:segments, :survey:<segment>); the total\n"
@@ -86,11 +92,24 @@ struct sub {
     unsigned char st[CR_CH__COUNT + 1];
 };
 
+/* A provider's receipt whose message (job, pos, channel) had no receipt of
+ * crierd's before it in the stream: held until its subscriber is found. */
+struct orphan {
+    uint32_t pos;
+    unsigned char slot;        /* channel */
+    unsigned char st;          /* status + 1 */
+};
+
 struct report {
     struct sub *subs;          /* in first-seen order */
     size_t nsubs, capsubs;
     uint32_t *index;           /* open addressing: position + 1 into subs, 0 = empty */
     size_t capindex;           /* power of two */
+    uint64_t *bypos;           /* open addressing: pos << 32 | (position + 1 into subs), 0 = empty */
+    size_t nbypos, capbypos;   /* capbypos a power of two */
+    struct orphan *orphans;
+    size_t norphans, caporphans;
+    long long unmatched;       /* provider receipts whose message was never found */
     char **segs;               /* audience.segments of the job */
     size_t nsegs;
     uint64_t *member;          /* nsubs x words bits: subscriber i is in segment s */
@@ -209,6 +228,101 @@ static int read_segments(struct report *rp, const char *doc)
     return rc;
 }
 
+static size_t pos_hash(uint32_t pos, size_t cap)
+{
+    return (size_t)(((uint64_t)pos * 0x9E3779B97F4A7C15ULL) >> 32) & (cap - 1);
+}
+
+/* Remembers that audience position pos is subscriber s (the latest wins). */
+static int remember_pos(struct report *rp, uint32_t pos, const struct sub *s)
+{
+    uint64_t v = (uint64_t)pos << 32 | (uint64_t)(s - rp->subs + 1);
+    size_t k;
+
+    if (rp->capbypos == 0 || rp->nbypos * 2 >= rp->capbypos) {
+        size_t ncap = rp->capbypos ? rp->capbypos * 2 : 4096;
+        uint64_t *nt = calloc(ncap, sizeof(*nt));
+        size_t i;
+
+        if (nt == NULL)
+            return -1;
+        for (i = 0; i < rp->capbypos; i++) {
+            if (rp->bypos[i] == 0)
+                continue;
+            k = pos_hash((uint32_t)(rp->bypos[i] >> 32), ncap);
+            while (nt[k])
+                k = (k + 1) & (ncap - 1);
+            nt[k] = rp->bypos[i];
+        }
+        free(rp->bypos);
+        rp->bypos = nt;
+        rp->capbypos = ncap;
+    }
+    k = pos_hash(pos, rp->capbypos);
+    while (rp->bypos[k] && (uint32_t)(rp->bypos[k] >> 32) != pos)
+        k = (k + 1) & (rp->capbypos - 1);
+    if (rp->bypos[k] == 0)
+        rp->nbypos++;
+    rp->bypos[k] = v;
+    return 0;
+}
+
+/* The subscriber at audience position pos, or NULL when no receipt named it. */
+static struct sub *sub_at(const struct report *rp, uint32_t pos)
+{
+    size_t k;
+
+    if (rp->capbypos == 0)
+        return NULL;
+    k = pos_hash(pos, rp->capbypos);
+    while (rp->bypos[k]) {
+        if ((uint32_t)(rp->bypos[k] >> 32) == pos)
+            return &rp->subs[(rp->bypos[k] & 0xffffffffu) - 1];
+        k = (k + 1) & (rp->capbypos - 1);
+    }
+    return NULL;
+}
+
+static int parse_pos(const char *s, uint32_t *out)
+{
+    long long v;
+
+    if (s == NULL || cr_ctl_parse_ll(s, 0, UINT32_MAX, &v) != 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int add_orphan(struct report *rp, uint32_t pos, int slot, enum cr_status st)
+{
+    if (rp->norphans >= MAX_ORPHANS) {
+        rp->unmatched++;
+        return 0;
+    }
+    if (rp->norphans == rp->caporphans) {
+        size_t ncap = rp->caporphans ? rp->caporphans * 2 : 256;
+        struct orphan *no = realloc(rp->orphans, ncap * sizeof(*no));
+
+        if (no == NULL)
+            return -1;
+        rp->orphans = no;
+        rp->caporphans = ncap;
+    }
+    rp->orphans[rp->norphans].pos = pos;
+    rp->orphans[rp->norphans].slot = (unsigned char)slot;
+    rp->orphans[rp->norphans].st = (unsigned char)(st + 1);
+    rp->norphans++;
+    return 0;
+}
+
+/* One receipt of the stream. crierd's own receipts name the subscriber (sub)
+ * and the audience position (pos); a provider's receipt from a webhook (source
+ * webhook) names only job, pos and channel, and comes after crierd's receipt
+ * for the same message (the webhook script applies a receipt only once the
+ * message's ledger bit is set, which the same script call that wrote crierd's
+ * receipt set). So the position found earlier in the stream gives the
+ * subscriber, and the provider's outcome replaces crierd's "sent", as it does
+ * in the job's counters. */
 static void take_receipt(struct report *rp, const redisReply *f, const char *job, int *oom)
 {
     const char *j = cr_ctl_field(f, "job");
@@ -218,19 +332,119 @@ static void take_receipt(struct report *rp, const redisReply *f, const char *job
     enum cr_channel ch;
     enum cr_status st;
     struct sub *s;
+    uint32_t pos;
+    int has_pos;
     int slot;
 
-    if (j == NULL || strcmp(j, job) != 0 || sub == NULL || stn == NULL ||
-        cr_status_parse(stn, &st) < 0)
+    if (j == NULL || strcmp(j, job) != 0 || stn == NULL || cr_status_parse(stn, &st) < 0)
         return;
+    has_pos = parse_pos(cr_ctl_field(f, "pos"), &pos) == 0;
     slot = (chn && cr_channel_parse(chn, &ch) == 0) ? (int)ch : CR_CH__COUNT;
-    s = find_sub(rp, sub);
-    if (s == NULL) {
-        *oom = 1;
-        return;
+    if (sub == NULL) {
+        if (!has_pos)
+            return; /* names no message: nothing to count it against */
+        s = sub_at(rp, pos);
+        if (s == NULL) {
+            if (add_orphan(rp, pos, slot, st) < 0)
+                *oom = 1;
+            rp->receipts++;
+            return;
+        }
+    } else {
+        s = find_sub(rp, sub);
+        if (s == NULL) {
+            *oom = 1;
+            return;
+        }
+        if (has_pos && remember_pos(rp, pos, s) < 0) {
+            *oom = 1;
+            return;
+        }
     }
     s->st[slot] = (unsigned char)(st + 1);
     rp->receipts++;
+}
+
+/* "<job>/<pos>/<sub>" of crier:sms:last for job: *pos and *sub (into sub). */
+static int split_last(const char *v, const char *job, uint32_t *pos, char *sub, size_t sublen)
+{
+    size_t jl = strlen(job);
+    const char *p;
+    const char *slash;
+    char num[16];
+
+    if (strncmp(v, job, jl) != 0 || v[jl] != '/')
+        return -1;
+    p = v + jl + 1;
+    slash = strchr(p, '/');
+    if (slash == NULL || (size_t)(slash - p) >= sizeof(num) || slash == p)
+        return -1;
+    memcpy(num, p, (size_t)(slash - p));
+    num[slash - p] = '\0';
+    if (parse_pos(num, pos) < 0 || strlen(slash + 1) >= sublen || slash[1] == '\0')
+        return -1;
+    memcpy(sub, slash + 1, strlen(slash + 1) + 1);
+    return 0;
+}
+
+/* Provider receipts whose crierd receipt was trimmed from the stream: the
+ * subscriber of an SMS can still be found in crier:sms:last (phone ->
+ * "<job>/<pos>/<sub>" of the last SMS to that phone), read with HSCAN only
+ * when there is such a receipt. What stays unknown is counted in unmatched. */
+static int resolve_orphans(struct ctl *ctl, struct report *rp, const char *job)
+{
+    const char *argv[5];
+    char cursor[32] = "0";
+    char sub[256];
+    redisReply *r;
+    size_t i;
+    int code;
+
+    if (rp->norphans == 0)
+        return 0;
+    argv[0] = "HSCAN";
+    argv[1] = ctl->keys.sms_last;
+    argv[3] = "COUNT";
+    argv[4] = "1000";
+    do {
+        argv[2] = cursor;
+        r = cr_ctl_cmdv(ctl, 5, argv, NULL, &code);
+        if (r == NULL)
+            return code;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            break; /* not a hash: nothing to learn from it */
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (i = 0; i + 1 < r->element[1]->elements; i += 2) {
+            const redisReply *v = r->element[1]->element[i + 1];
+            struct sub *s;
+            uint32_t pos;
+
+            if (v->type != REDIS_REPLY_STRING ||
+                split_last(v->str, job, &pos, sub, sizeof(sub)) < 0 || sub_at(rp, pos) != NULL)
+                continue;
+            s = find_sub(rp, sub);
+            if (s == NULL || remember_pos(rp, pos, s) < 0) {
+                freeReplyObject(r);
+                fprintf(stderr, "crierctl report: out of memory\n");
+                return CTL_EXIT_FAIL;
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    for (i = 0; i < rp->norphans; i++) {
+        const struct orphan *o = &rp->orphans[i];
+        struct sub *s = sub_at(rp, o->pos);
+
+        if (s == NULL)
+            rp->unmatched++;
+        else
+            s->st[o->slot] = o->st;
+    }
+    return 0;
 }
 
 /* XRANGE over the receipts from the job's creation on, keeping its own. */
@@ -610,6 +824,31 @@ static void put_row(const char *name, const struct row *row, const struct survey
     putchar('\n');
 }
 
+/* Once the messages add up, each status (overall and per channel) must too:
+ * a difference means receipts the report could not place. */
+static void warn_counters(const char *id, const struct row *total, const struct ctl_job *job)
+{
+    int st;
+    int ch;
+
+    for (st = 0; st < CR_ST__COUNT; st++) {
+        const char *sn = cr_status_name((enum cr_status)st);
+
+        if (total->st[st] != job->st[st])
+            fprintf(stderr,
+                    "crierctl report: warning: job %s: the receipts say %s %lld, its counters "
+                    "say %lld\n",
+                    id, sn, total->st[st], job->st[st]);
+        for (ch = 0; ch < CR_CH__COUNT; ch++)
+            if (total->ch[ch][st] != job->ch[ch][st])
+                fprintf(stderr,
+                        "crierctl report: warning: job %s: the receipts say %s:%s %lld, its "
+                        "counters say %lld\n",
+                        id, sn, cr_channel_name((enum cr_channel)ch), total->ch[ch][st],
+                        job->ch[ch][st]);
+    }
+}
+
 static void release(struct report *rp)
 {
     size_t i;
@@ -618,6 +857,8 @@ static void release(struct report *rp)
         free(rp->subs[i].id);
     free(rp->subs);
     free(rp->index);
+    free(rp->bypos);
+    free(rp->orphans);
     for (i = 0; i < rp->nsegs; i++)
         free(rp->segs[i]);
     free(rp->segs);
@@ -671,6 +912,8 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     if (code == 0)
         code = read_receipts(ctl, &rp, id, job.created_ms);
     if (code == 0)
+        code = resolve_orphans(ctl, &rp, id);
+    if (code == 0)
         code = read_membership(ctl, &rp);
     if (code == 0)
         code = read_answers(ctl, &rp, &sc, key, h, ans);
@@ -683,6 +926,11 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
             if (rp.member[i * rp.words + s / 64] & ((uint64_t)1 << (s % 64)))
                 add_sub(&rows[s], &rp.subs[i]);
     }
+    if (rp.unmatched > 0)
+        fprintf(stderr,
+                "crierctl report: warning: %lld provider receipts of job %s name messages whose "
+                "own receipt was trimmed from the stream: not counted\n",
+                rp.unmatched, id);
     if (!cr_ctl_job_finished(&job))
         fprintf(stderr, "crierctl report: job %s is %s: the figures are so far\n", id, job.state);
     else if (job.messages >= 0 && total.messages != job.messages)
@@ -690,6 +938,8 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
                 "crierctl report: warning: %lld receipts found for job %s, its counters say "
                 "%lld messages (receipts trimmed from the stream are not counted)\n",
                 total.messages, id, job.messages);
+    else
+        warn_counters(id, &total, &job);
     fputs("segment", stdout);
     for (i = 0; i < NCOLUMNS; i++)
         printf(",%s", columns[i].name);

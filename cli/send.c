@@ -22,11 +22,13 @@ static const char help[] =
     "with the default limits (a daemon configured with other limits may still\n"
     "reject it), and posts it: XADD <prefix>jobs * job <document>.\n"
     "Prints the job id: the document's \"id\", or job-<entry id> as crierd names it.\n"
-    "A bad document is not posted: its problem is printed (code and message), exit 1.\n"
+    "A bad document is not posted: its problem is printed (code and message, and\n"
+    "FILE:LINE:COLUMN with the line for broken JSON), exit 1. A document whose id is\n"
+    "taken by an earlier job is not posted either (crierd would ignore it): exit 5.\n"
     "\n"
     "Options:\n"
     "  -w, --wait       follow the job like `status` until it is finished; exit 0\n"
-    "                   when it completed, 1 when it was rejected, cancelled or expired\n";
+    "                   when it completed, 1 when it was rejected, cancelled, expired or failed\n";
 
 static int read_all(FILE *f, struct cr_buf *b)
 {
@@ -47,25 +49,85 @@ static int read_all(FILE *f, struct cr_buf *b)
     return ferror(f) ? CR_EIO : 0;
 }
 
-/* Warns when an explicit id is already taken: crierd ignores a second post. */
-static int warn_if_exists(struct ctl *ctl, const char *id)
+/* Refuses an explicit id that is already taken: crierd would ignore the post
+ * as a duplicate, so it is not made (CTL_EXIT_EXISTS). */
+static int check_new_id(struct ctl *ctl, const char *id)
 {
     struct ctl_job job;
     int rc = cr_ctl_job_load(ctl, id, &job);
 
-    if (rc == 0)
+    if (rc == 0) {
         fprintf(stderr,
-                "crierctl send: warning: job %s already exists (state %s); crierd will "
-                "ignore this post as a duplicate\n",
+                "crierctl send: job %s already exists (state %s); not posted (crierd ignores "
+                "a second job with the same id: give the document a new \"id\")\n",
                 id, job.state);
+        return CTL_EXIT_EXISTS;
+    }
     return rc == CTL_EXIT_NOTFOUND ? 0 : rc;
+}
+
+#define SHOW_LINE_MAX 120 /* bytes of the offending line shown */
+
+/* Prints where byte offset at of doc is, as FILE:LINE:COLUMN (both from 1,
+ * the column in characters), then that line (cut around the column to
+ * SHOW_LINE_MAX bytes, control characters as spaces) and a caret under it. */
+static void show_position(const char *path, const char *doc, size_t len, size_t at,
+                          const struct cr_job_error *err)
+{
+    char text[SHOW_LINE_MAX + 1];
+    char caret[SHOW_LINE_MAX + 2];
+    size_t line = 1;
+    size_t col = 1;
+    size_t start = 0;
+    size_t end;
+    size_t from;
+    size_t i;
+    size_t n = 0;
+    size_t k = 0;
+
+    if (at > len)
+        at = len;
+    /* cJSON may stop at the blank before the token it could not take */
+    while (at < len && (doc[at] == ' ' || doc[at] == '\t' || doc[at] == '\n' || doc[at] == '\r'))
+        at++;
+    for (i = 0; i < at; i++) {
+        if (doc[i] == '\n') {
+            line++;
+            col = 1;
+            start = i + 1;
+        } else if (((unsigned char)doc[i] & 0xC0) != 0x80) {
+            col++; /* a character starts here (not a UTF-8 continuation byte) */
+        }
+    }
+    fprintf(stderr, "%s:%zu:%zu: %s: %s\n", path, line, col, err->code, err->message);
+    if (at == len) {
+        fputs("  (the document ends there: a value, ']' or '}' is missing)\n", stderr);
+        return;
+    }
+    for (end = start; end < len && doc[end] != '\n' && doc[end] != '\r';)
+        end++;
+    from = start;
+    if (at - start > SHOW_LINE_MAX - 20)
+        from = at - (SHOW_LINE_MAX - 20); /* keep the position in view */
+    while (from > start && ((unsigned char)doc[from] & 0xC0) == 0x80)
+        from--;
+    for (i = from; i < end && n < SHOW_LINE_MAX; i++) {
+        unsigned char ch = (unsigned char)doc[i];
+
+        text[n++] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+        if (i < at && (ch & 0xC0) != 0x80)
+            caret[k++] = ' ';
+    }
+    text[n] = '\0';
+    caret[k++] = '^';
+    caret[k] = '\0';
+    fprintf(stderr, "  %s\n  %s\n", text, caret);
 }
 
 int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
 {
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS,
-                                         {"wait", no_argument, NULL, 'w'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        CTL_COMMON_LONGOPTS, {"wait", no_argument, NULL, 'w'}, {NULL, 0, NULL, 0}};
     struct cr_job_limits lim;
     struct cr_job job;
     struct cr_job_error err;
@@ -123,6 +185,11 @@ int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
     cr_job_limits_default(&lim);
     memset(&err, 0, sizeof(err));
     rc = cr_job_parse(cr_buf_cstr(&doc), doc.len, &lim, &job, &err);
+    if (rc < 0 && err.at >= 0) {
+        show_position(path, cr_buf_cstr(&doc), doc.len, (size_t)err.at, &err);
+        fprintf(stderr, "crierctl send: %s: job not posted\n", path);
+        goto out;
+    }
     if (rc < 0) {
         fprintf(stderr, "%s: %s: %s\n", path, err.code[0] ? err.code : cr_errname(rc),
                 err.message[0] ? err.message : cr_strerror(rc));
@@ -135,7 +202,7 @@ int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
     if (code != 0)
         goto out;
     if (job.id[0]) {
-        code = warn_if_exists(ctl, job.id);
+        code = check_new_id(ctl, job.id);
         if (code != 0)
             goto out;
     }

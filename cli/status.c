@@ -21,16 +21,18 @@ static const char help[] =
     "Usage: crierctl status [options] ID\n"
     "Shows job ID from <prefix>job:<ID>: state, priority, residents targeted,\n"
     "counters per status and per channel, rate (messages/s over the last 5 s),\n"
-    "elapsed time, an ETA and a progress bar (batches done while sending, the\n"
-    "message total once completed).\n"
+    "elapsed time, an ETA and a progress bar: the share of the residents whose\n"
+    "batches are done, out of residents targeted, once the audience is fully\n"
+    "expanded (before that the number of residents is not known: the residents\n"
+    "found so far are shown without a share); a scheduled job shows when it is due.\n"
     "On a terminal it redraws in place every 250 ms until the job is completed,\n"
-    "cancelled or expired; otherwise it prints one block.\n"
+    "cancelled, expired or failed (with its reason); otherwise it prints one block.\n"
     "\n"
     "Options:\n"
     "  -1, --once       print one block and exit, even on a terminal\n"
     "  -f, --follow     follow until the job is finished (one line per second when\n"
     "                   not on a terminal, then the final block); exit 0 when it\n"
-    "                   completed, 1 when it was cancelled or expired\n"
+    "                   completed, 1 when it was cancelled, expired or failed\n"
     "Exit 4 when no such job exists, 1 when it was rejected (found in <prefix>jobs:dead).\n";
 
 struct sample {
@@ -46,8 +48,9 @@ struct samples {
 
 /* What the block and the line show, computed from the hash and the samples. */
 struct view {
-    long long done;
-    double frac;
+    long long done;     /* messages with an outcome */
+    double frac;        /* residents done / targeted; -1 = not known yet */
+    int64_t due_ms;     /* a scheduled job: time until send_at; -1 = not scheduled */
     double rate;        /* messages per second */
     int64_t elapsed_ms;
     int64_t eta_ms;     /* -1 = unknown */
@@ -84,18 +87,19 @@ static void compute(const struct ctl_job *job, const struct samples *s, int64_t 
     memset(v, 0, sizeof(*v));
     v->done = cr_ctl_job_done(job);
     v->eta_ms = -1;
+    v->due_ms = -1;
+    v->frac = cr_ctl_job_progress(job);
     if (completed) {
         int64_t run = job->completed_ms - since;
 
-        v->frac = 1.0;
         v->elapsed_ms = run > 0 ? run : 0;
         v->rate = (double)v->done * 1000.0 / (double)(run > 0 ? run : 1);
         return;
     }
-    if (job->batches > 0)
-        v->frac = (double)job->batches_done / (double)job->batches;
-    if (!job->expanded && v->frac > 0.99)
-        v->frac = 0.99; /* more batches are still being cut from the audience */
+    if (strcmp(job->state, "scheduled") == 0 && job->send_at_ms > 0) {
+        v->due_ms = job->send_at_ms > now_ms ? job->send_at_ms - now_ms : 0;
+        return; /* nothing has run: no elapsed time, rate or ETA */
+    }
     v->elapsed_ms = since > 0 && now_ms > since ? now_ms - since : 0;
     if (cr_ctl_job_finished(job) && job->completed_ms > since && since > 0)
         v->elapsed_ms = job->completed_ms - since;
@@ -107,7 +111,7 @@ static void compute(const struct ctl_job *job, const struct samples *s, int64_t 
         span = (double)(b->t - a->t);
         if (span >= 1000.0) {
             v->rate = (double)(b->done - a->done) * 1000.0 / span;
-            if (b->frac > a->frac)
+            if (a->frac >= 0.0 && b->frac > a->frac)
                 v->eta_ms = (int64_t)((1.0 - v->frac) / ((b->frac - a->frac) / span));
         }
     }
@@ -130,6 +134,42 @@ static void counters(struct cr_buf *o, const long long *st, int with_skipped)
     cr_buf_appends(o, "\n");
 }
 
+/* "due in 3m20s (at 2026-11-22T09:00:00Z)", or "due now (at ...)". */
+static void fmt_due(char *out, size_t outlen, const struct ctl_job *job, const struct view *v)
+{
+    char in[32];
+    char at[32];
+
+    cr_ctl_fmt_duration(v->due_ms, in, sizeof(in));
+    cr_ctl_fmt_utc(job->send_at_ms, at, sizeof(at));
+    if (v->due_ms > 0)
+        snprintf(out, outlen, "due in %s (at %s)", in, at);
+    else
+        snprintf(out, outlen, "due now (at %s)", at);
+}
+
+/* The residents part of the progress line: residents done out of residents
+ * targeted (never messages beside residents). */
+static void fmt_residents(char *out, size_t outlen, const struct ctl_job *job,
+                          const struct view *v)
+{
+    if (v->frac < 0.0)
+        snprintf(out, outlen, "audience still expanding: %lld residents found so far",
+                 job->targeted);
+    else
+        snprintf(out, outlen, "~%lld/%lld residents done",
+                 (long long)((double)job->targeted * v->frac), job->targeted);
+}
+
+/* "45%" or "  -" while the share is not known. */
+static void fmt_pct(char *out, size_t outlen, double frac)
+{
+    if (frac < 0.0)
+        snprintf(out, outlen, "  -");
+    else
+        snprintf(out, outlen, "%3d%%", (int)(frac * 100.0));
+}
+
 /* The full block, one line per row, into o. */
 static void render_block(struct cr_buf *o, const char *id, const struct ctl_job *job,
                          const struct view *v)
@@ -137,27 +177,40 @@ static void render_block(struct cr_buf *o, const char *id, const struct ctl_job 
     char el[32];
     char eta[32];
     char created[32];
+    char pct[8];
+    char what[160];
     int ch;
     char bar[BAR_WIDTH + 3];
 
-    cr_ctl_bar(bar, sizeof(bar), v->frac, BAR_WIDTH);
+    cr_ctl_bar(bar, sizeof(bar), v->frac < 0.0 ? 0.0 : v->frac, BAR_WIDTH);
     cr_ctl_fmt_duration(v->elapsed_ms, el, sizeof(el));
     cr_ctl_fmt_duration(v->eta_ms, eta, sizeof(eta));
     cr_ctl_fmt_time(job->created_ms, 1, created, sizeof(created));
+    fmt_pct(pct, sizeof(pct), v->frac);
 
     cr_buf_appendf(o, "job %s  state %s  priority %s  created %s\n", id, job->state,
                    job->priority, created);
-    if (strcmp(job->state, "completed") == 0)
-        cr_buf_appendf(o, "%s 100%%  %lld messages\n", bar, job->messages >= 0 ? job->messages
-                                                                              : v->done);
-    else
-        cr_buf_appendf(o, "%s %3d%%  ~%lld/%lld residents, %lld messages%s\n", bar,
-                       (int)(v->frac * 100.0), (long long)((double)job->targeted * v->frac),
-                       job->targeted, v->done, job->expanded ? "" : " (audience still expanding)");
-    cr_buf_appendf(o, "targeted %lld  done %lld", job->targeted, v->done);
+    if (job->error[0])
+        cr_buf_appendf(o, "error    %s\n", job->error);
+    if (strcmp(job->state, "completed") == 0) {
+        cr_buf_appendf(o, "%s 100%%  %lld residents, %lld messages\n", bar, job->targeted,
+                       job->messages >= 0 ? job->messages : v->done);
+    } else if (v->due_ms >= 0) {
+        fmt_due(what, sizeof(what), job, v);
+        cr_buf_appendf(o, "%s %s  scheduled: %s\n", bar, pct, what);
+    } else {
+        fmt_residents(what, sizeof(what), job, v);
+        cr_buf_appendf(o, "%s %s  %s, %lld messages so far\n", bar, pct, what, v->done);
+    }
+    cr_buf_appendf(o, "targeted %lld  messages_done %lld", job->targeted, v->done);
     if (job->messages >= 0)
         cr_buf_appendf(o, "  messages %lld", job->messages);
-    cr_buf_appendf(o, "  elapsed %s  rate %.1f/s  eta %s\n", el, v->rate, eta);
+    if (v->due_ms >= 0) {
+        fmt_due(what, sizeof(what), job, v);
+        cr_buf_appendf(o, "  %s\n", what);
+    } else {
+        cr_buf_appendf(o, "  elapsed %s  rate %.1f messages/s  eta %s\n", el, v->rate, eta);
+    }
     cr_buf_appends(o, "status ");
     counters(o, job->st, 1);
     for (ch = 0; ch < CR_CH__COUNT; ch++) {
@@ -171,12 +224,24 @@ static void render_line(FILE *out, const char *id, const struct ctl_job *job,
 {
     char now[32];
     char eta[32];
+    char pct[8];
+    char what[160];
 
     cr_ctl_fmt_time(cr_ctl_now_ms(), 0, now, sizeof(now));
     cr_ctl_fmt_duration(v->eta_ms, eta, sizeof(eta));
-    fprintf(out, "%s %s %s %3d%% done %lld targeted %lld rate %.1f/s eta %s%s\n", now, id,
-            job->state, (int)(v->frac * 100.0), v->done, job->targeted, v->rate, eta,
-            job->expanded || cr_ctl_job_finished(job) ? "" : " (audience expanding)");
+    fmt_pct(pct, sizeof(pct), v->frac);
+    if (v->due_ms >= 0) {
+        fmt_due(what, sizeof(what), job, v);
+        fprintf(out, "%s %s %s %s\n", now, id, job->state, what);
+    } else {
+        if (strcmp(job->state, "completed") == 0)
+            snprintf(what, sizeof(what), "%lld/%lld residents done", job->targeted,
+                     job->targeted);
+        else
+            fmt_residents(what, sizeof(what), job, v);
+        fprintf(out, "%s %s %s %s %s, %lld messages rate %.1f messages/s eta %s\n", now, id,
+                job->state, pct, what, v->done, v->rate, eta);
+    }
     fflush(out);
 }
 

@@ -17,6 +17,8 @@ static const char help[] =
     "Usage: crierctl tail [options]\n"
     "Prints receipts from <prefix>receipts, oldest first, one line each:\n"
     "  time job subscriber channel provider status attempt code latency\n"
+    "(a provider's receipt from a webhook shows pos:N, the message's audience\n"
+    "position, for the subscriber)\n"
     "\n"
     "Options:\n"
     "  -n, --lines N    the last N receipts (default 10, at most 100000)\n"
@@ -36,6 +38,7 @@ static int format_entry(const redisReply *e, const char *job, char *line, size_t
     const redisReply *f;
     char t[32];
     char lat[32];
+    char who[80];
     long long us;
 
     if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || e->element[0]->type != REDIS_REPLY_STRING)
@@ -49,9 +52,13 @@ static int format_entry(const redisReply *e, const char *job, char *line, size_t
         snprintf(lat, sizeof(lat), "-");
     else
         snprintf(lat, sizeof(lat), "%.1fms", (double)us / 1000.0);
-    snprintf(line, n, "%s %s %s %s %s %s %s %s %s", t, fld(f, "job"), fld(f, "sub"),
-             fld(f, "channel"), fld(f, "provider"), fld(f, "status"), fld(f, "attempt"),
-             fld(f, "code"), lat);
+    /* a provider's receipt (webhook) names its message by audience position */
+    if (cr_ctl_field(f, "sub") == NULL && cr_ctl_field(f, "pos") != NULL)
+        snprintf(who, sizeof(who), "pos:%s", cr_ctl_field(f, "pos"));
+    else
+        snprintf(who, sizeof(who), "%s", fld(f, "sub"));
+    snprintf(line, n, "%s %s %s %s %s %s %s %s %s", t, fld(f, "job"), who, fld(f, "channel"),
+             fld(f, "provider"), fld(f, "status"), fld(f, "attempt"), fld(f, "code"), lat);
     return 0;
 }
 

@@ -291,7 +291,7 @@ static int render_queues(struct ctl *ctl, struct cr_buf *o)
 }
 
 static const char *const job_fields[] = {"state",     "priority",     "targeted", "batches",
-                                         "batches_done", "expanded",  "delivered", "sent",
+                                         "batches_done", "expanded",  "send_at_ms", "delivered", "sent",
                                          "failed",    "bounced",      "suppressed", "expired",
                                          "cancelled", "skipped"};
 #define NJOB_FIELDS (sizeof(job_fields) / sizeof(job_fields[0]))
@@ -307,23 +307,47 @@ static long long num(const redisReply *r)
 
 static void render_job(struct cr_buf *o, const char *id, const redisReply *h)
 {
-    const char *state = h->element[0]->str;
-    long long batches = num(h->element[3]);
+    struct ctl_job job;
     long long done = 0;
-    double f = 0.0;
+    double f;
     char bar[24];
+    char pct[8];
     size_t i;
 
-    for (i = 6; i < NJOB_FIELDS; i++)
+    memset(&job, 0, sizeof(job));
+    snprintf(job.state, sizeof(job.state), "%s", h->element[0]->str);
+    job.targeted = num(h->element[2]);
+    job.batches = num(h->element[3]);
+    job.batches_done = num(h->element[4]);
+    job.expanded = num(h->element[5]) == 1;
+    job.send_at_ms = num(h->element[6]);
+    for (i = 7; i < NJOB_FIELDS; i++)
         done += num(h->element[i]);
-    if (batches > 0)
-        f = (double)num(h->element[4]) / (double)batches;
-    if (num(h->element[5]) != 1 && f > 0.99)
-        f = 0.99;
-    cr_ctl_bar(bar, sizeof(bar), f, 20);
-    cr_buf_appendf(o, "%-32s %-10s %-7s %s %3d%%  done %lld  targeted %lld\n", id, state,
-                   h->element[1]->type == REDIS_REPLY_STRING ? h->element[1]->str : "-", bar,
-                   (int)(f * 100.0), done, num(h->element[2]));
+    /* residents done of residents targeted, as `status` shows it: no share
+     * while the audience is still expanding (it would go backwards) */
+    f = cr_ctl_job_progress(&job);
+    cr_ctl_bar(bar, sizeof(bar), f < 0.0 ? 0.0 : f, 20);
+    if (f < 0.0)
+        snprintf(pct, sizeof(pct), "  -");
+    else
+        snprintf(pct, sizeof(pct), "%3d%%", (int)(f * 100.0));
+    cr_buf_appendf(o, "%-32s %-10s %-7s %s %s  ", id, job.state,
+                   h->element[1]->type == REDIS_REPLY_STRING ? h->element[1]->str : "-", bar, pct);
+    if (strcmp(job.state, "scheduled") == 0 && job.send_at_ms > 0) {
+        int64_t in = job.send_at_ms - cr_ctl_now_ms();
+        char due[32];
+        char at[32];
+
+        cr_ctl_fmt_duration(in > 0 ? in : 0, due, sizeof(due));
+        cr_ctl_fmt_utc(job.send_at_ms, at, sizeof(at));
+        cr_buf_appendf(o, "due in %s (at %s)", due, at);
+    } else if (f < 0.0) {
+        cr_buf_appendf(o, "expanding: %lld residents so far", job.targeted);
+    }
+    else
+        cr_buf_appendf(o, "~%lld/%lld residents done", (long long)((double)job.targeted * f),
+                       job.targeted);
+    cr_buf_appendf(o, "  %lld messages\n", done);
 }
 
 static int render_active(struct ctl *ctl, struct cr_buf *o)
@@ -364,7 +388,7 @@ static int render_active(struct ctl *ctl, struct cr_buf *o)
             h->element[0]->type == REDIS_REPLY_STRING) {
             st = h->element[0]->str;
             if (strcmp(st, "completed") != 0 && strcmp(st, "cancelled") != 0 &&
-                strcmp(st, "expired") != 0) {
+                strcmp(st, "expired") != 0 && strcmp(st, "failed") != 0) {
                 active++;
                 if (shown < ACTIVE_SHOWN) {
                     render_job(o, z->element[i]->str, h);
@@ -399,8 +423,8 @@ static int refresh(struct ctl *ctl, struct top *t, struct cr_buf *o)
         return code;
     cr_ctl_fmt_time(t->now_ms, 1, now, sizeof(now));
     cr_buf_reset(o);
-    cr_buf_appendf(o, "crier top  %s  redis %s:%d  receipts read %lld\n", now, ctl->host,
-                   ctl->port, t->read_total);
+    cr_buf_appendf(o, "crier top  %s  redis %s  receipts read %lld\n", now, ctl->where,
+                   t->read_total);
     render_rows(o, t, ROW_TOTAL, "TOTAL");
     render_rows(o, t, ROW_CHANNEL, "CHANNEL");
     render_rows(o, t, ROW_PROVIDER, "PROVIDER");

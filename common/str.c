@@ -35,3 +35,47 @@ char *cr_fmt_i64(char *buf, int64_t v)
     buf[i] = '\0';
     return buf;
 }
+
+long cr_utf8_invalid_at(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (s[i]) {
+        unsigned char b = s[i];
+        size_t len;
+        size_t k;
+        unsigned char lo = 0x80;
+        unsigned char hi = 0xBF;
+
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        if (b >= 0xC2 && b <= 0xDF) {
+            len = 2;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            len = 3;
+            if (b == 0xE0)
+                lo = 0xA0; /* overlong */
+            if (b == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            len = 4;
+            if (b == 0xF0)
+                lo = 0x90; /* overlong */
+            if (b == 0xF4)
+                hi = 0x8F; /* past U+10FFFF */
+        } else {
+            return (long)i;
+        }
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return (long)i;
+        for (k = 2; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return (long)i;
+        }
+        i += len;
+    }
+    return -1;
+}

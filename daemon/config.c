@@ -6,6 +6,9 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
+#include "redis.h"
+#include "sentinel.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -335,6 +338,10 @@ static int resolve_secrets(struct ctx *c, cJSON *node, char *path, size_t plen, 
     {
         int rc;
 
+        /* every name and text ends up in Redis, logs or messages: JSON is UTF-8 */
+        if (cJSON_IsObject(node) && cr_utf8_invalid_at(it->string) >= 0)
+            return fail(c, path[0] ? path : NULL, "a key name is not valid UTF-8 (byte %ld)",
+                        cr_utf8_invalid_at(it->string));
         if (plen < PATH_LEN - 1) {
             if (cJSON_IsObject(node))
                 path_printf(path + plen, PATH_LEN - plen, plen ? ".%s" : "%s", it->string);
@@ -342,6 +349,9 @@ static int resolve_secrets(struct ctx *c, cJSON *node, char *path, size_t plen, 
                 path_printf(path + plen, PATH_LEN - plen, "[%d]", i);
         }
         rc = resolve_secrets(c, it, path, strlen(path), depth + 1);
+        if (rc == 0 && cJSON_IsString(it) && cr_utf8_invalid_at(it->valuestring) >= 0)
+            rc = fail(c, path, "is not valid UTF-8 (byte %ld of the value)",
+                      cr_utf8_invalid_at(it->valuestring));
         path[plen] = '\0';
         if (rc != 0)
             return rc;
@@ -635,11 +645,12 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
-                                       "workers",  NULL};
-static const char *const redis_keys[] = {"host",   "port",
-                                         "password", "prefix",
+                                       "workers",  "log_format", "log_repeat_s", NULL};
+static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
+                                         "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
-                                         "reconnect_max_ms", NULL};
+                                         "reconnect_max_ms", "wait_replicas",
+                                         "wait_timeout_ms", "sentinel", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "max_unrecorded", "timeout_ms",
@@ -652,6 +663,7 @@ static const struct num_field redis_nums[] = {
     {"connect_timeout_ms", NUM_LONG, CFG(redis_connect_timeout_ms), 1, 300000},
     {"command_timeout_ms", NUM_LONG, CFG(redis_command_timeout_ms), 1, 300000},
     {"reconnect_max_ms", NUM_LONG, CFG(redis_reconnect_max_ms), 1, 3600000},
+    {"wait_timeout_ms", NUM_LONG, CFG(redis_wait_timeout_ms), 1, 60000},
 };
 static const struct num_field intake_nums[] = {
     {"block_ms", NUM_LONG, CFG(intake_block_ms), 1, 60000},
@@ -672,6 +684,7 @@ static const struct num_field receipts_nums[] = {
 };
 static const struct num_field top_nums[] = {
     {"retention_s", NUM_LONG, CFG(retention_s), 60, 315360000},
+    {"log_repeat_s", NUM_LONG, CFG(log_repeat_s), 0, 3600},
 };
 static const struct num_field limit_nums[] = {
     {"doc_bytes", NUM_SIZE, LIM(doc_bytes), 1024, 16777216},
@@ -749,6 +762,9 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->redis_connect_timeout_ms = 2000;
     cfg->redis_command_timeout_ms = 5000;
     cfg->redis_reconnect_max_ms = 5000;
+    cfg->redis_wait_replicas = -1; /* "auto" */
+    cfg->redis_wait_timeout_ms = 1000;
+    cfg->redis_sentinel_timeout_ms = 500;
     cfg->intake_block_ms = 1000;
     cfg->intake_max_jobs = 16;
     cfg->batch_size = 500;
@@ -759,6 +775,7 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->retry_max_ms = 30000;
     cfg->receipts_maxlen = 1000000;
     cfg->retention_s = 604800;
+    cfg->log_repeat_s = 10;
     cfg->workers = 1;
     cr_job_limits_default(&cfg->limits);
     cfg->http_max_connections = 1024;
@@ -777,14 +794,224 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     if (set_str(c, &cfg->redis_host, "127.0.0.1", 0) != 0 ||
         set_str(c, &cfg->prefix, "crier:", 0) != 0 || set_str(c, &cfg->consumer, host, 0) != 0 ||
         set_str(c, &cfg->group, "crierd", 0) != 0 || set_str(c, &cfg->log_level, "info", 0) != 0 ||
+        set_str(c, &cfg->log_format, "auto", 0) != 0 ||
         set_str(c, &cfg->public_url, "http://127.0.0.1", 0) != 0)
         return CR_ENOMEM;
     return 0;
 }
 
+/* A file option of "tls" must name a readable file. */
+static int tls_file(struct ctx *c, const cJSON *obj, const char *path, const char *key,
+                    char **dst)
+{
+    const char *s = NULL;
+    char sub[PATH_LEN];
+    int rc;
+
+    rc = get_str(c, obj, path, key, S_NULL_OK | S_NONEMPTY, 4096, &s);
+    if (rc != 0 || s == NULL)
+        return rc;
+    if (access(s, R_OK) != 0) {
+        join(sub, sizeof sub, path, key);
+        return fail(c, sub, "cannot read %s: %s", s, strerror(errno));
+    }
+    return set_str(c, dst, s, 0);
+}
+
+/* parent.tls: true (system CAs), false/null (none), or an object of
+ * ca_file, cert_file, key_file, server_name. The files are loaded now, as the
+ * connection will load them, so that crierd -t finds a bad one. */
+static int parse_tls(struct ctx *c, const cJSON *parent, const char *ppath,
+                     struct cr_tls_conf *out)
+{
+    static const char *const tls_keys[] = {"ca_file", "cert_file", "key_file", "server_name",
+                                           NULL};
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(parent, "tls");
+    const char *name = NULL;
+    struct cr_redis_tls t;
+    char path[PATH_LEN];
+    char sub[PATH_LEN];
+    char err[256];
+    const char *key;
+    int rc;
+
+    if (v == NULL || cJSON_IsNull(v) || cJSON_IsFalse(v))
+        return 0;
+    join(path, sizeof path, ppath, "tls");
+    if (!cJSON_IsTrue(v) && !cJSON_IsObject(v))
+        return fail(c, path, "must be an object (ca_file, cert_file, key_file, server_name), "
+                             "true or false, got %s", type_name(v));
+    out->enabled = 1;
+    if (cJSON_IsObject(v)) {
+        rc = check_keys(c, v, path, tls_keys, NULL);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "ca_file", &out->ca_file);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "cert_file", &out->cert_file);
+        if (rc == 0)
+            rc = tls_file(c, v, path, "key_file", &out->key_file);
+        if (rc == 0)
+            rc = get_str(c, v, path, "server_name", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 255,
+                         &name);
+        if (rc == 0)
+            rc = set_str(c, &out->server_name, name, 0);
+        if (rc != 0)
+            return rc;
+        if ((out->cert_file == NULL) != (out->key_file == NULL)) {
+            join(sub, sizeof sub, path, out->cert_file ? "key_file" : "cert_file");
+            return fail(c, sub, "missing: cert_file and key_file go together");
+        }
+    }
+    memset(&t, 0, sizeof(t));
+    t.enabled = 1;
+    t.ca_file = out->ca_file;
+    t.cert_file = out->cert_file;
+    t.key_file = out->key_file;
+    t.server_name = out->server_name;
+    if (cr_redis_tls_check(&t, &key, err, sizeof(err)) != 0) {
+        join(sub, sizeof sub, path, key);
+        return fail(c, sub, "does not load: %s", err);
+    }
+    return 0;
+}
+
+static void free_tls(struct cr_tls_conf *t)
+{
+    free(t->ca_file);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->server_name);
+    memset(t, 0, sizeof(*t));
+}
+
+int cr_config_wait_replicas_auto(int sentinel)
+{
+    return sentinel ? 1 : 0;
+}
+
+/* redis.wait_replicas: a whole number from 0 to WAIT_REPLICAS_MAX, or "auto"
+ * (kept as -1 until the whole redis section is known). */
+#define WAIT_REPLICAS_MAX 16
+static int parse_wait_replicas(struct ctx *c, struct cr_config *cfg, const cJSON *obj)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "wait_replicas");
+    char got[64];
+    double d;
+
+    if (v == NULL)
+        return 0;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) {
+        cfg->redis_wait_replicas = -1;
+        return 0;
+    }
+    d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (cJSON_IsNumber(v) && d == floor(d) && d >= 0 && d <= WAIT_REPLICAS_MAX) {
+        cfg->redis_wait_replicas = (int)d;
+        return 0;
+    }
+    describe(v, got, sizeof got);
+    return fail(c, "redis.wait_replicas", "must be a whole number from 0 to %d or \"auto\", got %s",
+                WAIT_REPLICAS_MAX, got);
+}
+
+/* redis.sentinel.nodes: 1..CR_SENTINEL_NODES_MAX distinct "host:port". */
+static int parse_sentinel_nodes(struct ctx *c, struct cr_config *cfg, const cJSON *v)
+{
+    const char *path = "redis.sentinel.nodes";
+    const cJSON *it;
+    size_t n = 0, i;
+    char p[PATH_LEN];
+
+    if (v == NULL)
+        return fail(c, path, "is required: the Sentinels to ask, e.g. [\"10.0.0.1:26379\", "
+                             "\"10.0.0.2:26379\", \"10.0.0.3:26379\"]");
+    if (!cJSON_IsArray(v))
+        return fail(c, path, "must be an array of \"host:port\" strings, got %s", type_name(v));
+    if (cJSON_GetArraySize(v) < 1)
+        return fail(c, path, "must name at least one Sentinel");
+    if (cJSON_GetArraySize(v) > CR_SENTINEL_NODES_MAX)
+        return fail(c, path, "at most %d Sentinels, got %d", CR_SENTINEL_NODES_MAX,
+                    cJSON_GetArraySize(v));
+    cfg->redis_sentinel_nodes = calloc(CR_SENTINEL_NODES_MAX, sizeof(char *));
+    if (cfg->redis_sentinel_nodes == NULL)
+        return oom(c);
+    cJSON_ArrayForEach(it, v)
+    {
+        struct cr_redis_addr a;
+
+        path_printf(p, sizeof p, "%s[%zu]", path, n);
+        if (!cJSON_IsString(it))
+            return fail(c, p, "must be a \"host:port\" string, got %s", type_name(it));
+        if (cr_sentinel_parse_node(it->valuestring, &a) < 0)
+            return fail(c, p, "must be \"host:port\" with a port from 1 to 65535 "
+                              "(\"[addr]:port\" for IPv6)");
+        for (i = 0; i < n; i++) {
+            if (strcmp(cfg->redis_sentinel_nodes[i], it->valuestring) == 0)
+                return fail(c, p, "names the same Sentinel as %s[%zu]", path, i);
+        }
+        cfg->redis_sentinel_nodes[n] = strdup(it->valuestring);
+        if (cfg->redis_sentinel_nodes[n] == NULL)
+            return oom(c);
+        cfg->redis_sentinel_nnodes = ++n;
+    }
+    return 0;
+}
+
+/* redis.sentinel: where to find the primary instead of redis.host/port. */
+static int parse_sentinel(struct ctx *c, struct cr_config *cfg, const cJSON *redis)
+{
+    static const char *const keys[] = {"master", "nodes", "username", "password", "timeout_ms",
+                                       NULL};
+    static const struct num_field nums[] = {
+        {"timeout_ms", NUM_LONG, CFG(redis_sentinel_timeout_ms), 10, 60000},
+    };
+    const char *master = NULL, *user = NULL, *password = NULL;
+    const cJSON *obj, *v;
+    int rc;
+
+    v = cJSON_GetObjectItemCaseSensitive(redis, "sentinel");
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v))
+        return fail(c, "redis.sentinel", "must be an object, got %s", type_name(v));
+    obj = v;
+    if (cJSON_GetObjectItemCaseSensitive(redis, "host") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(redis, "port") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(redis, "path") != NULL)
+        return fail(c, "redis.sentinel",
+                    "cannot be used together with redis.host, redis.port or redis.path: "
+                    "Sentinel names the primary (remove one or the other)");
+    rc = check_keys(c, obj, "redis.sentinel", keys, NULL);
+    if (rc == 0 && cJSON_GetObjectItemCaseSensitive(obj, "master") == NULL)
+        rc = fail(c, "redis.sentinel.master",
+                  "is required: the name the Sentinels monitor the primary by "
+                  "(\"sentinel monitor <name> ...\")");
+    if (rc == 0)
+        rc = get_str(c, obj, "redis.sentinel", "master", S_NONEMPTY | S_NOSPACE, 255, &master);
+    if (rc == 0)
+        rc = get_str(c, obj, "redis.sentinel", "username", S_NULL_OK | S_NONEMPTY | S_NOSPACE,
+                     255, &user);
+    if (rc == 0)
+        rc = get_str(c, obj, "redis.sentinel", "password", S_NULL_OK, 512, &password);
+    if (rc == 0)
+        rc = read_nums(c, obj, "redis.sentinel", nums, COUNT(nums), cfg);
+    if (rc == 0)
+        rc = parse_sentinel_nodes(c, cfg, cJSON_GetObjectItemCaseSensitive(obj, "nodes"));
+    if (rc == 0 && user != NULL && password == NULL)
+        rc = fail(c, "redis.sentinel.username", "needs redis.sentinel.password as well");
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_sentinel_username, user, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_sentinel_password, password, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_sentinel_master, master, 0);
+    return rc;
+}
+
 static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
 {
     const char *host = cfg->redis_host, *password = NULL, *prefix = cfg->prefix;
+    const char *path = NULL, *username = NULL;
     const cJSON *obj;
     int rc;
 
@@ -795,17 +1022,54 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
     if (rc == 0)
         rc = get_str(c, obj, "redis", "host", S_NONEMPTY | S_NOSPACE, 255, &host);
     if (rc == 0)
+        rc = get_str(c, obj, "redis", "path", S_NULL_OK | S_NONEMPTY, 107, &path);
+    if (rc == 0 && path != NULL &&
+        (cJSON_GetObjectItemCaseSensitive(obj, "host") != NULL ||
+         cJSON_GetObjectItemCaseSensitive(obj, "port") != NULL))
+        rc = fail(c, "redis.path", "a unix socket replaces host and port: give one or the other");
+    if (rc == 0)
+        rc = get_str(c, obj, "redis", "username", S_NULL_OK | S_NONEMPTY | S_NOSPACE, 256,
+                     &username);
+    if (rc == 0)
         rc = get_str(c, obj, "redis", "password", S_NULL_OK, 512, &password);
+    if (rc == 0 && username != NULL && password == NULL)
+        rc = fail(c, "redis.username", "needs redis.password (AUTH takes both)");
+    if (rc == 0)
+        rc = parse_tls(c, obj, "redis", &cfg->redis_tls);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_path, path, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_username, username, 0);
     if (rc == 0)
         rc = get_str(c, obj, "redis", "prefix", S_NONEMPTY | S_NOSPACE, PREFIX_MAX_LEN, &prefix);
     if (rc == 0)
         rc = read_nums(c, obj, "redis", redis_nums, COUNT(redis_nums), cfg);
+    if (rc == 0)
+        rc = parse_wait_replicas(c, cfg, obj);
     if (rc == 0)
         rc = set_str(c, &cfg->redis_host, host, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->redis_password, password, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->prefix, prefix, 0);
+    if (rc == 0)
+        rc = parse_sentinel(c, cfg, obj);
+    return rc;
+}
+
+/* "log_format": how crierd writes its lines (cr_log.h); "auto" is decided
+ * when the daemon starts, from where its stderr goes. */
+static int parse_log_format(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    const char *format = cfg->log_format;
+    enum cr_log_format parsed;
+    int rc;
+
+    rc = get_str(c, root, "", "log_format", S_NONEMPTY, 16, &format);
+    if (rc == 0 && cr_log_parse_format(format, &parsed) != 0)
+        rc = fail(c, "log_format", "must be one of auto, text, journal, json, got '%s'", format);
+    if (rc == 0)
+        rc = set_str(c, &cfg->log_format, format, 0);
     return rc;
 }
 
@@ -1251,6 +1515,12 @@ static int cross_checks(struct ctx *c, const struct cr_config *cfg)
                     "longer than the reclaim idle time lets another crierd reclaim the batch "
                     "and send it again",
                     cfg->reclaim_idle_ms, cfg->retry_max_ms);
+    if (cfg->redis_wait_replicas > 0 && cfg->redis_wait_timeout_ms >= cfg->redis_command_timeout_ms)
+        return fail(c, "redis.wait_timeout_ms",
+                    "must be less than redis.command_timeout_ms (%ld), got %ld: a WAIT blocks "
+                    "the commands connection, and the commands queued behind it would be cut "
+                    "off as a Redis failure",
+                    cfg->redis_command_timeout_ms, cfg->redis_wait_timeout_ms);
     if (cfg->intake_block_ms >= cfg->redis_command_timeout_ms)
         return fail(c, "intake.block_ms",
                     "must be less than redis.command_timeout_ms (%ld), got %ld: a blocking read "
@@ -1338,10 +1608,14 @@ int cr_config_parse_with(const char *text, size_t len,
         rc = check_keys(&c, root, "", top_keys, NULL);
     if (rc == 0)
         rc = parse_redis(&c, cfg, root);
+    if (rc == 0 && cfg->redis_wait_replicas < 0) /* "auto": 1 with Sentinel, else 0 */
+        cfg->redis_wait_replicas = cr_config_wait_replicas_auto(cfg->redis_sentinel_master != NULL);
     if (rc == 0)
         rc = parse_top_strings(&c, cfg, root);
     if (rc == 0)
         rc = parse_workers(&c, cfg, root);
+    if (rc == 0)
+        rc = parse_log_format(&c, cfg, root);
     if (rc == 0)
         rc = num_section(&c, root, "intake", intake_nums, COUNT(intake_nums), cfg);
     if (rc == 0)
@@ -1439,10 +1713,22 @@ void cr_config_release(struct cr_config *cfg)
         explicit_bzero(cfg->redis_password, strlen(cfg->redis_password));
     free(cfg->redis_host);
     free(cfg->redis_password);
+    free(cfg->redis_path);
+    free(cfg->redis_username);
+    free_tls(&cfg->redis_tls);
+    for (i = 0; i < cfg->redis_sentinel_nnodes; i++)
+        free(cfg->redis_sentinel_nodes[i]);
+    free(cfg->redis_sentinel_nodes);
+    free(cfg->redis_sentinel_master);
+    free(cfg->redis_sentinel_username);
+    if (cfg->redis_sentinel_password != NULL)
+        explicit_bzero(cfg->redis_sentinel_password, strlen(cfg->redis_sentinel_password));
+    free(cfg->redis_sentinel_password);
     free(cfg->prefix);
     free(cfg->consumer);
     free(cfg->group);
     free(cfg->log_level);
+    free(cfg->log_format);
     free(cfg->public_url);
     free(cfg->http_listen);
     free(cfg->webhooks_public_url);

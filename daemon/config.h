@@ -13,6 +13,7 @@
 #define CR_MAX_PROVIDERS 16
 #define CR_MAX_CHANNEL_PROVIDERS 4
 #define CR_WORKERS_MAX 64
+#define CR_SENTINEL_NODES_MAX 16
 
 struct cr_provider_conf {
     char *name;                       /* key under "providers" */
@@ -50,15 +51,38 @@ struct cr_job_limits {
     size_t tags;            /* default 32 */
 };
 
+/* TLS to Redis: verification is always on. */
+struct cr_tls_conf {
+    int enabled;       /* "tls" given (an object, or true for the defaults) */
+    char *ca_file;     /* NULL = the system's CA paths */
+    char *cert_file;   /* client certificate and its key, NULL = none */
+    char *key_file;
+    char *server_name; /* name checked in the certificate and sent as SNI; NULL = host */
+};
+
 struct cr_config {
     /* redis */
     char *redis_host;              /* default "127.0.0.1" */
     int redis_port;                /* default 6379 */
+    char *redis_path;              /* unix socket instead of host/port, NULL = TCP */
+    char *redis_username;          /* ACL user for AUTH, NULL = AUTH <password> alone */
     char *redis_password;          /* NULL = none */
+    struct cr_tls_conf redis_tls;
     char *prefix;                  /* default "crier:" */
     long redis_connect_timeout_ms; /* default 2000 */
     long redis_command_timeout_ms; /* default 5000 */
     long redis_reconnect_max_ms;   /* default 5000 */
+    int redis_wait_replicas;       /* replicas that must have an outcome before its
+                                      unrecorded slot is freed (WAIT), 0 = none; "auto"
+                                      (the default): cr_config_wait_replicas_auto() */
+    long redis_wait_timeout_ms;    /* the longest a WAIT waits, default 1000 */
+    /* redis.sentinel: the primary is found through Sentinel instead of host/port */
+    char *redis_sentinel_master;   /* name Sentinel monitors it by; NULL = no Sentinel */
+    char **redis_sentinel_nodes;   /* "host:port" of each Sentinel, checked */
+    size_t redis_sentinel_nnodes;  /* 1..CR_SENTINEL_NODES_MAX when master is set */
+    char *redis_sentinel_username; /* ACL user on the Sentinels, NULL = none */
+    char *redis_sentinel_password; /* NULL = no AUTH to the Sentinels */
+    long redis_sentinel_timeout_ms; /* one Sentinel query (connect + answer), default 500 */
 
     char *consumer;                /* consumer name in the groups, default the host name */
     int workers;                   /* event-loop processes, default 1; "auto" = one per core */
@@ -82,6 +106,8 @@ struct cr_config {
     long receipts_maxlen;          /* MAXLEN ~ of crier:receipts, default 1000000 */
     long retention_s;              /* life of job keys after completion, default 604800 */
     char *log_level;               /* default "info" */
+    char *log_format;              /* "auto" (default), "text", "journal", "json" */
+    long log_repeat_s;             /* window folding repeated events, default 10, 0 = off */
     char *public_url;              /* default "http://127.0.0.1" */
 
     struct cr_job_limits limits;
@@ -116,6 +142,10 @@ struct cr_config {
 
 /* Fills lim with the defaults above. */
 void cr_job_limits_default(struct cr_job_limits *lim);
+
+/* What redis.wait_replicas "auto" (the default) means: 1 when crierd finds
+ * its primary through Sentinel (which has replicas to fail over to), else 0. */
+int cr_config_wait_replicas_auto(int sentinel);
 
 /* Parses and validates a config document (JSON, comments allowed). On success
  * returns 0 and cfg owns everything (free with cr_config_release). On failure

@@ -21,6 +21,9 @@ struct cr_httpd;
 struct cr_metrics;
 struct cr_retry;
 struct cr_schedule;
+struct cr_replicas;
+struct cr_redischeck;
+struct cr_sentinel;
 struct cr_audit_trim;
 
 struct cr_daemon {
@@ -30,6 +33,7 @@ struct cr_daemon {
     struct cr_redis *rc;        /* commands, scripts, pipelined loads */
     struct cr_redis *rb;        /* XREADGROUP BLOCK only */
     struct cr_redis *ru;        /* urgent work up to its first messages (cr_daemon_conn) */
+    struct cr_sentinel *sentinel; /* finds the primary; NULL without redis.sentinel */
     struct cr_http *http;
     struct cr_reader *reader;
     struct cr_intake *intake;
@@ -40,6 +44,8 @@ struct cr_daemon {
     struct cr_metrics *metrics;
     struct cr_retry *retry;
     struct cr_schedule *schedule;
+    struct cr_replicas *replicas; /* NULL unless redis.wait_replicas > 0 */
+    struct cr_redischeck *redischeck;
     struct cr_audit_trim *audit_trim; /* the receipts' trim floor for the audit sink */
     size_t retry_waiting;       /* size of the retry set when last seen */
     int stopping;               /* SIGTERM seen: take no new work */

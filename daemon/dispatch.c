@@ -362,6 +362,16 @@ static void drop_slot(struct prov *p, struct cr_msg *m)
     p->inflight--;
 }
 
+/* The key under which a per-message event is folded in the log (cr_log_repeat):
+ * its kind, the provider, the job and the provider's code, so that 300
+ * messages failing over the same way give one line and a count. */
+static const char *event_key(char *buf, size_t n, const char *kind, const struct prov *p,
+                             const char *job, const char *code)
+{
+    snprintf(buf, n, "%s %s %s %s", kind, p->conf->name, job, code);
+    return buf;
+}
+
 /* A retryable answer: park the message in the durable retry set until the
  * backoff (or the provider's Retry-After) has passed, or give up after the
  * last attempt or when the job would expire first. */
@@ -372,10 +382,13 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
     int64_t delay;
     int64_t now = cr_now_ms();
     int64_t expires = m->batch->jc->job.expires_at_ms;
+    char key[160];
 
     if (m->attempt >= cfg->retry_max_attempts) {
-        cr_warn("provider '%s' job %s: %s (%s); giving up after %d attempts", p->conf->name,
-                m->batch->job_id, res->code, res->detail, m->attempt);
+        cr_log_repeat(CR_LOG_WARN,
+                      event_key(key, sizeof key, "giveup", p, m->batch->job_id, res->code),
+                      "provider '%s' job %s: %s (%s); giving up after %d attempts", p->conf->name,
+                      m->batch->job_id, res->code, res->detail, m->attempt);
         finish(p, m, CR_ST_FAILED, res, latency_us, 0);
         return;
     }
@@ -388,9 +401,10 @@ static void retry_later(struct prov *p, struct cr_msg *m, struct cr_result *res,
         finish(p, m, CR_ST_EXPIRED, res, latency_us, 0);
         return;
     }
-    cr_info("provider '%s' job %s: %s%s%s, retry in %lld ms (attempt %d/%d)", p->conf->name,
-            m->batch->job_id, res->code, res->detail[0] ? " " : "", res->detail, (long long)delay,
-            m->attempt, cfg->retry_max_attempts);
+    cr_log_repeat(CR_LOG_INFO, event_key(key, sizeof key, "retry", p, m->batch->job_id, res->code),
+                  "provider '%s' job %s: %s%s%s, retry in %lld ms (attempt %d/%d)", p->conf->name,
+                  m->batch->job_id, res->code, res->detail[0] ? " " : "", res->detail,
+                  (long long)delay, m->attempt, cfg->retry_max_attempts);
     cr_metrics_retry(dp->d->metrics, (int)p->ix);
     cr_fanout_msg_park(m, now + delay, p->conf->name, res, latency_us);
 }
@@ -402,6 +416,7 @@ static void settle(struct prov *p, struct cr_msg *m, struct cr_result *res, int 
                    long latency_us)
 {
     struct cr_dispatch *dp = p->dp;
+    char key[160];
 
     if (res->outcome == CR_OUT_RETRY && !dp->stopped && failed) {
         drop_slot(p, m);
@@ -420,13 +435,17 @@ static void settle(struct prov *p, struct cr_msg *m, struct cr_result *res, int 
         finish(p, m, CR_ST_SENT, res, latency_us, 0);
         break;
     case CR_OUT_SUPPRESS:
-        cr_info("provider '%s' job %s: %s (%s); address suppressed on %s", p->conf->name,
-                m->batch->job_id, res->code, res->detail, cr_channel_name(m->channel));
+        cr_log_repeat(CR_LOG_INFO,
+                      event_key(key, sizeof key, "suppress", p, m->batch->job_id, res->code),
+                      "provider '%s' job %s: %s (%s); address suppressed on %s", p->conf->name,
+                      m->batch->job_id, res->code, res->detail, cr_channel_name(m->channel));
         finish(p, m, CR_ST_SUPPRESSED, res, latency_us, 1);
         break;
     case CR_OUT_FAILED:
-        cr_info("provider '%s' job %s: %s (%s); permanent failure, not retried", p->conf->name,
-                m->batch->job_id, res->code, res->detail);
+        cr_log_repeat(CR_LOG_INFO,
+                      event_key(key, sizeof key, "failed", p, m->batch->job_id, res->code),
+                      "provider '%s' job %s: %s (%s); permanent failure, not retried",
+                      p->conf->name, m->batch->job_id, res->code, res->detail);
         finish(p, m, CR_ST_FAILED, res, latency_us, 0);
         break;
     case CR_OUT_RETRY:
@@ -640,6 +659,7 @@ static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *r
     struct cr_dispatch *dp = p->dp;
     const struct cr_config *cfg = dp->d->cfg;
     int64_t now = cr_now_ms();
+    char key[160];
     size_t i;
 
     if (m->attempt >= cfg->retry_max_attempts)
@@ -649,9 +669,10 @@ static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *r
 
         if (q == p || !serves(q, m) || !in_rotation(q, now))
             continue;
-        cr_info("provider '%s' job %s: %s; trying '%s' (attempt %d/%d)", p->conf->name,
-                m->batch->job_id, res->code, q->conf->name, m->attempt + 1,
-                cfg->retry_max_attempts);
+        cr_log_repeat(
+            CR_LOG_INFO, event_key(key, sizeof key, "failover", p, m->batch->job_id, res->code),
+            "provider '%s' job %s: %s; trying '%s' (attempt %d/%d)", p->conf->name,
+            m->batch->job_id, res->code, q->conf->name, m->attempt + 1, cfg->retry_max_attempts);
         m->provider_ix = (uint8_t)i;
         m->state = CR_MSG_QUEUED;
         q_push(&q->q[m->batch->prio], m);
@@ -729,6 +750,7 @@ static void send_one(struct prov *p, struct cr_msg *m)
     struct cr_request req;
     struct cr_result res;
     struct send_ctx *sc;
+    char key[160];
     int rc;
 
     memset(&res, 0, sizeof(res));
@@ -757,8 +779,10 @@ static void send_one(struct prov *p, struct cr_msg *m)
         cr_result_set(&res, CR_OUT_FAILED, rc == CR_EINVAL ? "invalid_message" : cr_errname(rc),
                       rc == CR_EINVAL ? "message cannot be sent to this address"
                                       : cr_strerror(rc));
-        cr_warn("provider '%s' job %s sub %s: %s; failed", p->conf->name, m->batch->job_id,
-                m->sub->id, res.detail);
+        cr_log_repeat(CR_LOG_WARN,
+                      event_key(key, sizeof key, "invalid", p, m->batch->job_id, res.code),
+                      "provider '%s' job %s sub %s: %s; failed", p->conf->name, m->batch->job_id,
+                      m->sub->id, res.detail);
         finish(p, m, CR_ST_FAILED, &res, 0, 0);
         return;
     }

@@ -22,6 +22,9 @@ struct cr_sub {
     char **kv;             /* field, value, field, value... (one allocation with blob) */
     size_t nkv;
     int missing;           /* no hash */
+    int bad;               /* the key holds another type than a hash */
+    uint8_t plan;          /* ledger bits (1 << channel index, 3 = skipped) this batch
+                              must see set before it is acknowledged */
 };
 
 enum cr_msg_state { CR_MSG_QUEUED, CR_MSG_INFLIGHT, CR_MSG_DONE };
@@ -81,6 +84,13 @@ struct cr_batch {
     int planned;
     int loads_pending;
     int dead;               /* abandoned (shutdown): no ack */
+    int bad_ledger;         /* the job's ledger holds another type: the job fails */
+    char *err;              /* owned: the Redis error that stopped the batch, or NULL */
+    int poisoned;           /* a write met a key of the wrong type: the job failed,
+                               nothing more of this batch is written */
+    int gaps;               /* acknowledgements refused for missing ledger bits */
+    int kept;               /* acknowledged, kept a while in case Redis loses it */
+    uint64_t kept_until;    /* loop ms */
     unsigned char *ledger;  /* ledger bytes covering this batch, copied */
     size_t ledger_len;
     uint64_t flush_due;     /* loop ms when unflushed outcomes must be written */
@@ -128,7 +138,8 @@ size_t cr_fanout_retry_members(const struct cr_fanout *f, const char **out, size
 void cr_fanout_job_known(struct cr_fanout *f, struct cr_jobctx *jc);
 
 /* Whether the entry id of prio's batch stream is already being worked on
- * here (the streams of different priorities can hold the same id). */
+ * here, or was acknowledged here moments ago and is kept (the streams of
+ * different priorities can hold the same id). */
 int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *entry);
 
 /* Takes a batch entry (fields job, pos, ids) read from the priority's stream.
@@ -149,11 +160,38 @@ void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
  * grouped into batches per job. Malformed members are dropped with a log line. */
 void cr_fanout_take_retries(struct cr_fanout *f, const char *const *members, size_t n);
 
+/* Writing b's outcomes met a key of the wrong type (reason names it): the
+ * job is marked failed, the rest of it is not sent from here, b's work is
+ * acknowledged (stream entry) or removed (retry members) unwritten, and b is
+ * freed once the dispatcher has given back all its messages. */
+void cr_fanout_poisoned(struct cr_batch *b, const char *reason);
+
 /* The dispatcher gives m back unsent (shutdown, request cancelled). */
 void cr_fanout_msg_returned(struct cr_msg *m);
 
-/* Redis came back: resend any flushes that failed. */
-void cr_fanout_redis_ready(struct cr_fanout *f);
+/* The acknowledging write recorded outcomes [from, to) but found plan bits
+ * missing from the ledger (Redis lost writes it had acknowledged): have is
+ * the ledger's bytes over the plan (len bytes, read during the call; NULL
+ * when unknown), missing their count. What b holds is written again, what it
+ * never sent is sent, and the batch is acknowledged once the ledger is whole;
+ * after a few refusals in a row it is handed back instead (taken again later). */
+void cr_fanout_gap(struct cr_batch *b, size_t from, size_t to, const unsigned char *have,
+                   size_t len, long long missing);
+
+/* Fills plan (cap bytes, zeroed here) with the ledger bits b must see set
+ * before it is acknowledged, laid out as the ledger from byte *first.
+ * Returns the bytes used, 0 when there is no plan (not a stream batch, or
+ * nothing planned), or more than cap when plan is too small. */
+size_t cr_fanout_plan(const struct cr_batch *b, unsigned char *plan, size_t cap, uint64_t *first);
+
+/* The commands connection is ready (again): every outcome held here is
+ * treated as unknown, since Redis may have come back without it (a restart
+ * from older data, a new primary), and written again before any batch is
+ * acknowledged (the ledger skips what is there). That includes the stream
+ * batches acknowledged in the last few seconds, which are kept (up to twice
+ * fanout.max_batches) for this: their acknowledgement is written again too.
+ * Returns the outcomes to write again. */
+size_t cr_fanout_redis_ready(struct cr_fanout *f);
 
 /* Shutdown: writes what has been decided, gives the rest back (unacked).
  * Returns the number of batches still held. */

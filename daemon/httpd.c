@@ -266,11 +266,13 @@ void cr_httpd_parser_release(struct cr_httpd_parser *p)
 const char *cr_httpd_header(const struct cr_httpd_req *req, const char *name)
 {
     const char *s = req->hdrs.data;
-    const char *end = s + req->hdrs.len;
+    const char *end;
     size_t i;
 
+    /* no header yet: data is NULL, and NULL + 0 is undefined behaviour */
     if (s == NULL)
         return NULL;
+    end = s + req->hdrs.len;
     for (i = 0; i < req->nhdrs && s < end; i++) {
         const char *v = s + strlen(s) + 1;
 
@@ -846,7 +848,7 @@ int cr_httpd_respond(struct cr_httpd_req *req, int status, const char *content_t
     return 0;
 }
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+int cr_httpd_listen_parse(const char *listen, struct sockaddr_storage *ss)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -887,7 +889,7 @@ int cr_httpd_init(uv_loop_t *loop, const struct cr_httpd_opts *opts, struct cr_h
     int rc = CR_EINVAL;
 
     memset(&ss, 0, sizeof(ss));
-    if (opts->listen == NULL || opts->handler == NULL || parse_listen(opts->listen, &ss) < 0) {
+    if (opts->listen == NULL || opts->handler == NULL || cr_httpd_listen_parse(opts->listen, &ss) < 0) {
         cr_error("http: listen address '%s' is not an IP address and port",
                  opts->listen ? opts->listen : "(none)");
         goto out;

@@ -118,6 +118,11 @@ struct cr_httpd_opts {
     void *ud;
 };
 
+/* Parses a listen address "host:port" (host an IPv4 address, a bracketed or
+ * bare IPv6 address, or "localhost"; port 0 to 65535) into *ss. Names are not
+ * resolved: nothing may block the loop. Returns 0 or CR_EINVAL. */
+int cr_httpd_listen_parse(const char *listen, struct sockaddr_storage *ss);
+
 /* Binds and listens. Returns 0 and *out, CR_EINVAL (bad listen address),
  * CR_EIO (bind/listen failed, logged) or CR_ENOMEM. */
 int cr_httpd_init(uv_loop_t *loop, const struct cr_httpd_opts *opts, struct cr_httpd **out);

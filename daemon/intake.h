@@ -27,6 +27,16 @@ void cr_intake_resume(struct cr_intake *in, const char *entry, const char *id);
 /* The expander finished with entry (acknowledged or handed back). */
 void cr_intake_release(struct cr_intake *in, const char *entry);
 
+/* A step of entry's job (accept, expansion) failed with a Redis error for
+ * reason (not a lost connection, which is simply retried). The entry is
+ * released and read again after a doubling wait; after CR_STRIKES_MAX
+ * failures with the same reason in a row (or at once when permanent), the
+ * job is marked failed with the reason and the entry acknowledged, or, when
+ * the job has no record yet, the entry goes to crier:jobs:dead with code
+ * "step_failed". Strings are copied. */
+void cr_intake_failed(struct cr_intake *in, const char *entry, const char *id, const char *reason,
+                      int permanent);
+
 /* Copies up to max entry ids held here into out (valid until the loop runs
  * again); returns how many. */
 size_t cr_intake_entries(const struct cr_intake *in, const char **out, size_t max);

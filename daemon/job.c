@@ -4,6 +4,7 @@
  * person must change. */
 #include "job.h"
 #include "cr_error.h"
+#include "cr_str.h"
 #include "sms.h"
 #include "template.h"
 
@@ -101,51 +102,6 @@ static void join_index(char *dst, const char *prefix, size_t i)
     mark_cut(dst, n);
 }
 
-/* Returns the offset of the first byte that is not valid UTF-8, or -1. */
-static long utf8_invalid_at(const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-
-    while (s[i]) {
-        unsigned char b = s[i];
-        size_t len;
-        size_t k;
-        unsigned char lo = 0x80;
-        unsigned char hi = 0xBF;
-
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if (b >= 0xC2 && b <= 0xDF) {
-            len = 2;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0)
-                lo = 0xA0; /* overlong */
-            if (b == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0)
-                lo = 0x90; /* overlong */
-            if (b == 0xF4)
-                hi = 0x8F; /* past U+10FFFF */
-        } else {
-            return (long)i;
-        }
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return (long)i;
-        for (k = 2; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return (long)i;
-        }
-        i += len;
-    }
-    return -1;
-}
-
 /* One walk over the whole tree before any field is read: nesting depth (the
  * top-level object is 1) and UTF-8 in every key and string. */
 static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
@@ -157,7 +113,7 @@ static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
     int rc;
 
     if (cJSON_IsString(node)) {
-        bad = utf8_invalid_at(node->valuestring);
+        bad = cr_utf8_invalid_at(node->valuestring);
         if (bad >= 0)
             return fail(c, "bad_encoding", "%s: not valid UTF-8 (at byte %ld of the string)",
                         path[0] ? path : "document", bad);
@@ -170,7 +126,7 @@ static int walk(struct ctx *c, const cJSON *node, int depth, const char *path)
                     path[0] ? path : "document", depth, c->lim->depth);
     for (ch = node->child; ch; ch = ch->next, i++) {
         if (cJSON_IsObject(node)) {
-            bad = utf8_invalid_at(ch->string);
+            bad = cr_utf8_invalid_at(ch->string);
             join(sub, path, ch->string);
             if (bad >= 0)
                 return fail(c, "bad_encoding", "%s: field name is not valid UTF-8", sub);
@@ -191,13 +147,17 @@ static int check_nul(struct ctx *c, const char *doc, size_t len)
     size_t i;
 
     for (i = 0; i < len; i++) {
-        if (doc[i] == '\0')
+        if (doc[i] == '\0') {
+            c->err->at = (long)i;
             return fail(c, "bad_encoding", "document: NUL byte at byte %zu", i);
+        }
         if (doc[i] != '\\' || i + 1 >= len)
             continue;
-        if (doc[i + 1] == 'u' && i + 5 < len && memcmp(doc + i + 2, "0000", 4) == 0)
+        if (doc[i + 1] == 'u' && i + 5 < len && memcmp(doc + i + 2, "0000", 4) == 0) {
+            c->err->at = (long)i;
             return fail(c, "bad_encoding",
                         "document: \\u0000 at byte %zu; no string may contain NUL", i);
+        }
         i++; /* skip the escaped character, so "\\u0000" is text */
     }
     return 0;
@@ -884,6 +844,7 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
     c.err = err ? err : &scratch;
     c.err->code[0] = '\0';
     c.err->message[0] = '\0';
+    c.err->at = -1;
 
     if (len > lim->doc_bytes) {
         fail(&c, "too_large", "document is %zu bytes, over the limit of %zu", len, lim->doc_bytes);
@@ -899,6 +860,7 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
         if (end == NULL || end < doc || end > doc + len)
             end = doc + len;
         fail(&c, "not_json", "document is not JSON: syntax error at byte %zu", (size_t)(end - doc));
+        c.err->at = (long)(end - doc);
         goto out;
     }
     for (i = (size_t)(end - doc); i < len; i++) {
@@ -907,6 +869,7 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
                  "document is not JSON: unexpected data after the value at "
                  "byte %zu",
                  i);
+            c.err->at = (long)i;
             goto out;
         }
     }

@@ -69,6 +69,7 @@ struct cr_job {
 struct cr_job_error {
     char code[32];
     char message[256];
+    long at; /* byte offset in the document of a not_json or NUL error, else -1 */
 };
 
 /* Parses and validates a job document of len bytes (need not be NUL-terminated).

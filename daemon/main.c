@@ -20,11 +20,16 @@
 #include "fanout.h"
 #include "intake.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "reader.h"
+#include "redischeck.h"
+#include "replicas.h"
 #include "routes.h"
 #include "retry.h"
 #include "schedule.h"
 #include "scripts.h"
+#include "sdnotify.h"
+#include "sentinel.h"
 #include "workers.h"
 
 #define SHUTDOWN_GRACE_MS 15000
@@ -33,6 +38,7 @@ static struct cr_daemon daemon_state;
 static uv_signal_t sig_term;
 static uv_signal_t sig_int;
 static uv_timer_t grace_timer;
+static uv_timer_t log_timer; /* writes the summaries of repeated log lines */
 static int announced_ready;
 static int closing;
 
@@ -56,6 +62,8 @@ static void on_http_closed(void *ud)
     cr_schedule_free(d->schedule);
     cr_audit_trim_free(d->audit_trim);
     cr_fanout_free(d->fanout);
+    cr_replicas_free(d->replicas);
+    cr_redischeck_free(d->redischeck);
     cr_dispatch_free(d->dispatch);
 }
 
@@ -66,9 +74,14 @@ static void close_all(struct cr_daemon *d)
     closing = 1;
     uv_timer_stop(&grace_timer);
     uv_close((uv_handle_t *)&grace_timer, NULL);
+    uv_timer_stop(&log_timer);
+    uv_close((uv_handle_t *)&log_timer, NULL);
+    cr_sd_watchdog_stop();
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     cr_reader_stop(d->reader);
+    cr_sentinel_close(d->sentinel); /* first: it resets the connections below */
+    d->sentinel = NULL;
     cr_audit_trim_stop(d->audit_trim);
     cr_redis_close(d->rb);
     cr_redis_close(d->ru);
@@ -110,6 +123,7 @@ static void on_signal(uv_signal_t *s, int signum)
             "the rest",
             signum, cr_dispatch_inflight(d->dispatch));
     d->stopping = 1;
+    cr_sd_stopping();
     cr_reader_stop(d->reader);
     cr_dispatch_stop(d->dispatch);
     cr_fanout_stop(d->fanout);
@@ -125,6 +139,13 @@ static void announce(struct cr_daemon *d)
     announced_ready = 1;
     cr_info("crierd ready: consumer '%s' in group '%s', prefix '%s', %zu providers",
             d->cfg->consumer, d->cfg->group, d->cfg->prefix, d->cfg->nproviders);
+    cr_sd_ready("ready: taking jobs");
+}
+
+static void on_log_timer(uv_timer_t *t)
+{
+    (void)t;
+    cr_log_repeat_flush(0);
 }
 
 static void on_rc_state(struct cr_redis *r, int connected, void *ud)
@@ -137,7 +158,16 @@ static void on_rc_state(struct cr_redis *r, int connected, void *ud)
         return;
     cr_reader_redis_state(d->reader, 0, connected);
     if (connected) {
-        cr_fanout_redis_ready(d->fanout);
+        size_t again;
+
+        cr_redischeck_connected(d->redischeck);
+        /* Redis may have come back without writes it acknowledged */
+        again = cr_fanout_redis_ready(d->fanout);
+        if (again > 0)
+            cr_warn("redis 'commands': reconnected; writing again the %zu outcomes held here "
+                    "that Redis had acknowledged (a restart may have lost them; the ledger "
+                    "skips what it has)",
+                    again);
         announce(d);
     }
 }
@@ -169,28 +199,94 @@ static void on_rb_state(struct cr_redis *r, int connected, void *ud)
 static void usage(FILE *f)
 {
     fputs("usage: crierd -c FILE [-t]\n"
-          "  -c FILE   configuration (JSON, comments allowed)\n"
-          "  -t        check the configuration and exit (0 good, 1 bad)\n"
-          "  -W I:PID  run as worker I of supervisor PID (crierd starts its own workers\n"
-          "            when the config has \"workers\" over 1)\n"
-          "  -h        this help\n",
+          "crier's alert dispatch daemon: takes jobs from Redis, sends them over email,\n"
+          "SMS and push, and writes every outcome back to Redis.\n"
+          "\n"
+          "  -c, --config FILE  configuration (JSON, comments allowed); every key is\n"
+          "                     described in crierd.example.json\n"
+          "  -t, --test         check the configuration and exit (0 good, 1 bad)\n"
+          "  -W I:PID           run as worker I of supervisor PID (crierd starts its own\n"
+          "                     workers when the config has \"workers\" over 1)\n"
+          "  -h, --help         this help\n"
+          "\n"
+          "Runs in the foreground and logs to stderr (\"log_format\": text, journal, json).\n"
+          "SIGTERM or SIGINT: stop taking work, finish what is in flight, exit 0.\n"
+          "Under systemd (Type=notify) it sends READY=1, STOPPING=1 and, with\n"
+          "WatchdogSec=, WATCHDOG=1 from its event loop.\n"
+          "Exit codes: 0 stopped cleanly or config valid, 1 config or startup error,\n"
+          "2 usage error.\n",
           f);
+}
+
+/* The log's level, format and repeat window from the config; "auto" picks
+ * journald's format when stderr is the journal. */
+static void setup_log(const struct cr_config *cfg)
+{
+    enum cr_log_level level;
+    enum cr_log_format format;
+
+    if (cr_log_parse_level(cfg->log_level, &level) == 0)
+        cr_log_set_level(level);
+    if (cr_log_parse_format(cfg->log_format, &format) == 0)
+        cr_log_set_format(format);
+    cr_log_set_repeat_window((int64_t)cfg->log_repeat_s * 1000);
 }
 
 static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb cb,
                       struct cr_redis **out)
 {
     struct cr_redis_opts o;
+    int rc;
 
     memset(&o, 0, sizeof(o));
     o.name = name;
     o.host = d->cfg->redis_host;
     o.port = d->cfg->redis_port;
+    o.path = d->cfg->redis_path;
+    o.username = d->cfg->redis_username;
     o.password = d->cfg->redis_password;
+    o.tls.enabled = d->cfg->redis_tls.enabled;
+    o.tls.ca_file = d->cfg->redis_tls.ca_file;
+    o.tls.cert_file = d->cfg->redis_tls.cert_file;
+    o.tls.key_file = d->cfg->redis_tls.key_file;
+    o.tls.server_name = d->cfg->redis_tls.server_name;
+    o.check_role = 1; /* every connection writes, or reads work it then writes */
     o.connect_timeout_ms = d->cfg->redis_connect_timeout_ms;
     o.command_timeout_ms = d->cfg->redis_command_timeout_ms;
     o.reconnect_max_ms = d->cfg->redis_reconnect_max_ms;
-    return cr_redis_init(d->loop, &o, cb, d, out);
+    if (d->sentinel == NULL)
+        return cr_redis_init(d->loop, &o, cb, d, out);
+    cr_sentinel_hooks(d->sentinel, &o);
+    rc = cr_redis_init(d->loop, &o, cb, d, out);
+    if (rc == 0)
+        rc = cr_sentinel_watch(d->sentinel, *out);
+    return rc;
+}
+
+/* With redis.sentinel, the primary is found and followed through Sentinel;
+ * every connection open_redis makes after this moves with it. */
+static int open_sentinel(struct cr_daemon *d)
+{
+    const struct cr_config *cfg = d->cfg;
+    struct cr_sentinel_opts so;
+
+    if (cfg->redis_sentinel_master == NULL)
+        return 0;
+    memset(&so, 0, sizeof(so));
+    so.master = cfg->redis_sentinel_master;
+    so.nodes = (const char *const *)cfg->redis_sentinel_nodes;
+    so.nnodes = cfg->redis_sentinel_nnodes;
+    so.username = cfg->redis_sentinel_username;
+    so.password = cfg->redis_sentinel_password;
+    /* the Sentinels are reached as the data nodes are: the same redis.tls */
+    so.tls.enabled = cfg->redis_tls.enabled;
+    so.tls.ca_file = cfg->redis_tls.ca_file;
+    so.tls.cert_file = cfg->redis_tls.cert_file;
+    so.tls.key_file = cfg->redis_tls.key_file;
+    so.tls.server_name = cfg->redis_tls.server_name;
+    so.timeout_ms = cfg->redis_sentinel_timeout_ms;
+    so.retry_max_ms = cfg->redis_reconnect_max_ms;
+    return cr_sentinel_init(d->loop, &so, &d->sentinel);
 }
 
 /* Keeps one open connection per request the providers may have in flight
@@ -203,6 +299,15 @@ static long idle_connections(const struct cr_config *cfg)
     for (size_t i = 0; i < cfg->nproviders; i++)
         n += cfg->providers[i].max_inflight;
     return n;
+}
+
+/* Frees n unrecorded slots of provider prov once replicas have their outcomes. */
+static void release_slots(void *ud, size_t prov, uint32_t n)
+{
+    struct cr_daemon *d = ud;
+
+    while (n-- > 0)
+        cr_dispatch_release(d->dispatch, prov);
 }
 
 static int start(struct cr_daemon *d)
@@ -221,12 +326,19 @@ static int start(struct cr_daemon *d)
         rc = cr_dispatch_init(d, &d->dispatch);
     if (rc == 0)
         rc = cr_fanout_init(d, &d->fanout);
+    if (rc == 0 && d->cfg->redis_wait_replicas > 0)
+        rc = cr_replicas_init(d, d->cfg->nproviders, d->cfg->redis_wait_replicas,
+                              d->cfg->redis_wait_timeout_ms, release_slots, d, &d->replicas);
+    if (rc == 0)
+        rc = cr_redischeck_init(d, &d->redischeck);
     if (rc == 0)
         rc = cr_reader_init(d, &d->reader);
     if (rc == 0)
         rc = cr_retry_init(d, &d->retry);
     if (rc == 0)
         rc = cr_schedule_init(d, &d->schedule);
+    if (rc == 0)
+        rc = open_sentinel(d);
     if (rc == 0)
         rc = cr_audit_trim_init(d, &d->audit_trim);
     if (rc == 0)
@@ -254,8 +366,7 @@ static int become_worker(struct cr_config *cfg, const char *arg)
 
     rc = cr_workers_parse_arg(arg, cfg->workers, &index, &pid);
     if (rc < 0) {
-        fprintf(stderr, "crierd: -W %s: want I:PID with I below workers (%d)\n", arg,
-                cfg->workers);
+        fprintf(stderr, "crierd: -W %s: want I:PID with I below workers (%d)\n", arg, cfg->workers);
         return rc;
     }
     rc = cr_workers_bind(pid);
@@ -270,22 +381,26 @@ static int become_worker(struct cr_config *cfg, const char *arg)
     }
     snprintf(tag, sizeof tag, "w%d", index);
     cr_log_set_tag(tag);
+    /* under systemd, NOTIFY_SOCKET names the supervisor's relay (sdnotify.h) */
     return 0;
 }
 
 int main(int argc, char **argv)
 {
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     static struct cr_config cfg;
     struct cr_daemon *d = &daemon_state;
     const char *path = NULL;
     const char *worker_arg = NULL;
     char err[512];
-    enum cr_log_level level;
     int check = 0;
     int opt;
     int rc;
 
-    while ((opt = getopt(argc, argv, "c:tW:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tW:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -304,12 +419,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (path == NULL) {
+    if (path == NULL || optind != argc) {
         usage(stderr);
         return 2;
     }
     if (cr_config_load(path, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "crierd: config: %s\n", err);
+        return 1;
+    }
+    /* the same checks for -t and for a start: what -t accepts, startup accepts */
+    if (cr_preflight(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "crierd: config: %s\n", err);
+        cr_config_release(&cfg);
         return 1;
     }
     if (check) {
@@ -318,8 +439,7 @@ int main(int argc, char **argv)
         cr_config_release(&cfg);
         return 0;
     }
-    if (cr_log_parse_level(cfg.log_level, &level) == 0)
-        cr_log_set_level(level);
+    setup_log(&cfg);
     if (worker_arg == NULL && cfg.workers > 1) {
         rc = cr_workers_run(path, cfg.workers);
         cr_config_release(&cfg);
@@ -341,6 +461,9 @@ int main(int argc, char **argv)
     uv_signal_init(d->loop, &sig_term);
     uv_signal_init(d->loop, &sig_int);
     uv_timer_init(d->loop, &grace_timer);
+    uv_timer_init(d->loop, &log_timer);
+    uv_timer_start(&log_timer, on_log_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&log_timer);
     sig_term.data = sig_int.data = grace_timer.data = d;
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
@@ -349,9 +472,21 @@ int main(int argc, char **argv)
         cr_error("crierd: startup failed: %s", cr_strerror(rc));
         return 1;
     }
-    cr_info("crierd starting: redis %s:%d, consumer '%s'", cfg.redis_host, cfg.redis_port,
-            cfg.consumer);
+    if (cfg.redis_sentinel_master != NULL)
+        cr_info("crierd starting: redis primary '%s' through %zu Sentinels%s, consumer '%s'",
+                cfg.redis_sentinel_master, cfg.redis_sentinel_nnodes,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
+    else if (cfg.redis_path)
+        cr_info("crierd starting: redis %s%s, consumer '%s'", cfg.redis_path,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
+    else
+        cr_info("crierd starting: redis %s:%d%s, consumer '%s'", cfg.redis_host, cfg.redis_port,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
+    if (cr_sd_watchdog_start(d->loop) < 0)
+        cr_warn("crierd: systemd watchdog timer could not start; systemd will restart crierd "
+                "when WatchdogSec passes");
     uv_run(d->loop, UV_RUN_DEFAULT);
+    cr_log_repeat_flush(1);
     cr_intake_free(d->intake);
     cr_metrics_free(d->metrics);
     uv_loop_close(d->loop);

@@ -12,6 +12,8 @@
 #include "daemon.h"
 #include "dispatch.h"
 #include "httpd.h"
+#include "replicas.h"
+#include "sentinel.h"
 
 #ifndef CR_VERSION
 #define CR_VERSION "dev"
@@ -46,6 +48,7 @@ struct cr_metrics {
     struct hook_series hooks[HOOK_SERIES_MAX];
     size_t nhooks;
     uint64_t hooks_dropped; /* pairs beyond HOOK_SERIES_MAX */
+    uint64_t record_gaps;
 };
 
 int cr_metrics_init(size_t nproviders, struct cr_metrics **out)
@@ -80,6 +83,11 @@ void cr_metrics_free(struct cr_metrics *m)
     free(m->segments);
     free(m->wait_s);
     free(m);
+}
+
+void cr_metrics_record_gaps(struct cr_metrics *m, uint64_t n)
+{
+    m->record_gaps += n;
 }
 
 static int prov_ok(const struct cr_metrics *m, int provider_ix)
@@ -204,6 +212,35 @@ static int label(struct cr_buf *out, const char *v)
 static int head(struct cr_buf *out, const char *name, const char *type, const char *help)
 {
     return cr_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static unsigned long v_redis_up(const struct cr_redis *r)
+{
+    return r != NULL && cr_redis_ready(r);
+}
+
+static unsigned long v_redis_errors(const struct cr_redis *r)
+{
+    return r != NULL ? cr_redis_error_count(r) : 0;
+}
+
+/* One line per Redis connection of the daemon. */
+static int redis_conns(struct cr_buf *out, const struct cr_daemon *d, const char *name,
+                       unsigned long (*value)(const struct cr_redis *))
+{
+    static const char *const conns[] = {"commands", "reader", "urgent"};
+    const struct cr_redis *rs[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    size_t i;
+
+    if (d != NULL) {
+        rs[0] = d->rc;
+        rs[1] = d->rb;
+        rs[2] = d->ru;
+    }
+    for (i = 0; i < 3 && rc == 0; i++)
+        rc = cr_buf_appendf(out, "%s{conn=\"%s\"} %lu\n", name, conns[i], value(rs[i]));
+    return rc;
 }
 
 static const char *prov_name(const struct cr_daemon *d, size_t i)
@@ -382,6 +419,28 @@ static int render_hooks(const struct cr_metrics *m, struct cr_buf *out)
     return rc;
 }
 
+/* Sentinel's view, only when redis.sentinel is configured. */
+static int render_sentinel(const struct cr_sentinel *s, struct cr_buf *out)
+{
+    int rc = head(out, "crier_redis_failovers_total", "counter",
+                  "Times the Redis primary named by Sentinel changed (failovers followed).");
+
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_failovers_total %lu\n", cr_sentinel_failovers(s));
+    if (rc == 0)
+        rc = head(out, "crier_redis_sentinel_primary_known", "gauge",
+                  "1 while a Sentinel has named the Redis primary.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_sentinel_primary_known %d\n",
+                            cr_sentinel_down_reason(s) == NULL);
+    if (rc == 0)
+        rc = head(out, "crier_redis_sentinel_subscribed", "gauge",
+                  "1 while +switch-master is followed on a Sentinel.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_sentinel_subscribed %d\n", cr_sentinel_subscribed(s));
+    return rc;
+}
+
 int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, struct cr_buf *out)
 {
     int rc;
@@ -427,12 +486,39 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
         rc = head(out, "crier_redis_connected", "gauge",
                   "1 while the Redis connection is ready (commands, reader, urgent).");
     if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_connected{conn=\"commands\"} %d\n"
-                                 "crier_redis_connected{conn=\"reader\"} %d\n"
-                                 "crier_redis_connected{conn=\"urgent\"} %d\n",
-                            d != NULL && d->rc != NULL && cr_redis_ready(d->rc),
-                            d != NULL && d->rb != NULL && cr_redis_ready(d->rb),
-                            d != NULL && d->ru != NULL && cr_redis_ready(d->ru));
+        rc = redis_conns(out, d, "crier_redis_connected", v_redis_up);
+    if (rc == 0)
+        rc = head(out, "crier_redis_up", "gauge",
+                  "1 while the Redis connection is ready; 0 while down (see /readyz for why).");
+    if (rc == 0)
+        rc = redis_conns(out, d, "crier_redis_up", v_redis_up);
+    if (rc == 0)
+        rc = head(out, "crier_redis_errors_total", "counter",
+                  "Redis connection failures and error replies that forced a reconnect.");
+    if (rc == 0)
+        rc = redis_conns(out, d, "crier_redis_errors_total", v_redis_errors);
+    if (rc == 0 && d != NULL && d->sentinel != NULL)
+        rc = render_sentinel(d->sentinel, out);
+    if (rc == 0)
+        rc = head(out, "crier_redis_wait_short_total", "counter",
+                  "WAITs answered by fewer replicas than redis.wait_replicas asks for.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_wait_short_total %llu\n",
+                            (unsigned long long)cr_replicas_short_total(d ? d->replicas : NULL));
+    if (rc == 0)
+        rc = head(out, "crier_redis_wait_degraded", "gauge",
+                  "1 while the last WAIT fell short: slots are freed without waiting for "
+                  "replicas until they are back in step.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_wait_degraded %d\n",
+                            cr_replicas_degraded(d ? d->replicas : NULL, NULL, 0));
+    if (rc == 0)
+        rc = head(out, "crier_record_gaps_total", "counter",
+                  "Outcomes found missing from the ledger when their batch was acknowledged "
+                  "(Redis lost writes it had acknowledged); written again.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_record_gaps_total %llu\n",
+                            (unsigned long long)m->record_gaps);
     if (rc == 0)
         rc = head(out, "crier_http_connections", "gauge", "Open connections to the listener.");
     if (rc == 0)

@@ -33,6 +33,9 @@ void cr_metrics_ratelimit_wait(struct cr_metrics *m, int provider_ix, long wait_
  * outcome "accepted"/"bad_signature"/"stale"/"replayed"/"malformed"/"too_large"/... */
 void cr_metrics_webhook(struct cr_metrics *m, const char *hook, const char *outcome);
 
+/* Ledger bits found missing when a batch was acknowledged (then written again). */
+void cr_metrics_record_gaps(struct cr_metrics *m, uint64_t n);
+
 /* Messages counted for (ch, st) over every provider: for tests and reports. */
 uint64_t cr_metrics_messages(const struct cr_metrics *m, enum cr_channel ch, enum cr_status st);
 

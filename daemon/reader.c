@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "fanout.h"
@@ -15,6 +16,7 @@
 #define NSTREAMS (1 + CR_PRIO__COUNT) /* jobs, then batches by priority */
 #define RECOVER_PAGE 100
 #define RECOVER_EVERY 4 /* claim timer ticks between sweeps of this consumer's pending list */
+#define PAUSE_BASE_MS 100 /* first pause after a read answered with an error, doubling */
 
 struct cr_reader {
     struct cr_daemon *d;
@@ -26,7 +28,14 @@ struct cr_reader {
     int claiming;
     int stopped;
     unsigned ticks;
+    int paused;        /* a read failed: no new reads until pause_timer fires */
+    int read_failures; /* reads answered with an error in a row */
+    uint64_t rnd;
+    int nopen;         /* timers not closed yet */
     uv_timer_t claim_timer;
+    uv_timer_t pause_timer;
+    uv_timer_t recover_timer; /* a failed step's next attempt, sooner than the sweep */
+    uint64_t recover_at;      /* loop ms it is armed for, 0 = idle */
 };
 
 struct pull_ctx {
@@ -36,6 +45,37 @@ struct pull_ctx {
 };
 
 static void issue_blocking(struct cr_reader *r);
+static void create_groups(struct cr_reader *r);
+
+static void on_pause_over(uv_timer_t *t)
+{
+    struct cr_reader *r = t->data;
+
+    r->paused = 0;
+    cr_reader_kick(r);
+}
+
+/* A read was answered with an error (a missing group after Redis lost its
+ * data, an out-of-memory Redis...): reads wait out a backoff with jitter
+ * instead of going straight back into the same error. */
+static void read_failed(struct cr_reader *r, const char *what, const char *err)
+{
+    int64_t delay;
+
+    if (r->read_failures < 1000)
+        r->read_failures++;
+    delay = cr_backoff_delay(r->read_failures, -1, PAUSE_BASE_MS,
+                             r->d->cfg->redis_reconnect_max_ms, cr_rand_next(&r->rnd));
+    if (r->read_failures == 1 || r->read_failures % 10 == 0)
+        cr_error("redis: %s failed: %s; reading again in %lld ms (failure %d in a row)", what,
+                 err, (long long)delay, r->read_failures);
+    if (strncmp(err, "NOGROUP", 7) == 0)
+        create_groups(r);
+    if (r->paused || r->stopped)
+        return;
+    r->paused = 1;
+    uv_timer_start(&r->pause_timer, on_pause_over, (uint64_t)delay, 0);
+}
 
 static int stream_has_room(const struct cr_reader *r, int s)
 {
@@ -168,8 +208,9 @@ static void on_blocking(struct cr_redis *rb, redisReply *reply, void *ud)
     (void)rb;
     r->blocking = 0;
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        cr_error("redis: XREADGROUP failed: %s; retrying", reply->str);
+        read_failed(r, "XREADGROUP", reply->str);
     } else if (reply) {
+        r->read_failures = 0;
         take_reply(r, reply, NULL, 0);
     }
     if (reply != NULL)
@@ -186,7 +227,7 @@ static void issue_blocking(struct cr_reader *r)
     int n = 0;
     int s;
 
-    if (r->blocking || !cr_redis_ready(r->d->rb))
+    if (r->blocking || r->paused || !cr_redis_ready(r->d->rb))
         return;
     for (s = 0; s < NSTREAMS; s++) {
         if (stream_has_room(r, s))
@@ -233,11 +274,15 @@ static void on_pull(struct cr_redis *rc, redisReply *reply, void *ud)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        cr_error("redis: reading %s failed: %s", r->streams[s], reply->str);
+        char what[CR_KEY_MAX + 16];
+
+        snprintf(what, sizeof(what), "reading %s", r->streams[s]);
         if (kind == 1)
             r->recovering[s] = 0;
+        read_failed(r, what, reply->str);
         return;
     }
+    r->read_failures = 0;
     if (kind == 2) {
         /* XAUTOCLAIM: [cursor, entries, deleted] */
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2) {
@@ -310,7 +355,7 @@ void cr_reader_kick(struct cr_reader *r)
 {
     int s;
 
-    if (r->stopped || r->d->stopping)
+    if (r->stopped || r->d->stopping || r->paused)
         return;
     for (s = 0; s < NSTREAMS; s++) {
         if (!r->pulling[s] && room_for(r, s) > 0)
@@ -438,6 +483,25 @@ void cr_reader_redis_state(struct cr_reader *r, int blocking_conn, int connected
     cr_reader_kick(r);
 }
 
+static void on_recover_timer(uv_timer_t *t)
+{
+    struct cr_reader *r = t->data;
+
+    r->recover_at = 0;
+    if (cr_redis_ready(r->d->rc))
+        start_recovery(r);
+}
+
+void cr_reader_recover_in(struct cr_reader *r, long ms)
+{
+    uint64_t at = uv_now(r->d->loop) + (uint64_t)(ms > 0 ? ms : 0);
+
+    if (r->stopped || (r->recover_at != 0 && r->recover_at <= at))
+        return;
+    r->recover_at = at;
+    uv_timer_start(&r->recover_timer, on_recover_timer, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
+
 int cr_reader_init(struct cr_daemon *d, struct cr_reader **out)
 {
     struct cr_reader *r = calloc(1, sizeof(*r));
@@ -450,8 +514,14 @@ int cr_reader_init(struct cr_daemon *d, struct cr_reader **out)
     r->streams[0] = d->keys.jobs;
     for (p = 0; p < CR_PRIO__COUNT; p++)
         r->streams[1 + p] = d->keys.batches[p];
+    r->rnd = uv_hrtime() ^ (uint64_t)(uintptr_t)r;
     uv_timer_init(d->loop, &r->claim_timer);
+    uv_timer_init(d->loop, &r->pause_timer);
     r->claim_timer.data = r;
+    r->pause_timer.data = r;
+    uv_timer_init(d->loop, &r->recover_timer);
+    r->recover_timer.data = r;
+    r->nopen = 3;
     every = d->cfg->reclaim_idle_ms / 4;
     if (every < 250)
         every = 250;
@@ -464,6 +534,8 @@ void cr_reader_stop(struct cr_reader *r)
 {
     r->stopped = 1;
     uv_timer_stop(&r->claim_timer);
+    uv_timer_stop(&r->pause_timer);
+    uv_timer_stop(&r->recover_timer);
 }
 
 int cr_reader_busy(const struct cr_reader *r)
@@ -479,11 +551,18 @@ int cr_reader_busy(const struct cr_reader *r)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct cr_reader *r = h->data;
+
+    if (--r->nopen == 0)
+        free(r);
 }
 
 void cr_reader_free(struct cr_reader *r)
 {
     uv_timer_stop(&r->claim_timer);
+    uv_timer_stop(&r->pause_timer);
+    uv_timer_stop(&r->recover_timer);
     uv_close((uv_handle_t *)&r->claim_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->pause_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->recover_timer, on_timer_closed);
 }

@@ -1,6 +1,7 @@
 /* Outcome recording (see record.h). */
 #include "record.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "cr_str.h"
+#include "poison.h"
 #include "scripts.h"
 
 /* outcomes per script call, within what cr_script_call takes */
@@ -15,7 +17,8 @@
 #define NKEYS 11
 #define NHEAD 7
 #define NUMS 6 /* numbers formatted per outcome: pos, attempt, latency, due, segments, bit */
-_Static_assert(3 + NKEYS + NHEAD + CHUNK * CR_RECORD_FIELDS <= CR_SCRIPT_MAX_ARGS,
+#define NPLAN 2 /* with the acknowledgement: the plan's first ledger byte, the plan */
+_Static_assert(3 + NKEYS + NHEAD + CHUNK * CR_RECORD_FIELDS + NPLAN <= CR_SCRIPT_MAX_ARGS,
                "a full record chunk must fit in one script call");
 
 struct flush_ctx {
@@ -33,6 +36,26 @@ static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     free(fc);
+    if (cr_poison_reply(reply)) {
+        /* a key of the wrong type: no retry can write it */
+        b->flushing = 0;
+        b->flush_busy = 0;
+        cr_fanout_poisoned(b, reply->str);
+        return;
+    }
+    if (ok && ack && reply->type == REDIS_REPLY_ARRAY) {
+        /* {recorded, bits missing, ledger bytes}: not acknowledged */
+        const redisReply *have = reply->elements == 3 ? reply->element[2] : NULL;
+        int has = have != NULL && have->type == REDIS_REPLY_STRING;
+
+        b->nflushed += b->flushing;
+        b->flushing = 0;
+        b->flush_busy = 0;
+        cr_fanout_gap(b, from, b->nflushed, has ? (const unsigned char *)have->str : NULL,
+                      has ? have->len : 0,
+                      reply->elements >= 2 ? cr_reply_int(reply->element[1]) : 0);
+        return;
+    }
     if (!ok)
         cr_error("job %s batch %s: recording %zu outcomes failed (%s); will retry", b->job_id,
                  b->entry, b->flushing, reply && reply->str ? reply->str : "connection lost");
@@ -50,6 +73,11 @@ void cr_record_flush(struct cr_batch *b, int ack)
     size_t argc;
     size_t i;
     const char **argv = NULL;
+    size_t *lens = NULL;
+    unsigned char *plan = NULL;
+    size_t plan_len = 0;
+    uint64_t plan_first = 0;
+    char plan_at[24];
     char *nums = NULL;
     char head[6][24];
     struct flush_ctx *fc = NULL;
@@ -65,6 +93,22 @@ void cr_record_flush(struct cr_batch *b, int ack)
     if (n == 0 && !ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
+    if (ack) {
+        size_t cap = b->nsubs / 2 + 2;
+
+        plan = malloc(cap);
+        if (plan == NULL)
+            goto out;
+        plan_len = cr_fanout_plan(b, plan, cap, &plan_first);
+        if (plan_len > cap)
+            goto out; /* cannot happen: cap covers every position of the batch */
+        if (plan_len > 0) {
+            argc += NPLAN;
+            lens = malloc(argc * sizeof(*lens));
+            if (lens == NULL)
+                goto out;
+        }
+    }
     argv = malloc(argc * sizeof(*argv));
     nums = malloc(n * NUMS * CR_NUM_MAX + 1);
     fc = malloc(sizeof(*fc));
@@ -128,11 +172,19 @@ void cr_record_flush(struct cr_batch *b, int ack)
         a[15] = seg;
         a[16] = bit;
     }
+    if (lens != NULL) {
+        snprintf(plan_at, sizeof(plan_at), "%llu", (unsigned long long)plan_first);
+        argv[argc - 2] = plan_at;
+        argv[argc - 1] = (const char *)plan;
+        for (i = 0; i < argc - 1; i++)
+            lens[i] = strlen(argv[i]);
+        lens[argc - 1] = plan_len;
+    }
     fc->b = b;
     fc->ack = ack;
     b->flushing = n;
     b->flush_busy = 1;
-    rc = cr_script_call(d->rc, CR_SCRIPT_RECORD, NKEYS, (int)argc, argv, NULL,
+    rc = cr_script_call(d->rc, CR_SCRIPT_RECORD, NKEYS, (int)argc, argv, lens,
                         on_recorded, fc);
     if (rc == 0)
         fc = NULL;
@@ -141,5 +193,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
 out:
     free(fc);
     free(argv);
+    free(lens);
+    free(plan);
     free(nums);
 }

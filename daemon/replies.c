@@ -517,12 +517,16 @@ static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook
                  const char *outcome, const char *wl, enum cr_word w)
 {
     struct cr_buf b;
+    char key[96];
     int rc;
 
     cr_metrics_webhook(d->metrics, hook, outcome);
-    if (status >= 400)
-        cr_warn("link %s %s: %s (%s); answered %d, nothing changed", hook, req->method, outcome,
-                cr_word("en", w), status);
+    if (status >= 400) {
+        /* link checkers and scanners try these by the thousand */
+        snprintf(key, sizeof key, "link %s %s %d", hook, outcome, status);
+        cr_log_repeat(CR_LOG_WARN, key, "link %s %s: %s (%s); answered %d, nothing changed", hook,
+                      req->method, outcome, cr_word("en", w), status);
+    }
     cr_buf_init(&b, PAGE_MAX);
     rc = page_head(&b, wl);
     if (rc == 0)

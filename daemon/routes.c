@@ -2,14 +2,18 @@
  * links handed to their modules, everything else 404/405. */
 #include "routes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "httpd.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "replies.h"
+#include "sentinel.h"
 #include "webhooks.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
@@ -29,21 +33,48 @@ static int is_get(const struct cr_httpd_req *req)
     return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 }
 
+/* One line per Redis connection that is not ready: its name, why, and where. */
+static void redis_down(struct cr_buf *b, const char *name, const struct cr_redis *r)
+{
+    const char *why;
+
+    if (r == NULL) {
+        cr_buf_appendf(b, "redis %s: not started\n", name);
+        return;
+    }
+    why = cr_redis_down_reason(r);
+    if (why != NULL)
+        cr_buf_appendf(b, "redis %s: %s at %s\n", name, why, cr_redis_peer(r));
+}
+
 static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
 {
-    const char *why = NULL;
+    struct cr_buf b;
+    char note[256];
 
-    if (d->stopping)
-        why = "shutting down\n";
-    else if (d->rc == NULL || !cr_redis_ready(d->rc))
-        why = "redis commands connection not ready\n";
-    else if (d->rb == NULL || !cr_redis_ready(d->rb))
-        why = "redis reader connection not ready\n";
-    else if (d->ru == NULL || !cr_redis_ready(d->ru))
-        why = "redis urgent connection not ready\n";
-    else if (d->cfg->nproviders == 0)
-        why = "no providers configured\n";
-    text(req, why ? 503 : 200, NULL, why ? why : "ready\n");
+    cr_buf_init(&b, 4096);
+    if (d->stopping) {
+        cr_buf_appendf(&b, "shutting down\n");
+    } else {
+        if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL)
+            cr_buf_appendf(&b, "redis sentinel '%s': no primary known: %s\n",
+                           cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
+        redis_down(&b, "commands", d->rc);
+        redis_down(&b, "reader", d->rb);
+        redis_down(&b, "urgent", d->ru);
+        if (b.len == 0 && d->cfg->nproviders == 0)
+            cr_buf_appendf(&b, "no providers configured\n");
+    }
+    if (b.len == 0 && cr_replicas_degraded(d->replicas, note, sizeof(note))) {
+        /* still ready: crierd sends on, but a failover now could lose outcomes */
+        cr_buf_appendf(&b, "ready (degraded: %s)\n", note);
+        cr_httpd_respond(req, 200, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    } else if (b.len == 0) {
+        text(req, 200, NULL, "ready\n");
+    } else {
+        cr_httpd_respond(req, 503, "text/plain; charset=utf-8", NULL, b.data, b.len);
+    }
+    cr_buf_release(&b);
 }
 
 static void metrics(struct cr_daemon *d, struct cr_httpd_req *req)

@@ -9,18 +9,24 @@
 #include "redis.h"
 
 enum cr_script {
-    /* KEYS job, events, jobs, recent jobs index, scheduled; ARGV id, entry,
-     * priority, now_ms, doc, send_at_ms, expires_at_ms, group. Returns
-     * {2,"accepted"} new, {3,"scheduled"} new and due later (entry acked),
-     * {1,state} the same intake entry again (resume), {0,state} a duplicate id
-     * (entry acked). */
+    /* KEYS job, events, jobs, recent jobs index, scheduled, ledger, seen set,
+     * dead-letter stream, then the audience sets (segments, require,
+     * exclude); ARGV id, entry, priority, now_ms, doc, send_at_ms,
+     * expires_at_ms, group, number of segments, number of require sets.
+     * Checks the type of every key before writing. Returns {2,"accepted"}
+     * new, {3,"scheduled"} new and due later (entry acked), {1,state} the
+     * same intake entry again (resume), {0,state} a duplicate id (entry
+     * acked), {4,reason} the job failed (a key of the wrong type, now or
+     * before; state "failed", entry acked), {5,reason} the job key itself is
+     * not a hash (entry dead-lettered with code "bad_key" and acked). */
     CR_SCRIPT_ACCEPT,
     /* KEYS job, batches stream, events, jobs, ledger, seen set; ARGV id,
      * expected step, new_src, new_cursor, ids (comma separated), done, now_ms,
      * group, entry, retention_s. Appends the ids not yet in the audience as one
      * batch and moves the expansion on, only if no other step came first.
-     * Returns the new step (>= 1), -1 (already expanded) or -2 (another
-     * expander moved on). */
+     * Returns the new step (>= 1), -1 (already expanded), -2 (another
+     * expander moved on) or -3 (the job failed: one of its keys holds the
+     * wrong type, or it had failed before; entry acked). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
      * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
@@ -29,22 +35,38 @@ enum cr_script {
      * provider, status (or "park"), attempt, code, latency_us, provider_id,
      * address, suppress (0/1), retry member this outcome resolves (""),
      * park due ms, park member, SMS segments, ledger bit (pos x 4 + channel
-     * index). Counts each (pos, channel) once (ledger bit),
-     * writes its receipt, parks or unparks retry members, acks the batch when
-     * entry is given, and finishes the job when nothing is left. Returns the
-     * number newly recorded. */
+     * index); with an entry, then the plan: the ledger's first byte of the
+     * batch and, from it, the bits that must be set (binary, the ledger's
+     * layout). Counts each (pos, channel) once (ledger bit), writes its
+     * receipt, parks or unparks retry members (a park already in the set or
+     * already recorded counts nothing), and with an entry acks the batch only
+     * when every bit of the plan is set, then finishes the job when nothing is
+     * left. Returns the number newly recorded, or when the plan has bits
+     * missing (the batch is not acked) {newly recorded, bits missing, the
+     * ledger's bytes over the plan}; or the error "BADKEY <key> is a <type>,
+     * not a <type>" before writing anything when one of its keys holds the
+     * wrong type (a suppression set of the wrong type is only left unwritten). */
     CR_SCRIPT_RECORD,
     /* KEYS retry set; ARGV now_ms, lease_until_ms, count. Claims up to count
      * due members (their score moves to the lease end). Returns {members,
      * next due score or "", size of the set}. */
     CR_SCRIPT_CLAIM,
     /* KEYS scheduled, jobs, events; ARGV now_ms, count, prefix. Starts due
-     * scheduled jobs by appending a "resume" entry to the jobs stream.
-     * Returns {started, next due score or ""}. */
+     * scheduled jobs by appending a "resume" entry to the jobs stream, and
+     * ends "cancelled" (messages 0) those of the soonest 256 whose state was
+     * set to cancelling. Returns {started, next due score or ""}. */
     CR_SCRIPT_DUE,
     /* KEYS the provider's bucket; ARGV rate per s, burst, now_ms, want.
      * Returns {tokens granted, ms to wait when none}. */
     CR_SCRIPT_TOKENS,
+    /* KEYS job, events, stream to ack, scheduled, the suspect key; ARGV id,
+     * now_ms, entry to ack ("" none), group, wanted type ("" = reason given
+     * whole), what the key is (or the whole reason), retention_s. Ends the
+     * job "failed" with the reason in its hash field "error" and an event
+     * "failed". Returns {1,reason} failed now, {2,error} already finished,
+     * {0,type} the suspect key holds the wanted type after all (nothing
+     * written), {-1,reason} no job hash to write it in. */
+    CR_SCRIPT_FAIL,
     CR_SCRIPT__COUNT
 };
 
@@ -59,7 +81,10 @@ enum cr_script {
 void cr_scripts_load(struct cr_redis *r);
 
 /* EVALSHA of script s with nkeys keys and argc further values (keys first in
- * argv). As cr_redis_argv for ownership, return value and callback. */
+ * argv). As cr_redis_argv for ownership, return value and callback. A
+ * NOSCRIPT answer (a server that lost or never took the scripts) also sends
+ * cr_scripts_load on r, unless loads are under way, so the caller's retry
+ * finds them. */
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
                    const size_t *lens, cr_redis_cb cb, void *ud);
 

@@ -444,11 +444,16 @@ static void answer(struct cr_webhooks *w, struct cr_httpd_req *req, const char *
                    const char *outcome, const char *why)
 {
     char body[200];
+    char key[96];
     int n;
 
     cr_metrics_webhook(w->d->metrics, hook, outcome);
-    if (status >= 400)
-        cr_warn("webhook %s: %s (%s); answered %d, nothing changed", hook, outcome, why, status);
+    if (status >= 400) {
+        /* a misconfigured provider or a scanner sends these by the thousand */
+        snprintf(key, sizeof key, "webhook %s %s %d", hook, outcome, status);
+        cr_log_repeat(CR_LOG_WARN, key, "webhook %s: %s (%s); answered %d, nothing changed", hook,
+                      outcome, why, status);
+    }
     n = snprintf(body, sizeof(body), "%s\n", status < 400 ? outcome : why);
     cr_httpd_respond(req, status, "text/plain; charset=utf-8", NULL, body,
                      n > 0 ? (size_t)n : 0);

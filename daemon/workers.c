@@ -14,6 +14,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "sdnotify.h"
 
 #define RESTART_FIRST_MS 1000
 #define RESTART_MAX_MS 30000
@@ -34,6 +35,12 @@ struct supervisor {
     int running; /* workers whose process is alive */
     uv_signal_t sig_term;
     uv_signal_t sig_int;
+    /* systemd: the workers notify this relay; READY=1 goes to systemd once
+     * every worker is ready, and a worker whose loop stops pinging is killed */
+    struct cr_sd_relay *relay;
+    int announced;
+    uint64_t watchdog_ms; /* the workers' watchdog interval, 0 = none */
+    uv_timer_t watchdog_check;
 };
 
 /* One worker slot: its process while it runs, and the timer that restarts it. */
@@ -46,6 +53,8 @@ struct worker {
     int proc_open;   /* proc is initialised and not yet closed */
     long backoff_ms; /* wait before the next restart */
     uint64_t started_ms;
+    int ready;             /* sent READY=1 since it started */
+    uint64_t last_ping_ms; /* its last WATCHDOG=1 (or its start) */
 };
 
 static void start_worker(struct worker *w);
@@ -64,6 +73,11 @@ static void maybe_finish(struct supervisor *s)
 
     if (!s->stopping || s->running > 0)
         return;
+    cr_sd_watchdog_stop();
+    cr_sd_relay_close(s->relay);
+    s->relay = NULL;
+    if (s->watchdog_ms > 0 && !uv_is_closing((uv_handle_t *)&s->watchdog_check))
+        uv_close((uv_handle_t *)&s->watchdog_check, NULL);
     for (i = 0; i < s->n; i++) {
         if (!uv_is_closing((uv_handle_t *)&s->w[i].restart))
             uv_close((uv_handle_t *)&s->w[i].restart, NULL);
@@ -154,6 +168,7 @@ static void start_worker(struct worker *w)
     o.exit_cb = on_exit_cb;
     o.stdio = io;
     o.stdio_count = 3;
+    o.env = cr_sd_relay_env(s->relay); /* NULL: this process's environment */
     o.flags = UV_PROCESS_DETACHED;
     w->proc.data = w;
     rc = uv_spawn(s->loop, &w->proc, &o);
@@ -168,6 +183,8 @@ static void start_worker(struct worker *w)
     }
     w->alive = 1;
     w->started_ms = uv_now(s->loop);
+    w->last_ping_ms = w->started_ms;
+    w->ready = 0;
     s->running++;
     cr_info("crierd: worker %d started (pid %d)", w->index, w->proc.pid);
 }
@@ -177,8 +194,10 @@ static void on_signal(uv_signal_t *h, int signum)
     struct supervisor *s = h->data;
     int i;
 
-    if (!s->stopping)
+    if (!s->stopping) {
         cr_info("crierd: signal %d: stopping %d workers", signum, s->running);
+        cr_sd_stopping();
+    }
     s->stopping = 1;
     for (i = 0; i < s->n; i++) {
         uv_timer_stop(&s->w[i].restart);
@@ -186,6 +205,96 @@ static void on_signal(uv_signal_t *h, int signum)
             uv_process_kill(&s->w[i].proc, SIGTERM);
     }
     maybe_finish(s);
+}
+
+/* Whether msg (newline-separated assignments) has the line want. */
+static int has_line(const char *msg, const char *want)
+{
+    size_t n = strlen(want);
+
+    while (msg != NULL && *msg != '\0') {
+        if (strncmp(msg, want, n) == 0 && (msg[n] == '\n' || msg[n] == '\0'))
+            return 1;
+        msg = strchr(msg, '\n');
+        if (msg != NULL)
+            msg++;
+    }
+    return 0;
+}
+
+/* A worker's notification, through the relay. */
+static void on_notify(void *ud, long pid, const char *msg)
+{
+    struct supervisor *s = ud;
+    struct worker *w = NULL;
+    int i;
+
+    for (i = 0; i < s->n; i++) {
+        if (s->w[i].alive && (long)s->w[i].proc.pid == pid)
+            w = &s->w[i];
+    }
+    if (w == NULL)
+        return; /* not a worker of ours (any more) */
+    if (has_line(msg, "WATCHDOG=1"))
+        w->last_ping_ms = uv_now(s->loop);
+    if (!has_line(msg, "READY=1") || w->ready)
+        return;
+    w->ready = 1;
+    for (i = 0; i < s->n; i++) {
+        if (!s->w[i].ready)
+            return;
+    }
+    if (!s->announced && !s->stopping) {
+        s->announced = 1;
+        cr_info("crierd: every worker is ready; telling systemd");
+        cr_sd_ready("ready: every worker taking jobs");
+    }
+}
+
+/* Kills (SIGKILL) a worker whose event loop has not pinged for a whole
+ * watchdog interval: it is stuck, and is restarted like one that died. */
+static void on_watchdog_check(uv_timer_t *t)
+{
+    struct supervisor *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    int i;
+
+    if (s->stopping)
+        return;
+    for (i = 0; i < s->n; i++) {
+        struct worker *w = &s->w[i];
+
+        if (!w->alive || now - w->last_ping_ms <= s->watchdog_ms)
+            continue;
+        cr_error("crierd: worker %d (pid %d) sent no watchdog ping for %llu ms (its event "
+                 "loop is stuck); killing it to restart it",
+                 w->index, w->proc.pid, (unsigned long long)(now - w->last_ping_ms));
+        w->last_ping_ms = now; /* once per interval while it dies */
+        uv_process_kill(&w->proc, SIGKILL);
+    }
+}
+
+/* The relay for the workers' notifications, when systemd supervises this
+ * process; without one (not under systemd, or it failed) READY=1 goes out
+ * once every worker is started. */
+static void open_relay(struct supervisor *s)
+{
+    int rc = cr_sd_relay_open(s->loop, on_notify, s, &s->relay);
+
+    if (rc < 0)
+        cr_warn("crierd: cannot relay the workers' systemd notifications (%s); telling "
+                "systemd READY=1 once they are started",
+                cr_strerror(rc));
+    if (s->relay == NULL)
+        return;
+    s->watchdog_ms = cr_sd_watchdog_usec() / 1000;
+    if (s->watchdog_ms == 0)
+        return;
+    uv_timer_init(s->loop, &s->watchdog_check);
+    s->watchdog_check.data = s;
+    uv_timer_start(&s->watchdog_check, on_watchdog_check, s->watchdog_ms / 2 + 1,
+                   s->watchdog_ms / 2 + 1);
+    uv_unref((uv_handle_t *)&s->watchdog_check);
 }
 
 int cr_workers_run(const char *config_path, int n)
@@ -216,6 +325,7 @@ int cr_workers_run(const char *config_path, int n)
     uv_signal_start(&s.sig_term, on_signal, SIGTERM);
     uv_signal_start(&s.sig_int, on_signal, SIGINT);
     cr_info("crierd: supervising %d workers (one event loop each), config %s", n, config_path);
+    open_relay(&s);
     for (i = 0; i < n; i++) {
         s.w[i].s = &s;
         s.w[i].index = i;
@@ -224,6 +334,12 @@ int cr_workers_run(const char *config_path, int n)
         s.w[i].restart.data = &s.w[i];
         start_worker(&s.w[i]);
     }
+    /* systemd hears from the supervisor alone (NotifyAccess=main): ready once
+     * every worker is (on_notify), and alive while this loop turns */
+    if (cr_sd_watchdog_start(s.loop) < 0)
+        cr_warn("crierd: systemd watchdog timer could not start");
+    if (s.relay == NULL)
+        cr_sd_ready("ready: supervising workers");
     uv_run(s.loop, UV_RUN_DEFAULT);
     uv_loop_close(s.loop);
     free(s.w);

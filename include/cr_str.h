@@ -13,6 +13,11 @@
  * always terminated when size > 0. Returns the bytes copied. */
 size_t cr_strlcpy(char *dst, const char *src, size_t size);
 
+/* Returns the offset of the first byte of the C string str that is not
+ * valid UTF-8 (overlong forms, surrogates and code points past U+10FFFF are
+ * invalid), or -1 when it is all valid. */
+long cr_utf8_invalid_at(const char *str);
+
 /* Writes v in decimal into buf (CR_NUM_MAX bytes or more). Returns buf. */
 char *cr_fmt_i64(char *buf, int64_t v);
 

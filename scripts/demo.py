@@ -1,12 +1,21 @@
 """The `make run` demo: starts a private redis-server and crier-sim on free
 loopback ports, seeds ~5,000 residents across four areas, posts an urgent
 missing-person appeal exactly as an integrating system would, shows crierd
-sending it live, and compares crier's counts with what the simulator received."""
+sending it live, and compares crier's counts with what the simulator received.
+
+`demo.py up --dir DIR` (make demo-up) starts the same redis-server, crier-sim
+and crierd and leaves them running, with their config, logs and pids in DIR,
+and prints what to try next; `demo.py down --dir DIR` (make demo-down) stops
+them: SIGTERM, then a wait for each to exit."""
 
 import argparse
 import json
+import os
 import random
 import shlex
+import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -189,12 +198,224 @@ def audit_summary(r, db, job_id):
           "file goes with its temporary directory)")
 
 
+# ---- the demo left running (up / down) ---------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+STATE = "state.json"          # ports, pids and paths of what `up` started
+STOP_ORDER = ("crierd", "crier-sim", "redis-server")  # crierd first: it writes to Redis
+STOP_WAIT_S = 30.0
+
+
+def spawn(argv, log_path):
+    """Starts a process that outlives this script: its own session, output
+    appended to log_path."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def gone(pid, name):
+    """Whether process pid has exited (or is a zombie, or is now another
+    program: the pid was reused)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+    except (OSError, IndexError):
+        return True
+    return state == "Z" or comm != name[:15]
+
+
+def read_state(d):
+    try:
+        return json.loads((d / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def running(state):
+    return state is not None and any(not gone(p["pid"], p["name"])
+                                     for p in state["processes"].values())
+
+
+def wait_for(pred, timeout, what, procs):
+    """harness.wait_until, failing early (with the log) when one of procs
+    (name -> (Popen, log path)) has exited."""
+    def check():
+        for name, (proc, log) in procs.items():
+            if proc.poll() is not None:
+                raise harness.HarnessError(f"{name} exited with {proc.returncode}:\n"
+                                           + harness.tail(log, 30))
+        return pred()
+    return harness.wait_until(check, timeout, 0.05, what=what)
+
+
+def start_redis(d, procs):
+    rdir = d / "redis"
+    rdir.mkdir(exist_ok=True)
+    log = d / "redis.log"
+    for _ in range(8):
+        port = harness.free_port()
+        argv = harness.RedisServer(d)._argv(port)
+        proc = spawn(argv, log)
+        procs["redis-server"] = (proc, log)
+        try:
+            r = harness.redis.Redis(host="127.0.0.1", port=port, decode_responses=True,
+                                    socket_timeout=30, socket_connect_timeout=2)
+            wait_for(lambda: harness.RedisServer(d)._ping(port), 30,
+                     f"redis-server on port {port}", procs)
+            return port, proc, r
+        except harness.HarnessError:
+            if proc.poll() is None or "Address already in use" not in harness.tail(log, 20):
+                raise
+            del procs["redis-server"]
+    raise harness.HarnessError("redis-server found no free port")
+
+
+def start_sim(d, procs, latency_ms):
+    port_file = d / "sim.port"
+    port_file.unlink(missing_ok=True)
+    log = d / "crier-sim.log"
+    argv = [harness.binary("crier-sim"), "--host", "127.0.0.1", "--port", "0",
+            "--port-file", str(port_file), "--quiet", "--latency-ms", str(latency_ms),
+            "--jitter-ms", "2"]
+    proc = spawn(argv, log)
+    procs["crier-sim"] = (proc, log)
+
+    def port():
+        try:
+            return int(port_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+    return wait_for(port, 30, "crier-sim's port file", procs), proc
+
+
+def start_crierd(d, procs, redis_port, sim_port):
+    cfg = harness.crierd_config(redis_port, sim_port, consumer="crierd-demo",
+                                http={"listen": f"127.0.0.1:{harness.free_port()}"},
+                                retry={"max_attempts": 5, "base_ms": 500, "max_ms": 30000})
+    path = d / "crierd.json"
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    log = d / "crierd.log"
+    proc = spawn([harness.binary("crierd"), "-c", str(path)], log)
+    procs["crierd"] = (proc, log)
+    wait_for(lambda: "crierd ready" in harness.tail(log, 50), 30, "crierd ready", procs)
+    return path, cfg["http"]["listen"], proc
+
+
+def nice(path):
+    """path relative to the working directory when it is under it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def show_next(state):
+    ctl = nice(Path(state["build"]) / "crierctl")
+    port = state["redis_port"]
+    d = nice(state["dir"])
+    down = "make demo-down" if Path(state["dir"]) == REPO / ".demo" else \
+        f"make demo-down DEMO_DIR={d}"
+    print(f"""
+The demo is running, and stays up until `make demo-down`:
+  redis-server  127.0.0.1:{port}    (log {d}/redis.log)
+  crier-sim     {state["sim_url"]}  (SendGrid, Twilio, FCM; log {d}/crier-sim.log)
+  crierd        config {state["config"]}
+                log {d}/crierd.log, metrics http://{state["http"]}/metrics
+  {state["subscribers"]} residents in area:LE1 .. area:LE4 (crier:sub:100000 ...)
+
+Try next (docs/crierctl.md, docs/job.md):
+  export CRIER_REDIS_URL=redis://127.0.0.1:{port}
+  {ctl} send --wait docs/examples/appeal.json        # or: -p {port} send ...
+  {ctl} status appeal-demo-0001
+  {ctl} send docs/examples/road-closure.json
+  {ctl} top                                          # live; Ctrl-C to leave
+  {ctl} jobs
+  {ctl} report appeal-demo-0001 > reach.csv
+  redis-cli -p {port} HGETALL crier:job:appeal-demo-0001
+  tail -f {d}/crierd.log
+
+Stop everything:  {down}""")
+
+
+def demo_up(args):
+    d = Path(args.dir).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    state = read_state(d)
+    if running(state):
+        print(f"demo-up: already running (state in {d / STATE})")
+        show_next(state)
+        return 0
+    shutil.rmtree(d / "redis", ignore_errors=True)  # each demo-up starts afresh
+    procs = {}
+    try:
+        redis_port, redis_proc, r = start_redis(d, procs)
+        rng = random.Random(2026)
+        subs, segs, unsubscribed = residents(args.subscribers, rng)
+        harness.seed(r, subs, segs, suppress={"email": unsubscribed})
+        sim_port, sim_proc = start_sim(d, procs, args.latency_ms)
+        config, http, crierd_proc = start_crierd(d, procs, redis_port, sim_port)
+    except (harness.HarnessError, OSError) as e:
+        print(f"demo-up: {e}", file=sys.stderr)
+        for name in STOP_ORDER:
+            if name in procs and procs[name][0].poll() is None:
+                procs[name][0].kill()
+                procs[name][0].wait()
+        return 1
+    state = {
+        "dir": str(d), "build": str(harness.build_dir()), "config": str(config),
+        "redis_port": redis_port, "sim_url": f"http://127.0.0.1:{sim_port}", "http": http,
+        "subscribers": len(subs),
+        "processes": {name: {"name": Path(procs[name][0].args[0]).name, "pid": procs[name][0].pid,
+                             "log": str(procs[name][1])} for name in procs},
+    }
+    (d / STATE).write_text(json.dumps(state, indent=2) + "\n")
+    show_next(state)
+    return 0
+
+
+def demo_down(args):
+    d = Path(args.dir).resolve()
+    state = read_state(d)
+    if state is None:
+        print(f"demo-down: nothing to stop (no {d / STATE})")
+        return 0
+    failed = 0
+    for name in STOP_ORDER:
+        p = state["processes"].get(name)
+        if p is None or gone(p["pid"], p["name"]):
+            continue
+        os.kill(p["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while not gone(p["pid"], p["name"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if gone(p["pid"], p["name"]):
+            print(f"stopped {name} (pid {p['pid']})")
+        else:
+            os.kill(p["pid"], signal.SIGKILL)
+            print(f"demo-down: {name} (pid {p['pid']}) did not stop within {STOP_WAIT_S:.0f} s "
+                  f"of SIGTERM; killed", file=sys.stderr)
+            failed = 1
+    (d / STATE).unlink(missing_ok=True)
+    print(f"its config and logs stay in {nice(d)} (the next demo-up starts with fresh data)")
+    return failed
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", nargs="?", choices=("run", "up", "down"), default="run",
+                    help="run: the demo broadcast, then stop (make run); up: leave it "
+                         "running; down: stop what up started")
+    ap.add_argument("--dir", default=".demo", help="state directory of up/down")
     ap.add_argument("--subscribers", type=int, default=5000)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--latency-ms", type=int, default=3, help="simulated provider latency")
     args = ap.parse_args()
+    if args.mode == "up":
+        return demo_up(args)
+    if args.mode == "down":
+        return demo_down(args)
 
     env = harness.Env("crier-demo")
     daemon = None
@@ -240,6 +461,7 @@ def main():
             return 1
         audit.term(timeout=30)
         print("stopped crierd, crier-audit, crier-sim and redis-server")
+        print("to keep them running and try crierctl and your own jobs: make demo-up")
         return 0
     except harness.HarnessError as e:
         print(f"\ndemo: {e}", file=sys.stderr)

@@ -8,6 +8,10 @@
 
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
+# Sanitizer builds: stop at the first report, with a stack trace (the
+# integration tests also fail a test whose processes made any report: conftest.py).
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export UBSAN_OPTIONS
 cd "$(dirname "$0")/.." || exit 2
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/crier-run.XXXXXX") || exit 2

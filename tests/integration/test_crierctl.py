@@ -66,16 +66,18 @@ BAD_CSV = (
     "area:A;area:B,North\r\n"
     "bad-email,Bob,bob@@example.org,+447700900002,email,,,,area:A,South\r\n"
     '"good-2","Multi\nline name",cara@example.org,,email,bulk,,,area:B,\r\n'
-    "bad-phone,Dev,dev@example.org,07700900004,sms,,,,area:A,East\r\n"
+    "bad-phone,Dev,dev@example.org,0770O900004,sms,,,,area:A,East\r\n"
     "\r\n"
     "good-3,Zoë Żak,zoe@example.org,+48123456789,,,,,area:C,West\r\n"
     "bad id!,Eve,eve@example.org,,,,,,area:A,\r\n"
     "bad-fields,Finn,finn@example.org\r\n"
     "bad-many,Gosia,g@example.org,,sms;email,sometimes,25:00-07:00,blackberry,area:A,\r\n"
-    "good-4,Hal,,+447700900009,sms,urgent,07:30-08:00,,area:A; area:C,\r\n"
+    "good-4,Hal,,07700 900009,sms,urgent,07:30-08:00,,area:A; area:C,\r\n"
 )
-# line numbers of the bad lines above (line 4-5 is one record; line 7 is blank)
-BAD_LINES = {"bad-email": 3, "bad-phone": 6, "bad id!": 9, "bad-fields": 10, "bad-many": 11}
+# line numbers of the bad lines above (line 4-5 is one record; line 7 is blank):
+# rejected whole, and imported without the bad field
+BAD_LINES = {"bad id!": 9, "bad-fields": 10, "bad-many": 11}
+PARTIAL_LINES = {"bad-email": 3, "bad-phone": 6}
 
 
 def test_import_reports_bad_lines_and_writes_good_ones(env, tmp_path):
@@ -85,20 +87,22 @@ def test_import_reports_bad_lines_and_writes_good_ones(env, tmp_path):
 
     dry = ctl(env, "import", "--dry-run", path)
     assert dry.returncode == 1, dry.stderr
-    assert "4 subscribers into 3 segments, 5 lines rejected" in dry.stdout
+    assert ("6 subscribers into 3 segments, 3 lines rejected, 2 imported without some fields"
+            in dry.stdout), dry.stdout
     assert env.r.keys(f"{PREFIX}*") == []  # a dry run writes nothing
 
     res = ctl(env, "import", path)
     assert res.returncode == 1, res.stderr
-    assert "imported 4 subscribers into 3 segments, 5 lines rejected" in res.stdout
+    assert ("imported 6 subscribers into 3 segments, 3 lines rejected, 2 imported without "
+            "some fields" in res.stdout), res.stdout
     errs = res.stderr.splitlines()
-    for what, line in BAD_LINES.items():
+    for what, line in {**BAD_LINES, **PARTIAL_LINES}.items():
         assert any(e.startswith(f"{path}:{line}: ") for e in errs), (what, res.stderr)
-    assert len(errs) == len(BAD_LINES), res.stderr
+    assert len(errs) == len(BAD_LINES) + len(PARTIAL_LINES), res.stderr
     by_line = {int(e.split(":")[1]): e for e in errs}
-    assert "email 'bob@@example.org'" in by_line[3]
-    assert "phone '07700900004'" in by_line[6]
-    assert "id 'bad id!'" in by_line[9]
+    assert "bad-email imported without email: email (column 3) 'bob@@example.org'" in by_line[3]
+    assert "bad-phone imported without phone: phone (column 4) '0770O900004'" in by_line[6]
+    assert "line rejected: id (column 1) 'bad id!'" in by_line[9]
     assert "has 3 fields, the header has 10" in by_line[10]
     for col in ("channels", "min_priority", "quiet", "push_platform"):
         assert col in by_line[11]
@@ -110,9 +114,16 @@ def test_import_reports_bad_lines_and_writes_good_ones(env, tmp_path):
     assert env.r.hget(f"{PREFIX}sub:good-2", "name") == "Multi\nline name"
     assert env.r.hget(f"{PREFIX}sub:good-3", "name") == "Zoë Żak"
     assert env.r.hget(f"{PREFIX}sub:good-4", "email") is None
+    assert env.r.hget(f"{PREFIX}sub:good-4", "phone") == "+447700900009"  # UK national
+    # imported with their good fields only
+    assert env.r.hgetall(f"{PREFIX}sub:bad-email") == {
+        "name": "Bob", "phone": "+447700900002", "channels": "email", "ward": "South"}
+    assert env.r.hgetall(f"{PREFIX}sub:bad-phone") == {
+        "name": "Dev", "email": "dev@example.org", "channels": "sms", "ward": "East"}
     for bad in BAD_LINES:
         assert not env.r.exists(f"{PREFIX}sub:{bad}")
-    assert env.r.smembers(f"{PREFIX}seg:area:A") == {"good-1", "good-4"}
+    assert env.r.smembers(f"{PREFIX}seg:area:A") == {"good-1", "good-4", "bad-email",
+                                                      "bad-phone"}
     assert env.r.smembers(f"{PREFIX}seg:area:B") == {"good-1", "good-2"}
     assert env.r.smembers(f"{PREFIX}seg:area:C") == {"good-3", "good-4"}
 
@@ -121,7 +132,7 @@ def test_import_reports_bad_lines_and_writes_good_ones(env, tmp_path):
     clean.write_text("id,email,ward\ngood-1,ann@example.org,\n")
     res = ctl(env, "import", clean)
     assert res.returncode == 0, res.stderr
-    assert "imported 1 subscribers into 0 segments, 0 lines rejected" in res.stdout
+    assert "imported 1 subscribers into 0 segments, 0 lines rejected, 0 imported" in res.stdout
     assert env.r.hget(f"{PREFIX}sub:good-1", "ward") is None
 
     # A header without an id column stops before writing anything.

@@ -382,6 +382,27 @@ TEST(config_log_level)
                   "log_level: must be one of error, warn, info, debug, got 'verbose'");
 }
 
+TEST(config_log_format_and_repeat_window)
+{
+    struct cr_config cfg;
+    char err[512];
+
+    ASSERT_STR_EQ(err_of("{'log_format': 'syslog', " OK_TAIL "}"),
+                  "log_format: must be one of auto, text, journal, json, got 'syslog'");
+    ASSERT_STR_EQ(err_of("{'log_repeat_s': 3601, " OK_TAIL "}"),
+                  "log_repeat_s: must be an integer from 0 to 3600, got 3601");
+    ASSERT_INT_EQ(parse("{" OK_TAIL "}", &cfg, err, sizeof err), 0);
+    ASSERT_STR_EQ(cfg.log_format, "auto");
+    ASSERT_INT_EQ(cfg.log_repeat_s, 10);
+    cr_config_release(&cfg);
+    ASSERT_INT_EQ(parse("{'log_format': 'json', 'log_repeat_s': 0, " OK_TAIL "}", &cfg, err,
+                        sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.log_format, "json");
+    ASSERT_INT_EQ(cfg.log_repeat_s, 0);
+    cr_config_release(&cfg);
+}
+
 TEST(config_urls)
 {
     ASSERT_STR_EQ(err_of("{'public_url': 'ftp://x', " OK_TAIL "}"),
@@ -846,4 +867,74 @@ TEST(config_for_worker_errors)
     ASSERT_INT_EQ(cr_config_for_worker(&cfg, 1, 2, err, sizeof err), 0);
     ASSERT_STR_EQ(cfg.http_listen, "[::1]:0");
     cr_config_release(&cfg);
+}
+
+/* ---- how crierd reaches Redis -------------------------------------------- */
+
+TEST(config_redis_unix_socket_user_and_tls)
+{
+    struct cr_config cfg;
+    char err[256] = "";
+
+    ASSERT_INT_EQ(parse("{'redis': {'path': '/run/redis/redis.sock', 'username': 'crier',"
+                        " 'password': 'pw', 'tls': true}, " OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_path, "/run/redis/redis.sock");
+    ASSERT_STR_EQ(cfg.redis_username, "crier");
+    ASSERT_STR_EQ(cfg.redis_password, "pw");
+    ASSERT_INT_EQ(cfg.redis_tls.enabled, 1);
+    ASSERT(cfg.redis_tls.ca_file == NULL);
+    cr_config_release(&cfg);
+
+    ASSERT_INT_EQ(parse("{'redis': {'tls': {'server_name': 'redis.internal'}}, " OK_TAIL "}", &cfg,
+                        err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_tls.server_name, "redis.internal");
+    ASSERT(cfg.redis_path == NULL);
+    cr_config_release(&cfg);
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': false}, " OK_TAIL "}"), "(accepted)");
+
+    /* the ACL user is a secret reference like the password */
+    setenv("CRIER_TEST_REDIS_USER", "crier-acl", 1);
+    ASSERT_INT_EQ(parse("{'redis': {'username': '$env:CRIER_TEST_REDIS_USER', 'password': 'p'}, "
+                        OK_TAIL "}",
+                        &cfg, err, sizeof err),
+                  0);
+    ASSERT_STR_EQ(cfg.redis_username, "crier-acl");
+    cr_config_release(&cfg);
+    unsetenv("CRIER_TEST_REDIS_USER");
+}
+
+TEST(config_redis_connection_mistakes)
+{
+    ASSERT_STR_EQ(err_of("{'redis': {'path': '/tmp/r.sock', 'port': 6380}, " OK_TAIL "}"),
+                  "redis.path: a unix socket replaces host and port: give one or the other");
+    ASSERT_STR_EQ(err_of("{'redis': {'username': 'crier'}, " OK_TAIL "}"),
+                  "redis.username: needs redis.password (AUTH takes both)");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': 'yes'}, " OK_TAIL "}"),
+                  "redis.tls: must be an object (ca_file, cert_file, key_file, server_name), "
+                  "true or false, got a string");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': {'ca_flie': '/x'}}, " OK_TAIL "}"),
+                  "redis.tls.ca_flie: unknown key (did you mean 'ca_file'?)");
+    ASSERT_STR_EQ(err_of("{'redis': {'tls': {'ca_file': '/nonexistent/ca.pem'}}, " OK_TAIL "}"),
+                  "redis.tls.ca_file: cannot read /nonexistent/ca.pem: No such file or directory");
+}
+
+TEST(config_redis_tls_files_must_load)
+{
+    char path[512];
+    char text[2048];
+    const char *e;
+
+    ASSERT_INT_EQ(temp_file(path, sizeof path, "not a certificate\n", 18), 0);
+    snprintf(text, sizeof text, "{'redis': {'tls': {'ca_file': '%s'}}, " OK_TAIL "}", path);
+    e = err_of(text);
+    ASSERT_STR_CONTAINS(e, "redis.tls.ca_file: does not load: ");
+    snprintf(text, sizeof text, "{'redis': {'tls': {'cert_file': '%s'}}, " OK_TAIL "}", path);
+    ASSERT_STR_EQ(err_of(text), "redis.tls.key_file: missing: cert_file and key_file go together");
+    snprintf(text, sizeof text,
+             "{'redis': {'tls': {'cert_file': '%s', 'key_file': '%s'}}, " OK_TAIL "}", path, path);
+    ASSERT_STR_CONTAINS(err_of(text), "redis.tls.cert_file: does not load: ");
+    unlink(path);
 }

@@ -37,3 +37,16 @@ TEST(fmt_i64_matches_printf)
         ASSERT_STR_EQ(cr_fmt_i64(got, vals[i]), want);
     }
 }
+
+TEST(utf8_invalid_at_finds_the_first_bad_byte)
+{
+    ASSERT_INT_EQ(cr_utf8_invalid_at(""), -1);
+    ASSERT_INT_EQ(cr_utf8_invalid_at("plain"), -1);
+    ASSERT_INT_EQ(cr_utf8_invalid_at("Cymraeg \xc5\xb5 \xe8\xad\xa6 \xf0\x9f\x9a\x93"), -1);
+    ASSERT_INT_EQ(cr_utf8_invalid_at("ab\xff"), 2);           /* never in UTF-8 */
+    ASSERT_INT_EQ(cr_utf8_invalid_at("a\xc3("), 1);           /* cut sequence */
+    ASSERT_INT_EQ(cr_utf8_invalid_at("\xc0\xaf"), 0);         /* overlong '/' */
+    ASSERT_INT_EQ(cr_utf8_invalid_at("x\xed\xa0\x80"), 1);    /* surrogate D800 */
+    ASSERT_INT_EQ(cr_utf8_invalid_at("\xf4\x90\x80\x80"), 0); /* past U+10FFFF */
+    ASSERT_INT_EQ(cr_utf8_invalid_at("\xe2\x82"), 0);         /* ends early */
+}
