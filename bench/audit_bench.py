@@ -247,7 +247,7 @@ def main():
         log(f"  {res['year']}")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "audit.json").write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
+    log(f"written to {OUT / 'audit.json'}")
     return 0
 
 
