@@ -5,9 +5,9 @@
           and into PostgreSQL: rows per second, CPU per row, lag left at the end
   beside  crierd's rate for one job with crier-audit (SQLite) running beside it,
           against the rate without it, in the same round
-  year    a year of weekly newsletters to the same residents in SQLite (and
-          PostgreSQL with --pg-year): database size per message and the time of
-          the per-resident query (`crierctl audit --sub ID`)
+  year    a year of weekly newsletters to the same residents in SQLite and
+          PostgreSQL: database size per message and the time of the
+          per-resident query (`crierctl audit --sub ID`)
 
 Environment: BUILD (binaries, default build), AUDIT_BENCH_RECEIPTS (200000),
 AUDIT_BENCH_RESIDENTS (the `beside` job, 20000), AUDIT_BENCH_YEAR_RESIDENTS
@@ -220,11 +220,65 @@ def year_sqlite(residents, weeks):
     return out
 
 
+def year_postgresql(residents, weeks):
+    """The same year in PostgreSQL, generated inside the server
+    (generate_series), then the per-resident query and the size per message
+    (table and its indexes)."""
+    pg = harness.Postgres().start()
+    d = Path(tempfile.mkdtemp(prefix="audit-year-"))
+    try:
+        cfg = d / "audit.json"
+        cfg.write_text(json.dumps({"database": {"type": "postgresql", "conninfo": pg.conninfo}}))
+        subprocess.run([harness.binary("crier-audit"), "--check", "-c", str(cfg)], check=True,
+                       capture_output=True)
+        start_ms = 1767225600000
+        week_ms = 7 * 86400000
+        t0 = time.monotonic()
+        pg.psql(f"INSERT INTO jobs (id, doc, priority, state, created_ms, targeted, messages) "
+                f"SELECT 'newsletter-2026-w' || lpad((w + 1)::text, 2, '0'), "
+                f"'{{\"message\": {{\"subject\": \"Newsletter\"}}}}', 'bulk', 'completed', "
+                f"{start_ms} + w::bigint * {week_ms}, {residents}, {residents} "
+                f"FROM generate_series(0, {weeks - 1}) w")
+        pg.psql(f"INSERT INTO messages (job, pos, channel, sub, provider, status, attempts, "
+                f"code, provider_id, latency_us, sent_ms, updated_ms, lang, entry) "
+                f"SELECT 'newsletter-2026-w' || lpad((w + 1)::text, 2, '0'), i, 'email', "
+                f"'r' || lpad(i::text, 7, '0'), 'sendgrid', 'sent', 1, '202', "
+                f"'sg-' || w || '-' || i, 2000, {start_ms} + w::bigint * {week_ms} + i / 50, "
+                f"{start_ms} + w::bigint * {week_ms} + i / 50, 'en', (w * {residents} + i)::text "
+                f"FROM generate_series(0, {weeks - 1}) w, generate_series(0, {residents - 1}) i")
+        pg.psql("VACUUM ANALYZE messages")
+        gen_s = time.monotonic() - t0
+        size = int(pg.psql("SELECT pg_total_relation_size('messages')")[0][0])
+        n = residents * weeks
+        who = f"r{residents // 2:07d}"
+        sql = (f"SELECT m.sent_ms, m.job, m.channel, m.status, m.lang FROM messages m "
+               f"WHERE m.sub = '{who}' AND m.sent_ms >= {start_ms} "
+               f"AND m.sent_ms < {start_ms + 366 * 86400000} ORDER BY m.sent_ms")
+        times = []
+        for _ in range(5):
+            plan = pg.psql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+            text = "\n".join("\t".join(row) for row in plan)
+            times.append(json.loads(text)[0]["Execution Time"])
+        rows = len(pg.psql(sql))
+        t = time.perf_counter()
+        subprocess.run([harness.binary("crierctl"), "audit", "--postgresql", pg.conninfo,
+                        "--sub", who], capture_output=True, check=True)
+        ctl_s = time.perf_counter() - t
+        return {"database": "postgresql", "residents": residents, "weeks": weeks,
+                "messages": n, "generate_s": round(gen_s, 1), "bytes": size,
+                "bytes_per_message": round(size / n, 1), "query_rows": rows,
+                "query_ms_best": round(min(times), 3), "query_ms_worst": round(max(times), 3),
+                "crierctl_audit_sub_ms": round(ctl_s * 1000, 1)}
+    finally:
+        pg.close()
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", default=["sink", "beside", "year"])
-    ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL in `sink`")
+    ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL in `sink` and `year`")
     args = ap.parse_args()
     res = {}
     if "sink" in args.parts:
@@ -239,12 +293,18 @@ def main():
         log(f"beside: a {n}-resident three-channel job without and with crier-audit")
         res["beside"] = beside_round(n)
         log(f"  {res['beside']}")
-    if "year" in args.parts:
+    if "year" in args.parts or "year-pg" in args.parts:
         n = int(os.environ.get("AUDIT_BENCH_YEAR_RESIDENTS", "100000"))
         w = int(os.environ.get("AUDIT_BENCH_WEEKS", "52"))
-        log(f"year: {w} weekly newsletters to {n} residents in SQLite")
-        res["year"] = year_sqlite(n, w)
-        log(f"  {res['year']}")
+        res["year"] = []
+        if "year" in args.parts:
+            log(f"year: {w} weekly newsletters to {n} residents in SQLite")
+            res["year"].append(year_sqlite(n, w))
+            log(f"  {res['year'][-1]}")
+        if not args.no_pg:
+            log(f"year: {w} weekly newsletters to {n} residents in PostgreSQL")
+            res["year"].append(year_postgresql(n, w))
+            log(f"  {res['year'][-1]}")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "audit.json").write_text(json.dumps(res, indent=2) + "\n")
     log(f"written to {OUT / 'audit.json'}")
