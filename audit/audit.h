@@ -14,9 +14,9 @@ enum cr_audit_stream { CR_AS_RECEIPTS, CR_AS_REPLIES, CR_AS_EVENTS, CR_AS__COUNT
 /* One stream entry: its id and field/value pairs, all owned. */
 struct cr_audit_entry {
     char *id;
-    size_t nkv;  /* strings in kv: twice the number of fields */
+    size_t nkv; /* strings in kv: twice the number of fields */
     char **kv;
-    char *lang;  /* receipts: the resident's language when looked up, else NULL */
+    char *lang; /* receipts: the resident's language when looked up, else NULL */
 };
 
 /* One job's hash as read from Redis when one of its events is stored. */

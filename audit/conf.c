@@ -89,8 +89,7 @@ static void blank_comments(char *s)
 
 /* A string value, with "$env:NAME" and "$file:/path" resolved (and "$$" for a
  * literal '$'). */
-static int get_str(struct ctx *c, const cJSON *obj, const char *parent, const char *key,
-                   char **dst)
+static int get_str(struct ctx *c, const cJSON *obj, const char *parent, const char *key, char **dst)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     char path[128];
@@ -140,8 +139,8 @@ static int get_str(struct ctx *c, const cJSON *obj, const char *parent, const ch
     return 0;
 }
 
-static int get_num(struct ctx *c, const cJSON *obj, const char *parent, const char *key,
-                   long min, long max, long *dst)
+static int get_num(struct ctx *c, const cJSON *obj, const char *parent, const char *key, long min,
+                   long max, long *dst)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     char path[128];
@@ -159,8 +158,7 @@ static int get_num(struct ctx *c, const cJSON *obj, const char *parent, const ch
     return 0;
 }
 
-static int check_keys(struct ctx *c, const cJSON *obj, const char *path,
-                      const char *const *known)
+static int check_keys(struct ctx *c, const cJSON *obj, const char *path, const char *const *known)
 {
     const cJSON *it;
 
@@ -173,19 +171,20 @@ static int check_keys(struct ctx *c, const cJSON *obj, const char *path,
         for (k = known; *k && strcmp(*k, it->string) != 0; k++)
             ;
         if (*k == NULL) {
-            snprintf(c->err, c->errlen, "%s%s%s: unknown key", path, *path ? "." : "",
-                     it->string);
+            snprintf(c->err, c->errlen, "%s%s%s: unknown key", path, *path ? "." : "", it->string);
             return CR_ECONFIG;
         }
     }
     return 0;
 }
 
-static const char *const top_keys[] = {"redis",     "prefix",          "group",
-                                       "consumer",  "database",        "batch",
-                                       "block_ms",  "retention_days",  "retention_chunk",
-                                       "retention_interval_s", "retry_max_ms", "lookup_lang",
-                                       "log_level", NULL};
+static const char *const top_keys[] = {"redis",           "prefix",
+                                       "group",           "consumer",
+                                       "database",        "batch",
+                                       "block_ms",        "retention_days",
+                                       "retention_chunk", "retention_interval_s",
+                                       "retry_max_ms",    "lookup_lang",
+                                       "log_level",       NULL};
 static const char *const redis_keys[] = {"host", "port", "password", NULL};
 static const char *const db_keys[] = {"type", "path", "conninfo", NULL};
 
@@ -240,8 +239,7 @@ static int parse(struct ctx *c, const cJSON *root, struct cr_audit_config *cfg)
     if (rc == 0)
         rc = get_num(c, root, "", "retention_chunk", 1, 1000000, &cfg->retention_chunk);
     if (rc == 0)
-        rc = get_num(c, root, "", "retention_interval_s", 1, 86400,
-                     &cfg->retention_interval_s);
+        rc = get_num(c, root, "", "retention_interval_s", 1, 86400, &cfg->retention_interval_s);
     if (rc == 0)
         rc = get_num(c, root, "", "retry_max_ms", 10, 600000, &cfg->retry_max_ms);
     if (rc == 0 && ll) {
@@ -255,23 +253,22 @@ static int parse(struct ctx *c, const cJSON *root, struct cr_audit_config *cfg)
     if (rc == 0 && type && cr_store_parse_kind(type, &cfg->db_kind) != 0)
         rc = fail(c, "database.type", "must be \"sqlite\" or \"postgresql\"");
     if (rc == 0)
-        rc = get_str(c, db, "database",
-                     cfg->db_kind == CR_STORE_SQLITE ? "path" : "conninfo", &cfg->db_target);
+        rc = get_str(c, db, "database", cfg->db_kind == CR_STORE_SQLITE ? "path" : "conninfo",
+                     &cfg->db_target);
     if (rc == 0 && cfg->db_kind == CR_STORE_SQLITE &&
         cJSON_GetObjectItemCaseSensitive(db, "conninfo"))
         rc = fail(c, "database.conninfo", "is for \"type\": \"postgresql\"; SQLite takes \"path\"");
     if (rc == 0 && cfg->db_kind == CR_STORE_POSTGRESQL && cfg->db_target == NULL)
         rc = fail(c, "database.conninfo",
                   "is required with \"type\": \"postgresql\" (e.g. \"$env:CRIER_AUDIT_PG\")");
-    if (rc == 0 && (set_default(&cfg->redis_host, "127.0.0.1") != 0 ||
-                    set_default(&cfg->prefix, "crier:") != 0 ||
-                    set_default(&cfg->group, "audit") != 0 ||
-                    set_default(&cfg->consumer, "audit-1") != 0 ||
-                    set_default(&cfg->log_level, "info") != 0 ||
-                    set_default(&cfg->db_target, "crier-audit.db") != 0))
+    if (rc == 0 &&
+        (set_default(&cfg->redis_host, "127.0.0.1") != 0 ||
+         set_default(&cfg->prefix, "crier:") != 0 || set_default(&cfg->group, "audit") != 0 ||
+         set_default(&cfg->consumer, "audit-1") != 0 || set_default(&cfg->log_level, "info") != 0 ||
+         set_default(&cfg->db_target, "crier-audit.db") != 0))
         rc = fail(c, "(defaults)", "out of memory");
-    if (rc == 0 && (strlen(cfg->prefix) > 40 || strlen(cfg->group) > 64 ||
-                    strlen(cfg->consumer) > 64))
+    if (rc == 0 &&
+        (strlen(cfg->prefix) > 40 || strlen(cfg->group) > 64 || strlen(cfg->consumer) > 64))
         rc = fail(c, "prefix/group/consumer", "too long (40/64/64 bytes at most)");
     free(type);
     return rc;
@@ -286,8 +283,7 @@ int cr_audit_config_load(const char *path, struct cr_audit_config *cfg, char *er
 
     errno = 0;
     if (read_file(path, FILE_MAX, &text) != 0) {
-        snprintf(err, errlen, "%s: cannot read: %s", path,
-                 errno ? strerror(errno) : "over 1 MiB");
+        snprintf(err, errlen, "%s: cannot read: %s", path, errno ? strerror(errno) : "over 1 MiB");
         return CR_ECONFIG;
     }
     blank_comments(text);

@@ -451,8 +451,7 @@ static enum cr_audit_stream stream_of(const struct app *a, const redisReply *nam
 /* Copies one stream's entries out of the reply into the batch. Entries whose
  * fields are gone (deleted from the stream while pending) are acknowledged
  * with the batch and store nothing. */
-static int copy_entries(struct cr_audit_batch *b, enum cr_audit_stream s,
-                        const redisReply *list)
+static int copy_entries(struct cr_audit_batch *b, enum cr_audit_stream s, const redisReply *list)
 {
     size_t i;
 
@@ -561,8 +560,8 @@ static void pump(struct app *a)
     int any_history = 0;
     size_t s;
 
-    if (a->stopping || a->reading || a->have_batch || !a->groups_ready ||
-        !cr_redis_ready(a->r) || uv_is_active((uv_handle_t *)&a->retry_timer))
+    if (a->stopping || a->reading || a->have_batch || !a->groups_ready || !cr_redis_ready(a->r) ||
+        uv_is_active((uv_handle_t *)&a->retry_timer))
         return;
     for (s = 0; s < CR_AS__COUNT; s++)
         any_history |= a->history[s];
@@ -583,8 +582,7 @@ static void pump(struct app *a)
         argv[argc++] = a->keys[s];
     for (s = 0; s < CR_AS__COUNT; s++)
         argv[argc++] = a->history[s] ? "0" : ">";
-    if (cr_redis_argv(a->r, on_read, a, any_history ? 0 : a->cfg.block_ms, argc, argv, NULL) ==
-        0)
+    if (cr_redis_argv(a->r, on_read, a, any_history ? 0 : a->cfg.block_ms, argc, argv, NULL) == 0)
         a->reading = 1;
 }
 
@@ -604,8 +602,8 @@ static void on_group(struct cr_redis *r, redisReply *reply, void *ud)
     if (--a->groups_waiting != 0)
         return;
     if (!a->groups_ready)
-        cr_info("audit: reading %s, %s and %s as group '%s' consumer '%s'", a->keys[0],
-                a->keys[1], a->keys[2], a->cfg.group, a->cfg.consumer);
+        cr_info("audit: reading %s, %s and %s as group '%s' consumer '%s'", a->keys[0], a->keys[1],
+                a->keys[2], a->cfg.group, a->cfg.consumer);
     a->groups_ready = 1;
     pump(a);
 }

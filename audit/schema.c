@@ -13,8 +13,8 @@
 #include "cr_str.h"
 
 #define SQL_MAX (4 * 1024 * 1024)
-#define PARAMS_MAX 8000   /* per statement: under SQLite's and libpq's limits */
-#define WEBHOOK_ROWS 200  /* per upsert: one row may be changed once per statement */
+#define PARAMS_MAX 8000  /* per statement: under SQLite's and libpq's limits */
+#define WEBHOOK_ROWS 200 /* per upsert: one row may be changed once per statement */
 
 /* ---- schema ----------------------------------------------------------------- */
 
@@ -263,8 +263,8 @@ static int store_receipts(struct cr_store *s, const struct cr_audit_batch *b)
                 if (same_message(hook + j * MSG_COLS, (const char *[]){job, pos, ch}))
                     break;
             if (j < nhook) {
-                rc = insert_rows(s, msg_head, msg_tail_webhook, MSG_COLS, hook, nhook,
-                                 WEBHOOK_ROWS);
+                rc =
+                    insert_rows(s, msg_head, msg_tail_webhook, MSG_COLS, hook, nhook, WEBHOOK_ROWS);
                 if (rc != 0)
                     goto out;
                 nhook = 0;
@@ -587,10 +587,11 @@ int cr_audit_retain(struct cr_store *s, long long cutoff_ms, long chunk, long *d
     }
     cr_buf_reset(&sql);
     /* a deleted job's segments go with it */
-    if (cr_buf_appendf(&sql,
-                       "DELETE FROM segments_of_job WHERE %s IN (SELECT g.%s FROM segments_of_job g "
-                       "LEFT JOIN jobs j ON j.id = g.job WHERE j.id IS NULL LIMIT $1)",
-                       cr_store_rowid(s), cr_store_rowid(s)) != 0 ||
+    if (cr_buf_appendf(
+            &sql,
+            "DELETE FROM segments_of_job WHERE %s IN (SELECT g.%s FROM segments_of_job g "
+            "LEFT JOIN jobs j ON j.id = g.job WHERE j.id IS NULL LIMIT $1)",
+            cr_store_rowid(s), cr_store_rowid(s)) != 0 ||
         cr_store_exec(s, cr_buf_cstr(&sql), 1, p + 1) != 0)
         goto out;
     *deleted += cr_store_changes(s);

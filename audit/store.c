@@ -198,9 +198,8 @@ static int lite_prepare(struct cr_store *s, const char *sql, int n, const char *
         return CR_EIO;
     }
     for (ix = 1; ix <= count; ix++) {
-        rc = params[ix - 1] == NULL
-                 ? sqlite3_bind_null(st, ix)
-                 : sqlite3_bind_text(st, ix, params[ix - 1], -1, SQLITE_STATIC);
+        rc = params[ix - 1] == NULL ? sqlite3_bind_null(st, ix)
+                                    : sqlite3_bind_text(st, ix, params[ix - 1], -1, SQLITE_STATIC);
         if (rc != SQLITE_OK) {
             sqlite3_finalize(st);
             return lite_fail(s);

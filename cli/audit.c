@@ -31,8 +31,16 @@ static const char help[] =
     "  --postgresql CONNINFO  a libpq connection string or URI\n"
     "Exit codes: 0 rows printed, 1 database error, 2 usage, 4 no rows.\n";
 
-enum { OPT_SUB = CTL_OPT__FIRST_FREE, OPT_JOB, OPT_SINCE, OPT_UNTIL, OPT_CSV, OPT_CONFIG,
-       OPT_SQLITE, OPT_PG };
+enum {
+    OPT_SUB = CTL_OPT__FIRST_FREE,
+    OPT_JOB,
+    OPT_SINCE,
+    OPT_UNTIL,
+    OPT_CSV,
+    OPT_CONFIG,
+    OPT_SQLITE,
+    OPT_PG
+};
 
 struct out {
     int csv;
@@ -116,8 +124,7 @@ static const char *text_for(const cJSON *msg, const char *channel, const char *l
     if (strcmp(channel, "sms") == 0)
         v = cJSON_GetObjectItemCaseSensitive(src, "sms");
     else if (strcmp(channel, "push") == 0)
-        v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(src, "push"),
-                                             "body");
+        v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(src, "push"), "body");
     else if (strcmp(channel, "email") == 0) {
         v = cJSON_GetObjectItemCaseSensitive(src, "subject");
         if (!cJSON_IsString(v))
@@ -139,8 +146,8 @@ static int sub_row(void *ud, int ncols, const char *const *v)
     char t2[32];
 
     if (doc)
-        text = text_for(cJSON_GetObjectItemCaseSensitive(doc, "message"), v[2] ? v[2] : "",
-                        v[4], &used);
+        text = text_for(cJSON_GetObjectItemCaseSensitive(doc, "message"), v[2] ? v[2] : "", v[4],
+                        &used);
     if (used[0] == '\0' && v[4])
         used = v[4];
     if (o->csv) {
@@ -255,8 +262,7 @@ int cr_ctl_audit(struct ctl *ctl, int argc, char **argv)
                 return code;
         }
     }
-    if ((sub == NULL) == (job == NULL) || (config == NULL) == (target == NULL) ||
-        optind != argc) {
+    if ((sub == NULL) == (job == NULL) || (config == NULL) == (target == NULL) || optind != argc) {
         fputs(help, stderr);
         return CTL_EXIT_USAGE;
     }

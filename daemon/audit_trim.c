@@ -26,9 +26,9 @@ struct group {
 struct cr_audit_trim {
     struct cr_daemon *d;
     uv_timer_t timer;
-    int busy;       /* a look is in flight */
+    int busy; /* a look is in flight */
     int stopped;
-    int had_floor;  /* we published a floor: delete it when the groups go */
+    int had_floor; /* we published a floor: delete it when the groups go */
     char floor_key[CR_KEY_MAX + 16];
     char missed_key[CR_KEY_MAX + 16];
     /* the look in flight */

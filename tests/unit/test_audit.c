@@ -146,20 +146,22 @@ TEST(audit_store_is_idempotent_and_receipts_update)
     ASSERT_INT_EQ(version, CR_AUDIT_SCHEMA_VERSION);
 
     add(&b, CR_AS_RECEIPTS, "1000-0",
-        (const char *const[]){"job", "j1", "sub", "s1", "pos", "0", "channel", "sms",
-                              "provider", "twilio", "status", "sent", "attempt", "1", "code",
-                              "201", "latency_us", "900", "provider_id", "SM1", NULL});
+        (const char *const[]){"job",         "j1",  "sub",      "s1",     "pos",        "0",
+                              "channel",     "sms", "provider", "twilio", "status",     "sent",
+                              "attempt",     "1",   "code",     "201",    "latency_us", "900",
+                              "provider_id", "SM1", NULL});
     add(&b, CR_AS_RECEIPTS, "1000-1",
-        (const char *const[]){"job", "j1", "sub", "s2", "pos", "1", "channel", "email",
-                              "provider", "sendgrid", "status", "sent", "attempt", "1", "code",
-                              "202", "latency_us", "900", "provider_id", "", NULL});
+        (const char *const[]){"job",         "j1",    "sub",      "s2",       "pos",        "1",
+                              "channel",     "email", "provider", "sendgrid", "status",     "sent",
+                              "attempt",     "1",     "code",     "202",      "latency_us", "900",
+                              "provider_id", "",      NULL});
     add(&b, CR_AS_RECEIPTS, "2000-0",
         (const char *const[]){"job", "j1", "pos", "0", "channel", "sms", "provider", "twilio",
-                              "status", "delivered", "code", "", "provider_id", "",
-                              "source", "webhook", "t_ms", "2500", NULL});
+                              "status", "delivered", "code", "", "provider_id", "", "source",
+                              "webhook", "t_ms", "2500", NULL});
     add(&b, CR_AS_REPLIES, "3000-0",
-        (const char *const[]){"type", "survey", "channel", "sms", "job", "j1", "sub", "s1",
-                              "t_ms", "3000", "body", "1", "option", "1", "counted", "1", NULL});
+        (const char *const[]){"type", "survey", "channel", "sms", "job", "j1", "sub", "s1", "t_ms",
+                              "3000", "body", "1", "option", "1", "counted", "1", NULL});
     add(&b, CR_AS_EVENTS, "900-0",
         (const char *const[]){"job", "j1", "event", "accepted", "t_ms", "900", NULL});
     b.jobs = calloc(1, sizeof(*b.jobs));
