@@ -267,7 +267,11 @@ static void start_work(struct app *a, enum work_kind kind)
     a->work.data = a;
     if (uv_queue_work(a->loop, &a->work, do_work, after_work) != 0) {
         a->db_busy = 0;
-        cr_error("audit: cannot queue database work; retry in %ld ms", a->cfg.retry_max_ms);
+        backoff(a);
+        cr_error("audit: cannot queue database work; retry in %ld ms", a->retry_ms);
+        if (kind == WORK_WRITE)
+            a->write_wanted = 1;
+        uv_timer_start(&a->retry_timer, on_retry_timer, (uint64_t)a->retry_ms, 0);
     }
 }
 
