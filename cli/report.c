@@ -59,7 +59,7 @@ static const char help[] =
     "final outcome of each message from `messages`, replies = residents with a\n"
     "row of type reply in `replies`, survey answers = the counted rows of\n"
     "`survey_answers`. Segment membership is still read from Redis's segment\n"
-    "sets (members now, as above), for the segment and total rows alike.\n"
+    "sets (members now, as above), so Redis must be reachable.\n"
     "  --from-audit   read the audit database even when Redis holds the job\n"
     CTL_DB_HELP;
 
