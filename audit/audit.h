@@ -16,7 +16,8 @@ struct cr_audit_entry {
     char *id;
     size_t nkv; /* strings in kv: twice the number of fields */
     char **kv;
-    char *lang; /* receipts: the resident's language when looked up, else NULL */
+    char *lang; /* receipts: the resident's language when looked up ("" when the
+                 * resident has none), else NULL (not looked up) */
 };
 
 /* One job's hash as read from Redis when one of its events is stored. */

@@ -20,7 +20,7 @@ struct cr_audit_config {
     long retention_chunk;       /* rows deleted per table per transaction, default 5000 */
     long retention_interval_s;  /* between retention passes, default 3600 */
     long retry_max_ms;          /* longest wait between attempts at a failed write, 5000 */
-    int lookup_lang;            /* read each resident's lang for messages.lang, default 1 */
+    int lookup_lang;            /* read each resident's lang: messages.lang, default 1 */
     char *log_level;            /* default "info" */
 };
 

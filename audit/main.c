@@ -344,8 +344,15 @@ static void on_lang(struct cr_redis *r, redisReply *reply, void *ud)
     (void)r;
     if (reply == NULL || cr_reply_is_error(reply))
         a->lookups_failed = 1;
-    else if (reply->type == REDIS_REPLY_STRING && i < a->batch.n[CR_AS_RECEIPTS])
-        a->batch.e[CR_AS_RECEIPTS][i].lang = strndup(reply->str, reply->len);
+    else if (i < a->batch.n[CR_AS_RECEIPTS]) {
+        /* no lang field: "", the job's default language is the one used */
+        char *lang = reply->type == REDIS_REPLY_STRING ? strndup(reply->str, reply->len)
+                                                       : strdup("");
+
+        if (lang == NULL)
+            a->lookups_failed = 1;
+        a->batch.e[CR_AS_RECEIPTS][i].lang = lang;
+    }
     if (--a->lookups_left == 0)
         lookups_done(a);
 }

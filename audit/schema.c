@@ -8,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_str.h"
+#include "cr_types.h"
+#include "job.h"
 
 #define SQL_MAX (4 * 1024 * 1024)
 #define PARAMS_MAX 8000  /* per statement: under SQLite's and libpq's limits */
@@ -222,6 +225,74 @@ static const char msg_tail_webhook[] =
     "delivered_ms = COALESCE(excluded.delivered_ms, messages.delivered_ms), "
     "updated_ms = excluded.updated_ms";
 
+static const char *job_field(const struct cr_audit_job *j, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < j->nkv; i += 2)
+        if (strcmp(j->kv[i], name) == 0)
+            return j->kv[i + 1];
+    return NULL;
+}
+
+/* The documents of the batch's jobs, parsed when a receipt first needs one,
+ * to tell the language each message was sent in. */
+struct job_docs {
+    const struct cr_audit_batch *b;
+    struct cr_job *job; /* parallel to b->jobs */
+    signed char *state; /* 0 not parsed yet, 1 parsed, -1 no usable document */
+};
+
+static const struct cr_job *job_doc(struct job_docs *d, const char *id)
+{
+    struct cr_job_limits lim;
+    struct cr_job_error err;
+    const char *doc;
+    size_t i;
+
+    for (i = 0; i < d->b->njobs && strcmp(d->b->jobs[i].id, id) != 0; i++)
+        ;
+    if (i == d->b->njobs)
+        return NULL;
+    if (d->state[i] == 0) {
+        doc = job_field(&d->b->jobs[i], "doc");
+        cr_job_limits_widest(&lim);
+        d->state[i] = doc && cr_job_parse(doc, strlen(doc), &lim, &d->job[i], &err) == 0 ? 1 : -1;
+    }
+    return d->state[i] == 1 ? &d->job[i] : NULL;
+}
+
+/* The language a message of channel ch to a resident whose language is lang
+ * was sent in, by the rule crierd sends by (cr_job_pick: a translation only
+ * when it makes the whole message for that channel, else the job's default
+ * language). NULL when not known: the resident's language was not looked up,
+ * or there is no message (no channel). The resident's language when the
+ * job's document is gone (its hash expired before the receipt was stored). */
+static const char *lang_used(struct job_docs *d, const char *job, const char *channel,
+                             const char *lang)
+{
+    const struct cr_job *j;
+    enum cr_channel ch;
+
+    if (lang == NULL || cr_channel_parse(channel, &ch) != 0)
+        return NULL;
+    j = job_doc(d, job);
+    if (j == NULL)
+        return lang[0] ? lang : NULL;
+    return cr_job_row_lang(j, cr_job_pick(j, lang, ch));
+}
+
+static void job_docs_release(struct job_docs *d)
+{
+    size_t i;
+
+    for (i = 0; d->state && i < d->b->njobs; i++)
+        if (d->state[i] == 1)
+            cr_job_release(&d->job[i]);
+    free(d->job);
+    free(d->state);
+}
+
 static int same_message(const char **a, const char **b)
 {
     return strcmp(a[0], b[0]) == 0 && strcmp(a[1], b[1]) == 0 && strcmp(a[2], b[2]) == 0;
@@ -233,12 +304,16 @@ static int store_receipts(struct cr_store *s, const struct cr_audit_batch *b)
     const char **rec = calloc(n ? n * MSG_COLS : 1, sizeof(*rec));
     const char **hook = calloc(n ? n * MSG_COLS : 1, sizeof(*hook));
     char(*ms)[CR_NUM_MAX] = calloc(n ? n : 1, sizeof(*ms));
+    struct job_docs docs;
     size_t nrec = 0;
     size_t nhook = 0;
     size_t i;
     int rc = CR_ENOMEM;
 
-    if (rec == NULL || hook == NULL || ms == NULL)
+    docs.b = b;
+    docs.job = calloc(b->njobs ? b->njobs : 1, sizeof(*docs.job));
+    docs.state = calloc(b->njobs ? b->njobs : 1, sizeof(*docs.state));
+    if (rec == NULL || hook == NULL || ms == NULL || docs.job == NULL || docs.state == NULL)
         goto out;
     for (i = 0; i < n; i++) {
         const struct cr_audit_entry *e = &b->e[CR_AS_RECEIPTS][i];
@@ -287,7 +362,7 @@ static int store_receipts(struct cr_store *s, const struct cr_audit_batch *b)
         r[11] = t;
         r[12] = strcmp(st, "delivered") == 0 ? t : NULL;
         r[13] = t;
-        r[14] = e->lang;
+        r[14] = lang_used(&docs, job, ch, e->lang);
         r[15] = e->id;
     }
     /* crierd records an outcome before any receipt for it can follow */
@@ -295,6 +370,7 @@ static int store_receipts(struct cr_store *s, const struct cr_audit_batch *b)
     if (rc == 0)
         rc = insert_rows(s, msg_head, msg_tail_webhook, MSG_COLS, hook, nhook, WEBHOOK_ROWS);
 out:
+    job_docs_release(&docs);
     free(rec);
     free(hook);
     free(ms);
@@ -383,16 +459,6 @@ out:
     free(ev);
     free(ms);
     return rc;
-}
-
-static const char *job_field(const struct cr_audit_job *j, const char *name)
-{
-    size_t i;
-
-    for (i = 0; i + 1 < j->nkv; i += 2)
-        if (strcmp(j->kv[i], name) == 0)
-            return j->kv[i + 1];
-    return NULL;
 }
 
 static int numeric(const char *s)

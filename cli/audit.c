@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include "audit.h"
-#include "conf.h"
 #include "cr_str.h"
 #include "ctl.h"
 #include "store.h"
@@ -26,9 +25,7 @@ static const char help[] =
     "  --until DATE   before DATE\n"
     "  --job ID       one row per message of job ID, by audience position\n"
     "  --csv          CSV with a header line instead of aligned text\n"
-    "  --config FILE  the database named in crier-audit's config file\n"
-    "  --sqlite PATH  an SQLite audit file\n"
-    "  --postgresql CONNINFO  a libpq connection string or URI\n"
+    CTL_DB_HELP
     "Exit codes: 0 rows printed, 1 database error, 2 usage, 4 no rows.\n";
 
 enum {
@@ -36,10 +33,7 @@ enum {
     OPT_JOB,
     OPT_SINCE,
     OPT_UNTIL,
-    OPT_CSV,
-    OPT_CONFIG,
-    OPT_SQLITE,
-    OPT_PG
+    OPT_CSV
 };
 
 struct out {
@@ -203,28 +197,21 @@ int cr_ctl_audit(struct ctl *ctl, int argc, char **argv)
                                          {"since", required_argument, NULL, OPT_SINCE},
                                          {"until", required_argument, NULL, OPT_UNTIL},
                                          {"csv", no_argument, NULL, OPT_CSV},
-                                         {"config", required_argument, NULL, OPT_CONFIG},
-                                         {"sqlite", required_argument, NULL, OPT_SQLITE},
-                                         {"postgresql", required_argument, NULL, OPT_PG},
+                                         CTL_DB_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
-    struct cr_audit_config cfg;
+    struct ctl_db db;
     struct cr_store *s = NULL;
     struct out o = {0, 0, 0};
     const char *sub = NULL;
     const char *job = NULL;
-    const char *config = NULL;
-    const char *target = NULL;
-    enum cr_store_kind kind = CR_STORE_SQLITE;
     long long since = 0;
     long long until = 253402300800000LL; /* year 10000 */
-    char err[600];
     char a[CR_NUM_MAX];
     char b[CR_NUM_MAX];
-    int version = 0;
     int code = CTL_EXIT_USAGE;
     int c;
 
-    memset(&cfg, 0, sizeof(cfg));
+    memset(&db, 0, sizeof(db));
     for (;;) {
         c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
         if (c == -1)
@@ -248,43 +235,22 @@ int cr_ctl_audit(struct ctl *ctl, int argc, char **argv)
         case OPT_CSV:
             o.csv = 1;
             continue;
-        case OPT_CONFIG:
-            config = optarg;
-            continue;
-        case OPT_SQLITE:
-        case OPT_PG:
-            target = optarg;
-            kind = c == OPT_SQLITE ? CR_STORE_SQLITE : CR_STORE_POSTGRESQL;
-            continue;
         default:
+            if (cr_ctl_db_opt(&db, c, optarg))
+                continue;
             code = cr_ctl_opt_other(ctl, c, optarg, help);
             if (code >= 0)
                 return code;
         }
     }
-    if ((sub == NULL) == (job == NULL) || (config == NULL) == (target == NULL) || optind != argc) {
+    if ((sub == NULL) == (job == NULL) || (db.config == NULL) == (db.target == NULL) ||
+        optind != argc) {
         fputs(help, stderr);
         return CTL_EXIT_USAGE;
     }
-    if (config) {
-        if (cr_audit_config_load(config, &cfg, err, sizeof(err)) != 0) {
-            fprintf(stderr, "crierctl audit: config: %s\n", err);
-            code = CTL_EXIT_USAGE;
-            goto out;
-        }
-        kind = cfg.db_kind;
-        target = cfg.db_target;
-    }
-    code = CTL_EXIT_FAIL;
-    if (cr_store_open(kind, target, &s, err, sizeof(err)) != 0) {
-        fprintf(stderr, "crierctl audit: cannot open the audit database: %s\n", err);
+    code = cr_ctl_db_open(ctl, &db, &s);
+    if (code != CTL_EXIT_OK)
         goto out;
-    }
-    if (cr_audit_schema_version(s, &version) != 0 || version == 0) {
-        fprintf(stderr, "crierctl audit: no audit schema in that database (%s)\n",
-                version == 0 ? "crier-audit has not run on it" : cr_store_errmsg(s));
-        goto out;
-    }
     if (sub) {
         const char *p[3] = {sub, cr_fmt_i64(a, since), cr_fmt_i64(b, until)};
 
@@ -320,6 +286,5 @@ dberr:
     code = CTL_EXIT_FAIL;
 out:
     cr_store_close(s);
-    cr_audit_config_release(&cfg);
     return code;
 }

@@ -207,3 +207,60 @@ TEST(audit_store_parameters_out_of_order)
     ASSERT_STR_EQ(one(s, "SELECT count(*) FROM t WHERE x = 'a' AND y = 'a'", buf), "1");
     cr_store_close(s);
 }
+
+/* messages.lang is the language the message went out in: the resident's
+ * translation only where it makes that channel's whole message. */
+TEST(audit_store_lang_is_the_language_sent)
+{
+    static const char doc[] =
+        "{\"id\": \"j2\", \"audience\": {\"segments\": [\"a\"]}, "
+        "\"channels\": [\"email\", \"sms\", \"push\"], "
+        "\"message\": {\"lang\": \"en\", \"subject\": \"S\", \"text\": \"T\", \"sms\": \"M\", "
+        "\"push\": {\"title\": \"P\", \"body\": \"B\"}, "
+        "\"translations\": {\"pl\": {\"sms\": \"Mpl\"}, "
+        "\"pt\": {\"push\": {\"title\": \"Ppt\", \"body\": \"Bpt\"}}}}}";
+    static const struct {
+        const char *pos, *channel, *lang, *want;
+    } cases[] = {
+        {"0", "sms", "pl", "pl"},     /* the translation has sms */
+        {"1", "email", "pl", "en"},   /* it has no subject or text */
+        {"2", "push", "pt-BR", "pt"}, /* the language without the region */
+        {"3", "sms", "", "en"},       /* no lang: the default */
+        {"4", "email", NULL, "NULL"}, /* not looked up: not known */
+        {"5", "", "pl", "NULL"},      /* skipped: no message */
+    };
+    struct cr_store *s = NULL;
+    struct cr_audit_batch b;
+    char err[256];
+    char buf[64];
+    char sql[128];
+    size_t i;
+
+    memset(&b, 0, sizeof(b));
+    ASSERT_INT_EQ(cr_store_open(CR_STORE_SQLITE, ":memory:", &s, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(cr_audit_migrate(s), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "100-%zu", i);
+        add(&b, CR_AS_RECEIPTS, id,
+            (const char *const[]){"job", "j2", "sub", "s", "pos", cases[i].pos, "channel",
+                                  cases[i].channel, "status",
+                                  cases[i].channel[0] ? "sent" : "skipped", NULL});
+        b.e[CR_AS_RECEIPTS][i].lang = cases[i].lang ? strdup(cases[i].lang) : NULL;
+    }
+    b.jobs = calloc(1, sizeof(*b.jobs));
+    b.njobs = 1;
+    b.jobs[0].id = strdup("j2");
+    b.jobs[0].nkv = 2;
+    b.jobs[0].kv = calloc(2, sizeof(char *));
+    b.jobs[0].kv[0] = strdup("doc");
+    b.jobs[0].kv[1] = strdup(doc);
+    ASSERT_INT_EQ(cr_audit_store(s, &b), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(sql, sizeof(sql), "SELECT lang FROM messages WHERE pos = %s", cases[i].pos);
+        ASSERT_STR_EQ(one(s, sql, buf), cases[i].want);
+    }
+    cr_audit_batch_clear(&b);
+    cr_store_close(s);
+}
