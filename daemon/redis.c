@@ -1356,8 +1356,14 @@ size_t cr_redis_pending(const struct cr_redis *r)
 
 void cr_redis_reset(struct cr_redis *r)
 {
-    if (r->closing || r->state == ST_IDLE)
+    if (r->closing)
         return;
+    if (r->state == ST_IDLE) {
+        /* waiting out a backoff: the address it failed on may be the old
+         * primary's, so the next attempt (re-resolving) is made at once */
+        r->reconnect_at_ms = now_ms(r);
+        return;
+    }
     say(r, &r->rep_fail, CR_LOG_WARN, "dropping the connection on request; reconnecting");
     r->reconnect_at_ms = 0;
     drop(r);

@@ -98,7 +98,9 @@ int cr_redis_argv(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_m
 size_t cr_redis_pending(const struct cr_redis *r);
 
 /* Drops the connection now (pending callbacks fire with NULL) and reconnects
- * after the backoff. For tests and for protocol errors. */
+ * after the backoff; a connection already waiting out a backoff tries again at
+ * once (its address is resolved again). Sentinel's switch uses it to move every
+ * connection to a new primary. */
 void cr_redis_reset(struct cr_redis *r);
 
 /* Closes for good: pending callbacks fire with NULL, no reconnection, and r is
