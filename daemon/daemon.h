@@ -23,6 +23,7 @@ struct cr_retry;
 struct cr_schedule;
 struct cr_replicas;
 struct cr_redischeck;
+struct cr_fleet;
 
 struct cr_daemon {
     uv_loop_t *loop;
@@ -43,6 +44,7 @@ struct cr_daemon {
     struct cr_schedule *schedule;
     struct cr_replicas *replicas; /* NULL unless redis.wait_replicas > 0 */
     struct cr_redischeck *redischeck;
+    struct cr_fleet *fleet;     /* the heartbeat in Redis */
     size_t retry_waiting;       /* size of the retry set when last seen */
     int stopping;               /* SIGTERM seen: take no new work */
     int exit_code;
