@@ -21,7 +21,8 @@
 #define CR_VERSION "dev"
 #endif
 
-#define PRUNE_MS 60000 /* index entries older than this are removed */
+#define PRUNE_MS 60000
+#define FIRST_BEAT_MS 100 /* soon after start (Redis is usually connected by then) */ /* index entries older than this are removed */
 
 /* The replies of one round that the backlog needs, by slot. */
 enum {
@@ -284,8 +285,8 @@ int cr_fleet_init(struct cr_daemon *d, struct cr_fleet **out)
     }
     uv_timer_init(d->loop, &f->timer);
     f->timer.data = f;
-    f->due = uv_now(d->loop) + CR_FLEET_PERIOD_MS;
-    uv_timer_start(&f->timer, on_tick, CR_FLEET_PERIOD_MS, CR_FLEET_PERIOD_MS);
+    f->due = uv_now(d->loop) + FIRST_BEAT_MS;
+    uv_timer_start(&f->timer, on_tick, FIRST_BEAT_MS, CR_FLEET_PERIOD_MS);
     uv_unref((uv_handle_t *)&f->timer); /* never what keeps the loop alive */
     *out = f;
     return 0;

@@ -9,6 +9,7 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "api.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "replicas.h"
@@ -20,6 +21,7 @@
 struct routes {
     struct cr_daemon *d;
     struct cr_webhooks *hooks;
+    struct cr_api *api;
 };
 
 static void text(struct cr_httpd_req *req, int status, const char *extra, const char *s)
@@ -112,6 +114,8 @@ static void handle(struct cr_httpd_req *req, void *ud)
         cr_webhooks_handle(rt->hooks, req, "generic");
     } else if ((strncmp(p, "/u/", 3) == 0 || strncmp(p, "/s/", 3) == 0) && p[3] != '\0') {
         cr_replies_link(d, req);
+    } else if (cr_api_owns(p)) {
+        cr_api_handle(rt->api, req);
     } else {
         text(req, 404, NULL, "not found\n");
     }
@@ -156,6 +160,12 @@ int cr_routes_start(struct cr_daemon *d)
         free(rt);
         return rc;
     }
+    rc = cr_api_init(d, &rt->api);
+    if (rc != 0) {
+        cr_webhooks_free(rt->hooks);
+        free(rt);
+        return rc;
+    }
     memset(&o, 0, sizeof(o));
     o.listen = cfg->http_listen;
     o.max_connections = cfg->http_max_connections;
@@ -169,6 +179,7 @@ int cr_routes_start(struct cr_daemon *d)
     o.ud = rt;
     rc = cr_httpd_init(d->loop, &o, &d->httpd);
     if (rc != 0) {
+        cr_api_free(rt->api);
         cr_webhooks_free(rt->hooks);
         free(rt);
         return rc;
@@ -181,6 +192,7 @@ static void on_closed(void *ud)
 {
     struct routes *rt = ud;
 
+    cr_api_free(rt->api);
     cr_webhooks_free(rt->hooks);
     free(rt);
 }
