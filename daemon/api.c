@@ -26,7 +26,7 @@
 #define EVENTS_SCAN "5000"           /* crier:events entries read for one job's timeline */
 #define FLEET_SCAN "64"              /* nodes read from the heartbeat index */
 #define FLEET_RECENT_MS 60000
-#define POLL_MS 1000                 /* the event stream's refresh */
+#define POLL_MS 500                  /* the event stream's refresh */
 #define KEEPALIVE_MS 15000           /* a comment line when nothing changed for this long */
 #define REPORT_MAX (16 * 1024 * 1024) /* a report's CSV */
 #define REPORT_TIMEOUT_MS 120000

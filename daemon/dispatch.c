@@ -10,6 +10,7 @@
 
 #include "backoff.h"
 #include "breaker.h"
+#include "fleet.h"
 #include "limiter.h"
 #include "metrics.h"
 #include "scripts.h"
@@ -636,6 +637,7 @@ static void note_health(struct prov *p, int failed)
         if (before != CR_BREAKER_CLOSED) {
             cr_info("provider '%s': answering again; back in rotation", p->conf->name);
             take_back(p);
+            cr_fleet_kick(p->dp->d->fleet);
         }
         return;
     }
@@ -647,6 +649,7 @@ static void note_health(struct prov *p, int failed)
                 "to the channel's next provider",
                 p->conf->name, p->breaker.threshold, p->breaker.open_ms);
         reroute_queued(p);
+        cr_fleet_kick(p->dp->d->fleet); /* readers see it now, not at the next beat */
     } else if (after == CR_BREAKER_OPEN) {
         cr_warn("provider '%s': probe failed; out of rotation for %ld ms", p->conf->name,
                 p->breaker.open_ms);

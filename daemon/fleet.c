@@ -46,6 +46,7 @@ struct cr_fleet {
     int outstanding;       /* replies of the current round still to come */
     int stopped;
     int leaving;           /* the DEL of this node's key is under way */
+    int again;             /* a change came during a round: beat once it is done */
     struct query q[Q__COUNT];
     struct cr_metrics_backlog next; /* being filled by the round */
     char key[CR_KEY_MAX];
@@ -143,12 +144,18 @@ out:
 
 /* ---- the round ---- */
 
+static void beat(struct cr_fleet *f, long lag_ms);
+
 static void done_one(struct cr_fleet *f)
 {
     if (--f->outstanding > 0 || f->stopped)
         return;
     f->next.known = 1;
     cr_metrics_set_backlog(f->d->metrics, &f->next);
+    if (f->again) {
+        f->again = 0;
+        beat(f, 0);
+    }
 }
 
 /* Sums "pending" and "lag" over the groups of an XINFO GROUPS reply (an error
@@ -269,6 +276,16 @@ static void on_tick(uv_timer_t *t)
     f->due = now + CR_FLEET_PERIOD_MS;
     if (!f->stopped)
         beat(f, lag);
+}
+
+void cr_fleet_kick(struct cr_fleet *f)
+{
+    if (f == NULL || f->stopped)
+        return;
+    if (f->outstanding > 0)
+        f->again = 1;
+    else
+        beat(f, 0);
 }
 
 int cr_fleet_init(struct cr_daemon *d, struct cr_fleet **out)

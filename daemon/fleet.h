@@ -26,6 +26,11 @@ int cr_fleet_init(struct cr_daemon *d, struct cr_fleet **out);
 int cr_fleet_doc(const struct cr_daemon *d, int64_t started_ms, int64_t now_ms, long loop_lag_ms,
                  struct cr_buf *out);
 
+/* Something readers watch changed (a provider's breaker opened or closed):
+ * beats now, or as soon as the round under way is done, instead of waiting
+ * for the next second. f may be NULL. */
+void cr_fleet_kick(struct cr_fleet *f);
+
 /* Shutdown: stops beating and deletes this node's key (a clean stop leaves
  * the fleet at once; a killed node leaves when its TTL runs out). */
 void cr_fleet_stop(struct cr_fleet *f);

@@ -176,7 +176,7 @@ function onEvent(block) {
     }
     const r = currentRoute();
     if (r.view === "jobs") renderJobs();
-    else if (r.view === "job") refreshJob(r.id, false);
+    else if (r.view === "job" && jobChanged(r.id, doc)) refreshJob(r.id, false);
   } else if (type === "fleet") {
     state.fleet = doc;
     const r = currentRoute();
@@ -299,10 +299,18 @@ function renderFleet() {
           .filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ") || "none"),
         el("td", { class: "num hide-narrow" }, p.refill_ms > 0 ? `${p.refill_ms} ms` : "now"))))))));
   $("#view").replaceChildren(el("h2", {}, "Fleet"),
-    nodes.length ? parts : el("p", {}, "No crierd has sent a heartbeat in the last few seconds."));
+    ...(nodes.length ? parts : [el("p", {}, "No crierd has sent a heartbeat in the last few seconds.")]));
 }
 
 // ---- a job ----
+
+// Whether the jobs list says something new about job id (the job page is
+// redrawn only then, so that a finished job's page stays still).
+function jobChanged(id, doc) {
+  const j = doc.jobs.find((x) => x.id === id);
+  const cur = state.job && state.job.job;
+  return !cur || !j || j.state !== cur.state || j.done !== cur.done;
+}
 
 async function refreshJob(id, first) {
   const now = Date.now();
@@ -365,6 +373,8 @@ function renderJob(first) {
     ? el("button", { type: "button", class: "danger", id: "cancel", onclick: () => cancelJob(j.id) }, "Cancel this job")
     : null;
   const view = $("#view");
+  const focused = document.activeElement && document.activeElement.id;
+  const areas = areasFor.startsWith(`${j.id}/`) && $("#areas") ? $("#areas") : null;
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "All jobs")),
     el("h2", {}, `Job ${j.id} `, j.priority === "urgent" ? el("span", { class: "badge-urgent" }, "URGENT") : null),
@@ -376,7 +386,7 @@ function renderJob(first) {
       el("li", {}, el("span", { class: "k" }, "Progress"), el("span", { class: "v", id: "job-progress" }, j.progress === null ? "–" : `${Math.round(j.progress * 100)}%`)),
       el("li", {}, el("span", { class: "k" }, "Rate"), el("span", { class: "v" }, fmtRate(j.rate))),
       el("li", {}, el("span", { class: "k" }, "Time left"), el("span", { class: "v" }, finished ? "done" : fmtDur(j.eta_ms)))),
-    cancel,
+    ...(cancel ? [cancel] : []),
     el("p", { id: "cancel-msg", role: "status" }),
     el("h3", {}, "Progress per channel"),
     el("div", { class: "table-wrap" }, el("table", { id: "channels" },
@@ -392,14 +402,37 @@ function renderJob(first) {
       el("caption", {}, "Why messages did not arrive, by provider code"),
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Outcome"), el("th", { scope: "col" }, "Code"), el("th", { scope: "col", class: "num" }, "Messages"))),
       el("tbody", {}, d.reasons.length ? d.reasons.map((r) => el("tr", {}, el("td", {}, r.status), el("td", {}, r.code), el("td", { class: "num" }, fmtInt(r.count))))
-        : el("tr", {}, el("td", { colspan: "3" }, "None")))))),
+        : el("tr", {}, el("td", { colspan: "3" }, "None"))))),
     el("h3", {}, "Reach per area"),
-    el("div", { id: "areas" }, el("p", {}, "Loading the per-area table…")),
+    areas || el("div", { id: "areas" }, el("p", {}, "Loading the per-area table…")),
     el("h3", {}, "Timeline"),
     el("ol", { id: "timeline" }, d.events.map((e) => el("li", {}, `${fmtTime(e.t_ms)}: ${e.event}`,
       e.detail ? ` (${e.detail})` : ""))));
   if (first || finished) loadAreas(j.id, finished);
   if (first) $("#main").focus();
+  else if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+}
+
+// RFC 4180: fields may be quoted, with "" for a quote inside.
+function parseCSV(text) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(field); field = "";
+      rows.push(row); row = [];
+    } else field += c;
+  }
+  if (field !== "" || row.length) { row.push(field); rows.push(row); }
+  return rows;
 }
 
 let areasFor = "";
@@ -411,7 +444,7 @@ async function loadAreas(id, finished) {
   if (!resp.ok) { box.replaceChildren(el("p", {}, `The per-area table is not available (HTTP ${resp.status}).`)); return; }
   const text = await resp.text();
   areasFor = key;
-  const rows = text.trim().split("\n").map((l) => l.split(","));
+  const rows = parseCSV(text);
   const head = rows.shift() || [];
   const want = ["segment", "residents_targeted", "residents_reached", "delivered", "replies", "reply_rate"];
   const extra = head.filter((h) => h === "survey_responses" || h.startsWith("option_"));
@@ -424,7 +457,7 @@ async function loadAreas(id, finished) {
       el("caption", {}, "Targeted, reached, delivered, replies and survey answers per area"),
       el("thead", {}, el("tr", {}, cols.map((i) => el("th", { scope: "col", class: i ? "num" : null }, head[i].replaceAll("_", " "))))),
       el("tbody", {}, rows.map((r) => el("tr", { "data-segment": r[0] }, cols.map((i, k) => k === 0
-        ? el("th", { scope: "row" }, r[i]) : el("td", { class: "num" }, r[i] || "")))))),
+        ? el("th", { scope: "row" }, r[i]) : el("td", { class: "num" }, r[i] || ""))))))),
     el("p", {}, el("a", { href: URL.createObjectURL(blob), download: `${id}-report.csv`, id: "csv" }, "Download this table as CSV (the same as crierctl report)")));
 }
 

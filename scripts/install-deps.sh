@@ -15,7 +15,8 @@ libsystemd-dev
 redis-server redis-tools curl openssl tzdata python3 python3-redis"
 
 # The unit and integration tests, and fuzzing them (make test).
-TEST_PKGS="python3-pytest python3-jsonschema python3-aiosmtpd prometheus clang libclang-rt-14-dev"
+TEST_PKGS="python3-pytest python3-jsonschema python3-aiosmtpd prometheus clang libclang-rt-14-dev
+chromium chromium-driver python3-selenium"
 
 # The benchmark's load generator and charts (make bench).
 BENCH_PKGS="wrk gnuplot-nox valgrind"
