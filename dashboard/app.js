@@ -330,9 +330,12 @@ function chart(series) {
   // messages per second between successive points, as an inline SVG line
   const W = 640, H = 200, L = 48, B = 28, T = 10, R = 10;
   const pts = [];
+  let prev = series[0];
   for (let i = 1; i < series.length; i++) {
-    const dt = (series[i][0] - series[i - 1][0]) / 1000;
-    if (dt > 0) pts.push([series[i][0], Math.max(0, (series[i][1] - series[i - 1][1]) / dt)]);
+    const dt = (series[i][0] - prev[0]) / 1000;
+    if (dt < 0.5 && i < series.length - 1) continue; // too close to say a rate
+    if (dt > 0) pts.push([series[i][0], Math.max(0, (series[i][1] - prev[1]) / dt)]);
+    prev = series[i];
   }
   const svg = (tag, attrs, ...kids) => {
     const e = document.createElementNS("http://www.w3.org/2000/svg", tag);

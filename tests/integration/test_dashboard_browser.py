@@ -204,6 +204,10 @@ def test_viewer_watches_a_job_to_completion(env, browser):
         assert num(text) == counter(h, f"{st}:sms"), st
     assert "completed" in js(browser, "return document.getElementById('timeline').textContent")
     assert js(browser, "return document.querySelector('svg.chart polyline') !== null")
+    # on a phone: nothing wider than the screen but the tables' own scrolling boxes
+    browser.set_window_size(390, 844)
+    assert js(browser, "return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    browser.set_window_size(1280, 2200)
     path = screenshot_path()
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(path)
