@@ -22,15 +22,15 @@
 #include "job.h"
 #include "tokens.h"
 
-#define JSON_MAX (4 * 1024 * 1024)   /* one answer */
-#define EVENTS_SCAN "5000"           /* crier:events entries read for one job's timeline */
-#define FLEET_SCAN "64"              /* nodes read from the heartbeat index */
+#define JSON_MAX (4 * 1024 * 1024) /* one answer */
+#define EVENTS_SCAN "5000"         /* crier:events entries read for one job's timeline */
+#define FLEET_SCAN "64"            /* nodes read from the heartbeat index */
 #define FLEET_RECENT_MS 60000
-#define POLL_MS 500                  /* the event stream's refresh */
-#define KEEPALIVE_MS 15000           /* a comment line when nothing changed for this long */
+#define POLL_MS 500                   /* the event stream's refresh */
+#define KEEPALIVE_MS 15000            /* a comment line when nothing changed for this long */
 #define REPORT_MAX (16 * 1024 * 1024) /* a report's CSV */
 #define REPORT_TIMEOUT_MS 120000
-#define REPORTS_MAX 2                /* report processes at once */
+#define REPORTS_MAX 2 /* report processes at once */
 
 struct stream {
     struct cr_api *a;
@@ -45,12 +45,12 @@ struct cr_api {
     struct stream *streams;
     int nstreams;
     uv_timer_t poll;
-    int polling;            /* a poll's queries are under way */
-    char *last_jobs;        /* the last "jobs" and "fleet" documents sent */
+    int polling;     /* a poll's queries are under way */
+    char *last_jobs; /* the last "jobs" and "fleet" documents sent */
     char *last_fleet;
     struct report *reports; /* crierctl report processes running */
     int nreports;
-    int handles;            /* open uv handles (the poll timer, report processes) */
+    int handles; /* open uv handles (the poll timer, report processes) */
     int freeing;
 };
 
@@ -61,7 +61,8 @@ static void answer(struct cr_httpd_req *req, int status, const char *ctype, cons
 {
     char hdrs[512];
 
-    snprintf(hdrs, sizeof hdrs, "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n%s",
+    snprintf(hdrs, sizeof hdrs,
+             "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n%s",
              extra != NULL ? extra : "");
     cr_httpd_respond(req, status, ctype, hdrs, body, len);
 }
@@ -96,9 +97,9 @@ static void json_doc(struct cr_httpd_req *req, cJSON *doc)
 
 /* ---- reading job hashes ---- */
 
-static const char *const job_fields[] = {"state",       "priority",   "targeted",   "batches",
-                                         "batches_done", "expanded",  "created_ms", "started_ms",
-                                         "completed_ms", "messages",  "send_at_ms"};
+static const char *const job_fields[] = {"state",        "priority", "targeted",   "batches",
+                                         "batches_done", "expanded", "created_ms", "started_ms",
+                                         "completed_ms", "messages", "send_at_ms"};
 #define NJOB_FIELDS (sizeof(job_fields) / sizeof(job_fields[0]))
 #define NFIELDS (NJOB_FIELDS + CR_ST__COUNT)
 
@@ -233,8 +234,7 @@ static void on_list_job(struct cr_redis *r, redisReply *reply, void *ud)
         q->failed |= reply == NULL;
     } else if (reply->element[0]->type == REDIS_REPLY_STRING) {
         for (k = 0; k < NFIELDS; k++)
-            vals[k] = reply->element[k]->type == REDIS_REPLY_STRING ? reply->element[k]->str
-                                                                     : NULL;
+            vals[k] = reply->element[k]->type == REDIS_REPLY_STRING ? reply->element[k]->str : NULL;
         q->rows[s->i] = job_summary(q->ids[s->i], vals, q->now_ms);
     }
     free(s);
@@ -360,7 +360,7 @@ static void on_fleet_ids(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct fleet_q *q = ud;
     const char **argv = NULL;
-    char (*keys)[CR_KEY_MAX] = NULL;
+    char(*keys)[CR_KEY_MAX] = NULL;
     size_t i, n = 0;
     int rc = -1;
 
@@ -560,7 +560,8 @@ static void on_job_events(struct cr_redis *r, redisReply *reply, void *ud)
         if (strcmp(ev, "progress") == 0) {
             char d[96];
 
-            snprintf(d, sizeof d, "%s of %s batches", field(f, "batches_done") ? field(f, "batches_done") : "?",
+            snprintf(d, sizeof d, "%s of %s batches",
+                     field(f, "batches_done") ? field(f, "batches_done") : "?",
                      field(f, "batches") ? field(f, "batches") : "?");
             cJSON_AddStringToObject(o, "detail", d);
         } else if (field(f, "messages") != NULL) {
@@ -665,7 +666,8 @@ static void on_cancel(struct cr_redis *r, redisReply *reply, void *ud)
         } else {
             cr_info("api: job %s: cancel requested by dashboard token '%s'", q->id, q->who);
             json_text(q->req, 200,
-                      v == 2 ? "{\"result\":\"requested\"}\n" : "{\"result\":\"already requested\"}\n");
+                      v == 2 ? "{\"result\":\"requested\"}\n"
+                             : "{\"result\":\"already requested\"}\n");
         }
     }
     free(q);
@@ -675,13 +677,13 @@ static void on_cancel(struct cr_redis *r, redisReply *reply, void *ud)
 
 struct report {
     struct cr_api *a;
-    struct report *next;  /* a->reports */
+    struct report *next; /* a->reports */
     struct cr_httpd_req *req;
     uv_process_t proc;
     uv_pipe_t out;
     uv_timer_t timer;
     struct cr_buf csv;
-    int open;             /* handles still to close */
+    int open; /* handles still to close */
     int exited;
     int64_t status;
     int eof;
@@ -808,13 +810,15 @@ static void report(struct cr_api *a, struct cr_httpd_req *req, const char *id)
     int rc;
 
     if (cfg->redis_tls.enabled) {
-        json_error(req, 501, NULL, "the report needs crierctl, which does not speak TLS: run "
-                                   "crierctl report on a host with a plain connection");
+        json_error(req, 501, NULL,
+                   "the report needs crierctl, which does not speak TLS: run "
+                   "crierctl report on a host with a plain connection");
         return;
     }
     if (cfg->redis_password != NULL && strpbrk(cfg->redis_password, "@/?") != NULL) {
-        json_error(req, 501, NULL, "the Redis password holds @, / or ?, which CRIER_REDIS_URL "
-                                   "cannot carry: run crierctl report by hand");
+        json_error(req, 501, NULL,
+                   "the Redis password holds @, / or ?, which CRIER_REDIS_URL "
+                   "cannot carry: run crierctl report by hand");
         return;
     }
     if (a->nreports >= REPORTS_MAX) {
@@ -1118,17 +1122,27 @@ static void asset(struct cr_httpd_req *req, const char *name)
 
 /* ---- the route table ---- */
 
-enum route_id { R_PAGE_REDIRECT, R_PAGE, R_ASSET, R_WHOAMI, R_JOBS, R_JOB, R_REPORT, R_CANCEL,
-                R_FLEET, R_EVENTS };
+enum route_id {
+    R_PAGE_REDIRECT,
+    R_PAGE,
+    R_ASSET,
+    R_WHOAMI,
+    R_JOBS,
+    R_JOB,
+    R_REPORT,
+    R_CANCEL,
+    R_FLEET,
+    R_EVENTS
+};
 
 struct route {
     enum route_id id;
-    const char *method;  /* "GET" also takes HEAD */
-    const char *path;    /* exact, or up to the argument when arg is set */
-    int arg;             /* a path segment follows path: a job id or a file name */
-    const char *suffix;  /* after the argument */
-    enum cr_role need;   /* CR_ROLE_NONE: anyone (the page itself holds no data) */
-    int same_origin;     /* the request must come from the page's own origin */
+    const char *method; /* "GET" also takes HEAD */
+    const char *path;   /* exact, or up to the argument when arg is set */
+    int arg;            /* a path segment follows path: a job id or a file name */
+    const char *suffix; /* after the argument */
+    enum cr_role need;  /* CR_ROLE_NONE: anyone (the page itself holds no data) */
+    int same_origin;    /* the request must come from the page's own origin */
 };
 
 static const struct route routes[] = {
@@ -1241,8 +1255,9 @@ void cr_api_handle(struct cr_api *a, struct cr_httpd_req *req)
     }
     if (r == NULL) {
         if (path_ok != NULL)
-            json_error(req, 405, strcmp(path_ok->method, "POST") == 0 ? "Allow: POST\r\n"
-                                                                      : "Allow: GET, HEAD\r\n",
+            json_error(req, 405,
+                       strcmp(path_ok->method, "POST") == 0 ? "Allow: POST\r\n"
+                                                            : "Allow: GET, HEAD\r\n",
                        "method not allowed");
         else
             json_error(req, 404, NULL, "not found");

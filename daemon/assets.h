@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 struct cr_asset {
-    const char *name;          /* base name: "index.html", "app.css", "app.js" */
+    const char *name; /* base name: "index.html", "app.css", "app.js" */
     const unsigned char *data;
     size_t len;
 };

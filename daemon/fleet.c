@@ -22,14 +22,16 @@
 #endif
 
 #define PRUNE_MS 60000
-#define FIRST_BEAT_MS 100 /* soon after start (Redis is usually connected by then) */ /* index entries older than this are removed */
+#define FIRST_BEAT_MS                                                                              \
+    100 /* soon after start (Redis is usually connected by then) */ /* index entries older than    \
+                                                                       this are removed */
 
 /* The replies of one round that the backlog needs, by slot. */
 enum {
-    Q_BATCHES,                       /* + priority: XINFO GROUPS of each batch stream */
+    Q_BATCHES,                             /* + priority: XINFO GROUPS of each batch stream */
     Q_INTAKE = Q_BATCHES + CR_PRIO__COUNT, /* XINFO GROUPS of the intake stream */
-    Q_RETRY,                         /* ZCARD of the retry set */
-    Q_NODES,                         /* ZCOUNT of live heartbeats */
+    Q_RETRY,                               /* ZCARD of the retry set */
+    Q_NODES,                               /* ZCOUNT of live heartbeats */
     Q__COUNT
 };
 
@@ -42,11 +44,11 @@ struct cr_fleet {
     struct cr_daemon *d;
     uv_timer_t timer;
     int64_t started_ms;
-    uint64_t due;          /* uv_now when the tick was expected: the loop's lag */
-    int outstanding;       /* replies of the current round still to come */
+    uint64_t due;    /* uv_now when the tick was expected: the loop's lag */
+    int outstanding; /* replies of the current round still to come */
     int stopped;
-    int leaving;           /* the DEL of this node's key is under way */
-    int again;             /* a change came during a round: beat once it is done */
+    int leaving; /* the DEL of this node's key is under way */
+    int again;   /* a change came during a round: beat once it is done */
     struct query q[Q__COUNT];
     struct cr_metrics_backlog next; /* being filled by the round */
     char key[CR_KEY_MAX];

@@ -32,8 +32,9 @@ static int parse_token(const cJSON *t, struct cr_token *out, char *err, size_t e
                         name, "");
     }
     if (!cJSON_IsObject(t))
-        return fail(err, errlen, "dashboard.tokens.%s: want an object {\"token\": ..., \"role\": ...}%s",
-                    name, "");
+        return fail(err, errlen,
+                    "dashboard.tokens.%s: want an object {\"token\": ..., \"role\": ...}%s", name,
+                    "");
     cJSON_ArrayForEach(it, t)
     {
         if (strcmp(it->string, "token") != 0 && strcmp(it->string, "role") != 0)
@@ -43,8 +44,9 @@ static int parse_token(const cJSON *t, struct cr_token *out, char *err, size_t e
     snprintf(out->name, sizeof out->name, "%s", name);
     v = cJSON_GetObjectItemCaseSensitive(t, "token");
     if (!cJSON_IsString(v))
-        return fail(err, errlen, "dashboard.tokens.%s.token: missing (a string, e.g. "
-                                 "\"$file:/run/credentials/crierd.service/%s\")",
+        return fail(err, errlen,
+                    "dashboard.tokens.%s.token: missing (a string, e.g. "
+                    "\"$file:/run/credentials/crierd.service/%s\")",
                     name, name);
     out->len = strlen(v->valuestring);
     if (out->len < CR_TOKEN_MIN || out->len > CR_TOKEN_MAX)
@@ -81,8 +83,8 @@ static int get_int(const cJSON *obj, const char *key, int lo, int hi, int *out, 
     if (v == NULL)
         return 0;
     snprintf(range, sizeof range, "a whole number from %d to %d", lo, hi);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble ||
-        v->valueint < lo || v->valueint > hi)
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint < lo ||
+        v->valueint > hi)
         return fail(err, errlen, "dashboard.%s: want %s", key, range);
     *out = v->valueint;
     return 0;
@@ -105,8 +107,9 @@ int cr_dashboard_conf_parse(const cJSON *obj, struct cr_dashboard_conf **out, ch
     {
         if (strcmp(it->string, "tokens") != 0 && strcmp(it->string, "max_streams") != 0 &&
             strcmp(it->string, "recent_jobs") != 0 && strcmp(it->string, "crierctl") != 0)
-            return fail(err, errlen, "dashboard.%s: unknown key (tokens, max_streams, "
-                                     "recent_jobs, crierctl)%s",
+            return fail(err, errlen,
+                        "dashboard.%s: unknown key (tokens, max_streams, "
+                        "recent_jobs, crierctl)%s",
                         it->string, "");
     }
     dc = calloc(1, sizeof(*dc));
@@ -122,8 +125,8 @@ int cr_dashboard_conf_parse(const cJSON *obj, struct cr_dashboard_conf **out, ch
     it = cJSON_GetObjectItemCaseSensitive(obj, "crierctl");
     if (it != NULL && !cJSON_IsNull(it)) {
         if (!cJSON_IsString(it) || it->valuestring[0] != '/') {
-            rc = fail(err, errlen, "dashboard.crierctl: want an absolute path to crierctl%s%s",
-                      "", "");
+            rc = fail(err, errlen, "dashboard.crierctl: want an absolute path to crierctl%s%s", "",
+                      "");
             goto out;
         }
         dc->crierctl = strdup(it->valuestring);
@@ -134,8 +137,9 @@ int cr_dashboard_conf_parse(const cJSON *obj, struct cr_dashboard_conf **out, ch
     }
     toks = cJSON_GetObjectItemCaseSensitive(obj, "tokens");
     if (toks != NULL && !cJSON_IsObject(toks)) {
-        rc = fail(err, errlen, "dashboard.tokens: want an object {\"name\": {\"token\": ..., "
-                               "\"role\": ...}}%s%s",
+        rc = fail(err, errlen,
+                  "dashboard.tokens: want an object {\"name\": {\"token\": ..., "
+                  "\"role\": ...}}%s%s",
                   "", "");
         goto out;
     }

@@ -7,7 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#define CR_TOKEN_MIN 16      /* bytes: shorter tokens are refused at startup */
+#define CR_TOKEN_MIN 16 /* bytes: shorter tokens are refused at startup */
 #define CR_TOKEN_MAX 256
 #define CR_TOKEN_NAME_MAX 64
 #define CR_TOKENS_MAX 64
@@ -24,9 +24,9 @@ struct cr_token {
 struct cr_dashboard_conf {
     struct cr_token tokens[CR_TOKENS_MAX];
     size_t ntokens;
-    int max_streams;         /* open /api/v1/events streams, default 32 */
-    int recent_jobs;         /* jobs listed by /api/v1/jobs, default 50 */
-    char *crierctl;          /* the crierctl that writes reports; NULL = beside crierd */
+    int max_streams; /* open /api/v1/events streams, default 32 */
+    int recent_jobs; /* jobs listed by /api/v1/jobs, default 50 */
+    char *crierctl;  /* the crierctl that writes reports; NULL = beside crierd */
 };
 
 /* Parses the "dashboard" object (secrets already resolved; NULL: no
