@@ -12,6 +12,8 @@ BENCH_OUT (results directory, bench/results). valgrind, when present, counts
 the instructions per message of crierd and redis-server."""
 
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -309,13 +311,14 @@ class Bench:
                 lat.append(e["t_ms"] - t0_ms)
         return sorted(lat)
 
-    def receipt_latency_sample(self, t0_ms, t1_ms):
+    def receipt_latency_sample(self, t0_ms, t1_ms, r=None):
         """Receipts' latency_us (crier's submit-to-answer time) sampled over the run."""
+        r = r or self.r
         out = []
         span = max(1, t1_ms - t0_ms)
         for k in range(SAMPLE_WINDOWS):
             start = t0_ms + int(k * span / SAMPLE_WINDOWS)
-            for _, f in self.r.xrange(f"{PREFIX}receipts", min=f"{start}-0", max="+", count=50):
+            for _, f in r.xrange(f"{PREFIX}receipts", min=f"{start}-0", max="+", count=50):
                 try:
                     out.append(int(f["latency_us"]) / 1000.0)
                 except (KeyError, ValueError):
@@ -323,8 +326,17 @@ class Bench:
         return sorted(out)
 
     # -- a job --
-    def post(self, job, r=None):
-        entry = harness.post_job(r or self.r, job)
+    def post(self, job, r=None, sign=None):
+        """XADDs job; sign = (key id, secret) signs the entry as an integrator
+        would (key, ts, sig = v1=HMAC-SHA256(secret, ts "." job))."""
+        if sign is None:
+            entry = harness.post_job(r or self.r, job)
+        else:
+            doc = json.dumps(job)
+            ts = str(int(time.time()))
+            mac = hmac.new(sign[1].encode(), f"{ts}.{doc}".encode(), hashlib.sha256)
+            entry = (r or self.r).xadd(f"{PREFIX}jobs", {"job": doc, "key": sign[0], "ts": ts,
+                                                         "sig": "v1=" + mac.hexdigest()})
         return int(entry.split("-")[0])
 
     def wait_done(self, job_id, d, timeout, r=None, poll_s=0.01):
@@ -352,38 +364,41 @@ class Bench:
         return self.config if workers == 1 else dict(self.config, workers=workers)
 
     def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1,
-                  sse=False):
+                  config=None, r=None, sign=None, sse=False):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
-        supervisor and its workers. sse: with the dashboard on and one client
-        holding its event stream open for the whole run."""
-        cfg = self.config_with(workers)
+        supervisor and its workers. config and r: another crierd config and the
+        Redis (primary) it uses, instead of the bench's own. sign: see post().
+        sse: with the dashboard on and one client holding its event stream open
+        for the whole run."""
+        r = r or self.r
+        cfg = config or self.config_with(workers)
         client = None
         if sse:
             port = harness.free_port()
             cfg = dict(cfg, http={"listen": f"127.0.0.1:{port}"},
                        dashboard={"tokens": {"bench": {"token": SSE_TOKEN, "role": "viewer"}}})
-        d = self.crierd(cfg)
+        d = self.crierd(cfg, r=r)
         if sse:
             client = SseClient(port)
             client.start()
         pids = [d.proc.pid] + child_pids(d.proc.pid)
         self.sim.reset()
-        calls0, rcpu0 = command_calls(self.r), redis_cpu_s(self.r)
+        calls0, rcpu0 = command_calls(r), redis_cpu_s(r)
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
-        xadd_ms = self.post(self.job(job_id, priority, segment, channels))
-        h = self.wait_done(job_id, d, timeout)
+        xadd_ms = self.post(self.job(job_id, priority, segment, channels), r=r, sign=sign)
+        h = self.wait_done(job_id, d, timeout, r=r)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
         if client is not None:
             client.stop()
-        rcpu1, calls1 = redis_cpu_s(self.r), command_calls(self.r)
+        rcpu1, calls1 = redis_cpu_s(r), command_calls(r)
         hwm = sum(proc_hwm_kb(pid) for pid in pids)
         msgs = int(h.get("messages", 0))
         done_ms = int(h["completed_ms"])
         seq0, first_t = self.first_seq()
         total = self.sim_total()
         lat = self.latency_sample(seq0, total, xadd_ms)
-        rlat = self.receipt_latency_sample(xadd_ms, done_ms)
+        rlat = self.receipt_latency_sample(xadd_ms, done_ms, r)
         self.stop(d)
         delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
         delta = {k: v for k, v in delta.items() if v > 0}
@@ -700,6 +715,46 @@ class Bench:
             log(f"note: found {seen} of {n_urgent} urgent messages in the simulator log")
         return first, last
 
+    def sentinel_round(self, runs):
+        """The throughput job against a primary with one replica and three
+        Sentinels (crierd with redis.sentinel, and redis.wait_replicas 1 when
+        this crierd knows the key), each run beside a plain run on the bench's
+        own Redis; the ratio of the two per run, and the primary's CPU per
+        message (its capacity: 1 / CPU seconds per message)."""
+        topo = harness.Topology(self.env.dir / "ha")
+        t0 = time.monotonic()
+        topo.start()
+        log(f"sentinel: primary, replica and 3 Sentinels up in {time.monotonic() - t0:.1f}s")
+        try:
+            port = topo.primary_port()
+            rp = topo.node(port).client()
+            rp.config_set("maxmemory-policy", "noeviction")
+            self.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push", port=port)
+            rp.execute_command("WAIT", 1, 60000)
+            cfg = dict(self.config)
+            cfg["redis"] = {"prefix": PREFIX,
+                            "sentinel": {"master": topo.master, "nodes": topo.sentinel_nodes}}
+            probe = harness.Crierd(self.env.dir, dict(cfg, redis=dict(cfg["redis"],
+                                                                        wait_replicas=1)),
+                                   name="sentinel-probe")
+            code, out = probe.check_config()
+            wait = code == 0
+            if wait:
+                cfg = probe.config
+            else:
+                log(f"sentinel: this crierd has no redis.wait_replicas ({out.strip()[:120]}); "
+                    f"running without it")
+            plain, ha = [], []
+            for i in range(runs):
+                log(f"sentinel round {i + 1}/{runs}")
+                plain.append(self.crier_run(f"ha-plain-{i + 1}", "bench:t",
+                                            ["email", "sms", "push"]))
+                ha.append(self.crier_run(f"ha-sentinel-{i + 1}", "bench:t",
+                                         ["email", "sms", "push"], config=cfg, r=rp))
+            return {"wait_replicas": 1 if wait else None, "plain": plain, "sentinel": ha}
+        finally:
+            topo.stop()
+
     def close(self):
         self.env.close()
 
@@ -810,6 +865,67 @@ def fmt(fig, spec=",.0f"):
     return f"{format(fig['median'], spec)} ({format(fig['min'], spec)}-{format(fig['max'], spec)})"
 
 
+def capacity(us_per_msg_fig):
+    """Messages per second at which one redis-server core is saturated: 1 /
+    its CPU seconds per message (median)."""
+    us = (us_per_msg_fig or {}).get("median")
+    return round(1e6 / us) if us else None
+
+
+def sentinel_figures(ha):
+    """The Sentinel round's figures (see Bench.sentinel_round)."""
+    plain, sen = ha["plain"], ha["sentinel"]
+
+    def col(rows, key):
+        return [r.get(key) if r else None for r in rows]
+
+    out = {
+        "wait_replicas": ha["wait_replicas"],
+        "plain_msgs_per_s": figure(col(plain, "rate"), "messages/s",
+                                   "the throughput job on the bench's single Redis, run just "
+                                   "before each Sentinel run"),
+        "sentinel_msgs_per_s": figure(col(sen, "rate"), "messages/s",
+                                      "the same job against a primary with one replica and "
+                                      "three Sentinels on this machine, crierd with "
+                                      "redis.sentinel" + (" and redis.wait_replicas 1"
+                                                          if ha["wait_replicas"] else "")),
+        "sentinel_vs_plain_per_round": [ratio(a.get("rate"), b.get("rate"))
+                                        for a, b in zip(sen, plain)],
+        "plain_redis_cpu_us_per_msg": figure(col(plain, "redis_cpu_us_per_msg"), "us"),
+        "primary_cpu_us_per_msg": figure(col(sen, "redis_cpu_us_per_msg"), "us",
+                                         "the primary's used_cpu_user+sys over the job "
+                                         "(replication to the replica included)"),
+        "primary_cmds_per_msg": figure(col(sen, "redis_cmds_per_msg"), "commands"),
+    }
+    out["sentinel_vs_plain"] = ratio(out["sentinel_msgs_per_s"].get("median"),
+                                     out["plain_msgs_per_s"].get("median"))
+    out["capacity_msgs_per_s"] = {
+        "plain": capacity(out["plain_redis_cpu_us_per_msg"]),
+        "sentinel_primary": capacity(out["primary_cpu_us_per_msg"]),
+        "note": "1 / (redis-server CPU seconds per message): the message rate at which one "
+                "Redis primary's core would be saturated by crier's commands and scripts",
+    }
+    return out
+
+
+def sentinel_rows(hs):
+    if not hs or "sentinel_msgs_per_s" not in hs:
+        return [("crier with Sentinel + replica", (hs or {}).get("skipped", "not run"))]
+    wait = "wait_replicas 1" if hs["wait_replicas"] else "no wait_replicas"
+    return [
+        (f"crier with Sentinel + 1 replica ({wait})", fmt(hs["sentinel_msgs_per_s"]) + " msg/s"),
+        ("  same rounds, plain single Redis", fmt(hs["plain_msgs_per_s"]) + " msg/s"),
+        ("  Sentinel / plain (per round)",
+         f"{hs['sentinel_vs_plain']} ({', '.join(str(x) for x in hs['sentinel_vs_plain_per_round'])})"),
+        ("  primary CPU per message (plain Redis)",
+         f"{fmt(hs['primary_cpu_us_per_msg'], ',.1f')} us "
+         f"({fmt(hs['plain_redis_cpu_us_per_msg'], ',.1f')} us)"),
+        ("one Redis primary saturates at (1 / CPU per message)",
+         f"{hs['capacity_msgs_per_s']['sentinel_primary'] or 0:,} msg/s with a replica, "
+         f"{hs['capacity_msgs_per_s']['plain'] or 0:,} msg/s alone"),
+    ]
+
+
 def summary(res):
     f = res["figures"]
     t = f["throughput"]
@@ -851,6 +967,12 @@ def summary(res):
          fmt(u["during_bulk_complete_ms"], ",.0f") + " ms"),
         ("urgent completed before the bulk job", str(u["completed_before_bulk"])),
     ]
+    si = f.get("intake_signed")
+    if si:
+        rows += [("small job unsigned / signed (same config, same round)",
+                  f"{fmt(si['unsigned_msgs_per_s'])} / {fmt(si['signed_msgs_per_s'])} msg/s, "
+                  f"{fmt(si['unsigned_cpu_us_per_msg'], ',.1f')} / "
+                  f"{fmt(si['signed_cpu_us_per_msg'], ',.1f')} us CPU/msg")]
     uw = f.get("urgent_workers", {})
     if uw.get("bulk"):
         rows += [
@@ -883,7 +1005,10 @@ def summary(res):
         ("redis-server instructions per message (callgrind)",
          fmt(c["redis_instructions_per_msg"], ",.0f")),
         ("Redis commands per message", fmt(c["redis_cmds_per_msg"], ",.2f")),
+        ("one Redis primary saturates at (1 / redis-server CPU per message)",
+         f"{c.get('redis_capacity_msgs_per_s') or 0:,} msg/s"),
     ]
+    rows += sentinel_rows(f.get("sentinel"))
     width = max(len(a) for a, _ in rows)
     print()
     print(f"crier benchmark {res['date']}  ({res['machine']['nproc']} x "
@@ -892,6 +1017,42 @@ def summary(res):
     for a, b in rows:
         print(f"{a:<{width}}  {b}")
     print("-" * (width + 40))
+
+
+BENCH_KEY = ("bench", "bench-integrator-secret-0123456789")
+
+
+def intake_signed_rounds(b, runs, segment="bench:small"):
+    """Signed beside unsigned: in each round the same job through the same
+    config (an integrator key whose scopes allow it), once unsigned and once
+    signed, so the cost of checking the signature and the scopes shows as the
+    difference per message. Returns (unsigned runs, signed runs)."""
+    config = dict(b.config, integrators={BENCH_KEY[0]: {
+        "secret": BENCH_KEY[1], "segments": ["*"], "max_priority": "urgent",
+        "max_audience": 0}})
+    unsigned, signed = [], []
+    for i in range(runs):
+        unsigned.append(b.crier_run(f"intake-unsigned-{i + 1}", segment,
+                                    ["email", "sms", "push"], config=config))
+        signed.append(b.crier_run(f"intake-signed-{i + 1}", segment,
+                                  ["email", "sms", "push"], config=config, sign=BENCH_KEY))
+    return unsigned, signed
+
+
+def intake_signed_figures(unsigned, signed):
+    def col(rows, key):
+        return [r.get(key) if r else None for r in rows]
+
+    return {
+        "unsigned_msgs_per_s": figure(col(unsigned, "rate"), "messages/s",
+                                      "the small job, unsigned, config with an integrator key"),
+        "signed_msgs_per_s": figure(col(signed, "rate"), "messages/s",
+                                    "the same job signed (signature and scopes checked)"),
+        "unsigned_cpu_us_per_msg": figure(col(unsigned, "cpu_us_per_msg"), "us"),
+        "signed_cpu_us_per_msg": figure(col(signed, "cpu_us_per_msg"), "us"),
+        "signed_vs_unsigned_per_round": [ratio(s.get("rate"), u.get("rate"))
+                                         for u, s in zip(unsigned, signed)],
+    }
 
 
 def main():
@@ -943,9 +1104,15 @@ def main():
             wrk.append(b.wrk_run())
             if PEER:
                 peer.append(b.peer_run(f"r{i + 1}", "bench:peer", N_PEER))
+        try:
+            ha = b.sentinel_round(RUNS)
+        except (harness.HarnessError, OSError, subprocess.SubprocessError) as e:
+            log(f"sentinel round failed: {e}")
+            ha = {"skipped": f"failed: {str(e)[:200]}"}
         small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
                  for i in range(RUNS)]
         instr = b.instructions_run(N_COST)
+        intake_unsigned, intake_signed = intake_signed_rounds(b, RUNS)
 
         t_seed = time.monotonic()
         seeds["bulk"] = b.seed("b", 0, N_BULK, "bench:bulk", "email")
@@ -1079,6 +1246,8 @@ def main():
                                          "(~100 HGET/s) too"),
             "redis_cmds_top": crier[-1]["redis_cmds"] if crier else {},
         }
+        f["cost"]["redis_capacity_msgs_per_s"] = capacity(f["cost"]["redis_cpu_us_per_msg"])
+        f["sentinel"] = sentinel_figures(ha) if "plain" in ha else ha
         for name in ("crierd", "redis"):
             key = f"{name}_instructions_per_msg"
             f["cost"][key] = figure([instr[key]] if instr else [], "instructions",
@@ -1086,12 +1255,15 @@ def main():
                                     f"{N_COST:,}-subscriber three-channel job (workers 1): "
                                     f"compare builds by this, as it hardly moves with the "
                                     f"machine's load" if name == "crierd" else None)
+        f["intake_signed"] = intake_signed_figures(intake_unsigned, intake_signed)
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
                           "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
                           "peer": peer, "instructions": instr, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
-                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w}
+                          "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w,
+                          "sentinel": ha,
+                          "intake_unsigned": intake_unsigned, "intake_signed": intake_signed}
     finally:
         b.close()
     result["wall_seconds"] = round(time.monotonic() - t_start, 1)
@@ -1105,6 +1277,30 @@ def main():
     print(f"bench: finished in {result['wall_seconds']:.0f}s")
 
 
+def main_sentinel():
+    """Only the Sentinel round (`bench.py sentinel`): prints its figures and
+    writes them to sentinel.json in the results directory."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    b.start()
+    try:
+        b.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push")
+        ha = b.sentinel_round(RUNS)
+    finally:
+        b.close()
+    hs = sentinel_figures(ha)
+    (OUT / "sentinel.json").write_text(json.dumps({"figures": hs, "runs": ha}, indent=2) + "\n")
+    rows = sentinel_rows(hs)
+    width = max(len(a) for a, _ in rows)
+    print()
+    for a, v in rows:
+        print(f"{a:<{width}}  {v}")
+    print(f"results: {OUT / 'sentinel.json'}")
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    main()
+    if sys.argv[1:] == ["sentinel"]:
+        main_sentinel()
+    else:
+        main()

@@ -3,6 +3,7 @@
 # node modules), then runs bench/bench.py, which starts its own redis-server and
 # crier-sim, measures crierd beside the baselines and writes bench/results/.
 #   BUILD=build sh bench/run.sh
+#   BUILD=build sh bench/run.sh sentinel   (only the Sentinel round)
 # BENCH_RUNS, BENCH_THROUGHPUT_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_SUBSCRIBERS: see bench/bench.py.
 
 BUILD=${BUILD:-build}
@@ -51,4 +52,4 @@ if [ "${BENCH_PEER:-1}" != 0 ]; then
 fi
 export BENCH_PEER BUILD
 
-exec "$PYTHON" bench/bench.py
+exec "$PYTHON" bench/bench.py "$@"

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cr_error.h"
+#include "sentinel.h"
 
 volatile sig_atomic_t cr_ctl_stop;
 
@@ -67,6 +68,10 @@ int cr_ctl_common_opt(struct ctl *ctl, int code, const char *arg)
         return copy_opt(ctl->password, sizeof(ctl->password), arg, "password");
     case CTL_OPT_PREFIX:
         return copy_opt(ctl->prefix, sizeof(ctl->prefix), arg, "prefix");
+    case CTL_OPT_SENTINEL:
+        return copy_opt(ctl->sentinels, sizeof(ctl->sentinels), arg, "--sentinel");
+    case CTL_OPT_MASTER:
+        return copy_opt(ctl->master, sizeof(ctl->master), arg, "--master");
     case CTL_OPT_USER:
         return copy_opt(ctl->user, sizeof(ctl->user), arg, "user");
     case CTL_OPT_SOCKET:
@@ -147,13 +152,142 @@ static struct timeval tv_of(long ms)
     return tv;
 }
 
+/* Asks one Sentinel for the primary's address; 0 and *out, or -1 with why. */
+static int ask_sentinel(struct ctl *ctl, const struct cr_redis_addr *node, const char *password,
+                        struct cr_redis_addr *out, char *why, size_t whylen)
+{
+    long t = ctl->timeout_ms < 1000 ? ctl->timeout_ms : 1000; /* the spec's short timeout */
+    redisContext *c = redisConnectWithTimeout(node->host, node->port, tv_of(t));
+    redisReply *r = NULL;
+    int rc = -1;
+
+    if (c == NULL || c->err) {
+        snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
+        goto out;
+    }
+    if (redisSetTimeout(c, tv_of(t)) != REDIS_OK) {
+        snprintf(why, whylen, "%s", c->errstr);
+        goto out;
+    }
+    if (password != NULL && password[0]) {
+        const char *argv[2] = {"AUTH", password};
+
+        r = redisCommandArgv(c, 2, argv, NULL);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whylen, "AUTH failed: %s", r ? r->str : c->errstr);
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    {
+        const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", ctl->master};
+
+        r = redisCommandArgv(c, 3, argv, NULL);
+    }
+    if (r == NULL) {
+        snprintf(why, whylen, "%s", c->errstr);
+        goto out;
+    }
+    switch (cr_sentinel_parse_addr_reply(r, out)) {
+    case 0:
+        rc = 0;
+        break;
+    case CR_ENOTFOUND:
+        snprintf(why, whylen, "does not monitor a master called '%s'", ctl->master);
+        break;
+    case CR_EREDIS:
+        snprintf(why, whylen, "%s", r->str);
+        break;
+    default:
+        snprintf(why, whylen, "unexpected answer to SENTINEL get-master-addr-by-name");
+        break;
+    }
+out:
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    return rc;
+}
+
+/* With --sentinel: asks the Sentinels in turn for the primary (as crierd
+ * does) and puts its address in ctl->host and ctl->port. Returns 0, or
+ * prints why and returns CTL_EXIT_USAGE / CTL_EXIT_UNREACH. */
+static int find_primary(struct ctl *ctl)
+{
+    const char *password = getenv("CRIER_SENTINEL_PASSWORD");
+    const char *p = ctl->sentinels;
+    char why[300], item[300];
+    int asked = 0;
+
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        struct cr_redis_addr node, prim;
+
+        if (n == 0 || n >= sizeof(item)) {
+            fprintf(stderr, "crierctl: --sentinel: expected host:port,host:port,...\n");
+            return CTL_EXIT_USAGE;
+        }
+        memcpy(item, p, n);
+        item[n] = '\0';
+        p += n + (p[n] == ',');
+        if (cr_sentinel_parse_node(item, &node) < 0) {
+            fprintf(stderr, "crierctl: --sentinel: '%s' is not host:port\n", item);
+            return CTL_EXIT_USAGE;
+        }
+        asked++;
+        if (ask_sentinel(ctl, &node, password, &prim, why, sizeof why) == 0) {
+            snprintf(ctl->host, sizeof(ctl->host), "%s", prim.host);
+            ctl->port = prim.port;
+            return 0;
+        }
+        fprintf(stderr, "crierctl: Sentinel %s: %s; asking the next one\n", item, why);
+    }
+    fprintf(stderr, "crierctl: no Sentinel named the primary '%s' (%d asked)\n", ctl->master,
+            asked);
+    return asked ? CTL_EXIT_UNREACH : CTL_EXIT_USAGE;
+}
+
+/* With --sentinel: the server Sentinel named must say ROLE master. */
+static int check_primary(struct ctl *ctl)
+{
+    redisReply *r = redisCommand(ctl->rc, "ROLE");
+    int ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+
+    if (!ok)
+        fprintf(stderr, "crierctl: Redis at %s, named primary by Sentinel, is not one (%s); "
+                        "a failover may be under way: try again\n",
+                ctl->where,
+                r == NULL ? ctl->rc->errstr
+                : r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                        r->element[0]->type == REDIS_REPLY_STRING
+                    ? r->element[0]->str
+                    : "no ROLE answer");
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : CTL_EXIT_UNREACH;
+}
+
 int cr_ctl_connect(struct ctl *ctl)
 {
     redisReply *r;
+    int rc;
 
     if (cr_keys_init(&ctl->keys, ctl->prefix) < 0) {
         fprintf(stderr, "crierctl: --prefix '%s' is too long\n", ctl->prefix);
         return CTL_EXIT_USAGE;
+    }
+    if (ctl->sentinels[0] && ctl->socket[0]) {
+        fprintf(stderr, "crierctl: --sentinel and --socket exclude each other\n");
+        return CTL_EXIT_USAGE;
+    }
+    if (ctl->sentinels[0]) {
+        if (ctl->master[0] == '\0')
+            snprintf(ctl->master, sizeof(ctl->master), "crier");
+        rc = find_primary(ctl);
+        if (rc != 0)
+            return rc;
     }
     if (ctl->socket[0]) {
         snprintf(ctl->where, sizeof(ctl->where), "%s", ctl->socket);
@@ -192,6 +326,13 @@ int cr_ctl_connect(struct ctl *ctl)
             return CTL_EXIT_UNREACH;
         }
         freeReplyObject(r);
+    }
+    if (ctl->sentinels[0]) {
+        rc = check_primary(ctl);
+        if (rc != 0) {
+            cr_ctl_close(ctl);
+            return rc;
+        }
     }
     return 0;
 }
@@ -439,6 +580,8 @@ void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
     job->started_ms = cr_ctl_field_ll(h, "started_ms", 0);
     job->completed_ms = cr_ctl_field_ll(h, "completed_ms", 0);
     job->send_at_ms = cr_ctl_field_ll(h, "send_at_ms", 0);
+    s = cr_ctl_field(h, "error");
+    snprintf(job->error, sizeof(job->error), "%s", s ? s : "");
     for (st = 0; st < CR_ST__COUNT; st++) {
         const char *sn = cr_status_name((enum cr_status)st);
 
@@ -520,5 +663,5 @@ double cr_ctl_job_progress(const struct ctl_job *job)
 int cr_ctl_job_finished(const struct ctl_job *job)
 {
     return strcmp(job->state, "completed") == 0 || strcmp(job->state, "cancelled") == 0 ||
-           strcmp(job->state, "expired") == 0;
+           strcmp(job->state, "expired") == 0 || strcmp(job->state, "failed") == 0;
 }

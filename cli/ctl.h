@@ -31,6 +31,8 @@ enum {
     CTL_OPT_HELP,
     CTL_OPT_USER,
     CTL_OPT_SOCKET,
+    CTL_OPT_SENTINEL,
+    CTL_OPT_MASTER,
     CTL_OPT__FIRST_FREE
 };
 #define CTL_COMMON_SHORTOPTS "H:p:a:h"
@@ -42,6 +44,8 @@ enum {
     {"socket", required_argument, NULL, CTL_OPT_SOCKET},                     \
     {"prefix", required_argument, NULL, CTL_OPT_PREFIX},                     \
     {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},                   \
+    {"sentinel", required_argument, NULL, CTL_OPT_SENTINEL},                 \
+    {"master", required_argument, NULL, CTL_OPT_MASTER},                     \
     {"help", no_argument, NULL, 'h'}
 
 #define CTL_COMMON_HELP                                                      \
@@ -53,9 +57,13 @@ enum {
     "      --socket PATH    Redis unix socket instead of host and port\n"    \
     "      --prefix P       key prefix (default crier:)\n"                   \
     "      --timeout MS     connect and command timeout (default 5000)\n"    \
+    "      --sentinel LIST  find the primary through Sentinel: host:port,...\n" \
+    "                       (instead of -H/-p; CRIER_REDIS_SENTINEL sets it)\n" \
+    "      --master NAME    the name Sentinel monitors it by (default crier)\n" \
     "  CRIER_REDIS_URL=redis://[user:pw@]host:port sets host, port, user and\n" \
     "  password (unix:///path/redis.sock names a socket);\n"                \
-    "  the options above override it.\n"
+    "  the options above override it. CRIER_SENTINEL_PASSWORD is sent with\n" \
+    "  AUTH to the Sentinels.\n"
 
 struct ctl {
     char host[256];
@@ -66,6 +74,8 @@ struct ctl {
     char where[300];         /* "host:port" or the socket, for messages */
     char prefix[64];
     long timeout_ms;
+    char sentinels[1024];    /* "host:port,..." ; "" = connect to host:port */
+    char master[256];        /* name of the primary at the Sentinels */
     redisContext *rc;        /* NULL until cr_ctl_connect */
     struct cr_keys keys;     /* filled by cr_ctl_connect from prefix */
     int tty;                 /* stdout is a terminal */
@@ -175,6 +185,7 @@ struct ctl_job {
     long long send_at_ms;    /* when a scheduled job is due; 0 = not scheduled */
     long long st[CR_ST__COUNT];                /* per status */
     long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
+    char error[256];                           /* why a failed job failed ("" none) */
 };
 
 /* Writes the key crier:job:<id> (with the configured prefix) into key.

@@ -121,6 +121,9 @@ int main(int argc, char **argv)
     ctl.cmd = "";
     if (url && *url && parse_url(&ctl, url) < 0)
         return CTL_EXIT_USAGE;
+    if (getenv("CRIER_REDIS_SENTINEL") != NULL &&
+        cr_ctl_common_opt(&ctl, CTL_OPT_SENTINEL, getenv("CRIER_REDIS_SENTINEL")) < 0)
+        return CTL_EXIT_USAGE;
 
     opterr = 1;
     for (;;) {

@@ -1,11 +1,15 @@
 /* crierctl send: validates a job document exactly as the daemon's intake does
- * (cr_job_parse with the default limits) and posts it to the intake stream. */
+ * (cr_job_parse with the default limits) and posts it to the intake stream,
+ * signed with an integrator key when one is given. */
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "auth.h"
 #include "config.h"
 #include "cr_buf.h"
 #include "cr_error.h"
@@ -28,7 +32,59 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  -w, --wait       follow the job like `status` until it is finished; exit 0\n"
-    "                   when it completed, 1 when it was rejected, cancelled or expired\n";
+    "                   when it completed, 1 when it was rejected, cancelled, expired or failed\n"
+    "  -k, --key ID     sign the job with integrator key ID: the entry gets key, ts\n"
+    "                   (now) and sig = v1=HMAC-SHA256(secret, ts \".\" job); a job\n"
+    "                   without an id is then named s-<first 32 hex digits of sig>\n"
+    "      --secret-file FILE  the key's secret (one line; a trailing newline is dropped)\n"
+    "      --secret-env NAME   the environment variable holding it (default\n"
+    "                   CRIER_KEY_SECRET, used when --secret-file is not given)\n";
+
+enum { OPT_SECRET_FILE = CTL_OPT__FIRST_FREE, OPT_SECRET_ENV };
+
+static int read_all(FILE *f, struct cr_buf *b);
+
+#define SECRET_READ_MAX 4096
+
+/* Reads the key's secret from file (or the variable env) into b. Returns 0,
+ * or CTL_EXIT_USAGE/CTL_EXIT_FAIL after printing what is wrong. */
+static int load_secret(const char *file, const char *env, struct cr_buf *b)
+{
+    FILE *f;
+    int rc;
+
+    if (file != NULL) {
+        f = fopen(file, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "crierctl send: --secret-file %s: %s\n", file, strerror(errno));
+            return CTL_EXIT_FAIL;
+        }
+        rc = read_all(f, b);
+        fclose(f);
+        if (rc < 0) {
+            fprintf(stderr, "crierctl send: --secret-file %s: %s\n", file, cr_strerror(rc));
+            return CTL_EXIT_FAIL;
+        }
+        while (b->len > 0 && (b->data[b->len - 1] == '\n' || b->data[b->len - 1] == '\r'))
+            b->data[--b->len] = '\0';
+    } else {
+        const char *v = getenv(env);
+
+        if (v == NULL || v[0] == '\0') {
+            fprintf(stderr, "crierctl send: --key needs the secret: --secret-file FILE, or "
+                            "the environment variable %s\n", env);
+            return CTL_EXIT_USAGE;
+        }
+        if (cr_buf_appends(b, v) < 0)
+            return CTL_EXIT_FAIL;
+    }
+    if (b->len < CR_SECRET_MIN) {
+        fprintf(stderr, "crierctl send: the key's secret is shorter than %d bytes\n",
+                CR_SECRET_MIN);
+        return CTL_EXIT_USAGE;
+    }
+    return 0;
+}
 
 static int read_all(FILE *f, struct cr_buf *b)
 {
@@ -126,15 +182,26 @@ static void show_position(const char *path, const char *doc, size_t len, size_t 
 
 int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        CTL_COMMON_LONGOPTS, {"wait", no_argument, NULL, 'w'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS,
+                                         {"wait", no_argument, NULL, 'w'},
+                                         {"key", required_argument, NULL, 'k'},
+                                         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+                                         {"secret-env", required_argument, NULL, OPT_SECRET_ENV},
+                                         {NULL, 0, NULL, 0}};
     struct cr_job_limits lim;
     struct cr_job job;
     struct cr_job_error err;
     struct cr_buf doc;
     const char *path;
-    const char *xargv[5];
-    size_t xlens[5];
+    const char *xargv[11];
+    size_t xlens[11];
+    const char *key = NULL;
+    const char *secret_file = NULL;
+    const char *secret_env = "CRIER_KEY_SECRET";
+    struct cr_buf secret;
+    char ts[24];
+    char sig[CR_SIG_TEXT_LEN];
+    int nx = 5;
     redisReply *r = NULL;
     FILE *f = NULL;
     char id[CR_JOB_ID_MAX + 96];
@@ -146,12 +213,22 @@ int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
     int c;
 
     cr_buf_init(&doc, SEND_READ_MAX);
+    cr_buf_init(&secret, SECRET_READ_MAX);
     for (;;) {
-        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "w", opts, NULL);
+        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "wk:", opts, NULL);
         if (c == -1)
             break;
         if (c == 'w') {
             wait = 1;
+            continue;
+        }
+        if (c == 'k' || c == OPT_SECRET_FILE || c == OPT_SECRET_ENV) {
+            if (c == 'k')
+                key = optarg;
+            else if (c == OPT_SECRET_FILE)
+                secret_file = optarg;
+            else
+                secret_env = optarg;
             continue;
         }
         rc = cr_ctl_opt_other(ctl, c, optarg, help);
@@ -197,6 +274,15 @@ int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
         goto out;
     }
     have_job = 1;
+    if (key != NULL) {
+        code = load_secret(secret_file, secret_env, &secret);
+        if (code != 0)
+            goto out;
+        code = CTL_EXIT_FAIL;
+        snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+        if (cr_sig_make(secret.data, secret.len, ts, doc.data, doc.len, sig) != 0)
+            goto out;
+    }
 
     code = cr_ctl_connect(ctl);
     if (code != 0)
@@ -211,10 +297,19 @@ int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
     xargv[2] = "*";
     xargv[3] = "job";
     xargv[4] = cr_buf_cstr(&doc);
-    for (c = 0; c < 5; c++)
+    if (key != NULL) {
+        xargv[5] = "key";
+        xargv[6] = key;
+        xargv[7] = "ts";
+        xargv[8] = ts;
+        xargv[9] = "sig";
+        xargv[10] = sig;
+        nx = 11;
+    }
+    for (c = 0; c < nx; c++)
         xlens[c] = strlen(xargv[c]);
     xlens[4] = doc.len;
-    r = cr_ctl_cmdv(ctl, 5, xargv, xlens, &code);
+    r = cr_ctl_cmdv(ctl, nx, xargv, xlens, &code);
     if (r == NULL)
         goto out;
     if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(entry)) {
@@ -225,6 +320,8 @@ int cr_ctl_send(struct ctl *ctl, int argc, char **argv)
     memcpy(entry, r->str, r->len + 1);
     if (job.id[0])
         snprintf(id, sizeof(id), "%s", job.id);
+    else if (key != NULL)
+        snprintf(id, sizeof(id), "s-%.32s", sig + 3); /* as crierd names a signed job */
     else
         snprintf(id, sizeof(id), "job-%s", entry);
     printf("%s\n", id);
@@ -240,5 +337,8 @@ out:
     if (have_job)
         cr_job_release(&job);
     cr_buf_release(&doc);
+    if (secret.data != NULL)
+        OPENSSL_cleanse(secret.data, secret.len);
+    cr_buf_release(&secret);
     return code;
 }

@@ -26,13 +26,13 @@ static const char help[] =
     "expanded (before that the number of residents is not known: the residents\n"
     "found so far are shown without a share); a scheduled job shows when it is due.\n"
     "On a terminal it redraws in place every 250 ms until the job is completed,\n"
-    "cancelled or expired; otherwise it prints one block.\n"
+    "cancelled, expired or failed (with its reason); otherwise it prints one block.\n"
     "\n"
     "Options:\n"
     "  -1, --once       print one block and exit, even on a terminal\n"
     "  -f, --follow     follow until the job is finished (one line per second when\n"
     "                   not on a terminal, then the final block); exit 0 when it\n"
-    "                   completed, 1 when it was cancelled or expired\n"
+    "                   completed, 1 when it was cancelled, expired or failed\n"
     "Exit 4 when no such job exists, 1 when it was rejected (found in <prefix>jobs:dead).\n";
 
 struct sample {
@@ -190,6 +190,8 @@ static void render_block(struct cr_buf *o, const char *id, const struct ctl_job 
 
     cr_buf_appendf(o, "job %s  state %s  priority %s  created %s\n", id, job->state,
                    job->priority, created);
+    if (job->error[0])
+        cr_buf_appendf(o, "error    %s\n", job->error);
     if (strcmp(job->state, "completed") == 0) {
         cr_buf_appendf(o, "%s 100%%  %lld residents, %lld messages\n", bar, job->targeted,
                        job->messages >= 0 ? job->messages : v->done);

@@ -395,7 +395,7 @@ static int render_active(struct ctl *ctl, struct cr_buf *o)
             h->element[0]->type == REDIS_REPLY_STRING) {
             st = h->element[0]->str;
             if (strcmp(st, "completed") != 0 && strcmp(st, "cancelled") != 0 &&
-                strcmp(st, "expired") != 0) {
+                strcmp(st, "expired") != 0 && strcmp(st, "failed") != 0) {
                 active++;
                 if (shown < ACTIVE_SHOWN) {
                     render_job(o, z->element[i]->str, h);

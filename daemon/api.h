@@ -1,8 +1,10 @@
-/* crierd's HTTP API under /api/v1 and the dashboard page under /dashboard/:
- * one route table, one bearer-token check (tokens.h), answers read from Redis
- * so that any crierd answers for the whole fleet, and one Server-Sent Events
- * stream for live updates. Aggregates and job content only: never a
- * resident's address or name. */
+/* The /api/v1 router: one table of routes (method, path, the roles that may
+ * call it, handler) behind one credential check (auth.c) and one per-key rate
+ * limit. The job intake lives here: POST /api/v1/jobs validates a job as the
+ * intake does and writes it to crier:jobs as an integrator would; GET
+ * /api/v1/jobs/<id> answers the key that posted it with the job's status.
+ * The dashboard's routes (dashboard.h) are more lines in the same table,
+ * called with a dashboard token from the config ("dashboard": {"tokens"}). */
 #ifndef CR_API_H
 #define CR_API_H
 
@@ -11,19 +13,33 @@
 
 struct cr_api;
 
-/* Makes the API state for d (d->cfg->dashboard may be NULL: every route then
- * answers 404). Returns 0 or CR_ENOMEM. */
+/* Who may call a route. A credential carries one or more roles. */
+enum cr_api_role {
+    CR_API_INTEGRATOR = (1 << 0), /* an integrator key (config "integrators") */
+    CR_API_VIEWER = (1 << 1),     /* a dashboard token: reads jobs and the fleet */
+    CR_API_OPERATOR = (1 << 2)    /* a dashboard token that may also cancel (has VIEWER too) */
+};
+
+struct cr_dash;
+
+/* Prepares the router for d (its config's integrator keys, their rate
+ * buckets). Returns 0 and *out, or CR_ENOMEM. */
 int cr_api_init(struct cr_daemon *d, struct cr_api **out);
 
-/* Nonzero when path belongs to the API or the page ("/api/v1/...",
- * "/dashboard", "/dashboard/..."). */
+/* Hands the dashboard's routes to dash (not owned; outlives api). */
+void cr_api_set_dashboard(struct cr_api *api, struct cr_dash *dash);
+
+/* Nonzero when path belongs to the router ("/api/v1" or below). */
 int cr_api_owns(const char *path);
 
-/* Answers req (which cr_api_owns) now or after Redis replies; owns req. */
-void cr_api_handle(struct cr_api *a, struct cr_httpd_req *req);
+/* Answers req (whose path cr_api_owns), now or after Redis replies; the
+ * request is always answered or dropped with its connection. JSON bodies:
+ * {"code", "error"} for every refusal (400, 401, 403, 404, 405, 409, 413,
+ * 429, 503). */
+void cr_api_handle(struct cr_api *api, struct cr_httpd_req *req);
 
-/* Shutdown: ends every event stream, stops the poll timer and any report
- * process. a is freed once its handles are closed (or at once when none). */
-void cr_api_free(struct cr_api *a);
+/* Frees api once no Redis reply is outstanding (replies that come later are
+ * dropped); NULL is fine. */
+void cr_api_free(struct cr_api *api);
 
 #endif

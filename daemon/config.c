@@ -2,6 +2,7 @@
  * secret references in it and checks every key, so that a bad config stops
  * startup with the key path and what is wrong. */
 #include "config.h"
+#include "auth.h"
 
 #include "cr_buf.h"
 #include "cr_error.h"
@@ -9,6 +10,7 @@
 #include "cr_str.h"
 #include "redis.h"
 #include "tokens.h"
+#include "sentinel.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -645,12 +647,13 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "fanout",   "retry",      "receipts",    "retention_s",
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
-                                       "workers",  "log_format", "log_repeat_s", "dashboard", NULL};
+                                       "workers",  "log_format", "log_repeat_s", "integrators",
+                                       "dashboard", NULL};
 static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
                                          "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
                                          "reconnect_max_ms", "wait_replicas",
-                                         "wait_timeout_ms", NULL};
+                                         "wait_timeout_ms", "sentinel", NULL};
 static const char *const channel_keys[] = {"email", "sms", "push", NULL};
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "max_unrecorded", "timeout_ms",
@@ -668,6 +671,7 @@ static const struct num_field redis_nums[] = {
 static const struct num_field intake_nums[] = {
     {"block_ms", NUM_LONG, CFG(intake_block_ms), 1, 60000},
     {"max_jobs", NUM_INT, CFG(intake_max_jobs), 1, 1000},
+    {"sig_window_s", NUM_LONG, CFG(intake_sig_window_s), 1, 86400},
 };
 static const struct num_field fanout_nums[] = {
     {"batch_size", NUM_INT, CFG(batch_size), 1, 10000},
@@ -764,8 +768,10 @@ static int set_defaults(struct ctx *c, struct cr_config *cfg)
     cfg->redis_reconnect_max_ms = 5000;
     cfg->redis_wait_replicas = -1; /* "auto" */
     cfg->redis_wait_timeout_ms = 1000;
+    cfg->redis_sentinel_timeout_ms = 500;
     cfg->intake_block_ms = 1000;
     cfg->intake_max_jobs = 16;
+    cfg->intake_sig_window_s = 300;
     cfg->batch_size = 500;
     cfg->max_batches = 8;
     cfg->reclaim_idle_ms = 60000;
@@ -913,6 +919,100 @@ static int parse_wait_replicas(struct ctx *c, struct cr_config *cfg, const cJSON
                 WAIT_REPLICAS_MAX, got);
 }
 
+/* redis.sentinel.nodes: 1..CR_SENTINEL_NODES_MAX distinct "host:port". */
+static int parse_sentinel_nodes(struct ctx *c, struct cr_config *cfg, const cJSON *v)
+{
+    const char *path = "redis.sentinel.nodes";
+    const cJSON *it;
+    size_t n = 0, i;
+    char p[PATH_LEN];
+
+    if (v == NULL)
+        return fail(c, path, "is required: the Sentinels to ask, e.g. [\"10.0.0.1:26379\", "
+                             "\"10.0.0.2:26379\", \"10.0.0.3:26379\"]");
+    if (!cJSON_IsArray(v))
+        return fail(c, path, "must be an array of \"host:port\" strings, got %s", type_name(v));
+    if (cJSON_GetArraySize(v) < 1)
+        return fail(c, path, "must name at least one Sentinel");
+    if (cJSON_GetArraySize(v) > CR_SENTINEL_NODES_MAX)
+        return fail(c, path, "at most %d Sentinels, got %d", CR_SENTINEL_NODES_MAX,
+                    cJSON_GetArraySize(v));
+    cfg->redis_sentinel_nodes = calloc(CR_SENTINEL_NODES_MAX, sizeof(char *));
+    if (cfg->redis_sentinel_nodes == NULL)
+        return oom(c);
+    cJSON_ArrayForEach(it, v)
+    {
+        struct cr_redis_addr a;
+
+        path_printf(p, sizeof p, "%s[%zu]", path, n);
+        if (!cJSON_IsString(it))
+            return fail(c, p, "must be a \"host:port\" string, got %s", type_name(it));
+        if (cr_sentinel_parse_node(it->valuestring, &a) < 0)
+            return fail(c, p, "must be \"host:port\" with a port from 1 to 65535 "
+                              "(\"[addr]:port\" for IPv6)");
+        for (i = 0; i < n; i++) {
+            if (strcmp(cfg->redis_sentinel_nodes[i], it->valuestring) == 0)
+                return fail(c, p, "names the same Sentinel as %s[%zu]", path, i);
+        }
+        cfg->redis_sentinel_nodes[n] = strdup(it->valuestring);
+        if (cfg->redis_sentinel_nodes[n] == NULL)
+            return oom(c);
+        cfg->redis_sentinel_nnodes = ++n;
+    }
+    return 0;
+}
+
+/* redis.sentinel: where to find the primary instead of redis.host/port. */
+static int parse_sentinel(struct ctx *c, struct cr_config *cfg, const cJSON *redis)
+{
+    static const char *const keys[] = {"master", "nodes", "username", "password", "timeout_ms",
+                                       NULL};
+    static const struct num_field nums[] = {
+        {"timeout_ms", NUM_LONG, CFG(redis_sentinel_timeout_ms), 10, 60000},
+    };
+    const char *master = NULL, *user = NULL, *password = NULL;
+    const cJSON *obj, *v;
+    int rc;
+
+    v = cJSON_GetObjectItemCaseSensitive(redis, "sentinel");
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v))
+        return fail(c, "redis.sentinel", "must be an object, got %s", type_name(v));
+    obj = v;
+    if (cJSON_GetObjectItemCaseSensitive(redis, "host") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(redis, "port") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(redis, "path") != NULL)
+        return fail(c, "redis.sentinel",
+                    "cannot be used together with redis.host, redis.port or redis.path: "
+                    "Sentinel names the primary (remove one or the other)");
+    rc = check_keys(c, obj, "redis.sentinel", keys, NULL);
+    if (rc == 0 && cJSON_GetObjectItemCaseSensitive(obj, "master") == NULL)
+        rc = fail(c, "redis.sentinel.master",
+                  "is required: the name the Sentinels monitor the primary by "
+                  "(\"sentinel monitor <name> ...\")");
+    if (rc == 0)
+        rc = get_str(c, obj, "redis.sentinel", "master", S_NONEMPTY | S_NOSPACE, 255, &master);
+    if (rc == 0)
+        rc = get_str(c, obj, "redis.sentinel", "username", S_NULL_OK | S_NONEMPTY | S_NOSPACE,
+                     255, &user);
+    if (rc == 0)
+        rc = get_str(c, obj, "redis.sentinel", "password", S_NULL_OK, 512, &password);
+    if (rc == 0)
+        rc = read_nums(c, obj, "redis.sentinel", nums, COUNT(nums), cfg);
+    if (rc == 0)
+        rc = parse_sentinel_nodes(c, cfg, cJSON_GetObjectItemCaseSensitive(obj, "nodes"));
+    if (rc == 0 && user != NULL && password == NULL)
+        rc = fail(c, "redis.sentinel.username", "needs redis.sentinel.password as well");
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_sentinel_username, user, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_sentinel_password, password, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->redis_sentinel_master, master, 0);
+    return rc;
+}
+
 static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
 {
     const char *host = cfg->redis_host, *password = NULL, *prefix = cfg->prefix;
@@ -957,6 +1057,8 @@ static int parse_redis(struct ctx *c, struct cr_config *cfg, const cJSON *root)
         rc = set_str(c, &cfg->redis_password, password, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->prefix, prefix, 0);
+    if (rc == 0)
+        rc = parse_sentinel(c, cfg, obj);
     return rc;
 }
 
@@ -1043,6 +1145,32 @@ static int get_flag(struct ctx *c, const cJSON *obj, const char *parent, const c
     }
     *out = cJSON_IsTrue(v) ? 1 : 0;
     return 0;
+}
+
+/* "intake": its numbers, require_signed, and the integrator keys it checks. */
+static int parse_intake(struct ctx *c, struct cr_config *cfg, const cJSON *root)
+{
+    static const char *const more[] = {"require_signed", NULL};
+    const char *keys[COUNT(intake_nums) + 1];
+    const cJSON *obj;
+    int rc;
+
+    rc = get_obj(c, root, "intake", &obj);
+    if (rc == 0 && obj != NULL) {
+        table_keys(intake_nums, COUNT(intake_nums), keys);
+        rc = check_keys(c, obj, "intake", keys, more);
+        if (rc == 0)
+            rc = read_nums(c, obj, "intake", intake_nums, COUNT(intake_nums), cfg);
+        if (rc == 0)
+            rc = get_flag(c, obj, "intake", "require_signed", &cfg->intake_require_signed);
+    }
+    if (rc == 0) {
+        rc = cr_integrators_parse(cJSON_GetObjectItemCaseSensitive(root, "integrators"),
+                                  &cfg->integrators, c->err, c->errlen);
+        if (rc == CR_ENOMEM)
+            rc = oom(c);
+    }
+    return rc;
 }
 
 /* "host:port" with a numeric port; the host may be a name, an IPv4 address
@@ -1511,8 +1639,8 @@ int cr_config_parse_with(const char *text, size_t len,
         rc = check_keys(&c, root, "", top_keys, NULL);
     if (rc == 0)
         rc = parse_redis(&c, cfg, root);
-    if (rc == 0 && cfg->redis_wait_replicas < 0) /* Sentinel, once configured, passes 1 */
-        cfg->redis_wait_replicas = cr_config_wait_replicas_auto(0);
+    if (rc == 0 && cfg->redis_wait_replicas < 0) /* "auto": 1 with Sentinel, else 0 */
+        cfg->redis_wait_replicas = cr_config_wait_replicas_auto(cfg->redis_sentinel_master != NULL);
     if (rc == 0)
         rc = parse_top_strings(&c, cfg, root);
     if (rc == 0)
@@ -1520,7 +1648,7 @@ int cr_config_parse_with(const char *text, size_t len,
     if (rc == 0)
         rc = parse_log_format(&c, cfg, root);
     if (rc == 0)
-        rc = num_section(&c, root, "intake", intake_nums, COUNT(intake_nums), cfg);
+        rc = parse_intake(&c, cfg, root);
     if (rc == 0)
         rc = num_section(&c, root, "fanout", fanout_nums, COUNT(fanout_nums), cfg);
     if (rc == 0)
@@ -1608,6 +1736,8 @@ void cr_config_release(struct cr_config *cfg)
         return;
     cr_dashboard_conf_free(cfg->dashboard);
     cfg->dashboard = NULL;
+    cr_integrators_free(cfg->integrators);
+    cfg->integrators = NULL;
     for (i = 0; i < cfg->nproviders && i < CR_MAX_PROVIDERS; i++) {
         struct cr_provider_conf *p = &cfg->providers[i];
 
@@ -1624,6 +1754,14 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->redis_path);
     free(cfg->redis_username);
     free_tls(&cfg->redis_tls);
+    for (i = 0; i < cfg->redis_sentinel_nnodes; i++)
+        free(cfg->redis_sentinel_nodes[i]);
+    free(cfg->redis_sentinel_nodes);
+    free(cfg->redis_sentinel_master);
+    free(cfg->redis_sentinel_username);
+    if (cfg->redis_sentinel_password != NULL)
+        explicit_bzero(cfg->redis_sentinel_password, strlen(cfg->redis_sentinel_password));
+    free(cfg->redis_sentinel_password);
     free(cfg->prefix);
     free(cfg->consumer);
     free(cfg->group);

@@ -11,10 +11,12 @@
 #include "cr_types.h"
 
 struct cr_dashboard_conf;
+struct cr_integrators;
 
 #define CR_MAX_PROVIDERS 16
 #define CR_MAX_CHANNEL_PROVIDERS 4
 #define CR_WORKERS_MAX 64
+#define CR_SENTINEL_NODES_MAX 16
 
 struct cr_provider_conf {
     char *name;                       /* key under "providers" */
@@ -77,6 +79,13 @@ struct cr_config {
                                       unrecorded slot is freed (WAIT), 0 = none; "auto"
                                       (the default): cr_config_wait_replicas_auto() */
     long redis_wait_timeout_ms;    /* the longest a WAIT waits, default 1000 */
+    /* redis.sentinel: the primary is found through Sentinel instead of host/port */
+    char *redis_sentinel_master;   /* name Sentinel monitors it by; NULL = no Sentinel */
+    char **redis_sentinel_nodes;   /* "host:port" of each Sentinel, checked */
+    size_t redis_sentinel_nnodes;  /* 1..CR_SENTINEL_NODES_MAX when master is set */
+    char *redis_sentinel_username; /* ACL user on the Sentinels, NULL = none */
+    char *redis_sentinel_password; /* NULL = no AUTH to the Sentinels */
+    long redis_sentinel_timeout_ms; /* one Sentinel query (connect + answer), default 500 */
 
     char *consumer;                /* consumer name in the groups, default the host name */
     int workers;                   /* event-loop processes, default 1; "auto" = one per core */
@@ -86,6 +95,9 @@ struct cr_config {
     /* intake */
     long intake_block_ms;          /* default 1000 */
     int intake_max_jobs;           /* jobs read per call, default 16 */
+    int intake_require_signed;     /* unsigned jobs are dead-lettered "unauthorized", default 0 */
+    long intake_sig_window_s;      /* a signature's ts may be this far off now, default 300 */
+    struct cr_integrators *integrators; /* "integrators" (auth.h), NULL = none; owned */
 
     /* fan-out */
     int batch_size;                /* subscribers per batch, default 500 */

@@ -24,6 +24,7 @@ struct cr_schedule;
 struct cr_replicas;
 struct cr_redischeck;
 struct cr_fleet;
+struct cr_sentinel;
 
 struct cr_daemon {
     uv_loop_t *loop;
@@ -32,6 +33,7 @@ struct cr_daemon {
     struct cr_redis *rc;        /* commands, scripts, pipelined loads */
     struct cr_redis *rb;        /* XREADGROUP BLOCK only */
     struct cr_redis *ru;        /* urgent work up to its first messages (cr_daemon_conn) */
+    struct cr_sentinel *sentinel; /* finds the primary; NULL without redis.sentinel */
     struct cr_http *http;
     struct cr_reader *reader;
     struct cr_intake *intake;

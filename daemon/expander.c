@@ -14,6 +14,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "intake.h"
+#include "poison.h"
 #include "reader.h"
 #include "scripts.h"
 
@@ -40,6 +41,9 @@ struct expansion {
     unsigned char *keep;
     int replies;            /* filter replies still to come */
     int failed;
+    char err[400];            /* a filter's Redis error ("" none) */
+    char bad_key[CR_KEY_MAX]; /* an audience set of the wrong type ("" none) */
+    const char *bad_what;     /* what it is to the job: "segment", "require set"... */
     unsigned pages;         /* pages taken so far in this process */
     struct expansion *next;
 };
@@ -81,11 +85,34 @@ static void free_chunk(struct expansion *e)
     e->nchunk = 0;
 }
 
+static void finish_as(struct expansion *e, const char *failure);
+
 static void finish(struct expansion *e)
+{
+    finish_as(e, NULL);
+}
+
+/* A Redis error (not a lost connection) stopped the expansion: the intake
+ * counts it and gives the job up when it keeps failing for the same reason. */
+static void finish_failed(struct expansion *e, const char *what, const redisReply *reply)
+{
+    char why[320];
+
+    if (reply == NULL) {
+        finish(e);
+        return;
+    }
+    snprintf(why, sizeof(why), "%s (%s)", what, reply->str ? reply->str : "?");
+    finish_as(e, why);
+}
+
+/* Frees e and hands its entry back: released, or counted as a failure. */
+static void finish_as(struct expansion *e, const char *failure)
 {
     struct cr_expander *x = e->x;
     struct expansion **p;
     char entry[32];
+    char id[CR_JOB_ID_MAX + 1];
 
     for (p = &x->list; *p; p = &(*p)->next) {
         if (*p == e) {
@@ -95,11 +122,33 @@ static void finish(struct expansion *e)
     }
     x->n--;
     memcpy(entry, e->entry, sizeof(entry));
+    memcpy(id, e->id, sizeof(id));
     free_chunk(e);
     free(e->explicit_sorted);
     cr_job_release(&e->job);
     free(e);
-    cr_intake_release(x->d->intake, entry);
+    if (failure)
+        cr_intake_failed(x->d->intake, entry, id, failure, 0);
+    else
+        cr_intake_release(x->d->intake, entry);
+}
+
+static void on_job_failed(void *ud, enum cr_poison_outcome outcome, const char *reason)
+{
+    (void)outcome;
+    (void)reason;
+    finish(ud);
+}
+
+/* An audience set holds another type: the job cannot be expanded as asked,
+ * so it fails with the reason instead of being retried for ever. */
+static void fail_poisoned(struct expansion *e, const char *key, const char *what)
+{
+    struct cr_daemon *d = e->x->d;
+
+    if (cr_poison_fail_job(d, cr_daemon_conn(d, e->job.priority), e->id, d->keys.jobs, e->entry,
+                           key, "set", what, on_job_failed, e) < 0)
+        finish(e);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -136,13 +185,21 @@ static void on_emitted(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        cr_error("job %s: recording audience batch failed (%s); expansion resumes later", e->id,
-                 reply && reply->str ? reply->str : "connection lost");
-        finish(e);
+        if (reply == NULL)
+            cr_error("job %s: recording audience batch failed (connection lost); expansion "
+                     "resumes later",
+                     e->id);
+        finish_failed(e, "recording an audience batch failed", reply);
         return;
     }
     rc = cr_reply_int(reply);
     if (rc == 0) {
+        finish(e);
+        return;
+    }
+    if (rc == -3) {
+        cr_error("job %s: failed (a key it uses holds the wrong type; see its 'error' field)",
+                 e->id);
         finish(e);
         return;
     }
@@ -220,6 +277,7 @@ enum filter_kind { F_REQUIRE, F_EXCLUDE };
 struct filter_ctx {
     struct expansion *e;
     enum filter_kind kind;
+    char key[CR_KEY_MAX];
 };
 
 static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
@@ -229,10 +287,18 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
     size_t i;
 
     (void)r;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != e->nchunk) {
-        if (!e->failed)
-            cr_error("job %s: audience filter failed (%s)", e->id,
-                     reply && reply->str ? reply->str : "connection lost");
+    if (cr_poison_reply(reply)) {
+        if (!e->bad_key[0]) {
+            snprintf(e->bad_key, sizeof(e->bad_key), "%s", fc->key);
+            e->bad_what = fc->kind == F_REQUIRE ? "require set" : "exclude set";
+        }
+        e->failed = 1;
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != e->nchunk) {
+        if (!e->failed && reply == NULL)
+            cr_error("job %s: audience filter failed (connection lost)", e->id);
+        if (reply && !e->err[0])
+            snprintf(e->err, sizeof(e->err), "audience filter %s failed (%s)", fc->key,
+                     reply->str ? reply->str : "unexpected reply");
         e->failed = 1;
     } else {
         for (i = 0; i < e->nchunk; i++) {
@@ -245,7 +311,11 @@ static void on_filter(struct cr_redis *r, redisReply *reply, void *ud)
     free(fc);
     if (--e->replies > 0)
         return;
-    if (e->failed)
+    if (e->bad_key[0])
+        fail_poisoned(e, e->bad_key, e->bad_what);
+    else if (e->failed && e->err[0])
+        finish_as(e, e->err);
+    else if (e->failed)
         finish(e);
     else
         emit(e);
@@ -267,6 +337,7 @@ static int send_filter(struct expansion *e, const char *set_name, enum filter_ki
     fc->e = e;
     fc->kind = kind;
     cr_key_for(&d->keys, "seg", set_name, key, sizeof(key));
+    memcpy(fc->key, key, sizeof(fc->key));
     argv[0] = "SMISMEMBER";
     argv[1] = key;
     for (i = 0; i < e->nchunk; i++)
@@ -354,12 +425,19 @@ static void on_scan(struct cr_redis *r, redisReply *reply, void *ud)
     int rc = CR_ENOMEM;
 
     (void)r;
+    if (cr_poison_reply(reply)) {
+        char key[CR_KEY_MAX];
+
+        cr_key_for(&e->x->d->keys, "seg", e->job.segments.v[e->src - 1], key, sizeof(key));
+        fail_poisoned(e, key, "segment");
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
-        cr_error("job %s: SSCAN failed (%s)", e->id,
-                 reply && reply->str ? reply->str : "connection lost");
-        finish(e);
+        if (reply == NULL)
+            cr_error("job %s: SSCAN failed (connection lost)", e->id);
+        finish_failed(e, "reading a segment failed", reply);
         return;
     }
     members = reply->element[1];
@@ -539,7 +617,7 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        finish(e);
+        finish_failed(e, "reading the expansion's state failed", reply);
         return;
     }
     if (reply->element[2]->type == REDIS_REPLY_STRING && strcmp(reply->element[2]->str, "1") == 0) {

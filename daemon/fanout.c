@@ -10,17 +10,20 @@
 #include "cr_str.h"
 #include "dispatch.h"
 #include "metrics.h"
+#include "poison.h"
 #include "quiet.h"
 #include "reader.h"
 #include "record.h"
 #include "replicas.h"
 #include "retry.h"
+#include "strikes.h"
 
 #define FLUSH_DELAY_MS 20   /* the longest an outcome waits to be written */
 #define JOB_CACHE 32
 #define ROOM_STRETCH 4 /* at most this many times max_batches while a provider starves */
 #define CANCEL_POLL_MS 300
 #define MAX_BATCH_IDS 100000
+#define STRIKE_BASE_MS 250 /* first wait after a batch failed; doubled per failure */
 #define KEEP_MS 5000 /* an acknowledged batch is kept this long (plus the time the
                         commands connection may take to notice a restart)... */
 #define KEEP_PER_BATCH 2 /* ...and at most this many times fanout.max_batches of them */
@@ -37,6 +40,7 @@ struct cr_fanout {
     uv_timer_t timer;
     uint64_t next_poll;
     int stopped;
+    struct cr_strikes strikes; /* failures per batch entry (retries: per job) */
 };
 
 static void batch_free(struct cr_batch *b);
@@ -45,6 +49,9 @@ static void link_active(struct cr_fanout *f, struct cr_batch *b);
 static void unlink_active(struct cr_fanout *f, struct cr_batch *b);
 static void unlink_kept(struct cr_fanout *f, struct cr_batch *b);
 static void maybe_complete(struct cr_batch *b);
+static void poisoned_maybe_free(struct cr_batch *b);
+static int any_inflight(const struct cr_batch *b);
+static void release_slots(struct cr_batch *b, size_t from, size_t to, int written);
 static void after_outcome(struct cr_batch *b);
 static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
                                   enum cr_priority prio, const char *job);
@@ -56,9 +63,10 @@ static void on_state(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     if (reply && reply->type == REDIS_REPLY_STRING &&
-        (strcmp(reply->str, "cancelling") == 0 || strcmp(reply->str, "cancelled") == 0)) {
+        (strcmp(reply->str, "cancelling") == 0 || strcmp(reply->str, "cancelled") == 0 ||
+         strcmp(reply->str, "failed") == 0)) {
         if (!jc->cancelled)
-            cr_info("job %s: cancelled; its remaining messages will not be sent", jc->id);
+            cr_info("job %s: %s; its remaining messages will not be sent", jc->id, reply->str);
         jc->cancelled = 1;
     }
     cr_jobctx_unref(jc);
@@ -94,6 +102,8 @@ static void on_tick(uv_timer_t *t)
         batch_free(f->kept);
     for (b = f->active; b; b = next) {
         next = b->next;
+        if (b->poisoned)
+            continue;
         if (!b->flush_busy && b->nouts > b->nflushed && now >= b->flush_due)
             cr_record_flush(b, !b->dead);
         else if (!b->flush_busy && b->planned && b->nouts >= b->expected && !b->acked && !b->dead)
@@ -339,6 +349,10 @@ static void maybe_complete(struct cr_batch *b)
 {
     if (b->planning || !b->planned)
         return;
+    if (b->poisoned) {
+        poisoned_maybe_free(b);
+        return;
+    }
     if (b->nouts >= b->expected && !b->dead)
         cr_record_flush(b, 1);
     else if (b->nouts > b->nflushed)
@@ -354,6 +368,22 @@ static int any_inflight(const struct cr_batch *b)
             return 1;
     }
     return 0;
+}
+
+/* A poisoned batch's outcomes are never written (the job has failed): their
+ * provider slots are handed back at once, so that the provider's queue moves
+ * on and gives back this batch's other messages; the batch is freed once
+ * every message has come back from the dispatcher. */
+static void poisoned_maybe_free(struct cr_batch *b)
+{
+    if (b->planning)
+        return;
+    b->planning = 1; /* a message handed back meanwhile must not free b under us */
+    release_slots(b, 0, b->nouts, 0);
+    b->planning = 0;
+    if (!b->planned || b->flush_busy || b->nouts < b->expected || any_inflight(b))
+        return;
+    batch_free(b);
 }
 
 static void drain_if_idle(struct cr_batch *b)
@@ -412,6 +442,10 @@ static char *make_member(const struct cr_batch *b, const struct cr_msg *m)
 
 static void after_outcome(struct cr_batch *b)
 {
+    if (b->poisoned) {
+        poisoned_maybe_free(b);
+        return;
+    }
     if (b->dead) {
         drain_if_idle(b);
         return;
@@ -426,6 +460,10 @@ static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const cha
 
     m->state = CR_MSG_DONE;
     b->parked_any = 1;
+    /* never parked past the job's expiry: it comes due then and is counted
+     * expired at once, so the job ends when it expires */
+    if (b->jc->job.expires_at_ms > 0 && due_ms > b->jc->job.expires_at_ms)
+        due_ms = b->jc->job.expires_at_ms;
     m->sub->plan &= (uint8_t)~CR_CH_BIT(m->channel); /* the retry set answers for it now */
     o = add_record(b, m->sub, m->channel, CR_ST_FAILED, code);
     o->park_member = make_member(b, m);
@@ -494,7 +532,7 @@ void cr_fanout_flushed(struct cr_batch *b, int ok, int acked, size_t from, size_
             if (b->flush_busy)
                 return;
         }
-        if (!any_inflight(b))
+        if (!any_inflight(b) && b->loads_pending == 0) /* else the last answer frees it */
             batch_free(b);
         return;
     }
@@ -682,6 +720,158 @@ struct supp_ctx {
     enum cr_channel ch;
 };
 
+struct bad_key_ctx {
+    char job[CR_JOB_ID_MAX + 1];
+    char key[CR_KEY_MAX];
+    char want[16];
+    char consequence[128];
+};
+
+static void on_bad_key_type(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct bad_key_ctx *bk = ud;
+
+    (void)r;
+    cr_error("job %s: %s is a %s, not a %s: %s", bk->job, bk->key,
+             reply && reply->type == REDIS_REPLY_STATUS ? reply->str : "value of another type",
+             bk->want, bk->consequence);
+    free(bk);
+}
+
+/* Logs that key holds another type than want, naming the type (one TYPE
+ * call, for the log line only) and what follows from it. */
+static void report_bad_key(const struct cr_batch *b, const char *key, const char *want,
+                           const char *consequence)
+{
+    struct bad_key_ctx *bk = calloc(1, sizeof(*bk));
+
+    if (bk == NULL)
+        return;
+    snprintf(bk->job, sizeof(bk->job), "%s", b->job_id);
+    snprintf(bk->key, sizeof(bk->key), "%s", key);
+    snprintf(bk->want, sizeof(bk->want), "%s", want);
+    snprintf(bk->consequence, sizeof(bk->consequence), "%s", consequence);
+    if (cr_redis_cmd(b->d->rc, on_bad_key_type, bk, 0, "TYPE %s", key) < 0)
+        free(bk);
+}
+
+/* Lets go of b's work in Redis without recording it (its job has failed):
+ * the stream entry is acknowledged, retry members are removed. */
+static void drop_work(struct cr_batch *b)
+{
+    struct cr_daemon *d = b->d;
+
+    if (b->kind == CR_BATCH_STREAM) {
+        cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.batches[b->prio], d->cfg->group,
+                     b->entry);
+        cr_redis_cmd(d->rc, NULL, NULL, 0, "XDEL %s %s", d->keys.batches[b->prio], b->entry);
+    } else if (b->nmsgs > 0) {
+        const char **argv = malloc((b->nmsgs + 2) * sizeof(*argv));
+        size_t i;
+
+        if (argv == NULL)
+            return; /* they come due again and are dropped then */
+        argv[0] = "ZREM";
+        argv[1] = d->keys.retry;
+        for (i = 0; i < b->nmsgs; i++)
+            argv[2 + i] = b->members[i];
+        cr_redis_argv(d->rc, NULL, NULL, 0, (int)b->nmsgs + 2, argv, NULL);
+        free(argv);
+    }
+}
+
+static void on_poison_done(void *ud, enum cr_poison_outcome outcome, const char *reason)
+{
+    (void)ud;
+    (void)outcome;
+    (void)reason; /* poison.c has logged it */
+}
+
+/* The job's ledger holds another type: the job fails with that reason. */
+static void fail_bad_ledger(struct cr_batch *b)
+{
+    cr_poison_fail_job(b->d, b->d->rc, b->job_id,
+                       b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL, b->entry,
+                       b->ledger_key, "string", "ledger", on_poison_done, NULL);
+    drop_work(b);
+}
+
+/* Keeps the first Redis error that stops b (what failed, and Redis's words). */
+static void note_error(struct cr_batch *b, const char *what, const redisReply *reply)
+{
+    char why[320];
+
+    if (b->err || reply == NULL)
+        return; /* a lost connection is retried as it always was */
+    snprintf(why, sizeof(why), "%s (%s)", what, reply->str ? reply->str : "unexpected reply");
+    b->err = strdup(why);
+}
+
+/* A Redis error stopped b before it sent anything. It is handed back and
+ * tried again after a doubling wait; the CR_STRIKES_MAX-th failure in a row
+ * with the same reason fails the job with it and lets b's work go. */
+static void batch_failed(struct cr_batch *b)
+{
+    struct cr_daemon *d = b->d;
+    const char *subject = b->kind == CR_BATCH_STREAM ? b->entry : b->job_id;
+    char why[400];
+    long wait = STRIKE_BASE_MS;
+    unsigned n = cr_strikes_add(&b->fanout->strikes, subject, b->err, cr_now_ms(), STRIKE_BASE_MS,
+                                d->cfg->reclaim_idle_ms, &wait);
+
+    if (n < CR_STRIKES_MAX) {
+        cr_warn("job %s batch %s: %s; attempt %u of %d failed, next in %ld ms", b->job_id,
+                b->entry[0] ? b->entry : "(retries)", b->err, n, CR_STRIKES_MAX, wait);
+        if (b->kind == CR_BATCH_STREAM) {
+            cr_reader_recover_in(d->reader, wait);
+        } else if (b->nmsgs > 0) {
+            /* the claimed members come due again after the wait, not the lease */
+            const char **argv = malloc((2 * b->nmsgs + 3) * sizeof(*argv));
+            char due[24];
+            size_t i;
+
+            snprintf(due, sizeof(due), "%lld", (long long)(cr_now_ms() + wait));
+            if (argv) {
+                argv[0] = "ZADD";
+                argv[1] = d->keys.retry;
+                argv[2] = "XX";
+                for (i = 0; i < b->nmsgs; i++) {
+                    argv[3 + 2 * i] = due;
+                    argv[4 + 2 * i] = b->members[i];
+                }
+                cr_redis_argv(d->rc, NULL, NULL, 0, (int)(2 * b->nmsgs + 3), argv, NULL);
+                free(argv);
+            }
+        }
+        return;
+    }
+    /* the count stays: should the failure not be written now (a dropped
+     * connection), the batch comes back and is given up without a new try */
+    snprintf(why, sizeof(why), "gave up after %d attempts: %s", CR_STRIKES_MAX, b->err);
+    cr_poison_fail_job(d, d->rc, b->job_id,
+                       b->kind == CR_BATCH_STREAM ? d->keys.batches[b->prio] : NULL, b->entry, NULL,
+                       NULL, why, on_poison_done, NULL);
+    drop_work(b);
+}
+
+void cr_fanout_poisoned(struct cr_batch *b, const char *reason)
+{
+    const char *p = strstr(reason, "BADKEY ");
+
+    if (b->poisoned)
+        return;
+    if (p)
+        reason = p + 7; /* the key and its type, without the error's code */
+    b->poisoned = 1;
+    if (b->jc)
+        b->jc->cancelled = 1; /* the rest of the job is not sent from here */
+    cr_poison_fail_job(b->d, b->d->rc, b->job_id,
+                       b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL, b->entry,
+                       NULL, NULL, reason, on_poison_done, NULL);
+    drop_work(b);
+    poisoned_maybe_free(b);
+}
+
 /* One of the batch's suppression answers is in (or the placeholder taken
  * while sending them): when the last is, the messages go out. */
 static void supp_step_done(struct cr_batch *b)
@@ -689,7 +879,11 @@ static void supp_step_done(struct cr_batch *b)
     if (--b->loads_pending > 0)
         return;
     if (b->dead) {
-        batch_free(b);
+        if (b->err)
+            batch_failed(b);
+        /* early outcomes may be on their way to Redis: that write's end frees it */
+        if (!b->flush_busy)
+            batch_free(b);
         return;
     }
     hand_out(b);
@@ -703,10 +897,22 @@ static void on_suppressed(struct cr_redis *r, redisReply *reply, void *ud)
     size_t k = 0;
 
     (void)r;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        if (!b->dead)
+    if (cr_poison_reply(reply)) {
+        /* no way to tell who unsubscribed: none of these may be sent */
+        report_bad_key(b, b->d->keys.suppress[sc->ch], "set",
+                       "the channel's messages of this batch fail (bad_suppress_list)");
+        for (i = 0; i < b->nmsgs; i++) {
+            struct cr_msg *m = &b->msgs[i];
+
+            if (m->channel == sc->ch && m->state != CR_MSG_DONE)
+                cr_fanout_msg_done(m, CR_ST_FAILED, NULL,
+                                   &(struct cr_result){.code = "bad_suppress_list"}, 0, 0);
+        }
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        if (!b->dead && reply == NULL)
             cr_error("job %s batch %s: suppression check failed; batch handed back", b->job_id,
                      b->entry);
+        note_error(b, "the suppression check failed", reply);
         b->dead = 1;
     } else {
         for (i = 0; i < b->nmsgs; i++) {
@@ -772,8 +978,8 @@ static int park_if_quiet(struct cr_batch *b, struct cr_msg *m, int64_t now)
 {
     int64_t until;
 
-    if (b->prio == CR_PRIO_URGENT)
-        return 0;
+    if (b->prio == CR_PRIO_URGENT || b->jc->cancelled || job_expired(b, now))
+        return 0; /* urgent: sent now; cancelled or expired: ended by hand_out */
     if (cr_quiet_until(sub_field(m->sub, "quiet"), sub_field(m->sub, "tz"), now, &until) != 1)
         return 0;
     park(b, m, until, NULL, "quiet_hours", 0);
@@ -789,8 +995,8 @@ static void decide(struct cr_batch *b, int64_t now)
 
     for (i = 0; i < b->nsubs; i++) {
         struct cr_sub *s = &b->subs[i];
-        unsigned set = s->missing ? 0 : sub_channels(b, s);
-        const char *why = s->missing ? "no_subscriber" : "no_channel";
+        unsigned set = s->missing || s->bad ? 0 : sub_channels(b, s);
+        const char *why = s->bad ? "bad_subscriber" : s->missing ? "no_subscriber" : "no_channel";
 
         if (set && below_min_priority(b, s)) {
             set = 0;
@@ -833,6 +1039,11 @@ static void prepare_retries(struct cr_batch *b, int64_t now)
         struct cr_msg *m = &b->msgs[i];
 
         b->expected++;
+        if (m->sub->bad) {
+            cr_fanout_msg_done(m, CR_ST_FAILED, NULL, &(struct cr_result){.code = "bad_subscriber"},
+                               0, 0);
+            continue;
+        }
         m->address = m->sub->missing ? NULL : sub_field(m->sub, address_field(m->channel));
         m->platform = m->channel == CR_CH_PUSH ? sub_field(m->sub, "push_platform") : NULL;
         if (m->address == NULL) {
@@ -910,10 +1121,24 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
     struct cr_batch *b = lc->b;
 
     (void)r;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (!b->dead)
-            cr_error("job %s batch %s: loading subscribers failed (%s); batch handed back",
-                     b->job_id, b->entry, reply && reply->str ? reply->str : "connection lost");
+    if (cr_poison_reply(reply) && lc->sub != NULL) {
+        char key[CR_KEY_MAX];
+
+        lc->sub->bad = 1;
+        cr_key_for(&b->d->keys, "sub", lc->sub->id, key, sizeof(key));
+        report_bad_key(b, key, "hash",
+                       b->kind == CR_BATCH_STREAM
+                           ? "the resident is skipped (bad_subscriber)"
+                           : "the resident's waiting messages fail (bad_subscriber)");
+    } else if (cr_poison_reply(reply)) {
+        b->bad_ledger = 1;
+        b->dead = 1;
+    } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (!b->dead && reply == NULL)
+            cr_error("job %s batch %s: loading subscribers failed (connection lost); batch "
+                     "handed back",
+                     b->job_id, b->entry);
+        note_error(b, lc->sub ? "loading subscribers failed" : "reading the ledger failed", reply);
         b->dead = 1;
     } else if (lc->sub == NULL) {
         if (reply->type == REDIS_REPLY_STRING && reply->len > 0) {
@@ -932,6 +1157,10 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
     free(lc);
     if (--b->loads_pending > 0)
         return;
+    if (b->bad_ledger)
+        fail_bad_ledger(b);
+    else if (b->dead && b->err)
+        batch_failed(b);
     if (b->dead) {
         batch_free(b);
         return;
@@ -990,12 +1219,28 @@ static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
     const redisReply *state;
 
     (void)r;
+    if (cr_poison_reply(reply)) {
+        report_bad_key(b, b->key, "hash", "its batch is dropped");
+        drop_work(b);
+        batch_free(b);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        note_error(b, "reading the job failed", reply);
+        if (b->err)
+            batch_failed(b);
         batch_free(b);
         return;
     }
     doc = reply->element[0];
     state = reply->element[1];
+    if (state->type == REDIS_REPLY_STRING && strcmp(state->str, "failed") == 0) {
+        cr_info("job %s batch %s: the job has failed; its batch is dropped", b->job_id,
+                b->entry[0] ? b->entry : "(retries)");
+        drop_work(b);
+        batch_free(b);
+        return;
+    }
     b->jc = cache_get(f, b->job_id);
     if (b->jc == NULL) {
         if (doc->type != REDIS_REPLY_STRING) {
@@ -1009,8 +1254,19 @@ static void on_job(struct cr_redis *r, redisReply *reply, void *ud)
         memset(&err, 0, sizeof(err));
         if (cr_jobctx_create(&b->d->keys, b->job_id, doc->str, doc->len, &b->d->cfg->limits,
                              &b->jc, &err) < 0) {
-            cr_error("job %s batch %s: stored job no longer valid (%s: %s); batch left pending",
-                     b->job_id, b->entry, err.code, err.message);
+            char why[400];
+
+            if (strcmp(err.code, "no_memory") == 0) {
+                batch_free(b); /* not the job's fault: left pending, read again later */
+                return;
+            }
+            /* no retry can make it valid: the job fails instead of hanging */
+            snprintf(why, sizeof(why), "its stored document is no longer valid (%s: %s)", err.code,
+                     err.message);
+            cr_poison_fail_job(b->d, b->d->rc, b->job_id,
+                               b->kind == CR_BATCH_STREAM ? b->d->keys.batches[b->prio] : NULL,
+                               b->entry, NULL, NULL, why, on_poison_done, NULL);
+            drop_work(b);
             batch_free(b);
             return;
         }
@@ -1102,7 +1358,21 @@ static struct cr_batch *new_batch(struct cr_fanout *f, enum cr_batch_kind kind,
 /* Starts a batch once its messages or ids are in place: find the job, load. */
 static void start_batch(struct cr_batch *b)
 {
-    b->jc = cache_get(b->fanout, b->job_id);
+    const char *reason = NULL;
+
+    if (cr_strikes_count(&b->fanout->strikes,
+                         b->kind == CR_BATCH_STREAM ? b->entry : b->job_id, &reason) >=
+        CR_STRIKES_MAX) {
+        b->err = strdup(reason ? reason : "?");
+        if (b->err)
+            batch_failed(b); /* given up before: only the failure is written */
+        batch_free(b);
+        return;
+    }
+    /* retries read the job's state afresh: a job cancelled while its
+     * messages were parked must not park them again */
+    if (b->kind == CR_BATCH_STREAM)
+        b->jc = cache_get(b->fanout, b->job_id);
     if (b->jc) {
         load(b);
         return;
@@ -1257,6 +1527,7 @@ static void batch_free(struct cr_batch *b)
     free(b->msgs);
     free(b->outs);
     free(b->ledger);
+    free(b->err);
     cr_jobctx_unref(b->jc);
     free(b);
     if (!f->stopped)

@@ -22,6 +22,7 @@ struct cr_sub {
     char **kv;             /* field, value, field, value... (one allocation with blob) */
     size_t nkv;
     int missing;           /* no hash */
+    int bad;               /* the key holds another type than a hash */
     uint8_t plan;          /* ledger bits (1 << channel index, 3 = skipped) this batch
                               must see set before it is acknowledged */
 };
@@ -83,6 +84,10 @@ struct cr_batch {
     int planned;
     int loads_pending;
     int dead;               /* abandoned (shutdown): no ack */
+    int bad_ledger;         /* the job's ledger holds another type: the job fails */
+    char *err;              /* owned: the Redis error that stopped the batch, or NULL */
+    int poisoned;           /* a write met a key of the wrong type: the job failed,
+                               nothing more of this batch is written */
     int gaps;               /* acknowledgements refused for missing ledger bits */
     int kept;               /* acknowledged, kept a while in case Redis loses it */
     uint64_t kept_until;    /* loop ms */
@@ -154,6 +159,12 @@ void cr_fanout_msg_park(struct cr_msg *m, int64_t due_ms, const char *provider,
 /* Takes n members claimed from the retry set ("<job>|<pos>|<ch>|<sub>|<attempt>|<prio>"),
  * grouped into batches per job. Malformed members are dropped with a log line. */
 void cr_fanout_take_retries(struct cr_fanout *f, const char *const *members, size_t n);
+
+/* Writing b's outcomes met a key of the wrong type (reason names it): the
+ * job is marked failed, the rest of it is not sent from here, b's work is
+ * acknowledged (stream entry) or removed (retry members) unwritten, and b is
+ * freed once the dispatcher has given back all its messages. */
+void cr_fanout_poisoned(struct cr_batch *b, const char *reason);
 
 /* The dispatcher gives m back unsent (shutdown, request cancelled). */
 void cr_fanout_msg_returned(struct cr_msg *m);

@@ -47,8 +47,9 @@ struct cr_fleet {
     uint64_t due;    /* uv_now when the tick was expected: the loop's lag */
     int outstanding; /* replies of the current round still to come */
     int stopped;
-    int leaving; /* the DEL of this node's key is under way */
+    int leaving; /* the UNLINK of this node's key is under way */
     int again;   /* a change came during a round: beat once it is done */
+    int warned;  /* a refused command was logged at warn once */
     struct query q[Q__COUNT];
     struct cr_metrics_backlog next; /* being filled by the round */
     char key[CR_KEY_MAX];
@@ -160,6 +161,19 @@ static void done_one(struct cr_fleet *f)
     }
 }
 
+/* A command of the round was refused for another reason than a missing
+ * stream (an ACL without it, say): said once at warn, then at debug. */
+static void refused(struct cr_fleet *f, const redisReply *reply)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "NOPERM", 6) != 0)
+        return;
+    if (!f->warned)
+        cr_warn("fleet %s: Redis refused a heartbeat command: %s; the fleet view and the backlog "
+                "metrics miss this node's part (config/redis-users.acl lists what crierd needs)",
+                f->key, reply->str);
+    f->warned = 1;
+}
+
 /* Sums "pending" and "lag" over the groups of an XINFO GROUPS reply (an error
  * reply: the stream does not exist yet, nothing pending). */
 static void groups(const redisReply *r, long long *pending, long long *lag)
@@ -192,6 +206,7 @@ static void on_query(struct cr_redis *r, redisReply *reply, void *ud)
     long long pending, lag;
 
     (void)r;
+    refused(f, reply);
     if (q->slot < Q_INTAKE) {
         groups(reply, &pending, &lag);
         f->next.pending[q->slot - Q_BATCHES] = pending;
@@ -211,6 +226,7 @@ static void on_written(struct cr_redis *r, redisReply *reply, void *ud)
     struct cr_fleet *f = ud;
 
     (void)r;
+    refused(f, reply);
     if (reply == NULL || cr_reply_is_error(reply))
         cr_debug("fleet %s: heartbeat not written: %s; tried again next second", f->key,
                  reply ? reply->str : "no connection");
@@ -336,7 +352,7 @@ void cr_fleet_stop(struct cr_fleet *f)
     d = f->d;
     uv_timer_stop(&f->timer);
     if (cr_redis_ready(d->rc)) {
-        if (cr_redis_cmd(d->rc, on_del, f, 0, "DEL %s", f->key) == 0)
+        if (cr_redis_cmd(d->rc, on_del, f, 0, "UNLINK %s", f->key) == 0)
             f->leaving++;
         if (cr_redis_cmd(d->rc, on_del, f, 0, "ZREM %s %s", d->keys.fleet, d->cfg->consumer) == 0)
             f->leaving++;

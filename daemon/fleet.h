@@ -35,7 +35,7 @@ void cr_fleet_kick(struct cr_fleet *f);
  * the fleet at once; a killed node leaves when its TTL runs out). */
 void cr_fleet_stop(struct cr_fleet *f);
 
-/* Nonzero while the DEL sent by cr_fleet_stop is unanswered: shutdown waits
+/* Nonzero while the UNLINK sent by cr_fleet_stop is unanswered: shutdown waits
  * for it (cr_daemon_maybe_done is called when it is answered). */
 int cr_fleet_leaving(const struct cr_fleet *f);
 

@@ -29,6 +29,7 @@
 #include "schedule.h"
 #include "scripts.h"
 #include "sdnotify.h"
+#include "sentinel.h"
 #include "workers.h"
 
 #define SHUTDOWN_GRACE_MS 15000
@@ -79,6 +80,8 @@ static void close_all(struct cr_daemon *d)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     cr_reader_stop(d->reader);
+    cr_sentinel_close(d->sentinel); /* first: it resets the connections below */
+    d->sentinel = NULL;
     cr_fleet_stop(d->fleet);
     cr_redis_close(d->rb);
     cr_redis_close(d->ru);
@@ -235,6 +238,7 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
                       struct cr_redis **out)
 {
     struct cr_redis_opts o;
+    int rc;
 
     memset(&o, 0, sizeof(o));
     o.name = name;
@@ -252,7 +256,39 @@ static int open_redis(struct cr_daemon *d, const char *name, cr_redis_state_cb c
     o.connect_timeout_ms = d->cfg->redis_connect_timeout_ms;
     o.command_timeout_ms = d->cfg->redis_command_timeout_ms;
     o.reconnect_max_ms = d->cfg->redis_reconnect_max_ms;
-    return cr_redis_init(d->loop, &o, cb, d, out);
+    if (d->sentinel == NULL)
+        return cr_redis_init(d->loop, &o, cb, d, out);
+    cr_sentinel_hooks(d->sentinel, &o);
+    rc = cr_redis_init(d->loop, &o, cb, d, out);
+    if (rc == 0)
+        rc = cr_sentinel_watch(d->sentinel, *out);
+    return rc;
+}
+
+/* With redis.sentinel, the primary is found and followed through Sentinel;
+ * every connection open_redis makes after this moves with it. */
+static int open_sentinel(struct cr_daemon *d)
+{
+    const struct cr_config *cfg = d->cfg;
+    struct cr_sentinel_opts so;
+
+    if (cfg->redis_sentinel_master == NULL)
+        return 0;
+    memset(&so, 0, sizeof(so));
+    so.master = cfg->redis_sentinel_master;
+    so.nodes = (const char *const *)cfg->redis_sentinel_nodes;
+    so.nnodes = cfg->redis_sentinel_nnodes;
+    so.username = cfg->redis_sentinel_username;
+    so.password = cfg->redis_sentinel_password;
+    /* the Sentinels are reached as the data nodes are: the same redis.tls */
+    so.tls.enabled = cfg->redis_tls.enabled;
+    so.tls.ca_file = cfg->redis_tls.ca_file;
+    so.tls.cert_file = cfg->redis_tls.cert_file;
+    so.tls.key_file = cfg->redis_tls.key_file;
+    so.tls.server_name = cfg->redis_tls.server_name;
+    so.timeout_ms = cfg->redis_sentinel_timeout_ms;
+    so.retry_max_ms = cfg->redis_reconnect_max_ms;
+    return cr_sentinel_init(d->loop, &so, &d->sentinel);
 }
 
 /* Keeps one open connection per request the providers may have in flight
@@ -303,6 +339,8 @@ static int start(struct cr_daemon *d)
         rc = cr_retry_init(d, &d->retry);
     if (rc == 0)
         rc = cr_schedule_init(d, &d->schedule);
+    if (rc == 0)
+        rc = open_sentinel(d);
     if (rc == 0)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)
@@ -436,7 +474,11 @@ int main(int argc, char **argv)
         cr_error("crierd: startup failed: %s", cr_strerror(rc));
         return 1;
     }
-    if (cfg.redis_path)
+    if (cfg.redis_sentinel_master != NULL)
+        cr_info("crierd starting: redis primary '%s' through %zu Sentinels%s, consumer '%s'",
+                cfg.redis_sentinel_master, cfg.redis_sentinel_nnodes,
+                cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
+    else if (cfg.redis_path)
         cr_info("crierd starting: redis %s%s, consumer '%s'", cfg.redis_path,
                 cfg.redis_tls.enabled ? " (TLS)" : "", cfg.consumer);
     else

@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "httpd.h"
 #include "replicas.h"
+#include "sentinel.h"
 
 #ifndef CR_VERSION
 #define CR_VERSION "dev"
@@ -630,6 +631,28 @@ static int render_hooks(const struct cr_metrics *m, struct cr_buf *out)
     return rc;
 }
 
+/* Sentinel's view, only when redis.sentinel is configured. */
+static int render_sentinel(const struct cr_sentinel *s, struct cr_buf *out)
+{
+    int rc = head(out, "crier_redis_failovers_total", "counter",
+                  "Times the Redis primary named by Sentinel changed (failovers followed).");
+
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_failovers_total %lu\n", cr_sentinel_failovers(s));
+    if (rc == 0)
+        rc = head(out, "crier_redis_sentinel_primary_known", "gauge",
+                  "1 while a Sentinel has named the Redis primary.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_sentinel_primary_known %d\n",
+                            cr_sentinel_down_reason(s) == NULL);
+    if (rc == 0)
+        rc = head(out, "crier_redis_sentinel_subscribed", "gauge",
+                  "1 while +switch-master is followed on a Sentinel.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_redis_sentinel_subscribed %d\n", cr_sentinel_subscribed(s));
+    return rc;
+}
+
 int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, struct cr_buf *out)
 {
     int rc;
@@ -690,6 +713,8 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
                   "Redis connection failures and error replies that forced a reconnect.");
     if (rc == 0)
         rc = redis_conns(out, d, "crier_redis_errors_total", v_redis_errors);
+    if (rc == 0 && d != NULL && d->sentinel != NULL)
+        rc = render_sentinel(d->sentinel, out);
     if (rc == 0)
         rc = head(out, "crier_redis_wait_short_total", "counter",
                   "WAITs answered by fewer replicas than redis.wait_replicas asks for.");

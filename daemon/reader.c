@@ -34,6 +34,8 @@ struct cr_reader {
     int nopen;         /* timers not closed yet */
     uv_timer_t claim_timer;
     uv_timer_t pause_timer;
+    uv_timer_t recover_timer; /* a failed step's next attempt, sooner than the sweep */
+    uint64_t recover_at;      /* loop ms it is armed for, 0 = idle */
 };
 
 struct pull_ctx {
@@ -138,13 +140,17 @@ static void take_entry(struct cr_reader *r, int s, const redisReply *e)
         size_t len = 0;
         const char *doc = field(fields, "job", &len);
         const char *resume = field(fields, "resume", NULL);
+        struct cr_signed sg;
 
         if (cr_intake_has(r->d->intake, id->str))
             return;
+        sg.key = field(fields, "key", NULL);
+        sg.sig = field(fields, "sig", NULL);
+        sg.ts = field(fields, "ts", NULL);
         if (doc == NULL && resume != NULL)
             cr_intake_resume(r->d->intake, id->str, resume);
         else
-            cr_intake_take(r->d->intake, id->str, doc, len);
+            cr_intake_take(r->d->intake, id->str, doc, len, &sg);
         return;
     }
     if (!cr_fanout_has(r->d->fanout, (enum cr_priority)(s - 1), id->str))
@@ -481,6 +487,25 @@ void cr_reader_redis_state(struct cr_reader *r, int blocking_conn, int connected
     cr_reader_kick(r);
 }
 
+static void on_recover_timer(uv_timer_t *t)
+{
+    struct cr_reader *r = t->data;
+
+    r->recover_at = 0;
+    if (cr_redis_ready(r->d->rc))
+        start_recovery(r);
+}
+
+void cr_reader_recover_in(struct cr_reader *r, long ms)
+{
+    uint64_t at = uv_now(r->d->loop) + (uint64_t)(ms > 0 ? ms : 0);
+
+    if (r->stopped || (r->recover_at != 0 && r->recover_at <= at))
+        return;
+    r->recover_at = at;
+    uv_timer_start(&r->recover_timer, on_recover_timer, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
+
 int cr_reader_init(struct cr_daemon *d, struct cr_reader **out)
 {
     struct cr_reader *r = calloc(1, sizeof(*r));
@@ -498,7 +523,9 @@ int cr_reader_init(struct cr_daemon *d, struct cr_reader **out)
     uv_timer_init(d->loop, &r->pause_timer);
     r->claim_timer.data = r;
     r->pause_timer.data = r;
-    r->nopen = 2;
+    uv_timer_init(d->loop, &r->recover_timer);
+    r->recover_timer.data = r;
+    r->nopen = 3;
     every = d->cfg->reclaim_idle_ms / 4;
     if (every < 250)
         every = 250;
@@ -512,6 +539,7 @@ void cr_reader_stop(struct cr_reader *r)
     r->stopped = 1;
     uv_timer_stop(&r->claim_timer);
     uv_timer_stop(&r->pause_timer);
+    uv_timer_stop(&r->recover_timer);
 }
 
 int cr_reader_busy(const struct cr_reader *r)
@@ -537,6 +565,8 @@ void cr_reader_free(struct cr_reader *r)
 {
     uv_timer_stop(&r->claim_timer);
     uv_timer_stop(&r->pause_timer);
+    uv_timer_stop(&r->recover_timer);
     uv_close((uv_handle_t *)&r->claim_timer, on_timer_closed);
     uv_close((uv_handle_t *)&r->pause_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->recover_timer, on_timer_closed);
 }

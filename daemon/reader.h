@@ -19,6 +19,11 @@ void cr_reader_redis_state(struct cr_reader *r, int blocking_conn, int connected
 /* Stops reading; entries already taken are unaffected. */
 void cr_reader_stop(struct cr_reader *r);
 
+/* Reads this consumer's pending entries again in ms (or sooner, when already
+ * due sooner): a step that failed is tried again without waiting for the
+ * periodic sweep. */
+void cr_reader_recover_in(struct cr_reader *r, long ms);
+
 /* Commands under way (for shutdown). */
 int cr_reader_busy(const struct cr_reader *r);
 

@@ -9,6 +9,7 @@
 #include "cr_error.h"
 #include "cr_log.h"
 #include "cr_str.h"
+#include "poison.h"
 #include "scripts.h"
 
 /* outcomes per script call, within what cr_script_call takes */
@@ -35,6 +36,13 @@ static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
 
     (void)r;
     free(fc);
+    if (cr_poison_reply(reply)) {
+        /* a key of the wrong type: no retry can write it */
+        b->flushing = 0;
+        b->flush_busy = 0;
+        cr_fanout_poisoned(b, reply->str);
+        return;
+    }
     if (ok && ack && reply->type == REDIS_REPLY_ARRAY) {
         /* {recorded, bits missing, ledger bytes}: not acknowledged */
         const redisReply *have = reply->elements == 3 ? reply->element[2] : NULL;

@@ -1,19 +1,21 @@
-/* HTTP routes (see routes.h): health and metrics answered here, webhooks and
- * links handed to their modules, everything else 404/405. */
+/* HTTP routes (see routes.h): health and metrics answered here, webhooks,
+ * links and /api/v1 handed to their modules, everything else 404/405. */
 #include "routes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
-#include "api.h"
+#include "dashboard.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "replicas.h"
 #include "replies.h"
+#include "sentinel.h"
 #include "webhooks.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
@@ -22,6 +24,7 @@ struct routes {
     struct cr_daemon *d;
     struct cr_webhooks *hooks;
     struct cr_api *api;
+    struct cr_dash *dash;
 };
 
 static void text(struct cr_httpd_req *req, int status, const char *extra, const char *s)
@@ -57,6 +60,9 @@ static void readyz(struct cr_daemon *d, struct cr_httpd_req *req)
     if (d->stopping) {
         cr_buf_appendf(&b, "shutting down\n");
     } else {
+        if (d->sentinel != NULL && cr_sentinel_down_reason(d->sentinel) != NULL)
+            cr_buf_appendf(&b, "redis sentinel '%s': no primary known: %s\n",
+                           cr_sentinel_master(d->sentinel), cr_sentinel_down_reason(d->sentinel));
         redis_down(&b, "commands", d->rc);
         redis_down(&b, "reader", d->rb);
         redis_down(&b, "urgent", d->ru);
@@ -112,10 +118,12 @@ static void handle(struct cr_httpd_req *req, void *ud)
         cr_webhooks_handle(rt->hooks, req, "sendgrid");
     } else if (strcmp(p, "/hooks/generic") == 0) {
         cr_webhooks_handle(rt->hooks, req, "generic");
-    } else if ((strncmp(p, "/u/", 3) == 0 || strncmp(p, "/s/", 3) == 0) && p[3] != '\0') {
-        cr_replies_link(d, req);
     } else if (cr_api_owns(p)) {
         cr_api_handle(rt->api, req);
+    } else if ((strncmp(p, "/u/", 3) == 0 || strncmp(p, "/s/", 3) == 0) && p[3] != '\0') {
+        cr_replies_link(d, req);
+    } else if (cr_dash_page_owns(p)) {
+        cr_dash_page(rt->dash, req);
     } else {
         text(req, 404, NULL, "not found\n");
     }
@@ -160,12 +168,16 @@ int cr_routes_start(struct cr_daemon *d)
         free(rt);
         return rc;
     }
-    rc = cr_api_init(d, &rt->api);
+    rc = cr_dash_init(d, &rt->dash);
+    if (rc == 0)
+        rc = cr_api_init(d, &rt->api);
     if (rc != 0) {
+        cr_dash_free(rt->dash);
         cr_webhooks_free(rt->hooks);
         free(rt);
         return rc;
     }
+    cr_api_set_dashboard(rt->api, rt->dash);
     memset(&o, 0, sizeof(o));
     o.listen = cfg->http_listen;
     o.max_connections = cfg->http_max_connections;
@@ -180,6 +192,7 @@ int cr_routes_start(struct cr_daemon *d)
     rc = cr_httpd_init(d->loop, &o, &d->httpd);
     if (rc != 0) {
         cr_api_free(rt->api);
+        cr_dash_free(rt->dash);
         cr_webhooks_free(rt->hooks);
         free(rt);
         return rc;
@@ -193,6 +206,7 @@ static void on_closed(void *ud)
     struct routes *rt = ud;
 
     cr_api_free(rt->api);
+    cr_dash_free(rt->dash);
     cr_webhooks_free(rt->hooks);
     free(rt);
 }

@@ -13,6 +13,37 @@
 
 #define EVENTS_MAXLEN "100000"
 
+/* Shared head: type checks made before a script writes anything (Lua scripts
+ * do not roll back, so a WRONGTYPE error half-way would leave half a write),
+ * and the end of a job that cannot go on, with the reason in its hash. */
+static const char guard_lua[] =
+    "local function wrongtype(key, want)\n"
+    "  local t = redis.call('TYPE', key)['ok']\n"
+    "  if t == 'none' or t == want then return nil end\n"
+    "  return key .. ' is a ' .. t .. ', not a ' .. want\n"
+    "end\n"
+    "local function checktypes(list)\n"
+    "  for _, kw in ipairs(list) do\n"
+    "    local bad = wrongtype(kw[1], kw[2])\n"
+    "    if bad then return bad end\n"
+    "  end\n"
+    "  return nil\n"
+    "end\n"
+    "local function failjob(job, events, id, now, reason, ret)\n"
+    "  local st = redis.call('HGET', job, 'state')\n"
+    "  if st == 'completed' or st == 'cancelled' or st == 'expired' or st == 'failed' then return 0 end\n"
+    "  local total = 0\n"
+    "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n"
+    "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"
+    "  end\n"
+    "  redis.call('HSET', job, 'state', 'failed', 'error', reason, 'completed_ms', now, 'messages', total)\n"
+    "  if not wrongtype(events, 'stream') then\n"
+    "    redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'failed', 't_ms', now, 'error', reason)\n"
+    "  end\n"
+    "  if tonumber(ret) > 0 then redis.call('EXPIRE', job, ret) end\n"
+    "  return 1\n"
+    "end\n";
+
 /* Shared tail: a job is finished when its audience is fully expanded, every
  * batch has been acknowledged and no message waits in the retry set; its
  * message total is then the sum of statuses. A job being cancelled ends
@@ -21,7 +52,7 @@ static const char complete_lua[] =
     "local function complete(job, events, ledger, id, now, ret)\n"
     "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n"
     "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n"
-    "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' then return 0 end\n"
+    "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' or h[4] == 'failed' then return 0 end\n"
     "  local total = 0\n"
     "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n"
     "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"
@@ -39,17 +70,61 @@ static const char complete_lua[] =
     "end\n";
 
 static const char accept_lua[] =
+    "local jt = wrongtype(KEYS[1], 'hash')\n"
+    "if jt then\n"
+    "  redis.call('XADD', KEYS[8], '*', 'job', string.sub(ARGV[5], 1, 65536), 'error', jt, 'code', 'bad_key', 'entry', ARGV[2])\n"
+    "  if not wrongtype(KEYS[2], 'stream') then\n"
+    "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'rejected', 't_ms', ARGV[4], 'code', 'bad_key', 'error', jt, 'entry', ARGV[2])\n"
+    "  end\n"
+    "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
+    "  return {5, jt}\n"
+    "end\n"
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if st == 'failed' then\n"
+    "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
+    "  return {4, redis.call('HGET', KEYS[1], 'error') or 'failed'}\n"
+    "end\n"
     "if st then\n"
     "  if redis.call('HGET', KEYS[1], 'entry') == ARGV[2] then return {1, st} end\n"
     "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'duplicate', 't_ms', ARGV[4], 'entry', ARGV[2])\n"
     "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
     "  return {0, st}\n"
     "end\n"
+    /* a new job: every key it will use must hold the right type, before any write */
+    "local bad = checktypes({{KEYS[2], 'stream'}, {KEYS[4], 'zset'}, {KEYS[5], 'zset'}, {KEYS[6], 'string'}, {KEYS[7], 'set'}})\n"
+    "if not bad then\n"
+    "  local nseg, nreq = tonumber(ARGV[9]), tonumber(ARGV[10])\n"
+    "  for i = 9, #KEYS do\n"
+    "    local w = wrongtype(KEYS[i], 'set')\n"
+    "    if w then\n"
+    "      local what = 'segment '\n"
+    "      if i - 8 > nseg + nreq then what = 'exclude set ' elseif i - 8 > nseg then what = 'require set ' end\n"
+    "      bad = what .. w\n"
+    "      break\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if bad then\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', bad, 'priority', ARGV[3], 'created_ms', ARGV[4],\n"
+    "    'completed_ms', ARGV[4], 'entry', ARGV[2], 'doc', ARGV[5], 'targeted', 0, 'messages', 0, 'expanded', 0,\n"
+    "    'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
+    "  if not wrongtype(KEYS[2], 'stream') then\n"
+    "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'failed', 't_ms', ARGV[4], 'error', bad, 'entry', ARGV[2])\n"
+    "  end\n"
+    "  if not wrongtype(KEYS[4], 'zset') then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end\n"
+    "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
+    "  return {4, bad}\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'state', 'accepted', 'priority', ARGV[3], 'created_ms', ARGV[4],\n"
     "  'entry', ARGV[2], 'doc', ARGV[5], 'targeted', 0, 'batches', 0, 'batches_done', 0,\n"
     "  'exp_src', 0, 'exp_cursor', '0', 'exp_step', 0, 'expanded', 0, 'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2])\n"
+    /* a signed job: who signed it, and the audience its key may reach (expand) */
+    "local kf = {}\n"
+    "if ARGV[11] and ARGV[11] ~= '' then\n"
+    "  kf = {'key', ARGV[11]}\n"
+    "  redis.call('HSET', KEYS[1], 'key', ARGV[11], 'max_audience', ARGV[12])\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2], unpack(kf))\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
     "if tonumber(ARGV[6]) > tonumber(ARGV[4]) then\n"
     "  redis.call('HSET', KEYS[1], 'state', 'scheduled')\n"
@@ -66,13 +141,35 @@ static const char accept_lua[] =
  * cursors do not survive one: the hash seed changes) all add each resident
  * once. The set lives only while the audience is expanded. */
 static const char expand_lua[] =
-    "local h = redis.call('HMGET', KEYS[1], 'exp_step', 'expanded', 'state', 'targeted')\n"
+    "local bad = checktypes({{KEYS[1], 'hash'}, {KEYS[2], 'stream'}, {KEYS[3], 'stream'}, {KEYS[5], 'string'}, {KEYS[6], 'set'}})\n"
+    "if bad then\n"
+    "  if not wrongtype(KEYS[1], 'hash') then failjob(KEYS[1], KEYS[3], ARGV[1], ARGV[7], bad, ARGV[10]) end\n"
+    "  redis.call('XACK', KEYS[4], ARGV[8], ARGV[9])\n"
+    "  return -3\n"
+    "end\n"
+    "local h = redis.call('HMGET', KEYS[1], 'exp_step', 'expanded', 'state', 'targeted', 'max_audience', 'key')\n"
     "if h[2] == '1' then return -1 end\n"
+    "if h[3] == 'failed' then redis.call('XACK', KEYS[4], ARGV[8], ARGV[9]); return -3 end\n"
     "local step = tonumber(h[1] or '0')\n"
     "if step ~= tonumber(ARGV[2]) then return -2 end\n"
     "local kept = {}\n"
     "for id in string.gmatch(ARGV[5], '[^,]+') do\n"
     "  if redis.call('SADD', KEYS[6], id) == 1 then kept[#kept + 1] = id end\n"
+    "end\n"
+    /* a signed job's key caps its audience: residents past the cap get no
+     * batch, only a count, and the job says why */
+    "local cap = tonumber(h[5] or '0')\n"
+    "if cap > 0 and #kept > 0 then\n"
+    "  local room = math.max(0, cap - tonumber(h[4] or '0'))\n"
+    "  if #kept > room then\n"
+    "    redis.call('HINCRBY', KEYS[1], 'beyond_audience', #kept - room)\n"
+    "    for i = #kept, room + 1, -1 do kept[i] = nil end\n"
+    "    if redis.call('HSETNX', KEYS[1], 'code', 'forbidden') == 1 then\n"
+    "      local why = 'max_audience: key \\'' .. (h[6] or '?') .. '\\' may reach ' .. cap .. ' residents; the audience goes beyond it, the rest are not sent (scope max_audience)'\n"
+    "      redis.call('HSET', KEYS[1], 'reason', why)\n"
+    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'forbidden', 't_ms', ARGV[7], 'code', 'forbidden', 'error', why)\n"
+    "    end\n"
+    "  end\n"
     "end\n"
     "if #kept > 0 then\n"
     "  redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'pos', h[4] or '0', 'ids', table.concat(kept, ','))\n"
@@ -95,6 +192,13 @@ static const char expand_lua[] =
 
 /* Numbers stay strings here: each one Lua converts costs Redis a strtod or a
  * printf, which per outcome is a tenth of the script. */
+/* Before the record script writes anything: every key of the wrong type
+ * fails the call as a whole (BADKEY), so nothing is half written. */
+static const char record_check_lua[] =
+    "local bad = checktypes({{KEYS[1], 'hash'}, {KEYS[2], 'string'}, {KEYS[3], 'stream'}, {KEYS[4], 'stream'},\n"
+    "  {KEYS[5], 'stream'}, {KEYS[9], 'zset'}, {KEYS[10], 'hash'}, {KEYS[11], 'hash'}})\n"
+    "if bad then return redis.error_reply('BADKEY ' .. bad) end\n";
+
 static const char record_lua[] =
     "local n = tonumber(ARGV[7])\n"
     "local supkey = {['0'] = KEYS[6], ['1'] = KEYS[7], ['2'] = KEYS[8]}\n"
@@ -158,7 +262,7 @@ static const char record_lua[] =
     "    redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'sub', sub, 'pos', pos,\n"
     "      'channel', chname, 'provider', ARGV[o + 5], 'status', st, 'attempt', ARGV[o + 7], 'code', ARGV[o + 8],\n"
     "      'latency_us', ARGV[o + 9], 'provider_id', ARGV[o + 10], unpack(seg))\n"
-    "    if ARGV[o + 12] == '1' and addr ~= '' and supkey[ch] then redis.call('SADD', supkey[ch], addr) end\n"
+    "    if ARGV[o + 12] == '1' and addr ~= '' and supkey[ch] and not wrongtype(supkey[ch], 'set') then redis.call('SADD', supkey[ch], addr) end\n"
     "    if ch == '1' and addr ~= '' and (st == 'sent' or st == 'delivered') then\n"
     "      last[#last + 1] = addr; last[#last + 1] = ARGV[1] .. '/' .. pos .. '/' .. sub\n"
     "    end\n"
@@ -210,10 +314,13 @@ static const char due_lua[] =
     "for _, id in ipairs(ids) do\n"
     "  if redis.call('ZREM', KEYS[1], id) == 1 then\n"
     "    local job = ARGV[3] .. 'job:' .. id\n"
-    "    if redis.call('HGET', job, 'state') == 'cancelling' then\n"
-    "      redis.call('HSET', job, 'state', 'cancelled', 'completed_ms', ARGV[1])\n"
-    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'cancelled', 't_ms', ARGV[1])\n"
-    "    elseif redis.call('EXISTS', job) == 1 then\n"
+    "    local jt = redis.call('TYPE', job)['ok']\n"
+    "    if jt ~= 'hash' then\n"
+    "      -- gone, or not crier's: nothing to start (the job's own entry said why when it was posted)\n"
+    "    elseif redis.call('HGET', job, 'state') == 'cancelling' then\n"
+    "      redis.call('HSET', job, 'state', 'cancelled', 'completed_ms', ARGV[1], 'messages', 0)\n"
+    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'cancelled', 't_ms', ARGV[1], 'messages', 0)\n"
+    "    else\n"
     "      local e = redis.call('XADD', KEYS[2], '*', 'resume', id)\n"
     "      redis.call('HSET', job, 'entry', e, 'state', 'accepted')\n"
     "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'due', 't_ms', ARGV[1])\n"
@@ -221,8 +328,35 @@ static const char due_lua[] =
     "    end\n"
     "  end\n"
     "end\n"
+    /* a scheduled job cancelled by hand (state set to cancelling) ends now, not
+     * at its send_at: the soonest 256 are looked at on every run */
+    "for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, 255)) do\n"
+    "  local job = ARGV[3] .. 'job:' .. id\n"
+    "  if redis.call('TYPE', job)['ok'] == 'hash' and redis.call('HGET', job, 'state') == 'cancelling' then\n"
+    "    redis.call('ZREM', KEYS[1], id)\n"
+    "    redis.call('HSET', job, 'state', 'cancelled', 'completed_ms', ARGV[1], 'messages', 0)\n"
+    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'cancelled', 't_ms', ARGV[1], 'messages', 0)\n"
+    "  end\n"
+    "end\n"
     "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
     "return {n, nxt[2] or ''}\n";
+
+/* A job step met data of the wrong type: the job ends "failed" with the
+ * reason, unless the key is fine again (a race with whoever fixed it). */
+static const char fail_lua[] =
+    "local reason = ARGV[6]\n"
+    "if ARGV[5] ~= '' then\n"
+    "  local w = wrongtype(KEYS[5], ARGV[5])\n"
+    "  if not w then return {0, redis.call('TYPE', KEYS[5])['ok']} end\n"
+    "  reason = ARGV[6] .. ' ' .. w\n"
+    "end\n"
+    "if ARGV[3] ~= '' and not wrongtype(KEYS[3], 'stream') then redis.call('XACK', KEYS[3], ARGV[4], ARGV[3]) end\n"
+    "if wrongtype(KEYS[1], 'hash') or redis.call('EXISTS', KEYS[1]) == 0 then return {-1, reason} end\n"
+    "if not wrongtype(KEYS[4], 'zset') then redis.call('ZREM', KEYS[4], ARGV[1]) end\n"
+    "if failjob(KEYS[1], KEYS[2], ARGV[1], ARGV[2], reason, ARGV[7]) == 0 then\n"
+    "  return {2, redis.call('HGET', KEYS[1], 'error') or reason}\n"
+    "end\n"
+    "return {1, reason}\n";
 
 /* The account-wide token bucket: the same arithmetic as limiter.c, in
  * thousandths of a token, shared by every crierd. */
@@ -243,9 +377,15 @@ static const char tokens_lua[] =
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
-static const char *const script_parts[CR_SCRIPT__COUNT][2] = {
-    {accept_lua, NULL},   {complete_lua, expand_lua}, {complete_lua, record_lua},
-    {claim_lua, NULL},    {due_lua, NULL},            {tokens_lua, NULL}};
+#define SCRIPT_PARTS 4
+static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
+    {guard_lua, accept_lua, NULL, NULL},
+    {guard_lua, complete_lua, expand_lua, NULL},
+    {guard_lua, complete_lua, record_check_lua, record_lua},
+    {claim_lua, NULL, NULL, NULL},
+    {due_lua, NULL, NULL, NULL},
+    {tokens_lua, NULL, NULL, NULL},
+    {guard_lua, fail_lua, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 
@@ -260,7 +400,7 @@ static void hash_scripts(void)
     for (s = 0; s < CR_SCRIPT__COUNT; s++) {
         size_t n = 0;
 
-        for (i = 0; i < 2 && script_parts[s][i]; i++) {
+        for (i = 0; i < SCRIPT_PARTS && script_parts[s][i]; i++) {
             size_t len = strlen(script_parts[s][i]);
 
             if (n + len >= SCRIPT_MAX) {

@@ -9,18 +9,27 @@
 #include "redis.h"
 
 enum cr_script {
-    /* KEYS job, events, jobs, recent jobs index, scheduled; ARGV id, entry,
-     * priority, now_ms, doc, send_at_ms, expires_at_ms, group. Returns
-     * {2,"accepted"} new, {3,"scheduled"} new and due later (entry acked),
-     * {1,state} the same intake entry again (resume), {0,state} a duplicate id
-     * (entry acked). */
+    /* KEYS job, events, jobs, recent jobs index, scheduled, ledger, seen set,
+     * dead-letter stream, then the audience sets (segments, require,
+     * exclude); ARGV id, entry, priority, now_ms, doc, send_at_ms,
+     * expires_at_ms, group, number of segments, number of require sets, key
+     * id of a signed job ("" none), its max_audience ("0" none).
+     * Checks the type of every key before writing. Returns {2,"accepted"}
+     * new, {3,"scheduled"} new and due later (entry acked), {1,state} the
+     * same intake entry again (resume), {0,state} a duplicate id (entry
+     * acked), {4,reason} the job failed (a key of the wrong type, now or
+     * before; state "failed", entry acked), {5,reason} the job key itself is
+     * not a hash (entry dead-lettered with code "bad_key" and acked). */
     CR_SCRIPT_ACCEPT,
     /* KEYS job, batches stream, events, jobs, ledger, seen set; ARGV id,
      * expected step, new_src, new_cursor, ids (comma separated), done, now_ms,
      * group, entry, retention_s. Appends the ids not yet in the audience as one
      * batch and moves the expansion on, only if no other step came first.
-     * Returns the new step (>= 1), -1 (already expanded) or -2 (another
-     * expander moved on). */
+     * A job whose hash has max_audience gets no batch entry past it: the rest
+     * are counted in beyond_audience, and code/reason say "forbidden".
+     * Returns the new step (>= 1), -1 (already expanded), -2 (another
+     * expander moved on) or -3 (the job failed: one of its keys holds the
+     * wrong type, or it had failed before; entry acked). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
      * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
@@ -37,19 +46,30 @@ enum cr_script {
      * when every bit of the plan is set, then finishes the job when nothing is
      * left. Returns the number newly recorded, or when the plan has bits
      * missing (the batch is not acked) {newly recorded, bits missing, the
-     * ledger's bytes over the plan}. */
+     * ledger's bytes over the plan}; or the error "BADKEY <key> is a <type>,
+     * not a <type>" before writing anything when one of its keys holds the
+     * wrong type (a suppression set of the wrong type is only left unwritten). */
     CR_SCRIPT_RECORD,
     /* KEYS retry set; ARGV now_ms, lease_until_ms, count. Claims up to count
      * due members (their score moves to the lease end). Returns {members,
      * next due score or "", size of the set}. */
     CR_SCRIPT_CLAIM,
     /* KEYS scheduled, jobs, events; ARGV now_ms, count, prefix. Starts due
-     * scheduled jobs by appending a "resume" entry to the jobs stream.
-     * Returns {started, next due score or ""}. */
+     * scheduled jobs by appending a "resume" entry to the jobs stream, and
+     * ends "cancelled" (messages 0) those of the soonest 256 whose state was
+     * set to cancelling. Returns {started, next due score or ""}. */
     CR_SCRIPT_DUE,
     /* KEYS the provider's bucket; ARGV rate per s, burst, now_ms, want.
      * Returns {tokens granted, ms to wait when none}. */
     CR_SCRIPT_TOKENS,
+    /* KEYS job, events, stream to ack, scheduled, the suspect key; ARGV id,
+     * now_ms, entry to ack ("" none), group, wanted type ("" = reason given
+     * whole), what the key is (or the whole reason), retention_s. Ends the
+     * job "failed" with the reason in its hash field "error" and an event
+     * "failed". Returns {1,reason} failed now, {2,error} already finished,
+     * {0,type} the suspect key holds the wanted type after all (nothing
+     * written), {-1,reason} no job hash to write it in. */
+    CR_SCRIPT_FAIL,
     CR_SCRIPT__COUNT
 };
 

@@ -12,7 +12,7 @@ set -eu
 RUN_PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev
 libssl-dev libcjson-dev libhttp-parser-dev libjwt-dev libcsv-dev uuid-dev libnghttp2-dev
 libsystemd-dev
-redis-server redis-tools curl openssl tzdata python3 python3-redis"
+redis-server redis-sentinel redis-tools curl openssl tzdata python3 python3-redis"
 
 # The unit and integration tests, and fuzzing them (make test).
 TEST_PKGS="python3-pytest python3-jsonschema python3-aiosmtpd prometheus clang libclang-rt-14-dev

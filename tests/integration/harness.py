@@ -762,6 +762,253 @@ def sanitizer_reports(directory, seen=()):
             out.append(f"---- {p.name} ----\n{text[-8000:]}")
     return "\n".join(out)
 
+
+# ---- a replicated Redis with Sentinels ---------------------------------------
+
+def tls_client_kw(tls):
+    """redis-py keyword arguments for a server of a topology with tls (None:
+    plain TCP)."""
+    return {"ssl": True, "ssl_ca_certs": str(tls["ca"])} if tls else {}
+
+
+class RedisNode(RedisServer):
+    """One redis-server of a replicated topology, in its own directory under
+    workdir/name, optionally started as a replica of replicaof (a port). With
+    tls ({"cert", "key", "ca"} paths) its port speaks only TLS, replication
+    too."""
+
+    def __init__(self, workdir, name, replicaof=None, tls=None):
+        super().__init__(Path(workdir) / name)
+        self.name = name
+        self.replicaof = replicaof
+        self.tls = tls
+
+    def _argv(self, port):
+        argv = super()._argv(port)
+        if self.tls:
+            argv[argv.index("--port") + 1] = "0"
+            argv += ["--tls-port", str(port), "--tls-cert-file", str(self.tls["cert"]),
+                     "--tls-key-file", str(self.tls["key"]),
+                     "--tls-ca-cert-file", str(self.tls["ca"]), "--tls-auth-clients", "no",
+                     "--tls-replication", "yes"]
+        if self.replicaof:
+            argv += ["--replicaof", "127.0.0.1", str(self.replicaof)]
+        return argv
+
+    def _ping(self, port):
+        try:
+            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
+                               socket_connect_timeout=1, **tls_client_kw(self.tls)).ping()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=30, socket_connect_timeout=5,
+                           **tls_client_kw(self.tls))
+
+    def role(self):
+        """"master" or "slave" as ROLE says, None when it does not answer."""
+        try:
+            return self.client().execute_command("ROLE")[0]
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return None
+
+    def link_up(self):
+        """True on a replica whose link to its primary is up."""
+        try:
+            info = self.client().info("replication")
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+
+class SentinelProc:
+    """One redis-sentinel on a free port with its own config file and
+    directory (Sentinel rewrites its config), monitoring master at 127.0.0.1:
+    primary_port with the given quorum and a fast failure detection."""
+
+    def __init__(self, workdir, index, master, primary_port, quorum=2,
+                 down_after_ms=1000, failover_timeout_ms=5000, tls=None):
+        self.tls = tls
+        self.dir = Path(workdir) / f"sentinel{index}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.dir / "sentinel.conf"
+        self.log_path = self.dir / "sentinel.log"
+        self.master = master
+        self.settings = (primary_port, quorum, down_after_ms, failover_timeout_ms)
+        self.port = None
+        self.proc = None
+
+    def _write_conf(self, port):
+        primary, quorum, down_after, failover_timeout = self.settings
+        tls = self.tls
+        listen = (f"port 0\ntls-port {port}\ntls-cert-file {tls['cert']}\n"
+                  f"tls-key-file {tls['key']}\ntls-ca-cert-file {tls['ca']}\n"
+                  f"tls-auth-clients no\ntls-replication yes\n") if tls else f"port {port}\n"
+        self.conf_path.write_text(
+            f"{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\n"
+            f"dir {self.dir}\nlogfile \"\"\n"
+            f"sentinel monitor {self.master} 127.0.0.1 {primary} {quorum}\n"
+            f"sentinel down-after-milliseconds {self.master} {down_after}\n"
+            f"sentinel failover-timeout {self.master} {failover_timeout}\n"
+            f"sentinel parallel-syncs {self.master} 1\n")
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=5, socket_connect_timeout=2,
+                           **tls_client_kw(self.tls))
+
+    def start(self, timeout=30):
+        for _ in range(8):
+            p = free_port()
+            self._write_conf(p)
+            proc = _spawn(["redis-sentinel", str(self.conf_path)], self.log_path)
+
+            def ready(p=p, proc=proc):
+                if proc.poll() is not None:
+                    return "exited"
+                try:
+                    return redis.Redis(host="127.0.0.1", port=p, socket_timeout=1,
+                                       socket_connect_timeout=1,
+                                       **tls_client_kw(self.tls)).ping() and "up"
+                except (redis.ConnectionError, redis.TimeoutError):
+                    return False
+
+            if wait_until(ready, timeout, what=f"redis-sentinel on port {p}") == "up":
+                self.port, self.proc = p, proc
+                return self
+            _wait_exit(proc, 1)
+            if "Address already in use" not in tail(self.log_path, 20):
+                break
+        raise HarnessError("redis-sentinel did not start:\n" + tail(self.log_path, 30))
+
+    def primary_port(self):
+        """The port this Sentinel names for the master now, or None."""
+        try:
+            addr = self.client().execute_command("SENTINEL", "get-master-addr-by-name",
+                                                 self.master)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return None
+        return int(addr[1]) if addr else None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            if _wait_exit(self.proc, 10) is None:
+                _kill(self.proc)
+        self.proc = None
+
+
+class Topology:
+    """A primary, one replica (replicaof) and three Sentinels monitoring them as
+    master, all on free loopback ports under workdir. start() returns once the
+    replica's link is up and every Sentinel sees the replica and the other
+    Sentinels, so a failover can be asked for at once."""
+
+    def __init__(self, workdir, master="crier", nsentinels=3, quorum=2, tls=None):
+        self.tls = tls  # {"cert", "key", "ca"}: every node and Sentinel speaks only TLS
+        self.dir = Path(workdir)
+        self.master = master
+        self.nsentinels = nsentinels
+        self.quorum = quorum
+        self.nodes = {}  # port -> RedisNode
+        self.sentinels = []
+
+    def start(self, timeout=60):
+        primary = RedisNode(self.dir, "node1", tls=self.tls).start()
+        replica = RedisNode(self.dir, "node2", replicaof=primary.port, tls=self.tls).start()
+        self.nodes = {primary.port: primary, replica.port: replica}
+        wait_until(replica.link_up, timeout, 0.05, what="the replica's link to the primary")
+        self.sentinels = [SentinelProc(self.dir, i + 1, self.master, primary.port,
+                                       self.quorum, tls=self.tls).start()
+                          for i in range(self.nsentinels)]
+        self.wait_healthy(primary.port, timeout)
+        return self
+
+    def wait_healthy(self, primary_port, timeout=60):
+        """Waits until every Sentinel names primary_port, sees every other node
+        as a replica with its link up and not down, and sees the other
+        Sentinels."""
+        want_replicas = {p for p in self.nodes if p != primary_port and self.nodes[p].proc}
+
+        def healthy():
+            for s in self.sentinels:
+                if s.primary_port() != primary_port:
+                    return False
+                c = s.client()
+                try:
+                    reps = c.execute_command("SENTINEL", "replicas", self.master)
+                    peers = c.execute_command("SENTINEL", "sentinels", self.master)
+                except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+                    return False
+                ok = set()
+                for rep in reps:
+                    f = dict(zip(rep[::2], rep[1::2])) if isinstance(rep, list) else rep
+                    if ("s_down" not in f.get("flags", "") and "disconnected" not in
+                            f.get("flags", "") and f.get("master-link-status") == "ok"
+                            and f.get("master-port") == str(primary_port)):
+                        ok.add(int(f["port"]))
+                if not want_replicas <= ok or len(peers) < self.nsentinels - 1:
+                    return False
+            return all(self.nodes[p].link_up() for p in want_replicas)
+
+        wait_until(healthy, timeout, 0.1,
+                   what=f"Sentinels to agree on primary {primary_port} with its replicas")
+
+    @property
+    def sentinel_nodes(self):
+        """The Sentinels as crierd's redis.sentinel.nodes wants them."""
+        return [f"127.0.0.1:{s.port}" for s in self.sentinels]
+
+    def primary_port(self):
+        """The primary the first answering Sentinel names."""
+        for s in self.sentinels:
+            p = s.primary_port()
+            if p:
+                return p
+        raise HarnessError("no Sentinel names a primary")
+
+    def node(self, port):
+        return self.nodes[port]
+
+    def client(self, port):
+        """A client of the node on port (TLS when the topology has it)."""
+        return self.nodes[port].client()
+
+    def wait_switch(self, old_port, timeout=60):
+        """Waits until a majority of the Sentinels name a primary other than
+        old_port, and it says ROLE master; returns its port."""
+        def switched():
+            ports = [s.primary_port() for s in self.sentinels]
+            new = [p for p in ports if p and p != old_port]
+            if len(new) * 2 > len(ports) and len(set(new)) == 1 \
+                    and self.nodes[new[0]].role() == "master":
+                return new[0]
+            return None
+
+        return wait_until(switched, timeout, 0.02,
+                          what=f"Sentinel to name a primary other than {old_port}")
+
+    def logs(self):
+        out = [(f"{n.name} (port {p}) log", tail(n.log_path, 40)) for p, n in self.nodes.items()]
+        out += [(f"sentinel {s.port} log", tail(s.log_path, 40)) for s in self.sentinels]
+        return out
+
+    def stop(self):
+        for s in self.sentinels:
+            s.stop()
+        for n in self.nodes.values():
+            n.stop()
+
+
+def sentinel_crierd_config(topo, sim_port, consumer="crierd-a", **overrides):
+    """crierd_config with redis.sentinel naming topo's Sentinels instead of a
+    host and port."""
+    cfg = crierd_config(0, sim_port, consumer=consumer)
+    cfg["redis"] = {"prefix": PREFIX,
+                    "sentinel": {"master": topo.master, "nodes": topo.sentinel_nodes}}
+    return deep_merge(cfg, overrides)
 def start_unready(d, timeout=30):
     """Starts crierd d without waiting for 'ready' (for a Redis it cannot use):
     returns once its HTTP listener, when it has one, accepts connections."""

@@ -99,7 +99,8 @@ def test_tokens_roles_and_page(env):
     assert status == 200 and hdrs["Content-Type"].startswith("text/javascript")
     assert api.call("/dashboard/nothing.js")[0] == 404
     assert api.call("/api/v1/nothing", VIEWER)[0] == 404
-    assert api.call("/api/v1/jobs", VIEWER, method="POST")[0] == 405
+    assert api.call("/api/v1/jobs", VIEWER, method="POST")[0] == 403  # integrators only
+    assert api.call("/api/v1/fleet", VIEWER, method="POST")[0] == 405
 
     # the cancel: operator only, and only from the page's own origin (a slow
     # provider keeps the job running meanwhile)

@@ -88,9 +88,12 @@ def test_heartbeat_breaker_kill_and_top(env):
                  "crier_retry_set_size", "crier_fleet_nodes"):
         assert any(line.startswith(name) for line in text.splitlines()), name
     assert 'crier_fleet_nodes 2' in text
-    server_errs = [line for line in text.splitlines()
-                   if line.startswith('crier_provider_errors_total{provider="twilio",class="server"}')]
-    assert server_errs and int(server_errs[0].split()[-1]) >= 1, server_errs
+    for cls in ("transport", "throttled", "server", "client"):
+        assert f'crier_provider_errors_total{{provider="twilio",class="{cls}"}}' in text, cls
+    # the node whose breaker opened counts the 5xx answers by class
+    opened = [heartbeat(env.r, c) for c in ("crierd-a", "crierd-b")]
+    opened = [doc for doc in opened if provider(doc, "twilio")["state"] == "breaker_open"]
+    assert opened and provider(opened[0], "twilio")["errors_10s"]["server"] >= 3, opened
 
     # A killed crierd leaves the fleet within the heartbeat TTL.
     b.kill()

@@ -662,6 +662,7 @@ TEST(config_example_loads)
     setenv("FCM_ACCESS_TOKEN", "ya29.test", 1);
     setenv("CRIER_DASH_COMMS", "comms-token-0123456789", 1);
     setenv("CRIER_DASH_OPS", "ops-token-0123456789", 1);
+    setenv("CRIER_KEY_WEB", "web-key-secret-0123456789", 1);
     rc = cr_config_parse(spliced, len, &cfg, err, sizeof err);
     free(spliced);
     unlink(cred);
@@ -669,6 +670,7 @@ TEST(config_example_loads)
     unsetenv("FCM_ACCESS_TOKEN");
     unsetenv("CRIER_DASH_COMMS");
     unsetenv("CRIER_DASH_OPS");
+    unsetenv("CRIER_KEY_WEB");
     if (rc != 0)
         fprintf(stderr, "  example: %s\n", err);
     ASSERT_INT_EQ(rc, 0);

@@ -49,6 +49,7 @@ TEST(fuzz_corpus_replays)
     ASSERT(replay("fuzz/corpus/hook_sendgrid", cr_fuzz_hook_sendgrid) >= 3);
     ASSERT(replay("fuzz/corpus/hook_generic", cr_fuzz_hook_generic) >= 3);
     ASSERT(replay("fuzz/corpus/link_token", cr_fuzz_link_token) >= 3);
+    ASSERT(replay("fuzz/corpus/sig_header", cr_fuzz_sig_header) >= 10);
 }
 
 TEST(fuzz_targets_take_edge_inputs)
