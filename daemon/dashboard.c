@@ -96,8 +96,8 @@ static const char *status_code(int status)
 static void json_error(struct cr_httpd_req *req, int status, const char *extra, const char *what)
 {
     char body[384];
-    int n = snprintf(body, sizeof body, "{\"code\":\"%s\",\"error\":\"%s\"}\n",
-                     status_code(status), what);
+    int n = snprintf(body, sizeof body, "{\"code\":\"%s\",\"error\":\"%s\"}\n", status_code(status),
+                     what);
 
     answer(req, status, "application/json", extra, body, n > 0 ? (size_t)n : 0);
 }
@@ -1218,7 +1218,7 @@ void cr_dash_whoami(struct cr_httpd_req *req, const char *name, int operator)
     cJSON *o = cJSON_CreateObject();
 
     cJSON_AddStringToObject(o, "name", name ? name : "");
-    cJSON_AddStringToObject(o, "role", operator ? "operator" : "viewer");
+    cJSON_AddStringToObject(o, "role", operator? "operator" : "viewer");
     json_doc(req, o);
 }
 
