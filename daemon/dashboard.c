@@ -851,15 +851,23 @@ static void report(struct cr_dash *a, struct cr_httpd_req *req, const char *id)
         json_error(req, 501, NULL, "crierctl not found beside crierd (dashboard.crierctl)");
         return;
     }
-    if (cfg->redis_path != NULL)
+    if (cfg->redis_path != NULL) {
         snprintf(url, sizeof url, "CRIER_REDIS_URL=unix://%s", cfg->redis_path);
-    else
-        snprintf(url, sizeof url, "CRIER_REDIS_URL=redis://%s%s%s%s%s:%d",
+    } else {
+        /* where the commands connection is now: with Sentinel, the current primary */
+        char where[300];
+
+        if (cfg->redis_sentinel_master != NULL && cr_redis_ready(a->d->rc))
+            snprintf(where, sizeof where, "%s", cr_redis_peer(a->d->rc));
+        else
+            snprintf(where, sizeof where, "%s:%d", cfg->redis_host ? cfg->redis_host : "127.0.0.1",
+                     cfg->redis_port);
+        snprintf(url, sizeof url, "CRIER_REDIS_URL=redis://%s%s%s%s%s",
                  cfg->redis_username ? cfg->redis_username : "",
                  cfg->redis_password || cfg->redis_username ? ":" : "",
                  cfg->redis_password ? cfg->redis_password : "",
-                 cfg->redis_password || cfg->redis_username ? "@" : "", cfg->redis_host,
-                 cfg->redis_port);
+                 cfg->redis_password || cfg->redis_username ? "@" : "", where);
+    }
     rp = calloc(1, sizeof(*rp));
     if (rp == NULL) {
         json_error(req, 500, NULL, "out of memory");
