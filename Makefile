@@ -1,4 +1,5 @@
-# crier: crierd (the daemon), crier-sim (provider simulator), crierctl (operator CLI).
+# crier: crierd (the daemon), crier-sim (provider simulator), crierctl (operator CLI),
+# crier-audit (keeps receipts, replies and job events in SQLite or PostgreSQL).
 #   make            build everything into build/
 #   make test       install missing packages, build, run unit and integration tests
 #   make run        install missing runtime packages, build, run the demo broadcast
@@ -35,8 +36,12 @@ endif
 
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
-CPPFLAGS += -Iinclude -Idaemon -MMD -MP
-CFLAGS   += $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS)
+# SQL client libraries: crier-audit and crierctl only
+SQL_PKGS   := sqlite3 libpq
+SQL_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(SQL_PKGS) 2>/dev/null)
+SQL_LIBS   := $(shell $(PKG_CONFIG) --libs $(SQL_PKGS) 2>/dev/null)
+CPPFLAGS += -Iinclude -Idaemon -Iaudit -MMD -MP
+CFLAGS   += $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS) $(SQL_CFLAGS)
 LDFLAGS  += $(LDSAN)
 LDLIBS   += $(PKG_LIBS) -lhttp_parser -lcsv -lm
 
@@ -45,6 +50,7 @@ CORE_SRC   := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard work
 SIM_SRC    := $(wildcard sim/*.c)
 CLI_SRC    := $(wildcard cli/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
+AUDIT_SRC  := $(filter-out audit/main.c,$(wildcard audit/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
@@ -52,12 +58,14 @@ COMMON_OBJ := $(call obj,$(COMMON_SRC))
 ASSETS     := $(wildcard dashboard/*.html dashboard/*.css dashboard/*.js)
 ASSETS_OBJ := $(BUILD)/gen/assets.o
 CORE_OBJ   := $(call obj,$(CORE_SRC)) $(ASSETS_OBJ)
+AUDIT_OBJ  := $(call obj,$(AUDIT_SRC))
 
 CRIERD   := $(BUILD)/crierd
 CRIERSIM := $(BUILD)/crier-sim
 CRIERCTL := $(BUILD)/crierctl
 UNIT     := $(BUILD)/crier-unit
-BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(UNIT)
+AUDIT    := $(BUILD)/crier-audit
+BINS     := $(CRIERD) $(CRIERSIM) $(if $(CLI_SRC),$(CRIERCTL)) $(AUDIT) $(UNIT)
 
 .PHONY: all deps deps-test deps-bench test unit integration run demo-up demo-down bench install \
         uninstall clean format fuzz fuzz-run
@@ -94,11 +102,14 @@ $(CRIERD): $(call obj,daemon/main.c) $(BUILD)/libcrier.a
 $(CRIERSIM): $(call obj,$(SIM_SRC)) $(BUILD)/libcrier.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnghttp2
 
-$(CRIERCTL): $(call obj,$(CLI_SRC)) $(BUILD)/libcrier.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(CRIERCTL): $(call obj,$(CLI_SRC)) $(AUDIT_OBJ) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SQL_LIBS)
 
-$(UNIT): $(call obj,$(UNIT_SRC)) $(BUILD)/libcrier.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(AUDIT): $(call obj,audit/main.c) $(AUDIT_OBJ) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SQL_LIBS)
+
+$(UNIT): $(call obj,$(UNIT_SRC)) $(AUDIT_OBJ) $(BUILD)/libcrier.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SQL_LIBS)
 
 # The whole suite: unit tests, then integration tests against real redis-server
 # and crier-sim; ends with "N passed, N failed".
@@ -194,7 +205,7 @@ fuzz-run: fuzz
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/crier $(DESTDIR)$(UNITDIR)
-	install -m 755 $(CRIERD) $(CRIERSIM) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(CRIERD) $(CRIERSIM) $(AUDIT) $(DESTDIR)$(BINDIR)/
 	$(if $(CLI_SRC),install -m 755 $(CRIERCTL) $(DESTDIR)$(BINDIR)/)
 	install -m 644 config/crierd.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json
 	@# a starting config the unit runs with; an existing one (the operator's) is kept
@@ -207,10 +218,22 @@ install: all
 	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crierd.service.in \
 		> $(DESTDIR)$(UNITDIR)/crierd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/crierd.service
+	install -m 644 config/crier-audit.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.example.json
+	@# the example is a working start (SQLite in the unit's StateDirectory); an existing one is kept
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.json ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.json"; \
+	else \
+		install -m 644 config/crier-audit.example.json $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.json; \
+	fi
+	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' config/crier-audit.service.in \
+		> $(DESTDIR)$(UNITDIR)/crier-audit.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/crier-audit.service
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/crierd $(DESTDIR)$(BINDIR)/crier-sim $(DESTDIR)$(BINDIR)/crierctl
+	rm -f $(DESTDIR)$(BINDIR)/crier-audit
 	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crierd.example.json $(DESTDIR)$(UNITDIR)/crierd.service
+	rm -f $(DESTDIR)$(SYSCONFDIR)/crier/crier-audit.example.json $(DESTDIR)$(UNITDIR)/crier-audit.service
 	@# crierd.json is the operator's: uninstall leaves it (and so its directory)
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/crier 2>/dev/null
 

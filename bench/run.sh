@@ -52,4 +52,9 @@ if [ "${BENCH_PEER:-1}" != 0 ]; then
 fi
 export BENCH_PEER BUILD
 
-exec "$PYTHON" bench/bench.py "$@"
+"$PYTHON" bench/bench.py "$@" || exit $?
+# crier-audit's figures (bench/audit_bench.py, into audit.json beside
+# latest.json): BENCH_AUDIT=0 skips them
+if [ "${BENCH_AUDIT:-1}" != 0 ]; then
+    "$PYTHON" bench/audit_bench.py || echo "bench: crier-audit's figures failed" >&2
+fi

@@ -559,7 +559,20 @@ int64_t cr_ctl_entry_ms(const char *id)
     return (int64_t)v;
 }
 
-void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
+/* One field of a job's state by name, as a C string or NULL. */
+typedef const char *(*job_field_fn)(const void *src, const char *field);
+
+static long long job_ll(job_field_fn get, const void *src, const char *field, long long def)
+{
+    const char *s = get(src, field);
+    long long v;
+
+    if (s == NULL || cr_ctl_parse_ll(s, INT64_MIN, INT64_MAX, &v) != 0)
+        return def;
+    return v;
+}
+
+static void job_fill(job_field_fn get, const void *src, struct ctl_job *job)
 {
     const char *s;
     int st;
@@ -567,30 +580,63 @@ void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
     char name[48];
 
     memset(job, 0, sizeof(*job));
-    s = cr_ctl_field(h, "state");
+    s = get(src, "state");
     snprintf(job->state, sizeof(job->state), "%s", s ? s : "?");
-    s = cr_ctl_field(h, "priority");
+    s = get(src, "priority");
     snprintf(job->priority, sizeof(job->priority), "%s", s ? s : "-");
-    job->targeted = cr_ctl_field_ll(h, "targeted", 0);
-    job->messages = cr_ctl_field_ll(h, "messages", -1);
-    job->batches = cr_ctl_field_ll(h, "batches", 0);
-    job->batches_done = cr_ctl_field_ll(h, "batches_done", 0);
-    job->expanded = cr_ctl_field_ll(h, "expanded", 0) == 1;
-    job->created_ms = cr_ctl_field_ll(h, "created_ms", 0);
-    job->started_ms = cr_ctl_field_ll(h, "started_ms", 0);
-    job->completed_ms = cr_ctl_field_ll(h, "completed_ms", 0);
-    job->send_at_ms = cr_ctl_field_ll(h, "send_at_ms", 0);
-    s = cr_ctl_field(h, "error");
+    job->targeted = job_ll(get, src, "targeted", 0);
+    job->messages = job_ll(get, src, "messages", -1);
+    job->batches = job_ll(get, src, "batches", 0);
+    job->batches_done = job_ll(get, src, "batches_done", 0);
+    job->expanded = job_ll(get, src, "expanded", 0) == 1;
+    job->created_ms = job_ll(get, src, "created_ms", 0);
+    job->started_ms = job_ll(get, src, "started_ms", 0);
+    job->completed_ms = job_ll(get, src, "completed_ms", 0);
+    job->send_at_ms = job_ll(get, src, "send_at_ms", 0);
+    s = get(src, "error");
     snprintf(job->error, sizeof(job->error), "%s", s ? s : "");
     for (st = 0; st < CR_ST__COUNT; st++) {
         const char *sn = cr_status_name((enum cr_status)st);
 
-        job->st[st] = cr_ctl_field_ll(h, sn, 0);
+        job->st[st] = job_ll(get, src, sn, 0);
         for (ch = 0; ch < CR_CH__COUNT; ch++) {
             snprintf(name, sizeof(name), "%s:%s", sn, cr_channel_name((enum cr_channel)ch));
-            job->ch[ch][st] = cr_ctl_field_ll(h, name, 0);
+            job->ch[ch][st] = job_ll(get, src, name, 0);
         }
     }
+}
+
+static const char *hash_field(const void *src, const char *field)
+{
+    return cr_ctl_field(src, field);
+}
+
+struct kv_src {
+    size_t n;
+    const char *const *kv;
+};
+
+static const char *kv_field(const void *src, const char *field)
+{
+    const struct kv_src *k = src;
+    size_t i;
+
+    for (i = 0; i + 1 < k->n; i += 2)
+        if (k->kv[i] && strcmp(k->kv[i], field) == 0)
+            return k->kv[i + 1];
+    return NULL;
+}
+
+void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job)
+{
+    job_fill(hash_field, h, job);
+}
+
+void cr_ctl_job_from_fields(size_t n, const char *const *kv, struct ctl_job *job)
+{
+    struct kv_src k = {n, kv};
+
+    job_fill(kv_field, &k, job);
 }
 
 int cr_ctl_job_key(struct ctl *ctl, const char *id, char *key, size_t keylen)

@@ -11,6 +11,7 @@
 
 #include "cr_types.h"
 #include "keys.h"
+#include "store.h"
 
 /* Exit codes of every command (docs/crierctl.md). */
 enum ctl_exit {
@@ -33,6 +34,9 @@ enum {
     CTL_OPT_SOCKET,
     CTL_OPT_SENTINEL,
     CTL_OPT_MASTER,
+    CTL_OPT_DB_CONFIG,       /* the audit database options: CTL_DB_LONGOPTS */
+    CTL_OPT_DB_SQLITE,
+    CTL_OPT_DB_PG,
     CTL_OPT__FIRST_FREE
 };
 #define CTL_COMMON_SHORTOPTS "H:p:a:h"
@@ -81,6 +85,39 @@ struct ctl {
     int tty;                 /* stdout is a terminal */
     const char *cmd;         /* the command name, for messages */
 };
+
+/* ---- the audit database (crier-audit's), for audit and report ---- */
+
+#define CTL_DB_LONGOPTS                                                      \
+    {"config", required_argument, NULL, CTL_OPT_DB_CONFIG},                  \
+    {"sqlite", required_argument, NULL, CTL_OPT_DB_SQLITE},                  \
+    {"postgresql", required_argument, NULL, CTL_OPT_DB_PG}
+
+#define CTL_DB_HELP                                                          \
+    "  --config FILE  the database named in crier-audit's config file\n"     \
+    "  --sqlite PATH  an SQLite audit file\n"                                \
+    "  --postgresql CONNINFO  a libpq connection string or URI\n"
+
+/* Which audit database the options named; zeroed = none. */
+struct ctl_db {
+    const char *config;      /* crier-audit's config file, or NULL */
+    const char *target;      /* SQLite path or libpq conninfo, or NULL */
+    enum cr_store_kind kind; /* of target */
+};
+
+/* Takes one of the CTL_DB_LONGOPTS codes into db (arg is borrowed from argv).
+ * Returns 1 when code was one of them, else 0. */
+int cr_ctl_db_opt(struct ctl_db *db, int code, const char *arg);
+
+/* Nonzero when an audit database option was given. */
+int cr_ctl_db_given(const struct ctl_db *db);
+
+/* Opens the audit database db names (exactly one of config and target) and
+ * checks that crier-audit created its schema there. Returns CTL_EXIT_OK and
+ * *out (the caller closes it with cr_store_close), or prints why (prefixed
+ * with ctl->cmd) and returns CTL_EXIT_USAGE (none or two named, a bad config
+ * file) or CTL_EXIT_FAIL (cannot open, no schema). */
+int cr_ctl_db_open(struct ctl *ctl, const struct ctl_db *db, struct cr_store **out);
 
 /* Set by SIGINT/SIGTERM once cr_ctl_catch_signals ran; loops check it and stop. */
 extern volatile sig_atomic_t cr_ctl_stop;
@@ -201,6 +238,10 @@ int cr_ctl_job_hash(struct ctl *ctl, const char *key, redisReply **out);
 /* Fills job from an HGETALL reply of crier:job:<id>. */
 void cr_ctl_job_from_hash(const redisReply *h, struct ctl_job *job);
 
+/* As cr_ctl_job_from_hash, from n strings field, value, field, value...
+ * (a NULL value counts as absent), e.g. a job's row in the audit database. */
+void cr_ctl_job_from_fields(size_t n, const char *const *kv, struct ctl_job *job);
+
 /* Reads crier:job:<id>. Returns 0, CTL_EXIT_NOTFOUND (no such hash; nothing
  * printed), or CTL_EXIT_UNREACH / CTL_EXIT_FAIL after printing why. */
 int cr_ctl_job_load(struct ctl *ctl, const char *id, struct ctl_job *job);
@@ -231,6 +272,7 @@ int cr_ctl_cancel(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_tail(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_import(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_report(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_audit(struct ctl *ctl, int argc, char **argv);
 
 /* Follows job id like `status --follow` until it is finished (or a signal);
  * used by `send --wait`. Returns CTL_EXIT_OK when it completed, CTL_EXIT_FAIL

@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"tail", cr_ctl_tail, "delivery receipts, one line each (-f to follow)"},
     {"import", cr_ctl_import, "subscribers and segments from a CSV file"},
     {"report", cr_ctl_report, "per-segment reach of a job as CSV"},
+    {"audit", cr_ctl_audit, "a resident's or a job's messages from the audit database"},
 };
 
 static void usage(FILE *out)

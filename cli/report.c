@@ -2,9 +2,11 @@
  * its receipts (one final outcome per subscriber and channel) and from the
  * segment sets, then what residents answered (the reply and survey tallies
  * the daemon keeps per segment), for people who ask "who was told, where, did
- * it arrive, and what did they say". */
+ * it arrive, and what did they say". A job Redis no longer holds is read from
+ * the audit database instead (its messages, replies and survey answers). */
 #include <cjson/cJSON.h>
 #include <csv.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "store.h"
 #include "replies.h" /* CR_SURVEY_OPTIONS_MAX, as the daemon numbers options */
 
 #define MAX_SUBS 5000000       /* distinct subscribers a report can hold */
@@ -24,6 +27,8 @@
 
 static const char help[] =
     "Usage: crierctl report [options] ID\n"
+    "       crierctl report [options] (--config FILE | --sqlite PATH |\n"
+    "                       --postgresql CONNINFO) [--from-audit] ID\n"
     "Writes CSV to standard output: one row per segment job ID targeted\n"
     "(audience.segments of its document) and a `total` row, with the columns\n"
     "  segment,residents_targeted,residents_reached,messages,delivered,sent,\n"
@@ -48,7 +53,15 @@ static const char help[] =
     "answered (by SMS or link), as the daemon tallied them per segment when the\n"
     "answer came (<prefix>job:ID:replies:segments, :survey:<segment>); the total\n"
     "row takes the job-wide figures, residents named directly included. Rates\n"
-    "are over residents_reached, 3 decimals, empty when nobody was reached.\n";
+    "are over residents_reached, 3 decimals, empty when nobody was reached.\n"
+    "With an audit database named (crier-audit's, as for `crierctl audit`), a\n"
+    "job Redis no longer holds (its keys expired) is read from there: the\n"
+    "final outcome of each message from `messages`, replies = residents with a\n"
+    "row of type reply in `replies`, survey answers = the counted rows of\n"
+    "`survey_answers`. Segment membership is still read from Redis's segment\n"
+    "sets (members now, as above), so Redis must be reachable.\n"
+    "  --from-audit   read the audit database even when Redis holds the job\n"
+    CTL_DB_HELP;
 
 /* Where each column's value comes from. */
 enum col_src { SRC_TARGETED, SRC_REACHED, SRC_MESSAGES, SRC_STATUS, SRC_CHANNEL_STATUS };
@@ -90,6 +103,8 @@ static const struct column columns[] = {
 struct sub {
     char *id;
     unsigned char st[CR_CH__COUNT + 1];
+    unsigned char replied;     /* audit database: the resident replied */
+    unsigned char option;      /* audit database: the counted survey answer, 0 = none */
 };
 
 /* A provider's receipt whose message (job, pos, channel) had no receipt of
@@ -156,6 +171,24 @@ static int grow_index(struct report *rp)
     rp->index = ni;
     rp->capindex = ncap;
     return 0;
+}
+
+/* The subscriber's entry, or NULL when no message named it. */
+static struct sub *known_sub(const struct report *rp, const char *id)
+{
+    size_t k;
+
+    if (rp->capindex == 0)
+        return NULL;
+    k = (size_t)cr_ctl_hash_str(id) & (rp->capindex - 1);
+    while (rp->index[k]) {
+        struct sub *s = &rp->subs[rp->index[k] - 1];
+
+        if (strcmp(s->id, id) == 0)
+            return s;
+        k = (k + 1) & (rp->capindex - 1);
+    }
+    return NULL;
 }
 
 /* The subscriber's entry, added when new; NULL when out of memory or over MAX_SUBS. */
@@ -826,7 +859,8 @@ static void put_row(const char *name, const struct row *row, const struct survey
 
 /* Once the messages add up, each status (overall and per channel) must too:
  * a difference means receipts the report could not place. */
-static void warn_counters(const char *id, const struct row *total, const struct ctl_job *job)
+static void warn_counters(const char *id, const struct row *total, const struct ctl_job *job,
+                          const char *what)
 {
     int st;
     int ch;
@@ -836,16 +870,221 @@ static void warn_counters(const char *id, const struct row *total, const struct 
 
         if (total->st[st] != job->st[st])
             fprintf(stderr,
-                    "crierctl report: warning: job %s: the receipts say %s %lld, its counters "
+                    "crierctl report: warning: job %s: the %s say %s %lld, its counters "
                     "say %lld\n",
-                    id, sn, total->st[st], job->st[st]);
+                    id, what, sn, total->st[st], job->st[st]);
         for (ch = 0; ch < CR_CH__COUNT; ch++)
             if (total->ch[ch][st] != job->ch[ch][st])
                 fprintf(stderr,
-                        "crierctl report: warning: job %s: the receipts say %s:%s %lld, its "
+                        "crierctl report: warning: job %s: the %s say %s:%s %lld, its "
                         "counters say %lld\n",
-                        id, sn, cr_channel_name((enum cr_channel)ch), total->ch[ch][st],
+                        id, what, sn, cr_channel_name((enum cr_channel)ch), total->ch[ch][st],
                         job->ch[ch][st]);
+    }
+}
+
+/* ---- the audit database: a job Redis no longer holds ---- */
+
+#define JOB_COLS 7      /* state ... messages of the jobs row, as fields */
+#define JOB_KV_MAX 512  /* strings: the columns' and the counters' fields and values */
+
+/* A job's row in the audit database, as the field/value strings the job
+ * hash had (its columns, then every counter of its counters JSON). */
+struct sql_job {
+    int found;
+    int oom;
+    char *doc;
+    char *kv[JOB_KV_MAX];
+    size_t nkv;
+};
+
+static int kv_add(struct sql_job *j, const char *k, const char *v)
+{
+    if (v == NULL)
+        return 0;
+    if (j->nkv + 2 > JOB_KV_MAX)
+        return 0; /* more counters than any job has: the rest are not needed */
+    j->kv[j->nkv] = strdup(k);
+    j->kv[j->nkv + 1] = strdup(v);
+    j->nkv += 2;
+    return j->kv[j->nkv - 2] && j->kv[j->nkv - 1] ? 0 : -1;
+}
+
+/* jobs row: doc, state, priority, created_ms, started_ms, completed_ms,
+ * targeted, messages, counters */
+static int sql_job_row(void *ud, int ncols, const char *const *v)
+{
+    static const char *const names[JOB_COLS] = {"state",        "priority", "created_ms",
+                                                "started_ms",   "completed_ms", "targeted",
+                                                "messages"};
+    struct sql_job *j = ud;
+    cJSON *counters;
+    const cJSON *it;
+    int i;
+
+    if (ncols < 2 + JOB_COLS)
+        return 1;
+    j->found = 1;
+    j->doc = v[0] ? strdup(v[0]) : NULL;
+    if (v[0] && j->doc == NULL)
+        j->oom = 1;
+    for (i = 0; i < JOB_COLS; i++)
+        if (kv_add(j, names[i], v[1 + i]) < 0)
+            j->oom = 1;
+    counters = v[1 + JOB_COLS] ? cJSON_Parse(v[1 + JOB_COLS]) : NULL;
+    cJSON_ArrayForEach(it, counters)
+    {
+        char num[32];
+
+        if (!cJSON_IsNumber(it) || it->string == NULL)
+            continue;
+        snprintf(num, sizeof(num), "%.0f", it->valuedouble);
+        if (kv_add(j, it->string, num) < 0)
+            j->oom = 1;
+    }
+    cJSON_Delete(counters);
+    return 1;
+}
+
+static void sql_job_release(struct sql_job *j)
+{
+    size_t i;
+
+    free(j->doc);
+    for (i = 0; i < j->nkv; i++)
+        free(j->kv[i]);
+    memset(j, 0, sizeof(*j));
+}
+
+/* Reads the job's row. Returns 0 (j->found says whether there is one), or
+ * CTL_EXIT_FAIL after printing why. */
+static int sql_read_job(struct cr_store *db, const char *id, struct sql_job *j)
+{
+    const char *p[1] = {id};
+
+    if (cr_store_query(db,
+                       "SELECT doc, state, priority, created_ms, started_ms, completed_ms, "
+                       "targeted, messages, counters FROM jobs WHERE id = $1",
+                       1, p, sql_job_row, j) != 0) {
+        fprintf(stderr, "crierctl report: reading job %s from the audit database failed: %s\n",
+                id, cr_store_errmsg(db));
+        return CTL_EXIT_FAIL;
+    }
+    if (j->oom) {
+        fprintf(stderr, "crierctl report: out of memory\n");
+        return CTL_EXIT_FAIL;
+    }
+    return 0;
+}
+
+struct sql_ctx {
+    struct report *rp;
+    struct answers *total;
+    int oom;
+};
+
+/* messages rows: sub, channel, status: the message's final outcome (a
+ * provider's receipt has replaced crierd's there already). */
+static int sql_message_row(void *ud, int ncols, const char *const *v)
+{
+    struct sql_ctx *c = ud;
+    enum cr_channel ch;
+    enum cr_status st;
+    struct sub *s;
+    int slot;
+
+    if (ncols < 3 || v[2] == NULL || cr_status_parse(v[2], &st) < 0)
+        return 0;
+    if (v[0] == NULL || v[0][0] == '\0') {
+        c->rp->unmatched++; /* a provider's receipt whose own message was never stored */
+        return 0;
+    }
+    s = find_sub(c->rp, v[0]);
+    if (s == NULL) {
+        c->oom = 1;
+        return 1;
+    }
+    slot = (v[1] && cr_channel_parse(v[1], &ch) == 0) ? (int)ch : CR_CH__COUNT;
+    s->st[slot] = (unsigned char)(st + 1);
+    c->rp->receipts++;
+    return 0;
+}
+
+/* replies rows: the distinct residents who replied */
+static int sql_replier_row(void *ud, int ncols, const char *const *v)
+{
+    struct sql_ctx *c = ud;
+    struct sub *s;
+
+    if (ncols < 1 || v[0] == NULL)
+        return 0;
+    c->total->replies++;
+    s = known_sub(c->rp, v[0]);
+    if (s)
+        s->replied = 1;
+    return 0;
+}
+
+/* survey_answers rows: sub, option_no of each counted answer */
+static int sql_answer_row(void *ud, int ncols, const char *const *v)
+{
+    struct sql_ctx *c = ud;
+    struct sub *s;
+    long long opt;
+
+    if (ncols < 2 || v[0] == NULL || v[1] == NULL ||
+        cr_ctl_parse_ll(v[1], 1, CR_SURVEY_OPTIONS_MAX, &opt) != 0)
+        return 0;
+    c->total->option[opt - 1]++;
+    c->total->responses++;
+    s = known_sub(c->rp, v[0]);
+    if (s)
+        s->option = (unsigned char)opt;
+    return 0;
+}
+
+/* Reads the job's messages, repliers and counted survey answers from the
+ * audit database: outcomes into rp, job-wide answers into total, and each
+ * resident's reply and answer onto its entry for the segment rows. */
+static int sql_read_outcomes(struct cr_store *db, struct report *rp, const char *id,
+                             struct answers *total)
+{
+    struct sql_ctx c = {rp, total, 0};
+    const char *p[1] = {id};
+
+    if (cr_store_query(db,
+                       "SELECT sub, channel, status FROM messages WHERE job = $1 "
+                       "ORDER BY pos, channel",
+                       1, p, sql_message_row, &c) != 0)
+        goto dberr;
+    if (c.oom) {
+        fprintf(stderr, "crierctl report: out of memory, or more than %d subscribers\n",
+                MAX_SUBS);
+        return CTL_EXIT_FAIL;
+    }
+    if (cr_store_query(db,
+                       "SELECT DISTINCT sub FROM replies WHERE job = $1 AND type = 'reply' "
+                       "AND sub IS NOT NULL AND sub <> ''",
+                       1, p, sql_replier_row, &c) != 0 ||
+        cr_store_query(db,
+                       "SELECT sub, option_no FROM survey_answers WHERE job = $1 "
+                       "AND counted = 1 AND sub IS NOT NULL AND sub <> ''",
+                       1, p, sql_answer_row, &c) != 0)
+        goto dberr;
+    return 0;
+dberr:
+    fprintf(stderr, "crierctl report: reading job %s from the audit database failed: %s\n", id,
+            cr_store_errmsg(db));
+    return CTL_EXIT_FAIL;
+}
+
+/* A segment row's answers from its members' replies and answers (audit database). */
+static void add_answers(struct answers *a, const struct sub *s)
+{
+    a->replies += s->replied;
+    if (s->option > 0) {
+        a->responses++;
+        a->option[s->option - 1]++;
     }
 }
 
@@ -865,36 +1104,90 @@ static void release(struct report *rp)
     free(rp->member);
 }
 
+enum { OPT_FROM_AUDIT = CTL_OPT__FIRST_FREE };
+
 int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
 {
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS, CTL_DB_LONGOPTS,
+                                         {"from-audit", no_argument, NULL, OPT_FROM_AUDIT},
+                                         {NULL, 0, NULL, 0}};
     struct report rp;
     struct ctl_job job;
     struct row total;
     struct row *rows = NULL;
     struct answers *ans = NULL;
     struct survey_cols sc;
+    struct sql_job sj;
+    struct ctl_db dbopt;
+    struct cr_store *db = NULL;
     const char *doc;
+    const char *what = "receipts";
     char key[CR_KEY_MAX];
     redisReply *h = NULL;
     const char *id;
+    int from_audit = 0;
     size_t i;
     size_t s;
     int code;
+    int c;
 
     memset(&rp, 0, sizeof(rp));
     memset(&sc, 0, sizeof(sc));
-    code = cr_ctl_one_arg(ctl, argc, argv, help, &id);
-    if (code >= 0)
-        return code;
-    code = cr_ctl_job_key(ctl, id, key, sizeof(key));
-    if (code == 0)
-        code = cr_ctl_job_hash(ctl, key, &h);
-    if (code == CTL_EXIT_NOTFOUND)
-        fprintf(stderr, "crierctl report: no job '%s'\n", id);
+    memset(&sj, 0, sizeof(sj));
+    memset(&dbopt, 0, sizeof(dbopt));
+    for (;;) {
+        c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
+        if (c == -1)
+            break;
+        if (c == OPT_FROM_AUDIT) {
+            from_audit = 1;
+            continue;
+        }
+        if (cr_ctl_db_opt(&dbopt, c, optarg))
+            continue;
+        code = cr_ctl_opt_other(ctl, c, optarg, help);
+        if (code >= 0)
+            return code;
+    }
+    code = cr_ctl_begin(ctl,
+                        optind == argc - 1 && (!from_audit || cr_ctl_db_given(&dbopt)) &&
+                            !(dbopt.config && dbopt.target),
+                        help);
     if (code != 0)
         return code;
-    cr_ctl_job_from_hash(h, &job);
-    doc = cr_ctl_field(h, "doc");
+    id = argv[optind];
+    code = cr_ctl_job_key(ctl, id, key, sizeof(key));
+    if (code != 0)
+        return code;
+    if (!from_audit) {
+        code = cr_ctl_job_hash(ctl, key, &h);
+        if (code == CTL_EXIT_NOTFOUND && !cr_ctl_db_given(&dbopt))
+            fprintf(stderr,
+                    "crierctl report: no job '%s' in Redis (an expired job can be read from "
+                    "the audit database: --config, --sqlite or --postgresql)\n",
+                    id);
+        if (code != 0 && !(code == CTL_EXIT_NOTFOUND && cr_ctl_db_given(&dbopt)))
+            return code;
+    }
+    if (h) {
+        cr_ctl_job_from_hash(h, &job);
+        doc = cr_ctl_field(h, "doc");
+    } else {
+        /* the job as the audit database kept it */
+        code = cr_ctl_db_open(ctl, &dbopt, &db);
+        if (code == 0)
+            code = sql_read_job(db, id, &sj);
+        if (code == 0 && !sj.found) {
+            fprintf(stderr, "crierctl report: no job '%s' in %sthe audit database\n", id,
+                    from_audit ? "" : "Redis or ");
+            code = CTL_EXIT_NOTFOUND;
+        }
+        if (code != 0)
+            goto out;
+        cr_ctl_job_from_fields(sj.nkv, (const char *const *)sj.kv, &job);
+        doc = sj.doc;
+        what = "messages in the audit database";
+    }
     rp.segs = calloc(MAX_SEGS, sizeof(*rp.segs));
     code = CTL_EXIT_FAIL;
     if (rp.segs == NULL || doc == NULL || read_segments(&rp, doc) < 0) {
@@ -909,13 +1202,15 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
         goto out;
     }
     code = read_survey(doc, &sc);
-    if (code == 0)
+    if (code == 0 && db)
+        code = sql_read_outcomes(db, &rp, id, &ans[rp.nsegs]);
+    if (code == 0 && !db)
         code = read_receipts(ctl, &rp, id, job.created_ms);
-    if (code == 0)
+    if (code == 0 && !db)
         code = resolve_orphans(ctl, &rp, id);
     if (code == 0)
         code = read_membership(ctl, &rp);
-    if (code == 0)
+    if (code == 0 && !db)
         code = read_answers(ctl, &rp, &sc, key, h, ans);
     if (code != 0)
         goto out;
@@ -923,23 +1218,29 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     for (i = 0; i < rp.nsubs; i++) {
         add_sub(&total, &rp.subs[i]);
         for (s = 0; s < rp.nsegs; s++)
-            if (rp.member[i * rp.words + s / 64] & ((uint64_t)1 << (s % 64)))
+            if (rp.member[i * rp.words + s / 64] & ((uint64_t)1 << (s % 64))) {
                 add_sub(&rows[s], &rp.subs[i]);
+                if (db)
+                    add_answers(&ans[s], &rp.subs[i]);
+            }
     }
     if (rp.unmatched > 0)
         fprintf(stderr,
-                "crierctl report: warning: %lld provider receipts of job %s name messages whose "
-                "own receipt was trimmed from the stream: not counted\n",
+                db ? "crierctl report: warning: %lld provider receipts of job %s in the audit "
+                     "database name messages whose own receipt it never stored: not counted\n"
+                   : "crierctl report: warning: %lld provider receipts of job %s name messages "
+                     "whose own receipt was trimmed from the stream: not counted\n",
                 rp.unmatched, id);
     if (!cr_ctl_job_finished(&job))
         fprintf(stderr, "crierctl report: job %s is %s: the figures are so far\n", id, job.state);
     else if (job.messages >= 0 && total.messages != job.messages)
         fprintf(stderr,
-                "crierctl report: warning: %lld receipts found for job %s, its counters say "
-                "%lld messages (receipts trimmed from the stream are not counted)\n",
-                total.messages, id, job.messages);
+                "crierctl report: warning: %lld %s found for job %s, its counters say "
+                "%lld messages (%s are not counted)\n",
+                total.messages, what, id, job.messages,
+                db ? "receipts crier-audit never stored" : "receipts trimmed from the stream");
     else
-        warn_counters(id, &total, &job);
+        warn_counters(id, &total, &job, what);
     fputs("segment", stdout);
     for (i = 0; i < NCOLUMNS; i++)
         printf(",%s", columns[i].name);
@@ -954,6 +1255,8 @@ out:
     free(ans);
     if (h)
         freeReplyObject(h);
+    sql_job_release(&sj);
+    cr_store_close(db);
     release(&rp);
     return code;
 }

@@ -1579,6 +1579,20 @@ void cr_job_limits_default(struct cr_job_limits *lim)
     lim->tags = 32;
 }
 
+void cr_job_limits_widest(struct cr_job_limits *lim)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(limit_nums) / sizeof(limit_nums[0]); i++) {
+        char *at = (char *)lim + limit_nums[i].off;
+
+        if (limit_nums[i].kind == NUM_INT)
+            *(int *)at = (int)limit_nums[i].max;
+        else
+            *(size_t *)at = (size_t)limit_nums[i].max;
+    }
+}
+
 int cr_config_parse_with(const char *text, size_t len,
                          const struct cr_provider_ops *const *adapters, struct cr_config *cfg,
                          char *err, size_t errlen)

@@ -150,6 +150,11 @@ struct cr_config {
 /* Fills lim with the defaults above. */
 void cr_job_limits_default(struct cr_job_limits *lim);
 
+/* Fills lim with the largest value config allows for each limit: a document
+ * crierd accepted under any configuration parses within these (for reading
+ * stored documents back, as crier-audit does). */
+void cr_job_limits_widest(struct cr_job_limits *lim);
+
 /* What redis.wait_replicas "auto" (the default) means: 1 when crierd finds
  * its primary through Sentinel (which has replicas to fail over to), else 0. */
 int cr_config_wait_replicas_auto(int sentinel);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "daemon.h"
@@ -60,6 +61,7 @@ static void on_http_closed(void *ud)
     cr_expander_free(d->expander);
     cr_retry_free(d->retry);
     cr_schedule_free(d->schedule);
+    cr_audit_trim_free(d->audit_trim);
     cr_fanout_free(d->fanout);
     cr_replicas_free(d->replicas);
     cr_redischeck_free(d->redischeck);
@@ -83,6 +85,7 @@ static void close_all(struct cr_daemon *d)
     cr_sentinel_close(d->sentinel); /* first: it resets the connections below */
     d->sentinel = NULL;
     cr_fleet_stop(d->fleet);
+    cr_audit_trim_stop(d->audit_trim);
     cr_redis_close(d->rb);
     cr_redis_close(d->ru);
     cr_redis_close(d->rc);
@@ -341,6 +344,8 @@ static int start(struct cr_daemon *d)
         rc = cr_schedule_init(d, &d->schedule);
     if (rc == 0)
         rc = open_sentinel(d);
+    if (rc == 0)
+        rc = cr_audit_trim_init(d, &d->audit_trim);
     if (rc == 0)
         rc = open_redis(d, "commands", on_rc_state, &d->rc);
     if (rc == 0)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "daemon.h"
 #include "dispatch.h"
@@ -741,6 +742,8 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
         rc = cr_buf_appendf(out, "crier_http_connections %zu\n",
                             (d != NULL && d->httpd != NULL) ? cr_httpd_connections(d->httpd)
                                                             : (size_t)0);
+    if (rc == 0)
+        rc = cr_audit_trim_render(d != NULL ? d->audit_trim : NULL, out);
     if (rc == 0)
         rc = head(out, "crier_build_info", "gauge", "Always 1; the labels name the build.");
     if (rc == 0)

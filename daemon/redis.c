@@ -41,6 +41,7 @@ struct pending {
     cr_redis_cb cb;
     void *ud;
     uint64_t deadline_ms;
+    int probe; /* cr_redis_probe: a refusal of this command is only its answer */
     struct pending *next;
 };
 
@@ -237,6 +238,7 @@ static void append_pending(struct cr_redis *r, struct pending *p, cr_redis_cb cb
     p->cb = cb;
     p->ud = ud;
     p->deadline_ms = now_ms(r) + (uint64_t)(r->command_timeout_ms + allowance_ms);
+    p->probe = 0;
     p->next = NULL;
     if (r->tail)
         r->tail->next = p;
@@ -657,6 +659,7 @@ static void deliver(struct conn *c, redisReply *reply)
     cr_redis_cb cb;
     void *ud;
     int fatal = -1;
+    int probe;
 
     if (r->push && (p == NULL || (r->subscribed && is_kind(reply, "message", "pmessage")))) {
         if (r->state == ST_READY)
@@ -675,10 +678,13 @@ static void deliver(struct conn *c, redisReply *reply)
     r->npending--;
     cb = p->cb;
     ud = p->ud;
+    probe = p->probe;
     give_record(r, p);
     if (r->state == ST_READY) {
         if (reply->type == REDIS_REPLY_ERROR) {
             fatal = fatal_error(reply->str, reply->len);
+            if (fatal >= 0 && probe && strncmp(reply->str, "NOPERM", 6) == 0)
+                fatal = -1; /* only this command is refused: the connection serves on */
             if (fatal >= 0)
                 r->doomed = 1; /* the callback sees the connection as not ready */
         } else {
@@ -1317,6 +1323,21 @@ int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms
     va_start(ap, fmt);
     rc = send_formatted(r, cb, ud, allowance_ms, fmt, ap);
     va_end(ap);
+    return rc;
+}
+
+int cr_redis_probe(struct cr_redis *r, cr_redis_cb cb, void *ud, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    if (!cr_redis_ready(r))
+        return CR_ECLOSED;
+    va_start(ap, fmt);
+    rc = send_formatted(r, cb, ud, 0, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+        r->tail->probe = 1;
     return rc;
 }
 

@@ -85,6 +85,11 @@ int cr_redis_ready(const struct cr_redis *r);
 int cr_redis_cmd(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, const char *fmt,
                  ...);
 
+/* As cr_redis_cmd, for a command a least-privilege ACL user may lack (CONFIG
+ * GET, INFO): a NOPERM answer reaches cb as the command's error and, unlike
+ * for other commands, does not drop the connection. */
+int cr_redis_probe(struct cr_redis *r, cr_redis_cb cb, void *ud, const char *fmt, ...);
+
 /* As cr_redis_cmd with an argument vector (lengths may be NULL for C strings). */
 int cr_redis_argv(struct cr_redis *r, cr_redis_cb cb, void *ud, long allowance_ms, int argc,
                   const char **argv, const size_t *argvlen);

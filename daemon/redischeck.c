@@ -229,7 +229,7 @@ void cr_redischeck_connected(struct cr_redischeck *c)
     struct cr_redis *rc = c->d->rc;
     size_t i;
 
-    cr_redis_cmd(rc, on_server, c, 0, "INFO server");
+    cr_redis_probe(rc, on_server, c, "INFO server");
     if (c->checked)
         return;
     c->checked = 1;
@@ -240,12 +240,12 @@ void cr_redischeck_connected(struct cr_redischeck *c)
     c->answers = 0;
     c->lost = 0;
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (cr_redis_cmd(rc, on_config, c, 0, "CONFIG GET %s", names[i]) < 0) {
+        if (cr_redis_probe(rc, on_config, c, "CONFIG GET %s", names[i]) < 0) {
             c->lost = 1;
             answered(c);
         }
     }
-    if (cr_redis_cmd(rc, on_replication, c, 0, "INFO replication") < 0) {
+    if (cr_redis_probe(rc, on_replication, c, "INFO replication") < 0) {
         c->lost = 1;
         answered(c);
     }

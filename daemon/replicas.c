@@ -198,7 +198,7 @@ static void on_probe(uv_timer_t *t)
 
     if (!w->degraded || w->probing || w->d->stopping)
         return;
-    if (cr_redis_cmd(w->d->rc, on_info, w, 0, "INFO replication") == 0)
+    if (cr_redis_probe(w->d->rc, on_info, w, "INFO replication") == 0)
         w->probing = 1;
 }
 

@@ -194,6 +194,22 @@ static const char expand_lua[] =
  * printf, which per outcome is a tenth of the script. */
 /* Before the record script writes anything: every key of the wrong type
  * fails the call as a whole (BADKEY), so nothing is half written. */
+/* crier:receipts is trimmed below what the audit groups still need (the
+ * floor crierd publishes, see audit_trim.c), receipts.maxlen staying the hard
+ * ceiling; what the ceiling cuts past the floor is counted. Without a floor,
+ * MAXLEN ~ as always. */
+static const char trim_lua[] =
+    "local function trim_receipts(key, maxlen)\n"
+    "  local floor = redis.call('GET', key .. ':audit-floor')\n"
+    "  if not floor then redis.call('XTRIM', key, 'MAXLEN', '~', maxlen); return end\n"
+    "  redis.call('XTRIM', key, 'MINID', '~', floor)\n"
+    "  if redis.call('XLEN', key) > tonumber(maxlen) then\n"
+    "    redis.call('XTRIM', key, 'MINID', floor)\n"
+    "    local cut = redis.call('XTRIM', key, 'MAXLEN', '~', maxlen)\n"
+    "    if cut > 0 then redis.call('INCRBY', key .. ':audit-missed', cut) end\n"
+    "  end\n"
+    "end\n";
+
 static const char record_check_lua[] =
     "local bad = checktypes({{KEYS[1], 'hash'}, {KEYS[2], 'string'}, {KEYS[3], 'stream'}, {KEYS[4], 'stream'},\n"
     "  {KEYS[5], 'stream'}, {KEYS[9], 'zset'}, {KEYS[10], 'hash'}, {KEYS[11], 'hash'}})\n"
@@ -269,7 +285,7 @@ static const char record_lua[] =
     "    added = added + 1\n"
     "  end\n"
     "end\n"
-    "if added > 0 then redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[4]) end\n"
+    "if added > 0 then trim_receipts(KEYS[3], ARGV[4]) end\n"
     "if #last > 0 then redis.call('HSET', KEYS[11], unpack(last)) end\n"
     "for k, v in pairs(counts) do\n"
     "  if v ~= 0 then redis.call('HINCRBY', KEYS[1], k, v) end\n"
@@ -377,15 +393,15 @@ static const char tokens_lua[] =
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
-#define SCRIPT_PARTS 4
+#define SCRIPT_PARTS 5
 static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
-    {guard_lua, accept_lua, NULL, NULL},
-    {guard_lua, complete_lua, expand_lua, NULL},
-    {guard_lua, complete_lua, record_check_lua, record_lua},
-    {claim_lua, NULL, NULL, NULL},
-    {due_lua, NULL, NULL, NULL},
-    {tokens_lua, NULL, NULL, NULL},
-    {guard_lua, fail_lua, NULL, NULL}};
+    {guard_lua, accept_lua, NULL, NULL, NULL},
+    {guard_lua, complete_lua, expand_lua, NULL, NULL},
+    {guard_lua, complete_lua, trim_lua, record_check_lua, record_lua},
+    {claim_lua, NULL, NULL, NULL, NULL},
+    {due_lua, NULL, NULL, NULL, NULL},
+    {tokens_lua, NULL, NULL, NULL, NULL},
+    {guard_lua, fail_lua, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

@@ -176,6 +176,28 @@ def summary(h, sim_stats, observed_s):
     print(f"completed in {secs:.2f} s: {total / secs if secs > 0 else 0:,.0f} messages/second")
 
 
+def audit_summary(r, db, job_id):
+    """Waits for crier-audit to store the job's receipts and shows them in SQL."""
+    import sqlite3
+
+    def stored():
+        last = r.xinfo_stream(f"{PREFIX}receipts")["last-generated-id"]
+        return harness.group_caught_up(r, f"{PREFIX}receipts", last, harness.AUDIT_GROUP)
+
+    harness.wait_until(stored, 60, 0.1, what="crier-audit to store every receipt")
+    con = sqlite3.connect(str(db))
+    try:
+        rows = con.execute("SELECT channel, status, count(*) FROM messages WHERE job = ? "
+                           "AND channel <> '' GROUP BY channel, status ORDER BY 1, 2",
+                           (job_id,)).fetchall()
+    finally:
+        con.close()
+    print(f"\ncrier-audit stored the job in SQL ({db}):")
+    print("  " + ", ".join(f"{ch} {st} {n}" for ch, st, n in rows))
+    print(f"  (`crierctl audit --sqlite FILE --job {job_id} --csv` lists them; this demo's "
+          "file goes with its temporary directory)")
+
+
 # ---- the demo left running (up / down) ---------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]
@@ -411,6 +433,12 @@ def main():
         daemon = env.crierd(consumer="crierd-demo", start=False)
         daemon.start()
         print(f"crierd         ready  (config {daemon.config_path}, log {daemon.log_path})")
+        audit_db = env.dir / "audit.db"
+        audit = harness.Audit(env.dir, harness.audit_config(
+            env.redis.port, {"type": "sqlite", "path": str(audit_db)}))
+        env.daemons.append(audit)
+        audit.start()
+        print(f"crier-audit    storing receipts, replies and events in {audit_db}")
 
         job_id = time.strftime("appeal-%Y%m%d-%H%M%S")
         doc = json.dumps(appeal(job_id), ensure_ascii=False, separators=(",", ":"))
@@ -426,11 +454,13 @@ def main():
                   file=sys.stderr)
             return 1
         summary(h, env.sim.stats()["endpoints"], observed)
+        audit_summary(env.r, audit_db, job_id)
         rc = daemon.term(timeout=15)
         if rc != 0:
             print(f"demo: crierd exited with {rc} on SIGTERM", file=sys.stderr)
             return 1
-        print("stopped crierd, crier-sim and redis-server")
+        audit.term(timeout=30)
+        print("stopped crierd, crier-audit, crier-sim and redis-server")
         print("to keep them running and try crierctl and your own jobs: make demo-up")
         return 0
     except harness.HarnessError as e:

@@ -11,12 +11,12 @@ set -eu
 # Building crierd, crier-sim and crierctl, and running the demo (make run).
 RUN_PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev
 libssl-dev libcjson-dev libhttp-parser-dev libjwt-dev libcsv-dev uuid-dev libnghttp2-dev
-libsystemd-dev
+libsystemd-dev libsqlite3-dev libpq-dev
 redis-server redis-sentinel redis-tools curl openssl tzdata python3 python3-redis"
 
 # The unit and integration tests, and fuzzing them (make test).
 TEST_PKGS="python3-pytest python3-jsonschema python3-aiosmtpd prometheus clang libclang-rt-14-dev
-chromium chromium-driver python3-selenium"
+postgresql chromium chromium-driver python3-selenium"
 
 # The benchmark's load generator and charts (make bench).
 BENCH_PKGS="wrk gnuplot-nox valgrind"

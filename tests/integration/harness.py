@@ -1047,3 +1047,166 @@ def start_replica(env, primary, name="replica", timeout=30):
 
     wait_until(synced, timeout, 0.05, what=f"replica {name} to sync")
     return rep
+
+
+# ---- crier-audit and its databases ------------------------------------------
+
+AUDIT_GROUP = "audit"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def pg_bin(name):
+    """A PostgreSQL server program (initdb, pg_ctl): Debian keeps them out of PATH."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for d in versions:
+        if (d / name).exists():
+            return str(d / name)
+    raise HarnessError(f"{name} not found: install the postgresql package")
+
+
+class Postgres:
+    """A private PostgreSQL server (initdb + pg_ctl) on a free loopback port in
+    its own temporary directory, trust authentication for user 'crier',
+    database 'crier'. As root the server runs as the 'postgres' user (it
+    refuses root). restart() keeps the data; close() removes everything."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="crier-pg-"))
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "postgres.log"
+        self.port = None
+        self.as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, argv, timeout=120):
+        res = subprocess.run(self.as_user + argv, stdin=subprocess.DEVNULL,
+                             capture_output=True, timeout=timeout)
+        if res.returncode != 0:
+            raise HarnessError(f"{' '.join(argv)} failed:\n"
+                               + (res.stdout + res.stderr).decode(errors="replace")
+                               + tail(self.log_path, 30))
+        return res
+
+    def start(self, timeout=60):
+        if not self.data.exists():
+            self._run([pg_bin("initdb"), "-D", str(self.data), "-U", "crier", "-A", "trust",
+                       "-E", "UTF8", "--no-sync"])
+        self.port = self.port or free_port()
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
+                "-c fsync=on -c shared_buffers=32MB -c max_connections=20")
+        self._run([pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log_path), "-o", opts,
+                   "-w", "-t", str(timeout), "start"], timeout=timeout + 10)
+        if not getattr(self, "_created", False):
+            self.psql("CREATE DATABASE crier", db="postgres")
+            self._created = True
+        return self
+
+    def stop(self, mode="fast"):
+        """Stops the server (mode 'immediate' is a crash: no checkpoint)."""
+        if self.port and (self.data / "postmaster.pid").exists():
+            self._run([pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def restart(self, mode="immediate"):
+        self.stop(mode)
+        return self.start()
+
+    @property
+    def conninfo(self):
+        return f"host=127.0.0.1 port={self.port} user=crier dbname=crier connect_timeout=5"
+
+    def psql(self, sql, db="crier"):
+        """Runs sql with psql; returns the rows as lists of strings."""
+        res = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                              "-h", "127.0.0.1", "-p", str(self.port), "-U", "crier", "-d", db,
+                              "-c", sql], stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=120)
+        if res.returncode != 0:
+            raise HarnessError(f"psql failed: {res.stderr.decode(errors='replace')}\n{sql}")
+        out = res.stdout.decode()
+        return [line.split("\t") for line in out.splitlines() if line != ""]
+
+    def close(self):
+        try:
+            self.stop("immediate")
+        except HarnessError:
+            pass
+        if not os.environ.get("CRIER_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def audit_config(redis_port, database, **overrides):
+    """crier-audit's configuration for the tests: database is
+    {"type": "sqlite", "path": ...} or {"type": "postgresql", "conninfo": ...}."""
+    cfg = {"redis": {"host": "127.0.0.1", "port": redis_port}, "prefix": PREFIX,
+           "group": AUDIT_GROUP, "consumer": "audit-1", "database": database,
+           "log_level": "info"}
+    return deep_merge(cfg, overrides)
+
+
+class Audit:
+    """One crier-audit process with its own config and log file. Ready once
+    its log says it is reading the streams."""
+
+    def __init__(self, workdir, config, name="audit"):
+        self.dir = Path(workdir)
+        self.name = name
+        self.config = config
+        self.config_path = self.dir / f"{name}.json"
+        self.log_path = self.dir / f"{name}.log"
+        self.proc = None
+        self._log_start = 0
+
+    def start(self, timeout=30):
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc = _spawn([binary("crier-audit"), "-c", str(self.config_path)], self.log_path)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"crier-audit exited with {self.proc.returncode}:\n"
+                                   + self.log_text()[-4000:])
+            return "audit: reading" in self.log_text()
+
+        wait_until(ready, timeout, 0.02, what="crier-audit to start reading")
+        return self
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        return _kill(self.proc)
+
+    def term(self, timeout=30):
+        self.proc.send_signal(signal.SIGTERM)
+        rc = _wait_exit(self.proc, timeout)
+        if rc is None:
+            _kill(self.proc)
+            raise HarnessError(f"crier-audit did not exit within {timeout}s of SIGTERM")
+        return rc
+
+
+def audit_backlog(r, stream, group=AUDIT_GROUP):
+    """Entries of stream the audit group has not acknowledged yet (read and
+    pending, or not read), or None when the group does not exist."""
+    try:
+        groups = r.xinfo_groups(stream)
+    except redis.ResponseError:
+        return None
+    for g in groups:
+        if g["name"] == group:
+            lag = g.get("lag")
+            return g["pending"] + (lag if lag is not None else r.xlen(stream))
+    return None

@@ -1,0 +1,65 @@
+/* What crier-audit carries from Redis to SQL: stream entries copied out of
+ * hiredis replies, grouped into one batch per transaction, and the schema and
+ * writer that store a batch idempotently (see schema.c). */
+#ifndef CR_AUDIT_H
+#define CR_AUDIT_H
+
+#include <stddef.h>
+
+#include "store.h"
+
+/* The three streams crier-audit reads, in the order of a batch. */
+enum cr_audit_stream { CR_AS_RECEIPTS, CR_AS_REPLIES, CR_AS_EVENTS, CR_AS__COUNT };
+
+/* One stream entry: its id and field/value pairs, all owned. */
+struct cr_audit_entry {
+    char *id;
+    size_t nkv; /* strings in kv: twice the number of fields */
+    char **kv;
+    char *lang; /* receipts: the resident's language when looked up ("" when the
+                 * resident has none), else NULL (not looked up) */
+};
+
+/* One job's hash as read from Redis when one of its events is stored. */
+struct cr_audit_job {
+    char *id;
+    size_t nkv;
+    char **kv; /* NULL when the hash is gone (expired) */
+};
+
+/* What one transaction stores; entries of each stream in stream order. */
+struct cr_audit_batch {
+    struct cr_audit_entry *e[CR_AS__COUNT];
+    size_t n[CR_AS__COUNT];
+    size_t cap[CR_AS__COUNT];
+    struct cr_audit_job *jobs;
+    size_t njobs;
+};
+
+/* Returns the value of field name in e, or NULL. */
+const char *cr_audit_field(const struct cr_audit_entry *e, const char *name);
+
+/* Frees everything the batch holds and leaves it empty. */
+void cr_audit_batch_clear(struct cr_audit_batch *b);
+
+/* The schema version this build creates and reads. */
+#define CR_AUDIT_SCHEMA_VERSION 1
+
+/* Creates the tables or migrates them to CR_AUDIT_SCHEMA_VERSION, in one
+ * transaction. Returns 0, CR_EIO (database error, in cr_store_errmsg) or
+ * CR_EUNSUPPORTED (a database of a newer version than this build). */
+int cr_audit_migrate(struct cr_store *s);
+
+/* Reads the schema version into *out (0 when there is no schema). */
+int cr_audit_schema_version(struct cr_store *s, int *out);
+
+/* Stores the batch in one transaction, idempotently (each outcome, reply,
+ * answer and event has a unique key: storing a batch twice changes nothing).
+ * Returns 0 once committed, or CR_EIO (rolled back; nothing of it stored). */
+int cr_audit_store(struct cr_store *s, const struct cr_audit_batch *b);
+
+/* Deletes up to chunk rows older than cutoff_ms from each table, in one
+ * transaction. Returns 0 and the rows deleted in *deleted, or CR_EIO. */
+int cr_audit_retain(struct cr_store *s, long long cutoff_ms, long chunk, long *deleted);
+
+#endif
