@@ -54,7 +54,10 @@ AUDIT_SRC  := $(filter-out audit/main.c,$(wildcard audit/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
-CORE_OBJ   := $(call obj,$(CORE_SRC))
+# the dashboard's page, style and script, built into the binary as C arrays
+ASSETS     := $(wildcard dashboard/*.html dashboard/*.css dashboard/*.js)
+ASSETS_OBJ := $(BUILD)/gen/assets.o
+CORE_OBJ   := $(call obj,$(CORE_SRC)) $(ASSETS_OBJ)
 AUDIT_OBJ  := $(call obj,$(AUDIT_SRC))
 
 CRIERD   := $(BUILD)/crierd
@@ -81,6 +84,13 @@ deps-bench:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/assets.c: $(ASSETS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh $(ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(ASSETS_OBJ): $(BUILD)/gen/assets.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libcrier.a: $(COMMON_OBJ) $(CORE_OBJ)

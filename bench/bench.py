@@ -22,7 +22,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,6 +181,43 @@ class CallgrindRedis(harness.RedisServer):
         return callgrind_argv(self.dir / "redis") + super()._argv(port)
 
 
+SSE_TOKEN = "bench-dashboard-token-0123456789"
+
+
+class SseClient(threading.Thread):
+    """A browser-like dashboard client: holds /api/v1/events open and reads
+    every event until stopped."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/api/v1/events"
+        self.events = 0
+        self.bytes = 0
+        self.stopping = False
+        self.resp = None
+
+    def run(self):
+        req = urllib.request.Request(self.url)
+        req.add_header("Authorization", f"Bearer {SSE_TOKEN}")
+        try:
+            self.resp = urllib.request.urlopen(req, timeout=30)
+            while not self.stopping:
+                line = self.resp.readline()
+                if not line:
+                    break
+                self.bytes += len(line)
+                self.events += line.startswith(b"event: ")
+        except OSError as e:
+            if not self.stopping:
+                log(f"sse client: {e}")
+
+    def stop(self):
+        self.stopping = True
+        if self.resp is not None:
+            self.resp.close()
+        self.join(5)
+
+
 class Bench:
     def __init__(self):
         self.env = harness.Env("crier-bench")
@@ -325,13 +364,24 @@ class Bench:
         return self.config if workers == 1 else dict(self.config, workers=workers)
 
     def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1,
-                  config=None, r=None, sign=None):
+                  config=None, r=None, sign=None, sse=False):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
         supervisor and its workers. config and r: another crierd config and the
-        Redis (primary) it uses, instead of the bench's own. sign: see post()."""
+        Redis (primary) it uses, instead of the bench's own. sign: see post().
+        sse: with the dashboard on and one client holding its event stream open
+        for the whole run."""
         r = r or self.r
-        d = self.crierd(config or self.config_with(workers), r=r)
+        cfg = config or self.config_with(workers)
+        client = None
+        if sse:
+            port = harness.free_port()
+            cfg = dict(cfg, http={"listen": f"127.0.0.1:{port}"},
+                       dashboard={"tokens": {"bench": {"token": SSE_TOKEN, "role": "viewer"}}})
+        d = self.crierd(cfg, r=r)
+        if sse:
+            client = SseClient(port)
+            client.start()
         pids = [d.proc.pid] + child_pids(d.proc.pid)
         self.sim.reset()
         calls0, rcpu0 = command_calls(r), redis_cpu_s(r)
@@ -339,6 +389,8 @@ class Bench:
         xadd_ms = self.post(self.job(job_id, priority, segment, channels), r=r, sign=sign)
         h = self.wait_done(job_id, d, timeout, r=r)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
+        if client is not None:
+            client.stop()
         rcpu1, calls1 = redis_cpu_s(r), command_calls(r)
         hwm = sum(proc_hwm_kb(pid) for pid in pids)
         msgs = int(h.get("messages", 0))
@@ -364,8 +416,10 @@ class Bench:
             "redis_cmds_per_msg": sum(delta.values()) / msgs if msgs else None,
             "redis_cmds": dict(sorted(delta.items(), key=lambda kv: -kv[1])[:12]),
             "hwm_kb": hwm,
+            "sse_events": client.events if client is not None else None,
         }
-        log(f"crier {job_id} (workers {workers}): {msgs:,} messages in {secs:.2f}s = "
+        log(f"crier {job_id} (workers {workers}{', SSE client' if sse else ''}): "
+            f"{msgs:,} messages in {secs:.2f}s = "
             f"{res['rate']:,.0f} msg/s, "
             f"first {res['first_ms']} ms, peak RSS {hwm / 1024:.1f} MB, "
             f"{res['cpu_us_per_msg']:.1f} us CPU/msg, {res['redis_cmds_per_msg']:.2f} Redis cmds/msg")
@@ -887,6 +941,8 @@ def summary(res):
          fmt(f["throughput_workers"]["crier_msgs_per_s"]) + " msg/s"),
         ("  crier workers auto / http_bare",
          f"{f['ratios']['workers_vs_http_bare']} (target >= 0.70)"),
+        ("  with a dashboard event-stream client / without (round 1)",
+         f"{f['ratios'].get('sse_vs_without')}"),
     ]
     p = f.get("peer", {})
     if p.get("bullmq_msgs_per_s", {}).get("median"):
@@ -1025,6 +1081,7 @@ def main():
         result["captured_requests"] = b.capture
 
         crier, crier_w, bare, bare_raw, wrk, peer = [], [], [], [], [], []
+        sse_run = None
         for i in range(THROUGHPUT_RUNS):
             log(f"round {i + 1}/{THROUGHPUT_RUNS}")
             # The bare loop runs before and after the crier runs, and the round's
@@ -1033,6 +1090,11 @@ def main():
             bare_before = b.bare_run(spec, N_THROUGHPUT * 3)
             crier.append(b.crier_run(f"throughput-{i + 1}", "bench:t",
                                      ["email", "sms", "push"]))
+            if i == 0:
+                # the dashboard's cost: the same job with one event-stream client
+                # connected beside it, compared within this round
+                sse_run = b.crier_run("throughput-sse-1", "bench:t", ["email", "sms", "push"],
+                                      sse=True)
             crier_w.append(b.crier_run(f"throughput-w-{i + 1}", "bench:t",
                                        ["email", "sms", "push"], workers="auto"))
             bare_after = b.bare_run(spec, N_THROUGHPUT * 3)
@@ -1117,6 +1179,15 @@ def main():
             "workers_vs_wrk": ratio(f["throughput_workers"]["crier_msgs_per_s"]["median"],
                                     f["limit"]["wrk_req_per_s"]["median"]),
         }
+        f["dashboard"] = {
+            "crier_msgs_per_s_with_sse": sse_run.get("rate") if sse_run else None,
+            "crier_msgs_per_s_without": crier[0].get("rate") if crier and crier[0] else None,
+            "sse_events": sse_run.get("sse_events") if sse_run else None,
+            "note": "round 1: the throughput job again with the dashboard on and one client "
+                    "holding /api/v1/events open, over the same job without",
+        }
+        f["ratios"]["sse_vs_without"] = ratio(f["dashboard"]["crier_msgs_per_s_with_sse"],
+                                              f["dashboard"]["crier_msgs_per_s_without"])
         if PEER and any(peer):
             f["peer"] = {"subscribers": N_PEER, "messages": N_PEER * 3,
                          "bullmq_msgs_per_s": figure(col(peer, "rate"), "messages/s",

@@ -1,6 +1,7 @@
 /* crierctl top: live throughput per channel and per provider, counted from
  * the receipts stream read incrementally each refresh, beside the batch
  * queues and the jobs still in progress. */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,8 @@
 #define RECENT_SCAN "49"        /* newest jobs looked at for the active list */
 #define ACTIVE_SHOWN 10
 #define REFRESH_MS 1000
+#define FLEET_SCAN "64"         /* nodes read from the heartbeat index */
+#define FLEET_RECENT_MS 60000   /* index entries newer than this; a gone node's key has expired */
 
 static const char help[] =
     "Usage: crierctl top [options]\n"
@@ -27,7 +30,11 @@ static const char help[] =
     "failures (failed/bounced), suppressed, other (expired/cancelled/skipped) and\n"
     "the average provider latency over 10 s; the length, pending entries and lag\n"
     "of the batch streams <prefix>batches:{urgent,high,normal,bulk}; and the jobs\n"
-    "in progress among the newest in <prefix>jobs:recent.\n"
+    "in progress among the newest in <prefix>jobs:recent; and the fleet: every\n"
+    "crierd with a live heartbeat (<prefix>fleet:<consumer>) and, per provider,\n"
+    "its state (ok, throttled, breaker_open, failing_over), requests in flight,\n"
+    "messages per second over 10 s, p50/p99 latency, errors over 10 s and the\n"
+    "time until its rate limit refills.\n"
     "Redrawn every second on a terminal; printed as plain blocks otherwise.\n"
     "\n"
     "Options:\n"
@@ -408,6 +415,101 @@ out:
     return code;
 }
 
+static double jnum(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
+static const char *jstr(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsString(v) ? v->valuestring : "-";
+}
+
+/* One node's heartbeat document: a line for the node, one per provider. */
+static void render_node(struct cr_buf *o, const char *doc, int64_t now_ms)
+{
+    cJSON *root = cJSON_Parse(doc);
+    const cJSON *p;
+    char up[32];
+
+    if (root == NULL)
+        return;
+    cr_ctl_fmt_duration((int64_t)(now_ms - (int64_t)jnum(root, "started_ms")), up, sizeof up);
+    cr_buf_appendf(o, "%-24s up %-8s jobs %-4.0f batches %-4.0f in flight %-5.0f %s%s\n",
+                   jstr(root, "node"), up, jnum(root, "jobs"), jnum(root, "batches"),
+                   jnum(root, "inflight"), jstr(root, "version"),
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stopping")) ? " stopping"
+                                                                                   : "");
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "providers"))
+    {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "errors_10s");
+        const cJSON *x;
+        double errs = 0;
+
+        cJSON_ArrayForEach(x, e)
+        {
+            if (cJSON_IsNumber(x))
+                errs += x->valuedouble;
+        }
+        cr_buf_appendf(o, "  %-14s %-13s %6.0f %8.1f %8.1f %8.1f %6.0f %8.0f\n", jstr(p, "name"),
+                       jstr(p, "state"), jnum(p, "inflight"), jnum(p, "rate_10s"),
+                       jnum(p, "p50_ms"), jnum(p, "p99_ms"), errs, jnum(p, "refill_ms"));
+    }
+    cJSON_Delete(root);
+}
+
+/* Every node with a live heartbeat: the index names them, their keys (with a
+ * TTL) say which are still there. */
+static int render_fleet(struct ctl *ctl, struct cr_buf *o, int64_t now_ms)
+{
+    char since[32];
+    const char *zargv[7] = {"ZRANGEBYSCORE", ctl->keys.fleet, since, "+inf", "LIMIT", "0",
+                            FLEET_SCAN};
+    const char *gargv[2];
+    char key[CR_KEY_MAX];
+    redisReply *z;
+    redisReply *g;
+    size_t i;
+    int live = 0;
+    int code;
+
+    snprintf(since, sizeof since, "%lld", (long long)(now_ms - FLEET_RECENT_MS));
+    z = cr_ctl_cmdv(ctl, 7, zargv, NULL, &code);
+    if (z == NULL)
+        return code;
+    gargv[0] = "GET";
+    for (i = 0; z->type == REDIS_REPLY_ARRAY && i < z->elements; i++) {
+        if (cr_key_for(&ctl->keys, "fleet", z->element[i]->str, key, sizeof(key)) < 0)
+            snprintf(key, sizeof(key), "%s", ctl->keys.fleet);
+        gargv[1] = key;
+        code = cr_ctl_pipe_append(ctl, 2, gargv, NULL);
+        if (code != 0)
+            goto out;
+    }
+    cr_buf_appendf(o, "FLEET\n  %-14s %-13s %6s %8s %8s %8s %6s %8s\n", "PROVIDER", "STATE",
+                   "flight", "msg/s", "p50ms", "p99ms", "err10s", "refillms");
+    for (i = 0; z->type == REDIS_REPLY_ARRAY && i < z->elements; i++) {
+        g = cr_ctl_pipe_read(ctl, &code);
+        if (g == NULL)
+            goto out;
+        if (g->type == REDIS_REPLY_STRING) {
+            render_node(o, g->str, now_ms);
+            live++;
+        }
+        freeReplyObject(g);
+    }
+    if (live == 0)
+        cr_buf_appends(o, "(no crierd has sent a heartbeat in the last few seconds)\n");
+    code = 0;
+out:
+    freeReplyObject(z);
+    return code;
+}
+
 static int refresh(struct ctl *ctl, struct top *t, struct cr_buf *o)
 {
     char now[32];
@@ -431,6 +533,8 @@ static int refresh(struct ctl *ctl, struct top *t, struct cr_buf *o)
     code = render_queues(ctl, o);
     if (code == 0)
         code = render_active(ctl, o);
+    if (code == 0)
+        code = render_fleet(ctl, o, t->now_ms);
     return code;
 }
 

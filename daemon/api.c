@@ -13,9 +13,11 @@
 #include "auth.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "dashboard.h"
 #include "job.h"
 #include "limiter.h"
 #include "sigs.h"
+#include "tokens.h"
 
 #define PREFIX "/api/v1"
 #define ANSWER_MAX (64 * 1024)
@@ -26,13 +28,15 @@ struct cr_api {
     size_t nbuckets;
     size_t inflight;           /* calls waiting on Redis */
     int freeing;
+    struct cr_dash *dash;      /* the dashboard's answers; not owned */
 };
 
 /* One request in the router, from its credential check to its answer. */
 struct call {
     struct cr_api *api;
     struct cr_httpd_req *req;
-    const struct cr_integrator *who;
+    const struct cr_integrator *who; /* NULL for a dashboard token */
+    const char *token_name;          /* the dashboard token's name, for the log */
     unsigned roles;
     char id[CR_JOB_ID_MAX + 1];
     char ts[24];
@@ -43,17 +47,32 @@ typedef void (*route_fn)(struct call *c);
 
 struct route {
     const char *method;
-    const char *path;  /* exact, or a prefix when it ends in '/' */
+    const char *path;  /* exact; a prefix when it ends in '/' (one more path segment);
+                          '*' stands for one segment (a job id) */
     unsigned roles;    /* any of them may call it */
     route_fn fn;
 };
 
 static void post_job(struct call *c);
 static void get_job(struct call *c);
+static void dash_whoami(struct call *c);
+static void dash_jobs(struct call *c);
+static void dash_report(struct call *c);
+static void dash_cancel(struct call *c);
+static void dash_fleet(struct call *c);
+static void dash_events(struct call *c);
+
+#define DASH (CR_API_VIEWER | CR_API_OPERATOR)
 
 static const struct route routes[] = {
     {"POST", PREFIX "/jobs", CR_API_INTEGRATOR, post_job},
-    {"GET", PREFIX "/jobs/", CR_API_INTEGRATOR, get_job},
+    {"GET", PREFIX "/jobs/", CR_API_INTEGRATOR | DASH, get_job},
+    {"GET", PREFIX "/whoami", DASH, dash_whoami},
+    {"GET", PREFIX "/jobs", DASH, dash_jobs},
+    {"GET", PREFIX "/jobs/*/report.csv", DASH, dash_report},
+    {"POST", PREFIX "/jobs/*/cancel", CR_API_OPERATOR, dash_cancel},
+    {"GET", PREFIX "/fleet", DASH, dash_fleet},
+    {"GET", PREFIX "/events", DASH, dash_events},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -80,6 +99,11 @@ int cr_api_init(struct cr_daemon *d, struct cr_api **out)
     }
     *out = api;
     return 0;
+}
+
+void cr_api_set_dashboard(struct cr_api *api, struct cr_dash *dash)
+{
+    api->dash = dash;
 }
 
 int cr_api_owns(const char *path)
@@ -150,8 +174,17 @@ static int authenticate(struct call *c)
     struct cr_signed s;
     unsigned char mac[CR_SIG_MAC_LEN];
     char why[160];
+    enum cr_role role;
     int rc;
 
+    /* a dashboard token (every one compared, each in constant time) */
+    role = cr_tokens_check(cfg->dashboard, cr_httpd_header(req, "authorization"),
+                           &c->token_name);
+    if (role != CR_ROLE_NONE) {
+        c->who = NULL;
+        c->roles = role == CR_ROLE_OPERATOR ? (CR_API_VIEWER | CR_API_OPERATOR) : CR_API_VIEWER;
+        return 0;
+    }
     rc = cr_auth_bearer(cfg->integrators, cr_httpd_header(req, "authorization"), &who, why,
                         sizeof(why));
     if (rc == CR_ENOTFOUND) {
@@ -188,11 +221,14 @@ static int authenticate(struct call *c)
 static int rate_limit(struct call *c)
 {
     const struct cr_integrators *k = c->api->d->cfg->integrators;
-    size_t i = (size_t)(c->who - k->v);
+    size_t i;
     int64_t wait_ms = 0;
     char extra[64];
     char why[128];
 
+    if (c->who == NULL)
+        return 0; /* a dashboard token: the event stream's caps bound it */
+    i = (size_t)(c->who - k->v);
     if (i >= c->api->nbuckets || cr_bucket_take(&c->api->buckets[i], cr_now_ms(), &wait_ms))
         return 0;
     snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)(wait_ms + 999) / 1000);
@@ -456,6 +492,15 @@ static void get_job(struct call *c)
         call_end(c);
         return;
     }
+    if (c->who == NULL) {
+        /* a dashboard token: any job, as counters and reasons */
+        struct cr_httpd_req *req = c->req;
+        struct cr_dash *dash = c->api->dash;
+
+        call_end(c);
+        cr_dash_job(dash, req, id);
+        return;
+    }
     snprintf(c->id, sizeof(c->id), "%s", id);
     cr_key_for(&d->keys, "job", c->id, key, sizeof(key));
     if (cr_redis_cmd(d->rc, on_job, c, 0, "HGETALL %s", key) < 0) {
@@ -470,11 +515,111 @@ static void get_job(struct call *c)
 
 static int path_matches(const struct route *rt, const char *path)
 {
+    const char *star = strchr(rt->path, '*');
     size_t n = strlen(rt->path);
+    size_t seg;
 
+    if (star != NULL) {
+        n = (size_t)(star - rt->path);
+        if (strncmp(path, rt->path, n) != 0)
+            return 0;
+        seg = strcspn(path + n, "/");
+        return seg > 0 && strcmp(path + n + seg, star + 1) == 0;
+    }
     if (rt->path[n - 1] == '/')
-        return strncmp(path, rt->path, n) == 0 && path[n] != '\0';
+        return strncmp(path, rt->path, n) == 0 && path[n] != '\0' &&
+               strchr(path + n, '/') == NULL;
     return strcmp(path, rt->path) == 0;
+}
+
+/* ---- the dashboard's routes (dashboard.h) --------------------------------- */
+
+/* The job id a "*" route names: the segment after /jobs/. Returns NULL (and
+ * answers 404) when it is not a job id. */
+static const char *star_id(struct call *c)
+{
+    const char *p = c->req->path + strlen(PREFIX "/jobs/");
+    size_t n = strcspn(p, "/");
+
+    if (n == 0 || n > CR_JOB_ID_MAX) {
+        refuse(c->req, 404, NULL, "not_found", "no such job id");
+        return NULL;
+    }
+    memcpy(c->id, p, n);
+    c->id[n] = '\0';
+    if (!id_ok(c->id)) {
+        refuse(c->req, 404, NULL, "not_found", "no such job id");
+        return NULL;
+    }
+    return c->id;
+}
+
+static void dash_whoami(struct call *c)
+{
+    struct cr_httpd_req *req = c->req;
+    const char *name = c->token_name;
+    int op = (c->roles & CR_API_OPERATOR) != 0;
+
+    call_end(c);
+    cr_dash_whoami(req, name, op);
+}
+
+static void dash_jobs(struct call *c)
+{
+    struct cr_httpd_req *req = c->req;
+    struct cr_dash *dash = c->api->dash;
+
+    call_end(c);
+    cr_dash_jobs(dash, req);
+}
+
+static void dash_report(struct call *c)
+{
+    struct cr_httpd_req *req = c->req;
+    struct cr_dash *dash = c->api->dash;
+    char id[CR_JOB_ID_MAX + 1];
+
+    if (star_id(c) == NULL) {
+        call_end(c);
+        return;
+    }
+    memcpy(id, c->id, sizeof(id));
+    call_end(c);
+    cr_dash_report(dash, req, id);
+}
+
+static void dash_cancel(struct call *c)
+{
+    struct cr_httpd_req *req = c->req;
+    struct cr_dash *dash = c->api->dash;
+    const char *who = c->token_name;
+    char id[CR_JOB_ID_MAX + 1];
+
+    if (star_id(c) == NULL) {
+        call_end(c);
+        return;
+    }
+    memcpy(id, c->id, sizeof(id));
+    call_end(c);
+    cr_dash_cancel(dash, req, id, who);
+}
+
+static void dash_fleet(struct call *c)
+{
+    struct cr_httpd_req *req = c->req;
+    struct cr_dash *dash = c->api->dash;
+
+    call_end(c);
+    cr_dash_fleet(dash, req);
+}
+
+static void dash_events(struct call *c)
+{
+    struct cr_httpd_req *req = c->req;
+    struct cr_dash *dash = c->api->dash;
+
+    call_end(c);
+    cr_dash_events(dash, req);
 }
 
 void cr_api_handle(struct cr_api *api, struct cr_httpd_req *req)
@@ -494,7 +639,7 @@ void cr_api_handle(struct cr_api *api, struct cr_httpd_req *req)
         snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
                  strlen(allow) > 7 ? ", " : "", routes[i].method);
     }
-    if (!found || api->d->cfg->integrators == NULL) {
+    if (!found || (api->d->cfg->integrators == NULL && !cr_dash_enabled(api->dash))) {
         refuse(req, 404, NULL, "not_found", "no such API route");
         return;
     }

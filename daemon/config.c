@@ -9,6 +9,7 @@
 #include "cr_log.h"
 #include "cr_str.h"
 #include "redis.h"
+#include "tokens.h"
 #include "sentinel.h"
 
 #include <ctype.h>
@@ -647,7 +648,7 @@ static const char *const top_keys[] = {"redis",    "consumer",   "group",       
                                        "log_level", "public_url", "limits",     "channels",
                                        "providers", "http",       "webhooks",   "links",
                                        "workers",  "log_format", "log_repeat_s", "integrators",
-                                       NULL};
+                                       "dashboard", NULL};
 static const char *const redis_keys[] = {"host",   "port",     "path",   "username",
                                          "password", "tls",  "prefix",
                                          "connect_timeout_ms", "command_timeout_ms",
@@ -1677,6 +1678,9 @@ int cr_config_parse_with(const char *text, size_t len,
     if (rc == 0)
         rc = parse_http_side(&c, cfg, root);
     if (rc == 0)
+        rc = cr_dashboard_conf_parse(cJSON_GetObjectItemCaseSensitive(root, "dashboard"),
+                                     &cfg->dashboard, c.err, c.errlen);
+    if (rc == 0)
         rc = parse_providers(&c, cfg, root);
     if (rc == 0)
         rc = parse_channels(&c, cfg, root);
@@ -1744,6 +1748,8 @@ void cr_config_release(struct cr_config *cfg)
 
     if (cfg == NULL)
         return;
+    cr_dashboard_conf_free(cfg->dashboard);
+    cfg->dashboard = NULL;
     cr_integrators_free(cfg->integrators);
     cfg->integrators = NULL;
     for (i = 0; i < cfg->nproviders && i < CR_MAX_PROVIDERS; i++) {

@@ -10,6 +10,7 @@
 #include "cr_provider.h"
 #include "cr_types.h"
 
+struct cr_dashboard_conf;
 struct cr_integrators;
 
 #define CR_MAX_PROVIDERS 16
@@ -125,6 +126,7 @@ struct cr_config {
     size_t http_max_body_bytes;    /* default 1048576 */
     long http_idle_timeout_ms;     /* keep-alive wait for the next request, default 30000 */
     long http_read_timeout_ms;     /* one whole request, default 10000 */
+    struct cr_dashboard_conf *dashboard; /* "dashboard" (tokens.h), NULL = no dashboard; owned */
 
     /* webhooks: signatures of provider callbacks */
     char *webhooks_public_url;     /* URL providers call (Twilio signs it); default public_url */

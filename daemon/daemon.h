@@ -23,6 +23,7 @@ struct cr_retry;
 struct cr_schedule;
 struct cr_replicas;
 struct cr_redischeck;
+struct cr_fleet;
 struct cr_sentinel;
 struct cr_audit_trim;
 
@@ -46,6 +47,7 @@ struct cr_daemon {
     struct cr_schedule *schedule;
     struct cr_replicas *replicas; /* NULL unless redis.wait_replicas > 0 */
     struct cr_redischeck *redischeck;
+    struct cr_fleet *fleet;     /* the heartbeat in Redis */
     struct cr_audit_trim *audit_trim; /* the receipts' trim floor for the audit sink */
     size_t retry_waiting;       /* size of the retry set when last seen */
     int stopping;               /* SIGTERM seen: take no new work */

@@ -10,6 +10,7 @@
 
 #include "backoff.h"
 #include "breaker.h"
+#include "fleet.h"
 #include "limiter.h"
 #include "metrics.h"
 #include "scripts.h"
@@ -530,6 +531,7 @@ static void on_done(void *ud, int err, const struct cr_response *resp, const cha
         p->conf->ops->classify(p->conf->state, sc->msgp, sc->n, resp, sc->res);
     }
     failed = err < 0 || resp->status >= 500;
+    cr_metrics_answer(dp->d->metrics, (int)p->ix, err < 0 ? err : 0, err < 0 ? 0 : resp->status);
     note_health(p, failed);
     for (i = 0; i < sc->n; i++) {
         if (sc->res[i].outcome == CR_OUT_RETRY && sc->res[i].retry_after_ms > pause)
@@ -635,6 +637,7 @@ static void note_health(struct prov *p, int failed)
         if (before != CR_BREAKER_CLOSED) {
             cr_info("provider '%s': answering again; back in rotation", p->conf->name);
             take_back(p);
+            cr_fleet_kick(p->dp->d->fleet);
         }
         return;
     }
@@ -646,6 +649,7 @@ static void note_health(struct prov *p, int failed)
                 "to the channel's next provider",
                 p->conf->name, p->breaker.threshold, p->breaker.open_ms);
         reroute_queued(p);
+        cr_fleet_kick(p->dp->d->fleet); /* readers see it now, not at the next beat */
     } else if (after == CR_BREAKER_OPEN) {
         cr_warn("provider '%s': probe failed; out of rotation for %ld ms", p->conf->name,
                 p->breaker.open_ms);
@@ -673,6 +677,7 @@ static int fail_over(struct prov *p, struct cr_msg *m, const struct cr_result *r
             CR_LOG_INFO, event_key(key, sizeof key, "failover", p, m->batch->job_id, res->code),
             "provider '%s' job %s: %s; trying '%s' (attempt %d/%d)", p->conf->name,
             m->batch->job_id, res->code, q->conf->name, m->attempt + 1, cfg->retry_max_attempts);
+        cr_metrics_failover(dp->d->metrics, (int)p->ix);
         m->provider_ix = (uint8_t)i;
         m->state = CR_MSG_QUEUED;
         q_push(&q->q[m->batch->prio], m);
@@ -1180,6 +1185,27 @@ const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix
     if (provider_ix >= dp->nprov)
         return "closed";
     return cr_breaker_state_name(dp->prov[provider_ix].breaker.state);
+}
+
+void cr_dispatch_provider_now(const struct cr_dispatch *dp, size_t provider_ix, int64_t now_ms,
+                              struct cr_dispatch_pnow *out)
+{
+    const struct prov *p;
+
+    memset(out, 0, sizeof(*out));
+    out->breaker = "closed";
+    if (provider_ix >= dp->nprov)
+        return;
+    p = &dp->prov[provider_ix];
+    out->breaker = cr_breaker_state_name(p->breaker.state);
+    out->breaker_open = p->breaker.state != CR_BREAKER_CLOSED;
+    out->requests = p->requests;
+    out->queued = p->queued;
+    out->paused_ms = p->paused_until > now_ms ? p->paused_until - now_ms : 0;
+    out->refill_ms = cr_bucket_wait_ms(&p->bucket, now_ms);
+    out->reopen_ms = (p->breaker.state == CR_BREAKER_OPEN && p->breaker.open_until_ms > now_ms)
+                         ? p->breaker.open_until_ms - now_ms
+                         : 0;
 }
 
 static void on_wake_closed(uv_handle_t *h)

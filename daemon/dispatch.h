@@ -40,6 +40,19 @@ size_t cr_dispatch_waiting_retries(const struct cr_dispatch *dp);
 /* "closed", "open" or "half_open": the provider's circuit breaker. */
 const char *cr_dispatch_circuit(const struct cr_dispatch *dp, size_t provider_ix);
 
+/* What provider provider_ix is doing at now_ms, for the fleet heartbeat. */
+struct cr_dispatch_pnow {
+    const char *breaker;  /* "closed", "open", "half_open" */
+    int breaker_open;     /* open or half-open: out of rotation or probing */
+    int requests;         /* requests under way */
+    size_t queued;
+    int64_t paused_ms;    /* the provider asked for a pause (Retry-After): this long left */
+    int64_t refill_ms;    /* until this process's rate limit has a token again */
+    int64_t reopen_ms;    /* open breaker: until the next probe */
+};
+void cr_dispatch_provider_now(const struct cr_dispatch *dp, size_t provider_ix, int64_t now_ms,
+                              struct cr_dispatch_pnow *out);
+
 void cr_dispatch_free(struct cr_dispatch *dp);
 
 #endif

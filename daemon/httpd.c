@@ -21,6 +21,7 @@
 #define LINGER_BYTES (1024 * 1024)   /* ... or until this much was dropped */
 #define EXTRA_REJECTING 64           /* connections being answered 503 at once */
 #define METHOD_MAX 15
+#define STREAM_BACKLOG_MAX (256 * 1024) /* bytes a streaming client may fall behind by */
 
 /* ---- the parser ---------------------------------------------------------- */
 
@@ -429,6 +430,7 @@ enum conn_state {
     C_HANDLING, /* the handler has the request; not reading */
     C_WRITING,  /* the answer is being written (write timer) */
     C_DRAINING, /* answered with an error: reading and dropping until EOF or the linger timer */
+    C_STREAMING, /* a long-lived answer (cr_httpd_stream_start): written as it comes */
     C_CLOSING
 };
 
@@ -450,6 +452,11 @@ struct cr_httpd_conn {
     int handles;              /* open handles; freed at 0 */
     size_t roff, rlen;        /* pipelined bytes kept in rbuf */
     size_t dropped;           /* bytes read and dropped while draining */
+    struct cr_buf more;       /* streaming: bytes queued while out is being written */
+    int writing;              /* streaming: a write is under way */
+    int ending;               /* streaming: close once everything queued is written */
+    cr_httpd_gone_cb gone;    /* streaming: called once when the connection closes */
+    void *gone_ud;
     char peer[64];
     char rbuf[READ_BUF];
 };
@@ -500,15 +507,21 @@ static void on_conn_handle_closed(uv_handle_t *h)
         s->nconns--;
     cr_httpd_parser_release(&c->parser);
     cr_buf_release(&c->out);
+    cr_buf_release(&c->more);
     free(c);
     maybe_free_server(s);
 }
 
 static void conn_close(struct cr_httpd_conn *c)
 {
+    cr_httpd_gone_cb gone = c->gone;
+
     if (c->state == C_CLOSING)
         return;
     c->state = C_CLOSING;
+    c->gone = NULL;
+    if (gone != NULL)
+        gone(c->gone_ud); /* the stream's owner forgets c now */
     if (c->pending != NULL) {
         c->pending->conn = NULL; /* the handler's answer will be dropped */
         c->pending = NULL;
@@ -539,12 +552,24 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     (void)status; /* draining goes on until EOF or the linger timer */
 }
 
+static void stream_flush(struct cr_httpd_conn *c);
+
 static void on_written(uv_write_t *w, int status)
 {
     struct cr_httpd_conn *c = w->data;
 
     if (c->state == C_CLOSING)
         return;
+    if (c->state == C_STREAMING) {
+        c->writing = 0;
+        cr_buf_reset(&c->out);
+        uv_timer_stop(&c->timer);
+        if (status < 0)
+            conn_close(c);
+        else
+            stream_flush(c);
+        return;
+    }
     cr_buf_reset(&c->out);
     if (status < 0) {
         conn_close(c);
@@ -704,6 +729,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (c->state == C_STREAMING)
+        return; /* the client has nothing more to say; only its EOF matters */
     if (c->state == C_DRAINING) {
         c->dropped += (size_t)nread;
         if (c->dropped > LINGER_BYTES)
@@ -728,6 +755,11 @@ static void on_timer(uv_timer_t *t)
         break;
     case C_WRITING:
         cr_warn("http %s: answer not taken within %ld ms; connection closed", c->peer,
+                c->srv->o.read_timeout_ms);
+        conn_close(c);
+        break;
+    case C_STREAMING:
+        cr_warn("http %s: stream not taken within %ld ms; connection closed", c->peer,
                 c->srv->o.read_timeout_ms);
         conn_close(c);
         break;
@@ -794,6 +826,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->srv = s;
     c->tcp.data = c->timer.data = c;
     cr_buf_init(&c->out, RESPONSE_MAX);
+    cr_buf_init(&c->more, STREAM_BACKLOG_MAX);
     cr_httpd_parser_init(&c->parser, &s->o.lim);
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
@@ -846,6 +879,96 @@ int cr_httpd_respond(struct cr_httpd_req *req, int status, const char *content_t
     }
     send_out(c);
     return 0;
+}
+
+/* ---- long-lived answers ---- */
+
+/* Writes what is queued when no write is under way; closes once an ended
+ * stream has written everything. */
+static void stream_flush(struct cr_httpd_conn *c)
+{
+    struct cr_buf t;
+    uv_buf_t b;
+
+    if (c->writing || c->state != C_STREAMING)
+        return;
+    if (c->more.len == 0) {
+        if (c->ending)
+            conn_close(c);
+        return;
+    }
+    t = c->out; /* out is empty: swap, so that more takes the next bytes */
+    c->out = c->more;
+    c->more = t;
+    c->out.max = RESPONSE_MAX;
+    c->more.max = STREAM_BACKLOG_MAX;
+    b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    c->writing = 1;
+    arm(c, c->srv->o.read_timeout_ms);
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+        conn_close(c);
+}
+
+struct cr_httpd_conn *cr_httpd_stream_start(struct cr_httpd_req *req, const char *content_type,
+                                            const char *extra, cr_httpd_gone_cb gone, void *ud)
+{
+    struct cr_httpd_conn *c = req->conn;
+    int rc;
+
+    if (c == NULL) {
+        cr_httpd_req_free(req);
+        return NULL;
+    }
+    c->pending = NULL;
+    cr_httpd_req_free(req);
+    if (c->srv->closing) {
+        conn_close(c);
+        return NULL;
+    }
+    rc = cr_buf_appendf(&c->more, "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                                  "Cache-Control: no-store\r\nContent-Type: %s\r\n%s\r\n",
+                        content_type, extra != NULL ? extra : "");
+    if (rc < 0) {
+        conn_close(c);
+        return NULL;
+    }
+    c->state = C_STREAMING;
+    c->close_after = 1;
+    c->rlen = 0; /* pipelined requests after a stream are not answered */
+    c->gone = gone;
+    c->gone_ud = ud;
+    uv_timer_stop(&c->timer);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        c->gone = NULL;
+        conn_close(c);
+        return NULL;
+    }
+    stream_flush(c);
+    return c;
+}
+
+int cr_httpd_stream_write(struct cr_httpd_conn *c, const void *data, size_t len)
+{
+    if (c == NULL || c->state != C_STREAMING || c->ending)
+        return CR_ECLOSED;
+    if (cr_buf_append(&c->more, data, len) < 0) {
+        cr_warn("http %s: stream client over %d bytes behind; connection closed", c->peer,
+                STREAM_BACKLOG_MAX);
+        conn_close(c);
+        return CR_ETOOBIG;
+    }
+    stream_flush(c);
+    return 0;
+}
+
+void cr_httpd_stream_end(struct cr_httpd_conn *c)
+{
+    if (c == NULL || c->state != C_STREAMING)
+        return;
+    c->gone = NULL;
+    c->ending = 1;
+    stream_flush(c);
 }
 
 int cr_httpd_listen_parse(const char *listen, struct sockaddr_storage *ss)

@@ -143,6 +143,29 @@ size_t cr_httpd_connections(const struct cr_httpd *s);
 int cr_httpd_respond(struct cr_httpd_req *req, int status, const char *content_type,
                      const char *extra, const void *body, size_t len);
 
+/* ---- long-lived answers (Server-Sent Events) ---- */
+
+/* Called once when a streaming connection closes for any reason (the client
+ * went away, a write failed, the client fell too far behind or took longer
+ * than read_timeout_ms to take a write, the server closed); the handle must
+ * not be used after it. Not called after cr_httpd_stream_end. */
+typedef void (*cr_httpd_gone_cb)(void *ud);
+
+/* Answers req with "200 OK" and no length (Connection: close), content_type
+ * and the extra header lines, then keeps the connection for writes; req is
+ * freed. Returns the handle to write to, or NULL when the connection had
+ * gone or the server is closing (gone is then never called). */
+struct cr_httpd_conn *cr_httpd_stream_start(struct cr_httpd_req *req, const char *content_type,
+                                            const char *extra, cr_httpd_gone_cb gone, void *ud);
+
+/* Queues len bytes for the client. Returns 0, CR_ECLOSED (ended or closing),
+ * or CR_ETOOBIG: the client is 256 KiB behind and the connection is closed
+ * (gone has run). */
+int cr_httpd_stream_write(struct cr_httpd_conn *c, const void *data, size_t len);
+
+/* Closes the stream once what is queued is written; gone is not called. */
+void cr_httpd_stream_end(struct cr_httpd_conn *c);
+
 /* Stops listening and closes every connection (answers not yet given are
  * dropped when they come). s is freed once its handles are closed; then
  * done(ud) runs, if given. */

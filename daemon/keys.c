@@ -30,6 +30,7 @@ int cr_keys_init(struct cr_keys *keys, const char *prefix)
     rc |= fmt_key(keys->scheduled, sizeof(keys->scheduled), prefix, "scheduled", NULL);
     rc |= fmt_key(keys->sms_last, sizeof(keys->sms_last), prefix, "sms:last", NULL);
     rc |= fmt_key(keys->events, sizeof(keys->events), prefix, "events", NULL);
+    rc |= fmt_key(keys->fleet, sizeof(keys->fleet), prefix, "fleet", NULL);
     for (i = 0; i < CR_PRIO__COUNT; i++)
         rc |= fmt_key(keys->batches[i], CR_KEY_MAX, prefix, "batches",
                       cr_priority_name((enum cr_priority)i));

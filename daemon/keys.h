@@ -18,6 +18,7 @@ struct cr_keys {
     char scheduled[CR_KEY_MAX];  /* sorted set: job id by send_at */
     char sms_last[CR_KEY_MAX];   /* hash: phone -> "<job>/<pos>/<sub>" of the last SMS sent */
     char events[CR_KEY_MAX];
+    char fleet[CR_KEY_MAX];      /* sorted set: consumer by last heartbeat (ms); <fleet>:<consumer> holds it */
     char batches[CR_PRIO__COUNT][CR_KEY_MAX]; /* fan-out streams, one per priority */
     char suppress[CR_CH__COUNT][CR_KEY_MAX];
 };

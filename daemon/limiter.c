@@ -43,3 +43,17 @@ int cr_bucket_take(struct cr_bucket *b, int64_t now_ms, int64_t *wait_ms)
     *wait_ms = (1000 - b->milli + b->rate - 1) / b->rate;
     return 0;
 }
+
+int64_t cr_bucket_wait_ms(const struct cr_bucket *b, int64_t now_ms)
+{
+    int64_t milli;
+
+    if (!cr_bucket_limited(b))
+        return 0;
+    milli = b->milli;
+    if (now_ms > b->last_ms)
+        milli += (now_ms - b->last_ms) * b->rate;
+    if (milli >= 1000)
+        return 0;
+    return (1000 - milli + b->rate - 1) / b->rate;
+}

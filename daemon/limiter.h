@@ -27,6 +27,10 @@ int cr_bucket_take(struct cr_bucket *b, int64_t now_ms, int64_t *wait_ms);
 /* Gives back a token taken and not used (never above the bucket's size). */
 void cr_bucket_refund(struct cr_bucket *b);
 
+/* Time from now_ms until a token is there to take (0: one is there now, or
+ * no limit); the bucket is not changed. For the fleet heartbeat. */
+int64_t cr_bucket_wait_ms(const struct cr_bucket *b, int64_t now_ms);
+
 /* Nonzero when the bucket limits anything. */
 int cr_bucket_limited(const struct cr_bucket *b);
 

@@ -18,6 +18,7 @@
 #include "dispatch.h"
 #include "expander.h"
 #include "fanout.h"
+#include "fleet.h"
 #include "intake.h"
 #include "metrics.h"
 #include "preflight.h"
@@ -64,6 +65,7 @@ static void on_http_closed(void *ud)
     cr_fanout_free(d->fanout);
     cr_replicas_free(d->replicas);
     cr_redischeck_free(d->redischeck);
+    cr_fleet_free(d->fleet);
     cr_dispatch_free(d->dispatch);
 }
 
@@ -82,6 +84,7 @@ static void close_all(struct cr_daemon *d)
     cr_reader_stop(d->reader);
     cr_sentinel_close(d->sentinel); /* first: it resets the connections below */
     d->sentinel = NULL;
+    cr_fleet_stop(d->fleet);
     cr_audit_trim_stop(d->audit_trim);
     cr_redis_close(d->rb);
     cr_redis_close(d->ru);
@@ -95,7 +98,8 @@ void cr_daemon_maybe_done(struct cr_daemon *d)
     if (!d->stopping || closing)
         return;
     if (cr_fanout_active(d->fanout) || cr_dispatch_inflight(d->dispatch) ||
-        cr_intake_active(d->intake) || cr_expander_active(d->expander))
+        cr_intake_active(d->intake) || cr_expander_active(d->expander) ||
+        cr_fleet_leaving(d->fleet))
         return;
     cr_info("crierd: nothing in flight; exiting");
     close_all(d);
@@ -124,6 +128,7 @@ static void on_signal(uv_signal_t *s, int signum)
             signum, cr_dispatch_inflight(d->dispatch));
     d->stopping = 1;
     cr_sd_stopping();
+    cr_fleet_stop(d->fleet); /* leaves the fleet now: the key would outlive the exit */
     cr_reader_stop(d->reader);
     cr_dispatch_stop(d->dispatch);
     cr_fanout_stop(d->fanout);
@@ -349,6 +354,8 @@ static int start(struct cr_daemon *d)
         rc = open_redis(d, "urgent", on_ru_state, &d->ru);
     if (rc == 0)
         rc = cr_metrics_init(d->cfg->nproviders, &d->metrics);
+    if (rc == 0)
+        rc = cr_fleet_init(d, &d->fleet);
     if (rc == 0)
         rc = cr_routes_start(d);
     return rc;

@@ -32,6 +32,26 @@ struct hist {
     double sum;
 };
 
+/* The last WIN_S seconds per provider, one slot a second, for the fleet
+ * heartbeat: what a person watching wants now, not totals since start. */
+#define WIN_S 10
+#define LAT_SAMPLES 256 /* newest request latencies kept per provider */
+
+struct win_slot {
+    int64_t sec;
+    uint32_t msgs;
+    uint32_t err[CR_ERRCLASS__COUNT];
+    uint32_t failovers;
+    uint32_t waits;
+};
+
+struct win {
+    struct win_slot slot[WIN_S];
+    uint32_t lat_us[LAT_SAMPLES];
+    int64_t lat_sec[LAT_SAMPLES];
+    size_t lat_next;
+};
+
 struct hook_series {
     char hook[16];
     char outcome[24];
@@ -49,6 +69,10 @@ struct cr_metrics {
     size_t nhooks;
     uint64_t hooks_dropped; /* pairs beyond HOOK_SERIES_MAX */
     uint64_t record_gaps;
+    struct win *win;    /* [nprov] */
+    uint64_t *errs;     /* [nprov * CR_ERRCLASS__COUNT] */
+    int64_t now_s;      /* set by cr_metrics_tick */
+    struct cr_metrics_backlog backlog;
 };
 
 int cr_metrics_init(size_t nproviders, struct cr_metrics **out)
@@ -64,8 +88,10 @@ int cr_metrics_init(size_t nproviders, struct cr_metrics **out)
     m->retries = calloc(np, sizeof(*m->retries));
     m->segments = calloc(np, sizeof(*m->segments));
     m->wait_s = calloc(np, sizeof(*m->wait_s));
+    m->win = calloc(np, sizeof(*m->win));
+    m->errs = calloc(np * CR_ERRCLASS__COUNT, sizeof(*m->errs));
     if (m->msgs == NULL || m->lat == NULL || m->retries == NULL || m->segments == NULL ||
-        m->wait_s == NULL) {
+        m->wait_s == NULL || m->win == NULL || m->errs == NULL) {
         cr_metrics_free(m);
         return CR_ENOMEM;
     }
@@ -82,6 +108,8 @@ void cr_metrics_free(struct cr_metrics *m)
     free(m->retries);
     free(m->segments);
     free(m->wait_s);
+    free(m->win);
+    free(m->errs);
     free(m);
 }
 
@@ -95,6 +123,110 @@ static int prov_ok(const struct cr_metrics *m, int provider_ix)
     return provider_ix >= 0 && (size_t)provider_ix < m->nprov;
 }
 
+/* The slot of this second in provider_ix's window (caller checked the index). */
+static struct win_slot *slot_now(struct cr_metrics *m, int provider_ix)
+{
+    struct win_slot *w = &m->win[provider_ix].slot[(uint64_t)m->now_s % WIN_S];
+
+    if (w->sec != m->now_s) {
+        memset(w, 0, sizeof(*w));
+        w->sec = m->now_s;
+    }
+    return w;
+}
+
+void cr_metrics_tick(struct cr_metrics *m, int64_t now_ms)
+{
+    if (m != NULL && now_ms / 1000 > m->now_s)
+        m->now_s = now_ms / 1000;
+}
+
+void cr_metrics_answer(struct cr_metrics *m, int provider_ix, int err, long status)
+{
+    enum cr_errclass c;
+
+    if (m == NULL || !prov_ok(m, provider_ix))
+        return;
+    if (err < 0)
+        c = CR_ERRCLASS_TRANSPORT;
+    else if (status == 429)
+        c = CR_ERRCLASS_THROTTLED;
+    else if (status >= 500)
+        c = CR_ERRCLASS_SERVER;
+    else if (status >= 400)
+        c = CR_ERRCLASS_CLIENT;
+    else
+        return;
+    m->errs[(size_t)provider_ix * CR_ERRCLASS__COUNT + c]++;
+    slot_now(m, provider_ix)->err[c]++;
+}
+
+void cr_metrics_failover(struct cr_metrics *m, int provider_ix)
+{
+    if (m != NULL && prov_ok(m, provider_ix))
+        slot_now(m, provider_ix)->failovers++;
+}
+
+const char *cr_errclass_name(enum cr_errclass c)
+{
+    static const char *const names[] = {"transport", "throttled", "server", "client"};
+
+    return (unsigned)c < CR_ERRCLASS__COUNT ? names[c] : "unknown";
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+void cr_metrics_window(const struct cr_metrics *m, int provider_ix, struct cr_metrics_win *out)
+{
+    uint32_t lat[LAT_SAMPLES];
+    const struct win *w;
+    size_t i, n = 0;
+    uint64_t msgs = 0;
+    int c;
+
+    memset(out, 0, sizeof(*out));
+    if (m == NULL || !prov_ok(m, provider_ix))
+        return;
+    w = &m->win[provider_ix];
+    for (i = 0; i < WIN_S; i++) {
+        const struct win_slot *s = &w->slot[i];
+
+        if (s->sec <= m->now_s - WIN_S || s->sec > m->now_s)
+            continue;
+        msgs += s->msgs;
+        out->failovers += s->failovers;
+        out->waits += s->waits;
+        for (c = 0; c < CR_ERRCLASS__COUNT; c++)
+            out->err[c] += s->err[c];
+        if (s->sec >= m->now_s - 1) {
+            out->recent_failovers += s->failovers;
+            out->recent_waits += s->waits;
+        }
+    }
+    out->rate = (double)msgs / WIN_S;
+    for (i = 0; i < LAT_SAMPLES; i++) {
+        if (w->lat_sec[i] > m->now_s - WIN_S && w->lat_sec[i] <= m->now_s)
+            lat[n++] = w->lat_us[i];
+    }
+    out->samples = n;
+    if (n > 0) {
+        qsort(lat, n, sizeof(lat[0]), cmp_u32);
+        out->p50_ms = lat[(n - 1) / 2] / 1000.0;
+        out->p99_ms = lat[(n * 99 + 99) / 100 - 1] / 1000.0;
+    }
+}
+
+void cr_metrics_set_backlog(struct cr_metrics *m, const struct cr_metrics_backlog *b)
+{
+    if (m != NULL)
+        m->backlog = *b;
+}
+
 void cr_metrics_message(struct cr_metrics *m, enum cr_channel ch, int provider_ix,
                         enum cr_status st)
 {
@@ -104,6 +236,8 @@ void cr_metrics_message(struct cr_metrics *m, enum cr_channel ch, int provider_i
         return;
     row = prov_ok(m, provider_ix) ? (size_t)provider_ix : m->nprov;
     m->msgs[(row * NCH + (size_t)ch) * CR_ST__COUNT + (size_t)st]++;
+    if (row < m->nprov)
+        slot_now(m, provider_ix)->msgs++;
 }
 
 void cr_metrics_latency(struct cr_metrics *m, int provider_ix, long latency_us)
@@ -122,6 +256,14 @@ void cr_metrics_latency(struct cr_metrics *m, int provider_ix, long latency_us)
         h->bucket[i]++;
     h->count++;
     h->sum += s;
+    {
+        struct win *w = &m->win[provider_ix];
+        size_t k = w->lat_next++ % LAT_SAMPLES;
+
+        w->lat_us[k] = latency_us > 0 ? (uint32_t)(latency_us > UINT32_MAX ? UINT32_MAX : latency_us)
+                                      : 0;
+        w->lat_sec[k] = m->now_s;
+    }
 }
 
 void cr_metrics_sms_segments(struct cr_metrics *m, int provider_ix, unsigned n)
@@ -138,8 +280,10 @@ void cr_metrics_retry(struct cr_metrics *m, int provider_ix)
 
 void cr_metrics_ratelimit_wait(struct cr_metrics *m, int provider_ix, long wait_ms)
 {
-    if (m != NULL && prov_ok(m, provider_ix) && wait_ms > 0)
+    if (m != NULL && prov_ok(m, provider_ix) && wait_ms > 0) {
         m->wait_s[provider_ix] += (double)wait_ms / 1000.0;
+        slot_now(m, provider_ix)->waits++;
+    }
 }
 
 void cr_metrics_webhook(struct cr_metrics *m, const char *hook, const char *outcome)
@@ -398,6 +542,75 @@ static int render_circuits(const struct cr_metrics *m, const struct cr_daemon *d
     return rc;
 }
 
+static int render_errors(const struct cr_metrics *m, const struct cr_daemon *d,
+                         struct cr_buf *out)
+{
+    size_t i;
+    int c;
+    int rc;
+
+    rc = head(out, "crier_provider_errors_total", "counter",
+              "Provider requests that failed, by class: transport (no answer), throttled (429), "
+              "server (5xx), client (other 4xx).");
+    for (i = 0; rc == 0 && i < m->nprov; i++) {
+        for (c = 0; rc == 0 && c < CR_ERRCLASS__COUNT; c++) {
+            rc = cr_buf_appends(out, "crier_provider_errors_total{provider=\"");
+            if (rc == 0)
+                rc = label(out, prov_name(d, i));
+            if (rc == 0)
+                rc = cr_buf_appendf(out, "\",class=\"%s\"} %llu\n",
+                                    cr_errclass_name((enum cr_errclass)c),
+                                    (unsigned long long)m->errs[i * CR_ERRCLASS__COUNT + (size_t)c]);
+        }
+    }
+    return rc;
+}
+
+/* The stream backlog as last read from Redis by the fleet heartbeat; -1
+ * (never read) is left out. */
+static int render_backlog(const struct cr_metrics *m, struct cr_buf *out)
+{
+    const struct cr_metrics_backlog *b = &m->backlog;
+    int rc = 0;
+    int p;
+
+    if (!b->known)
+        return 0;
+    rc = head(out, "crier_batches_pending", "gauge",
+              "Batches read by a crierd and not acknowledged yet, per priority stream "
+              "(the whole fleet's, read from Redis).");
+    for (p = 0; rc == 0 && p < CR_PRIO__COUNT; p++)
+        rc = cr_buf_appendf(out, "crier_batches_pending{priority=\"%s\"} %lld\n",
+                            cr_priority_name((enum cr_priority)p), b->pending[p]);
+    if (rc == 0)
+        rc = head(out, "crier_batches_lag", "gauge",
+                  "Batches in each priority stream not read by any crierd yet.");
+    for (p = 0; rc == 0 && p < CR_PRIO__COUNT; p++)
+        rc = cr_buf_appendf(out, "crier_batches_lag{priority=\"%s\"} %lld\n",
+                            cr_priority_name((enum cr_priority)p), b->lag[p]);
+    if (rc == 0)
+        rc = head(out, "crier_intake_lag", "gauge",
+                  "Jobs in the intake stream not read by any crierd yet.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_intake_lag %lld\n", b->intake_lag);
+    if (rc == 0)
+        rc = head(out, "crier_intake_pending", "gauge",
+                  "Jobs read from the intake stream and not acknowledged yet.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_intake_pending %lld\n", b->intake_pending);
+    if (rc == 0)
+        rc = head(out, "crier_retry_set_size", "gauge",
+                  "Messages parked in the retry set (the whole fleet's, read from Redis).");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_retry_set_size %lld\n", b->retry_set);
+    if (rc == 0)
+        rc = head(out, "crier_fleet_nodes", "gauge",
+                  "crierd processes with a live heartbeat in Redis.");
+    if (rc == 0)
+        rc = cr_buf_appendf(out, "crier_fleet_nodes %lld\n", b->fleet_nodes);
+    return rc;
+}
+
 static int render_hooks(const struct cr_metrics *m, struct cr_buf *out)
 {
     size_t i;
@@ -474,6 +687,10 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
                                 ? cr_dispatch_waiting_retries(d->dispatch) : (size_t)0);
     if (rc == 0)
         rc = render_circuits(m, d, out);
+    if (rc == 0)
+        rc = render_errors(m, d, out);
+    if (rc == 0)
+        rc = render_backlog(m, out);
     if (rc == 0)
         rc = render_hooks(m, out);
     if (rc == 0)

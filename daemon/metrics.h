@@ -33,6 +33,51 @@ void cr_metrics_ratelimit_wait(struct cr_metrics *m, int provider_ix, long wait_
  * outcome "accepted"/"bad_signature"/"stale"/"replayed"/"malformed"/"too_large"/... */
 void cr_metrics_webhook(struct cr_metrics *m, const char *hook, const char *outcome);
 
+/* What went wrong with a provider request, for the error counts. */
+enum cr_errclass {
+    CR_ERRCLASS_TRANSPORT, /* no answer: refused, reset, timed out */
+    CR_ERRCLASS_THROTTLED, /* 429 */
+    CR_ERRCLASS_SERVER,    /* 5xx */
+    CR_ERRCLASS_CLIENT,    /* another 4xx */
+    CR_ERRCLASS__COUNT
+};
+
+/* "transport", "throttled", "server", "client". */
+const char *cr_errclass_name(enum cr_errclass c);
+
+/* The second the loop is in (called once a second by the fleet heartbeat):
+ * the 10 s windows below count into it. */
+void cr_metrics_tick(struct cr_metrics *m, int64_t now_ms);
+
+/* A provider request was answered (err 0, HTTP status) or not (err < 0):
+ * counts an error by class when it failed. */
+void cr_metrics_answer(struct cr_metrics *m, int provider_ix, int err, long status);
+
+/* A message moved from provider_ix to the channel's next provider. */
+void cr_metrics_failover(struct cr_metrics *m, int provider_ix);
+
+/* One provider over the last 10 s (the current second included). */
+struct cr_metrics_win {
+    double rate;                         /* messages with an outcome per second */
+    double p50_ms, p99_ms;               /* request latency; 0 when no samples */
+    size_t samples;
+    uint32_t err[CR_ERRCLASS__COUNT];
+    uint32_t failovers, waits;           /* over 10 s */
+    uint32_t recent_failovers, recent_waits; /* over the last 2 s */
+};
+void cr_metrics_window(const struct cr_metrics *m, int provider_ix, struct cr_metrics_win *out);
+
+/* The stream backlog, read from Redis by the fleet heartbeat (whole fleet). */
+struct cr_metrics_backlog {
+    int known;                          /* read at least once */
+    long long pending[CR_PRIO__COUNT];  /* batches read and not acknowledged */
+    long long lag[CR_PRIO__COUNT];      /* batches not read yet */
+    long long intake_lag, intake_pending;
+    long long retry_set;
+    long long fleet_nodes;
+};
+void cr_metrics_set_backlog(struct cr_metrics *m, const struct cr_metrics_backlog *b);
+
 /* Ledger bits found missing when a batch was acknowledged (then written again). */
 void cr_metrics_record_gaps(struct cr_metrics *m, uint64_t n);
 

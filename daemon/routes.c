@@ -10,6 +10,7 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "dashboard.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "replicas.h"
@@ -23,6 +24,7 @@ struct routes {
     struct cr_daemon *d;
     struct cr_webhooks *hooks;
     struct cr_api *api;
+    struct cr_dash *dash;
 };
 
 static void text(struct cr_httpd_req *req, int status, const char *extra, const char *s)
@@ -120,6 +122,8 @@ static void handle(struct cr_httpd_req *req, void *ud)
         cr_api_handle(rt->api, req);
     } else if ((strncmp(p, "/u/", 3) == 0 || strncmp(p, "/s/", 3) == 0) && p[3] != '\0') {
         cr_replies_link(d, req);
+    } else if (cr_dash_page_owns(p)) {
+        cr_dash_page(rt->dash, req);
     } else {
         text(req, 404, NULL, "not found\n");
     }
@@ -164,12 +168,16 @@ int cr_routes_start(struct cr_daemon *d)
         free(rt);
         return rc;
     }
-    rc = cr_api_init(d, &rt->api);
+    rc = cr_dash_init(d, &rt->dash);
+    if (rc == 0)
+        rc = cr_api_init(d, &rt->api);
     if (rc != 0) {
+        cr_dash_free(rt->dash);
         cr_webhooks_free(rt->hooks);
         free(rt);
         return rc;
     }
+    cr_api_set_dashboard(rt->api, rt->dash);
     memset(&o, 0, sizeof(o));
     o.listen = cfg->http_listen;
     o.max_connections = cfg->http_max_connections;
@@ -184,6 +192,7 @@ int cr_routes_start(struct cr_daemon *d)
     rc = cr_httpd_init(d->loop, &o, &d->httpd);
     if (rc != 0) {
         cr_api_free(rt->api);
+        cr_dash_free(rt->dash);
         cr_webhooks_free(rt->hooks);
         free(rt);
         return rc;
@@ -197,6 +206,7 @@ static void on_closed(void *ud)
     struct routes *rt = ud;
 
     cr_api_free(rt->api);
+    cr_dash_free(rt->dash);
     cr_webhooks_free(rt->hooks);
     free(rt);
 }

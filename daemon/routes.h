@@ -1,5 +1,6 @@
 /* The daemon's HTTP routes: /healthz, /readyz, /metrics, /hooks/<provider>,
- * /u/<token>, /s/<token>, /api/v1/... (api.h). Owns the listener and the webhook state. */
+ * /u/<token>, /s/<token>, /api/v1/... (api.h), /dashboard/ (dashboard.h). Owns
+ * the listener, the webhook state and the dashboard. */
 #ifndef CR_ROUTES_H
 #define CR_ROUTES_H
 

@@ -265,6 +265,11 @@ static const char record_lua[] =
     "    end\n"
     "    counts[st] = (counts[st] or 0) + 1\n"
     "    if chname ~= '' then counts[st .. ':' .. chname] = (counts[st .. ':' .. chname] or 0) + 1 end\n"
+    /* why messages did not arrive, counted per status and provider code for the dashboard */
+    "    if st ~= 'sent' and st ~= 'delivered' and ARGV[o + 8] ~= '' then\n"
+    "      local rk = 'reason:' .. st .. ':' .. ARGV[o + 8]\n"
+    "      counts[rk] = (counts[rk] or 0) + 1\n"
+    "    end\n"
     "    local seg = none\n"
     "    if ch == '1' and ARGV[o + 16] ~= '0' then\n"
     "      seg = {'segments', ARGV[o + 16]}\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from harness import PREFIX, RedisServer, seed, wait_job
+from harness import wait_until, PREFIX, RedisServer, seed, wait_job
 
 ACL_FILE = Path(__file__).resolve().parents[2] / "config" / "redis-users.acl"
 PASSWORDS = {"CHANGE-ME-admin": "admin-pw-0123", "CHANGE-ME-crierd": "crierd-pw-0123",
@@ -100,6 +100,9 @@ def test_crier_runs_under_least_privilege_acl_users(env):
     env.r.hset(f"{PREFIX}job:other-1", mapping={"state": "completed", "key": "cc"})
     with pytest.raises(redis.exceptions.NoPermissionError):
         web.hgetall(f"{PREFIX}job:other-1")      # another integrator's job
+
+    # the fleet heartbeat and its backlog reads work under crierd's user too
+    wait_until(lambda: env.r.exists(f"{PREFIX}fleet:crierd-a"), 10, 0.05, what="the heartbeat")
 
     log = d.log_text()
     # ROLE and CONFIG GET are refused: each is said once, and neither drops the

@@ -3,6 +3,7 @@
  * run against fake adapters so that adapter errors are predictable; the
  * shipped example config is loaded with the real ones. */
 #include "config.h"
+#include "tokens.h"
 #include "cr_error.h"
 #include "test.h"
 
@@ -659,12 +660,16 @@ TEST(config_example_loads)
 
     setenv("SENDGRID_API_KEY", "SG.test", 1);
     setenv("FCM_ACCESS_TOKEN", "ya29.test", 1);
+    setenv("CRIER_DASH_COMMS", "comms-token-0123456789", 1);
+    setenv("CRIER_DASH_OPS", "ops-token-0123456789", 1);
     setenv("CRIER_KEY_WEB", "web-key-secret-0123456789", 1);
     rc = cr_config_parse(spliced, len, &cfg, err, sizeof err);
     free(spliced);
     unlink(cred);
     unsetenv("SENDGRID_API_KEY");
     unsetenv("FCM_ACCESS_TOKEN");
+    unsetenv("CRIER_DASH_COMMS");
+    unsetenv("CRIER_DASH_OPS");
     unsetenv("CRIER_KEY_WEB");
     if (rc != 0)
         fprintf(stderr, "  example: %s\n", err);
@@ -678,6 +683,7 @@ TEST(config_example_loads)
     ASSERT_INT_EQ(cfg.nchannel_providers[CR_CH_EMAIL], 1);
     ASSERT_INT_EQ(cfg.nchannel_providers[CR_CH_SMS], 1);
     ASSERT_INT_EQ(cfg.nchannel_providers[CR_CH_PUSH], 1);
+    ASSERT(cfg.dashboard != NULL && cfg.dashboard->ntokens == 2);
     cr_config_release(&cfg);
 }
 
