@@ -367,6 +367,19 @@ void cr_log_repeat(enum cr_log_level level, const char *key, const char *fmt, ..
     memcpy(free_slot->key, k, sizeof k);
 }
 
+int cr_log_repeat_end(const char *key)
+{
+    char k[KEY_MAX_BYTES];
+    size_t i;
+
+    snprintf(k, sizeof k, "%s", key);
+    for (i = 0; i < CR_LOG_REPEAT_KEYS; i++) {
+        if (slots[i].used && strcmp(slots[i].key, k) == 0)
+            return close_window(&slots[i], now_ms(), 1);
+    }
+    return 0;
+}
+
 int cr_log_repeat_flush(int all)
 {
     int64_t now = now_ms();

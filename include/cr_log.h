@@ -72,6 +72,12 @@ void cr_log_set_clock(int64_t (*now_ms)(void));
 void cr_log_repeat(enum cr_log_level level, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Ends key's suppression (its run of events is over, e.g. the connection it
+ * names is closed): writes the summary of what its window counted, if
+ * anything, and forgets the key, so that its next event is written at once.
+ * Returns 1 when a summary line was written. */
+int cr_log_repeat_end(const char *key);
+
 /* Writes the summary line of every window that has ended (all: of every
  * window, ended or not, and forgets every key: at exit). Call it about once
  * a second so that a summary is not held back until the key's next event;
