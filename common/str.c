@@ -79,3 +79,14 @@ long cr_utf8_invalid_at(const char *str)
     }
     return -1;
 }
+
+int cr_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

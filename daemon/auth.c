@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "cr_error.h"
+#include "cr_str.h"
 #include "sigs.h"
 
 #define MAX_KEYS 256
@@ -279,17 +280,6 @@ int cr_glob_match(const char *p, const char *s)
     return *p == '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int cr_sig_parse(const char *s, size_t len, struct cr_sig *out)
 {
     size_t i = 0;
@@ -323,8 +313,8 @@ int cr_sig_parse(const char *s, size_t len, struct cr_sig *out)
         if (out->n == CR_SIG_MAX)
             return CR_ETOOBIG;
         for (j = 0; j < CR_SIG_MAC_LEN; j++) {
-            int hi = hexval(s[start + 3 + 2 * j]);
-            int lo = hexval(s[start + 4 + 2 * j]);
+            int hi = cr_hex_value(s[start + 3 + 2 * j]);
+            int lo = cr_hex_value(s[start + 4 + 2 * j]);
 
             if (hi < 0 || lo < 0)
                 return CR_EPARSE;

@@ -21,4 +21,7 @@ long cr_utf8_invalid_at(const char *str);
 /* Writes v in decimal into buf (CR_NUM_MAX bytes or more). Returns buf. */
 char *cr_fmt_i64(char *buf, int64_t v);
 
+/* Returns the value of the hex digit c (either case), or -1 when c is none. */
+int cr_hex_value(char c);
+
 #endif

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cr_error.h"
+#include "cr_str.h"
 
 static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm", "apns",
                                                            "smtp", "gateway", "oauth"};
@@ -179,17 +180,6 @@ int sim_utf8_clean(struct cr_buf *out, const char *s, size_t n, int cut)
     return cr_buf_append(out, s + run, n - run);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into out ('+' is a space; a bad escape stays as is). */
 static int form_decode(struct cr_buf *out, const char *s, size_t n)
 {
@@ -201,8 +191,8 @@ static int form_decode(struct cr_buf *out, const char *s, size_t n)
 
         if (c == '+') {
             c = ' ';
-        } else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        } else if (c == '%' && i + 2 < n && cr_hex_value(s[i + 1]) >= 0 && cr_hex_value(s[i + 2]) >= 0) {
+            c = (char)(cr_hex_value(s[i + 1]) * 16 + cr_hex_value(s[i + 2]));
             i += 2;
         }
         rc = cr_buf_append(out, &c, 1);

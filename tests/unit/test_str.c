@@ -50,3 +50,14 @@ TEST(utf8_invalid_at_finds_the_first_bad_byte)
     ASSERT_INT_EQ(cr_utf8_invalid_at("\xf4\x90\x80\x80"), 0); /* past U+10FFFF */
     ASSERT_INT_EQ(cr_utf8_invalid_at("\xe2\x82"), 0);         /* ends early */
 }
+
+TEST(hex_value_of_either_case)
+{
+    ASSERT_INT_EQ(cr_hex_value('0'), 0);
+    ASSERT_INT_EQ(cr_hex_value('9'), 9);
+    ASSERT_INT_EQ(cr_hex_value('a'), 10);
+    ASSERT_INT_EQ(cr_hex_value('F'), 15);
+    ASSERT_INT_EQ(cr_hex_value('g'), -1);
+    ASSERT_INT_EQ(cr_hex_value('%'), -1);
+    ASSERT_INT_EQ(cr_hex_value('\0'), -1);
+}
