@@ -145,13 +145,17 @@ def _kill(proc):
 
 
 class RedisServer:
-    """A private redis-server with AOF on, data in dir/redis. Survives kill()
-    and restart() on the same port with the same data."""
+    """A private redis-server with AOF on, data in workdir/name. Survives kill()
+    and restart() on the same port with the same data. extra: more
+    redis-server arguments; client_kw: redis-py options the harness reaches
+    it with (TLS, an ACL user, a unix socket instead of the port)."""
 
-    def __init__(self, workdir):
-        self.dir = Path(workdir) / "redis"
+    def __init__(self, workdir, extra=(), client_kw=None, name="redis"):
+        self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "redis.log"
+        self.extra = list(extra)
+        self.client_kw = dict(client_kw or {})
         self.port = None
         self.proc = None
 
@@ -159,12 +163,19 @@ class RedisServer:
         return ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                 "--dir", str(self.dir), "--save", "", "--appendonly", "yes",
                 "--appendfsync", "everysec", "--daemonize", "no",
-                "--protected-mode", "no", "--logfile", ""]
+                "--protected-mode", "no", "--logfile", ""] + self.extra
+
+    def _client(self, port, **kw):
+        """A redis-py client of the server on port, reached as client_kw says."""
+        opts = dict(self.client_kw)
+        if "unix_socket_path" not in opts:
+            opts.update(host="127.0.0.1", port=port)
+        opts.update(kw)
+        return redis.Redis(**opts)
 
     def _ping(self, port):
         try:
-            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
-                               socket_connect_timeout=1).ping()
+            return self._client(port, socket_timeout=1, socket_connect_timeout=1).ping()
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
 
@@ -207,8 +218,8 @@ class RedisServer:
         return self.start(port=self.port, timeout=timeout)
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=30, socket_connect_timeout=5)
+        return self._client(self.port, decode_responses=True, socket_timeout=30,
+                            socket_connect_timeout=5)
 
     def persist(self, timeout=30):
         """Makes everything written so far durable (an AOF rewrite writes and
@@ -778,7 +789,8 @@ class RedisNode(RedisServer):
     too."""
 
     def __init__(self, workdir, name, replicaof=None, tls=None):
-        super().__init__(Path(workdir) / name)
+        super().__init__(Path(workdir) / name, client_kw=tls_client_kw(tls),
+                         extra=["--replicaof", "127.0.0.1", str(replicaof)] if replicaof else ())
         self.name = name
         self.replicaof = replicaof
         self.tls = tls
@@ -791,21 +803,7 @@ class RedisNode(RedisServer):
                      "--tls-key-file", str(self.tls["key"]),
                      "--tls-ca-cert-file", str(self.tls["ca"]), "--tls-auth-clients", "no",
                      "--tls-replication", "yes"]
-        if self.replicaof:
-            argv += ["--replicaof", "127.0.0.1", str(self.replicaof)]
         return argv
-
-    def _ping(self, port):
-        try:
-            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
-                               socket_connect_timeout=1, **tls_client_kw(self.tls)).ping()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            return False
-
-    def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=30, socket_connect_timeout=5,
-                           **tls_client_kw(self.tls))
 
     def role(self):
         """"master" or "slave" as ROLE says, None when it does not answer."""
@@ -1024,21 +1022,10 @@ def start_unready(d, timeout=30):
 
 # ---- replicas -----------------------------------------------------------------
 
-class ReplicaServer(RedisServer):
-    """A redis-server replicating primary (a RedisServer), in its own directory."""
-
-    def __init__(self, workdir, primary, name="replica"):
-        super().__init__(Path(workdir) / name)
-        self.primary = primary
-
-    def _argv(self, port):
-        return super()._argv(port) + ["--replicaof", "127.0.0.1", str(self.primary.port)]
-
-
 def start_replica(env, primary, name="replica", timeout=30):
     """Starts a replica of primary and returns it once its link is up and the
     initial sync is done. The caller stops it (or env.close() kills it)."""
-    rep = ReplicaServer(env.dir, primary, name).start()
+    rep = RedisNode(env.dir, name, replicaof=primary.port).start()
     env.replicas = getattr(env, "replicas", []) + [rep]
 
     def synced():

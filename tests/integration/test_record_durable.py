@@ -257,15 +257,9 @@ def test_ack_refused_while_the_ledger_lacks_a_planned_bit(env):
 
 # ---- the startup settings check ---------------------------------------------------
 
-class NoConfigRedis(RedisServer):
-    """A Redis whose CONFIG command is renamed away, as managed services do."""
-
-    def _argv(self, port):
-        return super()._argv(port) + ["--rename-command", "CONFIG", ""]
-
-
 def test_settings_that_cannot_be_read_are_reported_not_refused(env):
-    env.redis = NoConfigRedis(env.dir).start()
+    # CONFIG renamed away, as managed services do
+    env.redis = RedisServer(env.dir, ["--rename-command", "CONFIG", ""]).start()
     env.r = env.redis.client()
     env.start_sim()
     d = env.crierd()

@@ -10,8 +10,6 @@ import time
 import urllib.error
 import urllib.request
 
-import redis
-
 from certs import _openssl, make_ca, make_server_cert
 from harness import (PREFIX, Crierd, Expect, RedisServer, counter, crierd_config, free_port, post_job,
                      seed, start_unready, status_total, wait_job, wait_until)
@@ -24,13 +22,8 @@ class CustomRedis(RedisServer):
     """A redis-server started with extra arguments, reached the way they say."""
 
     def __init__(self, workdir, extra=(), mode="tcp", client_kw=None, name="redis"):
-        super().__init__(workdir)
-        self.dir = self.dir.parent / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.dir / "redis.log"
-        self.extra = list(extra)
+        super().__init__(workdir, extra, client_kw, name)
         self.mode = mode  # "tcp", "tls" (only TLS on the port) or "unix" (no TCP)
-        self.client_kw = client_kw or {}
 
     def _argv(self, port):
         argv = super()._argv(port)
@@ -38,24 +31,7 @@ class CustomRedis(RedisServer):
             argv[argv.index("--port") + 1] = "0"
         if self.mode == "tls":
             argv += ["--tls-port", str(port)]
-        return argv + self.extra
-
-    def _client(self, port, **kw):
-        opts = dict(self.client_kw)
-        if "unix_socket_path" not in opts:
-            opts.update(host="127.0.0.1", port=port)
-        opts.update(kw)
-        return redis.Redis(**opts)
-
-    def _ping(self, port):
-        try:
-            return self._client(port, socket_timeout=1, socket_connect_timeout=1).ping()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            return False
-
-    def client(self):
-        return self._client(self.port, decode_responses=True, socket_timeout=30,
-                            socket_connect_timeout=5)
+        return argv
 
 
 def population(prefix="p"):
