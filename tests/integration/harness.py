@@ -4,6 +4,7 @@ readiness by polling a condition against a deadline, and cleanup of everything
 started, even when a test fails or the interpreter exits early."""
 
 import atexit
+import contextlib
 import copy
 import json
 import os
@@ -533,6 +534,19 @@ class Env:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def running_env(label):
+    """An Env with redis-server, crier-sim and one crierd (as .daemon) all
+    ready, closed on leaving: the body of a fixture shared by a module's
+    tests (`with running_env("x") as e: yield e`)."""
+    e = Env(label=label)
+    try:
+        e.daemon = e.start()
+        yield e
+    finally:
+        e.close()
 
 
 # ---- Redis contract helpers -------------------------------------------------

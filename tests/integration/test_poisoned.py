@@ -28,14 +28,8 @@ ACL_DONE = 25
 
 @pytest.fixture(scope="module")
 def env():
-    e = harness.Env(label="poisoned")
-    try:
-        e.start_redis()
-        e.start_sim()
-        e.daemon = e.crierd()
+    with harness.running_env("poisoned") as e:
         yield e
-    finally:
-        e.close()
 
 
 def good_residents(case, n=3):
@@ -367,14 +361,8 @@ def own_env(request):
     """A redis-server, crier-sim and crierd of the test's own: an ACL test
     makes crierd's connections back off (NOPERM drops them), which must not
     slow the other cases."""
-    e = harness.Env(label=request.node.name[:40])
-    try:
-        e.start_redis()
-        e.start_sim()
-        e.daemon = e.crierd()
+    with harness.running_env(request.node.name[:40]) as e:
         yield e
-    finally:
-        e.close()
 
 
 @contextlib.contextmanager
