@@ -13,6 +13,13 @@
  * always terminated when size > 0. Returns the bytes copied. */
 size_t cr_strlcpy(char *dst, const char *src, size_t size);
 
+/* Returns the length (1 to 4) of the valid UTF-8 sequence at s, of which n
+ * bytes (n > 0) may be read; 0 when it is not valid (overlong forms,
+ * surrogates and code points past U+10FFFF are not); -1 when it is a valid
+ * start cut off after n bytes. A NUL byte inside a sequence makes it invalid,
+ * so in a C string n may be 4 whatever is left. */
+int cr_utf8_seq_len(const unsigned char *s, size_t n);
+
 /* Returns the offset of the first byte of the C string str that is not
  * valid UTF-8 (overlong forms, surrogates and code points past U+10FFFF are
  * invalid), or -1 when it is all valid. */
