@@ -1,8 +1,8 @@
 /* "$env:" and "$file:" secret references in config values (see cr_secret.h). */
 #include "cr_secret.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,15 +12,8 @@
 
 static int env_name_ok(const char *name)
 {
-    size_t i;
-
-    if (name[0] == '\0' || isdigit((unsigned char)name[0]))
-        return 0;
-    for (i = 0; name[i] != '\0'; i++) {
-        if (!isalnum((unsigned char)name[i]) && name[i] != '_')
-            return 0;
-    }
-    return 1;
+    return name[0] != '\0' && !(name[0] >= '0' && name[0] <= '9') &&
+           cr_chars_ok(name, strlen(name), CR_CHARS_LETTERS | CR_CHARS_DIGITS, "_");
 }
 
 /* Reads the secret in file into a new string *out. */

@@ -97,3 +97,20 @@ int cr_hex_value(char c)
         return c - 'A' + 10;
     return -1;
 }
+
+int cr_chars_ok(const char *s, size_t n, int classes, const char *extra)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if ((classes & CR_CHARS_LETTERS) && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+            continue;
+        if ((classes & CR_CHARS_DIGITS) && ch >= '0' && ch <= '9')
+            continue;
+        if (ch == '\0' || extra == NULL || strchr(extra, ch) == NULL)
+            return 0;
+    }
+    return 1;
+}

@@ -1212,15 +1212,10 @@ static int unknown_type(struct ctx *c, const char *path, const char *type)
 
 static int name_ok(const char *name)
 {
-    size_t i, len = strlen(name);
+    size_t len = strlen(name);
 
-    if (len == 0 || len > NAME_MAX_LEN)
-        return 0;
-    for (i = 0; i < len; i++) {
-        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_')
-            return 0;
-    }
-    return 1;
+    return len > 0 && len <= NAME_MAX_LEN &&
+           cr_chars_ok(name, len, CR_CHARS_LETTERS | CR_CHARS_DIGITS, "-_");
 }
 
 /* Unrecorded messages allowed when the config names no figure: four per

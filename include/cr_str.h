@@ -31,4 +31,15 @@ char *cr_fmt_i64(char *buf, int64_t v);
 /* Returns the value of the hex digit c (either case), or -1 when c is none. */
 int cr_hex_value(char c);
 
+/* Character classes for cr_chars_ok. */
+enum cr_chars {
+    CR_CHARS_LETTERS = 1 << 0, /* A-Z a-z */
+    CR_CHARS_DIGITS = 1 << 1,  /* 0-9 */
+};
+
+/* Returns nonzero when each of the n bytes at s is in one of classes (a set
+ * of cr_chars, ASCII only) or is one of the bytes of extra (NULL: none); a
+ * NUL byte never is. n == 0 gives nonzero: callers check the length. */
+int cr_chars_ok(const char *s, size_t n, int classes, const char *extra);
+
 #endif

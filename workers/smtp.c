@@ -4,6 +4,7 @@
  * outcome. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -90,13 +91,7 @@ static int address_ok(const char *s)
  * in brackets is not supported: operators name the host). */
 static int helo_ok(const char *s)
 {
-    const char *p;
-
-    for (p = s; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
-            return 0;
-    }
-    return s[0] != '\0';
+    return s[0] != '\0' && cr_chars_ok(s, strlen(s), CR_CHARS_LETTERS | CR_CHARS_DIGITS, "-.");
 }
 
 /* The config url must be smtp://host[:port] or smtps://host[:port]. *tls is

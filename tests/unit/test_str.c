@@ -78,3 +78,15 @@ TEST(utf8_seq_len_valid_invalid_and_cut)
     ASSERT_INT_EQ(cr_utf8_invalid_at("ok \xC3\xA9 \xE2\x82"), 6);
     ASSERT_INT_EQ(cr_utf8_invalid_at("ok \xC3\xA9"), -1);
 }
+
+TEST(chars_ok_by_class_and_extra)
+{
+    ASSERT(cr_chars_ok("en-GB", 5, CR_CHARS_LETTERS, "-"));
+    ASSERT(!cr_chars_ok("en-GB1", 6, CR_CHARS_LETTERS, "-"));
+    ASSERT(cr_chars_ok("job-1.a:b_c", 11, CR_CHARS_LETTERS | CR_CHARS_DIGITS, "._:-"));
+    ASSERT(!cr_chars_ok("job 1", 5, CR_CHARS_LETTERS | CR_CHARS_DIGITS, "._:-"));
+    ASSERT(!cr_chars_ok("ab\0c", 4, CR_CHARS_LETTERS, "-"));   /* NUL is never in extra */
+    ASSERT(!cr_chars_ok("\xC3\xA9", 2, CR_CHARS_LETTERS, NULL)); /* ASCII only */
+    ASSERT(cr_chars_ok("123", 3, CR_CHARS_DIGITS, NULL));
+    ASSERT(cr_chars_ok("", 0, CR_CHARS_LETTERS, NULL));
+}
