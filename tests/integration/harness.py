@@ -1031,6 +1031,17 @@ class Topology:
         for n in self.nodes.values():
             n.stop()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Stops everything; first prints every log when the body raised."""
+        if exc_type is not None:
+            for title, text in self.logs():
+                print(f"---- {title} ----\n{text}")
+        self.stop()
+        return False
+
 
 def sentinel_crierd_config(topo, sim_port, consumer="crierd-a", **overrides):
     """crierd_config with redis.sentinel naming topo's Sentinels instead of a
