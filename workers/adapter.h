@@ -56,6 +56,12 @@ int cr_json_add_string(cJSON *obj, const char *key, const char *value);
  * (A NUL cannot be inside a C string; values arrive NUL-terminated.) */
 int cr_header_safe(const char *s);
 
+/* Nonzero when u may be a one-click unsubscribe URL in a List-Unsubscribe
+ * header (RFC 2369, RFC 8058), where it stands inside "<...>": http:// or
+ * https:// (the scheme in either case), printable ASCII without spaces or
+ * angle brackets. */
+int cr_unsubscribe_url_ok(const char *u);
+
 /* Appends the header line "name: value" to req->headers. Returns 0, CR_EINVAL
  * when value contains CR or LF, CR_ETOOBIG past 8 KiB, or CR_ENOMEM. */
 int cr_req_add_header(struct cr_request *req, const char *name, const char *value);

@@ -595,22 +595,6 @@ static int add_message_id(struct cr_request *req, struct cr_buf *b, const char *
     return rc;
 }
 
-/* RFC 2369 / RFC 8058: the one-click URL in angle brackets. */
-static int url_ok(const char *u)
-{
-    const char *p;
-
-    if (strncasecmp(u, "https://", 8) != 0 && strncasecmp(u, "http://", 7) != 0)
-        return 0;
-    for (p = u; *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-
-        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
-            return 0;
-    }
-    return 1;
-}
-
 /* A copy of text in the canonical form of text types (RFC 2046 section 4.1.1):
  * every line break (LF, CR or CRLF) becomes CRLF, so that the
  * quoted-printable encoder writes it as a hard line break (RFC 2045 section
@@ -690,7 +674,7 @@ static int smtp_build(void *state, const struct cr_message *const *msgs, size_t 
     if ((m->subject != NULL && !cr_header_safe(m->subject)) ||
         (name != NULL && !cr_header_safe(name)) || (m->ref != NULL && !cr_header_safe(m->ref)))
         goto out;
-    if (m->unsubscribe_url != NULL && !url_ok(m->unsubscribe_url))
+    if (m->unsubscribe_url != NULL && !cr_unsubscribe_url_ok(m->unsubscribe_url))
         goto out;
 
     req->transport = CR_TRANSPORT_SMTP;

@@ -306,6 +306,21 @@ int cr_header_safe(const char *s)
     return s != NULL && strpbrk(s, "\r\n") == NULL;
 }
 
+int cr_unsubscribe_url_ok(const char *u)
+{
+    const char *p;
+
+    if (strncasecmp(u, "https://", 8) != 0 && strncasecmp(u, "http://", 7) != 0)
+        return 0;
+    for (p = u; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
+            return 0;
+    }
+    return 1;
+}
+
 int cr_req_add_header(struct cr_request *req, const char *name, const char *value)
 {
     char line[HEADER_LINE_MAX];
