@@ -1204,3 +1204,23 @@ def audit_backlog(r, stream, group=AUDIT_GROUP):
             lag = g.get("lag")
             return g["pending"] + (lag if lag is not None else r.xlen(stream))
     return None
+
+
+# ---- HTTP ---------------------------------------------------------------------
+
+def http_request(url, body=None, headers=None, method="GET", timeout=30):
+    """(status, headers, body bytes) of one request, without raising on an
+    HTTP error status."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def http_get(port, path, timeout=5):
+    """(status, text) of GET path on a loopback listener (crierd's /readyz,
+    /metrics ...), without raising on an HTTP error status."""
+    status, _headers, body = http_request(f"http://127.0.0.1:{port}{path}", timeout=timeout)
+    return status, body.decode()

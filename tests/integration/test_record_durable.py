@@ -10,13 +10,11 @@ import os
 import shutil
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import redis
 
 from harness import (CHANNELS, Expect, ENDPOINT, RedisServer, accepted_total, assert_reached,
-                     counter, free_port, post_job, seed, start_replica, status_total,
+                     counter, free_port, http_get, post_job, seed, start_replica, status_total,
                      stream_fields, wait_job, wait_until)
 
 N = 20000
@@ -154,12 +152,6 @@ def test_redis_restored_from_an_older_aof(env):
 
 # ---- wait_replicas ------------------------------------------------------------
 
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def metric(port, name):

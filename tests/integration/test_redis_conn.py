@@ -7,12 +7,10 @@ at once rather than at its command timeout."""
 
 import re
 import time
-import urllib.error
-import urllib.request
 
 from certs import _openssl, make_ca, make_server_cert
-from harness import (PREFIX, Crierd, Expect, RedisServer, counter, crierd_config, free_port, post_job,
-                     seed, start_unready, status_total, wait_job, wait_until)
+from harness import (PREFIX, Crierd, Expect, RedisServer, counter, crierd_config, free_port,
+                     http_get, post_job, seed, start_unready, status_total, wait_job, wait_until)
 
 N = 150
 OBSERVE_S = 5.0  # the window in which a failing connection must stay quiet
@@ -69,17 +67,15 @@ def launch(env, redis_conf, wait_ready=True, **overrides):
 
 def readyz(d):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/readyz", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        return http_get(d.http_port, "/readyz")
     except OSError:
         return None, ""
 
 
 def metrics(d):
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/metrics", timeout=5) as r:
-        return r.read().decode()
+    status, text = http_get(d.http_port, "/metrics")
+    assert status == 200, (status, text)
+    return text
 
 
 def broadcast(env, d, job_id):

@@ -252,9 +252,7 @@ def test_every_worker_follows_the_primary(env):
 def test_no_sentinel_answers(env):
     """Sentinels that cannot be reached: /readyz says why, the metric shows
     no primary known, and the rounds back off instead of spinning."""
-    from harness import free_port, start_unready
-    import urllib.error
-    import urllib.request
+    from harness import free_port, http_get, start_unready
 
     http = free_port()
     nodes = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
@@ -266,11 +264,7 @@ def test_no_sentinel_answers(env):
     start_unready(d)
 
     def get(path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        return http_get(http, path)
 
     want = "redis sentinel 'crier': no primary known: no Sentinel named the primary (2 asked)"
     wait_until(lambda: d.check_alive() or (get("/readyz")[0] == 503
