@@ -632,6 +632,14 @@ def stream_fields(r, key, count=None):
             return out
 
 
+def dead_entry(r, entry):
+    """The fields of the jobs:dead entry for the jobs stream entry, or None."""
+    for _i, f in stream_fields(r, f"{PREFIX}jobs:dead"):
+        if f.get("entry") == entry:
+            return f
+    return None
+
+
 def group_caught_up(r, stream, entry_id, group=GROUP):
     """True once group has read past entry_id and has nothing pending."""
     def key(i):
