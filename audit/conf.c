@@ -281,25 +281,14 @@ out:
     return rc;
 }
 
-static void wipe(char *s)
-{
-    if (s) {
-        volatile char *p = s;
-
-        while (*p)
-            *p++ = '\0';
-    }
-    free(s);
-}
-
 void cr_audit_config_release(struct cr_audit_config *cfg)
 {
     free(cfg->redis_host);
-    wipe(cfg->redis_password);
+    cr_free_secret(cfg->redis_password);
     free(cfg->prefix);
     free(cfg->group);
     free(cfg->consumer);
-    wipe(cfg->db_target);
+    cr_free_secret(cfg->db_target);
     free(cfg->log_level);
     memset(cfg, 0, sizeof(*cfg));
 }

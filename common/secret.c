@@ -108,3 +108,11 @@ int cr_secret_resolve(const char *s, char **out, char *why, size_t whylen)
     *out = strdup(value);
     return *out != NULL ? 0 : CR_ENOMEM;
 }
+
+void cr_free_secret(char *s)
+{
+    if (s == NULL)
+        return;
+    explicit_bzero(s, strlen(s)); /* not dropped as a store before free */
+    free(s);
+}

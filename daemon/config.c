@@ -226,8 +226,7 @@ static int resolve_string(struct ctx *c, cJSON *v, const char *path)
         return 0;
     if (cJSON_SetValuestring(v, secret) == NULL)
         rc = oom(c);
-    explicit_bzero(secret, strlen(secret));
-    free(secret);
+    cr_free_secret(secret);
     return rc;
 }
 
@@ -1644,10 +1643,8 @@ void cr_config_release(struct cr_config *cfg)
         free(p->url);
         free(p->ca_file);
     }
-    if (cfg->redis_password != NULL)
-        explicit_bzero(cfg->redis_password, strlen(cfg->redis_password));
     free(cfg->redis_host);
-    free(cfg->redis_password);
+    cr_free_secret(cfg->redis_password);
     free(cfg->redis_path);
     free(cfg->redis_username);
     free_tls(&cfg->redis_tls);
@@ -1656,9 +1653,7 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->redis_sentinel_nodes);
     free(cfg->redis_sentinel_master);
     free(cfg->redis_sentinel_username);
-    if (cfg->redis_sentinel_password != NULL)
-        explicit_bzero(cfg->redis_sentinel_password, strlen(cfg->redis_sentinel_password));
-    free(cfg->redis_sentinel_password);
+    cr_free_secret(cfg->redis_sentinel_password);
     free(cfg->prefix);
     free(cfg->consumer);
     free(cfg->group);
@@ -1668,12 +1663,8 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->http_listen);
     free(cfg->webhooks_public_url);
     free(cfg->webhooks_sendgrid_public_key);
-    if (cfg->webhooks_generic_secret != NULL)
-        explicit_bzero(cfg->webhooks_generic_secret, strlen(cfg->webhooks_generic_secret));
-    free(cfg->webhooks_generic_secret);
-    if (cfg->links_secret != NULL)
-        explicit_bzero(cfg->links_secret, strlen(cfg->links_secret));
-    free(cfg->links_secret);
+    cr_free_secret(cfg->webhooks_generic_secret);
+    cr_free_secret(cfg->links_secret);
     wipe_strings(cfg->root);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);

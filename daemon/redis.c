@@ -17,6 +17,7 @@
 #include "backoff.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_secret.h"
 
 #define TICK_MS 100
 #define READ_CHUNK (64 * 1024)    /* one read from the socket, reused */
@@ -1216,9 +1217,7 @@ static void free_redis(struct cr_redis *r)
     free(r->host);
     free(r->path);
     free(r->username);
-    if (r->password)
-        explicit_bzero(r->password, strlen(r->password));
-    free(r->password);
+    cr_free_secret(r->password);
     free(r->tls_name);
     free(r);
 }

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "cr_error.h"
+#include "cr_secret.h"
 #include "cr_log.h"
 #include "metrics.h"
 #include "replies.h"
@@ -797,10 +798,7 @@ void cr_webhooks_free(struct cr_webhooks *w)
 {
     if (w == NULL)
         return;
-    if (w->twilio_token != NULL) {
-        explicit_bzero(w->twilio_token, strlen(w->twilio_token));
-        free(w->twilio_token);
-    }
+    cr_free_secret(w->twilio_token);
     EVP_PKEY_free(w->sendgrid_key);
     free(w);
 }

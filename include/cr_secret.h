@@ -20,4 +20,7 @@
  * without naming the config key: the caller puts its path in front. */
 int cr_secret_resolve(const char *s, char **out, char *why, size_t whylen);
 
+/* Wipes a secret (key, token, password) and frees it; NULL does nothing. */
+void cr_free_secret(char *s);
+
 #endif

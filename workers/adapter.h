@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cr_provider.h"
+#include "cr_secret.h"
 
 /* The adapters; cr_provider_table in registry.c lists each once. */
 extern const struct cr_provider_ops cr_sendgrid_ops;
@@ -41,8 +42,7 @@ int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *er
  * (what lacks is written into why), or CR_ENOMEM. */
 int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen);
 
-/* Wipes a secret (key, token, password) and frees it; NULL does nothing. */
-void cr_free_secret(char *s);
+/* cr_free_secret wipes and frees a secret: see cr_secret.h. */
 
 /* Nonzero when s is an E.164 number: '+', a non-zero digit, then at most 14
  * more digits. NULL is not. */

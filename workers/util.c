@@ -279,14 +279,6 @@ int cr_json_add_string(cJSON *obj, const char *key, const char *value)
     return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
 }
 
-void cr_free_secret(char *s)
-{
-    if (s == NULL)
-        return;
-    explicit_bzero(s, strlen(s)); /* not dropped as a store before free */
-    free(s);
-}
-
 int cr_e164_ok(const char *s)
 {
     size_t i;
