@@ -15,7 +15,7 @@
 
 #define LINE_MAX_BYTES 4096 /* one whole line, escaping included */
 #define MSG_MAX_BYTES 1536  /* the message itself; longer ones are cut */
-#define KEY_MAX_BYTES 128
+#define KEY_MAX_BYTES CR_LOG_REPEAT_KEY_MAX
 
 static enum cr_log_level log_level = CR_LOG_INFO;
 static enum cr_log_format log_format = CR_LOG_TEXT;

@@ -22,7 +22,7 @@
 #define TICK_MS 100
 #define READ_CHUNK (64 * 1024)    /* one read from the socket, reused */
 #define BACKOFF_BASE_MS 100       /* first reconnect within this, doubling */
-#define LOG_KEY_MAX 128           /* cr_log_repeat compares keys on 127 bytes */
+#define LOG_KEY_MAX CR_LOG_REPEAT_KEY_MAX /* what cr_log_repeat compares of a key */
 #define OUT_MAX ((size_t)1 << 30) /* bytes queued on a connection and not written */
 #define BUF_KEEP (1024 * 1024)    /* a larger buffer is freed once empty */
 #define SPARE_MAX 256             /* finished command records kept for reuse */

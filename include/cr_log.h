@@ -58,8 +58,9 @@ void cr_log(enum cr_log_level level, const char *fmt, ...) __attribute__((format
  * gives one such line per window; a window without any ends its suppression.
  * At most CR_LOG_REPEAT_KEYS keys are followed at once: an event of a new key
  * when all are busy is written as it is (nothing is ever dropped unsaid).
- * Keys are compared on their first 127 bytes. */
+ * Keys are compared on their first CR_LOG_REPEAT_KEY_MAX - 1 bytes. */
 #define CR_LOG_REPEAT_KEYS 64
+#define CR_LOG_REPEAT_KEY_MAX 128
 
 /* Sets the window in milliseconds (default 10000); 0 writes every event. */
 void cr_log_set_repeat_window(int64_t ms);
