@@ -15,6 +15,8 @@
 #include "cr_str.h"
 #include "sigs.h"
 
+_Static_assert(CR_SIG_MAC_LEN == CR_HMAC_SHA256_LEN, "a job signature is an HMAC-SHA256");
+
 #define MAX_KEYS 256
 #define MAX_PATTERNS 64
 #define PATTERN_MAX 128
@@ -345,26 +347,11 @@ int cr_sig_ts_parse(const char *s, int64_t *out_s)
     return 0;
 }
 
-static int mac_of(const void *secret, size_t slen, const char *ts, const void *doc, size_t len,
-                  unsigned char mac[CR_SIG_MAC_LEN])
-{
-    const void *parts[3] = {ts, ".", doc};
-    size_t lens[3] = {strlen(ts), 1, len};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    int rc = cr_hmac(EVP_sha256(), secret, slen, parts, lens, 3, md, &mdlen);
-
-    if (rc != 0 || mdlen != CR_SIG_MAC_LEN)
-        return rc != 0 ? rc : CR_ENOMEM;
-    memcpy(mac, md, CR_SIG_MAC_LEN);
-    return 0;
-}
-
 int cr_sig_make(const void *secret, size_t secret_len, const char *ts, const void *doc,
                 size_t len, char out[CR_SIG_TEXT_LEN])
 {
     unsigned char mac[CR_SIG_MAC_LEN];
-    int rc = mac_of(secret, secret_len, ts, doc, len, mac);
+    int rc = cr_hmac_ts_body(secret, secret_len, ts, doc, len, mac);
 
     if (rc != 0)
         return rc;
@@ -440,7 +427,7 @@ int cr_auth_verify(const struct cr_integrators *k, const struct cr_signed *s, co
     rc = cr_sig_parse(s->sig, strlen(s->sig), &sig);
     if (rc != 0)
         return unauthorized(err, "sig: malformed signature (want v1=<64 hex digits>)");
-    rc = mac_of(key->secret, key->secret_len, s->ts, doc, len, mac);
+    rc = cr_hmac_ts_body(key->secret, key->secret_len, s->ts, doc, len, mac);
     if (rc != 0) {
         snprintf(err->code, sizeof(err->code), "no_memory");
         snprintf(err->message, sizeof(err->message), "out of memory while checking the signature");

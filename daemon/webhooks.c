@@ -344,20 +344,14 @@ out:
 int cr_hook_generic_verify(const char *secret, const char *ts, const char *body, size_t len,
                            const char *header)
 {
-    const void *parts[3] = {ts, ".", body};
-    size_t lens[3];
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned maclen = 0;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    unsigned char mac[CR_HMAC_SHA256_LEN];
+    char hex[2 * CR_HMAC_SHA256_LEN + 1];
 
     if (secret == NULL || ts == NULL || header == NULL || strncmp(header, "sha256=", 7) != 0)
         return 0;
-    lens[0] = strlen(ts);
-    lens[1] = 1;
-    lens[2] = len;
-    if (cr_hmac(EVP_sha256(), secret, strlen(secret), parts, lens, 3, mac, &maclen) != 0)
+    if (cr_hmac_ts_body(secret, strlen(secret), ts, body, len, mac) != 0)
         return 0;
-    cr_hex(mac, maclen, hex);
+    cr_hex(mac, sizeof mac, hex);
     return cr_same_bytes(hex, strlen(hex), header + 7, strlen(header + 7));
 }
 
