@@ -10,10 +10,10 @@
 
 #include "cr_buf.h"
 #include "cr_error.h"
+#include "cr_secret.h"
 #include "cr_str.h"
 
 #define FILE_MAX (1024 * 1024)
-#define SECRET_MAX (64 * 1024)
 
 struct ctx {
     char *err;
@@ -88,50 +88,25 @@ static void blank_comments(char *s)
 }
 
 /* A string value, with "$env:NAME" and "$file:/path" resolved (and "$$" for a
- * literal '$'). */
+ * literal '$'), by crierd's rule (cr_secret_resolve). */
 static int get_str(struct ctx *c, const cJSON *obj, const char *parent, const char *key, char **dst)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     char path[128];
-    const char *s;
+    char why[320];
     char *val = NULL;
+    int rc;
 
     snprintf(path, sizeof(path), "%s%s%s", parent, *parent ? "." : "", key);
     if (v == NULL)
         return 0;
     if (!cJSON_IsString(v))
         return fail(c, path, "must be a string");
-    s = v->valuestring;
-    if (strncmp(s, "$env:", 5) == 0) {
-        const char *e = getenv(s + 5);
-
-        if (s[5] == '\0')
-            return fail(c, path, "'$env:' needs a variable name");
-        if (e == NULL) {
-            snprintf(c->err, c->errlen, "%s: environment variable %s is not set", path, s + 5);
-            return CR_ECONFIG;
-        }
-        val = strdup(e);
-    } else if (strncmp(s, "$file:", 6) == 0) {
-        size_t n;
-
-        if (s[6] == '\0')
-            return fail(c, path, "'$file:' needs a file name");
-        if (read_file(s + 6, SECRET_MAX, &val) != 0) {
-            snprintf(c->err, c->errlen, "%s: cannot read %s: %s", path, s + 6,
-                     errno ? strerror(errno) : "over 64 KiB");
-            return CR_ECONFIG;
-        }
-        n = strlen(val);
-        while (n > 0 && (val[n - 1] == '\n' || val[n - 1] == '\r'))
-            val[--n] = '\0';
-    } else if (s[0] == '$' && s[1] == '$') {
-        val = strdup(s + 1);
-    } else if (s[0] == '$') {
-        return fail(c, path, "starts with '$' but is not $env:NAME or $file:/path");
-    } else {
-        val = strdup(s);
-    }
+    rc = cr_secret_resolve(v->valuestring, &val, why, sizeof(why));
+    if (rc == CR_ECONFIG)
+        return fail(c, path, why);
+    if (rc == 0 && val == NULL)
+        val = strdup(v->valuestring);
     if (val == NULL)
         return fail(c, path, "out of memory");
     free(*dst);
@@ -306,25 +281,14 @@ out:
     return rc;
 }
 
-static void wipe(char *s)
-{
-    if (s) {
-        volatile char *p = s;
-
-        while (*p)
-            *p++ = '\0';
-    }
-    free(s);
-}
-
 void cr_audit_config_release(struct cr_audit_config *cfg)
 {
     free(cfg->redis_host);
-    wipe(cfg->redis_password);
+    cr_free_secret(cfg->redis_password);
     free(cfg->prefix);
     free(cfg->group);
     free(cfg->consumer);
-    wipe(cfg->db_target);
+    cr_free_secret(cfg->db_target);
     free(cfg->log_level);
     memset(cfg, 0, sizeof(*cfg));
 }

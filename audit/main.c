@@ -764,6 +764,7 @@ int main(int argc, char **argv)
             a->cfg.db_kind == CR_STORE_SQLITE ? a->cfg.db_target : "(conninfo)",
             CR_AUDIT_SCHEMA_VERSION);
     uv_run(a->loop, UV_RUN_DEFAULT);
+    cr_log_repeat_flush(1); /* what repeated lines counted and did not write yet */
     cr_info("audit: stopped; stored %llu receipts, %llu replies, %llu events", a->stored[0],
             a->stored[1], a->stored[2]);
     uv_loop_close(a->loop);

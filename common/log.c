@@ -3,6 +3,7 @@
  * journald or JSON form, and with repeated events folded per key and window. */
 #include "cr_log.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 
 #define LINE_MAX_BYTES 4096 /* one whole line, escaping included */
 #define MSG_MAX_BYTES 1536  /* the message itself; longer ones are cut */
-#define KEY_MAX_BYTES 128
+#define KEY_MAX_BYTES CR_LOG_REPEAT_KEY_MAX
 
 static enum cr_log_level log_level = CR_LOG_INFO;
 static enum cr_log_format log_format = CR_LOG_TEXT;
@@ -121,25 +122,6 @@ int cr_log_enabled(enum cr_log_level level)
     return level <= log_level;
 }
 
-/* The length of the valid UTF-8 sequence starting at s (lead byte 0x80 or
- * over), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    size_t i;
-
-    if (s[0] > 0xF4)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    }
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
-        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
-        return 0; /* overlong, surrogate, past U+10FFFF */
-    return len;
-}
-
 /* Appends s to line[*n], as the inside of a JSON string, keeping room for
  * reserve bytes after it; a cut never splits an escape or a character.
  * Bytes that are not UTF-8 (a provider's answer quoted in a message) become
@@ -155,16 +137,16 @@ static void put_json_str(char *line, size_t *n, const char *s, size_t reserve)
         size_t k = 0;
 
         if (ch >= 0x80) {
-            size_t len = utf8_len((const unsigned char *)s);
+            int len = cr_utf8_seq_len((const unsigned char *)s, 4); /* s ends in a NUL */
 
-            if (len == 0) {
+            if (len <= 0) {
                 memcpy(esc, "\\ufffd", 6);
                 k = 6;
             } else {
-                if (*n + len > cap)
+                if (*n + (size_t)len > cap)
                     return;
-                memcpy(line + *n, s, len);
-                *n += len;
+                memcpy(line + *n, s, (size_t)len);
+                *n += (size_t)len;
                 s += len - 1;
                 continue;
             }
@@ -365,6 +347,19 @@ void cr_log_repeat(enum cr_log_level level, const char *key, const char *fmt, ..
     free_slot->start_ms = now;
     free_slot->count = 0;
     memcpy(free_slot->key, k, sizeof k);
+}
+
+int cr_log_repeat_end(const char *key)
+{
+    char k[KEY_MAX_BYTES];
+    size_t i;
+
+    snprintf(k, sizeof k, "%s", key);
+    for (i = 0; i < CR_LOG_REPEAT_KEYS; i++) {
+        if (slots[i].used && strcmp(slots[i].key, k) == 0)
+            return close_window(&slots[i], now_ms(), 1);
+    }
+    return 0;
 }
 
 int cr_log_repeat_flush(int all)

@@ -36,46 +36,81 @@ char *cr_fmt_i64(char *buf, int64_t v)
     return buf;
 }
 
+int cr_utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char lo = 0x80; /* the second byte's range: no overlong forms, */
+    unsigned char hi = 0xBF; /* surrogates or code points past U+10FFFF */
+    size_t len;
+    size_t i;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        len = 2;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        if (s[0] == 0xE0)
+            lo = 0xA0;
+        if (s[0] == 0xED)
+            hi = 0x9F;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        if (s[0] == 0xF0)
+            lo = 0x90;
+        if (s[0] == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    for (i = 1; i < len; i++) {
+        if (i >= n)
+            return -1;
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF))
+            return 0;
+    }
+    return (int)len;
+}
+
 long cr_utf8_invalid_at(const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str);
     size_t i = 0;
 
-    while (s[i]) {
-        unsigned char b = s[i];
-        size_t len;
-        size_t k;
-        unsigned char lo = 0x80;
-        unsigned char hi = 0xBF;
+    while (i < n) {
+        int len = cr_utf8_seq_len(s + i, n - i);
 
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if (b >= 0xC2 && b <= 0xDF) {
-            len = 2;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0)
-                lo = 0xA0; /* overlong */
-            if (b == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0)
-                lo = 0x90; /* overlong */
-            if (b == 0xF4)
-                hi = 0x8F; /* past U+10FFFF */
-        } else {
+        if (len <= 0)
             return (long)i;
-        }
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return (long)i;
-        for (k = 2; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return (long)i;
-        }
-        i += len;
+        i += (size_t)len;
     }
     return -1;
+}
+
+int cr_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cr_chars_ok(const char *s, size_t n, int classes, const char *extra)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if ((classes & CR_CHARS_LETTERS) && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+            continue;
+        if ((classes & CR_CHARS_DIGITS) && ch >= '0' && ch <= '9')
+            continue;
+        if (ch == '\0' || extra == NULL || strchr(extra, ch) == NULL)
+            return 0;
+    }
+    return 1;
 }

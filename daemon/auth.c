@@ -12,7 +12,10 @@
 #include <strings.h>
 
 #include "cr_error.h"
+#include "cr_str.h"
 #include "sigs.h"
+
+_Static_assert(CR_SIG_MAC_LEN == CR_HMAC_SHA256_LEN, "a job signature is an HMAC-SHA256");
 
 #define MAX_KEYS 256
 #define MAX_PATTERNS 64
@@ -279,17 +282,6 @@ int cr_glob_match(const char *p, const char *s)
     return *p == '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int cr_sig_parse(const char *s, size_t len, struct cr_sig *out)
 {
     size_t i = 0;
@@ -323,8 +315,8 @@ int cr_sig_parse(const char *s, size_t len, struct cr_sig *out)
         if (out->n == CR_SIG_MAX)
             return CR_ETOOBIG;
         for (j = 0; j < CR_SIG_MAC_LEN; j++) {
-            int hi = hexval(s[start + 3 + 2 * j]);
-            int lo = hexval(s[start + 4 + 2 * j]);
+            int hi = cr_hex_value(s[start + 3 + 2 * j]);
+            int lo = cr_hex_value(s[start + 4 + 2 * j]);
 
             if (hi < 0 || lo < 0)
                 return CR_EPARSE;
@@ -355,26 +347,11 @@ int cr_sig_ts_parse(const char *s, int64_t *out_s)
     return 0;
 }
 
-static int mac_of(const void *secret, size_t slen, const char *ts, const void *doc, size_t len,
-                  unsigned char mac[CR_SIG_MAC_LEN])
-{
-    const void *parts[3] = {ts, ".", doc};
-    size_t lens[3] = {strlen(ts), 1, len};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    int rc = cr_hmac(EVP_sha256(), secret, slen, parts, lens, 3, md, &mdlen);
-
-    if (rc != 0 || mdlen != CR_SIG_MAC_LEN)
-        return rc != 0 ? rc : CR_ENOMEM;
-    memcpy(mac, md, CR_SIG_MAC_LEN);
-    return 0;
-}
-
 int cr_sig_make(const void *secret, size_t secret_len, const char *ts, const void *doc,
                 size_t len, char out[CR_SIG_TEXT_LEN])
 {
     unsigned char mac[CR_SIG_MAC_LEN];
-    int rc = mac_of(secret, secret_len, ts, doc, len, mac);
+    int rc = cr_hmac_ts_body(secret, secret_len, ts, doc, len, mac);
 
     if (rc != 0)
         return rc;
@@ -450,7 +427,7 @@ int cr_auth_verify(const struct cr_integrators *k, const struct cr_signed *s, co
     rc = cr_sig_parse(s->sig, strlen(s->sig), &sig);
     if (rc != 0)
         return unauthorized(err, "sig: malformed signature (want v1=<64 hex digits>)");
-    rc = mac_of(key->secret, key->secret_len, s->ts, doc, len, mac);
+    rc = cr_hmac_ts_body(key->secret, key->secret_len, s->ts, doc, len, mac);
     if (rc != 0) {
         snprintf(err->code, sizeof(err->code), "no_memory");
         snprintf(err->message, sizeof(err->message), "out of memory while checking the signature");

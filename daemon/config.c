@@ -7,6 +7,7 @@
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_secret.h"
 #include "cr_str.h"
 #include "redis.h"
 #include "tokens.h"
@@ -14,7 +15,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,7 +25,6 @@
 #include <uv.h>
 
 #define CONFIG_MAX_BYTES (1024 * 1024) /* the config file */
-#define SECRET_MAX_BYTES (64 * 1024)   /* one "$file:" secret */
 #define MAX_DEPTH 32                   /* nesting; the real shape needs 4 */
 #define PATH_LEN 256                   /* key paths in messages */
 #define NAME_MAX_LEN 32                /* provider names */
@@ -210,118 +209,26 @@ static int parse_error(struct ctx *c, const char *text, size_t len, size_t off)
 
 /* ---- secrets ----------------------------------------------------------- */
 
-static int read_secret(struct ctx *c, const char *path, const char *file, char **out)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int fd = -1;
-    int rc = CR_ECONFIG;
-
-    if (file[0] == '\0') {
-        rc = fail(c, path, "'$file:' needs a file name, e.g. $file:/run/credentials/crierd.service/token");
-        goto out;
-    }
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = fail(c, path, "cannot read %s: %s", file, strerror(errno));
-        goto out;
-    }
-    buf = malloc(SECRET_MAX_BYTES + 1);
-    if (buf == NULL) {
-        rc = oom(c);
-        goto out;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, SECRET_MAX_BYTES + 1 - len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = fail(c, path, "cannot read %s: %s", file, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > SECRET_MAX_BYTES) {
-            rc = fail(c, path, "%s is larger than %d bytes", file, SECRET_MAX_BYTES);
-            goto out;
-        }
-    }
-    if (memchr(buf, '\0', len) != NULL) {
-        rc = fail(c, path, "%s contains a NUL byte", file);
-        goto out;
-    }
-    if (len > 0 && buf[len - 1] == '\n') {
-        len--;
-        if (len > 0 && buf[len - 1] == '\r')
-            len--;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    buf = NULL;
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (buf != NULL) {
-        explicit_bzero(buf, SECRET_MAX_BYTES + 1);
-        free(buf);
-    }
-    return rc;
-}
-
-static int env_name_ok(const char *name)
-{
-    size_t i;
-
-    if (name[0] == '\0' || isdigit((unsigned char)name[0]))
-        return 0;
-    for (i = 0; name[i] != '\0'; i++) {
-        if (!isalnum((unsigned char)name[i]) && name[i] != '_')
-            return 0;
-    }
-    return 1;
-}
-
 /* Replaces one "$env:", "$file:" or "$$" string value in place. */
 static int resolve_string(struct ctx *c, cJSON *v, const char *path)
 {
-    char *s = v->valuestring;
     char *secret = NULL;
-    int rc = 0;
+    char why[320];
+    int rc;
 
-    if (s == NULL || s[0] != '$')
+    if (v->valuestring == NULL)
         return 0;
-    if (s[1] == '$') {
-        memmove(s, s + 1, strlen(s)); /* the NUL moves too */
+    rc = cr_secret_resolve(v->valuestring, &secret, why, sizeof why);
+    if (rc == CR_ENOMEM)
+        return oom(c);
+    if (rc != 0)
+        return fail(c, path, "%s", why);
+    if (secret == NULL)
         return 0;
-    }
-    if (strncmp(s, "$env:", 5) == 0) {
-        const char *name = s + 5;
-        const char *value;
-
-        if (!env_name_ok(name))
-            return fail(c, path, "'$env:' needs a variable name of letters, digits and '_'");
-        value = getenv(name);
-        if (value == NULL)
-            return fail(c, path, "environment variable %s is not set", name);
-        if (cJSON_SetValuestring(v, value) == NULL)
-            return oom(c);
-        return 0;
-    }
-    if (strncmp(s, "$file:", 6) == 0) {
-        rc = read_secret(c, path, s + 6, &secret);
-        if (rc != 0)
-            return rc;
-        if (cJSON_SetValuestring(v, secret) == NULL)
-            rc = oom(c);
-        explicit_bzero(secret, strlen(secret));
-        free(secret);
-        return rc;
-    }
-    return fail(c, path,
-                "starts with '$' but is not $env:NAME or $file:/path (write $$ for a literal $)");
+    if (cJSON_SetValuestring(v, secret) == NULL)
+        rc = oom(c);
+    cr_free_secret(secret);
+    return rc;
 }
 
 /* Walks the whole tree; path holds the key path of node, plen its length. */
@@ -1305,15 +1212,10 @@ static int unknown_type(struct ctx *c, const char *path, const char *type)
 
 static int name_ok(const char *name)
 {
-    size_t i, len = strlen(name);
+    size_t len = strlen(name);
 
-    if (len == 0 || len > NAME_MAX_LEN)
-        return 0;
-    for (i = 0; i < len; i++) {
-        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_')
-            return 0;
-    }
-    return 1;
+    return len > 0 && len <= NAME_MAX_LEN &&
+           cr_chars_ok(name, len, CR_CHARS_LETTERS | CR_CHARS_DIGITS, "-_");
 }
 
 /* Unrecorded messages allowed when the config names no figure: four per
@@ -1761,10 +1663,8 @@ void cr_config_release(struct cr_config *cfg)
         free(p->url);
         free(p->ca_file);
     }
-    if (cfg->redis_password != NULL)
-        explicit_bzero(cfg->redis_password, strlen(cfg->redis_password));
     free(cfg->redis_host);
-    free(cfg->redis_password);
+    cr_free_secret(cfg->redis_password);
     free(cfg->redis_path);
     free(cfg->redis_username);
     free_tls(&cfg->redis_tls);
@@ -1773,9 +1673,7 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->redis_sentinel_nodes);
     free(cfg->redis_sentinel_master);
     free(cfg->redis_sentinel_username);
-    if (cfg->redis_sentinel_password != NULL)
-        explicit_bzero(cfg->redis_sentinel_password, strlen(cfg->redis_sentinel_password));
-    free(cfg->redis_sentinel_password);
+    cr_free_secret(cfg->redis_sentinel_password);
     free(cfg->prefix);
     free(cfg->consumer);
     free(cfg->group);
@@ -1785,12 +1683,8 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->http_listen);
     free(cfg->webhooks_public_url);
     free(cfg->webhooks_sendgrid_public_key);
-    if (cfg->webhooks_generic_secret != NULL)
-        explicit_bzero(cfg->webhooks_generic_secret, strlen(cfg->webhooks_generic_secret));
-    free(cfg->webhooks_generic_secret);
-    if (cfg->links_secret != NULL)
-        explicit_bzero(cfg->links_secret, strlen(cfg->links_secret));
-    free(cfg->links_secret);
+    cr_free_secret(cfg->webhooks_generic_secret);
+    cr_free_secret(cfg->links_secret);
     wipe_strings(cfg->root);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);

@@ -14,6 +14,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 
 #define READ_BUF 8192                /* one read; pipelined bytes wait here */
 #define RESPONSE_MAX (8 * 1024 * 1024) /* the largest answer (a /metrics page) */
@@ -312,17 +313,6 @@ const char *cr_httpd_reason(int status)
 
 /* ---- forms --------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes s[0..n) into a new string. */
 static char *form_decode(const char *s, size_t n)
 {
@@ -335,8 +325,8 @@ static char *form_decode(const char *s, size_t n)
         if (s[i] == '+') {
             out[k++] = ' ';
         } else if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? cr_hex_value(s[i + 1]) : -1;
+            int lo = hi >= 0 ? cr_hex_value(s[i + 2]) : -1;
 
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);

@@ -252,40 +252,19 @@ static int dup_str(struct ctx *c, const char *s, char **out)
     return *out ? 0 : oom(c);
 }
 
-static int is_id_char(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '.' || ch == '_' || ch == ':' || ch == '-';
-}
-
 static int valid_lang(const char *s)
 {
     size_t n = strlen(s);
-    size_t i;
 
-    if (n < LANG_MIN || n > LANG_MAX_LEN)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-'))
-            return 0;
-    }
-    return 1;
+    return n >= LANG_MIN && n <= LANG_MAX_LEN && cr_chars_ok(s, n, CR_CHARS_LETTERS, "-");
 }
 
 /* [A-Za-z0-9][A-Za-z0-9._:-]*, n (its length) at most max. */
 static int valid_id(const char *s, size_t n, size_t max)
 {
-    size_t i;
-
     if (n == 0 || n > max || strchr("._:-", s[0]) != NULL)
         return 0;
-    for (i = 0; i < n; i++) {
-        if (!is_id_char((unsigned char)s[i]))
-            return 0;
-    }
-    return 1;
+    return cr_chars_ok(s, n, CR_CHARS_LETTERS | CR_CHARS_DIGITS, "._:-");
 }
 
 static int parse_id(struct ctx *c, const cJSON *root, struct cr_job *job)
@@ -335,10 +314,10 @@ static int valid_name(const char *s, enum name_kind kind)
 
     if (n == 0 || n > (kind == NAME_SEGMENT ? SEGMENT_NAME_MAX : SUBSCRIBER_ID_MAX))
         return 0;
+    if (kind == NAME_SUBSCRIBER)
+        return cr_chars_ok(s, n, CR_CHARS_LETTERS | CR_CHARS_DIGITS, "._:-");
     for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (kind == NAME_SEGMENT ? (ch <= 0x20 || ch >= 0x7f) : !is_id_char(ch))
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
             return 0;
     }
     return 1;

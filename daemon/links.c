@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cr_error.h"
+#include "cr_str.h"
 #include "sigs.h"
 
 #define PAYLOAD_MAX (2 * CR_LINK_ID_MAX + CR_LINK_LANG_MAX + 48)
@@ -30,17 +31,7 @@ static int id_ok(const char *s)
 /* "" or up to CR_LINK_LANG_MAX - 1 of A-Z a-z - (a job's language tag). */
 static int lang_ok(const char *s, size_t n)
 {
-    size_t i;
-
-    if (n >= CR_LINK_LANG_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-'))
-            return 0;
-    }
-    return 1;
+    return n < CR_LINK_LANG_MAX && cr_chars_ok(s, n, CR_CHARS_LETTERS, "-");
 }
 
 static int mac(const char *secret, const char *payload, size_t len, unsigned char *out)

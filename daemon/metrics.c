@@ -358,6 +358,15 @@ static int head(struct cr_buf *out, const char *name, const char *type, const ch
     return cr_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric of one value and no labels: its head, then the value. */
+static int scalar(struct cr_buf *out, const char *name, const char *type, const char *help,
+                  unsigned long long v)
+{
+    int rc = head(out, name, type, help);
+
+    return rc == 0 ? cr_buf_appendf(out, "%s %llu\n", name, v) : rc;
+}
+
 static unsigned long v_redis_up(const struct cr_redis *r)
 {
     return r != NULL && cr_redis_ready(r);
@@ -635,22 +644,16 @@ static int render_hooks(const struct cr_metrics *m, struct cr_buf *out)
 /* Sentinel's view, only when redis.sentinel is configured. */
 static int render_sentinel(const struct cr_sentinel *s, struct cr_buf *out)
 {
-    int rc = head(out, "crier_redis_failovers_total", "counter",
-                  "Times the Redis primary named by Sentinel changed (failovers followed).");
-
+    int rc = scalar(out, "crier_redis_failovers_total", "counter",
+                    "Times the Redis primary named by Sentinel changed (failovers followed).",
+                    cr_sentinel_failovers(s));
     if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_failovers_total %lu\n", cr_sentinel_failovers(s));
+        rc = scalar(out, "crier_redis_sentinel_primary_known", "gauge",
+                    "1 while a Sentinel has named the Redis primary.",
+                    cr_sentinel_down_reason(s) == NULL);
     if (rc == 0)
-        rc = head(out, "crier_redis_sentinel_primary_known", "gauge",
-                  "1 while a Sentinel has named the Redis primary.");
-    if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_sentinel_primary_known %d\n",
-                            cr_sentinel_down_reason(s) == NULL);
-    if (rc == 0)
-        rc = head(out, "crier_redis_sentinel_subscribed", "gauge",
-                  "1 while +switch-master is followed on a Sentinel.");
-    if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_sentinel_subscribed %d\n", cr_sentinel_subscribed(s));
+        rc = scalar(out, "crier_redis_sentinel_subscribed", "gauge",
+                    "1 while +switch-master is followed on a Sentinel.", cr_sentinel_subscribed(s));
     return rc;
 }
 
@@ -680,11 +683,9 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
         rc = per_provider(out, d, m->nprov, "crier_inflight", "gauge",
                           "Requests sent to the provider and not answered yet.", v_inflight, m);
     if (rc == 0)
-        rc = head(out, "crier_retry_waiting", "gauge", "Messages waiting for a retry.");
-    if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_retry_waiting %zu\n",
-                            (d != NULL && d->dispatch != NULL)
-                                ? cr_dispatch_waiting_retries(d->dispatch) : (size_t)0);
+        rc = scalar(out, "crier_retry_waiting", "gauge", "Messages waiting for a retry.",
+                    (d != NULL && d->dispatch != NULL) ? cr_dispatch_waiting_retries(d->dispatch)
+                                                       : (size_t)0);
     if (rc == 0)
         rc = render_circuits(m, d, out);
     if (rc == 0)
@@ -694,11 +695,9 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
     if (rc == 0)
         rc = render_hooks(m, out);
     if (rc == 0)
-        rc = head(out, "crier_webhook_series_dropped_total", "counter",
-                  "Webhook counts not kept because the series cap was reached.");
-    if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_webhook_series_dropped_total %llu\n",
-                            (unsigned long long)m->hooks_dropped);
+        rc = scalar(out, "crier_webhook_series_dropped_total", "counter",
+                    "Webhook counts not kept because the series cap was reached.",
+                    m->hooks_dropped);
     if (rc == 0)
         rc = head(out, "crier_redis_connected", "gauge",
                   "1 while the Redis connection is ready (commands, reader, urgent).");
@@ -717,31 +716,22 @@ int cr_metrics_render(const struct cr_metrics *m, const struct cr_daemon *d, str
     if (rc == 0 && d != NULL && d->sentinel != NULL)
         rc = render_sentinel(d->sentinel, out);
     if (rc == 0)
-        rc = head(out, "crier_redis_wait_short_total", "counter",
-                  "WAITs answered by fewer replicas than redis.wait_replicas asks for.");
+        rc = scalar(out, "crier_redis_wait_short_total", "counter",
+                    "WAITs answered by fewer replicas than redis.wait_replicas asks for.",
+                    cr_replicas_short_total(d ? d->replicas : NULL));
     if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_wait_short_total %llu\n",
-                            (unsigned long long)cr_replicas_short_total(d ? d->replicas : NULL));
+        rc = scalar(out, "crier_redis_wait_degraded", "gauge",
+                    "1 while the last WAIT fell short: slots are freed without waiting for "
+                    "replicas until they are back in step.",
+                    cr_replicas_degraded(d ? d->replicas : NULL, NULL, 0));
     if (rc == 0)
-        rc = head(out, "crier_redis_wait_degraded", "gauge",
-                  "1 while the last WAIT fell short: slots are freed without waiting for "
-                  "replicas until they are back in step.");
+        rc = scalar(out, "crier_record_gaps_total", "counter",
+                    "Outcomes found missing from the ledger when their batch was acknowledged "
+                    "(Redis lost writes it had acknowledged); written again.",
+                    m->record_gaps);
     if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_redis_wait_degraded %d\n",
-                            cr_replicas_degraded(d ? d->replicas : NULL, NULL, 0));
-    if (rc == 0)
-        rc = head(out, "crier_record_gaps_total", "counter",
-                  "Outcomes found missing from the ledger when their batch was acknowledged "
-                  "(Redis lost writes it had acknowledged); written again.");
-    if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_record_gaps_total %llu\n",
-                            (unsigned long long)m->record_gaps);
-    if (rc == 0)
-        rc = head(out, "crier_http_connections", "gauge", "Open connections to the listener.");
-    if (rc == 0)
-        rc = cr_buf_appendf(out, "crier_http_connections %zu\n",
-                            (d != NULL && d->httpd != NULL) ? cr_httpd_connections(d->httpd)
-                                                            : (size_t)0);
+        rc = scalar(out, "crier_http_connections", "gauge", "Open connections to the listener.",
+                    (d != NULL && d->httpd != NULL) ? cr_httpd_connections(d->httpd) : (size_t)0);
     if (rc == 0)
         rc = cr_audit_trim_render(d != NULL ? d->audit_trim : NULL, out);
     if (rc == 0)

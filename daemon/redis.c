@@ -17,12 +17,12 @@
 #include "backoff.h"
 #include "cr_error.h"
 #include "cr_log.h"
-#include "repeat.h"
+#include "cr_secret.h"
 
 #define TICK_MS 100
 #define READ_CHUNK (64 * 1024)    /* one read from the socket, reused */
 #define BACKOFF_BASE_MS 100       /* first reconnect within this, doubling */
-#define REPEAT_WINDOW_MS 30000    /* a repeated log line is summed up this often */
+#define LOG_KEY_MAX CR_LOG_REPEAT_KEY_MAX /* what cr_log_repeat compares of a key */
 #define OUT_MAX ((size_t)1 << 30) /* bytes queued on a connection and not written */
 #define BUF_KEEP (1024 * 1024)    /* a larger buffer is freed once empty */
 #define SPARE_MAX 256             /* finished command records kept for reuse */
@@ -125,8 +125,8 @@ struct cr_redis {
     uint64_t rnd;
     unsigned long nerrors;
     char reason[REASON_MAX];
-    struct cr_repeat rep_fail; /* failure lines, repeats summed up */
-    struct cr_repeat rep_ok;   /* "connected" lines, likewise when flapping */
+    char key_fail[LOG_KEY_MAX]; /* log key of the last failure line ("" = none) */
+    char key_ok[LOG_KEY_MAX];   /* of the last "connected" line, likewise when flapping */
 
     struct pending *head;
     struct pending *tail;
@@ -149,34 +149,25 @@ static uint64_t now_ms(const struct cr_redis *r)
 
 /* ---- log lines, with repeats summed up ---------------------------------- */
 
-static void say(struct cr_redis *r, struct cr_repeat *rp, int level, const char *fmt, ...)
+/* Logs "redis '<name>' <peer>: <what>" folded by the log (cr_log_repeat)
+ * under a key naming the connection, the line and the peer: the same line of
+ * this connection again within the window is counted and summed up with the
+ * count, a different one is written at once. key (LOG_KEY_MAX bytes) keeps
+ * the key, for cr_log_repeat_end when the connection is closed. */
+static void say(struct cr_redis *r, char *key, enum cr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void emit(int level, const char *line)
+static void say(struct cr_redis *r, char *key, enum cr_log_level level, const char *fmt, ...)
 {
-    cr_log((enum cr_log_level)level, "%s", line);
-}
-
-static void say(struct cr_redis *r, struct cr_repeat *rp, int level, const char *fmt, ...)
-{
-    char line[CR_REPEAT_LINE_MAX];
-    char summary[CR_REPEAT_LINE_MAX + 64];
-    int slevel = level;
-    int n;
-    int act;
+    char what[512];
     va_list ap;
 
-    n = snprintf(line, sizeof(line), "redis '%s' %s: ", r->name, r->peer);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        n = 0;
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    act = cr_repeat_note(rp, level, line, now_ms(r), summary, sizeof(summary), &slevel);
-    if (act & CR_REPEAT_SUMMARY)
-        emit(slevel, summary);
-    if (act & CR_REPEAT_WRITE)
-        emit(level, line);
+    if (snprintf(key, LOG_KEY_MAX, "redis '%s' %s @ %s", r->name, what, r->peer) >= LOG_KEY_MAX)
+        key[LOG_KEY_MAX - 1] = '\0'; /* cut: the log compares keys on what is kept */
+    cr_log_repeat(level, key, "redis '%s' %s: %s", r->name, r->peer, what);
 }
 
 /* ---- buffers and command records ---------------------------------------- */
@@ -337,7 +328,7 @@ static void fail(struct cr_redis *r, const char *fmt, ...)
     vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
     va_end(ap);
     r->nerrors++;
-    say(r, &r->rep_fail, CR_LOG_WARN, "%s; reconnecting with backoff (at most %ld ms)", r->reason,
+    say(r, r->key_fail, CR_LOG_WARN, "%s; reconnecting with backoff (at most %ld ms)", r->reason,
         r->reconnect_max_ms);
     r->reconnect_at_ms = 0;
     drop(r);
@@ -357,7 +348,7 @@ static void become_ready(struct cr_redis *r)
     r->state = ST_READY;
     r->ready_since_ms = now_ms(r);
     r->reason[0] = '\0';
-    say(r, &r->rep_ok, CR_LOG_INFO, "connected%s%s%s", r->tls ? " over TLS" : "",
+    say(r, r->key_ok, CR_LOG_INFO, "connected%s%s%s", r->tls ? " over TLS" : "",
         r->check_role && !r->role_unchecked ? ", primary" : "", r->username ? ", ACL user" : "");
     if (r->state_cb)
         r->state_cb(r, 1, r->ud);
@@ -829,7 +820,7 @@ static void on_role(struct cr_redis *r, redisReply *reply, void *ud)
                                              strncmp(reply->str, "ERR unknown command", 19) == 0)) {
         /* ROLE is an @admin command a least-privilege ACL user (or a managed
          * service) may not have: a replica then shows itself by READONLY. */
-        say(r, &r->rep_fail, CR_LOG_WARN,
+        say(r, r->key_fail, CR_LOG_WARN,
             "cannot check that this is the primary (ROLE refused: %.100s); using it, a replica "
             "will be noticed by its READONLY answers",
             reply->str);
@@ -1120,13 +1111,9 @@ static void on_tick(uv_timer_t *t)
 {
     struct cr_redis *r = t->data;
     uint64_t now = now_ms(r);
-    char summary[CR_REPEAT_LINE_MAX + 64];
-    int slevel;
 
-    if (cr_repeat_flush(&r->rep_fail, now, summary, sizeof(summary), &slevel))
-        emit(slevel, summary);
-    if (cr_repeat_flush(&r->rep_ok, now, summary, sizeof(summary), &slevel))
-        emit(slevel, summary);
+    /* the summaries of ended windows, also in a process with no log timer */
+    cr_log_repeat_flush(0);
     if (r->state == ST_CONNECTING && now >= r->connect_deadline_ms) {
         fail(r, "connect timed out after %ld ms", r->connect_timeout_ms);
         return;
@@ -1230,9 +1217,7 @@ static void free_redis(struct cr_redis *r)
     free(r->host);
     free(r->path);
     free(r->username);
-    if (r->password)
-        explicit_bzero(r->password, strlen(r->password));
-    free(r->password);
+    cr_free_secret(r->password);
     free(r->tls_name);
     free(r);
 }
@@ -1284,8 +1269,6 @@ int cr_redis_init(uv_loop_t *loop, const struct cr_redis_opts *opts, cr_redis_st
     r->ud = ud;
     r->rnd = uv_hrtime() ^ (uint64_t)(uintptr_t)r;
     snprintf(r->reason, sizeof(r->reason), "connecting");
-    cr_repeat_init(&r->rep_fail, REPEAT_WINDOW_MS);
-    cr_repeat_init(&r->rep_ok, REPEAT_WINDOW_MS);
     snprintf(r->addr.host, sizeof(r->addr.host), "%s", r->host);
     r->addr.port = r->port;
     if (r->path)
@@ -1364,7 +1347,7 @@ void cr_redis_reset(struct cr_redis *r)
         r->reconnect_at_ms = now_ms(r);
         return;
     }
-    say(r, &r->rep_fail, CR_LOG_WARN, "dropping the connection on request; reconnecting");
+    say(r, r->key_fail, CR_LOG_WARN, "dropping the connection on request; reconnecting");
     r->reconnect_at_ms = 0;
     drop(r);
 }
@@ -1379,17 +1362,14 @@ static void on_handle_closed(uv_handle_t *h)
 
 void cr_redis_close(struct cr_redis *r)
 {
-    char summary[CR_REPEAT_LINE_MAX + 64];
-    int slevel;
-
     if (r->closing)
         return;
     r->closing = 1;
     drop(r);
-    if (cr_repeat_reset(&r->rep_fail, now_ms(r), summary, sizeof(summary), &slevel))
-        emit(slevel, summary);
-    if (cr_repeat_reset(&r->rep_ok, now_ms(r), summary, sizeof(summary), &slevel))
-        emit(slevel, summary);
+    if (r->key_fail[0] != '\0')
+        cr_log_repeat_end(r->key_fail);
+    if (r->key_ok[0] != '\0')
+        cr_log_repeat_end(r->key_ok);
     uv_timer_stop(&r->timer);
     uv_prepare_stop(&r->flusher);
     uv_close((uv_handle_t *)&r->timer, on_handle_closed);

@@ -12,7 +12,7 @@
 #include "cr_log.h"
 #include "daemon.h"
 
-#define LOG_EVERY_MS 10000 /* at most one shortfall line this often */
+#define SHORT_KEY "redis WAIT short" /* the shortfall lines, folded by cr_log_repeat */
 #define PROBE_MS 1000      /* INFO replication while degraded */
 #define MAX_LAG_S 1        /* a replica with a larger lag is not in step */
 
@@ -29,8 +29,6 @@ struct cr_replicas {
     int degraded;
     long last_acked;
     uint64_t shorts;
-    uint64_t unlogged;   /* shortfalls not yet in a log line */
-    uint64_t logged_ms;  /* when the last shortfall line was written (0: never) */
     int probing;
     int refused_logged;
     cr_replicas_release_cb release;
@@ -215,16 +213,11 @@ void cr_replicas_answered(struct cr_replicas *w, long acked, uint64_t now_ms)
         return;
     }
     w->shorts++;
-    w->unlogged++;
-    if (w->logged_ms == 0 || now_ms >= w->logged_ms + LOG_EVERY_MS) {
-        cr_warn("redis WAIT: %ld of %d replicas acknowledged within %ld ms (%llu time%s since "
-                "the last line); messages' slots freed anyway, and not waited for until the "
-                "replicas catch up: a failover now could lose their outcomes",
-                acked, w->want, w->timeout_ms, (unsigned long long)w->unlogged,
-                w->unlogged == 1 ? "" : "s");
-        w->unlogged = 0;
-        w->logged_ms = now_ms ? now_ms : 1;
-    }
+    cr_log_repeat(CR_LOG_WARN, SHORT_KEY,
+                  "redis WAIT: %ld of %d replicas acknowledged within %ld ms; messages' slots "
+                  "freed anyway, and not waited for until the replicas catch up: a failover now "
+                  "could lose their outcomes",
+                  acked, w->want, w->timeout_ms);
     if (!w->degraded) {
         w->degraded = 1;
         if (w->d != NULL)
@@ -241,6 +234,7 @@ void cr_replicas_recovered(struct cr_replicas *w, uint64_t now_ms)
     w->degraded = 0;
     if (w->d != NULL)
         uv_timer_stop(&w->probe);
+    cr_log_repeat_end(SHORT_KEY); /* the shortfalls counted, before the recovery */
     cr_info("redis WAIT: %d replica%s in step again; outcomes are confirmed on replicas before "
             "their slots are freed",
             w->want, w->want == 1 ? "" : "s");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cr_error.h"
+#include "cr_secret.h"
 #include "cr_log.h"
 
 #define TICK_MS 100
@@ -674,9 +675,7 @@ static void free_strings(struct cr_sentinel *s)
 {
     free(s->master);
     free(s->username);
-    if (s->password != NULL)
-        explicit_bzero(s->password, strlen(s->password));
-    free(s->password);
+    cr_free_secret(s->password);
     free(s->tls_ca);
     free(s->tls_cert);
     free(s->tls_key);

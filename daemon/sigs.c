@@ -140,6 +140,21 @@ out:
     return rc;
 }
 
+int cr_hmac_ts_body(const void *key, size_t keylen, const char *ts, const void *body, size_t len,
+                    unsigned char out[CR_HMAC_SHA256_LEN])
+{
+    const void *parts[3] = {ts, ".", body};
+    size_t lens[3] = {strlen(ts), 1, len};
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    int rc = cr_hmac(EVP_sha256(), key, keylen, parts, lens, 3, md, &mdlen);
+
+    if (rc != 0 || mdlen != CR_HMAC_SHA256_LEN)
+        return rc != 0 ? rc : CR_ENOMEM;
+    memcpy(out, md, CR_HMAC_SHA256_LEN);
+    return 0;
+}
+
 int cr_same_bytes(const void *a, size_t alen, const void *b, size_t blen)
 {
     if (alen != blen)

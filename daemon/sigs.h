@@ -27,6 +27,14 @@ int cr_b64_decode(const char *in, size_t len, unsigned flags, unsigned char *out
 int cr_hmac(const EVP_MD *md, const void *key, size_t keylen, const void *const *parts,
             const size_t *lens, size_t n, unsigned char *out, unsigned *outlen);
 
+#define CR_HMAC_SHA256_LEN 32
+
+/* HMAC-SHA256 with key of ts "." body: the scheme of signed jobs ("v1=")
+ * and of the generic webhook ("sha256="). Writes CR_HMAC_SHA256_LEN bytes to
+ * out. Returns 0 or CR_ENOMEM. */
+int cr_hmac_ts_body(const void *key, size_t keylen, const char *ts, const void *body, size_t len,
+                    unsigned char out[CR_HMAC_SHA256_LEN]);
+
 /* Nonzero when a and b hold the same n bytes and alen == blen; the time taken
  * depends only on the lengths. */
 int cr_same_bytes(const void *a, size_t alen, const void *b, size_t blen);

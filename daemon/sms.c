@@ -3,6 +3,7 @@
  * when every code point is in the default alphabet or its extension table. */
 #include "sms.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
 #include <stdint.h>
 
@@ -69,41 +70,18 @@ static unsigned gsm_septets(uint32_t cp)
  * forms, surrogates and values past U+10FFFF. Returns its length or 0. */
 static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
-    size_t len;
-    size_t i;
+    static const unsigned char lead_bits[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    int len = cr_utf8_seq_len(s, n);
     uint32_t v;
-    uint32_t min;
+    int i;
 
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        len = 2;
-        v = s[0] & 0x1Fu;
-        min = 0x80;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        len = 3;
-        v = s[0] & 0x0Fu;
-        min = 0x800;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        len = 4;
-        v = s[0] & 0x07u;
-        min = 0x10000;
-    } else {
+    if (len <= 0)
         return 0;
-    }
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
+    v = s[0] & lead_bits[len];
+    for (i = 1; i < len; i++)
         v = (v << 6) | (s[i] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
     *cp = v;
-    return len;
+    return (size_t)len;
 }
 
 int cr_sms_measure(const char *utf8, size_t len, struct cr_sms_info *out)

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "cr_error.h"
+#include "cr_secret.h"
 #include "cr_log.h"
 #include "metrics.h"
 #include "replies.h"
@@ -343,20 +344,14 @@ out:
 int cr_hook_generic_verify(const char *secret, const char *ts, const char *body, size_t len,
                            const char *header)
 {
-    const void *parts[3] = {ts, ".", body};
-    size_t lens[3];
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned maclen = 0;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    unsigned char mac[CR_HMAC_SHA256_LEN];
+    char hex[2 * CR_HMAC_SHA256_LEN + 1];
 
     if (secret == NULL || ts == NULL || header == NULL || strncmp(header, "sha256=", 7) != 0)
         return 0;
-    lens[0] = strlen(ts);
-    lens[1] = 1;
-    lens[2] = len;
-    if (cr_hmac(EVP_sha256(), secret, strlen(secret), parts, lens, 3, mac, &maclen) != 0)
+    if (cr_hmac_ts_body(secret, strlen(secret), ts, body, len, mac) != 0)
         return 0;
-    cr_hex(mac, maclen, hex);
+    cr_hex(mac, sizeof mac, hex);
     return cr_same_bytes(hex, strlen(hex), header + 7, strlen(header + 7));
 }
 
@@ -797,10 +792,7 @@ void cr_webhooks_free(struct cr_webhooks *w)
 {
     if (w == NULL)
         return;
-    if (w->twilio_token != NULL) {
-        explicit_bzero(w->twilio_token, strlen(w->twilio_token));
-        free(w->twilio_token);
-    }
+    cr_free_secret(w->twilio_token);
     EVP_PKEY_free(w->sendgrid_key);
     free(w);
 }

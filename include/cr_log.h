@@ -58,8 +58,9 @@ void cr_log(enum cr_log_level level, const char *fmt, ...) __attribute__((format
  * gives one such line per window; a window without any ends its suppression.
  * At most CR_LOG_REPEAT_KEYS keys are followed at once: an event of a new key
  * when all are busy is written as it is (nothing is ever dropped unsaid).
- * Keys are compared on their first 127 bytes. */
+ * Keys are compared on their first CR_LOG_REPEAT_KEY_MAX - 1 bytes. */
 #define CR_LOG_REPEAT_KEYS 64
+#define CR_LOG_REPEAT_KEY_MAX 128
 
 /* Sets the window in milliseconds (default 10000); 0 writes every event. */
 void cr_log_set_repeat_window(int64_t ms);
@@ -71,6 +72,12 @@ void cr_log_set_clock(int64_t (*now_ms)(void));
 /* Logs one event of key (see above); fmt must be a literal. */
 void cr_log_repeat(enum cr_log_level level, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Ends key's suppression (its run of events is over, e.g. the connection it
+ * names is closed): writes the summary of what its window counted, if
+ * anything, and forgets the key, so that its next event is written at once.
+ * Returns 1 when a summary line was written. */
+int cr_log_repeat_end(const char *key);
 
 /* Writes the summary line of every window that has ended (all: of every
  * window, ended or not, and forgets every key: at exit). Call it about once

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cr_error.h"
+#include "cr_str.h"
 
 static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm", "apns",
                                                            "smtp", "gateway", "oauth"};
@@ -113,43 +114,6 @@ int sim_json_str(struct cr_buf *out, const char *s, size_t n)
     return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid,
- * or -1 when it is valid so far but cut off by the end of the input. */
-static int utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    int len;
-    int i;
-    unsigned lo = 0x80, hi = 0xBF;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    /* second-byte ranges that exclude overlongs, surrogates and > U+10FFFF */
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    for (i = 1; i < len; i++) {
-        if ((size_t)i >= n)
-            return -1;
-        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF))
-            return 0;
-    }
-    return len;
-}
-
 int sim_utf8_clean(struct cr_buf *out, const char *s, size_t n, int cut)
 {
     static const char repl[] = "\xEF\xBF\xBD";
@@ -159,7 +123,7 @@ int sim_utf8_clean(struct cr_buf *out, const char *s, size_t n, int cut)
     int rc = 0;
 
     while (i < n) {
-        int len = p[i] == 0 ? 0 : utf8_seq(p + i, n - i);
+        int len = p[i] == 0 ? 0 : cr_utf8_seq_len(p + i, n - i);
 
         if (len > 0) {
             i += (size_t)len;
@@ -179,17 +143,6 @@ int sim_utf8_clean(struct cr_buf *out, const char *s, size_t n, int cut)
     return cr_buf_append(out, s + run, n - run);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into out ('+' is a space; a bad escape stays as is). */
 static int form_decode(struct cr_buf *out, const char *s, size_t n)
 {
@@ -201,8 +154,8 @@ static int form_decode(struct cr_buf *out, const char *s, size_t n)
 
         if (c == '+') {
             c = ' ';
-        } else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        } else if (c == '%' && i + 2 < n && cr_hex_value(s[i + 1]) >= 0 && cr_hex_value(s[i + 2]) >= 0) {
+            c = (char)(cr_hex_value(s[i + 1]) * 16 + cr_hex_value(s[i + 2]));
             i += 2;
         }
         rc = cr_buf_append(out, &c, 1);

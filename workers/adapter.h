@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cr_provider.h"
+#include "cr_secret.h"
 
 /* The adapters; cr_provider_table in registry.c lists each once. */
 extern const struct cr_provider_ops cr_sendgrid_ops;
@@ -41,8 +42,7 @@ int cr_cfg_base_url(const char *base_url, const char *path, char **out, char *er
  * (what lacks is written into why), or CR_ENOMEM. */
 int cr_pem_key_check(const char *pem, const char *kind, char *why, size_t whylen);
 
-/* Wipes a secret (key, token, password) and frees it; NULL does nothing. */
-void cr_free_secret(char *s);
+/* cr_free_secret wipes and frees a secret: see cr_secret.h. */
 
 /* Nonzero when s is an E.164 number: '+', a non-zero digit, then at most 14
  * more digits. NULL is not. */
@@ -55,6 +55,12 @@ int cr_json_add_string(cJSON *obj, const char *key, const char *value);
 /* Nonzero when s may go into a header line or mail header: no CR or LF.
  * (A NUL cannot be inside a C string; values arrive NUL-terminated.) */
 int cr_header_safe(const char *s);
+
+/* Nonzero when u may be a one-click unsubscribe URL in a List-Unsubscribe
+ * header (RFC 2369, RFC 8058), where it stands inside "<...>": http:// or
+ * https:// (the scheme in either case), printable ASCII without spaces or
+ * angle brackets. */
+int cr_unsubscribe_url_ok(const char *u);
 
 /* Appends the header line "name: value" to req->headers. Returns 0, CR_EINVAL
  * when value contains CR or LF, CR_ETOOBIG past 8 KiB, or CR_ENOMEM. */

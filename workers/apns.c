@@ -4,6 +4,7 @@
  * "reason" decide the outcome. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
 #include <ctype.h>
 #include <jwt.h>
@@ -79,25 +80,13 @@ static void apns_free(void *state)
 
 static int alnum_ok(const char *s)
 {
-    const char *p;
-
-    for (p = s; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p))
-            return 0;
-    }
-    return 1;
+    return cr_chars_ok(s, strlen(s), CR_CHARS_LETTERS | CR_CHARS_DIGITS, NULL);
 }
 
 /* A bundle id (with the .voip / .complication suffixes Apple uses). */
 static int topic_ok(const char *s)
 {
-    const char *p;
-
-    for (p = s; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p) && strchr("-._", *p) == NULL)
-            return 0;
-    }
-    return 1;
+    return cr_chars_ok(s, strlen(s), CR_CHARS_LETTERS | CR_CHARS_DIGITS, "-._");
 }
 
 static int token_hex_ok(const char *s)

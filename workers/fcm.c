@@ -5,8 +5,8 @@
  * minutes before it expires. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
-#include <ctype.h>
 #include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,13 +173,7 @@ out:
  * the old domain-scoped ones): nothing that could change the URL path. */
 static int project_id_ok(const char *s)
 {
-    const char *p;
-
-    for (p = s; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p) && strchr("-._:", *p) == NULL)
-            return 0;
-    }
-    return 1;
+    return cr_chars_ok(s, strlen(s), CR_CHARS_LETTERS | CR_CHARS_DIGITS, "-._:");
 }
 
 static int fcm_init(const cJSON *cfg, const char *base_url, const char *path, void **state,

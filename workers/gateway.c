@@ -3,8 +3,8 @@
  * the status and the "error" member decide the outcome. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,13 +49,8 @@ static void gateway_free(void *state)
 /* An HTTP header name: RFC 9110 token characters. */
 static int token_ok(const char *s)
 {
-    const char *p;
-
-    for (p = s; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
-            return 0;
-    }
-    return s[0] != '\0';
+    return s[0] != '\0' &&
+           cr_chars_ok(s, strlen(s), CR_CHARS_LETTERS | CR_CHARS_DIGITS, "!#$%&'*+-.^_`|~");
 }
 
 /* A URL path: starts with '/', printable ASCII without spaces or a fragment. */

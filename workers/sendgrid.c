@@ -127,23 +127,6 @@ static int add_address(cJSON *parent, const char *key, const char *email, const 
     return 0;
 }
 
-/* A one-click unsubscribe URL for a header: http(s), printable ASCII, no
- * spaces or angle brackets (it goes inside "<...>"). */
-static int unsubscribe_ok(const char *u)
-{
-    const char *p;
-
-    if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
-        return 0;
-    for (p = u; *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-
-        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
-            return 0;
-    }
-    return 1;
-}
-
 /* RFC 2369 + RFC 8058 headers of this message's own unsubscribe link, set per
  * personalization (SendGrid merges them into the message headers). */
 static int add_unsubscribe(cJSON *p, const char *url)
@@ -280,7 +263,7 @@ static int sendgrid_build(void *state, const struct cr_message *const *msgs, siz
     for (i = 0; i < n; i++) {
         if (!address_ok(msgs[i]->address))
             goto out;
-        if (msgs[i]->unsubscribe_url != NULL && !unsubscribe_ok(msgs[i]->unsubscribe_url))
+        if (msgs[i]->unsubscribe_url != NULL && !cr_unsubscribe_url_ok(msgs[i]->unsubscribe_url))
             goto out;
         if (!substitutions_ok(msgs[i], m->subject))
             goto out;

@@ -4,6 +4,7 @@
  * outcome. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "cr_str.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -90,13 +91,7 @@ static int address_ok(const char *s)
  * in brackets is not supported: operators name the host). */
 static int helo_ok(const char *s)
 {
-    const char *p;
-
-    for (p = s; *p != '\0'; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
-            return 0;
-    }
-    return s[0] != '\0';
+    return s[0] != '\0' && cr_chars_ok(s, strlen(s), CR_CHARS_LETTERS | CR_CHARS_DIGITS, "-.");
 }
 
 /* The config url must be smtp://host[:port] or smtps://host[:port]. *tls is
@@ -600,22 +595,6 @@ static int add_message_id(struct cr_request *req, struct cr_buf *b, const char *
     return rc;
 }
 
-/* RFC 2369 / RFC 8058: the one-click URL in angle brackets. */
-static int url_ok(const char *u)
-{
-    const char *p;
-
-    if (strncasecmp(u, "https://", 8) != 0 && strncasecmp(u, "http://", 7) != 0)
-        return 0;
-    for (p = u; *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-
-        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
-            return 0;
-    }
-    return 1;
-}
-
 /* A copy of text in the canonical form of text types (RFC 2046 section 4.1.1):
  * every line break (LF, CR or CRLF) becomes CRLF, so that the
  * quoted-printable encoder writes it as a hard line break (RFC 2045 section
@@ -695,7 +674,7 @@ static int smtp_build(void *state, const struct cr_message *const *msgs, size_t 
     if ((m->subject != NULL && !cr_header_safe(m->subject)) ||
         (name != NULL && !cr_header_safe(name)) || (m->ref != NULL && !cr_header_safe(m->ref)))
         goto out;
-    if (m->unsubscribe_url != NULL && !url_ok(m->unsubscribe_url))
+    if (m->unsubscribe_url != NULL && !cr_unsubscribe_url_ok(m->unsubscribe_url))
         goto out;
 
     req->transport = CR_TRANSPORT_SMTP;

@@ -279,14 +279,6 @@ int cr_json_add_string(cJSON *obj, const char *key, const char *value)
     return cJSON_AddStringToObject(obj, key, value) ? 0 : CR_ENOMEM;
 }
 
-void cr_free_secret(char *s)
-{
-    if (s == NULL)
-        return;
-    explicit_bzero(s, strlen(s)); /* not dropped as a store before free */
-    free(s);
-}
-
 int cr_e164_ok(const char *s)
 {
     size_t i;
@@ -304,6 +296,21 @@ int cr_e164_ok(const char *s)
 int cr_header_safe(const char *s)
 {
     return s != NULL && strpbrk(s, "\r\n") == NULL;
+}
+
+int cr_unsubscribe_url_ok(const char *u)
+{
+    const char *p;
+
+    if (strncasecmp(u, "https://", 8) != 0 && strncasecmp(u, "http://", 7) != 0)
+        return 0;
+    for (p = u; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>')
+            return 0;
+    }
+    return 1;
 }
 
 int cr_req_add_header(struct cr_request *req, const char *name, const char *value)

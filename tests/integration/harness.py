@@ -4,6 +4,7 @@ readiness by polling a condition against a deadline, and cleanup of everything
 started, even when a test fails or the interpreter exits early."""
 
 import atexit
+import contextlib
 import copy
 import json
 import os
@@ -144,14 +145,49 @@ def _kill(proc):
     return _wait_exit(proc, 10)
 
 
-class RedisServer:
-    """A private redis-server with AOF on, data in dir/redis. Survives kill()
-    and restart() on the same port with the same data."""
+def _stop(proc, timeout):
+    """SIGTERM, and SIGKILL if proc has not exited within timeout seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        if _wait_exit(proc, timeout) is None:
+            _kill(proc)
 
-    def __init__(self, workdir):
-        self.dir = Path(workdir) / "redis"
+
+def _start_on_a_port(spawn, answers, what, log_path, port=None, timeout=30):
+    """Starts a server with spawn(port) on port, or on a free one (another one
+    when it was taken meanwhile, up to 8 tries), and returns (port, proc) once
+    answers(port) is true. Raises HarnessError with the log's tail when it
+    exits first."""
+    fixed = port is not None
+    for _ in range(1 if fixed else 8):
+        p = port if fixed else free_port()
+        proc = spawn(p)
+
+        def ready(p=p, proc=proc):
+            if proc.poll() is not None:
+                return "exited"
+            return answers(p) and "up"
+
+        if wait_until(ready, timeout, what=f"{what} on port {p}") == "up":
+            return p, proc
+        _wait_exit(proc, 1)
+        if "Address already in use" not in tail(log_path, 20) or fixed:
+            break
+    raise HarnessError(f"{what} did not start:\n" + tail(log_path, 30))
+
+
+class RedisServer:
+    """A private redis-server with AOF on, data in workdir/name. Survives kill()
+    and restart() on the same port with the same data. extra: more
+    redis-server arguments; client_kw: redis-py options the harness reaches
+    it with (TLS, an ACL user, a unix socket instead of the port)."""
+
+    def __init__(self, workdir, extra=(), client_kw=None, name="redis"):
+        self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "redis.log"
+        self.extra = list(extra)
+        self.client_kw = dict(client_kw or {})
         self.port = None
         self.proc = None
 
@@ -159,36 +195,29 @@ class RedisServer:
         return ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                 "--dir", str(self.dir), "--save", "", "--appendonly", "yes",
                 "--appendfsync", "everysec", "--daemonize", "no",
-                "--protected-mode", "no", "--logfile", ""]
+                "--protected-mode", "no", "--logfile", ""] + self.extra
+
+    def _client(self, port, **kw):
+        """A redis-py client of the server on port, reached as client_kw says."""
+        opts = dict(self.client_kw)
+        if "unix_socket_path" not in opts:
+            opts.update(host="127.0.0.1", port=port)
+        opts.update(kw)
+        return redis.Redis(**opts)
 
     def _ping(self, port):
         try:
-            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
-                               socket_connect_timeout=1).ping()
+            return self._client(port, socket_timeout=1, socket_connect_timeout=1).ping()
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
 
     def start(self, port=None, timeout=30):
         """Starts the server on port (or a free one, retrying on collision) and
         returns once it answers PING (AOF loaded)."""
-        fixed = port is not None
-        for _ in range(1 if fixed else 8):
-            p = port if fixed else free_port()
-            proc = _spawn(self._argv(p), self.log_path)
-
-            def ready(p=p, proc=proc):
-                if proc.poll() is not None:
-                    return "exited"
-                return self._ping(p) and "up"
-
-            state = wait_until(ready, timeout, what=f"redis-server on port {p}")
-            if state == "up":
-                self.port, self.proc = p, proc
-                return self
-            _wait_exit(proc, 1)
-            if "Address already in use" not in tail(self.log_path, 20) or fixed:
-                break
-        raise HarnessError("redis-server did not start:\n" + tail(self.log_path, 30))
+        self.port, self.proc = _start_on_a_port(
+            lambda p: _spawn(self._argv(p), self.log_path), self._ping, "redis-server",
+            self.log_path, port, timeout)
+        return self
 
     def kill(self):
         """SIGKILL: what is not yet fsynced to the AOF is lost, as in a crash."""
@@ -197,18 +226,15 @@ class RedisServer:
         wait_until(lambda: not port_open(self.port), 10, what="redis port to close")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            if _wait_exit(self.proc, 15) is None:
-                _kill(self.proc)
+        _stop(self.proc, 15)
         self.proc = None
 
     def restart(self, timeout=30):
         return self.start(port=self.port, timeout=timeout)
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=30, socket_connect_timeout=5)
+        return self._client(self.port, decode_responses=True, socket_timeout=30,
+                            socket_connect_timeout=5)
 
     def persist(self, timeout=30):
         """Makes everything written so far durable (an AOF rewrite writes and
@@ -265,10 +291,7 @@ class Sim:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            if _wait_exit(self.proc, 10) is None:
-                _kill(self.proc)
+        _stop(self.proc, 10)
         self.proc = None
 
     def _call(self, method, path, body=None, timeout=30):
@@ -350,12 +373,17 @@ def crierd_config(redis_port, sim_port, consumer="crierd-a", **overrides):
     return deep_merge(cfg, overrides)
 
 
-class Crierd:
-    """One crierd process with its own config file and log (stderr) file."""
+class ConfiguredProcess:
+    """A crier program run with -c <its JSON config file> in workdir and its
+    stderr in <name>.log there; start() returns once the log says it is
+    ready (ready_line), log_text() is what it wrote since then."""
 
-    def __init__(self, workdir, config, name=None):
+    program = None     # the binary, in build_dir()
+    ready_line = None  # a line of the log containing this means ready
+
+    def __init__(self, workdir, config, name):
         self.dir = Path(workdir)
-        self.name = name or config.get("consumer", "crierd")
+        self.name = name
         self.config = config
         self.config_path = self.dir / f"{self.name}.json"
         self.log_path = self.dir / f"{self.name}.log"
@@ -366,19 +394,21 @@ class Crierd:
         self.config_path.write_text(json.dumps(self.config, indent=2))
 
     def start(self, timeout=30):
-        """Starts crierd and returns once its log has a line containing
-        'ready'; raises HarnessError (with the log) if it exits first."""
+        """Starts the program and returns once its log has a line containing
+        ready_line; raises HarnessError (with the log) if it exits first."""
         self.write_config()
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.proc = _spawn([binary("crierd"), "-c", str(self.config_path)], self.log_path)
+        self.proc = _spawn([binary(self.program), "-c", str(self.config_path)], self.log_path)
 
         def ready():
             if self.proc.poll() is not None:
-                raise HarnessError(f"crierd {self.name} exited with {self.proc.returncode} "
-                                   f"before ready:\n" + self.log_text()[-4000:])
-            return any("ready" in line for line in self.log_text().splitlines())
+                raise HarnessError(f"{self.program} {self.name} exited with "
+                                   f"{self.proc.returncode} before ready:\n"
+                                   + self.log_text()[-4000:])
+            return any(self.ready_line in line for line in self.log_text().splitlines())
 
-        wait_until(ready, timeout, 0.02, what=f"crierd {self.name} to log 'ready'")
+        wait_until(ready, timeout, 0.02, what=f"{self.program} {self.name} to log "
+                                              f"'{self.ready_line}'")
         return self
 
     def log_text(self):
@@ -393,6 +423,32 @@ class Crierd:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def term(self, timeout=15):
+        """SIGTERM, then waits up to timeout seconds for the exit; returns the
+        exit code (the caller asserts it is 0). Raises HarnessError (after a
+        SIGKILL) if it does not exit in time."""
+        self.proc.send_signal(signal.SIGTERM)
+        rc = _wait_exit(self.proc, timeout)
+        if rc is None:
+            _kill(self.proc)
+            raise HarnessError(f"{self.program} {self.name} did not exit within {timeout}s "
+                               "of SIGTERM")
+        return rc
+
+    def kill(self):
+        """SIGKILL: a crash at an arbitrary moment."""
+        return _kill(self.proc)
+
+
+class Crierd(ConfiguredProcess):
+    """One crierd process with its own config file and log (stderr) file."""
+
+    program = "crierd"
+    ready_line = "ready"
+
+    def __init__(self, workdir, config, name=None):
+        super().__init__(workdir, config, name or config.get("consumer", "crierd"))
+
     def check_alive(self):
         """Raises HarnessError with the log tail if crierd has exited."""
         if not self.alive():
@@ -402,21 +458,6 @@ class Crierd:
 
     def signal(self, signum):
         self.proc.send_signal(signum)
-
-    def term(self, timeout=15):
-        """SIGTERM, then waits up to timeout seconds for the exit; returns the
-        exit code (the caller asserts it is 0). Raises HarnessError (after a
-        SIGKILL) if it does not exit in time."""
-        self.proc.send_signal(signal.SIGTERM)
-        rc = _wait_exit(self.proc, timeout)
-        if rc is None:
-            _kill(self.proc)
-            raise HarnessError(f"crierd {self.name} did not exit within {timeout}s of SIGTERM")
-        return rc
-
-    def kill(self):
-        """SIGKILL: a crash at an arbitrary moment."""
-        return _kill(self.proc)
 
     def check_config(self, timeout=15):
         """Runs `crierd -t -c FILE`; returns (exit code, stdout + stderr)."""
@@ -493,6 +534,19 @@ class Env:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def running_env(label):
+    """An Env with redis-server, crier-sim and one crierd (as .daemon) all
+    ready, closed on leaving: the body of a fixture shared by a module's
+    tests (`with running_env("x") as e: yield e`)."""
+    e = Env(label=label)
+    try:
+        e.daemon = e.start()
+        yield e
+    finally:
+        e.close()
 
 
 # ---- Redis contract helpers -------------------------------------------------
@@ -576,6 +630,14 @@ def stream_fields(r, key, count=None):
         start = page[-1][0]
         if count and len(out) >= count:
             return out
+
+
+def dead_entry(r, entry):
+    """The fields of the jobs:dead entry for the jobs stream entry, or None."""
+    for _i, f in stream_fields(r, f"{PREFIX}jobs:dead"):
+        if f.get("entry") == entry:
+            return f
+    return None
 
 
 def group_caught_up(r, stream, entry_id, group=GROUP):
@@ -778,7 +840,8 @@ class RedisNode(RedisServer):
     too."""
 
     def __init__(self, workdir, name, replicaof=None, tls=None):
-        super().__init__(Path(workdir) / name)
+        super().__init__(Path(workdir) / name, client_kw=tls_client_kw(tls),
+                         extra=["--replicaof", "127.0.0.1", str(replicaof)] if replicaof else ())
         self.name = name
         self.replicaof = replicaof
         self.tls = tls
@@ -791,21 +854,7 @@ class RedisNode(RedisServer):
                      "--tls-key-file", str(self.tls["key"]),
                      "--tls-ca-cert-file", str(self.tls["ca"]), "--tls-auth-clients", "no",
                      "--tls-replication", "yes"]
-        if self.replicaof:
-            argv += ["--replicaof", "127.0.0.1", str(self.replicaof)]
         return argv
-
-    def _ping(self, port):
-        try:
-            return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
-                               socket_connect_timeout=1, **tls_client_kw(self.tls)).ping()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            return False
-
-    def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=30, socket_connect_timeout=5,
-                           **tls_client_kw(self.tls))
 
     def role(self):
         """"master" or "slave" as ROLE says, None when it does not answer."""
@@ -860,28 +909,20 @@ class SentinelProc:
                            **tls_client_kw(self.tls))
 
     def start(self, timeout=30):
-        for _ in range(8):
-            p = free_port()
+        def spawn(p):
             self._write_conf(p)
-            proc = _spawn(["redis-sentinel", str(self.conf_path)], self.log_path)
+            return _spawn(["redis-sentinel", str(self.conf_path)], self.log_path)
 
-            def ready(p=p, proc=proc):
-                if proc.poll() is not None:
-                    return "exited"
-                try:
-                    return redis.Redis(host="127.0.0.1", port=p, socket_timeout=1,
-                                       socket_connect_timeout=1,
-                                       **tls_client_kw(self.tls)).ping() and "up"
-                except (redis.ConnectionError, redis.TimeoutError):
-                    return False
+        def answers(p):
+            try:
+                return redis.Redis(host="127.0.0.1", port=p, socket_timeout=1,
+                                   socket_connect_timeout=1, **tls_client_kw(self.tls)).ping()
+            except (redis.ConnectionError, redis.TimeoutError):
+                return False
 
-            if wait_until(ready, timeout, what=f"redis-sentinel on port {p}") == "up":
-                self.port, self.proc = p, proc
-                return self
-            _wait_exit(proc, 1)
-            if "Address already in use" not in tail(self.log_path, 20):
-                break
-        raise HarnessError("redis-sentinel did not start:\n" + tail(self.log_path, 30))
+        self.port, self.proc = _start_on_a_port(spawn, answers, "redis-sentinel",
+                                                self.log_path, timeout=timeout)
+        return self
 
     def primary_port(self):
         """The port this Sentinel names for the master now, or None."""
@@ -893,10 +934,7 @@ class SentinelProc:
         return int(addr[1]) if addr else None
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            if _wait_exit(self.proc, 10) is None:
-                _kill(self.proc)
+        _stop(self.proc, 10)
         self.proc = None
 
 
@@ -1001,6 +1039,17 @@ class Topology:
         for n in self.nodes.values():
             n.stop()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Stops everything; first prints every log when the body raised."""
+        if exc_type is not None:
+            for title, text in self.logs():
+                print(f"---- {title} ----\n{text}")
+        self.stop()
+        return False
+
 
 def sentinel_crierd_config(topo, sim_port, consumer="crierd-a", **overrides):
     """crierd_config with redis.sentinel naming topo's Sentinels instead of a
@@ -1024,21 +1073,10 @@ def start_unready(d, timeout=30):
 
 # ---- replicas -----------------------------------------------------------------
 
-class ReplicaServer(RedisServer):
-    """A redis-server replicating primary (a RedisServer), in its own directory."""
-
-    def __init__(self, workdir, primary, name="replica"):
-        super().__init__(Path(workdir) / name)
-        self.primary = primary
-
-    def _argv(self, port):
-        return super()._argv(port) + ["--replicaof", "127.0.0.1", str(self.primary.port)]
-
-
 def start_replica(env, primary, name="replica", timeout=30):
     """Starts a replica of primary and returns it once its link is up and the
     initial sync is done. The caller stops it (or env.close() kills it)."""
-    rep = ReplicaServer(env.dir, primary, name).start()
+    rep = RedisNode(env.dir, name, replicaof=primary.port).start()
     env.replicas = getattr(env, "replicas", []) + [rep]
 
     def synced():
@@ -1148,54 +1186,18 @@ def audit_config(redis_port, database, **overrides):
     return deep_merge(cfg, overrides)
 
 
-class Audit:
+class Audit(ConfiguredProcess):
     """One crier-audit process with its own config and log file. Ready once
     its log says it is reading the streams."""
 
+    program = "crier-audit"
+    ready_line = "audit: reading"
+
     def __init__(self, workdir, config, name="audit"):
-        self.dir = Path(workdir)
-        self.name = name
-        self.config = config
-        self.config_path = self.dir / f"{name}.json"
-        self.log_path = self.dir / f"{name}.log"
-        self.proc = None
-        self._log_start = 0
-
-    def start(self, timeout=30):
-        self.config_path.write_text(json.dumps(self.config, indent=2))
-        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.proc = _spawn([binary("crier-audit"), "-c", str(self.config_path)], self.log_path)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise HarnessError(f"crier-audit exited with {self.proc.returncode}:\n"
-                                   + self.log_text()[-4000:])
-            return "audit: reading" in self.log_text()
-
-        wait_until(ready, timeout, 0.02, what="crier-audit to start reading")
-        return self
-
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(self._log_start)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        return _kill(self.proc)
+        super().__init__(workdir, config, name)
 
     def term(self, timeout=30):
-        self.proc.send_signal(signal.SIGTERM)
-        rc = _wait_exit(self.proc, timeout)
-        if rc is None:
-            _kill(self.proc)
-            raise HarnessError(f"crier-audit did not exit within {timeout}s of SIGTERM")
-        return rc
+        return super().term(timeout)
 
 
 def audit_backlog(r, stream, group=AUDIT_GROUP):
@@ -1210,3 +1212,23 @@ def audit_backlog(r, stream, group=AUDIT_GROUP):
             lag = g.get("lag")
             return g["pending"] + (lag if lag is not None else r.xlen(stream))
     return None
+
+
+# ---- HTTP ---------------------------------------------------------------------
+
+def http_request(url, body=None, headers=None, method="GET", timeout=30):
+    """(status, headers, body bytes) of one request, without raising on an
+    HTTP error status."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def http_get(port, path, timeout=5):
+    """(status, text) of GET path on a loopback listener (crierd's /readyz,
+    /metrics ...), without raising on an HTTP error status."""
+    status, _headers, body = http_request(f"http://127.0.0.1:{port}{path}", timeout=timeout)
+    return status, body.decode()

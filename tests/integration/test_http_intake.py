@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from harness import PREFIX, free_port, seed, stream_fields, wait_job, wait_until
+from harness import PREFIX, dead_entry, free_port, seed, stream_fields, wait_job, wait_until
 
 WEB_SECRET = "web-secret-0123456789abcdef"
 INTEGRATORS = {
@@ -108,8 +108,7 @@ def test_http_intake_answers(env):
     ts = str(int(time.time()))
     e = env.r.xadd(f"{PREFIX}jobs", {"job": bad, "key": "web", "ts": ts,
                                       "sig": sign(WEB_SECRET, ts, bad)})
-    dead = wait_until(lambda: [x for _i, x in stream_fields(env.r, f"{PREFIX}jobs:dead")
-                               if x.get("entry") == e], 20, what="dead-lettered")[0]
+    dead = wait_until(lambda: dead_entry(env.r, e), 20, what="dead-lettered")
     assert (dead["code"], dead["error"]) == (body["code"], body["error"])
     st, body, _ = api.post("{not json")
     assert st == 400 and body["code"] == "not_json"

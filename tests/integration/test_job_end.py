@@ -18,14 +18,8 @@ FINAL = ("completed", "cancelled", "expired", "failed")
 
 @pytest.fixture(scope="module")
 def env():
-    e = harness.Env(label="job-end")
-    try:
-        e.start_redis()
-        e.start_sim()
-        e.daemon = e.crierd()
+    with harness.running_env("job-end") as e:
         yield e
-    finally:
-        e.close()
 
 
 def rfc3339(unix_ms):

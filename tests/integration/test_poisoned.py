@@ -28,14 +28,8 @@ ACL_DONE = 25
 
 @pytest.fixture(scope="module")
 def env():
-    e = harness.Env(label="poisoned")
-    try:
-        e.start_redis()
-        e.start_sim()
-        e.daemon = e.crierd()
+    with harness.running_env("poisoned") as e:
         yield e
-    finally:
-        e.close()
 
 
 def good_residents(case, n=3):
@@ -241,13 +235,8 @@ def test_wrong_type_ends_in_a_final_state(env, case, setup):
         if "dead" in exp:
             code, key, kind = exp["dead"]
 
-            def dead():
-                env.daemon.check_alive()
-                for _id, f in stream_fields(r, f"{PREFIX}jobs:dead"):
-                    if f.get("entry") == entry:
-                        return f
-                return None
-            f = wait_until(dead, DONE, 0.05, what=f"{case} dead-lettered")
+            f = wait_until(lambda: env.daemon.check_alive() or harness.dead_entry(r, entry),
+                           DONE, 0.05, what=f"{case} dead-lettered")
             assert f["code"] == code
             assert key in f["error"] and f"is a {kind}" in f["error"], f["error"]
             assert r.type(key) == kind, "the key that was not crier's is left alone"
@@ -367,14 +356,8 @@ def own_env(request):
     """A redis-server, crier-sim and crierd of the test's own: an ACL test
     makes crierd's connections back off (NOPERM drops them), which must not
     slow the other cases."""
-    e = harness.Env(label=request.node.name[:40])
-    try:
-        e.start_redis()
-        e.start_sim()
-        e.daemon = e.crierd()
+    with harness.running_env(request.node.name[:40]) as e:
         yield e
-    finally:
-        e.close()
 
 
 @contextlib.contextmanager
@@ -441,13 +424,8 @@ def test_step_that_keeps_failing_is_given_up(own_env):
         started = time.time()
         entry = post_job(admin, job_doc(case, {"subscribers": list(good), "require": [seg]}))
 
-        def dead():
-            env.daemon.check_alive()
-            for _id, f in stream_fields(admin, f"{PREFIX}jobs:dead"):
-                if f.get("entry") == entry:
-                    return f
-            return None
-        f = wait_until(dead, ACL_DONE, 0.05, what=f"{case} given up")
+        f = wait_until(lambda: env.daemon.check_alive() or harness.dead_entry(admin, entry),
+                       ACL_DONE, 0.05, what=f"{case} given up")
         print(f"\ngiven up {time.time() - started:.1f} s after posting")
         assert f["code"] == "step_failed", f
         assert "gave up after 5 attempts" in f["error"] and "NOPERM" in f["error"], f

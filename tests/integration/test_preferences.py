@@ -20,14 +20,8 @@ CH_INDEX = {"email": 0, "sms": 1, "push": 2}
 @pytest.fixture(scope="module")
 def env():
     """One redis-server, crier-sim and crierd for every test of this module."""
-    e = harness.Env(label="preferences")
-    try:
-        e.start_redis()
-        e.start_sim()
-        e.daemon = e.crierd()
+    with harness.running_env("preferences") as e:
         yield e
-    finally:
-        e.close()
 
 
 def message(tag):

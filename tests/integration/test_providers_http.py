@@ -9,11 +9,9 @@ import base64
 import json
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
-from harness import (PREFIX, Crierd, counter, crierd_config, post_job, seed, stream_fields,
+from harness import (PREFIX, Crierd, counter, crierd_config, http_request, post_job, seed, stream_fields,
                      wait_job)
 
 SID = "AC00000000000000000000000000000000"
@@ -179,12 +177,7 @@ def test_job_through_sendgrid_gateway_fcm_with_exact_requests(env):
 # ---- the sim's own answers ------------------------------------------------
 
 def call(url, body=b"", headers=None, method="POST"):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    return http_request(url, body, headers, method)
 
 
 def gw(sim, doc, headers=None):

@@ -10,13 +10,11 @@ import os
 import shutil
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import redis
 
 from harness import (CHANNELS, Expect, ENDPOINT, RedisServer, accepted_total, assert_reached,
-                     counter, free_port, post_job, seed, start_replica, status_total,
+                     counter, free_port, http_get, post_job, seed, start_replica, status_total,
                      stream_fields, wait_job, wait_until)
 
 N = 20000
@@ -154,12 +152,6 @@ def test_redis_restored_from_an_older_aof(env):
 
 # ---- wait_replicas ------------------------------------------------------------
 
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def metric(port, name):
@@ -257,15 +249,9 @@ def test_ack_refused_while_the_ledger_lacks_a_planned_bit(env):
 
 # ---- the startup settings check ---------------------------------------------------
 
-class NoConfigRedis(RedisServer):
-    """A Redis whose CONFIG command is renamed away, as managed services do."""
-
-    def _argv(self, port):
-        return super()._argv(port) + ["--rename-command", "CONFIG", ""]
-
-
 def test_settings_that_cannot_be_read_are_reported_not_refused(env):
-    env.redis = NoConfigRedis(env.dir).start()
+    # CONFIG renamed away, as managed services do
+    env.redis = RedisServer(env.dir, ["--rename-command", "CONFIG", ""]).start()
     env.r = env.redis.client()
     env.start_sim()
     d = env.crierd()

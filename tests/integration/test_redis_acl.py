@@ -26,28 +26,19 @@ class AclRedis(RedisServer):
     harness talks to it as `admin`."""
 
     def __init__(self, workdir):
-        super().__init__(workdir)
+        super().__init__(workdir, client_kw={"username": "admin",
+                                             "password": PASSWORDS["CHANGE-ME-admin"]})
         text = ACL_FILE.read_text()
         for k, v in PASSWORDS.items():
             text = text.replace(k, v)
         self.acl_path = self.dir / "users.acl"
         self.acl_path.write_text(text)
-
-    def _argv(self, port):
-        return super()._argv(port) + ["--aclfile", str(self.acl_path)]
-
-    def _ping(self, port):
-        try:
-            return redis.Redis(host="127.0.0.1", port=port, username="admin",
-                               password=PASSWORDS["CHANGE-ME-admin"], socket_timeout=1,
-                               socket_connect_timeout=1).ping()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            return False
+        self.extra += ["--aclfile", str(self.acl_path)]
 
     def client(self, user="admin", password=None):
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           username=user, password=password or PASSWORDS["CHANGE-ME-admin"],
-                           socket_timeout=30, socket_connect_timeout=5)
+        return self._client(self.port, decode_responses=True, username=user,
+                            password=password or PASSWORDS["CHANGE-ME-admin"],
+                            socket_timeout=30, socket_connect_timeout=5)
 
 
 def signed(doc):

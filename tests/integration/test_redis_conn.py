@@ -7,14 +7,10 @@ at once rather than at its command timeout."""
 
 import re
 import time
-import urllib.error
-import urllib.request
-
-import redis
 
 from certs import _openssl, make_ca, make_server_cert
-from harness import (PREFIX, Crierd, Expect, RedisServer, counter, crierd_config, free_port, post_job,
-                     seed, start_unready, status_total, wait_job, wait_until)
+from harness import (PREFIX, Crierd, Expect, RedisServer, counter, crierd_config, free_port,
+                     http_get, post_job, seed, start_unready, status_total, wait_job, wait_until)
 
 N = 150
 OBSERVE_S = 5.0  # the window in which a failing connection must stay quiet
@@ -24,13 +20,8 @@ class CustomRedis(RedisServer):
     """A redis-server started with extra arguments, reached the way they say."""
 
     def __init__(self, workdir, extra=(), mode="tcp", client_kw=None, name="redis"):
-        super().__init__(workdir)
-        self.dir = self.dir.parent / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.dir / "redis.log"
-        self.extra = list(extra)
+        super().__init__(workdir, extra, client_kw, name)
         self.mode = mode  # "tcp", "tls" (only TLS on the port) or "unix" (no TCP)
-        self.client_kw = client_kw or {}
 
     def _argv(self, port):
         argv = super()._argv(port)
@@ -38,24 +29,7 @@ class CustomRedis(RedisServer):
             argv[argv.index("--port") + 1] = "0"
         if self.mode == "tls":
             argv += ["--tls-port", str(port)]
-        return argv + self.extra
-
-    def _client(self, port, **kw):
-        opts = dict(self.client_kw)
-        if "unix_socket_path" not in opts:
-            opts.update(host="127.0.0.1", port=port)
-        opts.update(kw)
-        return redis.Redis(**opts)
-
-    def _ping(self, port):
-        try:
-            return self._client(port, socket_timeout=1, socket_connect_timeout=1).ping()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            return False
-
-    def client(self):
-        return self._client(self.port, decode_responses=True, socket_timeout=30,
-                            socket_connect_timeout=5)
+        return argv
 
 
 def population(prefix="p"):
@@ -93,17 +67,15 @@ def launch(env, redis_conf, wait_ready=True, **overrides):
 
 def readyz(d):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/readyz", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        return http_get(d.http_port, "/readyz")
     except OSError:
         return None, ""
 
 
 def metrics(d):
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/metrics", timeout=5) as r:
-        return r.read().decode()
+    status, text = http_get(d.http_port, "/metrics")
+    assert status == 200, (status, text)
+    return text
 
 
 def broadcast(env, d, job_id):

@@ -102,8 +102,7 @@ def test_failover_mid_broadcast(env, case):
     subs, segs = make_population(N, rng, id_prefix="f", areas=("area:ALL",), overlap=0)
     exp = Expect(subs, segs["area:ALL"], CHANNELS)
 
-    topo = Topology(env.dir).start()
-    try:
+    with Topology(env.dir).start() as topo:
         old = topo.primary_port()
         r_old = client(old)
         seed(r_old, subs, segs)
@@ -172,12 +171,6 @@ def test_failover_mid_broadcast(env, case):
                 f"{p}: {per[p]} sent twice; at most max_unrecorded {UNRECORDED[p]} could have "
                 f"been unrecorded when the primary changed")
         d.check_alive()
-    except BaseException:
-        for title, text in topo.logs():
-            print(f"---- {title} ----\n{text}")
-        raise
-    finally:
-        topo.stop()
 
 
 def test_crierctl_finds_the_primary_through_sentinel(env):
@@ -187,8 +180,7 @@ def test_crierctl_finds_the_primary_through_sentinel(env):
 
     from harness import binary, free_port
 
-    topo = Topology(env.dir).start()
-    try:
+    with Topology(env.dir).start() as topo:
         dead = f"127.0.0.1:{free_port()}"
         nodes = ",".join([dead] + topo.sentinel_nodes)
 
@@ -219,20 +211,13 @@ def test_crierctl_finds_the_primary_through_sentinel(env):
         assert res.returncode == 3
         assert "does not monitor a master called 'nosuch'" in res.stderr
         assert "no Sentinel named the primary 'nosuch' (4 asked)" in res.stderr
-    except BaseException:
-        for title, text in topo.logs():
-            print(f"---- {title} ----\n{text}")
-        raise
-    finally:
-        topo.stop()
 
 
 def test_every_worker_follows_the_primary(env):
     """With "workers": 2 each worker process runs its own Sentinel client:
     both log the switch, and a job posted after it completes on the new
     primary."""
-    topo = Topology(env.dir).start()
-    try:
+    with Topology(env.dir).start() as topo:
         old = topo.primary_port()
         subs = {f"w{i:04d}": {"phone": f"+4478000{i:05d}", "name": f"W {i}"} for i in range(400)}
         seed(client(old), subs, {"area:W": list(subs)})
@@ -262,20 +247,12 @@ def test_every_worker_follows_the_primary(env):
         h = wait_job(r_new, "after-switch", [d], timeout=60)
         assert int(h["messages"]) == len(subs) == status_total(h)
         assert set(env.sim.recipients("twilio")) == {f["phone"] for f in subs.values()}
-    except BaseException:
-        for title, text in topo.logs():
-            print(f"---- {title} ----\n{text}")
-        raise
-    finally:
-        topo.stop()
 
 
 def test_no_sentinel_answers(env):
     """Sentinels that cannot be reached: /readyz says why, the metric shows
     no primary known, and the rounds back off instead of spinning."""
-    from harness import free_port, start_unready
-    import urllib.error
-    import urllib.request
+    from harness import free_port, http_get, start_unready
 
     http = free_port()
     nodes = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
@@ -287,11 +264,7 @@ def test_no_sentinel_answers(env):
     start_unready(d)
 
     def get(path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        return http_get(http, path)
 
     want = "redis sentinel 'crier': no primary known: no Sentinel named the primary (2 asked)"
     wait_until(lambda: d.check_alive() or (get("/readyz")[0] == 503
@@ -315,8 +288,7 @@ def test_sentinel_over_tls(env):
 
     ca, ca_key = make_ca(env.dir / "ca")
     cert, key = make_server_cert(env.dir / "ca", ca, ca_key, name="redis")
-    topo = Topology(env.dir, tls={"cert": cert, "key": key, "ca": ca}).start()
-    try:
+    with Topology(env.dir, tls={"cert": cert, "key": key, "ca": ca}).start() as topo:
         old = topo.primary_port()
         subs = {f"t{i:04d}": {"phone": f"+4478100{i:05d}", "name": f"T {i}"} for i in range(300)}
         seed(topo.client(old), subs, {"area:T": list(subs)})
@@ -349,9 +321,3 @@ def test_sentinel_over_tls(env):
                    f"redis 'commands' 127.0.0.1:{new}: connected over TLS" in d.log_text(),
                    FOLLOW_S, 0.02, what="the commands connection on the new primary over TLS")
         broadcast(new, "tls-after")
-    except BaseException:
-        for title, text in topo.logs():
-            print(f"---- {title} ----\n{text}")
-        raise
-    finally:
-        topo.stop()

@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 
-from harness import (PREFIX, group_caught_up, seed, stream_fields, wait_job, wait_until)
+from harness import PREFIX, dead_entry, group_caught_up, seed, stream_fields, wait_job, wait_until
 
 WEB_SECRET = "web-secret-0123456789abcdef"
 CC_SECRET = "cc-secret-0123456789abcdef"
@@ -66,13 +66,6 @@ def population(env):
         segs["area:BIG"].append(sid)
     seed(env.r, subs, segs)
     return segs
-
-
-def dead_entry(r, entry):
-    for _i, f in stream_fields(r, f"{PREFIX}jobs:dead"):
-        if f.get("entry") == entry:
-            return f
-    return None
 
 
 def test_signed_and_scoped_jobs(env):

@@ -11,14 +11,12 @@ import json
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from harness import wait_until
+from harness import http_request, wait_until
 
 SID = "AC00000000000000000000000000000000"
 TOKEN = "test-token"
@@ -92,12 +90,7 @@ def post(url, data=None, body=None, headers=None, method="POST"):
     if data is not None:
         body = urllib.parse.urlencode(data).encode()
         headers = dict(headers or {}, **{"Content-Type": "application/x-www-form-urlencoded"})
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    return http_request(url, body, headers, method)
 
 
 def send_sms(sim, to, callback=None):

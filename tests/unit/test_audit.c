@@ -67,6 +67,8 @@ TEST(audit_config_errors_name_the_key)
         {"{\"redis\": {\"password\": \"$env:CRIER_AUDIT_NOT_SET_ANYWHERE\"}}",
          "redis.password: environment variable CRIER_AUDIT_NOT_SET_ANYWHERE is not set"},
         {"{\"redis\": {\"password\": \"$nope\"}}", "redis.password: starts with '$'"},
+        {"{\"redis\": {\"password\": \"$env:A-B\"}}",
+         "redis.password: '$env:' needs a variable name of letters, digits and '_'"},
         {"{\"redis\": {\"port\": \"6379\"}}", "redis.port: must be a whole number"},
         {"{\"lookup_lang\": 1}", "lookup_lang: must be true or false"},
         {"{\"batch\": 5,}", "line 1: not valid JSON"},

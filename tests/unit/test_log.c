@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static int64_t fake_now;
@@ -110,6 +111,48 @@ TEST(log_repeat_sustained_key_gives_one_line_per_window_then_ends)
     cr_log_repeat(CR_LOG_WARN, "k", "after the quiet");
     out = captured(f);
     ASSERT_STR_CONTAINS(out, "warn  after the quiet\n");
+    restore(f);
+}
+
+TEST(log_repeat_end_sums_up_and_forgets_the_key)
+{
+    FILE *f = capture(CR_LOG_TEXT, 30000);
+    const char *out;
+
+    ASSERT(f != NULL);
+    cr_log_repeat(CR_LOG_WARN, "redis 'a' lost", "lost");
+    cr_log_repeat(CR_LOG_WARN, "redis 'a' lost", "lost");
+    cr_log_repeat(CR_LOG_WARN, "redis 'b' lost", "other");
+    fake_now += 500;
+    /* the run is over: summed up at once, not at the window's end */
+    ASSERT_INT_EQ(cr_log_repeat_end("redis 'a' lost"), 1);
+    out = captured(f);
+    ASSERT_STR_CONTAINS(out, "warn  lost (and 1 more like this in the last 1 s)\n");
+    ASSERT_INT_EQ(count_lines(out), 3);
+    /* forgotten: the next event of the key is written whatever came before */
+    cr_log_repeat(CR_LOG_WARN, "redis 'a' lost", "lost again");
+    ASSERT_STR_CONTAINS(captured(f), "warn  lost again\n");
+    ASSERT_INT_EQ(cr_log_repeat_end("redis 'a' lost"), 0); /* nothing counted */
+    ASSERT_INT_EQ(cr_log_repeat_end("never seen"), 0);
+    /* another key is left as it was */
+    cr_log_repeat(CR_LOG_WARN, "redis 'b' lost", "other");
+    ASSERT_INT_EQ(count_lines(captured(f)), 4);
+    restore(f);
+}
+
+TEST(log_repeat_long_keys_compare_by_their_kept_part)
+{
+    FILE *f = capture(CR_LOG_TEXT, 10000);
+    char key[2000];
+
+    ASSERT(f != NULL);
+    memset(key, 'z', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    cr_log_repeat(CR_LOG_INFO, key, "long");
+    key[1000] = 'y'; /* past the kept part: the same key */
+    cr_log_repeat(CR_LOG_INFO, key, "long");
+    ASSERT_INT_EQ(count_lines(captured(f)), 1);
+    ASSERT_INT_EQ(cr_log_repeat_end(key), 1);
     restore(f);
 }
 

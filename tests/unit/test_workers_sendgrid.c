@@ -316,6 +316,11 @@ TEST(workers_sendgrid_refuses_header_injection)
     req_init(&req);
     ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), CR_EINVAL);
     req_release(&req);
+    /* The scheme in capitals is the same URL, as the SMTP adapter takes it. */
+    m.unsubscribe_url = "HTTPS://alerts.example/u/1";
+    req_init(&req);
+    ASSERT_INT_EQ(sg_ops()->build(state, msgs, 1, &req), 0);
+    req_release(&req);
 
     /* A body over the request's cap is a defined error. */
     m = sample();
