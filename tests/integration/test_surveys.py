@@ -444,6 +444,19 @@ def test_your_views_two_waves(env, tmp_path):
     table = ctl(env, "survey", "trend", "your-views", "--by", "area:*")
     assert "area:N2" in table and n2["change"] in table
 
+    # -- reach by community: every segment of a family, targeted or not ----------
+    rep = {r["segment"]: r for r in csv.DictReader(io.StringIO(
+        ctl(env, "report", "views-2026-11", "--by", "demo:*")))}
+    demo = {k: v for k, v in segs.items() if k.startswith("demo:")}
+    assert set(rep) == set(demo) | {"total"}
+    resp2 = {s for s, a in answers["2026-11"].items() if a["q"] or a.get("text")}
+    for name, members in demo.items():
+        row = rep[name]
+        assert int(row["residents_targeted"]) == len(members), name
+        assert int(row["residents_reached"]) == len(reached["2026-11"] & set(members)), name
+        assert int(row["responded"]) == len(resp2 & set(members)), name
+    assert int(rep["total"]["responded"]) == len(resp2)
+
     # -- free text for the team, never in aggregates ------------------------------
     texts = list(csv.DictReader(io.StringIO(ctl(env, "survey", "answers", "your-views",
                                                 "--wave", "2026-11", "--segment", "area:N1"))))
