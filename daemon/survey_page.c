@@ -224,7 +224,7 @@ static void form_page(struct page_ctx *pc, const redisReply *cur)
         if (rc == 0)
             rc = cr_buf_appends(&b, "</legend>");
         for (k = 0; rc == 0 && k < q->nscale; k++) {
-            char v[8];
+            char v[24];
 
             snprintf(v, sizeof(v), "%zu", k + 1);
             rc = cr_buf_appendf(&b, "<p><label><input type=\"radio\" name=\"q.%s\" value=\"%s\"%s> ",

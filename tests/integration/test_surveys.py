@@ -28,6 +28,7 @@ from harness import (PREFIX, binary, dead_entry, free_port, post_job, seed, stre
 
 LINK_SECRET = "link-secret-for-tests-0123"
 TWILIO_TOKEN = "test-token"
+VIEWER = "viewer-token-0123456789abcdef"
 N = int(os.environ.get("SURVEY_TEST_N", "20000"))
 AREAS = ["N1", "N2", "N3", "N4"]
 MIN_CELL = 10
@@ -293,7 +294,8 @@ def test_your_views_two_waves(env, tmp_path):
                    webhooks={"public_url": f"http://127.0.0.1:{port}", "window_s": 300},
                    links={"secret": LINK_SECRET, "ttl_days": 30},
                    fanout={"batch_size": 1000, "max_batches": 16},
-                   receipts={"maxlen": 5000000})
+                   receipts={"maxlen": 5000000},
+                   dashboard={"tokens": {"alice": {"token": VIEWER, "role": "viewer"}}})
     site = Site(port)
     subs, segs = population()
     seed(env.r, subs, segs)
@@ -456,6 +458,13 @@ def test_your_views_two_waves(env, tmp_path):
         assert int(row["residents_reached"]) == len(reached["2026-11"] & set(members)), name
         assert int(row["responded"]) == len(resp2 & set(members)), name
     assert int(rep["total"]["responded"]) == len(resp2)
+    # the same table for the dashboard's job page
+    auth = {"Authorization": f"Bearer {VIEWER}"}
+    st, body = site.request("GET", "/api/v1/jobs/views-2026-11/report.csv?by=demo%3A*",
+                            headers=auth)
+    assert st == 200 and body == ctl(env, "report", "views-2026-11", "--by", "demo:*")
+    assert site.request("GET", "/api/v1/jobs/views-2026-11/report.csv?by=a%20b",
+                        headers=auth)[0] == 400
 
     # -- free text for the team, never in aggregates ------------------------------
     texts = list(csv.DictReader(io.StringIO(ctl(env, "survey", "answers", "your-views",
