@@ -485,6 +485,17 @@ def test_your_views_two_waves(env, tmp_path):
     assert site.post_form(survey_path(cy, "views-2026-11", "cy"), {"q.safe": "9"})[0] == 400
     assert site.post_form(survey_path(cy, "views-2026-11", "cy"), {})[0] == 400
 
+    # -- a wave that has closed takes no answer -----------------------------------
+    closed = wave_job("closed-1", "2025-11")
+    closed["survey"]["id"] = "closed-survey"
+    closed["survey"]["closes_at"] = "2026-01-01T00:00:00Z"
+    closed["audience"] = {"subscribers": [web_subs[0]]}
+    post_job(env.r, closed)
+    wait_job(env.r, "closed-1", [d], timeout=60)
+    assert site.request("GET", survey_path(web_subs[0], "closed-1"))[0] == 410
+    assert site.post_form(survey_path(web_subs[0], "closed-1"), {"q.safe": "1"})[0] == 410
+    assert not env.r.exists(f"{PREFIX}survey:closed-survey:2025-11:q:safe")
+
     # -- "you said, we did": residents who answered Disagree to safe -------------
     disagree = {s for s, a in answers["2026-11"].items() if a["q"].get("safe") == 4}
     follow = {"id": "you-said-safe", "priority": "high",
