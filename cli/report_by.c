@@ -15,8 +15,8 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size_t n,
-                              char **segs, size_t max, size_t *nsegs)
+int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size_t n, char **segs,
+                              size_t max, size_t *nsegs)
 {
     char pattern[CR_KEY_MAX];
     size_t plen = strlen(ctl->prefix) + 4; /* "<prefix>seg:" */

@@ -9,8 +9,8 @@ struct ctl;
 /* Appends to segs[*nsegs..max) the names of the segment sets matching each
  * pattern (a glob of segment names: "demo:age:*"), sorted per pattern; the
  * names are the caller's to free. Returns 0 or a CTL_EXIT_ code (printed). */
-int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size_t n,
-                              char **segs, size_t max, size_t *nsegs);
+int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size_t n, char **segs,
+                              size_t max, size_t *nsegs);
 
 /* The ids of the residents who responded to job (document doc): replied by
  * SMS, answered its single-question survey, or answered its wave of a

@@ -13,7 +13,7 @@
 #include "ctl.h"
 
 #define MAX_WAVES 64
-#define MAX_JOBS 256      /* wave jobs of one survey */
+#define MAX_JOBS 256 /* wave jobs of one survey */
 #define MAX_Q 20
 #define MAX_STEPS 10
 #define MAX_BY 8
@@ -43,9 +43,9 @@ enum { OPT_WAVE = CTL_OPT__FIRST_FREE, OPT_BY, OPT_CSV, OPT_MIN_CELL, OPT_SEGMEN
 /* ---- subscriber ids, interned --------------------------------------------- */
 
 struct ids {
-    char **v;      /* index -> id */
+    char **v; /* index -> id */
     size_t n, cap;
-    size_t *tab;   /* open addressing: index + 1, 0 empty */
+    size_t *tab; /* open addressing: index + 1, 0 empty */
     size_t tcap;
 };
 
@@ -295,9 +295,9 @@ static int cell_cmp(const void *a, const void *b)
 /* ---- one wave's data -------------------------------------------------------- */
 
 struct wave_data {
-    unsigned char *reached;             /* per sub */
-    unsigned char *ans[MAX_Q];          /* per sub: step, 0 none */
-    unsigned char *text;                /* per sub: a free text kept */
+    unsigned char *reached;    /* per sub */
+    unsigned char *ans[MAX_Q]; /* per sub: step, 0 none */
+    unsigned char *text;       /* per sub: a free text kept */
     size_t n;
 };
 

@@ -41,8 +41,8 @@ static const cJSON *get(const cJSON *o, const char *k)
 }
 
 /* Refuses any key of obj not in allowed. */
-static int only_keys(struct chk *c, const cJSON *obj, const char *path,
-                     const char *const *allowed, size_t n)
+static int only_keys(struct chk *c, const cJSON *obj, const char *path, const char *const *allowed,
+                     size_t n)
 {
     const cJSON *it;
     size_t k;
@@ -81,8 +81,7 @@ static int need_id(struct chk *c, const cJSON *obj, const char *path, const char
     return 0;
 }
 
-static int need_text(struct chk *c, const cJSON *obj, const char *path, const char *key,
-                     size_t max)
+static int need_text(struct chk *c, const cJSON *obj, const char *path, const char *key, size_t max)
 {
     const cJSON *v = get(obj, key);
 
@@ -200,8 +199,8 @@ static int check_translation(struct chk *c, const cJSON *tsv, const cJSON *sv, c
             rc = check_scale(c, tq, qpath, (size_t)cJSON_GetArraySize(get(q, "scale")), &n);
         if (rc != 0)
             return rc;
-        if (tid != NULL && (!cJSON_IsString(tid) ||
-                            strcmp(tid->valuestring, get(q, "id")->valuestring) != 0))
+        if (tid != NULL &&
+            (!cJSON_IsString(tid) || strcmp(tid->valuestring, get(q, "id")->valuestring) != 0))
             return refuse(c, "bad_survey", "%s.id: must be the survey's question id '%s'", qpath,
                           get(q, "id")->valuestring);
     }
@@ -268,8 +267,8 @@ int cr_msurvey_check(const cJSON *sv, const cJSON *trs, char *code, size_t codel
             return rc;
         for (a = qs->child; a != q; a = a->next) {
             if (strcmp(get(a, "id")->valuestring, get(q, "id")->valuestring) == 0)
-                return refuse(&c, "bad_survey", "%s.id: '%s' is used by an earlier question",
-                              path, get(q, "id")->valuestring);
+                return refuse(&c, "bad_survey", "%s.id: '%s' is used by an earlier question", path,
+                              get(q, "id")->valuestring);
         }
         i++;
     }
@@ -357,9 +356,8 @@ int cr_msurvey_answered(const cJSON *ans, char names[][CR_MSURVEY_ID_MAX * 3 + 1
             it->valuedouble != (double)(int)it->valuedouble)
             return refuse(&c, "bad_survey", "%s.options[%zu]: must be a step number 1 to %d", p, i,
                           CR_MSURVEY_SCALE_MAX);
-        snprintf(names[*n], sizeof(names[0]), "survey:%s:%s:%s:%d",
-                 get(ans, "survey")->valuestring, get(ans, "wave")->valuestring,
-                 get(ans, "question")->valuestring, it->valueint);
+        snprintf(names[*n], sizeof(names[0]), "survey:%s:%s:%s:%d", get(ans, "survey")->valuestring,
+                 get(ans, "wave")->valuestring, get(ans, "question")->valuestring, it->valueint);
         (*n)++;
         i++;
     }
@@ -468,7 +466,7 @@ int cr_msurvey_from_doc(const char *doc, size_t len, const char *lang, struct cr
     v = get(msg, "lang");
     snprintf(out->lang, sizeof(out->lang), "%s",
              cJSON_IsString(v) && strlen(v->valuestring) < sizeof(out->lang) ? v->valuestring
-                                                                              : "en");
+                                                                             : "en");
     trs = get(msg, "translations");
     tsv = (lang != NULL && cJSON_IsObject(trs)) ? best_translation(trs, lang, &tag) : NULL;
     if (tsv != NULL && strlen(tag) < sizeof(out->lang)) {
@@ -590,8 +588,8 @@ static char *sms_text(const cJSON *q, const cJSON *ft)
     return s;
 }
 
-char *cr_msurvey_followup(const struct cr_msurvey *s, size_t qi, const char *sub,
-                          const char *via, const char *priority)
+char *cr_msurvey_followup(const struct cr_msurvey *s, size_t qi, const char *sub, const char *via,
+                          const char *priority)
 {
     const cJSON *sv = get(s->root, "survey");
     const cJSON *trs = get(get(s->root, "message"), "translations");

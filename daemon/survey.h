@@ -20,9 +20,9 @@
 
 struct cr_msq {
     const char *id;
-    const char *text;                       /* in the chosen language */
+    const char *text; /* in the chosen language */
     const char *scale[CR_MSURVEY_SCALE_MAX];
-    int score[CR_MSURVEY_SCALE_MAX];        /* 0..100 */
+    int score[CR_MSURVEY_SCALE_MAX]; /* 0..100 */
     size_t nscale;
 };
 
@@ -32,14 +32,14 @@ struct cr_msurvey {
     cJSON *root;
     const char *id;
     const char *wave;
-    int64_t closes_ms;                      /* 0: open while the job exists */
+    int64_t closes_ms; /* 0: open while the job exists */
     struct cr_msq q[CR_MSURVEY_QUESTIONS_MAX];
     size_t nq;
-    const char *free_id;                    /* NULL: no free-text question */
+    const char *free_id; /* NULL: no free-text question */
     const char *free_text;
-    size_t ask;                             /* index of survey.ask; nq = the free text */
-    char lang[16];                          /* the language of the texts */
-    const char *via;                        /* tags.crier_survey_job: the wave job it follows */
+    size_t ask;      /* index of survey.ask; nq = the free text */
+    char lang[16];   /* the language of the texts */
+    const char *via; /* tags.crier_survey_job: the wave job it follows */
 };
 
 /* Whether survey object sv is the multi-question form (has "questions"). */
@@ -83,7 +83,7 @@ int cr_msurvey_match(const struct cr_msurvey *s, size_t qi, const char *text);
  * free text when qi == s->nq) of s to subscriber sub, following wave job
  * via; every translation of the question goes with it. Returns a string the
  * caller frees with cJSON_free, or NULL (out of memory). */
-char *cr_msurvey_followup(const struct cr_msurvey *s, size_t qi, const char *sub,
-                          const char *via, const char *priority);
+char *cr_msurvey_followup(const struct cr_msurvey *s, size_t qi, const char *sub, const char *via,
+                          const char *priority);
 
 #endif

@@ -60,9 +60,12 @@ TEST(survey_multi_accepted_and_refused)
         {"\"trust\"", "\"safe\"", "bad_survey", "survey.questions[1].id: 'safe' is used"},
         {"\"2026-11\"", "\"2026:11\"", "bad_survey", "survey.wave"},
         {"\"id\":\"concerns\"", "\"id\":\"trust\"", "bad_survey", "free_text.id"},
-        {"{\"text\":\"Ymddiried?\",\"scale\":[\"Cytuno\",\"Anghytuno\"]}", "{\"text\":\"x\","
-         "\"scale\":[\"a\",\"b\",\"c\"]}", "bad_survey", "translations.cy.survey.questions[1].scale"},
-        {"\"free_text\":{\"id\"", "\"ask\":\"nope\",\"free_text\":{\"id\"", "bad_survey", "survey.ask"},
+        {"{\"text\":\"Ymddiried?\",\"scale\":[\"Cytuno\",\"Anghytuno\"]}",
+         "{\"text\":\"x\","
+         "\"scale\":[\"a\",\"b\",\"c\"]}",
+         "bad_survey", "translations.cy.survey.questions[1].scale"},
+        {"\"free_text\":{\"id\"", "\"ask\":\"nope\",\"free_text\":{\"id\"", "bad_survey",
+         "survey.ask"},
         {"\"free_text\":{\"id\"", "\"closes_at\":\"soon\",\"free_text\":{\"id\"", "bad_time",
          "survey.closes_at"},
         {"\"free_text\":{\"id\"", "\"weights\":1,\"free_text\":{\"id\"", "unknown_field",
