@@ -23,8 +23,9 @@
 
 /* ARGV: prefix, survey, wave, sub, job, channel, now_ms, seen key ("" none),
  * window_s, replies maxlen, follow-up job document ("" none), free-text
- * mode ("" keep, "set", "del"), free text, from, npairs, then question id and
- * step number pairs. Returns {done, changed}: done 0 for a replay. */
+ * mode ("" keep, "set", "del"), free text (an SMS: its body, whatever the
+ * mode), from ("" for the page), npairs, then question id and step number
+ * pairs. Returns {done, changed}: done 0 for a replay. */
 static const char answer_lua[] =
     "local p, S, W, sub = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "if ARGV[8] ~= '' and not redis.call('SET', ARGV[8], '1', 'NX', 'EX', ARGV[9]) then return {0, 0} end\n"
@@ -51,7 +52,10 @@ static const char answer_lua[] =
     "redis.call('HSETNX', b .. ':resp', sub, ARGV[5])\n"
     "local e = {'type', 'survey', 'channel', ARGV[6], 'job', ARGV[5], 'sub', sub, 'survey', S,\n"
     "  'wave', W, 'answers', table.concat(given, ','), 'changed', tostring(changed), 't_ms', ARGV[7]}\n"
-    "if ARGV[14] ~= '' then e[#e + 1] = 'from'; e[#e + 1] = ARGV[14] end\n"
+    "if ARGV[14] ~= '' then\n"
+    "  e[#e + 1] = 'from'; e[#e + 1] = ARGV[14]\n"
+    "  if ARGV[13] ~= '' then e[#e + 1] = 'body'; e[#e + 1] = ARGV[13] end\n"
+    "end\n"
     "redis.call('XADD', p .. 'replies', 'MAXLEN', '~', ARGV[10], '*', unpack(e))\n"
     "if ARGV[11] ~= '' then redis.call('XADD', p .. 'jobs', '*', 'job', ARGV[11]) end\n"
     "return {1, changed}\n";
@@ -451,6 +455,7 @@ int cr_survey_sms(struct cr_daemon *d, const char *doc, size_t len, const char *
         a.qid[0] = s.q[s.ask].id;
         a.step[0] = step;
         a.n = 1;
+        a.text = text; /* the SMS body, for crier:replies only (mode "") */
     } else if (s.free_id != NULL && strlen(text) <= CR_MSURVEY_ANSWER_MAX && text[0] != '\0') {
         a.text_mode = "set";
         a.text = text;

@@ -416,6 +416,14 @@ def test_your_views_two_waves(env, tmp_path):
                    env.r.hgetall(f"{PREFIX}survey:your-views:{w}:q:{q}").items()}
             assert got == {s: a["q"][q] for s, a in answers[w].items() if q in a["q"]}
 
+    # every answer action is in crier:replies, attributed to its job and wave
+    entries = [f for _, f in stream_fields(env.r, f"{PREFIX}replies") if f["type"] == "survey"]
+    by_sms = [f for f in entries if f["channel"] == "sms"]
+    assert by_sms and all(f["body"] and f["from"] and f["job"].startswith("views-")
+                          for f in by_sms)
+    assert {f["wave"] for f in entries} == set(waves)
+    assert all(f["job"] == f"views-{f['wave']}" for f in entries)
+
     # -- scores against brute force -------------------------------------------
     cells = {"all": list(subs)}
     for name, members in segs.items():
