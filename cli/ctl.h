@@ -273,6 +273,7 @@ int cr_ctl_tail(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_import(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_report(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_audit(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_survey(struct ctl *ctl, int argc, char **argv);
 
 /* Follows job id like `status --follow` until it is finished (or a signal);
  * used by `send --wait`. Returns CTL_EXIT_OK when it completed, CTL_EXIT_FAIL

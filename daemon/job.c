@@ -6,6 +6,7 @@
 #include "cr_error.h"
 #include "cr_str.h"
 #include "sms.h"
+#include "survey.h"
 #include "template.h"
 
 #include <cjson/cJSON.h>
@@ -368,9 +369,39 @@ static int parse_names(struct ctx *c, const cJSON *aud, const char *key, enum na
     return 0;
 }
 
+/* audience.answered: the residents who gave one of the options to a
+ * question of a survey wave, as the segments the answers are kept in
+ * (survey.h), added to the job's segments within the same limit. */
+static int parse_answered(struct ctx *c, const cJSON *ans, struct cr_strlist *segs)
+{
+    char names[CR_MSURVEY_OPTIONS_MAX][CR_MSURVEY_ID_MAX * 3 + 16];
+    char **v;
+    size_t n, i;
+    int rc;
+
+    rc = cr_msurvey_answered(ans, names, &n, c->err->code, sizeof(c->err->code), c->err->message,
+                             sizeof(c->err->message));
+    if (rc != 0)
+        return rc;
+    if (segs->n + n > c->lim->segments)
+        return fail(c, "too_long", "audience: %zu segments with answered, over the limit of %zu",
+                    segs->n + n, c->lim->segments);
+    v = realloc(segs->v, (segs->n + n) * sizeof(*v));
+    if (v == NULL)
+        return oom(c);
+    segs->v = v;
+    for (i = 0; i < n; i++) {
+        if (dup_str(c, names[i], &segs->v[segs->n]) < 0)
+            return CR_ENOMEM;
+        segs->n++;
+    }
+    return 0;
+}
+
 static int parse_audience(struct ctx *c, const cJSON *root, struct cr_job *job)
 {
-    static const char *const keys[] = {"segments", "require", "exclude", "subscribers"};
+    static const char *const keys[] = {"segments", "require", "exclude", "subscribers",
+                                       "answered"};
     const cJSON *aud = get(root, "audience");
     int rc;
 
@@ -378,9 +409,11 @@ static int parse_audience(struct ctx *c, const cJSON *root, struct cr_job *job)
         return fail(c, "missing_field", "audience: required (segments and/or subscribers)");
     if (!cJSON_IsObject(aud))
         return fail(c, "bad_type", "audience: must be an object");
-    rc = check_keys(c, aud, "audience", keys, 4);
+    rc = check_keys(c, aud, "audience", keys, 5);
     if (rc == 0)
         rc = parse_names(c, aud, "segments", NAME_SEGMENT, c->lim->segments, &job->segments);
+    if (rc == 0 && get(aud, "answered") != NULL)
+        rc = parse_answered(c, get(aud, "answered"), &job->segments);
     if (rc == 0)
         rc = parse_names(c, aud, "require", NAME_SEGMENT, c->lim->segments, &job->require);
     if (rc == 0)
@@ -709,6 +742,13 @@ static int parse_survey(struct ctx *c, const cJSON *root, struct cr_job *job)
     rc = opt_object(c, root, "", "survey", &sv);
     if (rc < 0 || sv == NULL)
         return rc;
+    if (cr_msurvey_is_multi(sv)) {
+        rc = cr_msurvey_check(sv, get(get(root, "message"), "translations"), c->err->code,
+                              sizeof(c->err->code), c->err->message, sizeof(c->err->message));
+        if (rc == 0)
+            rc = dup_str(c, get(sv, "id")->valuestring, &job->survey_id);
+        return rc;
+    }
     return parse_survey_obj(c, sv, "survey", 0, &job->survey_question, &job->survey_options);
 }
 
@@ -721,7 +761,7 @@ static int parse_translated_surveys(struct ctx *c, const cJSON *root, struct cr_
     size_t i = 0;
     int rc;
 
-    if (!cJSON_IsObject(trs))
+    if (!cJSON_IsObject(trs) || job->survey_id != NULL) /* multi: cr_msurvey_check */
         return 0;
     for (t = trs->child; t != NULL && i < job->ntranslations; t = t->next, i++) {
         struct cr_translation *tr = &job->translations[i];
@@ -931,6 +971,7 @@ void cr_job_release(struct cr_job *job)
     free(job->translations);
     free(job->survey_question);
     cr_strlist_release(&job->survey_options);
+    free(job->survey_id);
     cJSON_free(job->tags_json);
     memset(job, 0, sizeof(*job));
 }

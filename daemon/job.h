@@ -54,6 +54,7 @@ struct cr_job {
     size_t ntranslations;
     char *survey_question;       /* NULL when no survey */
     struct cr_strlist survey_options;
+    char *survey_id;             /* a multi-question survey's id (survey.h), else NULL */
     int64_t send_at_ms;          /* unix ms, 0 = now */
     int64_t expires_at_ms;       /* unix ms, 0 = none given */
     char *tags_json;             /* the tags object as compact JSON, NULL when absent */

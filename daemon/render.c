@@ -68,7 +68,7 @@ static const char *survey_url(struct lookup_ctx *lc)
     struct cr_render *r = lc->r;
     const struct cr_msg *m = lc->m;
 
-    if (lc->job->survey_question == NULL)
+    if (lc->job->survey_question == NULL && lc->job->survey_id == NULL)
         return NULL;
     if (r->survey_url[0] == '\0' &&
         cr_link_url(m->batch->d->cfg, CR_LINK_SURVEY, m->sub->id, m->batch->job_id, lc->lang,

@@ -17,6 +17,8 @@
 #include "job.h"
 #include "links.h"
 #include "metrics.h"
+#include "survey.h"
+#include "survey_page.h"
 #include "words.h"
 
 #define PAGE_MAX (64 * 1024) /* an HTML page we answer with */
@@ -394,6 +396,11 @@ static const char *kind_name(enum cr_reply_kind k)
     return k == CR_REPLY_OPTOUT ? "optout" : k == CR_REPLY_OPTIN ? "optin" : "reply";
 }
 
+static void on_survey_sms_done(void *ud, int status, const char *outcome)
+{
+    inbound_done(ud, status, outcome);
+}
+
 static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct inbound *in = ud;
@@ -422,6 +429,17 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
             memcpy(job, last, (size_t)(s1 - last));
             job[s1 - last] = '\0';
             sub = s2 + 1;
+        }
+    }
+    if (in->kind == CR_REPLY_TEXT && doc[0] != '\0' && reply->element[1]->len < DOC_MAX) {
+        /* a multi-question survey's answer (survey_page.h); else a reply */
+        rc = cr_survey_sms(in->d, doc, reply->element[1]->len, job, sub, in->from, in->text,
+                           in->seen, on_survey_sms_done, in);
+        if (rc == 1)
+            return;
+        if (rc < 0) {
+            inbound_done(in, 503, "unavailable");
+            return;
         }
     }
     if (doc[0] != '\0' && reply->element[1]->len < DOC_MAX &&
@@ -704,6 +722,11 @@ static void on_survey_doc(struct cr_redis *r, redisReply *reply, void *ud)
         page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_SURVEY);
         goto done;
     }
+    if (reply->type == REDIS_REPLY_STRING && reply->len < DOC_MAX &&
+        cr_msurvey_doc_is_multi(reply->str, reply->len)) {
+        cr_survey_page(lc->d, lc->req, &lc->link, reply->str, reply->len);
+        goto done;
+    }
     if (reply->type != REDIS_REPLY_STRING || reply->len >= DOC_MAX ||
         cr_survey_from_doc_lang(reply->str, reply->len, lc->link.lang, &sv) != 0 ||
         sv.question == NULL) {
@@ -760,12 +783,9 @@ static void survey(struct link_ctx *lc)
                 n = 0;
         }
         cr_form_release(&f);
-        if (n < 1) {
-            page(lc->d, lc->req, lc->hook, 400, "malformed", lc->wl, CR_WORD_CHOOSE);
-            free(lc);
-            return;
-        }
-        lc->option = (int)n;
+        /* no option may still be a multi-question survey's answer: the job's
+         * survey decides (on_survey_doc) */
+        lc->option = n < 1 ? 0 : (int)n;
     }
     if (cr_key_for(&lc->d->keys, "job", lc->link.arg, key, sizeof(key)) != 0 ||
         cr_redis_cmd(lc->d->rc, on_survey_doc, lc, 0, "HGET %s doc", key) != 0) {

@@ -34,6 +34,9 @@ CRIERD_ONLY = {
     "expires_after_send": ("bad_time", r"expires_at: must be after send_at"),
     "survey_translation_options": ("bad_survey", r"given, survey\.options has"),
     "template_fields": ("bad_template", r"too many fields"),
+    "multi_survey_translation": ("bad_survey", r"must translate all|the survey's question|"
+                                               r"is not a question of the survey"),
+    "answered_segments": ("too_long", r"segments with answered"),
 }
 MSG = re.compile(r"^-(?::\d+:\d+)?: ([a-z_]+): (.*)$")
 
@@ -134,6 +137,21 @@ def seq(*fns):
     return fn
 
 
+def multi(n=1, score=None, wave="2026-11", tr=None, extra=None):
+    """A mutation giving the job a multi-question survey of n questions (and
+    the Polish translation's survey tr, or none)."""
+    def fn(doc):
+        doc["survey"] = {"id": "your-views", "wave": wave, "questions": [
+            {"id": f"q{i}", "text": "I feel safe", "scale": ["Agree", "Disagree"],
+             "score": score if score is not None else [100, 0]} for i in range(n)]}
+        doc["survey"].update(extra or {})
+        for t in doc["message"].get("translations", {}).values():
+            t.pop("survey", None)
+        if tr is not None:
+            doc["message"]["translations"]["pl"]["survey"] = tr
+    return fn
+
+
 TR_SURVEY = {"question": "Czy czujesz się bezpiecznie?", "options": ["Tak", "Nie", "Nie wiem"]}
 
 # label -> (mutation of good-full.json, expected rule: "ok", a crierd code, or
@@ -202,6 +220,24 @@ CASES = {
     "document over 256 KiB": (seq(setp("audience.subscribers",
                                        [f"r{i:019d}" for i in range(10000)]),
                                   setp("message.html", "<p>x</p>" * 5000)), "document_size"),
+    "multi-question survey": (multi(), "ok"),
+    "multi-question survey, Polish": (multi(tr={"questions": [
+        {"text": "Czuję się bezpiecznie", "scale": ["Tak", "Nie"]}]}), "ok"),
+    "multi-question survey, score missing a step": (multi(score=[100]), "bad_survey"),
+    "multi-question survey, score over 100": (multi(score=[100, 101]), "bad_survey"),
+    "multi-question survey, wave with a colon": (multi(wave="2026:11"), "bad_survey"),
+    "multi-question survey, 21 questions": (multi(n=21), "bad_survey"),
+    "multi-question survey, unknown field": (multi(extra={"weights": [1]}), "unknown_field"),
+    "multi-question survey, bad closes_at": (multi(extra={"closes_at": "soon"}), "bad_time"),
+    "multi-question survey, Polish leaves a question out": (multi(n=2, tr={"questions": [
+        {"text": "Czuję się bezpiecznie", "scale": ["Tak", "Nie"]}]}),
+        "multi_survey_translation"),
+    "answered audience": (setp("audience.answered", {"survey": "your-views", "wave": "2026-11",
+                                                     "question": "safe", "options": [4, 5]}),
+                          "ok"),
+    "answered audience, option 0": (setp("audience.answered", {
+        "survey": "your-views", "wave": "2026-11", "question": "safe", "options": [0]}),
+        "bad_survey"),
     "unknown top-level field": (setp("channel", ["sms"]), "unknown_field"),
     "unknown push field": (setp("message.push.sound", "default"), "unknown_field"),
 }
