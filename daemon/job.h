@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "cr_types.h"
+#include "escalate.h"
 
 #define CR_JOB_ID_MAX 64
 #define CR_LANG_MAX 16
@@ -57,6 +58,8 @@ struct cr_job {
     int64_t send_at_ms;          /* unix ms, 0 = now */
     int64_t expires_at_ms;       /* unix ms, 0 = none given */
     char *tags_json;             /* the tags object as compact JSON, NULL when absent */
+    int confirm;                 /* "confirm": true: residents are asked to confirm */
+    struct cr_escalation esc;    /* "escalate": later steps (esc.n 0: none) */
 };
 
 /* Why a job was refused: code is a short stable token for machines
