@@ -130,9 +130,10 @@ int cr_escalate_parse(const cJSON *v, unsigned used, int confirm, unsigned conte
     if (v->child == NULL)
         return efail(err, "bad_escalate", "escalate: must hold 1 to %d steps (or be left out)",
                      CR_ESC_STEPS_MAX);
+    if (cJSON_GetArraySize(v) > CR_ESC_STEPS_MAX)
+        return efail(err, "too_long", "escalate: %d steps, over the limit of %d",
+                     cJSON_GetArraySize(v), CR_ESC_STEPS_MAX);
     for (o = v->child; o; o = o->next, k++) {
-        if (k == CR_ESC_STEPS_MAX)
-            return efail(err, "too_long", "escalate: more than %d steps", CR_ESC_STEPS_MAX);
         rc = parse_step(o, k, taken, confirm, content_channels,
                         k ? out->steps[k - 1].after_s : 0, &out->steps[k], err);
         if (rc < 0) {

@@ -66,7 +66,8 @@ struct cr_job {
  * ("not_json", "bad_type", "missing_field", "unknown_field", "unknown_priority",
  * "too_large", "too_deep", "bad_id", "empty_audience", "unknown_channel",
  * "too_long", "bad_time", "bad_template", "no_content", "bad_header",
- * "bad_encoding", "duplicate_field", "bad_name", "bad_lang", "bad_survey"),
+ * "bad_encoding", "duplicate_field", "bad_name", "bad_lang", "bad_survey",
+ * "bad_escalate"),
  * message says what and where ("message.sms: 7 SMS segments, over the limit
  * of 6"). Out of memory is "no_memory" with CR_ENOMEM: retry, do not reject. */
 struct cr_job_error {

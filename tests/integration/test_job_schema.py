@@ -34,6 +34,10 @@ CRIERD_ONLY = {
     "expires_after_send": ("bad_time", r"expires_at: must be after send_at"),
     "survey_translation_options": ("bad_survey", r"given, survey\.options has"),
     "template_fields": ("bad_template", r"too many fields"),
+    "escalate_channel_used": ("unknown_channel", r"already used by the job or an earlier step"),
+    "escalate_order": ("bad_escalate", r"is not after the previous step"),
+    "escalate_confirm": ("bad_escalate", r"needs \"confirm\": true"),
+    "escalate_content": ("no_content", r"^escalate\[\d+\]\.to"),
 }
 MSG = re.compile(r"^-(?::\d+:\d+)?: ([a-z_]+): (.*)$")
 
@@ -203,6 +207,37 @@ CASES = {
                                        [f"r{i:019d}" for i in range(10000)]),
                                   setp("message.html", "<p>x</p>" * 5000)), "document_size"),
     "unknown top-level field": (setp("channel", ["sms"]), "unknown_field"),
+    "escalate push then sms then email": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"]},
+                              {"after_s": 900, "to": ["email"], "unless": "confirmed"}]),
+            setp("confirm", True)), "ok"),
+    "escalate to a channel the job uses": (
+        setp("escalate", [{"after_s": 300, "to": ["sms"]}]), "escalate_channel_used"),
+    "escalate of 4 steps": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 10 * i + 1, "to": ["sms"]} for i in range(4)])),
+        "too_long"),
+    "escalate after 0 s": (seq(setp("channels", ["push"]),
+                               setp("escalate", [{"after_s": 0, "to": ["sms"]}])), "bad_escalate"),
+    "escalate steps out of order": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 900, "to": ["sms"]}, {"after_s": 300, "to": ["email"]}])),
+        "escalate_order"),
+    "escalate unless confirmed without confirm": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "unless": "confirmed"}])),
+        "escalate_confirm"),
+    "escalate unless read": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "unless": "read"}])), "bad_escalate"),
+    "escalate to sms without sms content": (
+        seq(setp("channels", ["push"]), delp("message.sms"),
+            setp("escalate", [{"after_s": 300, "to": ["sms"]}])), "escalate_content"),
+    "escalate step with an unknown field": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "when": "now"}])), "unknown_field"),
+    "confirm of a string": (setp("confirm", "yes"), "bad_type"),
     "unknown push field": (setp("message.push.sound", "default"), "unknown_field"),
 }
 
