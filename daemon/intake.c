@@ -20,7 +20,7 @@
 
 #define DEAD_DOC_MAX (64 * 1024)
 #define ACCEPT_KEYS 8 /* job, events, jobs, recent, scheduled, ledger, seen, dead */
-#define ACCEPT_ARGS 16
+#define ACCEPT_ARGS 17
 #define STRIKE_BASE_MS 250 /* first wait after a failed step; doubled per failure */
 
 struct item {
@@ -419,6 +419,7 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     a[13] = esc_key;
     a[14] = esc_base;
     a[15] = esc_due;
+    a[16] = job->confirm ? "1" : "0";
     for (i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     lens[nkeys + 4] = len;

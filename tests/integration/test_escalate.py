@@ -220,3 +220,82 @@ def test_cancel_and_expiry_before_the_step(env):
     assert int(h["sent:push"]) == 50
     assert sms_counts(env.sim) == {}
     assert env.r.zcard(f"{PREFIX}escalate") == 0
+
+
+LINK_SECRET = "link-secret-for-tests-0123"
+
+
+def test_sms_then_email_unless_confirmed(env):
+    """Confirmations by link (from the SMS text), SMS reply and app
+    acknowledgement, at random: the email step goes to exactly the residents
+    who did none of them."""
+    import re
+    import urllib.parse
+    import urllib.request
+
+    rng = random.Random(5)
+    env.start_redis()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env.start_sim("--twilio-inbound-url", f"{base}/hooks/twilio")
+    cfg = hooks_config(port)
+    cfg["links"] = {"secret": LINK_SECRET, "allow_insecure_http": True}
+    d = env.crierd(**cfg)
+    subs = {}
+    for i in range(1500):
+        f = {"phone": f"+4477004{i:05d}", "push_token": f"ctok-{i}", "push_platform": "fcm"}
+        if rng.random() < 0.9:
+            f["email"] = f"c{i}@mail.crier.test"
+        subs[f"c{i:05d}"] = f
+    seed(env.r, subs, {"area:conf": list(subs)})
+    job = {"id": "conf-1", "priority": "urgent", "channels": ["sms", "push"], "confirm": True,
+           "audience": {"segments": ["area:conf"]},
+           "message": {"subject": "Missing person", "text": "Have you seen ...?",
+                       "sms": "Police appeal. Seen it? Reply YES or tap {{confirm_url}}",
+                       "push": {"title": "Missing person", "body": "Have you seen ...?"}},
+           "escalate": [{"after_s": 15, "to": ["email"], "unless": "confirmed"}]}
+    post_job(env.r, job)
+    wait_until(lambda: first_pass_done(env.r, "conf-1"), 60, what="the first round")
+
+    by_phone = {}
+    for e in env.sim.log_all("twilio"):
+        form = dict(urllib.parse.parse_qsl(e["body"]))
+        by_phone[form["To"]] = form["Body"]
+    refs = {tok: ref for ref, tok in push_refs(env.sim).items()}
+    confirmed, how = set(), {"link": 0, "sms": 0, "app": 0}
+    acks = []
+    for sid, f in subs.items():
+        roll = rng.random()
+        if roll < 0.12:
+            url = re.search(r"http://\S+/c/\S+", by_phone[f["phone"]]).group(0)
+            page = urllib.request.urlopen(url, timeout=10).read().decode()
+            assert "<form method=\"post\">" in page
+            assert urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
+                                          timeout=10).status == 200
+            how["link"] += 1
+        elif roll < 0.24:
+            answer = env.sim._call("POST", "/_sim/inbound",
+                                   {"from": f["phone"], "body": rng.choice(["YES", "y", "Ok"])})
+            assert answer["status"] == 200, answer
+            how["sms"] += 1
+        elif roll < 0.36:
+            acks.append({"ref": refs[f["push_token"]], "status": "confirmed"})
+            how["app"] += 1
+        else:
+            continue
+        confirmed.add(sid)
+    Acks(port).post_all(acks)
+    # a second confirmation by the same resident counts nothing
+    Acks(port).post_all(acks[:5])
+    key = f"{PREFIX}job:conf-1"
+    wait_until(lambda: int(env.r.hget(key, "confirmed") or 0) == len(confirmed), 20,
+               what="every confirmation to be counted")
+    h = wait_job(env.r, "conf-1", [d], timeout=60)
+    assert int(h["confirmed:push"]) == how["app"]
+    assert int(h["confirmed:sms"]) == how["link"] + how["sms"]
+    assert int(h["confirmed_via:link"]) == how["link"]
+    assert int(env.r.hget(f"{key}:confirmed:segments", "area:conf")) == how["link"] + how["sms"]
+    got = env.sim.recipients("sendgrid")
+    want = {f["email"] for sid, f in subs.items() if sid not in confirmed and "email" in f}
+    assert set(got) == want, (len(set(got) - want), len(want - set(got)))
+    assert max(got.values()) == 1
