@@ -846,7 +846,7 @@ static void put_engagement(const struct survey_cols *sc, const struct answers *a
 }
 
 static void put_row(const char *name, const struct row *row, const struct survey_cols *sc,
-                    const struct answers *a)
+                    const struct answers *a, const struct ctl_job *job, long long confirmed)
 {
     size_t c;
 
@@ -854,6 +854,7 @@ static void put_row(const char *name, const struct row *row, const struct survey
     for (c = 0; c < NCOLUMNS; c++)
         printf(",%lld", value(row, &columns[c]));
     put_engagement(sc, a, row->reached);
+    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed);
     putchar('\n');
 }
 
@@ -1245,10 +1246,12 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     for (i = 0; i < NCOLUMNS; i++)
         printf(",%s", columns[i].name);
     put_engagement_header(&sc);
+    cr_ctl_steps_header(&job);
     putchar('\n');
     for (s = 0; s < rp.nsegs; s++)
-        put_row(rp.segs[s], &rows[s], &sc, &ans[s]);
-    put_row("total", &total, &sc, &ans[rp.nsegs]);
+        put_row(rp.segs[s], &rows[s], &sc, &ans[s], &job,
+                db || !job.confirm ? -1 : cr_ctl_confirmed_in(ctl, key, rp.segs[s]));
+    put_row("total", &total, &sc, &ans[rp.nsegs], &job, job.confirmed);
     code = CTL_EXIT_OK;
 out:
     free(rows);

@@ -299,3 +299,23 @@ def test_sms_then_email_unless_confirmed(env):
     want = {f["email"] for sid, f in subs.items() if sid not in confirmed and "email" in f}
     assert set(got) == want, (len(set(got) - want), len(want - set(got)))
     assert max(got.values()) == 1
+    # what an operator sees: crierctl status and the report's columns
+    import csv
+    import io
+    import subprocess
+    from harness import binary
+    res = subprocess.run([binary("crierctl"), "-p", str(env.redis.port), "status", "--once",
+                          "conf-1"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert f"confirmed {len(confirmed)}  email 0  sms {how['link'] + how['sms']}  " \
+           f"push {how['app']}" in res.stdout, res.stdout
+    assert f"step 1  after 15s to email unless confirmed  ran " in res.stdout, res.stdout
+    assert f"messages {len(want)}  sent {len(want)}" in res.stdout, res.stdout
+    res = subprocess.run([binary("crierctl"), "-p", str(env.redis.port), "report", "conf-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rows = {r["segment"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert int(rows["total"]["confirmed"]) == len(confirmed)
+    assert int(rows["area:conf"]["confirmed"]) == how["link"] + how["sms"]
+    assert int(rows["total"]["step1_messages"]) == len(want)
+    assert int(rows["area:conf"]["step1_sent"]) == len(want)
