@@ -164,7 +164,9 @@ def test_sigkill_around_the_step(env):
     env.start_sim()
     env.sim.configure("twilio", latency_ms=20)
     port = free_port()
-    limits = {"providers": {"twilio": {"max_inflight": 16, "max_unrecorded": 64}}}
+    # what a killed crierd held (claimed retries, batches) comes back after 3 s, as in test_crash
+    limits = {"providers": {"twilio": {"max_inflight": 16, "max_unrecorded": 64}},
+              "fanout": {"batch_size": 200, "max_batches": 8, "reclaim_idle_ms": 3000}}
     d = env.crierd(**hooks_config(port), **limits)
     b = env.crierd(consumer="crierd-b", **limits)
     n = 4000
