@@ -20,9 +20,6 @@ struct cr_job_error;
 #define CR_ESC_STEPS_MAX 3
 #define CR_ESC_AFTER_MIN_S 1
 #define CR_ESC_AFTER_MAX_S 604800 /* a week */
-/* Bits per audience position in the job's ledger (one per channel plus
- * "skipped"); the one place escalation reads that layout from. */
-#define CR_LEDGER_BITS 4
 /* The longest escalation spec kept in the job hash ("300:2:d,900:1:c,...") */
 #define CR_ESC_SPEC_MAX 64
 
