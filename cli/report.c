@@ -853,7 +853,8 @@ static void put_engagement(const struct survey_cols *sc, const struct answers *a
 
 /* responded: the --by column, -1 when not asked for. */
 static void put_row(const char *name, const struct row *row, const struct survey_cols *sc,
-                    const struct answers *a, long long responded)
+                    const struct answers *a, long long responded, const struct ctl_job *job,
+                    long long confirmed)
 {
     size_t c;
 
@@ -863,6 +864,7 @@ static void put_row(const char *name, const struct row *row, const struct survey
     put_engagement(sc, a, row->reached);
     if (responded >= 0)
         printf(",%lld", responded);
+    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed);
     putchar('\n');
 }
 
@@ -1315,10 +1317,13 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     put_engagement_header(&sc);
     if (responded)
         fputs(",responded", stdout);
+    cr_ctl_steps_header(&job);
     putchar('\n');
     for (s = 0; s < rp.nsegs; s++)
-        put_row(rp.segs[s], &rows[s], &sc, &ans[s], responded ? responded[s] : -1);
-    put_row("total", &total, &sc, &ans[rp.nsegs], responded ? responded[rp.nsegs] : -1);
+        put_row(rp.segs[s], &rows[s], &sc, &ans[s], responded ? responded[s] : -1, &job,
+                db || !job.confirm ? -1 : cr_ctl_confirmed_in(ctl, key, rp.segs[s]));
+    put_row("total", &total, &sc, &ans[rp.nsegs], responded ? responded[rp.nsegs] : -1, &job,
+            job.confirmed);
     code = CTL_EXIT_OK;
 out:
     free(rows);

@@ -846,11 +846,32 @@ static int parse_tags(struct ctx *c, const cJSON *root, struct cr_job *job)
     return job->tags_json ? 0 : oom(c);
 }
 
+/* "confirm" and "escalate" (escalate.c checks the steps). */
+static int parse_escalation(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *cf = get(root, "confirm");
+    const struct cr_content *ct = &job->content;
+    unsigned content = 0;
+
+    if (cf && !cJSON_IsBool(cf))
+        return fail(c, "bad_type", "confirm: must be true or false");
+    job->confirm = cf && cJSON_IsTrue(cf);
+    if (ct->subject && (ct->text || ct->html))
+        content |= CR_CH_BIT(CR_CH_EMAIL);
+    if (ct->sms)
+        content |= CR_CH_BIT(CR_CH_SMS);
+    if (ct->push_title || ct->push_body)
+        content |= CR_CH_BIT(CR_CH_PUSH);
+    return cr_escalate_parse(get(root, "escalate"), job->channels, job->confirm, content, &job->esc,
+                             c->err);
+}
+
 int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, struct cr_job *job,
                  struct cr_job_error *err)
 {
     static const char *const keys[] = {"id",      "priority", "audience", "channels",   "sender",
-                                       "message", "survey",   "send_at",  "expires_at", "tags"};
+                                       "message", "survey",   "send_at",  "expires_at", "tags",
+                                       "confirm", "escalate"};
     struct cr_job_error scratch;
     struct ctx c;
     cJSON *root = NULL;
@@ -923,6 +944,8 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
         rc = parse_times(&c, root, job);
     if (rc == 0)
         rc = parse_tags(&c, root, job);
+    if (rc == 0)
+        rc = parse_escalation(&c, root, job);
 out:
     cJSON_Delete(root);
     if (rc < 0)

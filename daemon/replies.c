@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "confirm.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "job.h"
@@ -401,6 +402,34 @@ static void on_survey_sms_done(void *ud, int status, const char *outcome)
     inbound_done(ud, status, outcome);
 }
 
+static void on_sms_confirmed(void *ud, int result)
+{
+    char *what = ud;
+
+    if (result < 0)
+        cr_error("confirmation by SMS %s: not recorded (redis unavailable)", what);
+    free(what);
+}
+
+/* A confirmation keyword in a reply to a job: the confirmation is counted
+ * beside the reply (confirm.c; a job without "confirm" counts none). last
+ * is "<job>/<pos>/<sub>". */
+static void sms_confirm(struct cr_daemon *d, const char *job, const char *last, const char *sub,
+                        const struct cr_survey *sv)
+{
+    const char *p = strchr(last, '/');
+    char *what = strdup(last);
+    unsigned long pos = p ? strtoul(p + 1, NULL, 10) : 0;
+
+    if (what == NULL)
+        return;
+    if (cr_confirm_record(d, job, pos, "sms", sub, "sms", (const char *const *)sv->segments,
+                          sv->nsegments, on_sms_confirmed, what) != 0) {
+        cr_error("confirmation by SMS %s: not recorded (redis not connected)", last);
+        free(what);
+    }
+}
+
 static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct inbound *in = ud;
@@ -456,6 +485,9 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
     t.sv = &sv;
     if (in->kind == CR_REPLY_TEXT && sv.question != NULL)
         t.option = cr_survey_match_doc(doc, reply->element[1]->len, in->text);
+    if (in->kind == CR_REPLY_TEXT && job[0] != '\0' &&
+        cr_confirm_keyword(in->d->cfg->confirm_keywords, in->text))
+        sms_confirm(in->d, job, last, sub, &sv);
     rc = run_reply(in->d, &t, on_reply_written, in);
     cr_survey_release(&sv);
     if (rc != 0)

@@ -454,14 +454,15 @@ async function loadAreas(id, finished) {
   const rows = parseCSV(text);
   const head = rows.shift() || [];
   const want = ["segment", "residents_targeted", "residents_reached", "delivered", "replies", "reply_rate"];
-  const extra = head.filter((h) => h === "survey_responses" || h.startsWith("option_"));
+  const extra = head.filter((h) => h === "survey_responses" || h.startsWith("option_") ||
+    h === "confirmed" || /^step\d+_(messages|sent|delivered)$/.test(h));
   const cols = want.concat(extra).map((c) => head.indexOf(c)).filter((i) => i >= 0);
   const blob = new Blob([text], { type: "text/csv" });
   const cur = $("#areas");
   if (!cur) return;
   cur.replaceChildren(
     el("div", { class: "table-wrap" }, el("table", { id: "areas-table" },
-      el("caption", {}, "Targeted, reached, delivered, replies and survey answers per area"),
+      el("caption", {}, "Targeted, reached, delivered, replies, survey answers, confirmations and escalation steps per area"),
       el("thead", {}, el("tr", {}, cols.map((i) => el("th", { scope: "col", class: i ? "num" : null }, head[i].replaceAll("_", " "))))),
       el("tbody", {}, rows.map((r) => el("tr", { "data-segment": r[0] }, cols.map((i, k) => k === 0
         ? el("th", { scope: "row" }, r[i]) : el("td", { class: "num" }, r[i] || ""))))))),

@@ -37,6 +37,11 @@ CRIERD_ONLY = {
     "multi_survey_translation": ("bad_survey", r"must translate all|the survey's question|"
                                                r"is not a question of the survey"),
     "answered_segments": ("too_long", r"segments with answered"),
+
+    "escalate_channel_used": ("unknown_channel", r"already used by the job or an earlier step"),
+    "escalate_order": ("bad_escalate", r"is not after the previous step"),
+    "escalate_confirm": ("bad_escalate", r"needs \"confirm\": true"),
+    "escalate_content": ("no_content", r"^escalate\[\d+\]\.to"),
 }
 MSG = re.compile(r"^-(?::\d+:\d+)?: ([a-z_]+): (.*)$")
 
@@ -239,6 +244,37 @@ CASES = {
         "survey": "your-views", "wave": "2026-11", "question": "safe", "options": [0]}),
         "bad_survey"),
     "unknown top-level field": (setp("channel", ["sms"]), "unknown_field"),
+    "escalate push then sms then email": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"]},
+                              {"after_s": 900, "to": ["email"], "unless": "confirmed"}]),
+            setp("confirm", True)), "ok"),
+    "escalate to a channel the job uses": (
+        setp("escalate", [{"after_s": 300, "to": ["sms"]}]), "escalate_channel_used"),
+    "escalate of 4 steps": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 10 * i + 1, "to": ["sms"]} for i in range(4)])),
+        "too_long"),
+    "escalate after 0 s": (seq(setp("channels", ["push"]),
+                               setp("escalate", [{"after_s": 0, "to": ["sms"]}])), "bad_escalate"),
+    "escalate steps out of order": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 900, "to": ["sms"]}, {"after_s": 300, "to": ["email"]}])),
+        "escalate_order"),
+    "escalate unless confirmed without confirm": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "unless": "confirmed"}])),
+        "escalate_confirm"),
+    "escalate unless read": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "unless": "read"}])), "bad_escalate"),
+    "escalate to sms without sms content": (
+        seq(setp("channels", ["push"]), delp("message.sms"),
+            setp("escalate", [{"after_s": 300, "to": ["sms"]}])), "escalate_content"),
+    "escalate step with an unknown field": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "when": "now"}])), "unknown_field"),
+    "confirm of a string": (setp("confirm", "yes"), "bad_type"),
     "unknown push field": (setp("message.push.sound", "default"), "unknown_field"),
 }
 
