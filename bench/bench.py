@@ -691,10 +691,12 @@ class Bench:
         res = {"messages": done["messages"], "failed": done["failed"], "seconds": secs,
                "rate": done["messages"] / secs if secs > 0 else None,
                "produce_s": produced["produce_ms"] / 1000.0,
+               "rss_mb": done.get("rss_mb"),
                "first_ms": (first_t - t0_ms) if first_t else None,
                "sim_requests": self.sim_total()}
         log(f"BullMQ peer {run}: {res['messages']:,} messages in {secs:.2f}s = "
-            f"{res['rate']:,.0f} msg/s (producer took {res['produce_s']:.1f}s)")
+            f"{res['rate']:,.0f} msg/s (producer took {res['produce_s']:.1f}s, "
+            f"worker peak RSS {res['rss_mb'] or 0:.0f} MB)")
         return res
 
     # -- urgent during bulk --
