@@ -12,6 +12,7 @@ test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (100000, SMS
 BENCH_OUT (results directory, bench/results). valgrind, when present, counts
 the instructions per message of crierd and redis-server."""
 
+import copy
 import datetime
 import hashlib
 import hmac
@@ -240,7 +241,9 @@ class Bench:
         self.r.config_set("maxmemory-policy", "noeviction")
         # Bodies are logged whole, for crier's runs and the replays alike, so
         # that the replaying reference can send exactly what crier sent.
-        self.sim = self.env.start_sim("--log-body-bytes", "1048576", "--max-log", "3000000")
+        tls_args = self.make_tls()
+        self.sim = self.env.start_sim("--log-body-bytes", "1048576", "--max-log", "3000000",
+                                      *tls_args)
         self.config = harness.crierd_config(self.env.redis.port, self.sim.port, log_level="warn")
         self.concurrency = sum(int(p.get("max_inflight", 64))
                                for p in self.config["providers"].values())
@@ -481,11 +484,33 @@ class Bench:
             rs.stop()
 
     # -- TLS --
+    def make_tls(self):
+        """A CA and a server certificate made for this run, and the simulator
+        flags that serve every HTTP provider API over HTTPS with them as well;
+        no flags when openssl is missing."""
+        self.tls_files = None
+        if shutil.which("openssl") is None:
+            log("openssl not found: the TLS scenario is left out")
+            return ()
+        from certs import make_ca, make_server_cert
+        d = self.env.dir / "tls"
+        ca, ca_key = make_ca(d, name="crier bench CA")
+        cert, key = make_server_cert(d, ca, ca_key)
+        self.tls_files = {"ca": ca, "port_file": d / "https.port"}
+        return ("--tls-cert", str(cert), "--tls-key", str(key), "--https-port", "0",
+                "--https-port-file", str(d / "https.port"))
+
     def start_tls(self):
-        """The simulator's HTTPS listener (every provider API, certificate from a
-        CA made for this run) and a crierd config that talks to it with that CA
-        file: {"config", "ca", "base"}, or None when the simulator has none."""
-        return None
+        """The simulator's HTTPS listener and a crierd config that talks to it
+        with the run's CA file: {"config", "ca", "base"}, or None."""
+        if not self.tls_files:
+            return None
+        base = f"https://127.0.0.1:{int(self.tls_files['port_file'].read_text())}"
+        cfg = copy.deepcopy(self.config)
+        for p in cfg["providers"].values():
+            p["url"] = base
+            p["ca_file"] = str(self.tls_files["ca"])
+        return {"config": cfg, "ca": self.tls_files["ca"], "base": base}
 
     # -- capture what crier sends --
     def capture_requests(self):
