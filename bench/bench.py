@@ -61,6 +61,7 @@ N_SMALL = scaled(10_000)
 N_BULK = scaled(1_000_000)
 N_URGENT = scaled(1_000)
 N_SMS = scaled(100_000)
+N_APNS = scaled(100_000)
 N_PEER = scaled(int(os.environ.get("BENCH_PEER_SUBSCRIBERS", "100000")))
 N_COST = scaled(3_000)
 WRK_SECONDS = 10 if SCALE >= 1 else 3
@@ -184,6 +185,8 @@ class CallgrindRedis(harness.RedisServer):
     def _argv(self, port):
         return callgrind_argv(self.dir / "redis") + super()._argv(port)
 
+
+APNS = {"team_id": "TEAM000000", "key_id": "KEY0000000", "topic": "org.crier.app"}
 
 SSE_TOKEN = "bench-dashboard-token-0123456789"
 
@@ -492,13 +495,19 @@ class Bench:
         if shutil.which("openssl") is None:
             log("openssl not found: the TLS scenario is left out")
             return ()
-        from certs import make_ca, make_server_cert
+        from certs import make_ca, make_ec_key, make_server_cert, public_key
         d = self.env.dir / "tls"
         ca, ca_key = make_ca(d, name="crier bench CA")
         cert, key = make_server_cert(d, ca, ca_key)
-        self.tls_files = {"ca": ca, "port_file": d / "https.port"}
+        p8 = make_ec_key(d / "apns.p8")
+        pub = public_key(p8, d / "apns.pub")
+        self.tls_files = {"ca": ca, "port_file": d / "https.port", "p8": p8,
+                          "apns_port_file": d / "apns.port"}
         return ("--tls-cert", str(cert), "--tls-key", str(key), "--https-port", "0",
-                "--https-port-file", str(d / "https.port"))
+                "--https-port-file", str(d / "https.port"),
+                "--apns-port", "0", "--apns-port-file", str(d / "apns.port"),
+                "--apns-key", str(pub), "--apns-team", APNS["team_id"],
+                "--apns-key-id", APNS["key_id"], "--apns-topic", APNS["topic"])
 
     def start_tls(self):
         """The simulator's HTTPS listener and a crierd config that talks to it
@@ -506,10 +515,18 @@ class Bench:
         if not self.tls_files:
             return None
         base = f"https://127.0.0.1:{int(self.tls_files['port_file'].read_text())}"
+        apns = f"https://127.0.0.1:{int(self.tls_files['apns_port_file'].read_text())}"
         cfg = copy.deepcopy(self.config)
         for p in cfg["providers"].values():
             p["url"] = base
             p["ca_file"] = str(self.tls_files["ca"])
+        # push through APNs, which crier talks HTTP/2 to (streams multiplexed
+        # on its connections); the replay does the same
+        cfg["providers"]["apns"] = dict(APNS, type="apns", url=apns,
+                                        private_key=f"$file:{self.tls_files['p8']}",
+                                        ca_file=str(self.tls_files["ca"]))
+        cfg["channels"] = dict(cfg["channels"], push=["apns"])
+        self.replay_providers["apns"] = {"base": apns, "http": "2"}
         return {"config": cfg, "ca": self.tls_files["ca"], "base": base}
 
     # -- capture what crier sends --
@@ -589,6 +606,10 @@ class Bench:
             if first.get("auth"):
                 hdrs.append(f"Authorization: {first['auth']}")
             hdrs += pconf.get("headers", [])
+            if ep == "apns":  # the APNs headers crier sent, which the log keeps as fields
+                hdrs += [f"{h}: {first['fields'][h]}" for h in
+                         ("apns-topic", "apns-push-type", "apns-priority", "apns-expiration",
+                          "apns-collapse-id") if (first.get("fields") or {}).get(h)]
             conc = int(self.config["providers"].get(prov, {}).get("max_inflight", 64))
             lines.append("\t".join([str(path), str(conc), pconf.get("http", "1.1"), *hdrs]))
         spec.write_text("\n".join(lines) + "\n")
@@ -947,6 +968,7 @@ SCENARIOS = {
     "mix-1": f"email + SMS + push, {N_THROUGHPUT:,} residents, workers 1",
     "mix-auto": f"email + SMS + push, {N_THROUGHPUT:,} residents, workers auto",
     "tls-sms-1": f"SMS only, {N_SMS:,} residents, over HTTPS (keep-alive), workers 1",
+    "tls-apns-1": f"push through APNs, {N_APNS:,} residents, HTTP/2 over TLS, workers 1",
 }
 
 
@@ -1256,6 +1278,7 @@ def compact_table(res):
     ks, kt = f"{N_SMS // 1000}k", f"{N_THROUGHPUT // 1000}k"
     for key, label in (("sms-1", f"SMS {ks}, workers 1"), ("sms-auto", f"SMS {ks}, workers auto"),
                        ("tls-sms-1", f"SMS {ks} over TLS, workers 1"),
+                       ("tls-apns-1", f"APNs {N_APNS // 1000}k, HTTP/2+TLS, w 1"),
                        ("mix-1", f"3 channels {kt}, workers 1"),
                        ("mix-auto", f"3 channels {kt}, workers auto")):
         x = rp.get(key, {})
@@ -1349,23 +1372,26 @@ def main():
                              "concurrency": b.concurrency, "wrk_seconds": WRK_SECONDS,
                              "crierd_config": {k: v for k, v in b.config.items()
                                                if k != "providers"},
-                             "sim": "crier-sim, no added latency, --log-body-bytes 0",
+                             "sim": "crier-sim, no added latency, request bodies logged whole (for the replay), HTTPS and APNs listeners",
                              "redis": "redis-server, appendonly yes, appendfsync everysec"}}
+    tls = b.start_tls()
     try:
         seeds = {"throughput": b.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push")}
         b.seed("t", 0, N_SMALL, "bench:small", "email,sms,push")
         b.seed("s", 0, N_SMS, "bench:sms", "sms")
+        if tls:
+            b.seed("a", 0, N_APNS, "bench:apns", "apns")
         if PEER and N_PEER != N_SMS:
             b.seed("s", 0, N_PEER, "bench:peer", "sms")
         b.seed("u", 0, N_URGENT, "bench:urgent", "email")
         b.capture_requests()
         result["captured_requests"] = b.capture
-        tls = b.start_tls()
 
         # Every crier run is followed by the reference replaying exactly the
         # requests the simulator recorded from it (same count, bodies, batch
         # sizes and per-provider concurrency): the pairs compare the same work.
-        pairs = {k: [] for k in ("sms-1", "sms-auto", "mix-1", "mix-auto", "tls-sms-1")}
+        pairs = {k: [] for k in ("sms-1", "sms-auto", "mix-1", "mix-auto", "tls-sms-1",
+                                 "tls-apns-1")}
         crier, crier_w, wrk, peer = [], [], [], []
         sse_run = None
         for i in range(THROUGHPUT_RUNS):
@@ -1382,6 +1408,10 @@ def main():
                 tag = f"tls-sms-1-{i + 1}"
                 pairs["tls-sms-1"].append(b.replayed(tag, b.crier_run(
                     tag, "bench:sms", ["sms"], config=tls["config"]),
+                    cafile=tls["ca"], base=tls["base"]))
+                tag = f"tls-apns-1-{i + 1}"
+                pairs["tls-apns-1"].append(b.replayed(tag, b.crier_run(
+                    tag, "bench:apns", ["push"], config=tls["config"]),
                     cafile=tls["ca"], base=tls["base"]))
             crier.append(b.crier_run(f"throughput-{i + 1}", "bench:t",
                                      ["email", "sms", "push"]))
