@@ -7,7 +7,8 @@ bench/results/latest.json and latest.png and prints a summary table.
 
 Environment: BUILD (binaries, default build), BENCH_RUNS (repetitions, 3),
 BENCH_THROUGHPUT_RUNS (rounds of crier beside its replays, BENCH_RUNS),
-BENCH_PEER_ROUNDS (rounds with the BullMQ peer, 2),
+BENCH_PEER_ROUNDS (rounds with the BullMQ peer, 2), BENCH_TLS_ROUNDS (rounds
+with the TLS scenarios, 2),
 BENCH_SCALE (audience sizes multiplied by this, 1; a smaller value is a smoke
 test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (100000, SMS only),
 BENCH_OUT (results directory, bench/results). valgrind, when present, counts
@@ -46,6 +47,8 @@ THROUGHPUT_RUNS = int(os.environ.get("BENCH_THROUGHPUT_RUNS", str(RUNS)))
 # The BullMQ peer takes about a minute per round at 100,000 messages: it runs in
 # this many of the rounds (the first ones), each beside crier's runs of that round.
 PEER_ROUNDS = int(os.environ.get("BENCH_PEER_ROUNDS", "2"))
+# ... and the TLS scenarios in this many
+TLS_ROUNDS = int(os.environ.get("BENCH_TLS_ROUNDS", "2"))
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 PEER = os.environ.get("BENCH_PEER", "1") != "0"
 OUT = Path(os.environ.get("BENCH_OUT", str(REPO / "bench" / "results")))
@@ -643,7 +646,10 @@ class Bench:
         requests, side by side: adds the rates per request and per message."""
         if run is None:
             return None
+        t0 = time.monotonic()
         spec, n, msgs = self.record_replay(tag, base=base)
+        log(f"{tag}: {n:,} requests read back from the simulator log in "
+            f"{time.monotonic() - t0:.1f}s")
         ref = self.replay_run(spec, cafile=cafile)
         secs = run["seconds"]
         out = {"crier": run, "requests": n, "messages": run["messages"],
@@ -1408,7 +1414,7 @@ def main():
                 # the strong BullMQ peer on the same SMS audience, in the same round
                 peer.append(b.peer_run(f"r{i + 1}", "bench:peer" if N_PEER != N_SMS
                                        else "bench:sms", N_PEER, ["sms"]))
-            if tls:
+            if tls and i < TLS_ROUNDS:
                 tag = f"tls-sms-1-{i + 1}"
                 pairs["tls-sms-1"].append(b.replayed(tag, b.crier_run(
                     tag, "bench:sms", ["sms"], config=tls["config"]),

@@ -9,7 +9,9 @@
  * A REPLAYSPEC holds one provider per line, tab-separated: REQFILE (one request
  * per line, URL<TAB>BODY, sent in that order), CONCURRENCY, HTTP version ("1.1"
  * or "2": HTTP/2 over TLS, multiplexed), then header lines. CAFILE verifies an
- * https:// simulator. Prints {"requests":N,"seconds":S,"rps":R,"kinds":[n,...]}.
+ * https:// simulator. Prints {"requests":N,"seconds":S,"rps":R,"kinds":[n,...]}
+ * (replay adds "retried", requests sent again after a transport failure, and
+ * "non_2xx", answers other than 2xx, which count as done like crier's).
  * A SPECFILE holds one request kind per line, tab-separated: URL, BODY, then
  * header lines; the handles are shared out round robin between the kinds and
  * each kind sends its share of REQUESTS (as crier's providers each have their
@@ -333,7 +335,7 @@ static int replay_main(const char *specpath, const char *cafile)
     char *line = NULL;
     CURLM *multi = NULL;
     CURL **easy = NULL;
-    long total = 0, conc = 0, done = 0, failed = 0, ne = 0;
+    long total = 0, conc = 0, done = 0, failed = 0, ne = 0, retried = 0, non2xx = 0;
     double t0, secs;
     int i, rc = 2;
 
@@ -418,15 +420,23 @@ static int replay_main(const char *specpath, const char *cafile)
                 continue;
             curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&k);
             curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-            if (m->data.result != CURLE_OK || status < 200 || status > 299) {
+            curl_multi_remove_handle(multi, e);
+            if (m->data.result != CURLE_OK && retried < total / 10 + 10) {
+                /* a connection the server closed under the request (an HTTP/2
+                 * GOAWAY, say): sent again on the same handle, as crier retries */
+                retried++;
+                curl_multi_add_handle(multi, e);
+                continue;
+            }
+            if (m->data.result != CURLE_OK) {
                 if (failed < 5)
-                    fprintf(stderr, "request failed: %s, HTTP %ld\n",
-                            curl_easy_strerror(m->data.result), status);
+                    fprintf(stderr, "request failed: %s\n", curl_easy_strerror(m->data.result));
                 failed++;
+            } else if (status < 200 || status > 299) {
+                non2xx++; /* the simulator's answer to what crier sent: part of the work */
             }
             done++;
             k->done++;
-            curl_multi_remove_handle(multi, e);
             if (k->started < k->quota) {
                 replay_next(e, k);
                 curl_multi_add_handle(multi, e);
@@ -436,8 +446,9 @@ static int replay_main(const char *specpath, const char *cafile)
             curl_multi_poll(multi, NULL, 0, 1000, NULL);
     }
     secs = now_s() - t0;
-    printf("{\"requests\":%ld,\"seconds\":%.3f,\"rps\":%.1f,\"kinds\":[", total, secs,
-           secs > 0 ? (double)total / secs : 0.0);
+    printf("{\"requests\":%ld,\"seconds\":%.3f,\"rps\":%.1f,\"retried\":%ld,"
+           "\"non_2xx\":%ld,\"kinds\":[",
+           total, secs, secs > 0 ? (double)total / secs : 0.0, retried, non2xx);
     for (i = 0; i < nkinds; i++)
         printf("%s%ld", i ? "," : "", kinds[i].done);
     printf("]}\n");

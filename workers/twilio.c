@@ -399,6 +399,23 @@ static size_t skip_ws(const char *p, size_t n, size_t i)
     return i;
 }
 
+/* Whether the n bytes at p are true, false, null or a number's characters. */
+static int plain_scalar(const char *p, size_t n)
+{
+    size_t k;
+
+    if ((n == 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0)) ||
+        (n == 5 && memcmp(p, "false", 5) == 0))
+        return 1;
+    if (n == 0)
+        return 0;
+    for (k = 0; k < n; k++) {
+        if (strchr("0123456789+-.eE", p[k]) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
 /* When the member whose key is p[ks..ks+kn) is key (the first such member
  * counts, as with cJSON), copies its value p[vs..vs+vn) into out if it is a
  * string (is_str); other values leave out "". Returns 0, or -1 for a string
@@ -446,7 +463,7 @@ static int scan_accepted(const char *p, size_t n, char *sid, char *status)
         if (scan_string(p, n, &i, &esc) < 0)
             return -1;
         kn = i - 1 - ks;
-        if (esc && (kn == 3 || kn == 6))
+        if (esc)
             return -1; /* an escaped key might spell sid or status */
         i = skip_ws(p, n, i);
         if (i >= n || p[i] != ':')
@@ -485,7 +502,7 @@ static int scan_accepted(const char *p, size_t n, char *sid, char *status)
             while (i < n && p[i] != ',' && p[i] != '}' && p[i] != ' ' && p[i] != '\n' &&
                    p[i] != '\r' && p[i] != '\t')
                 i++;
-            if (i == vs)
+            if (!plain_scalar(p + vs, i - vs))
                 return -1;
             take_field(p, ks, kn, vs, 0, 0, 0, "sid", sid, &seen_sid);
             take_field(p, ks, kn, vs, 0, 0, 0, "status", status, &seen_status);

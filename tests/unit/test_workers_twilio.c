@@ -241,6 +241,10 @@ static const struct cr_test_row tw_rows[] = {
      "body unreadable"},
     {201, "", NULL, "{\"sid\":\"SM1\"} x", CR_OUT_SENT, "201", -1, "SM1", "no status"},
     {201, "", NULL, "{\"status\":\"queued\"}", CR_OUT_SENT, "201", -1, "", "body unreadable"},
+    /* an escaped key spelling sid, and a bare word cJSON refuses */
+    {201, "", NULL, "{\"s\\u0069d\":\"SM9\",\"status\":\"sent\"}", CR_OUT_SENT, "sent", -1, "SM9",
+     ""},
+    {201, "", NULL, "{\"sid\":\"SM1\",\"n\":abc}", CR_OUT_SENT, "201", -1, "", "body unreadable"},
     {201, "", NULL, "", CR_OUT_SENT, "201", -1, "", "body unreadable"},
     {400, "", NULL, TW_ERR(21610, 400, "Attempt to send to unsubscribed recipient"),
      CR_OUT_SUPPRESS, "21610", -1, "", "unsubscribed"},
