@@ -372,22 +372,34 @@ static void accepted(struct cr_result *res, long st, const char *sid, const char
 
 /* One JSON string at p[*i] (the opening quote) of n bytes: moves *i past the
  * closing quote and sets *esc when it holds escapes. Returns 0 or -1. */
+/* The bytes that end a run of plain bytes inside a JSON string: control
+ * characters, the quote and the backslash. */
+static const unsigned char string_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
 static int scan_string(const char *p, size_t n, size_t *i, int *esc)
 {
     size_t j = *i + 1;
 
     *esc = 0;
-    while (j < n && p[j] != '"') {
-        if ((unsigned char)p[j] < 0x20)
-            return -1;
-        if (p[j] == '\\') {
-            *esc = 1;
+    for (;;) {
+        unsigned char ch;
+
+        while (j < n && !string_stop[(unsigned char)p[j]])
             j++;
-        }
-        j++;
+        if (j >= n)
+            return -1;
+        ch = (unsigned char)p[j];
+        if (ch == '"')
+            break;
+        if (ch < 0x20)
+            return -1;
+        *esc = 1; /* a backslash: skip what it escapes */
+        j += 2;
     }
-    if (j >= n)
-        return -1;
     *i = j + 1;
     return 0;
 }
