@@ -1,22 +1,27 @@
 """crier's benchmark (`make bench`, through bench/run.sh): starts a private
 redis-server and crier-sim, seeds subscribers with the pipelined seeder, and
-measures crierd side by side with a bare libcurl multi loop, wrk and a BullMQ
-dispatcher against the same simulator in the same run. Writes
+measures crierd side by side with a bare libcurl multi loop replaying the
+requests crier sent in the same run, wrk and a BullMQ dispatcher against the
+same simulator in the same round. Writes
 bench/results/latest.json and latest.png and prints a summary table.
 
 Environment: BUILD (binaries, default build), BENCH_RUNS (repetitions, 3),
-BENCH_THROUGHPUT_RUNS (rounds of the throughput contenders, 5; BENCH_RUNS when lower),
+BENCH_THROUGHPUT_RUNS (rounds of crier beside its replays, BENCH_RUNS),
+BENCH_PEER_ROUNDS (rounds with the BullMQ peer, 2), BENCH_TLS_ROUNDS (rounds
+with the TLS scenarios, 2),
 BENCH_SCALE (audience sizes multiplied by this, 1; a smaller value is a smoke
-test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (10000),
+test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (100000, SMS only),
 BENCH_OUT (results directory, bench/results). valgrind, when present, counts
 the instructions per message of crierd and redis-server."""
 
+import copy
 import datetime
 import hashlib
 import hmac
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -38,7 +43,12 @@ os.environ["CRIER_BUILD"] = BUILD
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 # The throughput ratios are what the VM's drift disturbs most, so they get more
 # rounds than the other scenarios (whose medians hold still with 3).
-THROUGHPUT_RUNS = int(os.environ.get("BENCH_THROUGHPUT_RUNS", str(5 if RUNS >= 3 else RUNS)))
+THROUGHPUT_RUNS = int(os.environ.get("BENCH_THROUGHPUT_RUNS", str(RUNS)))
+# The BullMQ peer takes about a minute per round at 100,000 messages: it runs in
+# this many of the rounds (the first ones), each beside crier's runs of that round.
+PEER_ROUNDS = int(os.environ.get("BENCH_PEER_ROUNDS", "2"))
+# ... and the TLS scenarios in this many
+TLS_ROUNDS = int(os.environ.get("BENCH_TLS_ROUNDS", "2"))
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 PEER = os.environ.get("BENCH_PEER", "1") != "0"
 OUT = Path(os.environ.get("BENCH_OUT", str(REPO / "bench" / "results")))
@@ -57,7 +67,9 @@ N_THROUGHPUT = scaled(100_000)
 N_SMALL = scaled(10_000)
 N_BULK = scaled(1_000_000)
 N_URGENT = scaled(1_000)
-N_PEER = scaled(int(os.environ.get("BENCH_PEER_SUBSCRIBERS", "10000")))
+N_SMS = scaled(100_000)
+N_APNS = scaled(100_000)
+N_PEER = scaled(int(os.environ.get("BENCH_PEER_SUBSCRIBERS", "100000")))
 N_COST = scaled(3_000)
 WRK_SECONDS = 10 if SCALE >= 1 else 3
 SAMPLE_WINDOWS = 100  # latency sample: this many evenly spaced windows of the sim log ...
@@ -181,6 +193,8 @@ class CallgrindRedis(harness.RedisServer):
         return callgrind_argv(self.dir / "redis") + super()._argv(port)
 
 
+APNS = {"team_id": "TEAM000000", "key_id": "KEY0000000", "topic": "org.crier.app"}
+
 SSE_TOKEN = "bench-dashboard-token-0123456789"
 
 
@@ -227,12 +241,19 @@ class Bench:
         self.capture = {}
         self.config = None
         self.concurrency = 0
+        # per provider: {"base": URL of its listener when not the sim's own,
+        # "http": "1.1" or "2", "headers": [constant headers the log leaves out]}
+        self.replay_providers = {}
 
     # -- setup --
     def start(self):
         self.r = self.env.start_redis().client()
         self.r.config_set("maxmemory-policy", "noeviction")
-        self.sim = self.env.start_sim("--log-body-bytes", "0", "--max-log", "3000000")
+        # Bodies are logged whole, for crier's runs and the replays alike, so
+        # that the replaying reference can send exactly what crier sent.
+        tls_args = self.make_tls()
+        self.sim = self.env.start_sim("--log-body-bytes", "1048576", "--max-log", "3000000",
+                                      *tls_args)
         self.config = harness.crierd_config(self.env.redis.port, self.sim.port, log_level="warn")
         self.concurrency = sum(int(p.get("max_inflight", 64))
                                for p in self.config["providers"].values())
@@ -428,7 +449,7 @@ class Bench:
         return res
 
     # -- instructions per message --
-    def instructions_run(self, n_subs):
+    def instructions_run(self, n_subs, channels=("email", "sms", "push")):
         """crierd's and redis-server's user-space instructions per message
         (callgrind) over a three-channel job of n_subs residents, each process
         counted from crierd being ready to the job's completion. Unlike CPU time,
@@ -437,13 +458,14 @@ class Bench:
         if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
             log("valgrind not found: instructions per message left out")
             return None
-        workdir = self.env.dir / "callgrind"
+        tag = "-".join(channels)
+        workdir = self.env.dir / f"callgrind-{tag}"
         rs = CallgrindRedis(workdir).start(timeout=120)
         d = None
         try:
             r = rs.client()
             r.config_set("maxmemory-policy", "noeviction")
-            self.seed("c", 0, n_subs, "bench:cost", "email,sms,push", port=rs.port)
+            self.seed("c", 0, n_subs, "bench:cost", ",".join(channels), port=rs.port)
             cfg = harness.crierd_config(rs.port, self.sim.port, log_level="warn")
             d = self.crierd(cfg, r=r, ready_s=120,
                             wrap=callgrind_argv(workdir / "crierd"))
@@ -451,7 +473,7 @@ class Bench:
                      "redis": (rs.proc.pid, rs.dir / "redis")}
             for pid, _ in procs.values():
                 callgrind_control("--zero", pid)
-            self.post(self.job("cost-1", "normal", "bench:cost", ["email", "sms", "push"]), r=r)
+            self.post(self.job("cost-1", "normal", "bench:cost", list(channels)), r=r)
             h = self.wait_done("cost-1", d, 600, r=r, poll_s=0.5)
             for pid, _ in procs.values():
                 callgrind_control("--dump", pid)
@@ -459,7 +481,7 @@ class Bench:
             res = {"messages": msgs}
             for name, (pid, prefix) in procs.items():
                 res[f"{name}_instructions_per_msg"] = callgrind_summary(prefix, pid) / msgs
-            log(f"instructions per message over {msgs:,} messages: "
+            log(f"instructions per message over {msgs:,} messages ({tag}): "
                 f"crierd {res['crierd_instructions_per_msg']:,.0f}, "
                 f"redis-server {res['redis_instructions_per_msg']:,.0f}")
             return res
@@ -470,6 +492,49 @@ class Bench:
                 except harness.HarnessError as e:
                     log(str(e))
             rs.stop()
+
+    # -- TLS --
+    def make_tls(self):
+        """A CA and a server certificate made for this run, and the simulator
+        flags that serve every HTTP provider API over HTTPS with them as well;
+        no flags when openssl is missing."""
+        self.tls_files = None
+        if shutil.which("openssl") is None:
+            log("openssl not found: the TLS scenario is left out")
+            return ()
+        from certs import make_ca, make_ec_key, make_server_cert, public_key
+        d = self.env.dir / "tls"
+        ca, ca_key = make_ca(d, name="crier bench CA")
+        cert, key = make_server_cert(d, ca, ca_key)
+        p8 = make_ec_key(d / "apns.p8")
+        pub = public_key(p8, d / "apns.pub")
+        self.tls_files = {"ca": ca, "port_file": d / "https.port", "p8": p8,
+                          "apns_port_file": d / "apns.port"}
+        return ("--tls-cert", str(cert), "--tls-key", str(key), "--https-port", "0",
+                "--https-port-file", str(d / "https.port"),
+                "--apns-port", "0", "--apns-port-file", str(d / "apns.port"),
+                "--apns-key", str(pub), "--apns-team", APNS["team_id"],
+                "--apns-key-id", APNS["key_id"], "--apns-topic", APNS["topic"])
+
+    def start_tls(self):
+        """The simulator's HTTPS listener and a crierd config that talks to it
+        with the run's CA file: {"config", "ca", "base"}, or None."""
+        if not self.tls_files:
+            return None
+        base = f"https://127.0.0.1:{int(self.tls_files['port_file'].read_text())}"
+        apns = f"https://127.0.0.1:{int(self.tls_files['apns_port_file'].read_text())}"
+        cfg = copy.deepcopy(self.config)
+        for p in cfg["providers"].values():
+            p["url"] = base
+            p["ca_file"] = str(self.tls_files["ca"])
+        # push through APNs, which crier talks HTTP/2 to (streams multiplexed
+        # on its connections); the replay does the same
+        cfg["providers"]["apns"] = dict(APNS, type="apns", url=apns,
+                                        private_key=f"$file:{self.tls_files['p8']}",
+                                        ca_file=str(self.tls_files["ca"]))
+        cfg["channels"] = dict(cfg["channels"], push=["apns"])
+        self.replay_providers["apns"] = {"base": apns, "http": "2"}
+        return {"config": cfg, "ca": self.tls_files["ca"], "base": base}
 
     # -- capture what crier sends --
     def capture_requests(self):
@@ -505,6 +570,102 @@ class Bench:
                                    f"Content-Type: {c['ctype']}"]) + "\n")
         return spec
 
+    # -- the replaying reference --
+    def record_replay(self, tag, base=None):
+        """Writes every request the simulator (the bench's by default) logged
+        since its last reset as http_bare's replay spec: per provider endpoint
+        a file of URL<TAB>BODY lines in the order crier sent them, its
+        max_inflight handles, its HTTP version and the headers that matter.
+        Returns (spec path, requests, messages carried)."""
+        sim = self.sim
+        base = base or sim.url
+        spec = self.env.dir / f"replay-{tag}.spec"
+        lines, n, msgs = [], 0, 0
+        eps = {ep: st for ep, st in sim.stats()["endpoints"].items() if st.get("requests")}
+        for ep, st in eps.items():
+            prov = {"sendgrid": "sendgrid", "twilio": "twilio", "fcm": "fcm",
+                    "apns": "apns"}.get(ep)
+            if prov is None:
+                continue
+            pconf = self.replay_providers.get(prov, {})
+            path = self.env.dir / f"replay-{tag}-{ep}.req"
+            first = None
+            with open(path, "w") as f:
+                since = 0
+                while True:
+                    page = sim.log(ep, since)
+                    for e in page.get("entries", []):
+                        body = e.get("body") or ""
+                        if "\n" in body or "\n" in e["path"]:
+                            raise harness.HarnessError(f"replay: a {ep} body holds a newline")
+                        url = (pconf.get("base") or base) + e["path"]
+                        f.write(f"{url}\t{body}\n")
+                        first = first or e
+                        n += 1
+                        msgs += max(1, len(e.get("recipients") or []))
+                    nxt = page.get("next", since)
+                    if not page.get("entries") or nxt == since:
+                        break
+                    since = nxt
+            if first is None:
+                continue
+            hdrs = [f"Content-Type: {first['content_type']}"]
+            if first.get("auth"):
+                hdrs.append(f"Authorization: {first['auth']}")
+            hdrs += pconf.get("headers", [])
+            if ep == "apns":  # the APNs headers crier sent, which the log keeps as fields
+                hdrs += [f"{h}: {first['fields'][h]}" for h in
+                         ("apns-topic", "apns-push-type", "apns-priority", "apns-expiration",
+                          "apns-collapse-id") if (first.get("fields") or {}).get(h)]
+            conc = int(self.config["providers"].get(prov, {}).get("max_inflight", 64))
+            lines.append("\t".join([str(path), str(conc), pconf.get("http", "1.1"), *hdrs]))
+        spec.write_text("\n".join(lines) + "\n")
+        return spec, n, msgs
+
+    def replay_run(self, spec, cafile=None):
+        """http_bare replaying spec against the simulator: {requests, seconds,
+        rps}, or None when it failed."""
+        self.sim.reset()
+        argv = [str(harness.build_dir() / "http_bare"), "-r", str(spec)]
+        if cafile:
+            argv.append(str(cafile))
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if res.returncode != 0:
+            log(f"http_bare replay failed ({res.returncode}): {res.stderr.strip()[:300]}")
+            return None
+        out = json.loads(res.stdout)
+        out["cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        log(f"http_bare replay: {out['requests']:,} requests in {out['seconds']:.2f}s = "
+            f"{out['rps']:,.0f} req/s")
+        return out
+
+    def replayed(self, tag, run, cafile=None, base=None):
+        """crier's run (a crier_run result) and the reference's replay of its
+        requests, side by side: adds the rates per request and per message."""
+        if run is None:
+            return None
+        t0 = time.monotonic()
+        spec, n, msgs = self.record_replay(tag, base=base)
+        log(f"{tag}: {n:,} requests read back from the simulator log in "
+            f"{time.monotonic() - t0:.1f}s")
+        ref = self.replay_run(spec, cafile=cafile)
+        secs = run["seconds"]
+        out = {"crier": run, "requests": n, "messages": run["messages"],
+               "crier_req_per_s": n / secs if secs > 0 else None,
+               "crier_msgs_per_s": run["rate"], "reference": ref}
+        if ref:
+            out["reference_req_per_s"] = ref["rps"]
+            out["reference_msgs_per_s"] = run["messages"] / ref["seconds"]
+            out["ratio_per_request"] = ratio(out["crier_req_per_s"], ref["rps"])
+            out["ratio_per_message"] = ratio(out["crier_msgs_per_s"],
+                                             out["reference_msgs_per_s"])
+        log(f"{tag}: crier {out['crier_req_per_s']:,.0f} req/s, reference "
+            f"{out.get('reference_req_per_s') or 0:,.0f} req/s: "
+            f"ratio {out.get('ratio_per_request')} per request")
+        return out
+
     # -- baselines --
     def bare_run(self, spec, requests):
         self.sim.reset()
@@ -539,13 +700,13 @@ class Bench:
         return rps
 
     # -- the BullMQ peer --
-    def peer_run(self, run, segment, n_subs):
+    def peer_run(self, run, segment, n_subs, channels=("email", "sms", "push")):
         peer_dir = REPO / "bench" / "peer"
         self.sim.reset()
         s = {
             "redis_port": self.env.redis.port, "sim_url": self.sim.url, "prefix": PREFIX,
-            "segment": segment, "run": run, "expected": n_subs * 3,
-            "job": self.job(f"peer-{run}", "normal", segment, ["email", "sms", "push"]),
+            "segment": segment, "run": run, "expected": n_subs * len(channels),
+            "job": self.job(f"peer-{run}", "normal", segment, list(channels)),
             "concurrency": {ch: int(self.config["providers"][p].get("max_inflight", 64))
                             for ch, p in (("email", "sendgrid"), ("sms", "twilio"),
                                           ("push", "fcm"))},
@@ -586,10 +747,12 @@ class Bench:
         res = {"messages": done["messages"], "failed": done["failed"], "seconds": secs,
                "rate": done["messages"] / secs if secs > 0 else None,
                "produce_s": produced["produce_ms"] / 1000.0,
+               "rss_mb": done.get("rss_mb"),
                "first_ms": (first_t - t0_ms) if first_t else None,
                "sim_requests": self.sim_total()}
         log(f"BullMQ peer {run}: {res['messages']:,} messages in {secs:.2f}s = "
-            f"{res['rate']:,.0f} msg/s (producer took {res['produce_s']:.1f}s)")
+            f"{res['rate']:,.0f} msg/s (producer took {res['produce_s']:.1f}s, "
+            f"worker peak RSS {res['rss_mb'] or 0:.0f} MB)")
         return res
 
     # -- urgent during bulk --
@@ -804,18 +967,107 @@ def ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
+def median_or_none(vals):
+    vals = [v for v in vals if v is not None]
+    return round(statistics.median(vals), 3) if vals else None
+
+
+SCENARIOS = {
+    "sms-1": f"SMS only, {N_SMS:,} residents (one request per message), workers 1",
+    "sms-auto": f"SMS only, {N_SMS:,} residents, workers auto",
+    "mix-1": f"email + SMS + push, {N_THROUGHPUT:,} residents, workers 1",
+    "mix-auto": f"email + SMS + push, {N_THROUGHPUT:,} residents, workers auto",
+    "tls-sms-1": f"SMS only, {N_SMS:,} residents, over HTTPS (keep-alive), workers 1",
+    "tls-apns-1": f"push through APNs, {N_APNS:,} residents, HTTP/2 over TLS, workers 1",
+}
+
+
+def pair_figures(rows, key):
+    """A scenario's crier runs beside the reference's replays of them."""
+    ok = [r for r in rows if r]
+
+    def col(k):
+        return [r.get(k) for r in ok]
+
+    return {
+        "scenario": SCENARIOS.get(key, key),
+        "requests": figure(col("requests"), "requests", "what the simulator recorded from crier"),
+        "messages": figure(col("messages"), "messages"),
+        "crier_req_per_s": figure(col("crier_req_per_s"), "requests/s",
+                                  "crier's requests over XADD to completed_ms"),
+        "reference_req_per_s": figure(col("reference_req_per_s"), "requests/s",
+                                      "http_bare replaying the same requests, each provider's "
+                                      "max_inflight handles, keep-alive: first request to last "
+                                      "answer"),
+        "ratio_per_request": figure(col("ratio_per_request"), "ratio",
+                                    "per round: crier req/s over the replay's req/s"),
+        "crier_msgs_per_s": figure(col("crier_msgs_per_s"), "messages/s"),
+        "reference_msgs_per_s": figure(col("reference_msgs_per_s"), "messages/s",
+                                       "the messages crier's requests carried over the replay's "
+                                       "time"),
+        "ratio_per_message": figure(col("ratio_per_message"), "ratio",
+                                    "the same work on both sides, so equal to the per-request "
+                                    "ratio"),
+        "crierd_cpu_us_per_req": figure(
+            [r["crier"]["cpu_us_per_msg"] * r["messages"] / r["requests"]
+             for r in ok if r["requests"] and r["crier"].get("cpu_us_per_msg")], "us",
+            "crierd utime+stime per request (all its processes)"),
+        "reference_cpu_us_per_req": figure(
+            [r["reference"]["cpu_s"] * 1e6 / r["requests"] for r in ok
+             if r.get("reference") and r["reference"].get("cpu_s") is not None], "us",
+            "http_bare utime+stime per request"),
+    }
+
+
+def tls_figures(rp, pairs):
+    """What TLS costs per request: the HTTPS SMS scenario over the plain one
+    (workers 1), same rounds."""
+    t, p = rp.get("tls-sms-1", {}), rp.get("sms-1", {})
+    if not any(pairs.get("tls-sms-1", [])):
+        return {"skipped": "the simulator has no HTTPS listener or openssl is missing"}
+
+    def us(fig_rate):
+        m = (fig_rate or {}).get("median")
+        return 1e6 / m if m else None
+
+    def diff(a, b):
+        return round(a - b, 2) if a is not None and b is not None else None
+
+    out = {
+        "crier_wall_us_per_req": {"tls": us(t["crier_req_per_s"]), "plain": us(p["crier_req_per_s"])},
+        "reference_wall_us_per_req": {"tls": us(t["reference_req_per_s"]),
+                                      "plain": us(p["reference_req_per_s"])},
+        "crierd_cpu_us_per_req": {"tls": t["crierd_cpu_us_per_req"].get("median"),
+                                  "plain": p["crierd_cpu_us_per_req"].get("median")},
+        "reference_cpu_us_per_req": {"tls": t["reference_cpu_us_per_req"].get("median"),
+                                     "plain": p["reference_cpu_us_per_req"].get("median")},
+        "note": "TLS cost per request = the HTTPS scenario's figure minus the plain one's; "
+                "wall time per request is 1 / requests per second",
+    }
+    for k in list(out):
+        if isinstance(out[k], dict) and "tls" in out[k]:
+            out[k]["cost"] = diff(out[k]["tls"], out[k]["plain"])
+    return out
+
+
 def chart(res, out_png):
     """Draws the PNG with gnuplot; returns a reason when it could not."""
     if shutil.which("gnuplot") is None:
         return "gnuplot not installed"
     f = res["figures"]
     dat = out_png.with_suffix(".dat")
-    rows = [("crier", f["throughput"]["crier_msgs_per_s"]),
-            ("crier, workers auto", f["throughput_workers"]["crier_msgs_per_s"]),
-            ("http_bare", f["limit"]["http_bare_req_per_s"]),
-            ("wrk", f["limit"]["wrk_req_per_s"])]
+    rp = f["replay"]
+    rows = [("SMS crier w1", rp["sms-1"]["crier_req_per_s"]),
+            ("SMS crier auto", rp["sms-auto"]["crier_req_per_s"]),
+            ("SMS replay", rp["sms-1"]["reference_req_per_s"])]
+    if rp["tls-sms-1"]["crier_req_per_s"].get("median"):
+        rows += [("TLS SMS crier w1", rp["tls-sms-1"]["crier_req_per_s"]),
+                 ("TLS SMS replay", rp["tls-sms-1"]["reference_req_per_s"])]
+    rows += [("mix crier w1", rp["mix-1"]["crier_req_per_s"]),
+             ("mix crier auto", rp["mix-auto"]["crier_req_per_s"]),
+             ("mix replay", rp["mix-1"]["reference_req_per_s"])]
     if f.get("peer", {}).get("bullmq_msgs_per_s", {}).get("median"):
-        rows.append(("BullMQ", f["peer"]["bullmq_msgs_per_s"]))
+        rows.append(("SMS BullMQ", f["peer"]["bullmq_msgs_per_s"]))
     mem = f["memory"]["crierd_peak_rss_mb"]
     with open(dat, "w") as fh:
         fh.write("# throughput: label median min max\n")
@@ -837,8 +1089,8 @@ set style fill solid 0.6 border -1
 set boxwidth 0.8
 set grid ytics
 set yrange [0:*]
-set title "Throughput (messages or requests per second; bars: median, whiskers: min-max)"
-set ylabel "per second"
+set title "Requests per second, crier beside the replay of its own requests (median, min-max)"
+set ylabel "requests/s (BullMQ: messages/s = requests/s for SMS)"
 plot "{dat}" index 0 using 2:3:4:xtic(1) notitle lc rgb "#3b7dd8"
 set title "crierd peak RSS by audience size (target < 64 MB)"
 set ylabel "MB"
@@ -932,25 +1184,13 @@ def summary(res):
     rows = [
         ("crier throughput, 100k x 3 channels, workers 1",
          fmt(t["crier_msgs_per_s"]) + " msg/s"),
-        ("http_bare (same requests, same concurrency)",
-         fmt(f["limit"]["http_bare_req_per_s"]) + " req/s"),
-        ("wrk (Twilio request)", fmt(f["limit"]["wrk_req_per_s"]) + " req/s"),
-        ("  crier workers 1 / http_bare", f"{f['ratios']['crier_vs_http_bare']}"),
-        ("  crier workers 1 / wrk", f"{f['ratios']['crier_vs_wrk']}"),
         (f"crier, workers auto ({f['throughput_workers']['workers']} loops, same connections)",
          fmt(f["throughput_workers"]["crier_msgs_per_s"]) + " msg/s"),
-        ("  crier workers auto / http_bare",
-         f"{f['ratios']['workers_vs_http_bare']} (target >= 0.70)"),
+        ("wrk (one Twilio request repeated, 2 threads: the simulator's ceiling)",
+         fmt(f["limit"]["wrk_req_per_s"]) + " req/s"),
         ("  with a dashboard event-stream client / without (round 1)",
          f"{f['ratios'].get('sse_vs_without')}"),
     ]
-    p = f.get("peer", {})
-    if p.get("bullmq_msgs_per_s", {}).get("median"):
-        rows += [(f"BullMQ peer, {p['subscribers']:,} x 3 channels",
-                  fmt(p["bullmq_msgs_per_s"]) + " msg/s"),
-                 ("  crier / BullMQ", f"{f['ratios']['crier_vs_bullmq']} (target >= 10)")]
-    else:
-        rows.append(("BullMQ peer", p.get("skipped", "not run")))
     rows += [
         ("time to first message (XADD -> sim)", fmt(t["first_message_ms"], ",.1f") + " ms"),
         ("XADD -> provider p50 / p99",
@@ -1008,6 +1248,10 @@ def summary(res):
         ("one Redis primary saturates at (1 / redis-server CPU per message)",
          f"{c.get('redis_capacity_msgs_per_s') or 0:,} msg/s"),
     ]
+    for key in ("crierd_instructions_per_sms", "redis_instructions_per_sms"):
+        if c.get(key):
+            rows.append((key.replace("_", " ").replace("per sms", "per SMS message") +
+                         " (callgrind)", fmt(c[key], ",.0f")))
     rows += sentinel_rows(f.get("sentinel"))
     width = max(len(a) for a, _ in rows)
     print()
@@ -1017,6 +1261,75 @@ def summary(res):
     for a, b in rows:
         print(f"{a:<{width}}  {b}")
     print("-" * (width + 40))
+    print()
+    for line in compact_table(res):
+        print(line)
+
+
+def compact_table(res):
+    """The closing table: per scenario crier's rate, the replaying reference's,
+    the ratio and its unit, the BullMQ peer and the ratio to it; the TLS cost
+    and the instructions per message."""
+    f = res["figures"]
+    rp = f["replay"]
+    p = f.get("peer", {})
+    peer = p.get("bullmq_msgs_per_s", {}).get("median")
+
+    def m(fig):
+        v = (fig or {}).get("median")
+        return f"{v:,.0f}" if v is not None else "n/a"
+
+    def r(fig):
+        v = (fig or {}).get("median")
+        return f"{v:.2f}" if v is not None else "n/a"
+
+    head = ("scenario", "unit", "crier", "reference", "ratio", "BullMQ", "crier/BullMQ")
+    rows = []
+    ks, kt = f"{N_SMS // 1000}k", f"{N_THROUGHPUT // 1000}k"
+    for key, label in (("sms-1", f"SMS {ks}, workers 1"), ("sms-auto", f"SMS {ks}, workers auto"),
+                       ("tls-sms-1", f"SMS {ks} over TLS, workers 1"),
+                       ("tls-apns-1", f"APNs {N_APNS // 1000}k, HTTP/2+TLS, w 1"),
+                       ("mix-1", f"3 channels {kt}, workers 1"),
+                       ("mix-auto", f"3 channels {kt}, workers auto")):
+        x = rp.get(key, {})
+        if not x.get("crier_req_per_s", {}).get("median"):
+            continue
+        pr = ("", "")
+        if key in ("sms-1", "sms-auto") and peer:
+            rr = f["ratios"]["crier_vs_bullmq" if key == "sms-1" else "workers_vs_bullmq"]
+            pr = (f"{peer:,.0f}", f"{rr:.1f}x" if rr else "n/a")
+        rows.append((label, "req/s", m(x["crier_req_per_s"]), m(x["reference_req_per_s"]),
+                     r(x["ratio_per_request"]), "", ""))
+        rows.append((label, "msg/s", m(x["crier_msgs_per_s"]), m(x["reference_msgs_per_s"]),
+                     r(x["ratio_per_message"]), *pr))
+    widths = [max(len(str(row[i])) for row in [head] + rows) for i in range(len(head))]
+    out = [f"crier benchmark, compact ({res['date']}, {res['machine']['nproc']} cores; "
+           f"reference = http_bare replaying the requests crier sent in the same run)"]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+    out += [line, "-" * len(line)]
+    for row in rows:
+        out.append("  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w)
+                             for i, (v, w) in enumerate(zip(row, widths))))
+    tl = f.get("tls", {})
+    if "crierd_cpu_us_per_req" in tl:
+        def us(d):
+            return f"{d['cost']:+.1f}" if d.get("cost") is not None else "n/a"
+        out.append(f"TLS cost per request (HTTPS minus plain, SMS, workers 1): crierd CPU "
+                   f"{us(tl['crierd_cpu_us_per_req'])} us, reference CPU "
+                   f"{us(tl['reference_cpu_us_per_req'])} us; wall "
+                   f"{us(tl['crier_wall_us_per_req'])} / {us(tl['reference_wall_us_per_req'])} us")
+    else:
+        out.append(f"TLS: {tl.get('skipped', 'not run')}")
+    c = f["cost"]
+
+    def i(key):
+        v = (c.get(key) or {}).get("median")
+        return f"{v:,.0f}" if v is not None else "n/a"
+    out.append(f"instructions per message (callgrind): SMS only crierd {i('crierd_instructions_per_sms')}"
+               f" (target <= 70,000), redis-server {i('redis_instructions_per_sms')} (<= 60,000); "
+               f"3-channel mix crierd {i('crierd_instructions_per_msg')}, redis-server "
+               f"{i('redis_instructions_per_msg')}")
+    return out
 
 
 BENCH_KEY = ("bench", "bench-integrator-secret-0123456789")
@@ -1069,27 +1382,50 @@ def main():
                              "concurrency": b.concurrency, "wrk_seconds": WRK_SECONDS,
                              "crierd_config": {k: v for k, v in b.config.items()
                                                if k != "providers"},
-                             "sim": "crier-sim, no added latency, --log-body-bytes 0",
+                             "sim": "crier-sim, no added latency, request bodies logged whole (for the replay), HTTPS and APNs listeners",
                              "redis": "redis-server, appendonly yes, appendfsync everysec"}}
+    tls = b.start_tls()
     try:
         seeds = {"throughput": b.seed("t", 0, N_THROUGHPUT, "bench:t", "email,sms,push")}
         b.seed("t", 0, N_SMALL, "bench:small", "email,sms,push")
-        if PEER:
-            b.seed("t", 0, N_PEER, "bench:peer", "email,sms,push")
+        b.seed("s", 0, N_SMS, "bench:sms", "sms")
+        if tls:
+            b.seed("a", 0, N_APNS, "bench:apns", "apns")
+        if PEER and N_PEER != N_SMS:
+            b.seed("s", 0, N_PEER, "bench:peer", "sms")
         b.seed("u", 0, N_URGENT, "bench:urgent", "email")
-        spec = b.capture_requests()
+        b.capture_requests()
         result["captured_requests"] = b.capture
 
-        crier, crier_w, bare, bare_raw, wrk, peer = [], [], [], [], [], []
+        # Every crier run is followed by the reference replaying exactly the
+        # requests the simulator recorded from it (same count, bodies, batch
+        # sizes and per-provider concurrency): the pairs compare the same work.
+        pairs = {k: [] for k in ("sms-1", "sms-auto", "mix-1", "mix-auto", "tls-sms-1",
+                                 "tls-apns-1")}
+        crier, crier_w, wrk, peer = [], [], [], []
         sse_run = None
         for i in range(THROUGHPUT_RUNS):
             log(f"round {i + 1}/{THROUGHPUT_RUNS}")
-            # The bare loop runs before and after the crier runs, and the round's
-            # limit is the mean of the two: this machine's speed drifts within a
-            # minute, and a single bare run after crier's would carry that drift.
-            bare_before = b.bare_run(spec, N_THROUGHPUT * 3)
+            for w in (1, "auto"):
+                tag = f"sms-{w}"
+                pairs[tag].append(b.replayed(f"{tag}-{i + 1}", b.crier_run(
+                    f"{tag}-{i + 1}", "bench:sms", ["sms"], workers=w)))
+            if PEER and i < PEER_ROUNDS:
+                # the strong BullMQ peer on the same SMS audience, in the same round
+                peer.append(b.peer_run(f"r{i + 1}", "bench:peer" if N_PEER != N_SMS
+                                       else "bench:sms", N_PEER, ["sms"]))
+            if tls and i < TLS_ROUNDS:
+                tag = f"tls-sms-1-{i + 1}"
+                pairs["tls-sms-1"].append(b.replayed(tag, b.crier_run(
+                    tag, "bench:sms", ["sms"], config=tls["config"]),
+                    cafile=tls["ca"], base=tls["base"]))
+                tag = f"tls-apns-1-{i + 1}"
+                pairs["tls-apns-1"].append(b.replayed(tag, b.crier_run(
+                    tag, "bench:apns", ["push"], config=tls["config"]),
+                    cafile=tls["ca"], base=tls["base"]))
             crier.append(b.crier_run(f"throughput-{i + 1}", "bench:t",
                                      ["email", "sms", "push"]))
+            pairs["mix-1"].append(b.replayed(f"mix-1-{i + 1}", crier[-1]))
             if i == 0:
                 # the dashboard's cost: the same job with one event-stream client
                 # connected beside it, compared within this round
@@ -1097,21 +1433,18 @@ def main():
                                       sse=True)
             crier_w.append(b.crier_run(f"throughput-w-{i + 1}", "bench:t",
                                        ["email", "sms", "push"], workers="auto"))
-            bare_after = b.bare_run(spec, N_THROUGHPUT * 3)
-            bare_raw.append([bare_before, bare_after])
-            both = [x for x in (bare_before, bare_after) if x]
-            bare.append(sum(both) / len(both) if both else None)
-            wrk.append(b.wrk_run())
-            if PEER:
-                peer.append(b.peer_run(f"r{i + 1}", "bench:peer", N_PEER))
+            pairs["mix-auto"].append(b.replayed(f"mix-auto-{i + 1}", crier_w[-1]))
+            if i == 0:
+                wrk.append(b.wrk_run())
         try:
-            ha = b.sentinel_round(RUNS)
+            ha = b.sentinel_round(min(RUNS, 2))
         except (harness.HarnessError, OSError, subprocess.SubprocessError) as e:
             log(f"sentinel round failed: {e}")
             ha = {"skipped": f"failed: {str(e)[:200]}"}
         small = [b.crier_run(f"small-{i + 1}", "bench:small", ["email", "sms", "push"])
                  for i in range(RUNS)]
         instr = b.instructions_run(N_COST)
+        instr_sms = b.instructions_run(N_COST, ["sms"])
         intake_unsigned, intake_signed = intake_signed_rounds(b, RUNS)
 
         t_seed = time.monotonic()
@@ -1159,23 +1492,16 @@ def main():
                                   "supervisor and workers added up"),
         }
         f["limit"] = {
-            "http_bare_req_per_s": figure(bare, "requests/s",
-                                          f"bare libcurl multi, crier's three captured requests, "
-                                          f"{b.concurrency} in flight; each round the mean of a "
-                                          f"run before and a run after crier's"),
             "wrk_req_per_s": figure(wrk, "requests/s",
-                                    f"wrk -t2 -c{b.concurrency} -d{WRK_SECONDS}s, crier's Twilio request"),
+                                    f"wrk -t2 -c{b.concurrency} -d{WRK_SECONDS}s, one Twilio "
+                                    f"request crier sent, repeated: the simulator's own ceiling "
+                                    f"for one request kind (two client threads), not the same work"),
         }
+        f["replay"] = {k: pair_figures(v, k) for k, v in pairs.items()}
+        f["tls"] = tls_figures(f["replay"], pairs)
         cm = f["throughput"]["crier_msgs_per_s"]["median"]
         f["ratios"] = {
-            "crier_vs_http_bare": ratio(cm, f["limit"]["http_bare_req_per_s"]["median"]),
             "crier_vs_wrk": ratio(cm, f["limit"]["wrk_req_per_s"]["median"]),
-            "crier_vs_http_bare_per_round": [ratio(c.get("rate"), x) for c, x in zip(crier, bare)],
-            "workers_vs_http_bare": ratio(
-                f["throughput_workers"]["crier_msgs_per_s"]["median"],
-                f["limit"]["http_bare_req_per_s"]["median"]),
-            "workers_vs_http_bare_per_round": [ratio(c.get("rate"), x)
-                                               for c, x in zip(crier_w, bare)],
             "workers_vs_wrk": ratio(f["throughput_workers"]["crier_msgs_per_s"]["median"],
                                     f["limit"]["wrk_req_per_s"]["median"]),
         }
@@ -1189,15 +1515,28 @@ def main():
         f["ratios"]["sse_vs_without"] = ratio(f["dashboard"]["crier_msgs_per_s_with_sse"],
                                               f["dashboard"]["crier_msgs_per_s_without"])
         if PEER and any(peer):
-            f["peer"] = {"subscribers": N_PEER, "messages": N_PEER * 3,
+            f["peer"] = {"subscribers": N_PEER, "messages": N_PEER, "channels": ["sms"],
                          "bullmq_msgs_per_s": figure(col(peer, "rate"), "messages/s",
                                                      "producer start to the last job done"),
                          "producer_seconds": figure(col(peer, "produce_s"), "s"),
-                         "first_message_ms": figure(col(peer, "first_ms"), "ms")}
-            f["ratios"]["crier_vs_bullmq"] = ratio(cm, f["peer"]["bullmq_msgs_per_s"]["median"])
+                         "first_message_ms": figure(col(peer, "first_ms"), "ms"),
+                         "peak_rss_mb": figure(col(peer, "rss_mb"), "MB",
+                                               "the worker process's peak RSS")}
+            sms1 = [p["crier_msgs_per_s"] if p else None for p in pairs["sms-1"]]
+            smsw = [p["crier_msgs_per_s"] if p else None for p in pairs["sms-auto"]]
+            f["ratios"]["crier_vs_bullmq_per_round"] = [
+                ratio(c, q.get("rate") if q else None) for c, q in zip(sms1, peer)]
+            f["ratios"]["workers_vs_bullmq_per_round"] = [
+                ratio(c, q.get("rate") if q else None) for c, q in zip(smsw, peer)]
+            f["peer"]["crier_msgs_per_s_same_rounds"] = figure(sms1[:len(peer)], "messages/s",
+                                                               "crier's SMS job, workers 1, in "
+                                                               "the peer's rounds")
+            f["ratios"]["crier_vs_bullmq"] = median_or_none(f["ratios"]["crier_vs_bullmq_per_round"])
+            f["ratios"]["workers_vs_bullmq"] = median_or_none(
+                f["ratios"]["workers_vs_bullmq_per_round"])
         else:
             f["peer"] = {"skipped": "BullMQ peer not run (npm install failed or BENCH_PEER=0)"}
-            f["ratios"]["crier_vs_bullmq"] = None
+            f["ratios"]["crier_vs_bullmq"] = f["ratios"]["workers_vs_bullmq"] = None
         f["urgent"] = {
             "idle_first_message_ms": figure(col(idle, "first_ms"), "ms"),
             "idle_complete_ms": figure(col(idle, "complete_ms"), "ms"),
@@ -1255,11 +1594,15 @@ def main():
                                     f"{N_COST:,}-subscriber three-channel job (workers 1): "
                                     f"compare builds by this, as it hardly moves with the "
                                     f"machine's load" if name == "crierd" else None)
+            f["cost"][f"{name}_instructions_per_sms"] = figure(
+                [instr_sms[key]] if instr_sms else [], "instructions",
+                f"the same over a {N_COST:,}-resident SMS-only job (one message = one request)")
         f["intake_signed"] = intake_signed_figures(intake_unsigned, intake_signed)
         result["figures"] = f
         result["runs"] = {"crier": crier, "crier_workers_auto": crier_w, "small": small,
-                          "http_bare": bare, "http_bare_before_after": bare_raw, "wrk": wrk,
-                          "peer": peer, "instructions": instr, "urgent_idle": idle,
+                          "replay_pairs": pairs, "wrk": wrk,
+                          "peer": peer, "instructions": instr,
+                          "instructions_sms": instr_sms, "urgent_idle": idle,
                           "urgent_during_bulk": during, "bulk": bulk,
                           "urgent_during_bulk_workers_auto": during_w, "bulk_workers_auto": bulk_w,
                           "sentinel": ha,

@@ -4,10 +4,12 @@
 # crier-sim, measures crierd beside the baselines and writes bench/results/.
 #   BUILD=build sh bench/run.sh
 #   BUILD=build sh bench/run.sh sentinel   (only the Sentinel round)
-# BENCH_RUNS, BENCH_THROUGHPUT_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_SUBSCRIBERS: see bench/bench.py.
+# BENCH_RUNS, BENCH_THROUGHPUT_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_ROUNDS,
+# BENCH_PEER_SUBSCRIBERS: see bench/bench.py. docs/benchmark.md explains the method.
 
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
+T0=$(date +%s)
 cd "$(dirname "$0")/.." || exit 2
 
 for bin in crierd crier-sim http_bare crier-seed; do
@@ -63,3 +65,4 @@ fi
 if [ "${BENCH_SURVEY:-1}" != 0 ]; then
     "$PYTHON" bench/survey_bench.py || echo "bench: the survey figures failed" >&2
 fi
+echo "bench: make bench took $(( $(date +%s) - T0 ))s in all"

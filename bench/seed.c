@@ -4,8 +4,9 @@
  * Run: crier-seed HOST PORT KEY_PREFIX ID_PREFIX START COUNT SEGMENT CHANNELS
  *   e.g. crier-seed 127.0.0.1 6379 crier: b 0 100000 bench:all email,sms,push
  * Subscriber START+i gets id ID_PREFIX<START+i>, the contacts for CHANNELS
- * (email <id>@bench.crier.test, phone +447<9 digits>, an FCM push token) and
- * joins segment KEY_PREFIX seg:SEGMENT. Prints {"subscribers":N,"seconds":S}. */
+ * (email <id>@bench.crier.test, phone +447<9 digits>, an FCM push token; with
+ * "apns" instead of "push", a 64-hex-digit APNs device token) and joins segment
+ * KEY_PREFIX seg:SEGMENT. Prints {"subscribers":N,"seconds":S}. */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -103,7 +104,7 @@ int main(int argc, char **argv)
     struct seeder s = {NULL, 0};
     const char *prefix, *idp, *segment, *channels;
     long port, start, count, i;
-    int email, sms, push;
+    int email, sms, push, apns;
     char segkey[256];
     char (*ids)[ID_MAX] = NULL;
     const char **sargv = NULL;
@@ -126,9 +127,10 @@ int main(int argc, char **argv)
     email = has_channel(channels, "email");
     sms = has_channel(channels, "sms");
     push = has_channel(channels, "push");
-    if (strlen(idp) > 20 || strlen(prefix) > 63 || (!email && !sms && !push)) {
+    apns = has_channel(channels, "apns");
+    if (strlen(idp) > 20 || strlen(prefix) > 63 || (!email && !sms && !push && !apns)) {
         fprintf(stderr, "crier-seed: ID_PREFIX (<= 20 bytes), KEY_PREFIX (<= 63 bytes) and "
-                        "CHANNELS (email,sms,push) are required\n");
+                        "CHANNELS (email,sms,push or apns) are required\n");
         return 2;
     }
     snprintf(segkey, sizeof(segkey), "%sseg:%s", prefix, segment);
@@ -179,6 +181,15 @@ int main(int argc, char **argv)
             hv[n++] = token;
             hv[n++] = "push_platform";
             hv[n++] = "fcm";
+        } else if (apns) {
+            unsigned long long h = (unsigned long long)i * 0x9E3779B97F4A7C15ULL;
+
+            snprintf(token, sizeof(token), "%016llx%016llx%016llx%016llx", h, h ^ 0xa5a5a5a5ULL,
+                     h >> 3, (unsigned long long)i);
+            hv[n++] = "push_token";
+            hv[n++] = token;
+            hv[n++] = "push_platform";
+            hv[n++] = "apns";
         }
         for (k = 0; k < n; k++)
             hl[k] = strlen(hv[k]);

@@ -45,6 +45,8 @@ enum {
     OPT_TLS_KEY,
     OPT_APNS_PORT,
     OPT_APNS_PORT_FILE,
+    OPT_HTTPS_PORT,
+    OPT_HTTPS_PORT_FILE,
     OPT_APNS_KEY,
     OPT_APNS_TEAM,
     OPT_APNS_KEY_ID,
@@ -88,6 +90,8 @@ static const struct option long_options[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"apns-port", required_argument, NULL, OPT_APNS_PORT},
     {"apns-port-file", required_argument, NULL, OPT_APNS_PORT_FILE},
+    {"https-port", required_argument, NULL, OPT_HTTPS_PORT},
+    {"https-port-file", required_argument, NULL, OPT_HTTPS_PORT_FILE},
     {"apns-key", required_argument, NULL, OPT_APNS_KEY},
     {"apns-team", required_argument, NULL, OPT_APNS_TEAM},
     {"apns-key-id", required_argument, NULL, OPT_APNS_KEY_ID},
@@ -115,7 +119,7 @@ static const char usage[] =
     "                 [--retry-after S] [--seed N] [--max-log N] [--max-log-bytes N]\n"
     "                 [--log-body-bytes N] [--sendgrid-key KEY] [--twilio-sid SID]\n"
     "                 [--twilio-token TOKEN] [--fcm-project ID] [--fcm-token TOKEN] [--quiet]\n"
-    "                 [--tls-cert FILE --tls-key FILE]\n"
+    "                 [--tls-cert FILE --tls-key FILE] [--https-port N] [--https-port-file PATH]\n"
     "                 [--apns-port N] [--apns-port-file PATH] [--apns-key FILE]\n"
     "                 [--apns-team ID] [--apns-key-id ID] [--apns-topic BUNDLE]\n"
     "                 [--smtp-port N] [--smtp-port-file PATH] [--smtp-user U --smtp-pass P]\n"
@@ -205,6 +209,7 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->sendgrid_webhook_key = NULL;
     o->twilio_inbound_url = NULL;
     o->apns_port = -1;
+    o->https_port = -1;
     o->apns_team = "TEAM000000";
     o->apns_key_id = "KEY0000000";
     o->apns_topic = "org.crier.app";
@@ -260,6 +265,8 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         case OPT_TLS_KEY: o->tls_key = flag_text(name, optarg); break;
         case OPT_APNS_PORT: o->apns_port = (int)flag_uint(name, optarg, 65535); break;
         case OPT_APNS_PORT_FILE: o->apns_port_file = flag_text(name, optarg); break;
+        case OPT_HTTPS_PORT: o->https_port = (int)flag_uint(name, optarg, 65535); break;
+        case OPT_HTTPS_PORT_FILE: o->https_port_file = flag_text(name, optarg); break;
         case OPT_APNS_KEY: o->apns_key = flag_text(name, optarg); break;
         case OPT_APNS_TEAM: o->apns_team = flag_text(name, optarg); break;
         case OPT_APNS_KEY_ID: o->apns_key_id = flag_text(name, optarg); break;
@@ -302,6 +309,8 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     }
     if ((o->tls_cert == NULL) != (o->tls_key == NULL))
         bad_flag(o->tls_cert ? "tls-key" : "tls-cert", "is needed with the other TLS flag");
+    if (o->https_port >= 0 && o->tls_cert == NULL)
+        bad_flag("https-port", "needs --tls-cert and --tls-key");
     if (o->apns_port >= 0 && o->tls_cert == NULL)
         bad_flag("apns-port", "needs --tls-cert and --tls-key");
     if (o->apns_port >= 0 && o->apns_key == NULL)
@@ -356,16 +365,29 @@ static void raise_fd_limit(void)
         cr_warn("sim file descriptor limit: %s, fewer connections possible", strerror(errno));
 }
 
-/* Starts the APNs and SMTP listeners the flags ask for (and the TLS context
- * they share) and writes their port files. Returns 0 or a negative code
- * (logged); what did start is left in sim for stop_tls_listeners. */
-static int start_tls_listeners(struct sim *sim, SSL_CTX **ctx)
+/* Starts the HTTPS, APNs and SMTP listeners the flags ask for (and the TLS
+ * contexts they use: h1 for HTTPS, which never selects h2) and writes their
+ * port files. Returns 0 or a negative code (logged); what did start is left in
+ * sim for stop_tls_listeners. */
+static int start_tls_listeners(struct sim *sim, SSL_CTX **ctx, SSL_CTX **h1)
 {
     const struct sim_options *o = &sim->opt;
     int rc = 0;
 
     if (o->tls_cert != NULL)
         rc = sim_tls_ctx_new(o->tls_cert, o->tls_key, ctx);
+    if (rc == 0 && o->https_port >= 0) {
+        rc = sim_tls_ctx_new(o->tls_cert, o->tls_key, h1);
+        if (rc == 0) {
+            sim_tls_ctx_http1(*h1);
+            rc = sim_server_start_tls(sim, *h1, o->host, o->https_port, &sim->https);
+        }
+        if (rc == 0 && o->https_port_file != NULL)
+            rc = write_port_file(o->https_port_file, sim_server_port(sim->https));
+        if (rc == 0)
+            cr_info("sim https listening on %s:%d (HTTP/1.1 over TLS)", o->host,
+                    sim_server_port(sim->https));
+    }
     if (rc == 0 && o->apns_port >= 0) {
         rc = sim_apns_start(sim, *ctx, o->host, o->apns_port, &sim->apns);
         if (rc == 0 && o->apns_port_file != NULL)
@@ -387,6 +409,10 @@ static int start_tls_listeners(struct sim *sim, SSL_CTX **ctx)
 
 static void stop_tls_listeners(struct sim *sim)
 {
+    if (sim->https != NULL) {
+        sim_server_close(sim->https);
+        sim->https = NULL;
+    }
     if (sim->apns != NULL) {
         sim_apns_close(sim->apns);
         sim->apns = NULL;
@@ -418,6 +444,7 @@ int main(int argc, char **argv)
     struct sim_record rec;
     struct timeval tv;
     SSL_CTX *tls_ctx = NULL;
+    SSL_CTX *https_ctx = NULL;
     int rc;
     int i;
 
@@ -460,11 +487,12 @@ int main(int argc, char **argv)
         sim_record_release(&rec);
         return 1;
     }
-    if (start_tls_listeners(&sim, &tls_ctx) < 0) {
+    if (start_tls_listeners(&sim, &tls_ctx, &https_ctx) < 0) {
         stop_tls_listeners(&sim);
         sim_server_close(sim.server);
         uv_run(sim.loop, UV_RUN_DEFAULT);
         SSL_CTX_free(tls_ctx);
+        SSL_CTX_free(https_ctx);
         sim_record_release(&rec);
         return 1;
     }
@@ -474,6 +502,7 @@ int main(int argc, char **argv)
         sim_server_close(sim.server);
         uv_run(sim.loop, UV_RUN_DEFAULT);
         SSL_CTX_free(tls_ctx);
+        SSL_CTX_free(https_ctx);
         sim_oauth_release(&sim);
         sim_record_release(&rec);
         return EXIT_USAGE;
@@ -488,6 +517,7 @@ int main(int argc, char **argv)
     uv_run(sim.loop, UV_RUN_DEFAULT);
     uv_loop_close(sim.loop);
     SSL_CTX_free(tls_ctx);
+    SSL_CTX_free(https_ctx);
     sim_oauth_release(&sim);
     sim_record_release(&rec);
     return 0;

@@ -1,7 +1,7 @@
-/* HTTP/1.1 server for crier-sim (see server.h). Each connection parses one
- * request at a time: http-parser is paused at the end of every message, the
- * request is answered (at once, after a delay timer, or as a stream), and only
- * then are pipelined bytes behind it parsed. */
+/* HTTP/1.1 server for crier-sim (see server.h), plain or over TLS. Each
+ * connection parses one request at a time: http-parser is paused at the end of
+ * every message, the request is answered (at once, after a delay timer, or as a
+ * stream), and only then are pipelined bytes behind it parsed. */
 #include "server.h"
 
 #include <http_parser.h>
@@ -14,6 +14,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "tls.h"
 
 #define RBUF_SIZE (16 * 1024)
 #define MAX_RESPONSE_BODY (8 * 1024 * 1024)
@@ -21,6 +22,8 @@
 #define DRAIN_TIMEOUT_MS 5000
 #define SWEEP_INTERVAL_MS 1000
 #define KEEP_BUF_BYTES (64 * 1024)
+#define TLS_PLAIN_MAX (64 * 1024)  /* decrypted bytes not yet in rbuf */
+#define TLS_WIRE_MAX (16 * 1024 * 1024)
 
 struct sim_server {
     struct sim *sim;
@@ -32,6 +35,8 @@ struct sim_server {
     int port;
     int handles_open;
     int closing;
+    SSL_CTX *tls_ctx;        /* borrowed; NULL: plain HTTP */
+    const char *tag;         /* "sim" or "sim https", in log lines */
     uint64_t full_warned_ms; /* last "too many connections" warning */
     time_t date_sec;
     char date[40];
@@ -71,6 +76,13 @@ struct conn {
     int handles_open;
     unsigned writes_pending;
     uint64_t last_active;
+
+    /* over TLS: ciphertext is read into cbuf, decrypted into plain, then
+     * moved into rbuf as room allows; answers are encrypted into wire */
+    int tls_on;
+    struct sim_tls tls;
+    char *cbuf;
+    struct cr_buf plain, wire;
 };
 
 /* A deferred answer (sim_res_defer): c is NULL once the connection closed. */
@@ -149,8 +161,29 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         /* input after the last answer is discarded; reuse the whole buffer */
         c->rlen = c->roff = 0;
     }
+    if (c->tls_on) {
+        buf->base = c->cbuf;
+        buf->len = RBUF_SIZE;
+        return;
+    }
     buf->base = c->rbuf + c->rlen;
     buf->len = RBUF_SIZE - c->rlen;
+}
+
+/* Moves decrypted bytes from c->plain into c->rbuf, as many as fit. */
+static void tls_feed(struct conn *c)
+{
+    size_t n = c->plain.len;
+
+    if (n > RBUF_SIZE - c->rlen)
+        n = RBUF_SIZE - c->rlen;
+    if (n == 0)
+        return;
+    memcpy(c->rbuf + c->rlen, c->plain.data, n);
+    c->rlen += n;
+    memmove(c->plain.data, c->plain.data + n, c->plain.len - n);
+    c->plain.len -= n;
+    c->plain.data[c->plain.len] = '\0';
 }
 
 static void conn_update_reading(struct conn *c)
@@ -163,7 +196,7 @@ static void conn_update_reading(struct conn *c)
     queued = c->tcp.write_queue_size;
     want = !c->peer_eof &&
            (c->draining || (!c->busy && !c->finishing && queued < MAX_PENDING_WRITE &&
-                            c->rlen < RBUF_SIZE));
+                            c->rlen < RBUF_SIZE && c->plain.len < RBUF_SIZE));
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = 1;
@@ -194,7 +227,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->rlen = c->roff = 0;
         return;
     }
-    c->rlen += (size_t)nread;
+    if (c->tls_on) {
+        int rc = sim_tls_input(&c->tls, c->srv->tag, buf->base, (size_t)nread, &c->plain,
+                               &c->wire);
+
+        if (sim_stream_flush(s, &c->wire) < 0 || rc < 0) {
+            conn_close(c);
+            return;
+        }
+    } else {
+        c->rlen += (size_t)nread;
+    }
     conn_process(c);
 }
 
@@ -224,9 +267,38 @@ static void on_write(uv_write_t *req, int status)
         conn_update_reading(c);
 }
 
-/* Sends the buffers, trying a direct write first when allowed and nothing is
- * queued; the rest is copied and queued. Returns 0 or a negative code. */
+static int conn_writev_raw(struct conn *c, uv_buf_t *bufs, unsigned n, int try_first);
+
+/* Sends the buffers (encrypted first over TLS), trying a direct write first
+ * when allowed and nothing is queued; the rest is copied and queued. Returns 0
+ * or a negative code. */
 static int conn_writev(struct conn *c, uv_buf_t *bufs, unsigned n, int try_first)
+{
+    unsigned i;
+    int rc;
+
+    if (c->tls_on) {
+        uv_buf_t sealed;
+
+        cr_buf_reset(&c->wire);
+        for (i = 0; i < n; i++) {
+            if (sim_tls_output(&c->tls, bufs[i].base, bufs[i].len, &c->wire) < 0)
+                return CR_EIO;
+        }
+        sealed = uv_buf_init(c->wire.data, (unsigned)c->wire.len);
+        bufs = &sealed;
+        n = 1;
+        if (c->wire.len == 0)
+            return 0;
+        rc = conn_writev_raw(c, bufs, n, try_first);
+        cr_buf_reset(&c->wire);
+        return rc;
+    }
+    return conn_writev_raw(c, bufs, n, try_first);
+}
+
+/* conn_writev for bytes that go to the socket as they are. */
+static int conn_writev_raw(struct conn *c, uv_buf_t *bufs, unsigned n, int try_first)
 {
     size_t total = 0;
     size_t skip = 0;
@@ -564,6 +636,9 @@ static void conn_dispatch(struct conn *c)
 
 static void conn_process(struct conn *c)
 {
+again:
+    if (c->tls_on)
+        tls_feed(c);
     while (!c->busy && !c->closing && !c->finishing && c->roff < c->rlen) {
         size_t n = http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->roff,
                                        c->rlen - c->roff);
@@ -592,6 +667,8 @@ static void conn_process(struct conn *c)
         c->rlen -= c->roff;
         c->roff = 0;
     }
+    if (c->tls_on && c->plain.len > 0 && c->rlen < RBUF_SIZE && !c->busy && !c->finishing)
+        goto again;
     if (c->peer_eof && !c->busy && c->writes_pending == 0)
         conn_close(c);
     else
@@ -745,6 +822,11 @@ static void conn_free(struct conn *c)
     cr_buf_release(&c->res.headers);
     cr_buf_release(&c->res.body);
     cr_buf_release(&c->out);
+    if (c->tls_on)
+        sim_tls_release(&c->tls);
+    cr_buf_release(&c->plain);
+    cr_buf_release(&c->wire);
+    free(c->cbuf);
     free(c->rbuf);
     free(c);
 }
@@ -834,10 +916,18 @@ static void on_connection(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->rbuf = malloc(RBUF_SIZE);
-    if (c->rbuf == NULL) {
+    if (srv->tls_ctx != NULL)
+        c->cbuf = malloc(RBUF_SIZE);
+    if (c->rbuf == NULL || (srv->tls_ctx != NULL &&
+                            (c->cbuf == NULL || sim_tls_init(&c->tls, srv->tls_ctx) < 0))) {
+        free(c->cbuf);
+        free(c->rbuf);
         free(c);
         return;
     }
+    c->tls_on = srv->tls_ctx != NULL;
+    cr_buf_init(&c->plain, TLS_PLAIN_MAX);
+    cr_buf_init(&c->wire, TLS_WIRE_MAX);
     c->srv = srv;
     cr_buf_init(&c->url, SIM_MAX_HEADER_BYTES);
     cr_buf_init(&c->auth, SIM_MAX_HEADER_BYTES);
@@ -950,6 +1040,12 @@ int sim_listen(uv_tcp_t *listener, const struct sockaddr_storage *addr,
 
 int sim_server_start(struct sim *sim, const char *host, int port, struct sim_server **out)
 {
+    return sim_server_start_tls(sim, NULL, host, port, out);
+}
+
+int sim_server_start_tls(struct sim *sim, SSL_CTX *ctx, const char *host, int port,
+                         struct sim_server **out)
+{
     struct sim_server *srv;
     struct sockaddr_storage addr;
 
@@ -967,12 +1063,14 @@ int sim_server_start(struct sim *sim, const char *host, int port, struct sim_ser
     if (srv == NULL)
         return CR_ENOMEM;
     srv->sim = sim;
+    srv->tls_ctx = ctx;
+    srv->tag = ctx != NULL ? "sim https" : "sim";
     uv_tcp_init(sim->loop, &srv->listener);
     uv_timer_init(sim->loop, &srv->sweep);
     srv->listener.data = srv;
     srv->sweep.data = srv;
     srv->handles_open = 2;
-    if (sim_listen(&srv->listener, &addr, on_connection, "sim", host, port, &srv->port) < 0) {
+    if (sim_listen(&srv->listener, &addr, on_connection, srv->tag, host, port, &srv->port) < 0) {
         srv->closing = 1;
         uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
         uv_close((uv_handle_t *)&srv->sweep, on_server_handle_closed);

@@ -4,6 +4,8 @@
 #ifndef SIM_SERVER_H
 #define SIM_SERVER_H
 
+#include <openssl/ssl.h>
+
 #include "sim.h"
 
 #define SIM_MAX_CONNECTIONS 4096
@@ -16,6 +18,11 @@
  * by the caller, freed by sim_server_close), or CR_EINVAL (bad host), CR_IO
  * (bind/listen failed; the reason is logged) or CR_ENOMEM. */
 int sim_server_start(struct sim *sim, const char *host, int port, struct sim_server **out);
+
+/* As sim_server_start, the same APIs over TLS with ctx (borrowed; must outlive
+ * the server); ctx NULL is plain HTTP. */
+int sim_server_start_tls(struct sim *sim, SSL_CTX *ctx, const char *host, int port,
+                         struct sim_server **out);
 
 /* A connection's place in its server's list of open connections; embedded in
  * the connection, whose lifetime it shares. */

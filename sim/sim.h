@@ -61,6 +61,8 @@ struct sim_options {
     /* TLS, APNs and SMTP (tls.c, apns.c, smtp.c); ports -1 = not started */
     const char *tls_cert;
     const char *tls_key;
+    int https_port; /* the HTTP APIs over TLS as well (server.c) */
+    const char *https_port_file;
     int apns_port;
     const char *apns_port_file;
     const char *apns_key;
@@ -98,6 +100,7 @@ struct sim {
     struct sim_rng rng;
     struct sim_record *rec;
     struct sim_server *server;
+    struct sim_server *https;        /* NULL unless --https-port */
     struct sim_oauth *oauth;         /* issued FCM access tokens (oauth.c) */
     struct sim_callbacks *callbacks; /* outbound provider callbacks (callbacks.c) */
     struct sim_apns *apns;           /* NULL unless --apns-port (apns.c) */

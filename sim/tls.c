@@ -50,6 +50,33 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK; /* SMTP clients offer nothing; that is fine */
 }
 
+static int on_alpn_http1(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                         const unsigned char *in, unsigned inlen, void *arg)
+{
+    unsigned i = 0;
+
+    (void)ssl;
+    (void)arg;
+    while (i < inlen) {
+        unsigned len = in[i];
+
+        if (i + 1 + len > inlen)
+            break;
+        if (len == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + len;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+void sim_tls_ctx_http1(SSL_CTX *ctx)
+{
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn_http1, NULL);
+}
+
 int sim_tls_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **out)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());

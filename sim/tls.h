@@ -24,6 +24,10 @@ struct sim_tls {
     int established;
 };
 
+/* Makes ctx select ALPN "http/1.1" when offered and never "h2" (the HTTPS
+ * listener speaks HTTP/1.1 only). */
+void sim_tls_ctx_http1(SSL_CTX *ctx);
+
 /* Prepares t as the server end of a new handshake. Returns 0 or CR_ENOMEM. */
 int sim_tls_init(struct sim_tls *t, SSL_CTX *ctx);
 

@@ -351,32 +351,205 @@ static void classify_error(const struct cr_response *resp, const cJSON *doc,
         cr_result_setf(res, CR_OUT_FAILED, code, "rejected (HTTP %ld): %s", st, msg);
 }
 
+/* The outcome of a 2xx answer whose message resource holds sid and status
+ * (either NULL when absent). */
+static void accepted(struct cr_result *res, long st, const char *sid, const char *status,
+                     const struct cr_response *resp)
+{
+    if (sid == NULL) {
+        cr_result_by_status(res, resp, "accepted, body unreadable");
+    } else {
+        char code[24];
+
+        snprintf(code, sizeof(code), "%ld", st);
+        cr_result_setf(res, CR_OUT_SENT, status ? status : code, "accepted (%s)",
+                       status ? status : "no status");
+        cr_result_set_id(res, sid);
+    }
+}
+
+#define ACCEPTED_FIELD_MAX 128 /* sid and status are short; longer ones go to cJSON */
+
+/* One JSON string at p[*i] (the opening quote) of n bytes: moves *i past the
+ * closing quote and sets *esc when it holds escapes. Returns 0 or -1. */
+/* The bytes that end a run of plain bytes inside a JSON string: control
+ * characters, the quote and the backslash. */
+static const unsigned char string_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
+static int scan_string(const char *p, size_t n, size_t *i, int *esc)
+{
+    size_t j = *i + 1;
+
+    *esc = 0;
+    for (;;) {
+        unsigned char ch;
+
+        while (j < n && !string_stop[(unsigned char)p[j]])
+            j++;
+        if (j >= n)
+            return -1;
+        ch = (unsigned char)p[j];
+        if (ch == '"')
+            break;
+        if (ch < 0x20)
+            return -1;
+        *esc = 1; /* a backslash: skip what it escapes */
+        j += 2;
+    }
+    *i = j + 1;
+    return 0;
+}
+
+static size_t skip_ws(const char *p, size_t n, size_t i)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* Whether the n bytes at p are true, false, null or a number's characters. */
+static int plain_scalar(const char *p, size_t n)
+{
+    size_t k;
+
+    if ((n == 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0)) ||
+        (n == 5 && memcmp(p, "false", 5) == 0))
+        return 1;
+    if (n == 0)
+        return 0;
+    for (k = 0; k < n; k++) {
+        if (strchr("0123456789+-.eE", p[k]) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* When the member whose key is p[ks..ks+kn) is key (the first such member
+ * counts, as with cJSON), copies its value p[vs..vs+vn) into out if it is a
+ * string (is_str); other values leave out "". Returns 0, or -1 for a string
+ * value with escapes or of ACCEPTED_FIELD_MAX bytes or more. */
+static int take_field(const char *p, size_t ks, size_t kn, size_t vs, size_t vn, int is_str,
+                      int esc, const char *key, char *out, int *seen)
+{
+    if (*seen || kn != strlen(key) || memcmp(p + ks, key, kn) != 0)
+        return 0;
+    *seen = 1;
+    if (!is_str)
+        return 0;
+    if (esc || vn >= ACCEPTED_FIELD_MAX)
+        return -1;
+    memcpy(out, p + vs, vn);
+    out[vn] = '\0';
+    return 0;
+}
+
+/* Reads "sid" and "status" of a Twilio message resource without building a
+ * cJSON tree (most of the per-SMS work of an answer was that tree): one pass
+ * over the top-level object, nested values skipped by depth, the structure
+ * checked to the closing brace and nothing but whitespace after it. sid and
+ * status are left "" when absent or not a plain string. Returns 0, or -1 when
+ * the body is not such an object or a field would need unescaping (the caller
+ * then parses it with cJSON). */
+static int scan_accepted(const char *p, size_t n, char *sid, char *status)
+{
+    size_t i = skip_ws(p, n, 0);
+    int seen_sid = 0, seen_status = 0;
+
+    sid[0] = status[0] = '\0';
+    if (i >= n || p[i] != '{')
+        return -1;
+    i = skip_ws(p, n, i + 1);
+    if (i < n && p[i] == '}')
+        return skip_ws(p, n, i + 1) == n ? 0 : -1;
+    for (;;) {
+        size_t ks, kn, vs;
+        int esc;
+
+        if (i >= n || p[i] != '"')
+            return -1;
+        ks = i + 1;
+        if (scan_string(p, n, &i, &esc) < 0)
+            return -1;
+        kn = i - 1 - ks;
+        if (esc)
+            return -1; /* an escaped key might spell sid or status */
+        i = skip_ws(p, n, i);
+        if (i >= n || p[i] != ':')
+            return -1;
+        i = skip_ws(p, n, i + 1);
+        if (i >= n)
+            return -1;
+        vs = i;
+        if (p[i] == '"') {
+            if (scan_string(p, n, &i, &esc) < 0)
+                return -1;
+            if (take_field(p, ks, kn, vs + 1, i - 2 - vs, 1, esc, "sid", sid, &seen_sid) < 0 ||
+                take_field(p, ks, kn, vs + 1, i - 2 - vs, 1, esc, "status", status,
+                           &seen_status) < 0)
+                return -1;
+        } else if (p[i] == '{' || p[i] == '[') {
+            int depth = 0;
+
+            do {
+                if (p[i] == '"') {
+                    if (scan_string(p, n, &i, &esc) < 0)
+                        return -1;
+                    continue;
+                }
+                if (p[i] == '{' || p[i] == '[')
+                    depth++;
+                else if (p[i] == '}' || p[i] == ']')
+                    depth--;
+                i++;
+            } while (depth > 0 && i < n);
+            if (depth != 0)
+                return -1;
+            take_field(p, ks, kn, vs, 0, 0, 0, "sid", sid, &seen_sid);
+            take_field(p, ks, kn, vs, 0, 0, 0, "status", status, &seen_status);
+        } else {
+            while (i < n && p[i] != ',' && p[i] != '}' && p[i] != ' ' && p[i] != '\n' &&
+                   p[i] != '\r' && p[i] != '\t')
+                i++;
+            if (!plain_scalar(p + vs, i - vs))
+                return -1;
+            take_field(p, ks, kn, vs, 0, 0, 0, "sid", sid, &seen_sid);
+            take_field(p, ks, kn, vs, 0, 0, 0, "status", status, &seen_status);
+        }
+        i = skip_ws(p, n, i);
+        if (i < n && p[i] == ',') {
+            i = skip_ws(p, n, i + 1);
+            continue;
+        }
+        if (i < n && p[i] == '}')
+            return skip_ws(p, n, i + 1) == n ? 0 : -1;
+        return -1;
+    }
+}
+
 static void twilio_classify(void *state, const struct cr_message *const *msgs, size_t n,
                             const struct cr_response *resp, struct cr_result *res)
 {
     long st = resp->status;
-    cJSON *doc;
+    cJSON *doc = NULL;
+    char sid_buf[ACCEPTED_FIELD_MAX], status_buf[ACCEPTED_FIELD_MAX];
 
     (void)state;
     (void)msgs;
     if (n == 0)
         return;
-    doc = cr_json_parse_body(resp);
-    if (st >= 200 && st <= 299) {
-        const char *sid = cr_json_string(doc, "sid");
-        const char *status = cr_json_string(doc, "status");
-
-        if (sid == NULL) {
-            cr_result_by_status(res, resp, "accepted, body unreadable");
-        } else {
-            char code[24];
-
-            snprintf(code, sizeof(code), "%ld", st);
-            cr_result_setf(res, CR_OUT_SENT, status ? status : code, "accepted (%s)",
-                           status ? status : "no status");
-            cr_result_set_id(res, sid);
-        }
+    if (st >= 200 && st <= 299 && resp->body != NULL &&
+        scan_accepted(resp->body, resp->body_len, sid_buf, status_buf) == 0) {
+        accepted(res, st, sid_buf[0] ? sid_buf : NULL, status_buf[0] ? status_buf : NULL,
+                 resp);
+    } else if (st >= 200 && st <= 299) {
+        doc = cr_json_parse_body(resp);
+        accepted(res, st, cr_json_string(doc, "sid"), cr_json_string(doc, "status"), resp);
     } else {
+        doc = cr_json_parse_body(resp);
         classify_error(resp, doc, res);
     }
     cJSON_Delete(doc);

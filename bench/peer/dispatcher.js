@@ -1,10 +1,12 @@
-// The benchmark's peer: a dispatcher written the idiomatic BullMQ way, to set
-// crier's throughput beside. `produce` reads the audience (SSCAN of the segment,
-// pipelined HGETALL) and adds one BullMQ job per message to a queue per
-// channel; `work` runs one Worker per channel with crier's in-flight cap as its
-// concurrency, renders each message, POSTs the same request crier sends to the
-// same simulator (Node's fetch, keep-alive) and records the outcome in Redis
-// (a counter and a receipt, as crier does).
+// The benchmark's peer: a dispatcher written the way BullMQ's documentation
+// recommends, to set crier's throughput beside. `produce` reads the audience
+// (SSCAN of the segment, pipelined HGETALL) and adds one BullMQ job per message
+// with Queue.addBulk to a queue per channel; `work` runs one Worker per channel
+// with crier's in-flight cap as its concurrency, renders each message, POSTs
+// the same request crier sends to the same simulator through an undici Pool
+// per provider (keep-alive, as many connections as the concurrency), and
+// records the outcome in Redis: one counter and one receipt per message, sent
+// as one pipeline (one round trip).
 //
 //   node dispatcher.js work    SETTINGS_JSON   (prints "ready", then one JSON line when done)
 //   node dispatcher.js produce SETTINGS_JSON   (prints one JSON line when every job is queued)
@@ -18,15 +20,19 @@
 
 const { Queue, Worker } = require("bullmq");
 const Redis = require("ioredis");
+const { Pool } = require("undici");
 
 const CONTACT = { email: "email", sms: "phone", push: "push_token" };
+const SCAN_COUNT = 1000;
 
 function settings() {
   return JSON.parse(process.argv[3]);
 }
 
-function connection(s) {
-  return new Redis({ host: "127.0.0.1", port: s.redis_port, maxRetriesPerRequest: null });
+// BullMQ's advice: give Queues and Workers connection options (each Worker
+// makes its own blocking connection), maxRetriesPerRequest null for Workers.
+function connOpts(s) {
+  return { host: "127.0.0.1", port: s.redis_port, maxRetriesPerRequest: null };
 }
 
 function queueName(s, channel) {
@@ -39,15 +45,15 @@ function render(template, sub) {
 
 async function produce(s) {
   const t0 = Date.now();
-  const redis = connection(s);
+  const redis = new Redis(connOpts(s));
   const queues = {};
-  for (const ch of s.job.channels) queues[ch] = new Queue(queueName(s, ch), { connection: redis });
+  for (const ch of s.job.channels) queues[ch] = new Queue(queueName(s, ch), { connection: connOpts(s) });
   const opts = { removeOnComplete: true, removeOnFail: 1000, attempts: 5, backoff: { type: "exponential", delay: 500 } };
   let cursor = "0";
   let pos = 0;
   let queued = 0;
   do {
-    const [next, ids] = await redis.sscan(`${s.prefix}seg:${s.segment}`, cursor, "COUNT", 500);
+    const [next, ids] = await redis.sscan(`${s.prefix}seg:${s.segment}`, cursor, "COUNT", SCAN_COUNT);
     cursor = next;
     if (ids.length === 0) continue;
     const pipe = redis.pipeline();
@@ -68,21 +74,22 @@ async function produce(s) {
         });
       }
     });
-    for (const ch of s.job.channels) {
-      if (batches[ch].length) {
+    await Promise.all(
+      s.job.channels.filter((ch) => batches[ch].length).map(async (ch) => {
         await queues[ch].addBulk(batches[ch]);
         queued += batches[ch].length;
-      }
-    }
+      })
+    );
   } while (cursor !== "0");
-  for (const q of Object.values(queues)) await q.close();
+  await Promise.all(Object.values(queues).map((q) => q.close()));
   redis.disconnect();
   process.stdout.write(JSON.stringify({ queued, produce_ms: Date.now() - t0 }) + "\n");
 }
 
+// The request of one message: the pool's path, headers and body.
 function requestFor(s, ch, d) {
   const m = s.job.message;
-  const json = { "Content-Type": "application/json" };
+  const json = "application/json";
   if (ch === "email") {
     const body = {
       personalizations: [{ to: [{ email: d.address }], custom_args: { crier_ref: d.ref, crier_job: d.job } }],
@@ -90,14 +97,13 @@ function requestFor(s, ch, d) {
       subject: m.subject,
       content: [{ type: "text/plain", value: render(m.text, d) }],
     };
-    return { url: `${s.sim_url}/v3/mail/send`, headers: { ...json, Authorization: `Bearer ${s.sendgrid_key}` }, body: JSON.stringify(body) };
+    return { path: "/v3/mail/send", headers: { "content-type": json, authorization: `Bearer ${s.sendgrid_key}` }, body: JSON.stringify(body) };
   }
   if (ch === "sms") {
     const form = new URLSearchParams({ To: d.address, From: s.twilio_from, Body: render(m.sms, d) });
-    const basic = Buffer.from(`${s.twilio_sid}:${s.twilio_token}`).toString("base64");
     return {
-      url: `${s.sim_url}/2010-04-01/Accounts/${s.twilio_sid}/Messages.json`,
-      headers: { "Content-Type": "application/x-www-form-urlencoded", Authorization: `Basic ${basic}` },
+      path: `/2010-04-01/Accounts/${s.twilio_sid}/Messages.json`,
+      headers: { "content-type": "application/x-www-form-urlencoded", authorization: s.twilio_basic },
       body: form.toString(),
     };
   }
@@ -111,49 +117,59 @@ function requestFor(s, ch, d) {
     },
   };
   return {
-    url: `${s.sim_url}/v1/projects/${s.fcm_project}/messages:send`,
-    headers: { ...json, Authorization: `Bearer ${s.fcm_token}` },
+    path: `/v1/projects/${s.fcm_project}/messages:send`,
+    headers: { "content-type": json, authorization: `Bearer ${s.fcm_token}` },
     body: JSON.stringify(body),
   };
 }
 
 async function work(s) {
-  const record = connection(s);
+  const record = new Redis(connOpts(s));
   const workers = [];
+  const pools = [];
   let done = 0;
   let failed = 0;
   let firstMs = 0;
   let finished = false;
+  s.twilio_basic = `Basic ${Buffer.from(`${s.twilio_sid}:${s.twilio_token}`).toString("base64")}`;
 
   const finish = async () => {
     if (finished) return;
     finished = true;
     const endMs = Date.now();
     await Promise.all(workers.map((w) => w.close()));
+    await Promise.all(pools.map((p) => p.close()));
     record.disconnect();
-    process.stdout.write(JSON.stringify({ messages: done, failed, first_ms: firstMs, end_ms: endMs }) + "\n");
+    const rssMb = process.resourceUsage().maxRSS / 1024;
+    process.stdout.write(JSON.stringify({ messages: done, failed, first_ms: firstMs, end_ms: endMs, rss_mb: rssMb }) + "\n");
     process.exit(0);
   };
 
   for (const ch of s.job.channels) {
+    const conc = s.concurrency[ch];
+    // one keep-alive connection per concurrent job, no pipelining (as crier)
+    const pool = new Pool(s.sim_url, { connections: conc, pipelining: 1, keepAliveTimeout: 60000 });
+    pools.push(pool);
     const w = new Worker(
       queueName(s, ch),
       async (job) => {
         const req = requestFor(s, ch, job.data);
-        const t = Date.now();
-        const resp = await fetch(req.url, { method: "POST", headers: req.headers, body: req.body });
-        await resp.arrayBuffer();
-        if (resp.status === 429 || resp.status >= 500) throw new Error(`HTTP ${resp.status}`);
-        const status = resp.ok ? "sent" : "failed";
+        const t = process.hrtime.bigint();
+        const resp = await pool.request({ method: "POST", path: req.path, headers: req.headers, body: req.body });
+        await resp.body.dump();
+        const code = resp.statusCode;
+        if (code === 429 || code >= 500) throw new Error(`HTTP ${code}`);
+        const status = code >= 200 && code < 300 ? "sent" : "failed";
+        const us = Number((process.hrtime.bigint() - t) / 1000n);
         await record
-          .multi()
+          .pipeline()
           .hincrby(`peer:job:${job.data.job}`, `${status}:${ch}`, 1)
           .xadd("peer:receipts", "MAXLEN", "~", "1000000", "*", "job", job.data.job, "sub", job.data.sub,
-            "channel", ch, "status", status, "code", String(resp.status), "latency_us", String((Date.now() - t) * 1000))
+            "channel", ch, "status", status, "code", String(code), "latency_us", String(us))
           .exec();
         return status;
       },
-      { connection: connection(s), concurrency: s.concurrency[ch] }
+      { connection: connOpts(s), concurrency: conc }
     );
     w.on("completed", () => {
       if (firstMs === 0) firstMs = Date.now();

@@ -219,6 +219,32 @@ static const struct cr_test_row tw_rows[] = {
      "SMaa", "accepted"},
     {201, "", NULL, "{\"sid\":\"SMbb\",\"status\":\"sent\"}", CR_OUT_SENT, "sent", -1, "SMbb", ""},
     {201, "", NULL, "not json", CR_OUT_SENT, "201", -1, "", "body unreadable"},
+    /* a whole message resource: nested values (one holding a "sid" of its
+     * own) skipped, numbers and null read past, the top-level members found */
+    {201, "", NULL,
+     " {\"account_sid\": \"AC00\", \"api_version\": \"2010-04-01\", \"body\": \"a \\\"b\\\" c\",\n"
+     "  \"num_segments\": \"1\", \"price\": null, \"error_code\": 0,\n"
+     "  \"subresource_uris\": {\"media\": \"/m.json\", \"sid\": \"SMnested\", \"x\": [1, {}]},\n"
+     "  \"sid\": \"SMtop\", \"status\": \"queued\", \"uri\": \"/SMtop.json\"}\r\n",
+     CR_OUT_SENT, "queued", -1, "SMtop", "accepted (queued)"},
+    /* escapes in sid: read by cJSON instead, unescaped */
+    {201, "", NULL, "{\"sid\":\"SM\\u0041\",\"status\":\"queued\"}", CR_OUT_SENT, "queued", -1,
+     "SMA", ""},
+    /* the first of two members counts, as with cJSON */
+    {201, "", NULL, "{\"sid\":\"SM1\",\"sid\":\"SM2\",\"status\":\"sent\"}", CR_OUT_SENT, "sent",
+     -1, "SM1", ""},
+    /* sid not a string, the object not closed, text after it (which cJSON
+     * reads past), no sid */
+    {201, "", NULL, "{\"sid\":42,\"status\":\"queued\"}", CR_OUT_SENT, "201", -1, "",
+     "body unreadable"},
+    {201, "", NULL, "{\"sid\":\"SM1\",\"status\":\"queued\"", CR_OUT_SENT, "201", -1, "",
+     "body unreadable"},
+    {201, "", NULL, "{\"sid\":\"SM1\"} x", CR_OUT_SENT, "201", -1, "SM1", "no status"},
+    {201, "", NULL, "{\"status\":\"queued\"}", CR_OUT_SENT, "201", -1, "", "body unreadable"},
+    /* an escaped key spelling sid, and a bare word cJSON refuses */
+    {201, "", NULL, "{\"s\\u0069d\":\"SM9\",\"status\":\"sent\"}", CR_OUT_SENT, "sent", -1, "SM9",
+     ""},
+    {201, "", NULL, "{\"sid\":\"SM1\",\"n\":abc}", CR_OUT_SENT, "201", -1, "", "body unreadable"},
     {201, "", NULL, "", CR_OUT_SENT, "201", -1, "", "body unreadable"},
     {400, "", NULL, TW_ERR(21610, 400, "Attempt to send to unsubscribed recipient"),
      CR_OUT_SUPPRESS, "21610", -1, "", "unsubscribed"},
