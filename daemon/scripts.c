@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cr_error.h"
+#include "cr_types.h"
 #include "cr_log.h"
 
 #define EVENTS_MAXLEN "100000"
@@ -258,7 +259,7 @@ static const char record_lua[] =
     "    local o = live[j]\n"
     "    local sub, pos, ch, chname = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]\n"
     "    local st, addr = ARGV[o + 6], ARGV[o + 11]\n"
-    "    if early and st == 'sent' and ch ~= '3' then\n"
+    "    if early and st == 'sent' and ch ~= '" CR_STRINGIFY(CR_LEDGER_SKIPPED) "' then\n"
     "      local k = pos .. ':' .. ch\n"
     "      local e = redis.call('HGET', KEYS[10], k)\n"
     "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"

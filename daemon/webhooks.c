@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "cr_error.h"
+#include "cr_types.h"
 #include "cr_secret.h"
 #include "cr_log.h"
 #include "metrics.h"
@@ -387,7 +388,7 @@ static const char receipt_lua[] =
     "    if ARGV[o+8] ~= '' then redis.call('SADD', p .. 'suppress:' .. ARGV[o+7], ARGV[o+8]) end\n"
     "    if st ~= '' and job ~= '' then\n"
     "      local jk = p .. 'job:' .. job\n"
-    "      local bit = tonumber(pos) * 4 + tonumber(ch)\n"
+    "      local bit = tonumber(pos) * " CR_STRINGIFY(CR_LEDGER_BITS) " + tonumber(ch)\n"
     "      if redis.call('EXISTS', jk) == 0 then\n"
     "        res[5] = res[5] + 1\n"
     "      elseif redis.call('GETBIT', jk .. ':ledger', bit) == 0 then\n"
