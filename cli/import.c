@@ -35,7 +35,7 @@ static const char help[] =
     "Checks: id [A-Za-z0-9._:-]{1,64}; email one '@' and no spaces; phone\n"
     "stored in E.164: +<country code>... or 00<country code>... as written, a\n"
     "national number (07700 900123) in the --country (spaces, '-', '.', '/' and\n"
-    "parentheses ignored); channels from email,sms,push; push_platform fcm or\n"
+    "parentheses ignored); channels from email,sms,push,whatsapp; push_platform fcm or\n"
     "apns; min_priority urgent/high/normal/bulk; quiet HH:MM-HH:MM; lang 2 to 15\n"
     "of A-Z a-z -; tz a zone name; segment names printable ASCII without spaces;\n"
     "every cell valid UTF-8; the number of fields matches the header.\n"
@@ -398,11 +398,11 @@ static const char *check_channels(const char *s, size_t n)
         while (b > a && b[-1] == ' ')
             b--;
         if (b == a || (size_t)(b - a) >= sizeof(name))
-            return "must be channel names from email, sms, push separated by ','";
+            return "must be channel names from email, sms, push, whatsapp separated by ','";
         memcpy(name, a, (size_t)(b - a));
         name[b - a] = '\0';
         if (cr_channel_parse(name, &ch) < 0)
-            return "must be channel names from email, sms, push separated by ','";
+            return "must be channel names from email, sms, push, whatsapp separated by ','";
         if (comma == NULL)
             return NULL;
         p = comma + 1;

@@ -657,12 +657,22 @@ static unsigned sub_channels(const struct cr_batch *b, const struct cr_sub *s)
         set &= ~CR_CH_BIT(CR_CH_SMS);
     if (!sub_field(s, "push_token"))
         set &= ~CR_CH_BIT(CR_CH_PUSH);
+    if (!sub_field(s, "whatsapp") || !sub_field(s, "whatsapp_optin"))
+        set &= ~CR_CH_BIT(CR_CH_WHATSAPP); /* no message without the resident's opt-in */
     return set;
+}
+
+/* A resident the job would reach only on WhatsApp, who has a WhatsApp number
+ * but never opted in: skipped for want of consent, not of a channel. */
+static int wants_consent(const struct cr_batch *b, const struct cr_sub *s)
+{
+    return (b->jc->job.channels & CR_CH_BIT(CR_CH_WHATSAPP)) && sub_field(s, "whatsapp") &&
+           !sub_field(s, "whatsapp_optin");
 }
 
 static const char *address_field(enum cr_channel ch)
 {
-    static const char *const f[CR_CH__COUNT] = {"email", "phone", "push_token"};
+    static const char *const f[CR_CH__COUNT] = {"email", "phone", "push_token", "whatsapp"};
 
     return f[ch];
 }
@@ -997,13 +1007,16 @@ static void decide(struct cr_batch *b, int64_t now)
         unsigned set = s->missing || s->bad ? 0 : sub_channels(b, s);
         const char *why = s->bad ? "bad_subscriber" : s->missing ? "no_subscriber" : "no_channel";
 
+        if (set == 0 && !s->bad && !s->missing && wants_consent(b, s))
+            why = "no_consent";
+
         if (set && below_min_priority(b, s)) {
             set = 0;
             why = "below_min_priority";
         }
         s->plan = (uint8_t)(set ? set : CR_CH_BIT(CR_CH__COUNT));
         if (set == 0) {
-            if (!ledger_done(b, s->pos, 3)) {
+            if (!ledger_done(b, s->pos, CR_CH__COUNT)) {
                 b->expected++;
                 add_record(b, s, CR_CH__COUNT, CR_ST_SKIPPED, why);
                 cr_metrics_message(b->d->metrics, CR_CH__COUNT, -1, CR_ST_SKIPPED);
@@ -1603,6 +1616,8 @@ static const char *skip_reason(const struct cr_batch *b, const struct cr_sub *s)
 {
     if (s->missing)
         return "no_subscriber";
+    if (!below_min_priority(b, s) && wants_consent(b, s))
+        return "no_consent";
     return below_min_priority(b, s) ? "below_min_priority" : "no_channel";
 }
 

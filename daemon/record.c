@@ -14,7 +14,7 @@
 
 /* outcomes per script call, within what cr_script_call takes */
 #define CHUNK 230
-#define NKEYS 11
+#define NKEYS 12
 #define NHEAD 7
 #define NUMS 6 /* numbers formatted per outcome: pos, attempt, latency, due, segments, bit */
 #define NPLAN 2 /* with the acknowledgement: the plan's first ledger byte, the plan */
@@ -125,6 +125,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
     argv[8] = d->keys.retry;
     argv[9] = b->early_key;
     argv[10] = d->keys.sms_last;
+    argv[11] = d->keys.suppress[CR_CH_WHATSAPP];
     snprintf(head[0], sizeof(head[0]), "%ld", d->cfg->receipts_maxlen);
     snprintf(head[1], sizeof(head[1]), "%lld", (long long)cr_now_ms());
     snprintf(head[2], sizeof(head[2]), "%ld", d->cfg->retention_s);

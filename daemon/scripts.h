@@ -32,7 +32,8 @@ enum cr_script {
      * wrong type, or it had failed before; entry acked). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
-     * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
+     * push, retry set, early receipts hash, sms last-sender hash (WhatsApp
+     * numbers as "whatsapp:+E164"), suppress whatsapp; ARGV id,
      * group, entry ("" = no ack), receipts maxlen, now_ms, retention_s, n, then
      * n x CR_RECORD_FIELDS: sub, pos, ledger slot (CR_LEDGER_SKIPPED = none), channel,
      * provider, status (or "park"), attempt, code, latency_us, provider_id,

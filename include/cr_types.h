@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-enum cr_channel { CR_CH_EMAIL, CR_CH_SMS, CR_CH_PUSH, CR_CH__COUNT };
+enum cr_channel { CR_CH_EMAIL, CR_CH_SMS, CR_CH_PUSH, CR_CH_WHATSAPP, CR_CH__COUNT };
 
 /* A job's ledger (crier:job:<id>:ledger) holds one byte per audience
  * position, in Redis bit order (most significant bit first): bit i of the byte
@@ -23,6 +23,7 @@ static inline unsigned cr_ledger_slot(int ch)
 {
     return (unsigned)ch < (unsigned)CR_CH__COUNT ? (unsigned)ch : CR_LEDGER_SKIPPED;
 }
+_Static_assert(CR_CH__COUNT <= CR_LEDGER_SKIPPED, "every channel needs a ledger slot");
 
 /* Bit for a channel in a channel set (unsigned). */
 #define CR_CH_BIT(ch) (1u << (unsigned)(ch))
@@ -49,7 +50,7 @@ enum cr_status {
         CR_ST__COUNT
 };
 
-/* "email", "sms", "push"; NULL for an out-of-range value. */
+/* "email", "sms", "push", "whatsapp"; NULL for an out-of-range value. */
 const char *cr_channel_name(enum cr_channel ch);
 /* Returns 0 and sets *out, or CR_EINVAL for an unknown name. */
 int cr_channel_parse(const char *name, enum cr_channel *out);
