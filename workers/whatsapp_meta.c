@@ -17,7 +17,8 @@ struct wa_meta {
     char *token; /* access token (a system user's, permanent) */
 };
 
-static const char *const wm_keys[] = {"phone_number_id", "access_token", "api_version", NULL};
+static const char *const wm_keys[] = {"phone_number_id", "access_token", "api_version",
+                                      "app_secret",      "verify_token", NULL}; /* the last two: webhooks.c */
 
 static void wm_free(void *state)
 {
