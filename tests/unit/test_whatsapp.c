@@ -10,7 +10,10 @@
 #include "http.h"
 #include "job.h"
 #include "test.h"
+#include "sigs.h"
+#include "webhooks.h"
 #include "whatsapp_doc.h"
+#include "whatsapp_hook.h"
 #include "workers_fixture.h"
 
 #define WT_SID "AC0123456789abcdef0123456789ABCDEF"
@@ -347,4 +350,120 @@ TEST(whatsapp_meta_classify_table)
     bad = cr_test_rows_differing(wm_ops(), state, &m, wm_rows, sizeof(wm_rows) / sizeof(wm_rows[0]));
     wm_ops()->free_state(state);
     ASSERT_INT_EQ(bad, 0);
+}
+
+/* ---- Meta webhook ---- */
+
+static char *corpus(const char *name, size_t *len)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "fuzz/corpus/hook_meta/%s", name);
+    return slurp_file(path, len);
+}
+
+TEST(whatsapp_meta_hook_statuses_and_messages)
+{
+    struct cr_hook_event evs[8];
+    size_t len = 0, n = 0, i;
+    char *body = corpus("statuses", &len);
+
+    ASSERT(body != NULL);
+    ASSERT_INT_EQ(cr_hook_meta_parse(body, len, evs, 8, &n), 0);
+    free(body);
+    ASSERT_INT_EQ(n, 2);
+    ASSERT_INT_EQ(evs[0].kind, CR_HOOK_RECEIPT);
+    ASSERT_STR_EQ(evs[0].status, "delivered");
+    ASSERT_INT_EQ(evs[0].has_ref, 1);
+    ASSERT_STR_EQ(evs[0].ref.job, "appeal-17");
+    ASSERT_INT_EQ(evs[0].ref.pos, 4);
+    ASSERT_INT_EQ(evs[0].ref.ch, CR_CH_WHATSAPP);
+    ASSERT_STR_EQ(evs[1].status, "read");
+    ASSERT(strcmp(evs[0].event_id, evs[1].event_id) != 0);
+    for (i = 0; i < n; i++)
+        cr_hook_event_release(&evs[i]);
+
+    body = corpus("failed_131026", &len);
+    ASSERT(body != NULL);
+    ASSERT_INT_EQ(cr_hook_meta_parse(body, len, evs, 8, &n), 0);
+    free(body);
+    ASSERT_INT_EQ(n, 1);
+    ASSERT_STR_EQ(evs[0].status, "failed");
+    ASSERT_STR_EQ(evs[0].code, "131026");
+    ASSERT_INT_EQ(evs[0].suppress_ch, CR_CH_WHATSAPP);
+    ASSERT_STR_EQ(evs[0].address, "+447700900999");
+    cr_hook_event_release(&evs[0]);
+
+    body = corpus("inbound", &len);
+    ASSERT(body != NULL);
+    ASSERT_INT_EQ(cr_hook_meta_parse(body, len, evs, 8, &n), 0);
+    free(body);
+    ASSERT_INT_EQ(n, 1);
+    ASSERT_INT_EQ(evs[0].kind, CR_HOOK_INBOUND);
+    ASSERT_STR_EQ(evs[0].from, "whatsapp:+447700900456");
+    ASSERT_STR_EQ(evs[0].text, "STOP");
+    cr_hook_event_release(&evs[0]);
+
+    ASSERT_INT_EQ(cr_hook_meta_parse("{\"object\":\"page\",\"entry\":[]}", 28, evs, 8, &n),
+                  CR_EPARSE);
+    ASSERT_INT_EQ(cr_hook_meta_parse("[1]", 3, evs, 8, &n), CR_EPARSE);
+}
+
+TEST(whatsapp_meta_hook_signature_and_handshake)
+{
+    /* HMAC-SHA256("app-secret", "{}") */
+    static const char body[] = "{}";
+    char sig[160];
+    char challenge[CR_META_CHALLENGE_MAX + 1];
+    unsigned char mac[64];
+    unsigned maclen = 0;
+    const void *parts[1] = {body};
+    size_t lens[1] = {2};
+    char hex[129];
+
+    ASSERT_INT_EQ(cr_hmac(EVP_sha256(), "app-secret", 10, parts, lens, 1, mac, &maclen), 0);
+    cr_hex(mac, maclen, hex);
+    snprintf(sig, sizeof(sig), "sha256=%s", hex);
+    ASSERT_INT_EQ(cr_hook_meta_verify("app-secret", body, 2, sig), 1);
+    ASSERT_INT_EQ(cr_hook_meta_verify("other-secret", body, 2, sig), 0);
+    ASSERT_INT_EQ(cr_hook_meta_verify("app-secret", "{ }", 3, sig), 0);
+    ASSERT_INT_EQ(cr_hook_meta_verify("app-secret", body, 2, hex), 0); /* no sha256= */
+    ASSERT_INT_EQ(cr_hook_meta_verify("app-secret", body, 2, NULL), 0);
+    ASSERT_INT_EQ(cr_hook_meta_verify(NULL, body, 2, sig), 0);
+
+    ASSERT_INT_EQ(cr_hook_meta_handshake("verify-me",
+                                         "hub.mode=subscribe&hub.verify_token=verify-me"
+                                         "&hub.challenge=1158201444",
+                                         challenge, sizeof(challenge)),
+                  0);
+    ASSERT_STR_EQ(challenge, "1158201444");
+    ASSERT_INT_EQ(cr_hook_meta_handshake("verify-me",
+                                         "hub.mode=subscribe&hub.verify_token=guess"
+                                         "&hub.challenge=1158201444",
+                                         challenge, sizeof(challenge)),
+                  CR_EINVAL);
+    ASSERT_INT_EQ(cr_hook_meta_handshake("verify-me", "hub.mode=unsubscribe&hub.verify_token="
+                                                      "verify-me&hub.challenge=1",
+                                         challenge, sizeof(challenge)),
+                  CR_EPARSE);
+    ASSERT_INT_EQ(cr_hook_meta_handshake("verify-me", "hub.mode=subscribe&hub.verify_token="
+                                                      "verify-me&hub.challenge=%3Cscript%3E",
+                                         challenge, sizeof(challenge)),
+                  CR_EPARSE);
+}
+
+TEST(whatsapp_twilio_callbacks_suppress_on_whatsapp)
+{
+    struct cr_hook_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.suppress_ch = -1;
+    cr_hook_twilio_whatsapp("63003", "whatsapp:+447700900999", &ev);
+    ASSERT_INT_EQ(ev.suppress_ch, CR_CH_WHATSAPP);
+    ASSERT_STR_EQ(ev.address, "+447700900999");
+    ev.suppress_ch = -1;
+    cr_hook_twilio_whatsapp("63003", "+447700900999", &ev); /* an SMS: not ours */
+    ASSERT_INT_EQ(ev.suppress_ch, -1);
+    cr_hook_twilio_whatsapp("30003", "whatsapp:+447700900999", &ev);
+    ASSERT_INT_EQ(ev.suppress_ch, -1);
 }
