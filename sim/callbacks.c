@@ -172,6 +172,9 @@ static cJSON *record_json(const struct cb_record *r)
         cJSON_AddStringToObject(h, "Content-Type", "application/json");
         cJSON_AddStringToObject(h, "X-Twilio-Email-Event-Webhook-Signature", r->signature);
         cJSON_AddStringToObject(h, "X-Twilio-Email-Event-Webhook-Timestamp", r->timestamp);
+    } else if (r->kind == CB_META) {
+        cJSON_AddStringToObject(h, "Content-Type", "application/json");
+        cJSON_AddStringToObject(h, "X-Hub-Signature-256", r->signature);
     } else {
         cJSON_AddStringToObject(h, "Content-Type", "application/x-www-form-urlencoded");
         cJSON_AddStringToObject(h, "X-Twilio-Signature", r->signature);
