@@ -49,7 +49,7 @@ TEST(whatsapp_job_document_parsed)
     struct cr_job job;
     struct cr_job_error err;
     size_t len = 0;
-    char *doc = slurp_file("tests/data/jobs/whatsapp-good.json", &len);
+    char *doc = slurp_file("docs/examples/whatsapp-appeal.json", &len);
     size_t row;
 
     ASSERT(doc != NULL);
