@@ -30,7 +30,7 @@ static const char help[] =
     "(<prefix>seg:<name> sets) from a CSV file ('-' = standard input). The first\n"
     "row names the columns (at most 256): id (required), email, phone, push_token,\n"
     "push_platform, lang, channels, min_priority, quiet, tz, name, segments (names\n"
-    "separated by ';'); any other column is stored as a hash field of the same name.\n"
+    "separated by ';'), whatsapp (checked as phone), whatsapp_optin; any other column is stored as a hash field of the same name.\n"
     "An empty cell removes that field from an existing subscriber.\n"
     "Checks: id [A-Za-z0-9._:-]{1,64}; email one '@' and no spaces; phone\n"
     "stored in E.164: +<country code>... or 00<country code>... as written, a\n"
@@ -68,6 +68,7 @@ enum col_kind {
     COL_TZ,
     COL_NAME,
     COL_SEGMENTS,
+    COL_WHATSAPP,
     COL_EXTRA,
 };
 
@@ -84,6 +85,7 @@ static const char *const known_cols[] = {
     [COL_TZ] = "tz",
     [COL_NAME] = "name",
     [COL_SEGMENTS] = "segments",
+    [COL_WHATSAPP] = "whatsapp",
 };
 
 /* A set of strings (segment names), open addressing, capped. */
@@ -696,6 +698,7 @@ static int check_record(struct imp *im, struct cr_buf *rej, struct cr_buf *dropp
             why = check_email(s, n);
             break;
         case COL_PHONE:
+        case COL_WHATSAPP: /* the WhatsApp number, in E.164 as phone */
             why = normalise_phone(s, n, im->country, phone);
             if (why == NULL && replace_cell(&im->cells[i], phone) < 0)
                 why = "out of memory";
