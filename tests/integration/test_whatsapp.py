@@ -238,7 +238,7 @@ def test_twilio_whatsapp_callbacks_signed_forged_replayed_and_read(env):
     seed(env.r, subs, segs)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env.start_sim("--callback-delay-ms", "10")
+    env.start_sim("--callback-delay-ms", "10", "--twilio-inbound-url", f"{base}/hooks/twilio")
     sim_url = f"http://127.0.0.1:{env.sim.port}"
     d = env.crierd(http={"listen": f"127.0.0.1:{port}"}, webhooks={"public_url": base},
                    channels={"whatsapp": ["twilio_wa"], "sms": ["twilio"]},
@@ -267,3 +267,21 @@ def test_twilio_whatsapp_callbacks_signed_forged_replayed_and_read(env):
     headers["X-Twilio-Signature"] = twilio_signature(last["url"], params)[:-4] + "AAA="
     assert http(last["url"], forged, headers)[0] == 403
     assert env.r.hgetall(key) == before
+
+    # A resident replies on WhatsApp (Twilio's signed inbound message): a
+    # reply on the whatsapp channel, the window opens; STOP suppresses the
+    # WhatsApp number only.
+    sid = next(s for s, k in kinds.items() if k == "template")
+    num = subs[sid]["whatsapp"]
+    env.r.hdel(f"{PREFIX}sub:{sid}", "whatsapp_last_inbound")
+    answer = env.sim._call("POST", "/_sim/inbound", {"from": "whatsapp:" + num, "body": "Thanks",
+                                                      "to": "whatsapp:+447700900000"})
+    assert answer["status"] == 200, answer
+    assert int(env.r.hget(f"{PREFIX}sub:{sid}", "whatsapp_last_inbound")) > time.time() * 1000 - 60000
+    replies = [f for _id, f in env.r.xrange(f"{PREFIX}replies")]
+    assert any(f.get("channel") == "whatsapp" and f.get("sub") == sid for f in replies), replies
+    answer = env.sim._call("POST", "/_sim/inbound", {"from": "whatsapp:" + num, "body": "STOP",
+                                                      "to": "whatsapp:+447700900000"})
+    assert answer["status"] == 200, answer
+    assert env.r.sismember(f"{PREFIX}suppress:whatsapp", num)
+    assert env.r.scard(f"{PREFIX}suppress:sms") == 0
