@@ -58,3 +58,8 @@ export BENCH_PEER BUILD
 if [ "${BENCH_AUDIT:-1}" != 0 ]; then
     "$PYTHON" bench/audit_bench.py || echo "bench: crier-audit's figures failed" >&2
 fi
+# survey answers applied per second (bench/survey_bench.py, into survey.json):
+# BENCH_SURVEY=0 skips them
+if [ "${BENCH_SURVEY:-1}" != 0 ]; then
+    "$PYTHON" bench/survey_bench.py || echo "bench: the survey figures failed" >&2
+fi

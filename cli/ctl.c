@@ -595,6 +595,19 @@ static void job_fill(job_field_fn get, const void *src, struct ctl_job *job)
     job->send_at_ms = job_ll(get, src, "send_at_ms", 0);
     s = get(src, "error");
     snprintf(job->error, sizeof(job->error), "%s", s ? s : "");
+    job->confirm = job_ll(get, src, "confirm", 0) == 1;
+    job->confirmed = job_ll(get, src, "confirmed", 0);
+    s = get(src, "esc");
+    snprintf(job->esc, sizeof(job->esc), "%s", s ? s : "");
+    job->esc_step = job_ll(get, src, "esc_step", 0);
+    for (ch = 1; ch < 4; ch++) {
+        snprintf(name, sizeof(name), "step:%d:ms", ch);
+        job->step_ms[ch] = job_ll(get, src, name, 0);
+    }
+    for (ch = 0; ch < CR_CH__COUNT; ch++) {
+        snprintf(name, sizeof(name), "confirmed:%s", cr_channel_name((enum cr_channel)ch));
+        job->confirmed_ch[ch] = job_ll(get, src, name, 0);
+    }
     for (st = 0; st < CR_ST__COUNT; st++) {
         const char *sn = cr_status_name((enum cr_status)st);
 

@@ -223,7 +223,47 @@ struct ctl_job {
     long long st[CR_ST__COUNT];                /* per status */
     long long ch[CR_CH__COUNT][CR_ST__COUNT];  /* per channel and status */
     char error[256];                           /* why a failed job failed ("" none) */
+    int confirm;                               /* the job asks for confirmations */
+    long long confirmed;                       /* residents who confirmed */
+    long long confirmed_ch[CR_CH__COUNT];      /* ... by the channel of the message */
+    char esc[64];                              /* escalation steps as kept ("" none) */
+    long long esc_step;                        /* the last step run */
+    long long step_ms[4];                      /* when step n (1..3) ran, 0 not yet */
 };
+
+struct cr_buf;
+
+/* One escalation step of a job, read from its hash (cli/steps.c). */
+struct ctl_step {
+    long after_s;
+    unsigned channels;  /* CR_CH_BIT set */
+    int confirmed;      /* unless: confirmed (else delivered) */
+};
+
+#define CTL_STEPS_MAX 3
+
+/* Parses job->esc ("300:2:d,900:1:c") into steps; returns how many. */
+int cr_ctl_steps(const struct ctl_job *job, struct ctl_step *steps, int max);
+
+/* What step n (1-based) of job did: its messages per status, summed over its
+ * channels, and its confirmations. */
+void cr_ctl_step_counts(const struct ctl_job *job, const struct ctl_step *s,
+                        long long st[CR_ST__COUNT], long long *confirmed);
+
+/* Appends the job's confirmation and escalation lines (none for a job
+ * without either) to o. */
+void cr_ctl_steps_render(struct cr_buf *o, const struct ctl_job *job);
+
+/* The report's columns for confirmations and steps: the header cells, and a
+ * row's cells from its per-channel counts ch and its confirmations (< 0:
+ * unknown, an empty cell). Nothing for a job without either. */
+void cr_ctl_steps_header(const struct ctl_job *job);
+void cr_ctl_steps_cells(const struct ctl_job *job, const long long ch[][CR_ST__COUNT],
+                        long long confirmed);
+
+/* Residents of segment seg who confirmed job key's message (its
+ * :confirmed:segments hash), or -1 when it cannot be read. */
+long long cr_ctl_confirmed_in(struct ctl *ctl, const char *jobkey, const char *seg);
 
 /* Writes the key crier:job:<id> (with the configured prefix) into key.
  * Returns 0, or CTL_EXIT_USAGE after printing that id is too long. */
@@ -273,6 +313,7 @@ int cr_ctl_tail(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_import(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_report(struct ctl *ctl, int argc, char **argv);
 int cr_ctl_audit(struct ctl *ctl, int argc, char **argv);
+int cr_ctl_survey(struct ctl *ctl, int argc, char **argv);
 
 /* Follows job id like `status --follow` until it is finished (or a signal);
  * used by `send --wait`. Returns CTL_EXIT_OK when it completed, CTL_EXIT_FAIL

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"import", cr_ctl_import, "subscribers and segments from a CSV file"},
     {"report", cr_ctl_report, "per-segment reach of a job as CSV"},
     {"audit", cr_ctl_audit, "a resident's or a job's messages from the audit database"},
+    {"survey", cr_ctl_survey, "scores, trend and free-text answers of a multi-question survey"},
 };
 
 static void usage(FILE *out)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "report_by.h"
 #include "store.h"
 #include "replies.h" /* CR_SURVEY_OPTIONS_MAX, as the daemon numbers options */
 
@@ -61,6 +62,11 @@ static const char help[] =
     "`survey_answers`. Segment membership is still read from Redis's segment\n"
     "sets (members now, as above), so Redis must be reachable.\n"
     "  --from-audit   read the audit database even when Redis holds the job\n"
+    "  --by PATTERN   rows for the segments matching PATTERN (demo:age:*, any\n"
+    "                 family, targeted or not; repeatable) instead of the job's\n"
+    "                 segments, and a last column responded: residents who\n"
+    "                 replied or answered the job's survey (single or multi-\n"
+    "                 question), read from Redis\n"
     CTL_DB_HELP;
 
 /* Where each column's value comes from. */
@@ -848,8 +854,10 @@ static void put_engagement(const struct survey_cols *sc, const struct answers *a
         printf(",%lld", a->option[i]);
 }
 
+/* responded: the --by column, -1 when not asked for. */
 static void put_row(const char *name, const struct row *row, const struct survey_cols *sc,
-                    const struct answers *a)
+                    const struct answers *a, long long responded, const struct ctl_job *job,
+                    long long confirmed)
 {
     size_t c;
 
@@ -857,7 +865,49 @@ static void put_row(const char *name, const struct row *row, const struct survey
     for (c = 0; c < NCOLUMNS; c++)
         printf(",%lld", value(row, &columns[c]));
     put_engagement(sc, a, row->reached);
+    if (responded >= 0)
+        printf(",%lld", responded);
+    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed);
     putchar('\n');
+}
+
+/* --by: the residents who responded to the job, per segment row (membership
+ * as read_membership found it) and in total, into *out (nsegs + 1 counts). */
+static int count_responded(struct ctl *ctl, struct report *rp, const char *id, const char *doc,
+                           long long **out)
+{
+    unsigned char *seen = calloc(rp->nsubs + 1, 1);
+    long long *cnt = calloc(rp->nsegs + 1, sizeof(*cnt));
+    char **ids = NULL;
+    size_t n = 0, i, s;
+    int code = CTL_EXIT_FAIL;
+
+    if (seen == NULL || cnt == NULL)
+        goto out;
+    code = cr_ctl_report_responders(ctl, id, doc, &ids, &n);
+    for (i = 0; code == 0 && i < n; i++) {
+        struct sub *sb = known_sub(rp, ids[i]);
+        size_t at = sb ? (size_t)(sb - rp->subs) : 0;
+
+        if (sb == NULL || seen[at])
+            continue;
+        seen[at] = 1;
+        cnt[rp->nsegs]++;
+        for (s = 0; s < rp->nsegs; s++)
+            if (rp->member[at * rp->words + s / 64] & ((uint64_t)1 << (s % 64)))
+                cnt[s]++;
+    }
+    if (code == 0) {
+        *out = cnt;
+        cnt = NULL;
+    }
+out:
+    for (i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    free(seen);
+    free(cnt);
+    return code;
 }
 
 /* Once the messages add up, each status (overall and per channel) must too:
@@ -1107,13 +1157,18 @@ static void release(struct report *rp)
     free(rp->member);
 }
 
-enum { OPT_FROM_AUDIT = CTL_OPT__FIRST_FREE };
+enum { OPT_FROM_AUDIT = CTL_OPT__FIRST_FREE, OPT_BY };
+#define MAX_BY 8
 
 int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
 {
     static const struct option opts[] = {CTL_COMMON_LONGOPTS, CTL_DB_LONGOPTS,
                                          {"from-audit", no_argument, NULL, OPT_FROM_AUDIT},
+                                         {"by", required_argument, NULL, OPT_BY},
                                          {NULL, 0, NULL, 0}};
+    const char *by[MAX_BY];
+    size_t nby = 0;
+    long long *responded = NULL; /* --by: per segment, then the total */
     struct report rp;
     struct ctl_job job;
     struct row total;
@@ -1144,6 +1199,10 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
             break;
         if (c == OPT_FROM_AUDIT) {
             from_audit = 1;
+            continue;
+        }
+        if (c == OPT_BY && nby < MAX_BY) {
+            by[nby++] = optarg;
             continue;
         }
         if (cr_ctl_db_opt(&dbopt, c, optarg))
@@ -1198,6 +1257,15 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
             fprintf(stderr, "crierctl report: job %s has no stored document\n", id);
         goto out;
     }
+    if (nby > 0) {
+        for (i = 0; i < rp.nsegs; i++)
+            free(rp.segs[i]);
+        rp.nsegs = 0;
+        code = cr_ctl_report_by_segments(ctl, by, nby, rp.segs, MAX_SEGS, &rp.nsegs);
+        if (code != 0)
+            goto out;
+        code = CTL_EXIT_FAIL;
+    }
     rows = calloc(rp.nsegs + 1, sizeof(*rows));
     ans = calloc(rp.nsegs + 1, sizeof(*ans));
     if (rows == NULL || ans == NULL) {
@@ -1215,6 +1283,8 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
         code = read_membership(ctl, &rp);
     if (code == 0 && !db)
         code = read_answers(ctl, &rp, &sc, key, h, ans);
+    if (code == 0 && nby > 0)
+        code = count_responded(ctl, &rp, id, doc, &responded);
     if (code != 0)
         goto out;
     memset(&total, 0, sizeof(total));
@@ -1248,14 +1318,20 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     for (i = 0; i < NCOLUMNS; i++)
         printf(",%s", columns[i].name);
     put_engagement_header(&sc);
+    if (responded)
+        fputs(",responded", stdout);
+    cr_ctl_steps_header(&job);
     putchar('\n');
     for (s = 0; s < rp.nsegs; s++)
-        put_row(rp.segs[s], &rows[s], &sc, &ans[s]);
-    put_row("total", &total, &sc, &ans[rp.nsegs]);
+        put_row(rp.segs[s], &rows[s], &sc, &ans[s], responded ? responded[s] : -1, &job,
+                db || !job.confirm ? -1 : cr_ctl_confirmed_in(ctl, key, rp.segs[s]));
+    put_row("total", &total, &sc, &ans[rp.nsegs], responded ? responded[rp.nsegs] : -1, &job,
+            job.confirmed);
     code = CTL_EXIT_OK;
 out:
     free(rows);
     free(ans);
+    free(responded);
     if (h)
         freeReplyObject(h);
     sql_job_release(&sj);

@@ -217,6 +217,7 @@ static void render_block(struct cr_buf *o, const char *id, const struct ctl_job 
         cr_buf_appendf(o, "%-7s", cr_channel_name((enum cr_channel)ch));
         counters(o, job->ch[ch], 0);
     }
+    cr_ctl_steps_render(o, job);
 }
 
 static void render_line(FILE *out, const char *id, const struct ctl_job *job,

@@ -1102,10 +1102,11 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
                                             "max_headers", "max_body_bytes", "idle_timeout_ms",
                                             "read_timeout_ms", NULL};
     static const char *const hook_keys[] = {"public_url", "sendgrid_public_key", "generic_secret",
-                                            "window_s", NULL};
+                                            "window_s", "confirm_keywords", NULL};
     static const char *const link_keys[] = {"secret", "ttl_days", "allow_insecure_http", NULL};
     const char *listen = NULL, *url = cfg->public_url, *sgkey = NULL, *generic = NULL;
     const char *secret = NULL;
+    const char *keywords = NULL;
     const char *url_key = "public_url"; /* the key the link base came from */
     int insecure = 0;
     const cJSON *obj;
@@ -1137,6 +1138,9 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
         if (rc == 0)
             rc = get_str(c, obj, "webhooks", "generic_secret", S_NULL_OK | S_NONEMPTY, 1024,
                          &generic);
+        if (rc == 0)
+            rc = get_str(c, obj, "webhooks", "confirm_keywords", S_NULL_OK | S_NONEMPTY, 256,
+                         &keywords);
         if (rc == 0)
             rc = read_nums(c, obj, "webhooks", webhooks_nums, COUNT(webhooks_nums), cfg);
     }
@@ -1171,6 +1175,8 @@ static int parse_http_side(struct ctx *c, struct cr_config *cfg, const cJSON *ro
         rc = set_str(c, &cfg->webhooks_generic_secret, generic, 0);
     if (rc == 0)
         rc = set_str(c, &cfg->links_secret, secret, 0);
+    if (rc == 0)
+        rc = set_str(c, &cfg->confirm_keywords, keywords, 0);
     return rc;
 }
 
@@ -1685,6 +1691,7 @@ void cr_config_release(struct cr_config *cfg)
     free(cfg->webhooks_sendgrid_public_key);
     cr_free_secret(cfg->webhooks_generic_secret);
     cr_free_secret(cfg->links_secret);
+    free(cfg->confirm_keywords);
     wipe_strings(cfg->root);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);

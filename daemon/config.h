@@ -132,6 +132,7 @@ struct cr_config {
     char *webhooks_public_url;     /* URL providers call (Twilio signs it); default public_url */
     char *webhooks_sendgrid_public_key; /* PEM or base64 DER, NULL = /hooks/sendgrid off */
     char *webhooks_generic_secret; /* NULL = /hooks/generic off */
+    char *confirm_keywords;        /* SMS replies that confirm, comma separated; NULL = YES,Y,OK */
     long webhooks_window_s;        /* timestamp window and replay memory, default 300 */
 
     /* links: signed unsubscribe and survey URLs */

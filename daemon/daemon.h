@@ -21,6 +21,7 @@ struct cr_httpd;
 struct cr_metrics;
 struct cr_retry;
 struct cr_schedule;
+struct cr_escalate;
 struct cr_replicas;
 struct cr_redischeck;
 struct cr_fleet;
@@ -45,6 +46,7 @@ struct cr_daemon {
     struct cr_metrics *metrics;
     struct cr_retry *retry;
     struct cr_schedule *schedule;
+    struct cr_escalate *escalate; /* runs due escalation steps */
     struct cr_replicas *replicas; /* NULL unless redis.wait_replicas > 0 */
     struct cr_redischeck *redischeck;
     struct cr_fleet *fleet;     /* the heartbeat in Redis */

@@ -818,9 +818,42 @@ static int crierctl_path(const struct cr_dash *a, char *out, size_t cap)
     return 0;
 }
 
+/* ?by=<pattern> of a report request (crierctl report --by): segment name
+ * characters and '*' only, so nothing reaches crierctl but a glob of segment
+ * names. Returns 0 ("" when not given) or -1. */
+static int report_by(const struct cr_httpd_req *req, char *out, size_t outlen)
+{
+    struct cr_form f;
+    const char *v;
+    size_t i, n;
+    int rc = 0;
+
+    out[0] = '\0';
+    if (req->query == NULL || req->query[0] == '\0')
+        return 0;
+    if (cr_form_parse(req->query, strlen(req->query), &f) != 0)
+        return -1;
+    v = cr_form_get(&f, "by");
+    n = v ? strlen(v) : 0;
+    if (v != NULL && (n == 0 || n >= outlen))
+        rc = -1;
+    for (i = 0; rc == 0 && i < n; i++) {
+        char c = v[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(":._-*+", c) != NULL))
+            rc = -1;
+    }
+    if (rc == 0 && v != NULL)
+        memcpy(out, v, n + 1);
+    cr_form_release(&f);
+    return rc;
+}
+
 static void report(struct cr_dash *a, struct cr_httpd_req *req, const char *id)
 {
     const struct cr_config *cfg = a->d->cfg;
+    char by[130];
     char exe[4096];
     char url[1024];
     char *args[8];
@@ -830,6 +863,10 @@ static void report(struct cr_dash *a, struct cr_httpd_req *req, const char *id)
     struct report *rp;
     int rc;
 
+    if (report_by(req, by, sizeof by) != 0) {
+        json_error(req, 400, NULL, "by: a segment pattern such as demo:* (letters, digits, : . _ - + *)");
+        return;
+    }
     if (cfg->redis_tls.enabled) {
         json_error(req, 501, NULL,
                    "the report needs crierctl, which does not speak TLS: run "
@@ -881,7 +918,9 @@ static void report(struct cr_dash *a, struct cr_httpd_req *req, const char *id)
     args[2] = (char *)(uintptr_t)cfg->prefix;
     args[3] = (char *)(uintptr_t) "report";
     args[4] = (char *)(uintptr_t)id;
-    args[5] = NULL;
+    args[5] = by[0] ? (char *)(uintptr_t) "--by" : NULL;
+    args[6] = by[0] ? by : NULL;
+    args[7] = NULL;
     env[0] = url;
     env[1] = NULL;
     uv_pipe_init(a->d->loop, &rp->out, 0);

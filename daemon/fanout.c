@@ -1,5 +1,6 @@
 /* Batches (see fanout.h): take, load, plan, hand out, record, acknowledge. */
 #include "fanout.h"
+#include "escalate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -626,11 +627,12 @@ static int ledger_done(const struct cr_batch *b, uint32_t pos, int ch)
     return (b->ledger[byte - base] >> (7 - bit % 8)) & 1; /* Redis bit order: MSB first */
 }
 
-/* The channels a subscriber can be reached on for this job. */
+/* The channels a subscriber can be reached on for this job (for an
+ * escalation step's batch: on the step's channels). */
 static unsigned sub_channels(const struct cr_batch *b, const struct cr_sub *s)
 {
     const char *pref = sub_field(s, "channels");
-    unsigned set = b->jc->job.channels;
+    unsigned set = b->step ? cr_escalate_step_channels(b) : b->jc->job.channels;
     unsigned want = 0;
     int ch;
 
@@ -1014,7 +1016,16 @@ static void decide(struct cr_batch *b, int64_t now)
             set = 0;
             why = "below_min_priority";
         }
-        s->plan = (uint8_t)(set ? set : CR_CH_BIT(CR_CH__COUNT));
+        if (b->step > 0) {
+            /* a step sends only to those without its outcome, and records no skip */
+            if (cr_escalate_has_outcome(b, s->pos))
+                set = 0;
+            s->plan = (uint8_t)set;
+            if (set == 0)
+                continue;
+        }
+        if (b->step == 0)
+            s->plan = (uint8_t)(set ? set : CR_CH_BIT(CR_CH__COUNT));
         if (set == 0) {
             if (!ledger_done(b, s->pos, CR_CH__COUNT)) {
                 b->expected++;
@@ -1095,7 +1106,8 @@ static void plan(struct cr_batch *b)
 
 struct load_ctx {
     struct cr_batch *b;
-    struct cr_sub *sub; /* NULL: the ledger read */
+    struct cr_sub *sub; /* NULL: the ledger read (or the outcome bitmap's) */
+    int outcome;        /* the read of an escalation step's outcome bitmap */
 };
 
 static int copy_hash(struct cr_sub *s, const redisReply *reply)
@@ -1152,6 +1164,9 @@ static void on_loaded(struct cr_redis *r, redisReply *reply, void *ud)
                      b->job_id, b->entry);
         note_error(b, lc->sub ? "loading subscribers failed" : "reading the ledger failed", reply);
         b->dead = 1;
+    } else if (lc->outcome) {
+        if (cr_escalate_copy_outcome(b, reply) < 0)
+            b->dead = 1;
     } else if (lc->sub == NULL) {
         if (reply->type == REDIS_REPLY_STRING && reply->len > 0) {
             b->ledger = malloc(reply->len);
@@ -1200,6 +1215,7 @@ static void load(struct cr_batch *b)
         }
         lc->b = b;
         lc->sub = i < b->nsubs ? &b->subs[i] : NULL;
+        lc->outcome = 0;
         if (lc->sub) {
             cr_key_for(&d->keys, "sub", lc->sub->id, key, sizeof(key));
             rc = cr_redis_cmd(r, on_loaded, lc, 0, "HGETALL %s", key);
@@ -1213,6 +1229,20 @@ static void load(struct cr_batch *b)
             break;
         }
         b->loads_pending++;
+    }
+    if (!b->dead && b->step > 0) {
+        struct load_ctx *lc = calloc(1, sizeof(*lc));
+
+        if (lc) {
+            lc->b = b;
+            lc->outcome = 1;
+        }
+        if (lc == NULL || cr_escalate_load_outcome(b, r, on_loaded, lc) < 0) {
+            free(lc);
+            b->dead = 1;
+        } else {
+            b->loads_pending++;
+        }
     }
     if (--b->loads_pending == 0) {
         if (b->dead)
@@ -1318,7 +1348,7 @@ static int split_ids(struct cr_batch *b, const char *ids)
 }
 
 void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entry,
-                    const char *job, const char *pos, const char *ids)
+                    const char *job, const char *pos, const char *ids, const char *step)
 {
     struct cr_daemon *d = f->d;
     struct cr_batch *b;
@@ -1341,6 +1371,7 @@ void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entr
         return;
     snprintf(b->entry, sizeof(b->entry), "%s", entry);
     b->pos0 = (uint32_t)p0;
+    b->step = step ? (unsigned)strtoul(step, NULL, 10) : 0;
     if (split_ids(b, ids) < 0) {
         batch_free(b);
         return;
@@ -1539,6 +1570,7 @@ static void batch_free(struct cr_batch *b)
     free(b->msgs);
     free(b->outs);
     free(b->ledger);
+    free(b->outcome);
     free(b->err);
     cr_jobctx_unref(b->jc);
     free(b);

@@ -66,6 +66,10 @@ struct cr_batch {
     char entry[32];
     char job_id[CR_JOB_ID_MAX + 1];
     uint32_t pos0;
+    unsigned step;          /* an escalation step's batch (1..), 0 the job's own */
+    unsigned char *outcome; /* step: the bitmap of residents with the step's outcome
+                               (reached or confirmed), its bytes from pos0 / 8 */
+    size_t outcome_len;
     struct cr_jobctx *jc;
     struct cr_sub *subs;
     size_t nsubs;
@@ -142,10 +146,11 @@ void cr_fanout_job_known(struct cr_fanout *f, struct cr_jobctx *jc);
  * different priorities can hold the same id). */
 int cr_fanout_has(const struct cr_fanout *f, enum cr_priority prio, const char *entry);
 
-/* Takes a batch entry (fields job, pos, ids) read from the priority's stream.
- * Malformed entries are acknowledged and logged. */
+/* Takes a batch entry (fields job, pos, ids, and step for an escalation
+ * step's batch, NULL otherwise) read from the priority's stream. Malformed
+ * entries are acknowledged and logged. */
 void cr_fanout_take(struct cr_fanout *f, enum cr_priority prio, const char *entry,
-                    const char *job, const char *pos, const char *ids);
+                    const char *job, const char *pos, const char *ids, const char *step);
 
 /* The dispatcher's report of a message's final outcome. */
 void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provider,

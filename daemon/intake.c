@@ -20,7 +20,7 @@
 
 #define DEAD_DOC_MAX (64 * 1024)
 #define ACCEPT_KEYS 8 /* job, events, jobs, recent, scheduled, ledger, seen, dead */
-#define ACCEPT_ARGS 12
+#define ACCEPT_ARGS 17
 #define STRIKE_BASE_MS 250 /* first wait after a failed step; doubled per failure */
 
 struct item {
@@ -340,6 +340,10 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     char nseg[24];
     char nreq[24];
     char cap[24];
+    char esc[CR_ESC_SPEC_MAX];
+    char esc_key[CR_KEY_MAX];
+    char esc_base[24];
+    char esc_due[24];
     const char **argv = calloc(argc, sizeof(*argv));
     size_t *lens = calloc(argc, sizeof(*lens));
     char *sets = calloc(nsets + 1, CR_KEY_MAX);
@@ -399,6 +403,23 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     a[9] = nreq;
     a[10] = it->key; /* a signed job: its key, and the audience that key may reach */
     a[11] = cap;
+    /* escalation steps count from the job's start: send_at, or now */
+    cr_escalate_spec(&job->esc, esc, sizeof(esc));
+    cr_key_for(&d->keys, "escalate", NULL, esc_key, sizeof(esc_key));
+    {
+        int64_t base = job->send_at_ms > cr_now_ms() ? job->send_at_ms : cr_now_ms();
+
+        snprintf(esc_base, sizeof(esc_base), "%lld", (long long)base);
+        snprintf(esc_due, sizeof(esc_due), "%lld",
+                 (long long)(job->esc.n ? cr_escalate_first_due(&job->esc, base,
+                                                                job->expires_at_ms)
+                                        : 0));
+    }
+    a[12] = esc;
+    a[13] = esc_key;
+    a[14] = esc_base;
+    a[15] = esc_due;
+    a[16] = job->confirm ? "1" : "0";
     for (i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     lens[nkeys + 4] = len;

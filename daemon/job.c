@@ -6,6 +6,7 @@
 #include "cr_error.h"
 #include "cr_str.h"
 #include "sms.h"
+#include "survey.h"
 #include "whatsapp_doc.h"
 #include "template.h"
 
@@ -369,9 +370,39 @@ static int parse_names(struct ctx *c, const cJSON *aud, const char *key, enum na
     return 0;
 }
 
+/* audience.answered: the residents who gave one of the options to a
+ * question of a survey wave, as the segments the answers are kept in
+ * (survey.h), added to the job's segments within the same limit. */
+static int parse_answered(struct ctx *c, const cJSON *ans, struct cr_strlist *segs)
+{
+    char names[CR_MSURVEY_OPTIONS_MAX][CR_MSURVEY_ID_MAX * 3 + 16];
+    char **v;
+    size_t n, i;
+    int rc;
+
+    rc = cr_msurvey_answered(ans, names, &n, c->err->code, sizeof(c->err->code), c->err->message,
+                             sizeof(c->err->message));
+    if (rc != 0)
+        return rc;
+    if (segs->n + n > c->lim->segments)
+        return fail(c, "too_long", "audience: %zu segments with answered, over the limit of %zu",
+                    segs->n + n, c->lim->segments);
+    v = realloc(segs->v, (segs->n + n) * sizeof(*v));
+    if (v == NULL)
+        return oom(c);
+    segs->v = v;
+    for (i = 0; i < n; i++) {
+        if (dup_str(c, names[i], &segs->v[segs->n]) < 0)
+            return CR_ENOMEM;
+        segs->n++;
+    }
+    return 0;
+}
+
 static int parse_audience(struct ctx *c, const cJSON *root, struct cr_job *job)
 {
-    static const char *const keys[] = {"segments", "require", "exclude", "subscribers"};
+    static const char *const keys[] = {"segments", "require", "exclude", "subscribers",
+                                       "answered"};
     const cJSON *aud = get(root, "audience");
     int rc;
 
@@ -379,9 +410,11 @@ static int parse_audience(struct ctx *c, const cJSON *root, struct cr_job *job)
         return fail(c, "missing_field", "audience: required (segments and/or subscribers)");
     if (!cJSON_IsObject(aud))
         return fail(c, "bad_type", "audience: must be an object");
-    rc = check_keys(c, aud, "audience", keys, 4);
+    rc = check_keys(c, aud, "audience", keys, 5);
     if (rc == 0)
         rc = parse_names(c, aud, "segments", NAME_SEGMENT, c->lim->segments, &job->segments);
+    if (rc == 0 && get(aud, "answered") != NULL)
+        rc = parse_answered(c, get(aud, "answered"), &job->segments);
     if (rc == 0)
         rc = parse_names(c, aud, "require", NAME_SEGMENT, c->lim->segments, &job->require);
     if (rc == 0)
@@ -721,6 +754,13 @@ static int parse_survey(struct ctx *c, const cJSON *root, struct cr_job *job)
     rc = opt_object(c, root, "", "survey", &sv);
     if (rc < 0 || sv == NULL)
         return rc;
+    if (cr_msurvey_is_multi(sv)) {
+        rc = cr_msurvey_check(sv, get(get(root, "message"), "translations"), c->err->code,
+                              sizeof(c->err->code), c->err->message, sizeof(c->err->message));
+        if (rc == 0)
+            rc = dup_str(c, get(sv, "id")->valuestring, &job->survey_id);
+        return rc;
+    }
     return parse_survey_obj(c, sv, "survey", 0, &job->survey_question, &job->survey_options);
 }
 
@@ -733,7 +773,7 @@ static int parse_translated_surveys(struct ctx *c, const cJSON *root, struct cr_
     size_t i = 0;
     int rc;
 
-    if (!cJSON_IsObject(trs))
+    if (!cJSON_IsObject(trs) || job->survey_id != NULL) /* multi: cr_msurvey_check */
         return 0;
     for (t = trs->child; t != NULL && i < job->ntranslations; t = t->next, i++) {
         struct cr_translation *tr = &job->translations[i];
@@ -818,11 +858,34 @@ static int parse_tags(struct ctx *c, const cJSON *root, struct cr_job *job)
     return job->tags_json ? 0 : oom(c);
 }
 
+/* "confirm" and "escalate" (escalate.c checks the steps). */
+static int parse_escalation(struct ctx *c, const cJSON *root, struct cr_job *job)
+{
+    const cJSON *cf = get(root, "confirm");
+    const struct cr_content *ct = &job->content;
+    unsigned content = 0;
+
+    if (cf && !cJSON_IsBool(cf))
+        return fail(c, "bad_type", "confirm: must be true or false");
+    job->confirm = cf && cJSON_IsTrue(cf);
+    if (ct->subject && (ct->text || ct->html))
+        content |= CR_CH_BIT(CR_CH_EMAIL);
+    if (ct->sms)
+        content |= CR_CH_BIT(CR_CH_SMS);
+    if (ct->push_title || ct->push_body)
+        content |= CR_CH_BIT(CR_CH_PUSH);
+    if (ct->wa_template)
+        content |= CR_CH_BIT(CR_CH_WHATSAPP);
+    return cr_escalate_parse(get(root, "escalate"), job->channels, job->confirm, content, &job->esc,
+                             c->err);
+}
+
 int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, struct cr_job *job,
                  struct cr_job_error *err)
 {
     static const char *const keys[] = {"id",      "priority", "audience", "channels",   "sender",
-                                       "message", "survey",   "send_at",  "expires_at", "tags"};
+                                       "message", "survey",   "send_at",  "expires_at", "tags",
+                                       "confirm", "escalate"};
     struct cr_job_error scratch;
     struct ctx c;
     cJSON *root = NULL;
@@ -895,6 +958,8 @@ int cr_job_parse(const char *doc, size_t len, const struct cr_job_limits *lim, s
         rc = parse_times(&c, root, job);
     if (rc == 0)
         rc = parse_tags(&c, root, job);
+    if (rc == 0)
+        rc = parse_escalation(&c, root, job);
 out:
     cJSON_Delete(root);
     if (rc < 0)
@@ -944,6 +1009,7 @@ void cr_job_release(struct cr_job *job)
     free(job->translations);
     free(job->survey_question);
     cr_strlist_release(&job->survey_options);
+    free(job->survey_id);
     cJSON_free(job->tags_json);
     memset(job, 0, sizeof(*job));
 }

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "cr_types.h"
+#include "escalate.h"
 
 #define CR_JOB_ID_MAX 64
 #define CR_LANG_MAX 16
@@ -62,16 +63,20 @@ struct cr_job {
     size_t ntranslations;
     char *survey_question;       /* NULL when no survey */
     struct cr_strlist survey_options;
+    char *survey_id;             /* a multi-question survey's id (survey.h), else NULL */
     int64_t send_at_ms;          /* unix ms, 0 = now */
     int64_t expires_at_ms;       /* unix ms, 0 = none given */
     char *tags_json;             /* the tags object as compact JSON, NULL when absent */
+    int confirm;                 /* "confirm": true: residents are asked to confirm */
+    struct cr_escalation esc;    /* "escalate": later steps (esc.n 0: none) */
 };
 
 /* Why a job was refused: code is a short stable token for machines
  * ("not_json", "bad_type", "missing_field", "unknown_field", "unknown_priority",
  * "too_large", "too_deep", "bad_id", "empty_audience", "unknown_channel",
  * "too_long", "bad_time", "bad_template", "no_content", "bad_header",
- * "bad_encoding", "duplicate_field", "bad_name", "bad_lang", "bad_survey"),
+ * "bad_encoding", "duplicate_field", "bad_name", "bad_lang", "bad_survey",
+ * "bad_escalate"),
  * message says what and where ("message.sms: 7 SMS segments, over the limit
  * of 6"). Out of memory is "no_memory" with CR_ENOMEM: retry, do not reject. */
 struct cr_job_error {

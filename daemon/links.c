@@ -55,7 +55,7 @@ int cr_link_make(const char *secret, enum cr_link_kind kind, const char *sub, co
     if (lang == NULL)
         lang = "";
     if (secret == NULL || !id_ok(sub) || !id_ok(arg) || !lang_ok(lang, strlen(lang)) ||
-        (kind != CR_LINK_UNSUBSCRIBE && kind != CR_LINK_SURVEY))
+        (kind != CR_LINK_UNSUBSCRIBE && kind != CR_LINK_SURVEY && kind != CR_LINK_CONFIRM))
         return CR_EINVAL;
     plen = snprintf(payload, sizeof(payload), "2|%c|%s|%s|%lld|%s", (char)kind, sub, arg,
                     (long long)expires_s, lang);
@@ -101,7 +101,7 @@ static int parse_payload(const char *p, size_t len, struct cr_link *out)
         return CR_EPARSE;
     if (k == 6 && !lang_ok(f[5], fl[5]))
         return CR_EPARSE;
-    if (f[1][0] != CR_LINK_UNSUBSCRIBE && f[1][0] != CR_LINK_SURVEY)
+    if (f[1][0] != CR_LINK_UNSUBSCRIBE && f[1][0] != CR_LINK_SURVEY && f[1][0] != CR_LINK_CONFIRM)
         return CR_EPARSE;
     if (fl[2] == 0 || fl[2] > CR_LINK_ID_MAX || fl[3] == 0 || fl[3] > CR_LINK_ID_MAX ||
         fl[4] == 0 || fl[4] >= sizeof(num))

@@ -17,7 +17,8 @@
 
 enum cr_link_kind {
     CR_LINK_UNSUBSCRIBE = 'u', /* arg: channel name */
-    CR_LINK_SURVEY = 's'       /* arg: job id */
+    CR_LINK_SURVEY = 's',      /* arg: job id */
+    CR_LINK_CONFIRM = 'c'      /* arg: the message's ref "<job>/<pos>/<channel>" */
 };
 
 struct cr_link {

@@ -28,6 +28,7 @@
 #include "routes.h"
 #include "retry.h"
 #include "schedule.h"
+#include "escalate.h"
 #include "scripts.h"
 #include "sdnotify.h"
 #include "sentinel.h"
@@ -61,6 +62,8 @@ static void on_http_closed(void *ud)
     cr_expander_free(d->expander);
     cr_retry_free(d->retry);
     cr_schedule_free(d->schedule);
+    if (d->escalate)
+        cr_escalate_free(d->escalate);
     cr_audit_trim_free(d->audit_trim);
     cr_fanout_free(d->fanout);
     cr_replicas_free(d->replicas);
@@ -342,6 +345,8 @@ static int start(struct cr_daemon *d)
         rc = cr_retry_init(d, &d->retry);
     if (rc == 0)
         rc = cr_schedule_init(d, &d->schedule);
+    if (rc == 0)
+        rc = cr_escalate_init(d, &d->escalate);
     if (rc == 0)
         rc = open_sentinel(d);
     if (rc == 0)

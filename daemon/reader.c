@@ -156,7 +156,7 @@ static void take_entry(struct cr_reader *r, int s, const redisReply *e)
     if (!cr_fanout_has(r->d->fanout, (enum cr_priority)(s - 1), id->str))
         cr_fanout_take(r->d->fanout, (enum cr_priority)(s - 1), id->str,
                        field(fields, "job", NULL), field(fields, "pos", NULL),
-                       field(fields, "ids", NULL));
+                       field(fields, "ids", NULL), field(fields, "step", NULL));
 }
 
 static int stream_index(const struct cr_reader *r, const char *name)

@@ -71,13 +71,31 @@ static const char *survey_url(struct lookup_ctx *lc)
     struct cr_render *r = lc->r;
     const struct cr_msg *m = lc->m;
 
-    if (lc->job->survey_question == NULL)
+    if (lc->job->survey_question == NULL && lc->job->survey_id == NULL)
         return NULL;
     if (r->survey_url[0] == '\0' &&
         cr_link_url(m->batch->d->cfg, CR_LINK_SURVEY, m->sub->id, m->batch->job_id, lc->lang,
                     lc->now_ms, r->survey_url, sizeof(r->survey_url)) != 0)
         r->survey_url[0] = '\0';
     return r->survey_url[0] ? r->survey_url : NULL;
+}
+
+/* A job with "confirm": the message's signed confirmation link. */
+static const char *confirm_url(struct lookup_ctx *lc)
+{
+    struct cr_render *r = lc->r;
+    const struct cr_msg *m = lc->m;
+    char ref[CR_JOB_ID_MAX + 48];
+
+    if (!lc->job->confirm)
+        return NULL;
+    snprintf(ref, sizeof(ref), "%s/%u/%s", m->batch->job_id, m->sub->pos,
+             cr_channel_name(m->channel));
+    if (r->confirm_url[0] == '\0' &&
+        cr_link_url(m->batch->d->cfg, CR_LINK_CONFIRM, m->sub->id, ref, lc->lang, lc->now_ms,
+                    r->confirm_url, sizeof(r->confirm_url)) != 0)
+        r->confirm_url[0] = '\0';
+    return r->confirm_url[0] ? r->confirm_url : NULL;
 }
 
 static const char *lookup(void *ud, const char *name, size_t len)
@@ -93,6 +111,8 @@ static const char *lookup(void *ud, const char *name, size_t len)
         return unsubscribe_url(lc);
     if (len == 10 && memcmp(name, "survey_url", 10) == 0)
         return survey_url(lc);
+    if (len == 11 && memcmp(name, "confirm_url", 11) == 0)
+        return confirm_url(lc);
     for (i = 0; i + 1 < lc->sub->nkv; i += 2) {
         const char *k = lc->sub->kv[i];
 
@@ -167,7 +187,7 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
     int p;
 
     memset(out, 0, sizeof(*out));
-    r->unsubscribe_url[0] = r->survey_url[0] = '\0'; /* links are made when first used */
+    r->unsubscribe_url[0] = r->survey_url[0] = r->confirm_url[0] = '\0'; /* links are made when first used */
     for (p = 0; p < CR_PART__COUNT; p++) {
         const struct cr_tpl *t = cr_jobctx_tpl(jc, row, (enum cr_part)p);
         int rc;
@@ -446,7 +466,7 @@ int cr_render_batch(struct cr_render *r, struct cr_msg *const *msgs, size_t n, s
         size_t first = nsubst;
 
         alone[i] = 0;
-        r->unsubscribe_url[0] = r->survey_url[0] = '\0';
+        r->unsubscribe_url[0] = r->survey_url[0] = r->confirm_url[0] = '\0';
         if (tagged) {
             rc = add_values(r, &lc, subst_max, &nsubst);
             if (rc < 0)

@@ -40,6 +40,7 @@ struct cr_render {
     char ref[CR_JOB_ID_MAX + 48];
     char unsubscribe_url[2048]; /* the message's signed links; "" when links are off */
     char survey_url[2048];
+    char confirm_url[2048];
     /* batches */
     struct cr_render_field field[CR_RENDER_FIELDS_MAX];
     size_t nfields;

@@ -12,11 +12,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "confirm.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "job.h"
 #include "links.h"
 #include "metrics.h"
+#include "survey.h"
+#include "survey_page.h"
 #include "words.h"
 
 #define PAGE_MAX (64 * 1024) /* an HTML page we answer with */
@@ -402,6 +405,39 @@ static const char *kind_name(enum cr_reply_kind k)
     return k == CR_REPLY_OPTOUT ? "optout" : k == CR_REPLY_OPTIN ? "optin" : "reply";
 }
 
+static void on_survey_sms_done(void *ud, int status, const char *outcome)
+{
+    inbound_done(ud, status, outcome);
+}
+
+static void on_sms_confirmed(void *ud, int result)
+{
+    char *what = ud;
+
+    if (result < 0)
+        cr_error("confirmation by SMS %s: not recorded (redis unavailable)", what);
+    free(what);
+}
+
+/* A confirmation keyword in a reply to a job: the confirmation is counted
+ * beside the reply (confirm.c; a job without "confirm" counts none). last
+ * is "<job>/<pos>/<sub>". */
+static void sms_confirm(struct cr_daemon *d, const char *job, const char *last, const char *sub,
+                        const struct cr_survey *sv)
+{
+    const char *p = strchr(last, '/');
+    char *what = strdup(last);
+    unsigned long pos = p ? strtoul(p + 1, NULL, 10) : 0;
+
+    if (what == NULL)
+        return;
+    if (cr_confirm_record(d, job, pos, "sms", sub, "sms", (const char *const *)sv->segments,
+                          sv->nsegments, on_sms_confirmed, what) != 0) {
+        cr_error("confirmation by SMS %s: not recorded (redis not connected)", last);
+        free(what);
+    }
+}
+
 static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct inbound *in = ud;
@@ -432,6 +468,17 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
             sub = s2 + 1;
         }
     }
+    if (in->kind == CR_REPLY_TEXT && doc[0] != '\0' && reply->element[1]->len < DOC_MAX) {
+        /* a multi-question survey's answer (survey_page.h); else a reply */
+        rc = cr_survey_sms(in->d, doc, reply->element[1]->len, job, sub, in->from, in->text,
+                           in->seen, on_survey_sms_done, in);
+        if (rc == 1)
+            return;
+        if (rc < 0) {
+            inbound_done(in, 503, "unavailable");
+            return;
+        }
+    }
     if (doc[0] != '\0' && reply->element[1]->len < DOC_MAX &&
         cr_survey_from_doc(doc, reply->element[1]->len, &sv) != 0)
         memset(&sv, 0, sizeof(sv));
@@ -446,6 +493,9 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
     t.sv = &sv;
     if (in->kind == CR_REPLY_TEXT && sv.question != NULL)
         t.option = cr_survey_match_doc(doc, reply->element[1]->len, in->text);
+    if (in->kind == CR_REPLY_TEXT && job[0] != '\0' &&
+        cr_confirm_keyword(in->d->cfg->confirm_keywords, in->text))
+        sms_confirm(in->d, job, last, sub, &sv);
     rc = run_reply(in->d, &t, on_reply_written, in);
     cr_survey_release(&sv);
     if (rc != 0)
@@ -712,6 +762,11 @@ static void on_survey_doc(struct cr_redis *r, redisReply *reply, void *ud)
         page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_SURVEY);
         goto done;
     }
+    if (reply->type == REDIS_REPLY_STRING && reply->len < DOC_MAX &&
+        cr_msurvey_doc_is_multi(reply->str, reply->len)) {
+        cr_survey_page(lc->d, lc->req, &lc->link, reply->str, reply->len);
+        goto done;
+    }
     if (reply->type != REDIS_REPLY_STRING || reply->len >= DOC_MAX ||
         cr_survey_from_doc_lang(reply->str, reply->len, lc->link.lang, &sv) != 0 ||
         sv.question == NULL) {
@@ -768,12 +823,9 @@ static void survey(struct link_ctx *lc)
                 n = 0;
         }
         cr_form_release(&f);
-        if (n < 1) {
-            page(lc->d, lc->req, lc->hook, 400, "malformed", lc->wl, CR_WORD_CHOOSE);
-            free(lc);
-            return;
-        }
-        lc->option = (int)n;
+        /* no option may still be a multi-question survey's answer: the job's
+         * survey decides (on_survey_doc) */
+        lc->option = n < 1 ? 0 : (int)n;
     }
     if (cr_key_for(&lc->d->keys, "job", lc->link.arg, key, sizeof(key)) != 0 ||
         cr_redis_cmd(lc->d->rc, on_survey_doc, lc, 0, "HGET %s doc", key) != 0) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "confirm.h"
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
@@ -124,6 +125,8 @@ static void handle(struct cr_httpd_req *req, void *ud)
         cr_api_handle(rt->api, req);
     } else if ((strncmp(p, "/u/", 3) == 0 || strncmp(p, "/s/", 3) == 0) && p[3] != '\0') {
         cr_replies_link(d, req);
+    } else if (strncmp(p, "/c/", 3) == 0 && p[3] != '\0') {
+        cr_confirm_link(d, req);
     } else if (cr_dash_page_owns(p)) {
         cr_dash_page(rt->dash, req);
     } else {
@@ -145,6 +148,8 @@ static void rejected(const char *path, int status, void *ud)
         hook = "unsubscribe";
     else if (strncmp(path, "/s/", 3) == 0)
         hook = "survey";
+    else if (strncmp(path, "/c/", 3) == 0)
+        hook = "confirm";
     if (hook == NULL || (strncmp(path, "/hooks/", 7) == 0 && strcmp(hook, "twilio") != 0 &&
                          strcmp(hook, "sendgrid") != 0 && strcmp(hook, "generic") != 0 &&
                          strcmp(hook, "meta") != 0))

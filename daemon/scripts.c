@@ -11,6 +11,7 @@
 #include "cr_error.h"
 #include "cr_types.h"
 #include "cr_log.h"
+#include "escalate.h"
 
 #define EVENTS_MAXLEN "100000"
 
@@ -53,6 +54,8 @@ static const char complete_lua[] =
     "local function complete(job, events, ledger, id, now, ret)\n"
     "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n"
     "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n"
+    /* escalation steps still to run keep the job open (escalate.c ends it) */
+    "  if h[4] ~= 'cancelling' and tonumber(redis.call('HGET', job, 'esc_left') or '0') > 0 then return 0 end\n"
     "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' or h[4] == 'failed' then return 0 end\n"
     "  local total = 0\n"
     "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n"
@@ -63,6 +66,7 @@ static const char complete_lua[] =
     "  elseif tonumber(h[7] or '0') > 0 and tonumber(h[6] or '0') > 0 and tonumber(now) >= tonumber(h[6]) then final = 'expired' end\n"
     "  redis.call('HSET', job, 'state', final, 'completed_ms', now, 'messages', total)\n"
     "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', final, 't_ms', now, 'messages', total)\n"
+    "  redis.call('UNLINK', job .. ':aud')\n"
     "  if tonumber(ret) > 0 then\n"
     "    redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret)\n"
     "    redis.call('EXPIRE', job .. ':early', ret); redis.call('EXPIRE', job .. ':receipts', ret)\n"
@@ -127,6 +131,13 @@ static const char accept_lua[] =
     "end\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2], unpack(kf))\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
+    /* escalation: the steps, and the first one's due time (escalate.c) */
+    "if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'confirm', 1) end\n"
+    "if ARGV[13] and ARGV[13] ~= '' then\n"
+    "  local n = select(2, string.gsub(ARGV[13], ':%a', ''))\n"
+    "  redis.call('HSET', KEYS[1], 'esc', ARGV[13], 'esc_left', n, 'esc_step', 0, 'esc_base', ARGV[15])\n"
+    "  redis.call('ZADD', ARGV[14], ARGV[16], ARGV[1] .. '|1')\n"
+    "end\n"
     "if tonumber(ARGV[6]) > tonumber(ARGV[4]) then\n"
     "  redis.call('HSET', KEYS[1], 'state', 'scheduled')\n"
     "  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])\n"
@@ -148,7 +159,7 @@ static const char expand_lua[] =
     "  redis.call('XACK', KEYS[4], ARGV[8], ARGV[9])\n"
     "  return -3\n"
     "end\n"
-    "local h = redis.call('HMGET', KEYS[1], 'exp_step', 'expanded', 'state', 'targeted', 'max_audience', 'key')\n"
+    "local h = redis.call('HMGET', KEYS[1], 'exp_step', 'expanded', 'state', 'targeted', 'max_audience', 'key', 'esc')\n"
     "if h[2] == '1' then return -1 end\n"
     "if h[3] == 'failed' then redis.call('XACK', KEYS[4], ARGV[8], ARGV[9]); return -3 end\n"
     "local step = tonumber(h[1] or '0')\n"
@@ -176,6 +187,8 @@ static const char expand_lua[] =
     "  redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'pos', h[4] or '0', 'ids', table.concat(kept, ','))\n"
     "  redis.call('HINCRBY', KEYS[1], 'targeted', #kept)\n"
     "  redis.call('HINCRBY', KEYS[1], 'batches', 1)\n"
+    /* a job with escalation steps keeps its audience by position for them */
+    "  if h[7] then redis.call('HSET', KEYS[1] .. ':aud', h[4] or '0', table.concat(kept, ',')) end\n"
     "end\n"
     "redis.call('EXPIRE', KEYS[6], ARGV[10])\n"
     "redis.call('HSET', KEYS[1], 'exp_src', ARGV[3], 'exp_cursor', ARGV[4], 'exp_step', step + 1)\n"
@@ -264,6 +277,8 @@ static const char record_new_lua[] =
     "      local k = pos .. ':' .. ch\n"
     "      local e = redis.call('HGET', KEYS[10], k)\n"
     "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"
+    /* an early delivery reaches the resident as a late one does (webhooks.c) */
+    "      if e == 'delivered' then redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1) end\n"
     "    end\n"
     "    counts[st] = (counts[st] or 0) + 1\n"
     "    if chname ~= '' then counts[st .. ':' .. chname] = (counts[st .. ':' .. chname] or 0) + 1 end\n"
@@ -287,7 +302,10 @@ static const char record_new_lua[] =
     "    added = added + 1\n"
     "  end\n"
     "end\n"
-    "if added > 0 then trim_receipts(KEYS[3], ARGV[4]) end\n"
+    "if added > 0 then trim_receipts(KEYS[3], ARGV[4]) end\n";
+
+/* The record script's second half: counters, the plan check, the ack. */
+static const char record_tail_lua[] =
     "if #last > 0 then redis.call('HSET', KEYS[11], unpack(last)) end\n"
     "for k, v in pairs(counts) do\n"
     "  if v ~= 0 then redis.call('HINCRBY', KEYS[1], k, v) end\n"
@@ -395,15 +413,17 @@ static const char tokens_lua[] =
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
-#define SCRIPT_PARTS 6
+#define SCRIPT_PARTS 7
 static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
-    {guard_lua, accept_lua, NULL, NULL, NULL, NULL},
-    {guard_lua, complete_lua, expand_lua, NULL, NULL, NULL},
-    {guard_lua, complete_lua, trim_lua, record_check_lua, record_lua, record_new_lua},
-    {claim_lua, NULL, NULL, NULL, NULL, NULL},
-    {due_lua, NULL, NULL, NULL, NULL, NULL},
-    {tokens_lua, NULL, NULL, NULL, NULL, NULL},
-    {guard_lua, fail_lua, NULL, NULL, NULL, NULL}};
+    {guard_lua, accept_lua, NULL, NULL, NULL, NULL, NULL},
+    {guard_lua, complete_lua, expand_lua, NULL, NULL, NULL, NULL},
+    {guard_lua, complete_lua, trim_lua, record_check_lua, record_lua, record_new_lua,
+     record_tail_lua},
+    {claim_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {due_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {guard_lua, fail_lua, NULL, NULL, NULL, NULL, NULL},
+    {guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

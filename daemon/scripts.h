@@ -13,7 +13,9 @@ enum cr_script {
      * dead-letter stream, then the audience sets (segments, require,
      * exclude); ARGV id, entry, priority, now_ms, doc, send_at_ms,
      * expires_at_ms, group, number of segments, number of require sets, key
-     * id of a signed job ("" none), its max_audience ("0" none).
+     * id of a signed job ("" none), its max_audience ("0" none), escalation
+     * spec ("" none, escalate.c), the escalate set, the steps' start ms, the
+     * first step's due ms, "1" when the job asks for confirmations.
      * Checks the type of every key before writing. Returns {2,"accepted"}
      * new, {3,"scheduled"} new and due later (entry acked), {1,state} the
      * same intake entry again (resume), {0,state} a duplicate id (entry
@@ -71,6 +73,10 @@ enum cr_script {
      * {0,type} the suspect key holds the wanted type after all (nothing
      * written), {-1,reason} no job hash to write it in. */
     CR_SCRIPT_FAIL,
+    /* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s.
+     * Runs due escalation steps (escalate.c). Returns {steps run, next due
+     * score or ""}. */
+    CR_SCRIPT_ESCALATE,
     CR_SCRIPT__COUNT
 };
 

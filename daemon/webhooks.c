@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "confirm.h"
 #include "cr_error.h"
 #include "cr_types.h"
 #include "cr_secret.h"
@@ -330,6 +331,8 @@ int cr_hook_generic_parse(const char *body, size_t len, struct cr_hook_event *ev
             ev->status = "failed";
         else if (strcmp(status, "bounced") == 0)
             ev->status = "bounced";
+        else if (strcmp(status, "confirmed") == 0)
+            ev->status = "confirmed"; /* the app's acknowledgement (confirm.c) */
         else
             goto out;
         ev->has_ref = 1;
@@ -710,6 +713,43 @@ static void handle_sendgrid(struct cr_webhooks *w, struct cr_httpd_req *req)
     free(evs);
 }
 
+struct confirm_ctx {
+    struct cr_webhooks *w;
+    struct cr_httpd_req *req;
+};
+
+static void on_app_confirmed(void *ud, int result)
+{
+    struct confirm_ctx *cc = ud;
+
+    if (result < 0)
+        answer(cc->w, cc->req, "generic", 503, "unavailable", "redis unavailable");
+    else
+        answer(cc->w, cc->req, "generic", 200,
+               result == 2 ? "accepted" : result == 1 ? "replayed" : "ignored", "");
+    free(cc);
+}
+
+/* {"ref": ..., "status": "confirmed"}: the resident acknowledged the message
+ * in the app; counted once per (job, resident) by confirm.c. */
+static void app_confirm(struct cr_webhooks *w, struct cr_httpd_req *req,
+                        const struct cr_hook_event *ev)
+{
+    struct confirm_ctx *cc = malloc(sizeof(*cc));
+
+    if (cc == NULL) {
+        answer(w, req, "generic", 503, "unavailable", "out of memory");
+        return;
+    }
+    cc->w = w;
+    cc->req = req;
+    if (cr_confirm_record(w->d, ev->ref.job, ev->ref.pos, cr_channel_name(ev->ref.ch), "", "app",
+                          NULL, 0, on_app_confirmed, cc) != 0) {
+        free(cc);
+        answer(w, req, "generic", 503, "unavailable", "redis not connected");
+    }
+}
+
 static void handle_generic(struct cr_webhooks *w, struct cr_httpd_req *req)
 {
     const char *sig = cr_httpd_header(req, "x-crier-signature");
@@ -733,6 +773,8 @@ static void handle_generic(struct cr_webhooks *w, struct cr_httpd_req *req)
         answer(w, req, "generic", 400, "malformed", "not a receipt or a message");
     else if (ev.kind == CR_HOOK_INBOUND)
         inbound(w, req, "generic", &ev);
+    else if (ev.status != NULL && strcmp(ev.status, "confirmed") == 0)
+        app_confirm(w, req, &ev);
     else
         apply(w, req, "generic", &ev, 1);
     cr_hook_event_release(&ev);

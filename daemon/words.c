@@ -25,6 +25,9 @@ static const char *const english[CR_WORD__COUNT] = {
         "Sorry, we could not record your answer just now. Please try again in a minute.",
     [CR_WORD_TRY_AGAIN_SURVEY] =
         "Sorry, this survey is not available just now. Please try again in a minute.",
+    [CR_WORD_CONFIRM_ASK] = "Please confirm that you have seen this message.",
+    [CR_WORD_CONFIRM_BUTTON] = "I have seen it",
+    [CR_WORD_CONFIRMED] = "Thank you: we know you have seen the message.",
 };
 
 static const char *const welsh[CR_WORD__COUNT] = {
@@ -52,6 +55,9 @@ static const char *const welsh[CR_WORD__COUNT] = {
     [CR_WORD_TRY_AGAIN_SURVEY] =
         "Mae'n ddrwg gennym, nid yw'r arolwg hwn ar gael ar hyn o bryd. Rhowch gynnig arall "
         "arni ymhen munud.",
+    [CR_WORD_CONFIRM_ASK] = "Cadarnhewch eich bod wedi gweld y neges hon.",
+    [CR_WORD_CONFIRM_BUTTON] = "Rydw i wedi'i gweld",
+    [CR_WORD_CONFIRMED] = "Diolch: rydym yn gwybod eich bod wedi gweld y neges.",
 };
 
 const char *cr_words_lang(const char *lang)

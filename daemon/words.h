@@ -24,6 +24,9 @@ enum cr_word {
     CR_WORD_TRY_AGAIN,      /* Redis unavailable */
     CR_WORD_TRY_AGAIN_ANSWER,
     CR_WORD_TRY_AGAIN_SURVEY,
+    CR_WORD_CONFIRM_ASK,    /* the confirmation page's question */
+    CR_WORD_CONFIRM_BUTTON,
+    CR_WORD_CONFIRMED,      /* confirmation recorded (now or before) */
     CR_WORD__COUNT
 };
 

@@ -378,6 +378,7 @@ function renderJob(first) {
   const view = $("#view");
   const focused = document.activeElement && document.activeElement.id;
   const areas = areasFor.startsWith(`${j.id}/`) && $("#areas") ? $("#areas") : null;
+  const communities = communitiesFor.startsWith(`${j.id}/`) && $("#communities") ? $("#communities") : null;
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "All jobs")),
     el("h2", {}, `Job ${j.id} `, j.priority === "urgent" ? el("span", { class: "badge-urgent" }, "URGENT") : null),
@@ -408,10 +409,13 @@ function renderJob(first) {
         : el("tr", {}, el("td", { colspan: "3" }, "None"))))),
     el("h3", {}, "Reach per area"),
     areas || el("div", { id: "areas" }, el("p", {}, "Loading the per-area table…")),
+    el("h3", {}, "Reach by community"),
+    communities || el("div", { id: "communities" }, el("p", {}, "Loading the per-community table…")),
     el("h3", {}, "Timeline"),
     el("ol", { id: "timeline" }, d.events.map((e) => el("li", {}, `${fmtTime(e.t_ms)}: ${e.event}`,
       e.detail ? ` (${e.detail})` : ""))));
   if (first || finished) loadAreas(j.id, finished);
+  if (first || finished) loadCommunities(j.id, finished);
   if (first) $("#main").focus();
   else if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
@@ -450,18 +454,43 @@ async function loadAreas(id, finished) {
   const rows = parseCSV(text);
   const head = rows.shift() || [];
   const want = ["segment", "residents_targeted", "residents_reached", "delivered", "replies", "reply_rate"];
-  const extra = head.filter((h) => h === "survey_responses" || h.startsWith("option_"));
+  const extra = head.filter((h) => h === "survey_responses" || h.startsWith("option_") ||
+    h === "confirmed" || /^step\d+_(messages|sent|delivered)$/.test(h));
   const cols = want.concat(extra).map((c) => head.indexOf(c)).filter((i) => i >= 0);
   const blob = new Blob([text], { type: "text/csv" });
   const cur = $("#areas");
   if (!cur) return;
   cur.replaceChildren(
     el("div", { class: "table-wrap" }, el("table", { id: "areas-table" },
-      el("caption", {}, "Targeted, reached, delivered, replies and survey answers per area"),
+      el("caption", {}, "Targeted, reached, delivered, replies, survey answers, confirmations and escalation steps per area"),
       el("thead", {}, el("tr", {}, cols.map((i) => el("th", { scope: "col", class: i ? "num" : null }, head[i].replaceAll("_", " "))))),
       el("tbody", {}, rows.map((r) => el("tr", { "data-segment": r[0] }, cols.map((i, k) => k === 0
         ? el("th", { scope: "row" }, r[i]) : el("td", { class: "num" }, r[i] || ""))))))),
     el("p", {}, el("a", { href: URL.createObjectURL(blob), download: `${id}-report.csv`, id: "csv" }, "Download this table as CSV (the same as crierctl report)")));
+}
+
+// Every segment of the demographic families (demo:*), targeted or not:
+// crierctl report --by 'demo:*'.
+let communitiesFor = "";
+async function loadCommunities(id, finished) {
+  const key = `${id}/${finished}`;
+  if (communitiesFor === key && $("#communities table")) return;
+  const resp = await api(`/jobs/${encodeURIComponent(id)}/report.csv?by=${encodeURIComponent("demo:*")}`);
+  const box = $("#communities");
+  if (!box) return;
+  if (!resp.ok) { box.replaceChildren(el("p", {}, `The per-community table is not available (HTTP ${resp.status}).`)); return; }
+  const text = await resp.text();
+  communitiesFor = key;
+  const rows = parseCSV(text);
+  const head = rows.shift() || [];
+  const cols = ["segment", "residents_targeted", "residents_reached", "delivered", "responded"]
+    .map((c) => head.indexOf(c)).filter((i) => i >= 0);
+  box.replaceChildren(
+    el("div", { class: "table-wrap" }, el("table", { id: "communities-table" },
+      el("caption", {}, "Targeted, reached, delivered and responded per community (segments demo:*)"),
+      el("thead", {}, el("tr", {}, cols.map((i) => el("th", { scope: "col", class: i ? "num" : null }, head[i].replaceAll("_", " "))))),
+      el("tbody", {}, rows.map((r) => el("tr", { "data-segment": r[0] }, cols.map((i, k) => k === 0
+        ? el("th", { scope: "row" }, r[i]) : el("td", { class: "num" }, r[i] || ""))))))));
 }
 
 async function cancelJob(id) {

@@ -35,6 +35,14 @@ CRIERD_ONLY = {
     "survey_translation_options": ("bad_survey", r"given, survey\.options has"),
     "template_fields": ("bad_template", r"too many fields"),
     "whatsapp_variables_numbered": ("bad_whatsapp", r"they are numbered 1 to n"),
+    "multi_survey_translation": ("bad_survey", r"must translate all|the survey's question|"
+                                               r"is not a question of the survey"),
+    "answered_segments": ("too_long", r"segments with answered"),
+
+    "escalate_channel_used": ("unknown_channel", r"already used by the job or an earlier step"),
+    "escalate_order": ("bad_escalate", r"is not after the previous step"),
+    "escalate_confirm": ("bad_escalate", r"needs \"confirm\": true"),
+    "escalate_content": ("no_content", r"^escalate\[\d+\]\.to"),
 }
 MSG = re.compile(r"^-(?::\d+:\d+)?: ([a-z_]+): (.*)$")
 
@@ -135,6 +143,21 @@ def seq(*fns):
     return fn
 
 
+def multi(n=1, score=None, wave="2026-11", tr=None, extra=None):
+    """A mutation giving the job a multi-question survey of n questions (and
+    the Polish translation's survey tr, or none)."""
+    def fn(doc):
+        doc["survey"] = {"id": "your-views", "wave": wave, "questions": [
+            {"id": f"q{i}", "text": "I feel safe", "scale": ["Agree", "Disagree"],
+             "score": score if score is not None else [100, 0]} for i in range(n)]}
+        doc["survey"].update(extra or {})
+        for t in doc["message"].get("translations", {}).values():
+            t.pop("survey", None)
+        if tr is not None:
+            doc["message"]["translations"]["pl"]["survey"] = tr
+    return fn
+
+
 TR_SURVEY = {"question": "Czy czujesz się bezpiecznie?", "options": ["Tak", "Nie", "Nie wiem"]}
 
 # label -> (mutation of good-full.json, expected rule: "ok", a crierd code, or
@@ -203,7 +226,56 @@ CASES = {
     "document over 256 KiB": (seq(setp("audience.subscribers",
                                        [f"r{i:019d}" for i in range(10000)]),
                                   setp("message.html", "<p>x</p>" * 5000)), "document_size"),
+    "multi-question survey": (multi(), "ok"),
+    "multi-question survey, Polish": (multi(tr={"questions": [
+        {"text": "Czuję się bezpiecznie", "scale": ["Tak", "Nie"]}]}), "ok"),
+    "multi-question survey, score missing a step": (multi(score=[100]), "bad_survey"),
+    "multi-question survey, score over 100": (multi(score=[100, 101]), "bad_survey"),
+    "multi-question survey, wave with a colon": (multi(wave="2026:11"), "bad_survey"),
+    "multi-question survey, 21 questions": (multi(n=21), "bad_survey"),
+    "multi-question survey, unknown field": (multi(extra={"weights": [1]}), "unknown_field"),
+    "multi-question survey, bad closes_at": (multi(extra={"closes_at": "soon"}), "bad_time"),
+    "multi-question survey, Polish leaves a question out": (multi(n=2, tr={"questions": [
+        {"text": "Czuję się bezpiecznie", "scale": ["Tak", "Nie"]}]}),
+        "multi_survey_translation"),
+    "answered audience": (setp("audience.answered", {"survey": "your-views", "wave": "2026-11",
+                                                     "question": "safe", "options": [4, 5]}),
+                          "ok"),
+    "answered audience, option 0": (setp("audience.answered", {
+        "survey": "your-views", "wave": "2026-11", "question": "safe", "options": [0]}),
+        "bad_survey"),
     "unknown top-level field": (setp("channel", ["sms"]), "unknown_field"),
+    "escalate push then sms then email": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"]},
+                              {"after_s": 900, "to": ["email"], "unless": "confirmed"}]),
+            setp("confirm", True)), "ok"),
+    "escalate to a channel the job uses": (
+        setp("escalate", [{"after_s": 300, "to": ["sms"]}]), "escalate_channel_used"),
+    "escalate of 4 steps": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 10 * i + 1, "to": ["sms"]} for i in range(4)])),
+        "too_long"),
+    "escalate after 0 s": (seq(setp("channels", ["push"]),
+                               setp("escalate", [{"after_s": 0, "to": ["sms"]}])), "bad_escalate"),
+    "escalate steps out of order": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 900, "to": ["sms"]}, {"after_s": 300, "to": ["email"]}])),
+        "escalate_order"),
+    "escalate unless confirmed without confirm": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "unless": "confirmed"}])),
+        "escalate_confirm"),
+    "escalate unless read": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "unless": "read"}])), "bad_escalate"),
+    "escalate to sms without sms content": (
+        seq(setp("channels", ["push"]), delp("message.sms"),
+            setp("escalate", [{"after_s": 300, "to": ["sms"]}])), "escalate_content"),
+    "escalate step with an unknown field": (
+        seq(setp("channels", ["push"]),
+            setp("escalate", [{"after_s": 300, "to": ["sms"], "when": "now"}])), "unknown_field"),
+    "confirm of a string": (setp("confirm", "yes"), "bad_type"),
     "unknown push field": (setp("message.push.sound", "default"), "unknown_field"),
 }
 

@@ -1,0 +1,125 @@
+/* crierctl report --by: the segments of reporting families (demo:age:*),
+ * whether or not the job targeted them, and the residents who responded to
+ * a job (replied, or answered its survey), so that reach can be shown per
+ * community. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "report_by.h"
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size_t n, char **segs,
+                              size_t max, size_t *nsegs)
+{
+    char pattern[CR_KEY_MAX];
+    size_t plen = strlen(ctl->prefix) + 4; /* "<prefix>seg:" */
+    size_t i, first;
+    int code = 0;
+
+    for (i = 0; i < n; i++) {
+        char cursor[32] = "0";
+
+        snprintf(pattern, sizeof(pattern), "%sseg:%s", ctl->prefix, patterns[i]);
+        first = *nsegs;
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "set"};
+            redisReply *r = cr_ctl_cmdv(ctl, 8, argv, NULL, &code);
+            size_t k;
+
+            if (r == NULL)
+                return code;
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                freeReplyObject(r);
+                return CTL_EXIT_FAIL;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            for (k = 0; k < r->element[1]->elements; k++) {
+                if (*nsegs == max) {
+                    fprintf(stderr, "crierctl report: --by: more than %zu segments\n", max);
+                    freeReplyObject(r);
+                    return CTL_EXIT_FAIL;
+                }
+                segs[*nsegs] = strdup(r->element[1]->element[k]->str + plen);
+                if (segs[*nsegs] == NULL) {
+                    freeReplyObject(r);
+                    return CTL_EXIT_FAIL;
+                }
+                (*nsegs)++;
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+        qsort(segs + first, *nsegs - first, sizeof(*segs), name_cmp);
+    }
+    return 0;
+}
+
+/* Appends the members of a reply (SMEMBERS) or the fields of a hash whose
+ * value is job (HGETALL) to *ids. */
+static int take(redisReply *r, const char *job, char ***ids, size_t *n, size_t *cap)
+{
+    size_t i, step = job ? 2 : 1;
+
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i + step - 1 < r->elements; i += step) {
+        if (job != NULL && strcmp(r->element[i + 1]->str, job) != 0)
+            continue;
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 1024;
+            char **nv = realloc(*ids, ncap * sizeof(*nv));
+
+            if (nv == NULL)
+                return CTL_EXIT_FAIL;
+            *ids = nv;
+            *cap = ncap;
+        }
+        (*ids)[*n] = strdup(r->element[i]->str);
+        if ((*ids)[*n] == NULL)
+            return CTL_EXIT_FAIL;
+        (*n)++;
+    }
+    return 0;
+}
+
+int cr_ctl_report_responders(struct ctl *ctl, const char *job, const char *doc, char ***ids,
+                             size_t *n)
+{
+    char key[CR_KEY_MAX];
+    const char *argv[2];
+    cJSON *root = cJSON_Parse(doc ? doc : "");
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(root, "survey");
+    const cJSON *sid = cJSON_GetObjectItemCaseSensitive(sv, "id");
+    const cJSON *wave = cJSON_GetObjectItemCaseSensitive(sv, "wave");
+    size_t cap = 0, k;
+    int code = 0;
+
+    *ids = NULL;
+    *n = 0;
+    for (k = 0; code == 0 && k < 3; k++) {
+        redisReply *r;
+
+        if (k == 0)
+            snprintf(key, sizeof(key), "%sjob:%s:repliers", ctl->prefix, job);
+        else if (k == 1)
+            snprintf(key, sizeof(key), "%sjob:%s:respondents", ctl->prefix, job);
+        else if (cJSON_IsString(sid) && cJSON_IsString(wave))
+            snprintf(key, sizeof(key), "%ssurvey:%s:%s:resp", ctl->prefix, sid->valuestring,
+                     wave->valuestring);
+        else
+            break;
+        argv[0] = k < 2 ? "SMEMBERS" : "HGETALL";
+        argv[1] = key;
+        r = cr_ctl_cmdv(ctl, 2, argv, NULL, &code);
+        if (r == NULL)
+            break;
+        code = take(r, k < 2 ? NULL : job, ids, n, &cap);
+        freeReplyObject(r);
+    }
+    cJSON_Delete(root);
+    return code;
+}
