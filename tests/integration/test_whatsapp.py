@@ -285,3 +285,37 @@ def test_twilio_whatsapp_callbacks_signed_forged_replayed_and_read(env):
     assert answer["status"] == 200, answer
     assert env.r.sismember(f"{PREFIX}suppress:whatsapp", num)
     assert env.r.scard(f"{PREFIX}suppress:sms") == 0
+
+
+def test_escalation_reaches_non_whatsapp_numbers_by_sms(env):
+    """A job on whatsapp that escalates to sms unless delivered: the residents
+    whose number is not on WhatsApp (suppressed for the channel) get the SMS
+    at the step; the ones Meta delivered to do not."""
+    n = 40
+    subs, kinds, segs = population(n, "e", "area:ESC")
+    env.start_redis()
+    seed(env.r, subs, segs)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env.start_sim("--meta-webhook-url", f"{base}/hooks/meta", "--meta-app-secret", META_SECRET,
+                  "--callback-delay-ms", "5")
+    sim_url = f"http://127.0.0.1:{env.sim.port}"
+    d = env.crierd(http={"listen": f"127.0.0.1:{port}"}, webhooks={"public_url": base},
+                   channels={"whatsapp": ["meta"], "sms": ["twilio"]},
+                   providers={"meta": {"type": "meta_whatsapp", "url": sim_url,
+                                       "phone_number_id": META_PHONE_ID,
+                                       "access_token": "meta-test-token",
+                                       "app_secret": META_SECRET}})
+    job = dict(wa_job("wa-esc", "area:ESC"), channels=["whatsapp"],
+               escalate=[{"after_s": 2, "to": ["sms"], "unless": "delivered"}])
+    post_job(env.r, job)
+    key = f"{PREFIX}job:wa-esc"
+    reached = sum(1 for k in kinds.values() if k in ("open", "template"))
+    # the deliveries must be in before the step runs for the test to mean anything
+    wait_until(lambda: d.check_alive() or
+               counter(env.r.hgetall(key), "delivered:whatsapp") == reached,
+               20, 0.02, what="the WhatsApp deliveries")
+    wait_job(env.r, "wa-esc", [d], timeout=60)
+    texted = set(env.sim.recipients("twilio"))
+    unknown = {subs[s]["phone"] for s, k in kinds.items() if k == "unknown"}
+    assert texted == unknown, (len(texted), len(unknown))
