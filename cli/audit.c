@@ -119,7 +119,13 @@ static const char *text_for(const cJSON *msg, const char *channel, const char *l
         v = cJSON_GetObjectItemCaseSensitive(src, "sms");
     else if (strcmp(channel, "push") == 0)
         v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(src, "push"), "body");
-    else if (strcmp(channel, "email") == 0) {
+    else if (strcmp(channel, "whatsapp") == 0) { /* the free text, else the template's name */
+        const cJSON *wa = cJSON_GetObjectItemCaseSensitive(src, "whatsapp");
+
+        v = cJSON_GetObjectItemCaseSensitive(wa, "text");
+        if (!cJSON_IsString(v))
+            v = cJSON_GetObjectItemCaseSensitive(wa, "template");
+    } else if (strcmp(channel, "email") == 0) {
         v = cJSON_GetObjectItemCaseSensitive(src, "subject");
         if (!cJSON_IsString(v))
             v = cJSON_GetObjectItemCaseSensitive(src, "text");

@@ -30,12 +30,12 @@ static const char help[] =
     "(<prefix>seg:<name> sets) from a CSV file ('-' = standard input). The first\n"
     "row names the columns (at most 256): id (required), email, phone, push_token,\n"
     "push_platform, lang, channels, min_priority, quiet, tz, name, segments (names\n"
-    "separated by ';'); any other column is stored as a hash field of the same name.\n"
+    "separated by ';'), whatsapp (checked as phone), whatsapp_optin; any other column is stored as a hash field of the same name.\n"
     "An empty cell removes that field from an existing subscriber.\n"
     "Checks: id [A-Za-z0-9._:-]{1,64}; email one '@' and no spaces; phone\n"
     "stored in E.164: +<country code>... or 00<country code>... as written, a\n"
     "national number (07700 900123) in the --country (spaces, '-', '.', '/' and\n"
-    "parentheses ignored); channels from email,sms,push; push_platform fcm or\n"
+    "parentheses ignored); channels from email,sms,push,whatsapp; push_platform fcm or\n"
     "apns; min_priority urgent/high/normal/bulk; quiet HH:MM-HH:MM; lang 2 to 15\n"
     "of A-Z a-z -; tz a zone name; segment names printable ASCII without spaces;\n"
     "every cell valid UTF-8; the number of fields matches the header.\n"
@@ -68,6 +68,7 @@ enum col_kind {
     COL_TZ,
     COL_NAME,
     COL_SEGMENTS,
+    COL_WHATSAPP,
     COL_EXTRA,
 };
 
@@ -84,6 +85,7 @@ static const char *const known_cols[] = {
     [COL_TZ] = "tz",
     [COL_NAME] = "name",
     [COL_SEGMENTS] = "segments",
+    [COL_WHATSAPP] = "whatsapp",
 };
 
 /* A set of strings (segment names), open addressing, capped. */
@@ -398,11 +400,11 @@ static const char *check_channels(const char *s, size_t n)
         while (b > a && b[-1] == ' ')
             b--;
         if (b == a || (size_t)(b - a) >= sizeof(name))
-            return "must be channel names from email, sms, push separated by ','";
+            return "must be channel names from email, sms, push, whatsapp separated by ','";
         memcpy(name, a, (size_t)(b - a));
         name[b - a] = '\0';
         if (cr_channel_parse(name, &ch) < 0)
-            return "must be channel names from email, sms, push separated by ','";
+            return "must be channel names from email, sms, push, whatsapp separated by ','";
         if (comma == NULL)
             return NULL;
         p = comma + 1;
@@ -696,6 +698,7 @@ static int check_record(struct imp *im, struct cr_buf *rej, struct cr_buf *dropp
             why = check_email(s, n);
             break;
         case COL_PHONE:
+        case COL_WHATSAPP: /* the WhatsApp number, in E.164 as phone */
             why = normalise_phone(s, n, im->country, phone);
             if (why == NULL && replace_cell(&im->cells[i], phone) < 0)
                 why = "out of memory";

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-static const char *const channel_names[CR_CH__COUNT] = {"email", "sms", "push"};
+static const char *const channel_names[CR_CH__COUNT] = {"email", "sms", "push", "whatsapp"};
 static const char *const priority_names[CR_PRIO__COUNT] = {"urgent", "high", "normal", "bulk"};
 static const char *const status_names[CR_ST__COUNT] = {
 #define XX(code, name) name,

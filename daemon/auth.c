@@ -99,7 +99,8 @@ static int parse_key(const cJSON *o, struct cr_integrator *k, char *err, size_t 
     size_t i;
 
     snprintf(k->id, sizeof(k->id), "%s", id);
-    k->channels = CR_CH_BIT(CR_CH_EMAIL) | CR_CH_BIT(CR_CH_SMS) | CR_CH_BIT(CR_CH_PUSH);
+    k->channels = CR_CH_BIT(CR_CH_EMAIL) | CR_CH_BIT(CR_CH_SMS) | CR_CH_BIT(CR_CH_PUSH) |
+                  CR_CH_BIT(CR_CH_WHATSAPP);
     k->max_priority = CR_PRIO_HIGH;
     k->max_audience = 10000;
     k->rate = 10;

@@ -561,7 +561,7 @@ static const char *const redis_keys[] = {"host",   "port",     "path",   "userna
                                          "connect_timeout_ms", "command_timeout_ms",
                                          "reconnect_max_ms", "wait_replicas",
                                          "wait_timeout_ms", "sentinel", NULL};
-static const char *const channel_keys[] = {"email", "sms", "push", NULL};
+static const char *const channel_keys[] = {"email", "sms", "push", "whatsapp", NULL};
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "max_unrecorded", "timeout_ms",
                                             "connect_timeout_ms", "ca_file",
@@ -1421,7 +1421,7 @@ static int parse_channels(struct ctx *c, struct cr_config *cfg, const cJSON *roo
     int rc, ch, any = 0;
 
     if (chans == NULL)
-        return fail(c, "channels", "missing; list the providers of at least one of email, sms, push");
+        return fail(c, "channels", "missing; list the providers of at least one of email, sms, push, whatsapp");
     if (!cJSON_IsObject(chans))
         return fail(c, "channels", "must be an object, got %s", type_name(chans));
     rc = check_keys(c, chans, "channels", channel_keys, NULL);
@@ -1438,7 +1438,7 @@ static int parse_channels(struct ctx *c, struct cr_config *cfg, const cJSON *roo
         any = 1;
     }
     if (!any)
-        return fail(c, "channels", "must list the providers of at least one of email, sms, push");
+        return fail(c, "channels", "must list the providers of at least one of email, sms, push, whatsapp");
     return 0;
 }
 

@@ -45,7 +45,7 @@ static int parse_to(const cJSON *to, size_t k, unsigned taken, unsigned content,
             return efail(err, "bad_type", "escalate[%zu].to[%zu]: must be a string", k, i);
         if (cr_channel_parse(v->valuestring, &ch) < 0)
             return efail(err, "unknown_channel",
-                         "escalate[%zu].to[%zu]: not one of email, sms, push", k, i);
+                         "escalate[%zu].to[%zu]: not one of email, sms, push, whatsapp", k, i);
         if ((taken | *out) & CR_CH_BIT(ch))
             return efail(err, "unknown_channel",
                          "escalate[%zu].to[%zu]: '%s' is already used by the job or an earlier "

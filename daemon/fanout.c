@@ -577,24 +577,23 @@ size_t cr_fanout_plan(const struct cr_batch *b, unsigned char *plan, size_t cap,
     *first = 0;
     if (b->kind != CR_BATCH_STREAM || b->nsubs == 0)
         return 0;
-    lo = (uint64_t)b->pos0 * 4 / 8;
-    hi = ((uint64_t)(b->pos0 + b->nsubs - 1) * 4 + 3) / 8;
+    lo = (uint64_t)b->pos0 * CR_LEDGER_BITS / 8;
+    hi = ((uint64_t)(b->pos0 + b->nsubs - 1) * CR_LEDGER_BITS + CR_LEDGER_BITS - 1) / 8;
     len = (size_t)(hi - lo + 1);
     if (len > cap)
         return len;
     memset(plan, 0, len);
     for (i = 0; i < b->nsubs; i++) {
         const struct cr_sub *s = &b->subs[i];
-        uint64_t bit = (uint64_t)s->pos * 4;
-        unsigned shift = 4 - (unsigned)(bit % 8); /* MSB first: 4 for the high nibble */
-        unsigned nib = 0;
+        uint64_t bit = (uint64_t)s->pos * CR_LEDGER_BITS;
+        unsigned slots = 0;
         int ch;
 
         for (ch = 0; ch <= CR_CH__COUNT; ch++) {
             if (s->plan & CR_CH_BIT(ch))
-                nib |= 8u >> ch;
+                slots |= 0x80u >> cr_ledger_slot(ch); /* Redis bit order: MSB first */
         }
-        plan[bit / 8 - lo] |= (unsigned char)(nib << shift);
+        plan[bit / 8 - lo] |= (unsigned char)slots;
     }
     *first = lo;
     for (i = 0; i < len; i++) {
@@ -619,8 +618,8 @@ static const char *sub_field(const struct cr_sub *s, const char *name)
 
 static int ledger_done(const struct cr_batch *b, uint32_t pos, int ch)
 {
-    uint64_t bit = (uint64_t)pos * 4 + (unsigned)ch;
-    uint64_t base = (uint64_t)b->pos0 * 4 / 8;
+    uint64_t bit = (uint64_t)pos * CR_LEDGER_BITS + cr_ledger_slot(ch);
+    uint64_t base = (uint64_t)b->pos0 * CR_LEDGER_BITS / 8;
     uint64_t byte = bit / 8;
 
     if (byte < base || byte - base >= b->ledger_len)
@@ -660,12 +659,22 @@ static unsigned sub_channels(const struct cr_batch *b, const struct cr_sub *s)
         set &= ~CR_CH_BIT(CR_CH_SMS);
     if (!sub_field(s, "push_token"))
         set &= ~CR_CH_BIT(CR_CH_PUSH);
+    if (!sub_field(s, "whatsapp") || !sub_field(s, "whatsapp_optin"))
+        set &= ~CR_CH_BIT(CR_CH_WHATSAPP); /* no message without the resident's opt-in */
     return set;
+}
+
+/* A resident the job would reach only on WhatsApp, who has a WhatsApp number
+ * but never opted in: skipped for want of consent, not of a channel. */
+static int wants_consent(const struct cr_batch *b, const struct cr_sub *s)
+{
+    return (b->jc->job.channels & CR_CH_BIT(CR_CH_WHATSAPP)) && sub_field(s, "whatsapp") &&
+           !sub_field(s, "whatsapp_optin");
 }
 
 static const char *address_field(enum cr_channel ch)
 {
-    static const char *const f[CR_CH__COUNT] = {"email", "phone", "push_token"};
+    static const char *const f[CR_CH__COUNT] = {"email", "phone", "push_token", "whatsapp"};
 
     return f[ch];
 }
@@ -1000,6 +1009,9 @@ static void decide(struct cr_batch *b, int64_t now)
         unsigned set = s->missing || s->bad ? 0 : sub_channels(b, s);
         const char *why = s->bad ? "bad_subscriber" : s->missing ? "no_subscriber" : "no_channel";
 
+        if (set == 0 && !s->bad && !s->missing && wants_consent(b, s))
+            why = "no_consent";
+
         if (set && below_min_priority(b, s)) {
             set = 0;
             why = "below_min_priority";
@@ -1015,7 +1027,7 @@ static void decide(struct cr_batch *b, int64_t now)
         if (b->step == 0)
             s->plan = (uint8_t)(set ? set : CR_CH_BIT(CR_CH__COUNT));
         if (set == 0) {
-            if (!ledger_done(b, s->pos, 3)) {
+            if (!ledger_done(b, s->pos, CR_CH__COUNT)) {
                 b->expected++;
                 add_record(b, s, CR_CH__COUNT, CR_ST_SKIPPED, why);
                 cr_metrics_message(b->d->metrics, CR_CH__COUNT, -1, CR_ST_SKIPPED);
@@ -1189,8 +1201,8 @@ static void load(struct cr_batch *b)
     struct cr_redis *r = cr_daemon_conn(d, b->prio);
     char key[CR_KEY_MAX];
     size_t i;
-    uint64_t first = (uint64_t)b->pos0 * 4 / 8;
-    uint64_t last = ((uint64_t)(b->pos0 + b->nsubs) * 4 + 7) / 8;
+    uint64_t first = (uint64_t)b->pos0 * CR_LEDGER_BITS / 8;
+    uint64_t last = ((uint64_t)(b->pos0 + b->nsubs) * CR_LEDGER_BITS + 7) / 8;
 
     b->loads_pending = 1;
     for (i = 0; i < b->nsubs + (b->kind == CR_BATCH_STREAM) && !b->dead; i++) {
@@ -1611,22 +1623,22 @@ void cr_fanout_free(struct cr_fanout *f)
 
 #define GAP_TRIES 3 /* refused acknowledgements before the batch is handed back */
 
-/* The planned-bit form (1 << channel index) of sub i's ledger nibble in have,
+/* The planned-bit form (1 << channel index) of sub i's ledger byte in have,
  * the ledger's len bytes from the plan's first byte. */
 static unsigned have_bits(const struct cr_batch *b, size_t i, const unsigned char *have,
                           size_t len)
 {
-    uint64_t bit = (uint64_t)b->subs[i].pos * 4;
-    uint64_t byte = bit / 8 - (uint64_t)b->pos0 * 4 / 8;
-    unsigned nib;
+    uint64_t bit = (uint64_t)b->subs[i].pos * CR_LEDGER_BITS;
+    uint64_t byte = bit / 8 - (uint64_t)b->pos0 * CR_LEDGER_BITS / 8;
+    unsigned slots;
     unsigned out = 0;
     int ch;
 
     if (byte >= len)
         return 0;
-    nib = (have[byte] >> (4 - (unsigned)(bit % 8))) & 0xFu;
+    slots = have[byte];
     for (ch = 0; ch <= CR_CH__COUNT; ch++) {
-        if (nib & (8u >> ch))
+        if (slots & (0x80u >> cr_ledger_slot(ch)))
             out |= CR_CH_BIT(ch);
     }
     return out;
@@ -1636,6 +1648,8 @@ static const char *skip_reason(const struct cr_batch *b, const struct cr_sub *s)
 {
     if (s->missing)
         return "no_subscriber";
+    if (!below_min_priority(b, s) && wants_consent(b, s))
+        return "no_consent";
     return below_min_priority(b, s) ? "below_min_priority" : "no_channel";
 }
 

@@ -23,7 +23,7 @@ struct cr_sub {
     size_t nkv;
     int missing;           /* no hash */
     int bad;               /* the key holds another type than a hash */
-    uint8_t plan;          /* ledger bits (1 << channel index, 3 = skipped) this batch
+    uint8_t plan;          /* outcomes (1 << channel index, CR_CH__COUNT = skipped) this batch
                               must see set before it is acknowledged */
 };
 

@@ -7,6 +7,7 @@
 #include "cr_str.h"
 #include "sms.h"
 #include "survey.h"
+#include "whatsapp_doc.h"
 #include "template.h"
 
 #include <cjson/cJSON.h>
@@ -438,17 +439,17 @@ static int parse_channels(struct ctx *c, const cJSON *root, struct cr_job *job)
     size_t i = 0;
 
     if (arr == NULL)
-        return fail(c, "missing_field", "channels: required (any of email, sms, push)");
+        return fail(c, "missing_field", "channels: required (any of email, sms, push, whatsapp)");
     if (!cJSON_IsArray(arr))
         return fail(c, "bad_type", "channels: must be an array of strings");
     if (arr->child == NULL)
-        return fail(c, "unknown_channel", "channels: must name at least one of email, sms, push");
+        return fail(c, "unknown_channel", "channels: must name at least one of email, sms, push, whatsapp");
     for (v = arr->child; v; v = v->next, i++) {
         join_index(sub, "channels", i);
         if (!cJSON_IsString(v))
             return fail(c, "bad_type", "%s: must be a string", sub);
         if (cr_channel_parse(v->valuestring, &ch) < 0)
-            return fail(c, "unknown_channel", "%s: '%s' is not one of email, sms, push", sub,
+            return fail(c, "unknown_channel", "%s: '%s' is not one of email, sms, push, whatsapp", sub,
                         quote(q, sizeof(q), v->valuestring, 40));
         if (job->channels & CR_CH_BIT(ch))
             return fail(c, "unknown_channel", "%s: '%s' is listed twice", sub, v->valuestring);
@@ -550,9 +551,10 @@ static int parse_part(struct ctx *c, const cJSON *obj, const char *path, const c
 static int parse_content(struct ctx *c, const cJSON *obj, const char *path, int is_default,
                          struct cr_content *ct)
 {
-    static const char *const default_keys[] = {"lang", "subject", "text",        "html",
-                                               "sms",  "push",    "translations"};
-    static const char *const tr_keys[] = {"subject", "text", "html", "sms", "push", "survey"};
+    static const char *const default_keys[] = {"lang", "subject",      "text",    "html", "sms",
+                                               "push", "translations", "whatsapp"};
+    static const char *const tr_keys[] = {"subject", "text",   "html",
+                                          "sms",     "push",   "survey", "whatsapp"};
     static const char *const push_keys[] = {"title", "body"};
     const struct cr_job_limits *lim = c->lim;
     char ppath[PATH_MAX_LEN];
@@ -560,9 +562,9 @@ static int parse_content(struct ctx *c, const cJSON *obj, const char *path, int 
     int rc;
 
     if (is_default)
-        rc = check_keys(c, obj, path, default_keys, 7);
+        rc = check_keys(c, obj, path, default_keys, 8);
     else
-        rc = check_keys(c, obj, path, tr_keys, 6); /* survey: parse_translated_surveys */
+        rc = check_keys(c, obj, path, tr_keys, 7); /* survey: parse_translated_surveys */
     if (rc == 0)
         rc = parse_part(c, obj, path, "subject", lim->subject, PART_HEADER, &ct->subject);
     if (rc == 0)
@@ -571,6 +573,13 @@ static int parse_content(struct ctx *c, const cJSON *obj, const char *path, int 
         rc = parse_part(c, obj, path, "html", lim->html, 0, &ct->html);
     if (rc == 0)
         rc = parse_part(c, obj, path, "sms", SIZE_MAX, PART_SMS, &ct->sms);
+    if (rc == 0 && get(obj, "whatsapp") != NULL) {
+        join(ppath, path, "whatsapp");
+        rc = cr_wa_doc_parse(get(obj, "whatsapp"), ppath, ct, c->err->code,
+                             sizeof(c->err->code), c->err->message, sizeof(c->err->message));
+        if (rc == CR_ENOMEM)
+            return oom(c);
+    }
     if (rc == 0)
         rc = opt_object(c, obj, path, "push", &push);
     if (rc < 0 || push == NULL)
@@ -669,6 +678,9 @@ static int check_content(struct ctx *c, const struct cr_job *job)
     }
     if ((job->channels & CR_CH_BIT(CR_CH_SMS)) && ct->sms == NULL)
         return fail(c, "no_content", "message.sms: required because channels include sms");
+    if ((job->channels & CR_CH_BIT(CR_CH_WHATSAPP)) && ct->wa_template == NULL)
+        return fail(c, "no_content",
+                    "message.whatsapp: a template required because channels include whatsapp");
     if ((job->channels & CR_CH_BIT(CR_CH_PUSH)) && ct->push_title == NULL && ct->push_body == NULL)
         return fail(c, "no_content",
                     "message.push: title or body required because channels include push");
@@ -862,6 +874,8 @@ static int parse_escalation(struct ctx *c, const cJSON *root, struct cr_job *job
         content |= CR_CH_BIT(CR_CH_SMS);
     if (ct->push_title || ct->push_body)
         content |= CR_CH_BIT(CR_CH_PUSH);
+    if (ct->wa_template)
+        content |= CR_CH_BIT(CR_CH_WHATSAPP);
     return cr_escalate_parse(get(root, "escalate"), job->channels, job->confirm, content, &job->esc,
                              c->err);
 }
@@ -972,6 +986,7 @@ static void content_release(struct cr_content *ct)
     free(ct->sms);
     free(ct->push_title);
     free(ct->push_body);
+    cr_wa_doc_release(ct);
     memset(ct, 0, sizeof(*ct));
 }
 
@@ -1009,6 +1024,8 @@ static int whole_for(const struct cr_content *c, const struct cr_content *d, enu
         return c->subject != NULL && (c->text != NULL || c->html != NULL);
     case CR_CH_SMS:
         return c->sms != NULL;
+    case CR_CH_WHATSAPP:
+        return c->wa_template != NULL; /* a translation's own template, in its language */
     case CR_CH_PUSH:
         return (c->push_title != NULL || c->push_body != NULL) &&
                (d->push_title == NULL || c->push_title != NULL) &&

@@ -22,6 +22,14 @@ struct cr_content {
     char *sms;
     char *push_title;
     char *push_body;
+    /* message.whatsapp (whatsapp_doc.c): the approved template's name or
+     * content id and language, its variables' templates joined by
+     * CR_WA_VAR_SEP in order "1".."n", and the free text sent instead
+     * while the resident's service window is open */
+    char *wa_template;
+    char *wa_language;
+    char *wa_vars;
+    char *wa_text;
 };
 
 struct cr_strlist {

@@ -22,6 +22,10 @@ static char *part_of(struct cr_content *c, enum cr_part p)
         return c->push_title;
     case CR_PART_PUSH_BODY:
         return c->push_body;
+    case CR_PART_WA_VARS:
+        return c->wa_vars;
+    case CR_PART_WA_TEXT:
+        return c->wa_text;
     default:
         return NULL;
     }

@@ -12,7 +12,7 @@
 #include "template.h"
 
 enum cr_part { CR_PART_SUBJECT, CR_PART_TEXT, CR_PART_HTML, CR_PART_SMS, CR_PART_PUSH_TITLE,
-               CR_PART_PUSH_BODY, CR_PART__COUNT };
+               CR_PART_PUSH_BODY, CR_PART_WA_VARS, CR_PART_WA_TEXT, CR_PART__COUNT };
 
 struct cr_jobctx {
     char id[CR_JOB_ID_MAX + 1];

@@ -14,7 +14,7 @@
 
 /* outcomes per script call, within what cr_script_call takes */
 #define CHUNK 230
-#define NKEYS 11
+#define NKEYS 12
 #define NHEAD 7
 #define NUMS 6 /* numbers formatted per outcome: pos, attempt, latency, due, segments, bit */
 #define NPLAN 2 /* with the acknowledgement: the plan's first ledger byte, the plan */
@@ -94,7 +94,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
     if (ack) {
-        size_t cap = b->nsubs / 2 + 2;
+        size_t cap = b->nsubs * CR_LEDGER_BITS / 8 + 2;
 
         plan = malloc(cap);
         if (plan == NULL)
@@ -125,6 +125,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
     argv[8] = d->keys.retry;
     argv[9] = b->early_key;
     argv[10] = d->keys.sms_last;
+    argv[11] = d->keys.suppress[CR_CH_WHATSAPP];
     snprintf(head[0], sizeof(head[0]), "%ld", d->cfg->receipts_maxlen);
     snprintf(head[1], sizeof(head[1]), "%lld", (long long)cr_now_ms());
     snprintf(head[2], sizeof(head[2]), "%ld", d->cfg->retention_s);
@@ -145,19 +146,19 @@ void cr_record_flush(struct cr_batch *b, int ack)
         char *due = lat + CR_NUM_MAX;
         char *seg = due + CR_NUM_MAX;
         char *bit = seg + CR_NUM_MAX;
-        static const char *const chix[] = {"0", "1", "2", "3"};
-        int ch = o->channel < CR_CH__COUNT ? (int)o->channel : 3;
+        static const char *const chix[] = {"0", "1", "2", "3", "4"};
+        int ch = (int)cr_ledger_slot((int)o->channel);
 
         cr_fmt_i64(pos, o->sub->pos);
         cr_fmt_i64(att, o->attempt);
         cr_fmt_i64(lat, o->latency_us);
         cr_fmt_i64(due, o->park_due_ms);
         cr_fmt_i64(seg, o->segments);
-        cr_fmt_i64(bit, (int64_t)o->sub->pos * 4 + ch);
+        cr_fmt_i64(bit, (int64_t)o->sub->pos * CR_LEDGER_BITS + ch);
         a[0] = o->sub->id;
         a[1] = pos;
         a[2] = chix[ch];
-        a[3] = ch < CR_CH__COUNT ? cr_channel_name(o->channel) : "";
+        a[3] = ch != CR_LEDGER_SKIPPED ? cr_channel_name(o->channel) : "";
         a[4] = o->provider ? o->provider : "";
         a[5] = o->park_member ? "park" : cr_status_name(o->status);
         a[6] = att;

@@ -7,6 +7,7 @@
 
 #include "cr_error.h"
 #include "links.h"
+#include "whatsapp_doc.h"
 
 void cr_render_init(struct cr_render *r, const struct cr_job_limits *lim)
 {
@@ -16,6 +17,8 @@ void cr_render_init(struct cr_render *r, const struct cr_job_limits *lim)
     cr_buf_init(&r->part[CR_PART_SMS], 8192);
     cr_buf_init(&r->part[CR_PART_PUSH_TITLE], lim->push_title * 4 + 256);
     cr_buf_init(&r->part[CR_PART_PUSH_BODY], lim->push_body * 4 + 256);
+    cr_buf_init(&r->part[CR_PART_WA_VARS], (size_t)CR_WA_VARS_MAX * CR_WA_VAR_MAX * 4 + 256);
+    cr_buf_init(&r->part[CR_PART_WA_TEXT], (size_t)CR_WA_TEXT_MAX * 4 + 256);
     /* refs, links and substitutions of a full batch: about 12 KiB a message */
     cr_buf_init(&r->arena, (size_t)16 << 20);
     r->nfields = 0;
@@ -139,6 +142,8 @@ static void set_parts(struct cr_message *out, const char *const slot[CR_PART__CO
     out->sms = slot[CR_PART_SMS];
     out->push_title = slot[CR_PART_PUSH_TITLE];
     out->push_body = slot[CR_PART_PUSH_BODY];
+    out->wa_vars = slot[CR_PART_WA_VARS];
+    out->wa_text = slot[CR_PART_WA_TEXT];
 }
 
 /* The parts a message of channel ch is made of. */
@@ -151,6 +156,8 @@ static int part_of(enum cr_channel ch, int p)
         return p == CR_PART_SMS;
     case CR_CH_PUSH:
         return p == CR_PART_PUSH_TITLE || p == CR_PART_PUSH_BODY;
+    case CR_CH_WHATSAPP:
+        return p == CR_PART_WA_VARS || p == CR_PART_WA_TEXT;
     default:
         return 0;
     }
@@ -188,6 +195,9 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
         slot[p] = NULL;
         if (t == NULL || !part_of(m->channel, p))
             continue;
+        if (p == CR_PART_WA_TEXT && !cr_wa_window_open(field(m->sub, "whatsapp_last_inbound"),
+                                                       lc.now_ms))
+            continue; /* outside the service window only the template may go */
         cr_buf_reset(&r->part[p]);
         rc = cr_tpl_render(t, lookup, &lc, p == CR_PART_HTML, &r->part[p]);
         if (rc < 0)
@@ -203,6 +213,12 @@ int cr_render_message(struct cr_render *r, const struct cr_msg *m, struct cr_mes
     out->platform = m->platform;
     set_parts(out, slot);
     out->unsubscribe_url = m->channel == CR_CH_EMAIL ? unsubscribe_url(&lc) : NULL;
+    if (m->channel == CR_CH_WHATSAPP) {
+        const struct cr_content *ct = cr_job_row_content(&jc->job, row);
+
+        out->wa_template = ct->wa_template;
+        out->wa_language = ct->wa_language;
+    }
     return 0;
 }
 

@@ -119,6 +119,8 @@ static void handle(struct cr_httpd_req *req, void *ud)
         cr_webhooks_handle(rt->hooks, req, "sendgrid");
     } else if (strcmp(p, "/hooks/generic") == 0) {
         cr_webhooks_handle(rt->hooks, req, "generic");
+    } else if (strcmp(p, "/hooks/meta") == 0) {
+        cr_webhooks_handle(rt->hooks, req, "meta");
     } else if (cr_api_owns(p)) {
         cr_api_handle(rt->api, req);
     } else if ((strncmp(p, "/u/", 3) == 0 || strncmp(p, "/s/", 3) == 0) && p[3] != '\0') {
@@ -149,7 +151,8 @@ static void rejected(const char *path, int status, void *ud)
     else if (strncmp(path, "/c/", 3) == 0)
         hook = "confirm";
     if (hook == NULL || (strncmp(path, "/hooks/", 7) == 0 && strcmp(hook, "twilio") != 0 &&
-                         strcmp(hook, "sendgrid") != 0 && strcmp(hook, "generic") != 0))
+                         strcmp(hook, "sendgrid") != 0 && strcmp(hook, "generic") != 0 &&
+                         strcmp(hook, "meta") != 0))
         return;
     cr_metrics_webhook(rt->d->metrics, hook,
                        status == 413 ? "too_large" : status == 408 ? "timeout" : "malformed");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cr_error.h"
+#include "cr_types.h"
 #include "cr_log.h"
 #include "escalate.h"
 
@@ -230,7 +231,7 @@ static const char record_check_lua[] =
 
 static const char record_lua[] =
     "local n = tonumber(ARGV[7])\n"
-    "local supkey = {['0'] = KEYS[6], ['1'] = KEYS[7], ['2'] = KEYS[8]}\n"
+    "local supkey = {['0'] = KEYS[6], ['1'] = KEYS[7], ['2'] = KEYS[8], ['3'] = KEYS[12]}\n"
     "local added = 0\n"
     "local counts = {}\n"
     "local early = redis.call('EXISTS', KEYS[10]) == 1\n"
@@ -263,7 +264,8 @@ static const char record_lua[] =
     "  end\n"
     "end\n"
     "local was = {}\n"
-    "if #live > 0 then was = redis.call('BITFIELD', KEYS[2], unpack(bits)) end\n"
+    "if #live > 0 then was = redis.call('BITFIELD', KEYS[2], unpack(bits)) end\n";
+static const char record_new_lua[] =
     /* then what is new to the ledger: counters, receipts, suppressions */
     "local last = {}\n"
     "for j = 1, #live do\n"
@@ -271,7 +273,7 @@ static const char record_lua[] =
     "    local o = live[j]\n"
     "    local sub, pos, ch, chname = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]\n"
     "    local st, addr = ARGV[o + 6], ARGV[o + 11]\n"
-    "    if early and st == 'sent' and ch ~= '3' then\n"
+    "    if early and st == 'sent' and ch ~= '" CR_STRINGIFY(CR_LEDGER_SKIPPED) "' then\n"
     "      local k = pos .. ':' .. ch\n"
     "      local e = redis.call('HGET', KEYS[10], k)\n"
     "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"
@@ -294,8 +296,8 @@ static const char record_lua[] =
     "      'channel', chname, 'provider', ARGV[o + 5], 'status', st, 'attempt', ARGV[o + 7], 'code', ARGV[o + 8],\n"
     "      'latency_us', ARGV[o + 9], 'provider_id', ARGV[o + 10], unpack(seg))\n"
     "    if ARGV[o + 12] == '1' and addr ~= '' and supkey[ch] and not wrongtype(supkey[ch], 'set') then redis.call('SADD', supkey[ch], addr) end\n"
-    "    if ch == '1' and addr ~= '' and (st == 'sent' or st == 'delivered') then\n"
-    "      last[#last + 1] = addr; last[#last + 1] = ARGV[1] .. '/' .. pos .. '/' .. sub\n"
+    "    if (ch == '1' or ch == '3') and addr ~= '' and (st == 'sent' or st == 'delivered') then\n"
+    "      last[#last + 1] = (ch == '3' and 'whatsapp:' or '') .. addr; last[#last + 1] = ARGV[1] .. '/' .. pos .. '/' .. sub\n"
     "    end\n"
     "    added = added + 1\n"
     "  end\n"
@@ -411,16 +413,17 @@ static const char tokens_lua[] =
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
-#define SCRIPT_PARTS 6
+#define SCRIPT_PARTS 7
 static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
-    {guard_lua, accept_lua, NULL, NULL, NULL},
-    {guard_lua, complete_lua, expand_lua, NULL, NULL},
-    {guard_lua, complete_lua, trim_lua, record_check_lua, record_lua, record_tail_lua},
-    {claim_lua, NULL, NULL, NULL, NULL},
-    {due_lua, NULL, NULL, NULL, NULL},
-    {tokens_lua, NULL, NULL, NULL, NULL},
-    {guard_lua, fail_lua, NULL, NULL, NULL},
-    {guard_lua, complete_lua, cr_escalate_lua, NULL, NULL}};
+    {guard_lua, accept_lua, NULL, NULL, NULL, NULL, NULL},
+    {guard_lua, complete_lua, expand_lua, NULL, NULL, NULL, NULL},
+    {guard_lua, complete_lua, trim_lua, record_check_lua, record_lua, record_new_lua,
+     record_tail_lua},
+    {claim_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {due_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {guard_lua, fail_lua, NULL, NULL, NULL, NULL, NULL},
+    {guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

@@ -34,13 +34,14 @@ enum cr_script {
      * wrong type, or it had failed before; entry acked). */
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
-     * push, retry set, early receipts hash, sms last-sender hash; ARGV id,
+     * push, retry set, early receipts hash, sms last-sender hash (WhatsApp
+     * numbers as "whatsapp:+E164"), suppress whatsapp; ARGV id,
      * group, entry ("" = no ack), receipts maxlen, now_ms, retention_s, n, then
-     * n x CR_RECORD_FIELDS: sub, pos, channel index (3 = none), channel,
+     * n x CR_RECORD_FIELDS: sub, pos, ledger slot (CR_LEDGER_SKIPPED = none), channel,
      * provider, status (or "park"), attempt, code, latency_us, provider_id,
      * address, suppress (0/1), retry member this outcome resolves (""),
-     * park due ms, park member, SMS segments, ledger bit (pos x 4 + channel
-     * index); with an entry, then the plan: the ledger's first byte of the
+     * park due ms, park member, SMS segments, ledger bit (pos x CR_LEDGER_BITS +
+     * slot); with an entry, then the plan: the ledger's first byte of the
      * batch and, from it, the bits that must be set (binary, the ledger's
      * layout). Counts each (pos, channel) once (ledger bit), writes its
      * receipt, parks or unparks retry members (a park already in the set or

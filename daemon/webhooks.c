@@ -13,11 +13,13 @@
 
 #include "confirm.h"
 #include "cr_error.h"
+#include "cr_types.h"
 #include "cr_secret.h"
 #include "cr_log.h"
 #include "metrics.h"
 #include "replies.h"
 #include "sigs.h"
+#include "whatsapp_hook.h"
 
 #define SIG_MAX 512       /* base64 signature header bytes accepted */
 #define EVENT_FIELDS 11   /* per event in the receipt script's ARGV */
@@ -120,6 +122,8 @@ int cr_hook_twilio_parse(const struct cr_form *form, const char *query, struct c
     copy(ev->code, sizeof(ev->code), err);
     if (strcmp(status, "delivered") == 0)
         ev->status = "delivered";
+    else if (strcmp(status, "read") == 0) /* WhatsApp */
+        ev->status = "read";
     else if (strcmp(status, "undelivered") == 0 || strcmp(status, "failed") == 0)
         ev->status = "failed";
     if (err != NULL && strcmp(err, "21610") == 0 && to != NULL && to[0] != '\0') {
@@ -127,6 +131,7 @@ int cr_hook_twilio_parse(const struct cr_form *form, const char *query, struct c
         ev->suppress_ch = CR_CH_SMS;
         copy(ev->address, sizeof(ev->address), to);
     }
+    cr_hook_twilio_whatsapp(err, to, ev);
     if (ev->status == NULL && ev->suppress_ch < 0) {
         ev->kind = CR_HOOK_IGNORED; /* queued, sending, sent, ... */
         return 0;
@@ -390,7 +395,15 @@ static const char receipt_lua[] =
     "    if ARGV[o+8] ~= '' then redis.call('SADD', p .. 'suppress:' .. ARGV[o+7], ARGV[o+8]) end\n"
     "    if st ~= '' and job ~= '' then\n"
     "      local jk = p .. 'job:' .. job\n"
-    "      local bit = tonumber(pos) * 4 + tonumber(ch)\n"
+    "      local bit = tonumber(pos) * " CR_STRINGIFY(CR_LEDGER_BITS) " + tonumber(ch)\n"
+    /* read (WhatsApp): counted once per message, and a delivery if none came */
+    "      if st == 'read' then\n"
+    "        st = 'delivered'\n"
+    "        if redis.call('EXISTS', jk) == 1 and redis.call('SETBIT', jk .. ':read', bit, 1) == 0 then\n"
+    "          redis.call('HINCRBY', jk, 'read', 1); redis.call('HINCRBY', jk, 'read:' .. chname, 1)\n"
+    "          if ret > 0 then redis.call('EXPIRE', jk .. ':read', ret) end\n"
+    "        end\n"
+    "      end\n"
     "      if redis.call('EXISTS', jk) == 0 then\n"
     "        res[5] = res[5] + 1\n"
     "      elseif redis.call('GETBIT', jk .. ':ledger', bit) == 0 then\n"
@@ -428,6 +441,9 @@ struct cr_webhooks {
     char *twilio_token;     /* NULL = /hooks/twilio off */
     char twilio_name[40];   /* the provider's name, for receipts */
     EVP_PKEY *sendgrid_key; /* NULL = /hooks/sendgrid off */
+    char *meta_secret;      /* the Meta app secret; NULL = /hooks/meta off */
+    char *meta_verify;      /* the verify token of the GET handshake */
+    char meta_name[40];
     char sendgrid_name[40];
     char generic_name[40];
 };
@@ -485,6 +501,8 @@ static const char *provider_label(const struct cr_webhooks *w, const char *hook)
         return w->twilio_name;
     if (strcmp(hook, "sendgrid") == 0)
         return w->sendgrid_name;
+    if (strcmp(hook, "meta") == 0)
+        return w->meta_name;
     return w->generic_name;
 }
 
@@ -762,10 +780,71 @@ static void handle_generic(struct cr_webhooks *w, struct cr_httpd_req *req)
     cr_hook_event_release(&ev);
 }
 
+/* Meta: the GET verification handshake, or a signed POST of statuses and
+ * messages. Inbound messages are taken one per request (Meta sends each in a
+ * request of its own); a request with one also carries no statuses. */
+static void handle_meta(struct cr_webhooks *w, struct cr_httpd_req *req)
+{
+    const char *sig = cr_httpd_header(req, "x-hub-signature-256");
+    const char *body = req->body.data ? req->body.data : "";
+    struct cr_hook_event *evs = NULL;
+    char challenge[CR_META_CHALLENGE_MAX + 1];
+    size_t n = 0, i;
+    int rc;
+
+    if (strcmp(req->method, "GET") == 0) {
+        rc = cr_hook_meta_handshake(w->meta_verify, req->query, challenge, sizeof(challenge));
+        if (rc == 0) {
+            cr_metrics_webhook(w->d->metrics, "meta", "verified");
+            cr_httpd_respond(req, 200, "text/plain", NULL, challenge, strlen(challenge));
+        } else {
+            answer(w, req, "meta", 403, rc == CR_EINVAL ? "bad_signature" : "malformed",
+                   rc == CR_EINVAL ? "hub.verify_token does not match"
+                                   : "not a hub.mode=subscribe handshake");
+        }
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        answer(w, req, "meta", 405, "bad_method", "only GET and POST");
+        return;
+    }
+    if (!cr_hook_meta_verify(w->meta_secret, body, req->body.len, sig)) {
+        answer(w, req, "meta", 403, "bad_signature",
+               sig ? "X-Hub-Signature-256 does not match" : "no X-Hub-Signature-256");
+        return;
+    }
+    evs = calloc(CR_HOOK_EVENTS_MAX, sizeof(*evs));
+    if (evs == NULL) {
+        answer(w, req, "meta", 503, "unavailable", "out of memory");
+        return;
+    }
+    rc = cr_hook_meta_parse(body, req->body.len, evs, CR_HOOK_EVENTS_MAX, &n);
+    for (i = 0; rc == 0 && i < n && evs[i].kind != CR_HOOK_INBOUND; i++)
+        ;
+    if (rc == CR_ETOOBIG)
+        answer(w, req, "meta", 413, "too_large", "more events than one request may carry");
+    else if (rc != 0)
+        answer(w, req, "meta", 400, "malformed", "not a WhatsApp business account notification");
+    else if (i < n)
+        inbound(w, req, "meta", &evs[i]);
+    else
+        apply(w, req, "meta", evs, n);
+    for (i = 0; i < n; i++)
+        cr_hook_event_release(&evs[i]);
+    free(evs);
+}
+
 void cr_webhooks_handle(struct cr_webhooks *w, struct cr_httpd_req *req, const char *hook)
 {
     int on = 0;
 
+    if (strcmp(hook, "meta") == 0) {
+        if (w->meta_secret == NULL)
+            answer(w, req, hook, 404, "not_configured", "no meta_whatsapp provider with app_secret");
+        else
+            handle_meta(w, req);
+        return;
+    }
     if (strcmp(hook, "twilio") == 0)
         on = w->twilio_token != NULL;
     else if (strcmp(hook, "sendgrid") == 0)
@@ -802,6 +881,7 @@ int cr_webhooks_init(struct cr_daemon *d, struct cr_webhooks **out)
     copy(w->sendgrid_name, sizeof(w->sendgrid_name), "sendgrid");
     copy(w->twilio_name, sizeof(w->twilio_name), "twilio");
     copy(w->generic_name, sizeof(w->generic_name), "generic");
+    copy(w->meta_name, sizeof(w->meta_name), "meta_whatsapp");
     for (i = 0; i < cfg->nproviders; i++) {
         const struct cr_provider_conf *pc = &cfg->providers[i];
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(provs, pc->name);
@@ -809,7 +889,15 @@ int cr_webhooks_init(struct cr_daemon *d, struct cr_webhooks **out)
 
         if (strcmp(pc->ops->type, "sendgrid") == 0)
             copy(w->sendgrid_name, sizeof(w->sendgrid_name), pc->name);
-        if (strcmp(pc->ops->type, "twilio") != 0 || w->twilio_token != NULL || token == NULL)
+        rc = cr_webhooks_meta_conf(pc->ops->type, pc->name, p, &w->meta_secret, &w->meta_verify,
+                                   w->meta_name, sizeof(w->meta_name));
+        if (rc < 0)
+            goto out;
+        rc = CR_ENOMEM;
+        /* WhatsApp over Twilio signs its callbacks as SMS does */
+        if ((strcmp(pc->ops->type, "twilio") != 0 &&
+             strcmp(pc->ops->type, "twilio_whatsapp") != 0) ||
+            w->twilio_token != NULL || token == NULL)
             continue;
         copy(w->twilio_name, sizeof(w->twilio_name), pc->name);
         w->twilio_token = strdup(token);
@@ -835,6 +923,8 @@ void cr_webhooks_free(struct cr_webhooks *w)
     if (w == NULL)
         return;
     cr_free_secret(w->twilio_token);
+    cr_free_secret(w->meta_secret);
+    cr_free_secret(w->meta_verify);
     EVP_PKEY_free(w->sendgrid_key);
     free(w);
 }

@@ -14,6 +14,7 @@
 #include "links.h"
 #include "replies.h"
 #include "webhooks.h"
+#include "whatsapp_hook.h"
 
 /* Raw bytes of one connection. The first byte picks how the rest is split
  * into reads, so that every callback boundary of the parser gets exercised;
@@ -81,6 +82,28 @@ static inline int cr_fuzz_hook_sendgrid(const uint8_t *data, size_t size)
         for (i = 0; i < n; i++)
             cr_hook_event_release(&evs[i]);
     }
+    return 0;
+}
+
+/* A Meta WhatsApp webhook body: its events, its signature check, and the
+ * same bytes as a handshake query. */
+static inline int cr_fuzz_hook_meta(const uint8_t *data, size_t size)
+{
+    struct cr_hook_event evs[32];
+    char challenge[CR_META_CHALLENGE_MAX + 1];
+    char *q;
+    size_t n = 0, i;
+
+    if (data == NULL)
+        return 0;
+    (void)cr_hook_meta_parse((const char *)data, size, evs, 32, &n);
+    for (i = 0; i < n; i++)
+        cr_hook_event_release(&evs[i]);
+    (void)cr_hook_meta_verify("app-secret", (const char *)data, size, "sha256=00");
+    q = strndup((const char *)data, size);
+    if (q != NULL)
+        (void)cr_hook_meta_handshake("verify-me", q, challenge, sizeof(challenge));
+    free(q);
     return 0;
 }
 

@@ -37,6 +37,14 @@ struct cr_message {
     const char *sms;      /* sms body */
     const char *push_title;
     const char *push_body;
+    /* whatsapp: the approved template (name or content id) and its language,
+     * its variables rendered in order "1".."n" joined by '\x1f' (NULL: none),
+     * and free text, set only while the resident's 24-hour service window is
+     * open (then sent instead of the template) */
+    const char *wa_template;
+    const char *wa_language;
+    const char *wa_vars;
+    const char *wa_text;
     const char *sender_name;
     const char *unsubscribe_url; /* signed one-click URL (RFC 8058), NULL when not configured */
     int64_t expires_at_ms; /* unix ms; 0 = none */

@@ -5,7 +5,25 @@
 
 #include <stddef.h>
 
-enum cr_channel { CR_CH_EMAIL, CR_CH_SMS, CR_CH_PUSH, CR_CH__COUNT };
+enum cr_channel { CR_CH_EMAIL, CR_CH_SMS, CR_CH_PUSH, CR_CH_WHATSAPP, CR_CH__COUNT };
+
+/* A job's ledger (crier:job:<id>:ledger) holds one byte per audience
+ * position, in Redis bit order (most significant bit first): bit i of the byte
+ * is channel i (email 0, sms 1, push 2, whatsapp 3), then "skipped", then
+ * three spare bits. Ledger bit of (pos, slot) = pos * CR_LEDGER_BITS + slot.
+ * The numbers are macros so the Lua scripts can be built from them. */
+#define CR_LEDGER_BITS 8
+#define CR_LEDGER_SKIPPED 4
+#define CR_STRINGIFY_(x) #x
+#define CR_STRINGIFY(x) CR_STRINGIFY_(x) /* a macro's value as a string literal */
+
+/* The slot of ch in a position's ledger byte; CR_CH__COUNT (a resident
+ * skipped) gives CR_LEDGER_SKIPPED. */
+static inline unsigned cr_ledger_slot(int ch)
+{
+    return (unsigned)ch < (unsigned)CR_CH__COUNT ? (unsigned)ch : CR_LEDGER_SKIPPED;
+}
+_Static_assert(CR_CH__COUNT <= CR_LEDGER_SKIPPED, "every channel needs a ledger slot");
 
 /* Bit for a channel in a channel set (unsigned). */
 #define CR_CH_BIT(ch) (1u << (unsigned)(ch))
@@ -32,7 +50,7 @@ enum cr_status {
         CR_ST__COUNT
 };
 
-/* "email", "sms", "push"; NULL for an out-of-range value. */
+/* "email", "sms", "push", "whatsapp"; NULL for an out-of-range value. */
 const char *cr_channel_name(enum cr_channel ch);
 /* Returns 0 and sets *out, or CR_EINVAL for an unknown name. */
 int cr_channel_parse(const char *name, enum cr_channel *out);

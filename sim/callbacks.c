@@ -33,9 +33,10 @@
 #define API_VERSION "2010-04-01"
 #define BOUNCE_DOMAIN "bounce.sim"
 
-enum cb_kind { CB_TWILIO_STATUS, CB_TWILIO_INBOUND, CB_SENDGRID };
+enum cb_kind { CB_TWILIO_STATUS, CB_TWILIO_INBOUND, CB_SENDGRID, CB_META };
 
-static const char *const kind_names[] = {"twilio_status", "twilio_inbound", "sendgrid_events"};
+static const char *const kind_names[] = {"twilio_status", "twilio_inbound", "sendgrid_events",
+                                         "meta_whatsapp"};
 
 /* What /_sim/callbacks shows of one callback; updated while it runs. */
 struct cb_record {
@@ -61,7 +62,7 @@ struct cb_job {
     char *url;
     char *body;
     size_t body_len;
-    char signature[64];         /* Twilio kinds: X-Twilio-Signature */
+    char signature[80];         /* X-Twilio-Signature, or Meta's X-Hub-Signature-256 */
     struct cb_job *then;        /* started when this one is done (not owned: in the list) */
     struct sim_pending *answer; /* /_sim/inbound waiting for the result */
     char sid[40];
@@ -171,6 +172,9 @@ static cJSON *record_json(const struct cb_record *r)
         cJSON_AddStringToObject(h, "Content-Type", "application/json");
         cJSON_AddStringToObject(h, "X-Twilio-Email-Event-Webhook-Signature", r->signature);
         cJSON_AddStringToObject(h, "X-Twilio-Email-Event-Webhook-Timestamp", r->timestamp);
+    } else if (r->kind == CB_META) {
+        cJSON_AddStringToObject(h, "Content-Type", "application/json");
+        cJSON_AddStringToObject(h, "X-Hub-Signature-256", r->signature);
     } else {
         cJSON_AddStringToObject(h, "Content-Type", "application/x-www-form-urlencoded");
         cJSON_AddStringToObject(h, "X-Twilio-Signature", r->signature);
@@ -363,6 +367,10 @@ static void job_send(struct cb_job *job)
         rc = cr_buf_appendf(&line, "X-Twilio-Email-Event-Webhook-Signature: %s", sig);
         req.headers = curl_slist_append(req.headers, "Content-Type: application/json");
         req.headers = curl_slist_append(req.headers, "User-Agent: SendGrid Event API");
+    } else if (job->kind == CB_META) {
+        rc = cr_buf_appendf(&line, "X-Hub-Signature-256: %s", job->signature);
+        req.headers = curl_slist_append(req.headers, "Content-Type: application/json");
+        req.headers = curl_slist_append(req.headers, "User-Agent: facebookexternalua");
     } else {
         rc = cr_buf_appendf(&line, "X-Twilio-Signature: %s", job->signature);
         req.headers = curl_slist_append(req.headers,
@@ -601,10 +609,101 @@ void sim_callbacks_after_twilio(struct sim *sim, const struct sim_request *req,
     }
     final = twilio_job(cbs, CB_TWILIO_STATUS, cr_buf_cstr(&url), p, n);
     sent->then = final;
+    if (final != NULL && strncmp(to, "whatsapp:", 9) == 0 && !ends_with(to, "99")) {
+        size_t i;
+
+        for (i = 0; i < n; i++) { /* WhatsApp: the resident read it */
+            if (strcmp(p[i].name, "MessageStatus") == 0 || strcmp(p[i].name, "SmsStatus") == 0)
+                p[i].value = "read";
+        }
+        final->then = twilio_job(cbs, CB_TWILIO_STATUS, cr_buf_cstr(&url), p, n);
+    }
     job_start(sent, sim->opt.callback_delay_ms);
 out:
     cJSON_Delete(doc);
     cr_buf_release(&url);
+}
+
+/* ---- Meta WhatsApp ---- */
+
+/* One signed status notification as Meta's webhook sends it. */
+static struct cb_job *meta_job(struct sim_callbacks *cbs, const char *wamid, const char *to,
+                               const char *ref, const char *status)
+{
+    struct sim *sim = cbs->sim;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned maclen = 0;
+    char ts[24];
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *entry = cJSON_AddArrayToObject(doc, "entry");
+    cJSON *e = cJSON_CreateObject();
+    cJSON *changes = cJSON_AddArrayToObject(e, "changes");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON *value = cJSON_AddObjectToObject(ch, "value");
+    cJSON *meta = cJSON_AddObjectToObject(value, "metadata");
+    cJSON *sts = cJSON_AddArrayToObject(value, "statuses");
+    cJSON *st = cJSON_CreateObject();
+    struct cb_job *job = NULL;
+    char *body = NULL;
+    char *u = NULL;
+    size_t i;
+
+    snprintf(ts, sizeof(ts), "%llu", (unsigned long long)(sim_now_ms(sim) / 1000));
+    cJSON_AddStringToObject(doc, "object", "whatsapp_business_account");
+    cJSON_AddItemToArray(entry, e);
+    cJSON_AddStringToObject(e, "id", "102290129340398");
+    cJSON_AddItemToArray(changes, ch);
+    cJSON_AddStringToObject(ch, "field", "messages");
+    cJSON_AddStringToObject(value, "messaging_product", "whatsapp");
+    cJSON_AddStringToObject(meta, "display_phone_number", "447700900000");
+    cJSON_AddStringToObject(meta, "phone_number_id", sim->opt.meta_phone_id);
+    cJSON_AddItemToArray(sts, st);
+    cJSON_AddStringToObject(st, "id", wamid);
+    cJSON_AddStringToObject(st, "status", status);
+    cJSON_AddStringToObject(st, "timestamp", ts);
+    cJSON_AddStringToObject(st, "recipient_id", to);
+    if (ref != NULL)
+        cJSON_AddStringToObject(st, "biz_opaque_callback_data", ref);
+    body = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    u = strdup(sim->opt.meta_webhook_url);
+    if (body == NULL || u == NULL ||
+        HMAC(EVP_sha256(), sim->opt.meta_app_secret, (int)strlen(sim->opt.meta_app_secret),
+             (const unsigned char *)body, strlen(body), mac, &maclen) == NULL) {
+        free(body);
+        free(u);
+        return NULL;
+    }
+    job = job_new(cbs, CB_META, u, body, strlen(body));
+    if (job != NULL) {
+        struct cb_record *r = record_find(cbs, job->seq);
+
+        memcpy(job->signature, "sha256=", 7);
+        for (i = 0; i < maclen; i++)
+            snprintf(job->signature + 7 + 2 * i, 3, "%02x", mac[i]);
+        if (r != NULL)
+            snprintf(r->signature, sizeof(r->signature), "%s", job->signature);
+    }
+    return job;
+}
+
+void sim_callbacks_after_meta(struct sim *sim, const char *wamid, const char *to,
+                              const char *ref)
+{
+    struct sim_callbacks *cbs = sim->callbacks;
+    struct cb_job *sent, *delivered, *read;
+
+    if (cbs == NULL || sim->opt.meta_webhook_url == NULL || sim->opt.meta_app_secret == NULL)
+        return;
+    sent = meta_job(cbs, wamid, to, ref, "sent");
+    if (sent == NULL)
+        return;
+    delivered = meta_job(cbs, wamid, to, ref, "delivered");
+    read = delivered ? meta_job(cbs, wamid, to, ref, "read") : NULL;
+    sent->then = delivered;
+    if (delivered != NULL)
+        delivered->then = read;
+    job_start(sent, sim->opt.callback_delay_ms);
 }
 
 /* POST /_sim/inbound {"from","body","to"}: an inbound SMS sent to crierd; the

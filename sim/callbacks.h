@@ -24,6 +24,13 @@ void sim_callbacks_close(struct sim *sim);
 void sim_callbacks_after_twilio(struct sim *sim, const struct sim_request *req,
                                 const struct sim_response *res);
 
+/* Called by the Meta WhatsApp handler after it accepted message wamid to
+ * number to (digits) with crier's ref (may be NULL): with --meta-webhook-url
+ * and --meta-app-secret, queues the "sent", "delivered" and "read" statuses,
+ * each a webhook POST signed with X-Hub-Signature-256 as Meta signs them. */
+void sim_callbacks_after_meta(struct sim *sim, const char *wamid, const char *to,
+                              const char *ref);
+
 /* Called by the router after the SendGrid handler answered: a 202 queues the
  * "processed" and then "delivered"/"bounce" events of every "to" address for
  * the event webhook, when it is configured. */

@@ -64,6 +64,14 @@ enum {
     OPT_SG_WEBHOOK_URL,
     OPT_SG_WEBHOOK_KEY,
     OPT_TW_INBOUND_URL,
+    OPT_META_TOKEN,
+    OPT_META_PHONE_ID,
+    OPT_META_APP_SECRET,
+    OPT_META_WEBHOOK_URL,
+    OPT_META_MPS,
+    OPT_WA_OPEN_PREFIX,
+    OPT_WA_UNKNOWN_PREFIX,
+    OPT_WA_UNAPPROVED,
     OPT_HELP,
 };
 
@@ -109,6 +117,14 @@ static const struct option long_options[] = {
     {"sendgrid-webhook-url", required_argument, NULL, OPT_SG_WEBHOOK_URL},
     {"sendgrid-webhook-key", required_argument, NULL, OPT_SG_WEBHOOK_KEY},
     {"twilio-inbound-url", required_argument, NULL, OPT_TW_INBOUND_URL},
+    {"meta-token", required_argument, NULL, OPT_META_TOKEN},
+    {"meta-phone-id", required_argument, NULL, OPT_META_PHONE_ID},
+    {"meta-app-secret", required_argument, NULL, OPT_META_APP_SECRET},
+    {"meta-webhook-url", required_argument, NULL, OPT_META_WEBHOOK_URL},
+    {"meta-mps", required_argument, NULL, OPT_META_MPS},
+    {"wa-open-prefix", required_argument, NULL, OPT_WA_OPEN_PREFIX},
+    {"wa-unknown-prefix", required_argument, NULL, OPT_WA_UNKNOWN_PREFIX},
+    {"wa-unapproved", required_argument, NULL, OPT_WA_UNAPPROVED},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -127,7 +143,10 @@ static const char usage[] =
     "                 [--gateway-auth-header NAME] [--gateway-auth-value VALUE]\n"
     "                 [--fcm-service-account FILE] [--fcm-token-ttl S] [--callback-delay-ms N]\n"
     "                 [--sendgrid-webhook-url URL --sendgrid-webhook-key FILE]\n"
-    "                 [--twilio-inbound-url URL]\n";
+    "                 [--twilio-inbound-url URL]\n"
+    "                 [--meta-token T] [--meta-phone-id ID] [--meta-mps N]\n"
+    "                 [--meta-webhook-url URL --meta-app-secret S]\n"
+    "                 [--wa-open-prefix +E164] [--wa-unknown-prefix +E164] [--wa-unapproved LIST]\n";
 
 static uv_signal_t sig_term, sig_int;
 static struct sim *the_sim; /* for the signal callback only */
@@ -208,6 +227,14 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->sendgrid_webhook_url = NULL;
     o->sendgrid_webhook_key = NULL;
     o->twilio_inbound_url = NULL;
+    o->meta_token = "meta-test-token";
+    o->meta_phone_id = "106540352242922";
+    o->meta_app_secret = NULL;
+    o->meta_webhook_url = NULL;
+    o->meta_mps = 0;
+    o->wa_open_prefix = "+4477009111";
+    o->wa_unknown_prefix = "+4477009999";
+    o->wa_unapproved = "unapproved_template";
     o->apns_port = -1;
     o->https_port = -1;
     o->apns_team = "TEAM000000";
@@ -294,6 +321,18 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         case OPT_SG_WEBHOOK_URL: o->sendgrid_webhook_url = flag_text(name, optarg); break;
         case OPT_SG_WEBHOOK_KEY: o->sendgrid_webhook_key = flag_text(name, optarg); break;
         case OPT_TW_INBOUND_URL: o->twilio_inbound_url = flag_text(name, optarg); break;
+        case OPT_META_TOKEN: o->meta_token = flag_text(name, optarg); break;
+        case OPT_META_PHONE_ID:
+            o->meta_phone_id = flag_text(name, optarg);
+            if (strspn(o->meta_phone_id, "0123456789") != strlen(o->meta_phone_id))
+                bad_flag(name, "must be digits");
+            break;
+        case OPT_META_APP_SECRET: o->meta_app_secret = flag_text(name, optarg); break;
+        case OPT_META_WEBHOOK_URL: o->meta_webhook_url = flag_text(name, optarg); break;
+        case OPT_META_MPS: o->meta_mps = (uint32_t)flag_uint(name, optarg, 1000000); break;
+        case OPT_WA_OPEN_PREFIX: o->wa_open_prefix = flag_text(name, optarg); break;
+        case OPT_WA_UNKNOWN_PREFIX: o->wa_unknown_prefix = flag_text(name, optarg); break;
+        case OPT_WA_UNAPPROVED: o->wa_unapproved = flag_text(name, optarg); break;
         case OPT_HELP: fputs(usage, stdout); exit(0);
         case ':':
             fprintf(stderr, "crier-sim: %s needs a value\n%s", argv[optind - 1], usage);

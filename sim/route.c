@@ -32,6 +32,8 @@ static enum sim_endpoint endpoint_of(const char *path)
         return SIM_EP_FCM;
     if (strcmp(path, "/gateway/send") == 0)
         return SIM_EP_GATEWAY;
+    if (has_affixes(path, "/v", "/messages") && strchr(path + 2, '/') != NULL)
+        return SIM_EP_META; /* /<version>/<phone-number-id>/messages */
     return SIM_EP_COUNT;
 }
 
@@ -70,6 +72,7 @@ void sim_route_handle(struct sim *sim, const struct sim_request *req, struct sim
         sim_callbacks_after_twilio(sim, req, res);
         break;
     case SIM_EP_GATEWAY: sim_gateway_handle(sim, req, res); break;
+    case SIM_EP_META: sim_whatsapp_meta(sim, req, res); break;
     default: sim_fcm_handle(sim, req, res); break;
     }
 }

@@ -12,7 +12,7 @@
 
 /* The simulated provider APIs; the order fixes the order in /_sim/stats. */
 enum sim_endpoint { SIM_EP_SENDGRID, SIM_EP_TWILIO, SIM_EP_FCM, SIM_EP_APNS, SIM_EP_SMTP,
-                   SIM_EP_GATEWAY, SIM_EP_OAUTH, SIM_EP_COUNT };
+                   SIM_EP_GATEWAY, SIM_EP_OAUTH, SIM_EP_META, SIM_EP_COUNT };
 
 /* "sendgrid", "twilio", "fcm"; NULL for an out-of-range value. */
 const char *sim_endpoint_name(enum sim_endpoint ep);
@@ -57,6 +57,17 @@ struct sim_options {
     const char *sendgrid_webhook_url;
     const char *sendgrid_webhook_key; /* EC P-256 private key PEM file */
     const char *twilio_inbound_url;
+    /* WhatsApp (whatsapp.c): Meta's Cloud API credentials and webhook, its
+     * per-phone-number throughput (messages a second, 0 = none), and which
+     * numbers have an open 24-hour window or are not on WhatsApp (prefixes) */
+    const char *meta_token;
+    const char *meta_phone_id;
+    const char *meta_app_secret;
+    const char *meta_webhook_url;
+    uint32_t meta_mps;
+    const char *wa_open_prefix;
+    const char *wa_unknown_prefix;
+    const char *wa_unapproved; /* comma-separated template names or content SIDs */
     int quiet;
     /* TLS, APNs and SMTP (tls.c, apns.c, smtp.c); ports -1 = not started */
     const char *tls_cert;
@@ -177,6 +188,10 @@ void sim_route_refused(struct sim *sim, const char *method, const char *path, in
 void sim_sendgrid_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
+/* WhatsApp (whatsapp.c): Twilio's Messages API for a "whatsapp:" To (called
+ * by sim_twilio_handle after its authentication), and Meta's Cloud API. */
+void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct sim_response *res);
+void sim_whatsapp_meta(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 /* The generic JSON SMS gateway, POST /gateway/send (gateway.c). */
 void sim_gateway_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 /* Google's OAuth2 token endpoint for FCM service accounts, POST /token (oauth.c):

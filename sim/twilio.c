@@ -180,6 +180,16 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
         answer_error(res, 401, 20003, "Authenticate");
         goto out;
     }
+    if (form && sim_form_get(req->body, req->body_len, "To", &to) == 1 &&
+        strncmp(cr_buf_cstr(&to), "whatsapp:", 9) == 0) {
+        sim_whatsapp_twilio(sim, req, res); /* records the request itself */
+        cr_buf_release(&raw);
+        cr_buf_release(&to);
+        cr_buf_release(&body);
+        cr_buf_release(&from);
+        cr_buf_release(&msid);
+        return;
+    }
     has_to = field(req, form, "To", &raw, &to);
     has_body = field(req, form, "Body", &raw, &body);
     has_from = field(req, form, "From", &raw, &from);

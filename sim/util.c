@@ -13,7 +13,7 @@
 #include "cr_str.h"
 
 static const char *const endpoint_names[SIM_EP_COUNT] = {"sendgrid", "twilio", "fcm", "apns",
-                                                           "smtp", "gateway", "oauth"};
+                                                           "smtp", "gateway", "oauth", "meta"};
 
 const char *sim_endpoint_name(enum sim_endpoint ep)
 {

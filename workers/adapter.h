@@ -18,6 +18,8 @@ extern const struct cr_provider_ops cr_fcm_ops;
 extern const struct cr_provider_ops cr_smtp_ops;
 extern const struct cr_provider_ops cr_gateway_ops;
 extern const struct cr_provider_ops cr_apns_ops;
+extern const struct cr_provider_ops cr_whatsapp_twilio_ops;
+extern const struct cr_provider_ops cr_whatsapp_meta_ops;
 
 /* Writes "<path>.<key>: <problem>" into err (key may be NULL: "<path>: ...")
  * and returns CR_ECONFIG, so that init can `return cr_cfg_fail(...)`. */

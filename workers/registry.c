@@ -11,6 +11,8 @@ const struct cr_provider_ops *const cr_provider_table[] = {
     &cr_smtp_ops,
     &cr_gateway_ops,
     &cr_apns_ops,
+    &cr_whatsapp_twilio_ops,
+    &cr_whatsapp_meta_ops,
     NULL,
 };
 

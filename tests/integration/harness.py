@@ -1232,3 +1232,15 @@ def http_get(port, path, timeout=5):
     /metrics ...), without raising on an HTTP error status."""
     status, _headers, body = http_request(f"http://127.0.0.1:{port}{path}", timeout=timeout)
     return status, body.decode()
+
+
+# The ledger: one byte per audience position, bit i (MSB first) = channel i
+# (email, sms, push, whatsapp), then skipped (include/cr_types.h).
+LEDGER_BITS = 8
+LEDGER_SKIPPED = 4
+
+
+def ledger_bit(pos, slot):
+    """The ledger bit of audience position pos, slot = channel index or
+    LEDGER_SKIPPED."""
+    return pos * LEDGER_BITS + slot

@@ -320,9 +320,9 @@ def test_crierctl_end_to_end(env, tmp_path):
 SURVEY_OPTIONS = ["Yes", "No", "Not sure, ask me later"]
 BASE_COLUMNS = [
     "segment", "residents_targeted", "residents_reached", "messages", "delivered", "sent",
-    "failed", "suppressed", "skipped", "sent_email", "sent_sms", "sent_push",
-    "delivered_email", "delivered_sms", "delivered_push", "failed_email", "failed_sms",
-    "failed_push", "bounced", "expired", "cancelled"]
+    "failed", "suppressed", "skipped", "sent_email", "sent_sms", "sent_push", "sent_whatsapp",
+    "delivered_email", "delivered_sms", "delivered_push", "delivered_whatsapp", "failed_email",
+    "failed_sms", "failed_push", "failed_whatsapp", "bounced", "expired", "cancelled"]
 # (subscriber, SMS body, how the daemon takes it: option number or None for a
 # plain reply). A second answer from s9 is a reply but not a second vote.
 SMS_SENT = [("s0", "1", 1), ("s5", " NOT SURE, ask me later ", 3), ("s6", "no", 2),

@@ -18,7 +18,7 @@ import urllib.parse
 import pytest
 import redis
 
-from harness import PREFIX, free_port, post_job, seed, stream_fields, wait_job, wait_until
+from harness import PREFIX, free_port, ledger_bit, post_job, seed, stream_fields, wait_job, wait_until
 
 GENERIC_SECRET = "generic-hook-secret"
 LINK_SECRET = "link-secret-for-tests-0123"
@@ -149,7 +149,7 @@ def sms_refs(env, job_id, subs):
     out = {}
     ledger = f"{PREFIX}job:{job_id}:ledger"
     for i, (sid, f) in enumerate(subs.items()):
-        assert env.r.getbit(ledger, i * 4 + 1) == 1, f"no SMS recorded at position {i}"
+        assert env.r.getbit(ledger, ledger_bit(i, 1)) == 1, f"no SMS recorded at position {i}"
         out[f["phone"]] = f"{job_id}/{i}/sms"
     return out
 

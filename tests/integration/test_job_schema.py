@@ -34,6 +34,7 @@ CRIERD_ONLY = {
     "expires_after_send": ("bad_time", r"expires_at: must be after send_at"),
     "survey_translation_options": ("bad_survey", r"given, survey\.options has"),
     "template_fields": ("bad_template", r"too many fields"),
+    "whatsapp_variables_numbered": ("bad_whatsapp", r"they are numbered 1 to n"),
     "multi_survey_translation": ("bad_survey", r"must translate all|the survey's question|"
                                                r"is not a question of the survey"),
     "answered_segments": ("too_long", r"segments with answered"),

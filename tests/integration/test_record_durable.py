@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from harness import (CHANNELS, Expect, ENDPOINT, RedisServer, accepted_total, assert_reached,
+from harness import (CHANNELS, ledger_bit, Expect, ENDPOINT, RedisServer, accepted_total, assert_reached,
                      counter, free_port, http_get, post_job, seed, start_replica, status_total,
                      stream_fields, wait_job, wait_until)
 
@@ -68,7 +68,7 @@ def assert_recorded(env, job_id, exp, channels, h):
     bits = sum(bin(b).count("1") for b in raw)
     assert bits == exp.total, f"ledger has {bits} bits set, expected {exp.total}"
     for f in receipts:
-        bit = int(f["pos"]) * 4 + ch_index(f["channel"])
+        bit = ledger_bit(int(f["pos"]), ch_index(f["channel"]))
         assert raw[bit // 8] >> (7 - bit % 8) & 1, f"no ledger bit for receipt {f}"
 
 
@@ -229,14 +229,14 @@ def test_ack_refused_while_the_ledger_lacks_a_planned_bit(env):
     job_id = "durable-gap-0001"
     ledger = f"crier:job:{job_id}:ledger"
     for pos in range(lost):
-        env.r.setbit(ledger, pos * 4 + ch_index("sms"), 1)
+        env.r.setbit(ledger, ledger_bit(pos, ch_index("sms")), 1)
     post_job(env.r, job(job_id, ["sms"]))
     # the first batch is loaded and its requests are at the simulator (which
     # answers 1.5 s later): its acknowledgement is still to come
     wait_until(lambda: d.check_alive() or env.sim.endpoint_stats("twilio")["requests"] > 0,
                30, 0.005, what="the first requests")
     for pos in range(lost):
-        env.r.setbit(ledger, pos * 4 + ch_index("sms"), 0)
+        env.r.setbit(ledger, ledger_bit(pos, ch_index("sms")), 0)
 
     h = wait_job(env.r, job_id, [d], timeout=60)
     assert_reached(env.sim, exp, ["sms"])

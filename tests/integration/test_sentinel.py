@@ -17,7 +17,7 @@ import time
 import pytest
 import redis
 
-from harness import (CHANNELS, ENDPOINT, PREFIX, Crierd, Expect, Topology, accepted_total,
+from harness import (CHANNELS, LEDGER_BITS, ENDPOINT, PREFIX, Crierd, Expect, Topology, accepted_total,
                      assert_job_counts, assert_reached, make_population, post_job, seed,
                      sentinel_crierd_config, status_total, wait_job, wait_until)
 
@@ -56,15 +56,14 @@ def client(port):
 
 
 def ledger_complete(port, job_id, targeted):
-    """The ledger's set bits (4 per audience position: email, sms, push,
-    skipped) and the positions that have none."""
+    """The ledger's set bits (one byte per audience position: email, sms,
+    push, whatsapp, skipped) and the positions that have none."""
     data = redis.Redis(host="127.0.0.1", port=port).get(f"{PREFIX}job:{job_id}:ledger") or b""
     bits = sum(bin(b).count("1") for b in data)
     missing = []
     for pos in range(targeted):
-        byte = data[pos // 2] if pos // 2 < len(data) else 0
-        nib = (byte >> 4) if pos % 2 == 0 else (byte & 0x0F)
-        if nib == 0:
+        at = pos * LEDGER_BITS // 8
+        if at >= len(data) or data[at] == 0:
             missing.append(pos)
     return bits, missing
 

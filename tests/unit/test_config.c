@@ -427,9 +427,9 @@ TEST(config_providers_and_channels_required)
     ASSERT_STR_EQ(err_of("{'providers': {}, " CHANNELS "}"),
                   "providers: must configure at least one provider");
     ASSERT_STR_EQ(err_of("{" PROVIDERS "}"),
-                  "channels: missing; list the providers of at least one of email, sms, push");
+                  "channels: missing; list the providers of at least one of email, sms, push, whatsapp");
     ASSERT_STR_EQ(err_of("{" PROVIDERS ", 'channels': {}}"),
-                  "channels: must list the providers of at least one of email, sms, push");
+                  "channels: must list the providers of at least one of email, sms, push, whatsapp");
     ASSERT_STR_EQ(err_of("{" PROVIDERS ", 'channels': {'sms': []}}"),
                   "channels.sms: must list 1 to 4 provider names, got 0");
     ASSERT_STR_EQ(err_of("{" PROVIDERS ", 'channels': {'fax': ['mail']}}"),

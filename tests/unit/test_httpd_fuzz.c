@@ -48,6 +48,7 @@ TEST(fuzz_corpus_replays)
     ASSERT(replay("fuzz/corpus/hook_twilio", cr_fuzz_hook_twilio) >= 3);
     ASSERT(replay("fuzz/corpus/hook_sendgrid", cr_fuzz_hook_sendgrid) >= 3);
     ASSERT(replay("fuzz/corpus/hook_generic", cr_fuzz_hook_generic) >= 3);
+    ASSERT(replay("fuzz/corpus/hook_meta", cr_fuzz_hook_meta) >= 4);
     ASSERT(replay("fuzz/corpus/link_token", cr_fuzz_link_token) >= 3);
     ASSERT(replay("fuzz/corpus/sig_header", cr_fuzz_sig_header) >= 10);
 }
@@ -67,6 +68,8 @@ TEST(fuzz_targets_take_edge_inputs)
     cr_fuzz_hook_twilio(all, sizeof(all));
     cr_fuzz_hook_sendgrid(all, sizeof(all));
     cr_fuzz_hook_generic(all, sizeof(all));
+    cr_fuzz_hook_meta(all, sizeof(all));
+    cr_fuzz_hook_meta(zeros, sizeof(zeros));
     cr_fuzz_link_token(all, sizeof(all));
     cr_fuzz_link_token(zeros, sizeof(zeros));
 }

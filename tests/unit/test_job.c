@@ -318,12 +318,12 @@ TEST(job_refusals_name_the_path)
                         "[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\"]},"),
                    "bad_survey", "survey.options: 11 given, a survey needs 2 to 10");
     ASSERT_REFUSED("{\"audience\":{\"segments\":[\"area:LE1\"]},\"message\":{\"sms\":\"x\"}}",
-                   "missing_field", "channels: required (any of email, sms, push)");
+                   "missing_field", "channels: required (any of email, sms, push, whatsapp)");
     ASSERT_REFUSED("{\"channels\":[\"sms\"],\"message\":{\"sms\":\"x\"}}", "missing_field",
                    "audience: required (segments and/or subscribers)");
     ASSERT_REFUSED("{\"audience\":{\"segments\":[\"area:LE1\"]},\"channels\":[],"
                    "\"message\":{\"sms\":\"x\"}}",
-                   "unknown_channel", "channels: must name at least one of email, sms, push");
+                   "unknown_channel", "channels: must name at least one of email, sms, push, whatsapp");
     ASSERT_REFUSED("{\"audience\":{\"segments\":[\"area LE1\"]},\"channels\":[\"sms\"],"
                    "\"message\":{\"sms\":\"x\"}}",
                    "bad_name",

@@ -125,7 +125,7 @@ TEST(plan_bits_in_the_ledger_layout)
     b.kind = CR_BATCH_STREAM;
     b.subs = subs;
     b.nsubs = 3;
-    b.pos0 = 5; /* odd: the first byte's high nibble is position 4, not ours */
+    b.pos0 = 5; /* the plan starts at position 5's byte, not at the ledger's start */
     subs[0].pos = 5;
     subs[0].plan = CR_CH_BIT(CR_CH_EMAIL) | CR_CH_BIT(CR_CH_PUSH);
     subs[1].pos = 6;
@@ -133,14 +133,15 @@ TEST(plan_bits_in_the_ledger_layout)
     subs[2].pos = 7;
     subs[2].plan = CR_CH_BIT(CR_CH_SMS);
     n = cr_fanout_plan(&b, plan, sizeof(plan), &first);
-    ASSERT_INT_EQ(n, 2);
-    ASSERT_INT_EQ(first, 2); /* bit 20 is in byte 2 */
-    /* position 5 = bits 20..23: low nibble of byte 2, email (bit 20) and push (22) */
-    ASSERT_INT_EQ(plan[0], 0x0A);
-    /* position 6 = bits 24..27, skipped = bit 27; position 7 = bits 28..31, sms = 29 */
-    ASSERT_INT_EQ(plan[1], 0x14);
+    ASSERT_INT_EQ(n, 3);
+    ASSERT_INT_EQ(first, 5); /* one byte per position */
+    /* position 5: email (bit 40, MSB) and push (bit 42) */
+    ASSERT_INT_EQ(plan[0], 0xA0);
+    /* position 6: skipped = slot 4 (bit 52); position 7: sms = bit 57 */
+    ASSERT_INT_EQ(plan[1], 0x08);
+    ASSERT_INT_EQ(plan[2], 0x40);
     /* too small a buffer says how much is needed */
-    ASSERT_INT_EQ(cr_fanout_plan(&b, plan, 1, &first), 2);
+    ASSERT_INT_EQ(cr_fanout_plan(&b, plan, 1, &first), 3);
     /* nothing planned (all parked): no plan */
     subs[0].plan = subs[1].plan = subs[2].plan = 0;
     ASSERT_INT_EQ(cr_fanout_plan(&b, plan, sizeof(plan), &first), 0);

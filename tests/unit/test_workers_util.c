@@ -99,7 +99,9 @@ TEST(workers_registry_finds_each_adapter)
 
     for (i = 0; cr_provider_table[i] != NULL; i++)
         ASSERT(cr_provider_find(cr_provider_table[i]->type) == cr_provider_table[i]);
-    ASSERT_INT_EQ(i, 6);
+    ASSERT_INT_EQ(i, 8);
+    ASSERT_INT_EQ(cr_provider_find("twilio_whatsapp")->channel, CR_CH_WHATSAPP);
+    ASSERT_INT_EQ(cr_provider_find("meta_whatsapp")->channel, CR_CH_WHATSAPP);
     ASSERT(cr_provider_find("sendgrid") != NULL);
     ASSERT_INT_EQ(cr_provider_find("sendgrid")->channel, CR_CH_EMAIL);
     ASSERT_INT_EQ(cr_provider_find("smtp")->channel, CR_CH_EMAIL);
