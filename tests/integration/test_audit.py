@@ -309,8 +309,9 @@ def test_receipts_kept_for_the_audit_up_to_maxlen(env):
     n3 = run("trim-3", "area:T3")
     kept = env.r.xrange(receipts, min=start, max="+")
     assert sum(1 for _i, f in kept if f.get("job") == "trim-3") == n3
-    wait_until(lambda: metrics(port).get('crier_audit_backlog{group="audit"}', 0) >= n3, 10,
-               0.05, what="the backlog in /metrics")
+    backlog = 'crier_audit_backlog{stream="receipts",group="audit"}'
+    wait_until(lambda: metrics(port).get(backlog, 0) >= n3, 10, 0.05,
+               what="the backlog in /metrics")
     assert metrics(port)["crier_audit_receipts_missed"] == 0
 
     # at receipts.maxlen the stream is trimmed past the group, and that is counted
