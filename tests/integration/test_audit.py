@@ -5,7 +5,7 @@ of crier-audit five times and a PostgreSQL restart lose and double nothing.
 
 The SQLite test's population is small (CRIER_AUDIT_N, default 1,500); the
 PostgreSQL crash test's is CRIER_AUDIT_BIG_N (default the issue's 100,000
-residents, about 150,000 messages; 20,000 under the sanitizer build)."""
+residents, about 137,000 messages; 20,000 under the sanitizer build)."""
 
 import csv
 import io
