@@ -195,8 +195,11 @@ def beside_round(n, sinks):
                 total = time.monotonic() - t0
                 rows = stream_entries(env.r)
                 cpu = cpu_s(audit.proc.pid) - cpu0
+                lag = out[key]["audit_lag_at_end"]
                 out[key].update({"audit_catch_up_s": round(total - secs, 2), "rows": rows,
                                  "rows_per_s": round(rows / total),
+                                 "catch_up_rows_per_s": round(lag / (total - secs))
+                                 if total > secs else None,
                                  "cpu_us_per_row": round(cpu / rows * 1e6, 1)})
                 audit.term()
         finally:
@@ -330,7 +333,8 @@ def table(res):
     b = res.get("beside")
     if b:
         lines.append(f"{'throughput job':<16}{'messages':>10}{'msg/s':>9}{'vs none':>9}"
-                     f"{'lag@end':>9}{'catch-up s':>12}{'rows':>9}{'rows/s':>9}{'CPU us/row':>12}")
+                     f"{'lag@end':>9}{'catch-up s':>12}{'rows':>9}{'rows/s':>9}{'catch-up/s':>12}"
+                     f"{'CPU us/row':>12}")
         for k in ("without", "sqlite", "postgresql"):
             if k not in b:
                 continue
@@ -339,6 +343,7 @@ def table(res):
                          f"{x['messages_per_s']:>9,}{x.get('rate_vs_without', 1.0):>9}"
                          f"{x.get('audit_lag_at_end', '-'):>9}{x.get('audit_catch_up_s', '-'):>12}"
                          f"{x.get('rows', '-'):>9}{x.get('rows_per_s', '-'):>9}"
+                         f"{x.get('catch_up_rows_per_s', '-'):>12}"
                          f"{x.get('cpu_us_per_row', '-'):>12}")
     for x in res.get("sink", []):
         lines.append(f"backlog of {x['receipts']:,} receipts into {x['database']}: "
