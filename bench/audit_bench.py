@@ -214,6 +214,12 @@ def beside_round(n, sinks):
     return out
 
 
+# messages' secondary indexes as audit/schema.c creates them: the year is
+# loaded without them and they are built after, as a restore would
+SECONDARY = ("CREATE INDEX messages_sub_time ON messages (sub, sent_ms)",
+             "CREATE INDEX messages_time ON messages (sent_ms)")
+
+
 def year_sqlite(residents, weeks):
     """weeks newsletters to the same residents, one message each, through the
     schema crier-audit creates; then the per-resident query."""
@@ -226,6 +232,9 @@ def year_sqlite(residents, weeks):
     con = sqlite3.connect(str(db))
     con.execute("PRAGMA synchronous=OFF")
     t0 = time.monotonic()
+    # bulk load, then the indexes crier-audit creates, built once (faster)
+    for idx in SECONDARY:
+        con.execute(f"DROP INDEX {idx.split()[2]}")
     start_ms = 1767225600000  # 2026-01-01
     week_ms = 7 * 86400000
     for w in range(weeks):
@@ -243,6 +252,9 @@ def year_sqlite(residents, weeks):
             ((job, i, f"r{i:07d}", f"sg-{w}-{i}", t + i // 50, t + i // 50, f"{t}-{i}")
              for i in range(residents)))
         con.commit()
+    for idx in SECONDARY:
+        con.execute(idx)
+    con.commit()
     gen_s = time.monotonic() - t0
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
@@ -287,6 +299,8 @@ def year_postgresql(residents, weeks):
         start_ms = 1767225600000
         week_ms = 7 * 86400000
         t0 = time.monotonic()
+        for idx in SECONDARY:
+            pg.psql(f"DROP INDEX {idx.split()[2]}")
         pg.psql(f"INSERT INTO jobs (id, doc, priority, state, created_ms, targeted, messages) "
                 f"SELECT 'newsletter-2026-w' || lpad((w + 1)::text, 2, '0'), "
                 f"'{{\"message\": {{\"subject\": \"Newsletter\"}}}}', 'bulk', 'completed', "
@@ -299,6 +313,8 @@ def year_postgresql(residents, weeks):
                 f"'sg-' || w || '-' || i, 2000, {start_ms} + w::bigint * {week_ms} + i / 50, "
                 f"{start_ms} + w::bigint * {week_ms} + i / 50, 'en', (w * {residents} + i)::text "
                 f"FROM generate_series(0, {weeks - 1}) w, generate_series(0, {residents - 1}) i")
+        for idx in SECONDARY:
+            pg.psql("SET maintenance_work_mem = '256MB'; " + idx)
         pg.psql("VACUUM ANALYZE messages")
         gen_s = time.monotonic() - t0
         size = int(pg.psql("SELECT pg_total_relation_size('messages')")[0][0])

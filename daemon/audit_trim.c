@@ -282,15 +282,18 @@ static void on_tick(uv_timer_t *timer)
 int cr_audit_trim_init(struct cr_daemon *d, struct cr_audit_trim **out)
 {
     struct cr_audit_trim *t = calloc(1, sizeof(*t));
+    char replies[CR_KEY_MAX];
+    const char *key[ST__COUNT];
     int i;
 
     *out = NULL;
     if (t == NULL)
         return CR_ENOMEM;
     t->d = d;
-    cr_strlcpy(t->s[ST_RECEIPTS].key, d->keys.receipts, sizeof(t->s[0].key));
-    snprintf(t->s[ST_REPLIES].key, sizeof(t->s[0].key), "%sreplies", d->keys.prefix);
-    cr_strlcpy(t->s[ST_EVENTS].key, d->keys.events, sizeof(t->s[0].key));
+    snprintf(replies, sizeof(replies), "%sreplies", d->keys.prefix);
+    key[ST_RECEIPTS] = d->keys.receipts;
+    key[ST_REPLIES] = replies;
+    key[ST_EVENTS] = d->keys.events;
     t->s[ST_RECEIPTS].maxlen = d->cfg->receipts_maxlen;
     t->s[ST_REPLIES].maxlen = d->cfg->receipts_maxlen;
     t->s[ST_EVENTS].maxlen = strtol(CR_EVENTS_MAXLEN, NULL, 10);
@@ -299,8 +302,9 @@ int cr_audit_trim_init(struct cr_daemon *d, struct cr_audit_trim **out)
 
         l->t = t;
         l->which = i;
-        snprintf(l->floor_key, sizeof(l->floor_key), "%s:audit-floor", l->key);
-        snprintf(l->missed_key, sizeof(l->missed_key), "%s:audit-missed", l->key);
+        cr_strlcpy(l->key, key[i], sizeof(l->key));
+        snprintf(l->floor_key, sizeof(l->floor_key), "%s:audit-floor", key[i]);
+        snprintf(l->missed_key, sizeof(l->missed_key), "%s:audit-missed", key[i]);
     }
     uv_timer_init(d->loop, &t->timer);
     t->timer.data = t;
