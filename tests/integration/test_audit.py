@@ -285,7 +285,7 @@ def test_postgresql_kills_and_restart_lose_and_double_nothing(env, pg):
     rig.wait_stored()
     for s in STREAMS:
         assert r.get(f"{PREFIX}{s}:audit-missed") is None, s
-    check_database(pg.psql, env.r, "audit-pg-1")
+    assert check_database(pg.psql, env.r, "audit-pg-1") >= BIG_N
     check_crierctl(["--postgresql", pg.conninfo], env.r, rig.subs, ["audit-pg-1"])
 
 
