@@ -18,6 +18,9 @@ struct cr_audit_entry {
     char **kv;
     char *lang; /* receipts: the resident's language when looked up ("" when the
                  * resident has none), else NULL (not looked up) */
+    char *segs; /* receipts: the job's audience segments the resident was a
+                 * member of when stored, each ended by '\n' ("" none); NULL
+                 * when not looked up (a webhook receipt, the job gone) */
 };
 
 /* One job's hash as read from Redis when one of its events is stored. */
@@ -43,7 +46,7 @@ const char *cr_audit_field(const struct cr_audit_entry *e, const char *name);
 void cr_audit_batch_clear(struct cr_audit_batch *b);
 
 /* The schema version this build creates and reads. */
-#define CR_AUDIT_SCHEMA_VERSION 1
+#define CR_AUDIT_SCHEMA_VERSION 2
 
 /* Creates the tables or migrates them to CR_AUDIT_SCHEMA_VERSION, in one
  * transaction. Returns 0, CR_EIO (database error, in cr_store_errmsg) or

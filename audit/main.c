@@ -4,6 +4,7 @@
  * resident's language, the job's hash), write in one transaction on the libuv
  * thread pool, and only then XACK. A crash at any point leaves the entries
  * pending; they are read again ("0") and written again, which changes nothing. */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #define KEY_MAX 128
 #define STATS_INTERVAL_MS 10000
 #define RETRY_MIN_MS 100
+#define MEMBER_SEGS_MAX 256 /* audience segments looked up per job */
 
 enum work_kind { WORK_WRITE, WORK_RETAIN };
 
@@ -40,6 +42,7 @@ struct app {
     int have_batch;
     int lookups_left;
     int lookups_failed;
+    int lookup_phase; /* 1: jobs and languages, 2: segment membership */
     int write_wanted; /* lookups done, waiting for the database */
     int acks_left;
     int acks_failed;
@@ -325,11 +328,19 @@ static void on_stats_timer(uv_timer_t *t)
 
 /* ---- lookups ------------------------------------------------------------------------- */
 
+static void start_members(struct app *a);
+
 static void lookups_done(struct app *a)
 {
     if (a->lookups_failed) {
         backoff(a);
         abandon(a, "a lookup in Redis failed");
+        return;
+    }
+    if (a->lookup_phase == 1) {
+        /* membership needs the jobs' documents, which the first round read */
+        a->lookup_phase = 2;
+        start_members(a);
         return;
     }
     a->write_wanted = 1;
@@ -409,6 +420,164 @@ static int add_job(struct cr_audit_batch *b, const char *id)
     return 0;
 }
 
+/* One SMISMEMBER in flight: a segment of a job's audience and the receipts
+ * (indices into the batch, in argument order) whose residents it asks about. */
+struct member_q {
+    struct app *a;
+    char *seg;
+    size_t *idx;
+    size_t n;
+};
+
+static void member_q_free(struct member_q *q)
+{
+    free(q->seg);
+    free(q->idx);
+    free(q);
+}
+
+static int append_seg(struct cr_audit_entry *e, const char *seg)
+{
+    size_t have = e->segs ? strlen(e->segs) : 0;
+    size_t len = strlen(seg);
+    char *ns = realloc(e->segs, have + len + 2);
+
+    if (ns == NULL)
+        return CR_ENOMEM;
+    memcpy(ns + have, seg, len);
+    ns[have + len] = '\n';
+    ns[have + len + 1] = '\0';
+    e->segs = ns;
+    return 0;
+}
+
+static void on_members(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct member_q *q = ud;
+    struct app *a = q->a;
+    size_t k;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != q->n) {
+        a->lookups_failed = 1;
+    } else {
+        for (k = 0; k < q->n; k++) {
+            const redisReply *v = reply->element[k];
+
+            if (v->type == REDIS_REPLY_INTEGER && v->integer == 1 &&
+                q->idx[k] < a->batch.n[CR_AS_RECEIPTS] &&
+                append_seg(&a->batch.e[CR_AS_RECEIPTS][q->idx[k]], q->seg) != 0)
+                a->lookups_failed = 1;
+        }
+    }
+    member_q_free(q);
+    if (--a->lookups_left == 0)
+        lookups_done(a);
+}
+
+static const char *job_kv(const struct cr_audit_job *j, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < j->nkv; i += 2)
+        if (strcmp(j->kv[i], name) == 0)
+            return j->kv[i + 1];
+    return NULL;
+}
+
+/* Asks, for one segment of a job's audience, which of the residents its
+ * receipts name (idx, n) are members now (SMISMEMBER). Returns 0 when sent. */
+static int ask_members(struct app *a, const char *seg, const size_t *idx, size_t n)
+{
+    struct member_q *q = calloc(1, sizeof(*q));
+    const char **argv = calloc(n + 2, sizeof(*argv));
+    char key[KEY_MAX + 256];
+    size_t k;
+    int rc = CR_ENOMEM;
+
+    if (q == NULL || argv == NULL)
+        goto out;
+    q->a = a;
+    q->n = n;
+    q->seg = strdup(seg);
+    q->idx = malloc(n * sizeof(*q->idx));
+    if (q->seg == NULL || q->idx == NULL)
+        goto out;
+    memcpy(q->idx, idx, n * sizeof(*idx));
+    snprintf(key, sizeof(key), "%sseg:%s", a->cfg.prefix, seg);
+    argv[0] = "SMISMEMBER";
+    argv[1] = key;
+    for (k = 0; k < n; k++)
+        argv[2 + k] = cr_audit_field(&a->batch.e[CR_AS_RECEIPTS][idx[k]], "sub");
+    rc = cr_redis_argv(a->r, on_members, q, 0, (int)(n + 2), argv, NULL);
+    if (rc == 0)
+        q = NULL; /* on_members frees it */
+out:
+    if (q)
+        member_q_free(q);
+    free(argv);
+    return rc;
+}
+
+/* The second round of lookups: for each job of the batch whose document is
+ * known, which of its audience segments each resident its receipts name is a
+ * member of, stored with the message (message_segments) so that the
+ * per-segment report needs no segment set once Redis has let it go. */
+static void start_members(struct app *a)
+{
+    struct cr_audit_batch *b = &a->batch;
+    size_t n = b->n[CR_AS_RECEIPTS];
+    size_t *idx = calloc(n ? n : 1, sizeof(*idx));
+    size_t j;
+
+    a->lookups_left = 1; /* held until every command is sent */
+    if (idx == NULL)
+        a->lookups_failed = 1;
+    for (j = 0; j < b->njobs && !a->lookups_failed; j++) {
+        const char *doc = job_kv(&b->jobs[j], "doc");
+        cJSON *root;
+        const cJSON *segs;
+        const cJSON *sg;
+        size_t m = 0;
+        size_t i;
+        int nseg = 0;
+
+        if (doc == NULL)
+            continue; /* the job is gone: nothing to tell membership by */
+        for (i = 0; i < n; i++) {
+            struct cr_audit_entry *e = &b->e[CR_AS_RECEIPTS][i];
+            const char *job = cr_audit_field(e, "job");
+            const char *sub = cr_audit_field(e, "sub");
+
+            if (job == NULL || strcmp(job, b->jobs[j].id) != 0 || sub == NULL || *sub == '\0')
+                continue;
+            if (e->segs == NULL && (e->segs = strdup("")) == NULL) {
+                a->lookups_failed = 1;
+                break;
+            }
+            idx[m++] = i;
+        }
+        if (m == 0 || a->lookups_failed)
+            continue;
+        root = cJSON_Parse(doc);
+        segs = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(root, "audience"), "segments");
+        cJSON_ArrayForEach(sg, segs)
+        {
+            if (!cJSON_IsString(sg) || nseg++ >= MEMBER_SEGS_MAX)
+                continue;
+            if (ask_members(a, sg->valuestring, idx, m) == 0)
+                a->lookups_left++;
+            else
+                a->lookups_failed = 1;
+        }
+        cJSON_Delete(root);
+    }
+    free(idx);
+    if (--a->lookups_left == 0)
+        lookups_done(a);
+}
+
 /* Asks Redis for what the rows need beyond the entries: every job the batch
  * names (its document and counters) and each resident's language. */
 static void start_lookups(struct app *a)
@@ -420,6 +589,7 @@ static void start_lookups(struct app *a)
 
     a->lookups_left = 1; /* held until every command is sent */
     a->lookups_failed = 0;
+    a->lookup_phase = 1;
     for (s = 0; s < CR_AS__COUNT; s++)
         for (i = 0; i < b->n[s]; i++)
             if (add_job(b, cr_audit_field(&b->e[s][i], "job")) != 0)

@@ -48,8 +48,16 @@ static const char *const schema_v1[] = {
     "CREATE INDEX job_events_time ON job_events (t_ms)",
     NULL};
 
+/* Version 2: which of a job's segments each resident it reached was in when
+ * the message was stored, so that per-segment figures need no Redis once the
+ * segment sets have changed or gone. */
+static const char *const schema_v2[] = {
+    "CREATE TABLE message_segments (job TEXT NOT NULL, segment TEXT NOT NULL, "
+    "sub TEXT NOT NULL, PRIMARY KEY (job, segment, sub))",
+    NULL};
+
 /* migrations[v - 1] takes a database from version v - 1 to v */
-static const char *const *const migrations[CR_AUDIT_SCHEMA_VERSION] = {schema_v1};
+static const char *const *const migrations[CR_AUDIT_SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 static int max_int_cb(void *ud, int ncols, const char *const *vals)
 {
@@ -139,6 +147,7 @@ void cr_audit_batch_clear(struct cr_audit_batch *b)
         for (i = 0; i < b->n[s]; i++) {
             free(b->e[s][i].id);
             free(b->e[s][i].lang);
+            free(b->e[s][i].segs);
             free_kv(b->e[s][i].kv, b->e[s][i].nkv);
         }
         free(b->e[s]);
@@ -377,6 +386,63 @@ out:
     return rc;
 }
 
+/* message_segments: (job, segment, sub) for each segment named in a
+ * receipt's looked-up membership (a resident's channels repeat it: the
+ * duplicates change nothing). */
+static int store_members(struct cr_store *s, const struct cr_audit_batch *b)
+{
+    size_t n = b->n[CR_AS_RECEIPTS];
+    const char **vals = NULL;
+    char **owned = NULL;
+    size_t nrows = 0;
+    size_t cap = 0;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        const char *p = b->e[CR_AS_RECEIPTS][i].segs;
+
+        for (; p && *p; p++)
+            cap += *p == '\n';
+    }
+    if (cap == 0)
+        return 0;
+    vals = calloc(cap * 3, sizeof(*vals));
+    owned = calloc(cap, sizeof(*owned));
+    rc = CR_ENOMEM;
+    if (vals == NULL || owned == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        const struct cr_audit_entry *e = &b->e[CR_AS_RECEIPTS][i];
+        const char *job = cr_audit_field(e, "job");
+        const char *sub = cr_audit_field(e, "sub");
+        const char *p = e->segs;
+
+        while (p && *p && job && sub && *sub) {
+            const char *nl = strchr(p, '\n');
+
+            if (nl == NULL)
+                break;
+            owned[nrows] = strndup(p, (size_t)(nl - p));
+            if (owned[nrows] == NULL)
+                goto out;
+            vals[nrows * 3] = job;
+            vals[nrows * 3 + 1] = owned[nrows];
+            vals[nrows * 3 + 2] = sub;
+            nrows++;
+            p = nl + 1;
+        }
+    }
+    rc = insert_rows(s, "INSERT INTO message_segments (job, segment, sub) VALUES ",
+                     " ON CONFLICT (job, segment, sub) DO NOTHING", 3, vals, nrows, (size_t)-1);
+out:
+    for (i = 0; owned && i < nrows; i++)
+        free(owned[i]);
+    free(owned);
+    free(vals);
+    return rc;
+}
+
 static int store_replies(struct cr_store *s, const struct cr_audit_batch *b)
 {
     size_t n = b->n[CR_AS_REPLIES];
@@ -608,8 +674,8 @@ int cr_audit_store(struct cr_store *s, const struct cr_audit_batch *b)
         }
     if (cr_store_exec(s, "BEGIN", 0, NULL) != 0)
         return CR_EIO;
-    if (store_jobs(s, b, now) != 0 || store_receipts(s, b) != 0 || store_replies(s, b) != 0 ||
-        store_events(s, b) != 0)
+    if (store_jobs(s, b, now) != 0 || store_receipts(s, b) != 0 || store_members(s, b) != 0 ||
+        store_replies(s, b) != 0 || store_events(s, b) != 0)
         goto out;
     rc = cr_store_exec(s, "COMMIT", 0, NULL) == 0 ? 0 : CR_EIO;
 out:
@@ -656,6 +722,16 @@ int cr_audit_retain(struct cr_store *s, long long cutoff_ms, long chunk, long *d
     if (cr_buf_appendf(
             &sql,
             "DELETE FROM segments_of_job WHERE %s IN (SELECT g.%s FROM segments_of_job g "
+            "LEFT JOIN jobs j ON j.id = g.job WHERE j.id IS NULL LIMIT $1)",
+            cr_store_rowid(s), cr_store_rowid(s)) != 0 ||
+        cr_store_exec(s, cr_buf_cstr(&sql), 1, p + 1) != 0)
+        goto out;
+    *deleted += cr_store_changes(s);
+    /* and who was in them */
+    cr_buf_reset(&sql);
+    if (cr_buf_appendf(
+            &sql,
+            "DELETE FROM message_segments WHERE %s IN (SELECT g.%s FROM message_segments g "
             "LEFT JOIN jobs j ON j.id = g.job WHERE j.id IS NULL LIMIT $1)",
             cr_store_rowid(s), cr_store_rowid(s)) != 0 ||
         cr_store_exec(s, cr_buf_cstr(&sql), 1, p + 1) != 0)

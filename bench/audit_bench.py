@@ -1,17 +1,20 @@
 """crier-audit's figures (run by hand or from bench/run.sh; never in tests):
 
-  sink    crier-audit storing a backlog of receipts (like the throughput job's:
-          3 channels, one receipt per message plus webhook receipts) into SQLite
-          and into PostgreSQL: rows per second, CPU per row, lag left at the end
-  beside  crierd's rate for one job with crier-audit (SQLite) running beside it,
-          against the rate without it, in the same round
+  beside  the throughput job (100,000 residents, three channels, as bench.py's)
+          three times in one round: without crier-audit, then with it storing
+          into SQLite, then into PostgreSQL: crierd's rate each time, and the
+          sink's lag when the job completes, its catch-up time, rows per second
+          and CPU per row
   year    a year of weekly newsletters to the same residents in SQLite and
           PostgreSQL: database size per message and the time of the
           per-resident query (`crierctl audit --sub ID`)
+  sink    (not by default) crier-audit storing a ready backlog of receipts:
+          its rate when nothing else runs
 
-Environment: BUILD (binaries, default build), AUDIT_BENCH_RECEIPTS (200000),
-AUDIT_BENCH_RESIDENTS (the `beside` job, 20000), AUDIT_BENCH_YEAR_RESIDENTS
-(100000) and AUDIT_BENCH_WEEKS (52). Writes BENCH_OUT/audit.json (bench/results)."""
+Environment: BUILD (binaries, default build), AUDIT_BENCH_RESIDENTS (the
+`beside` job, 100000), AUDIT_BENCH_YEAR_RESIDENTS (100000), AUDIT_BENCH_WEEKS
+(52), AUDIT_BENCH_RECEIPTS (`sink`, 200000). Prints a table and writes
+BENCH_OUT/audit.json (bench/results)."""
 
 import argparse
 import json
@@ -119,46 +122,102 @@ def sink_round(kind, n):
             pg.close()
 
 
-def beside_round(n):
-    """One job to n residents, first without crier-audit, then with it running
-    (SQLite); crierd's messages per second each time, and the audit's lag when
-    the job completes."""
-    rng = random.Random(7)
+def seed_population(env, n, segment):
+    """n residents with email, phone and push token in segment, as bench.py's
+    throughput job has them (crier-seed when built, else the harness)."""
+    seeder = harness.build_dir() / "crier-seed"
+    if seeder.exists():
+        subprocess.run([str(seeder), "127.0.0.1", str(env.redis.port), PREFIX, "b", "0", str(n),
+                        segment, "email,sms,push"], check=True, capture_output=True)
+        return
+    subs = {f"b{i:07d}": {"name": f"B {i}", "email": f"b{i:07d}@mail.crier.test",
+                          "phone": f"+447{i:09d}", "push_token": f"tok-b{i:07d}",
+                          "push_platform": "fcm"} for i in range(n)}
+    harness.seed(env.r, subs, {segment: list(subs)})
+
+
+def stream_entries(r):
+    return sum(int(r.xinfo_stream(f"{PREFIX}{s}")["entries-added"])
+               for s in ("receipts", "replies", "events") if r.exists(f"{PREFIX}{s}"))
+
+
+def backlog(r):
+    return sum(harness.audit_backlog(r, f"{PREFIX}{s}") or 0
+               for s in ("receipts", "replies", "events"))
+
+
+def beside_round(n, sinks):
+    """The throughput job (n residents, three channels, as bench.py's) three
+    times in one round: without crier-audit, then with it storing into each
+    database in sinks. crierd's messages per second each time; for the sink,
+    its lag (entries not yet acknowledged) when the job completes, the time to
+    catch up, rows per second over the run and CPU per row."""
     out = {}
-    for with_sink in (False, True):
+    for sink in (None,) + tuple(sinks):
         env = harness.Env("audit-bench")
+        pg = None
         try:
             env.start_redis()
-            env.start_sim("--quiet")
-            subs, segs = harness.make_population(n, rng, areas=("area:A",))
-            harness.seed(env.r, subs, segs)
-            d = env.crierd(fanout={"batch_size": 500, "max_batches": 16, "reclaim_idle_ms": 60000})
+            env.start_sim("--log-body-bytes", "0", "--max-log", "3000000")
+            seed_population(env, n, "bench:audit")
+            d = env.crierd(log_level="warn")
             audit = None
-            if with_sink:
-                audit = harness.Audit(env.dir, harness.audit_config(
-                    env.redis.port, {"type": "sqlite", "path": str(env.dir / "audit.db")}))
+            if sink == "postgresql":
+                pg = harness.Postgres().start()
+                db = {"type": "postgresql", "conninfo": pg.conninfo}
+            else:
+                db = {"type": "sqlite", "path": str(env.dir / "audit.db")}
+            if sink:
+                audit = harness.Audit(env.dir, harness.audit_config(env.redis.port, db))
                 env.daemons.append(audit)
                 audit.start()
-            harness.post_job(env.r, {"id": "beside", "audience": {"segments": ["area:A"]},
+            cpu0 = cpu_s(audit.proc.pid) if audit else 0
+            harness.post_job(env.r, {"id": "beside", "priority": "normal",
+                                     "audience": {"segments": ["bench:audit"]},
                                      "channels": ["email", "sms", "push"],
-                                     "message": {"subject": "s", "text": "t", "sms": "m",
-                                                 "push": {"title": "p", "body": "b"}}})
+                                     "message": {"subject": "Road closure tonight",
+                                                 "text": "Hello {{name}}, the A6 London Road "
+                                                         "will be closed from 8pm tonight.",
+                                                 "sms": "Road closure: A6 London Road closed "
+                                                        "from 8pm tonight.",
+                                                 "push": {"title": "Road closure",
+                                                          "body": "A6 closed from 8pm."}}})
             t0 = time.monotonic()
             h = harness.wait_job(env.r, "beside", [d], timeout=1800)
             secs = time.monotonic() - t0
-            key = "with_audit" if with_sink else "without_audit"
-            out[key] = {"messages": int(h["messages"]), "seconds": round(secs, 2),
-                        "messages_per_s": round(int(h["messages"]) / secs)}
+            key = sink or "without"
+            msgs = int(h["messages"])
+            out[key] = {"messages": msgs, "seconds": round(secs, 2),
+                        "messages_per_s": round(msgs / secs)}
             if audit:
-                out[key]["audit_lag_at_end"] = harness.audit_backlog(env.r, f"{PREFIX}receipts")
-                t1 = time.monotonic()
-                harness.wait_until(lambda: caught_up(env.r), 600, 0.05, what="audit caught up")
-                out[key]["audit_catch_up_s"] = round(time.monotonic() - t1, 2)
+                out[key]["audit_lag_at_end"] = backlog(env.r)
+                harness.wait_until(lambda: caught_up(env.r), 900, 0.05, what="audit caught up")
+                total = time.monotonic() - t0
+                rows = stream_entries(env.r)
+                cpu = cpu_s(audit.proc.pid) - cpu0
+                lag = out[key]["audit_lag_at_end"]
+                out[key].update({"audit_catch_up_s": round(total - secs, 2), "rows": rows,
+                                 "rows_per_s": round(rows / total),
+                                 "catch_up_rows_per_s": round(lag / (total - secs))
+                                 if total > secs else None,
+                                 "cpu_us_per_row": round(cpu / rows * 1e6, 1)})
+                audit.term()
         finally:
             env.close()
-    a, b = out["with_audit"]["messages_per_s"], out["without_audit"]["messages_per_s"]
-    out["rate_with_vs_without"] = round(a / b, 3) if b else None
+            if pg:
+                pg.close()
+        log(f"  {key}: {out[key]}")
+    base = out["without"]["messages_per_s"]
+    for sink in sinks:
+        out[sink]["rate_vs_without"] = round(out[sink]["messages_per_s"] / base, 3) \
+            if base else None
     return out
+
+
+# messages' secondary indexes as audit/schema.c creates them: the year is
+# loaded without them and they are built after, as a restore would
+SECONDARY = ("CREATE INDEX messages_sub_time ON messages (sub, sent_ms)",
+             "CREATE INDEX messages_time ON messages (sent_ms)")
 
 
 def year_sqlite(residents, weeks):
@@ -173,6 +232,9 @@ def year_sqlite(residents, weeks):
     con = sqlite3.connect(str(db))
     con.execute("PRAGMA synchronous=OFF")
     t0 = time.monotonic()
+    # bulk load, then the indexes crier-audit creates, built once (faster)
+    for idx in SECONDARY:
+        con.execute(f"DROP INDEX {idx.split()[2]}")
     start_ms = 1767225600000  # 2026-01-01
     week_ms = 7 * 86400000
     for w in range(weeks):
@@ -190,6 +252,9 @@ def year_sqlite(residents, weeks):
             ((job, i, f"r{i:07d}", f"sg-{w}-{i}", t + i // 50, t + i // 50, f"{t}-{i}")
              for i in range(residents)))
         con.commit()
+    for idx in SECONDARY:
+        con.execute(idx)
+    con.commit()
     gen_s = time.monotonic() - t0
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
@@ -234,6 +299,8 @@ def year_postgresql(residents, weeks):
         start_ms = 1767225600000
         week_ms = 7 * 86400000
         t0 = time.monotonic()
+        for idx in SECONDARY:
+            pg.psql(f"DROP INDEX {idx.split()[2]}")
         pg.psql(f"INSERT INTO jobs (id, doc, priority, state, created_ms, targeted, messages) "
                 f"SELECT 'newsletter-2026-w' || lpad((w + 1)::text, 2, '0'), "
                 f"'{{\"message\": {{\"subject\": \"Newsletter\"}}}}', 'bulk', 'completed', "
@@ -246,6 +313,8 @@ def year_postgresql(residents, weeks):
                 f"'sg-' || w || '-' || i, 2000, {start_ms} + w::bigint * {week_ms} + i / 50, "
                 f"{start_ms} + w::bigint * {week_ms} + i / 50, 'en', (w * {residents} + i)::text "
                 f"FROM generate_series(0, {weeks - 1}) w, generate_series(0, {residents - 1}) i")
+        for idx in SECONDARY:
+            pg.psql("SET maintenance_work_mem = '256MB'; " + idx)
         pg.psql("VACUUM ANALYZE messages")
         gen_s = time.monotonic() - t0
         size = int(pg.psql("SELECT pg_total_relation_size('messages')")[0][0])
@@ -274,40 +343,73 @@ def year_postgresql(residents, weeks):
         subprocess.run(["rm", "-rf", str(d)], check=False)
 
 
+def table(res):
+    """The figures as a plain table."""
+    lines = []
+    b = res.get("beside")
+    if b:
+        lines.append(f"{'throughput job':<16}{'messages':>10}{'msg/s':>9}{'vs none':>9}"
+                     f"{'lag@end':>9}{'catch-up s':>12}{'rows':>9}{'rows/s':>9}{'catch-up/s':>12}"
+                     f"{'CPU us/row':>12}")
+        for k in ("without", "sqlite", "postgresql"):
+            if k not in b:
+                continue
+            x = b[k]
+            lines.append(f"{'sink ' + k if k != 'without' else 'no sink':<16}{x['messages']:>10,}"
+                         f"{x['messages_per_s']:>9,}{x.get('rate_vs_without', 1.0):>9}"
+                         f"{x.get('audit_lag_at_end', '-'):>9}{x.get('audit_catch_up_s', '-'):>12}"
+                         f"{x.get('rows', '-'):>9}{x.get('rows_per_s', '-'):>9}"
+                         f"{x.get('catch_up_rows_per_s', '-'):>12}"
+                         f"{x.get('cpu_us_per_row', '-'):>12}")
+    for x in res.get("sink", []):
+        lines.append(f"backlog of {x['receipts']:,} receipts into {x['database']}: "
+                     f"{x['rows_per_s']:,} rows/s, {x['cpu_us_per_row']} us CPU per row")
+    for x in res.get("year", []):
+        lines.append(f"year in {x['database']:<10}: {x['messages']:,} messages, "
+                     f"{x['bytes_per_message']} bytes/message, per-resident query "
+                     f"{x['query_ms_best']}-{x['query_ms_worst']} ms ({x['query_rows']} rows), "
+                     f"crierctl audit --sub {x['crierctl_audit_sub_ms']} ms")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("parts", nargs="*", default=["sink", "beside", "year"])
-    ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL in `sink` and `year`")
+    ap.add_argument("parts", nargs="*", default=["beside", "year"])
+    ap.add_argument("--no-pg", action="store_true",
+                    help="skip PostgreSQL in `beside`, `sink` and `year`")
     args = ap.parse_args()
+    dbs = ("sqlite",) + (() if args.no_pg else ("postgresql",))
+    started = time.monotonic()
     res = {}
+    if "beside" in args.parts:
+        n = int(os.environ.get("AUDIT_BENCH_RESIDENTS", "100000"))
+        log(f"beside: the {n:,}-resident three-channel throughput job without crier-audit, "
+            f"then with it storing into {' and '.join(dbs)}")
+        res["beside"] = beside_round(n, dbs)
     if "sink" in args.parts:
         n = int(os.environ.get("AUDIT_BENCH_RECEIPTS", "200000"))
         res["sink"] = []
-        for kind in ("sqlite",) + (() if args.no_pg else ("postgresql",)):
+        for kind in dbs:
             log(f"sink: {n} receipts into {kind}")
             res["sink"].append(sink_round(kind, n))
             log(f"  {res['sink'][-1]}")
-    if "beside" in args.parts:
-        n = int(os.environ.get("AUDIT_BENCH_RESIDENTS", "20000"))
-        log(f"beside: a {n}-resident three-channel job without and with crier-audit")
-        res["beside"] = beside_round(n)
-        log(f"  {res['beside']}")
-    if "year" in args.parts or "year-pg" in args.parts:
+    if "year" in args.parts:
         n = int(os.environ.get("AUDIT_BENCH_YEAR_RESIDENTS", "100000"))
         w = int(os.environ.get("AUDIT_BENCH_WEEKS", "52"))
         res["year"] = []
-        if "year" in args.parts:
-            log(f"year: {w} weekly newsletters to {n} residents in SQLite")
-            res["year"].append(year_sqlite(n, w))
-            log(f"  {res['year'][-1]}")
+        log(f"year: {w} weekly newsletters to {n:,} residents in SQLite")
+        res["year"].append(year_sqlite(n, w))
+        log(f"  {res['year'][-1]}")
         if not args.no_pg:
-            log(f"year: {w} weekly newsletters to {n} residents in PostgreSQL")
+            log(f"year: {w} weekly newsletters to {n:,} residents in PostgreSQL")
             res["year"].append(year_postgresql(n, w))
             log(f"  {res['year'][-1]}")
+    res["seconds"] = round(time.monotonic() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "audit.json").write_text(json.dumps(res, indent=2) + "\n")
-    log(f"written to {OUT / 'audit.json'}")
+    print(table(res), flush=True)
+    log(f"written to {OUT / 'audit.json'} ({res['seconds']} s)")
     return 0
 
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit_trim.h"
 #include "ctl.h"
 
 static const char help[] =
@@ -23,7 +24,7 @@ static const char help[] =
  * 1 finished, 2 requested now, 3 already cancelling, 4 cancelled at once (it
  * was scheduled). Job ids hold no glob characters, so "<id>|*" matches
  * exactly the job's retry members. */
-static const char cancel_lua[] =
+static const char cancel_lua[] = CR_AUDIT_TRIM_LUA
     "if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return {0, ''} end\n"
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
     "if not st then return {0, ''} end\n"
@@ -33,16 +34,16 @@ static const char cancel_lua[] =
     "if st == 'scheduled' then\n"
     "  redis.call('ZREM', KEYS[3], ARGV[1])\n"
     "  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'completed_ms', ARGV[2], 'messages', 0)\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'job', ARGV[1],\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1],\n"
     "    'event', 'cancel_requested', 't_ms', ARGV[2])\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'job', ARGV[1],\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1],\n"
     "    'event', 'cancelled', 't_ms', ARGV[2], 'messages', 0)\n"
     "  return {4, st}\n"
     "end\n"
     "local verdict = 3\n"
     "if st ~= 'cancelling' then\n"
     "  redis.call('HSET', KEYS[1], 'state', 'cancelling')\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'job', ARGV[1],\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1],\n"
     "    'event', 'cancel_requested', 't_ms', ARGV[2])\n"
     "  verdict = 2\n"
     "end\n"

@@ -59,8 +59,11 @@ static const char help[] =
     "job Redis no longer holds (its keys expired) is read from there: the\n"
     "final outcome of each message from `messages`, replies = residents with a\n"
     "row of type reply in `replies`, survey answers = the counted rows of\n"
-    "`survey_answers`. Segment membership is still read from Redis's segment\n"
-    "sets (members now, as above), so Redis must be reachable.\n"
+    "`survey_answers`, and segment membership from `message_segments` (the\n"
+    "segments each resident was in when crier-audit stored the message), so\n"
+    "the figures need none of the job's or the segments' keys in Redis. Only a\n"
+    "job stored by a crier-audit older than that table falls back to Redis's\n"
+    "segment sets (members now), with a warning.\n"
     "  --from-audit   read the audit database even when Redis holds the job\n"
     "  --by PATTERN   rows for the segments matching PATTERN (demo:age:*, any\n"
     "                 family, targeted or not; repeatable) instead of the job's\n"
@@ -1131,6 +1134,62 @@ dberr:
     return CTL_EXIT_FAIL;
 }
 
+struct sql_members {
+    struct report *rp;
+    long long rows;
+};
+
+/* message_segments rows: sub, segment */
+static int sql_member_row(void *ud, int ncols, const char *const *v)
+{
+    struct sql_members *m = ud;
+    struct report *rp = m->rp;
+    struct sub *s;
+    size_t i;
+    size_t g;
+
+    if (ncols < 2 || v[0] == NULL || v[1] == NULL)
+        return 0;
+    m->rows++;
+    s = known_sub(rp, v[0]);
+    if (s == NULL)
+        return 0; /* a resident without a stored message: in no row */
+    i = (size_t)(s - rp->subs);
+    for (g = 0; g < rp->nsegs; g++)
+        if (strcmp(rp->segs[g], v[1]) == 0)
+            rp->member[i * rp->words + g / 64] |= (uint64_t)1 << (g % 64);
+    return 0;
+}
+
+/* Segment membership as crier-audit stored it with the messages. Returns 0
+ * (*rows: the rows found; none for a job stored before message_segments
+ * existed), or CTL_EXIT_FAIL after printing why. */
+static int sql_read_membership(struct cr_store *db, struct report *rp, const char *id,
+                               long long *rows)
+{
+    struct sql_members m = {rp, 0};
+    const char *p[1] = {id};
+
+    *rows = 0;
+    rp->words = (rp->nsegs + 63) / 64;
+    if (rp->nsegs == 0 || rp->nsubs == 0)
+        return 0;
+    rp->member = calloc(rp->nsubs * rp->words, sizeof(uint64_t));
+    if (rp->member == NULL) {
+        fprintf(stderr, "crierctl report: out of memory\n");
+        return CTL_EXIT_FAIL;
+    }
+    if (cr_store_query(db, "SELECT sub, segment FROM message_segments WHERE job = $1", 1, p,
+                       sql_member_row, &m) != 0) {
+        fprintf(stderr, "crierctl report: reading job %s's segments from the audit database "
+                        "failed: %s\n",
+                id, cr_store_errmsg(db));
+        return CTL_EXIT_FAIL;
+    }
+    *rows = m.rows;
+    return 0;
+}
+
 /* A segment row's answers from its members' replies and answers (audit database). */
 static void add_answers(struct answers *a, const struct sub *s)
 {
@@ -1279,7 +1338,21 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
         code = read_receipts(ctl, &rp, id, job.created_ms);
     if (code == 0 && !db)
         code = resolve_orphans(ctl, &rp, id);
-    if (code == 0)
+    if (code == 0 && db) {
+        long long found = 0;
+
+        code = sql_read_membership(db, &rp, id, &found);
+        if (code == 0 && found == 0 && rp.nsegs > 0 && rp.nsubs > 0) {
+            fprintf(stderr, "crierctl report: warning: the audit database has no segment "
+                            "membership for job %s (stored by an older crier-audit); using "
+                            "Redis's segment sets (members now)\n",
+                    id);
+            free(rp.member);
+            rp.member = NULL;
+            code = read_membership(ctl, &rp);
+        }
+    }
+    if (code == 0 && !db)
         code = read_membership(ctl, &rp);
     if (code == 0 && !db)
         code = read_answers(ctl, &rp, &sc, key, h, ans);

@@ -23,12 +23,18 @@ struct group {
     char oldest[ID_MAX]; /* oldest pending id, "" when none */
 };
 
-struct cr_audit_trim {
-    struct cr_daemon *d;
-    uv_timer_t timer;
-    int busy; /* a look is in flight */
-    int stopped;
+enum { ST_RECEIPTS, ST_REPLIES, ST_EVENTS, ST__COUNT };
+
+static const char *const stream_label[ST__COUNT] = {"receipts", "replies", "events"};
+
+/* One stream's look: its groups, the floor published, the entries missed. */
+struct look {
+    struct cr_audit_trim *t;
+    int which;
+    int busy;      /* a look is in flight */
     int had_floor; /* we published a floor: delete it when the groups go */
+    long maxlen;   /* for the log line */
+    char key[CR_KEY_MAX];
     char floor_key[CR_KEY_MAX + 16];
     char missed_key[CR_KEY_MAX + 16];
     /* the look in flight */
@@ -39,8 +45,15 @@ struct cr_audit_trim {
     /* what /metrics shows */
     struct group shown[GROUPS_MAX];
     size_t nshown;
-    long long missed; /* receipts trimmed at the ceiling before the audit stored them */
+    long long missed; /* entries trimmed at the ceiling before the audit stored them */
     int missed_known;
+};
+
+struct cr_audit_trim {
+    struct cr_daemon *d;
+    uv_timer_t timer;
+    int stopped;
+    struct look s[ST__COUNT];
 };
 
 static void parse_id(const char *s, uint64_t *ms, uint64_t *seq)
@@ -89,41 +102,47 @@ static void copy_name(char *dst, size_t n, const redisReply *v)
 
 static void on_missed(struct cr_redis *r, redisReply *reply, void *ud)
 {
-    struct cr_audit_trim *t = ud;
+    struct look *l = ud;
+    char logkey[CR_KEY_MAX + 32];
     long long now;
 
     (void)r;
-    t->busy = 0;
-    if (t->stopped || reply == NULL || cr_reply_is_error(reply))
+    l->busy = 0;
+    if (l->t->stopped || reply == NULL || cr_reply_is_error(reply))
         return;
     now = reply->type == REDIS_REPLY_NIL ? 0 : cr_reply_int(reply);
-    if (t->missed_known && now > t->missed)
-        cr_warn("receipts: %s reached receipts.maxlen (%ld) while an audit group was behind; "
-                "%lld receipts were trimmed before the audit stored them (%lld in all) and "
-                "will be missing from the audit database",
-                t->d->keys.receipts, t->d->cfg->receipts_maxlen, now - t->missed, now);
-    t->missed = now;
-    t->missed_known = 1;
+    if (l->missed_known && now > l->missed) {
+        /* while the sink stays behind this comes every second: folded */
+        snprintf(logkey, sizeof(logkey), "audit-missed %s", l->key);
+        cr_log_repeat(CR_LOG_WARN, logkey,
+                      "%s: %s reached its maxlen (%ld) while an audit group was behind; %lld "
+                      "entries were trimmed before the audit stored them (%lld in all) and "
+                      "will be missing from the audit database",
+                      stream_label[l->which], l->key, l->maxlen, now - l->missed, now);
+    }
+    l->missed = now;
+    l->missed_known = 1;
 }
 
 /* Every reply is in: publish the floor (the oldest entry any group still
  * needs) and read the missed counter. */
-static void finish(struct cr_audit_trim *t)
+static void finish(struct look *l)
 {
+    struct cr_redis *redis = l->t->d->rc;
     char floor[ID_MAX] = "";
     char ttl[CR_NUM_MAX];
     size_t i;
     int rc;
 
-    for (i = 0; i < t->ng; i++) {
+    for (i = 0; i < l->ng; i++) {
         char next[ID_MAX];
-        const char *need = t->g[i].oldest;
+        const char *need = l->g[i].oldest;
 
         if (need[0] == '\0') {
             /* nothing pending: everything after the last entry read is needed */
             uint64_t ms, seq;
 
-            parse_id(t->g[i].last, &ms, &seq);
+            parse_id(l->g[i].last, &ms, &seq);
             snprintf(next, sizeof(next), "%" PRIu64 "-%" PRIu64, ms, seq + 1);
             need = next;
         }
@@ -131,41 +150,41 @@ static void finish(struct cr_audit_trim *t)
         if (floor[0] == '\0' || cr_stream_id_cmp(need, floor) < 0)
             cr_strlcpy(floor, need, sizeof(floor));
     }
-    memcpy(t->shown, t->g, sizeof(t->g));
-    t->nshown = t->ng;
-    for (i = 0; i < t->nshown; i++)
-        if (t->shown[i].lag < 0)
-            t->shown[i].lag = t->xlen;
-    if (t->ng > 0) {
+    memcpy(l->shown, l->g, sizeof(l->g));
+    l->nshown = l->ng;
+    for (i = 0; i < l->nshown; i++)
+        if (l->shown[i].lag < 0)
+            l->shown[i].lag = l->xlen;
+    if (l->ng > 0) {
         cr_fmt_i64(ttl, FLOOR_TTL_MS);
-        rc = cr_redis_cmd(t->d->rc, NULL, NULL, 0, "SET %s %s PX %s", t->floor_key, floor, ttl);
-        t->had_floor = rc == 0;
-    } else if (t->had_floor) {
-        if (cr_redis_cmd(t->d->rc, NULL, NULL, 0, "DEL %s", t->floor_key) == 0)
-            t->had_floor = 0;
+        rc = cr_redis_cmd(redis, NULL, NULL, 0, "SET %s %s PX %s", l->floor_key, floor, ttl);
+        l->had_floor = rc == 0;
+    } else if (l->had_floor) {
+        if (cr_redis_cmd(redis, NULL, NULL, 0, "DEL %s", l->floor_key) == 0)
+            l->had_floor = 0;
     }
-    if (cr_redis_cmd(t->d->rc, on_missed, t, 0, "GET %s", t->missed_key) != 0)
-        t->busy = 0;
+    if (cr_redis_cmd(redis, on_missed, l, 0, "GET %s", l->missed_key) != 0)
+        l->busy = 0;
 }
 
 static void on_pending(struct cr_redis *r, redisReply *reply, void *ud)
 {
-    struct cr_audit_trim *t = ud;
+    struct look *l = ud;
     size_t i;
 
     (void)r;
-    if (t->stopped)
+    if (l->t->stopped)
         return;
     /* XPENDING summary: count, smallest id, greatest id, consumers; the
      * group is found by the order of the commands */
-    for (i = 0; i < t->ng && !(t->g[i].pending > 0 && t->g[i].oldest[0] == '\0'); i++)
+    for (i = 0; i < l->ng && !(l->g[i].pending > 0 && l->g[i].oldest[0] == '\0'); i++)
         ;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 && i < t->ng)
-        copy_str(t->g[i].oldest, sizeof(t->g[i].oldest), reply->element[1]);
-    if (i < t->ng && t->g[i].oldest[0] == '\0')
-        cr_strlcpy(t->g[i].oldest, "0-0", sizeof(t->g[i].oldest)); /* unknown: keep all */
-    if (--t->waiting == 0)
-        finish(t);
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 && i < l->ng)
+        copy_str(l->g[i].oldest, sizeof(l->g[i].oldest), reply->element[1]);
+    if (i < l->ng && l->g[i].oldest[0] == '\0')
+        cr_strlcpy(l->g[i].oldest, "0-0", sizeof(l->g[i].oldest)); /* unknown: keep all */
+    if (--l->waiting == 0)
+        finish(l);
 }
 
 static long long field_int(const redisReply *v)
@@ -177,23 +196,23 @@ static long long field_int(const redisReply *v)
 
 static void on_groups(struct cr_redis *r, redisReply *reply, void *ud)
 {
-    struct cr_audit_trim *t = ud;
+    struct look *l = ud;
     size_t i;
     size_t k;
 
     (void)r;
-    if (t->stopped)
+    if (l->t->stopped)
         return;
-    t->ng = 0;
+    l->ng = 0;
     if (reply == NULL || (cr_reply_is_error(reply) && reply->str &&
                           strncmp(reply->str, "ERR no such key", 15) != 0)) {
-        t->busy = 0;
+        l->busy = 0;
         return;
     }
-    for (i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements && t->ng < GROUPS_MAX;
+    for (i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements && l->ng < GROUPS_MAX;
          i++) {
         const redisReply *e = reply->element[i];
-        struct group *g = &t->g[t->ng];
+        struct group *g = &l->g[l->ng];
 
         if (e->type != REDIS_REPLY_ARRAY)
             continue;
@@ -215,54 +234,78 @@ static void on_groups(struct cr_redis *r, redisReply *reply, void *ud)
                 g->lag = field_int(val);
         }
         if (g->last[0])
-            t->ng++;
+            l->ng++;
     }
-    t->waiting = 1; /* held while the commands go out */
-    for (i = 0; i < t->ng; i++) {
-        if (t->g[i].pending <= 0)
+    l->waiting = 1; /* held while the commands go out */
+    for (i = 0; i < l->ng; i++) {
+        if (l->g[i].pending <= 0)
             continue;
-        if (cr_redis_cmd(t->d->rc, on_pending, t, 0, "XPENDING %s %s", t->d->keys.receipts,
-                         t->g[i].name) == 0)
-            t->waiting++;
+        if (cr_redis_cmd(l->t->d->rc, on_pending, l, 0, "XPENDING %s %s", l->key,
+                         l->g[i].name) == 0)
+            l->waiting++;
         else
-            cr_strlcpy(t->g[i].oldest, "0-0", sizeof(t->g[i].oldest)); /* keep all */
+            cr_strlcpy(l->g[i].oldest, "0-0", sizeof(l->g[i].oldest)); /* keep all */
     }
-    if (--t->waiting == 0)
-        finish(t);
+    if (--l->waiting == 0)
+        finish(l);
 }
 
 static void on_xlen(struct cr_redis *r, redisReply *reply, void *ud)
 {
-    struct cr_audit_trim *t = ud;
+    struct look *l = ud;
 
     (void)r;
-    if (!t->stopped && reply && reply->type == REDIS_REPLY_INTEGER)
-        t->xlen = reply->integer;
+    if (!l->t->stopped && reply && reply->type == REDIS_REPLY_INTEGER)
+        l->xlen = reply->integer;
 }
 
 static void on_tick(uv_timer_t *timer)
 {
     struct cr_audit_trim *t = timer->data;
+    int i;
 
-    if (t->busy || t->stopped || !cr_redis_ready(t->d->rc))
+    if (t->stopped || !cr_redis_ready(t->d->rc))
         return;
-    /* XLEN first: its reply is in before the groups' */
-    if (cr_redis_cmd(t->d->rc, on_xlen, t, 0, "XLEN %s", t->d->keys.receipts) != 0)
-        return;
-    if (cr_redis_cmd(t->d->rc, on_groups, t, 0, "XINFO GROUPS %s", t->d->keys.receipts) == 0)
-        t->busy = 1;
+    for (i = 0; i < ST__COUNT; i++) {
+        struct look *l = &t->s[i];
+
+        if (l->busy)
+            continue;
+        /* XLEN first: its reply is in before the groups' */
+        if (cr_redis_cmd(t->d->rc, on_xlen, l, 0, "XLEN %s", l->key) != 0)
+            return;
+        if (cr_redis_cmd(t->d->rc, on_groups, l, 0, "XINFO GROUPS %s", l->key) == 0)
+            l->busy = 1;
+    }
 }
 
 int cr_audit_trim_init(struct cr_daemon *d, struct cr_audit_trim **out)
 {
     struct cr_audit_trim *t = calloc(1, sizeof(*t));
+    char replies[CR_KEY_MAX];
+    const char *key[ST__COUNT];
+    int i;
 
     *out = NULL;
     if (t == NULL)
         return CR_ENOMEM;
     t->d = d;
-    snprintf(t->floor_key, sizeof(t->floor_key), "%s:audit-floor", d->keys.receipts);
-    snprintf(t->missed_key, sizeof(t->missed_key), "%s:audit-missed", d->keys.receipts);
+    snprintf(replies, sizeof(replies), "%sreplies", d->keys.prefix);
+    key[ST_RECEIPTS] = d->keys.receipts;
+    key[ST_REPLIES] = replies;
+    key[ST_EVENTS] = d->keys.events;
+    t->s[ST_RECEIPTS].maxlen = d->cfg->receipts_maxlen;
+    t->s[ST_REPLIES].maxlen = d->cfg->receipts_maxlen;
+    t->s[ST_EVENTS].maxlen = strtol(CR_EVENTS_MAXLEN, NULL, 10);
+    for (i = 0; i < ST__COUNT; i++) {
+        struct look *l = &t->s[i];
+
+        l->t = t;
+        l->which = i;
+        cr_strlcpy(l->key, key[i], sizeof(l->key));
+        snprintf(l->floor_key, sizeof(l->floor_key), "%s:audit-floor", key[i]);
+        snprintf(l->missed_key, sizeof(l->missed_key), "%s:audit-missed", key[i]);
+    }
     uv_timer_init(d->loop, &t->timer);
     t->timer.data = t;
     uv_timer_start(&t->timer, on_tick, POLL_MS, POLL_MS);
@@ -294,20 +337,32 @@ void cr_audit_trim_free(struct cr_audit_trim *t)
 int cr_audit_trim_render(const struct cr_audit_trim *t, struct cr_buf *out)
 {
     size_t i;
+    int k;
     int rc;
 
-    rc = cr_buf_appends(out, "# HELP crier_audit_backlog Receipts a consumer group of the "
-                             "receipts stream (the audit sink) has not acknowledged yet.\n"
+    rc = cr_buf_appends(out, "# HELP crier_audit_backlog Entries of the receipts, replies or "
+                             "events stream a consumer group (the audit sink) has not "
+                             "acknowledged yet.\n"
                              "# TYPE crier_audit_backlog gauge\n");
-    for (i = 0; rc == 0 && t && i < t->nshown; i++)
-        rc = cr_buf_appendf(out, "crier_audit_backlog{group=\"%s\"} %lld\n", t->shown[i].name,
-                            t->shown[i].pending + t->shown[i].lag);
+    for (k = 0; rc == 0 && t && k < ST__COUNT; k++)
+        for (i = 0; rc == 0 && i < t->s[k].nshown; i++)
+            rc = cr_buf_appendf(out, "crier_audit_backlog{stream=\"%s\",group=\"%s\"} %lld\n",
+                                stream_label[k], t->s[k].shown[i].name,
+                                t->s[k].shown[i].pending + t->s[k].shown[i].lag);
+    if (rc == 0)
+        rc = cr_buf_appends(out, "# HELP crier_audit_missed Entries trimmed at the stream's "
+                                 "maxlen before the audit group stored them (all crierds).\n"
+                                 "# TYPE crier_audit_missed gauge\n");
+    for (k = 0; rc == 0 && k < ST__COUNT; k++)
+        rc = cr_buf_appendf(out, "crier_audit_missed{stream=\"%s\"} %lld\n", stream_label[k],
+                            t ? t->s[k].missed : 0);
     if (rc == 0)
         rc = cr_buf_appendf(out,
                             "# HELP crier_audit_receipts_missed Receipts trimmed at "
-                            "receipts.maxlen before the audit group stored them (all crierds).\n"
+                            "receipts.maxlen before the audit group stored them (all crierds; "
+                            "crier_audit_missed{stream=\"receipts\"}).\n"
                             "# TYPE crier_audit_receipts_missed gauge\n"
                             "crier_audit_receipts_missed %lld\n",
-                            t ? t->missed : 0);
+                            t ? t->s[ST_RECEIPTS].missed : 0);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include "links.h"
 #include "metrics.h"
 #include "replies.h"
+#include "audit_trim.h"
 #include "webhooks.h"
 #include "words.h"
 
@@ -25,7 +26,7 @@
 #define PAGE_MAX (16 * 1024)
 #define DOC_MAX (16 * 1024 * 1024)
 
-const char cr_confirm_lua[] =
+const char cr_confirm_lua[] = CR_AUDIT_TRIM_LUA
     "local function confirm(p, job, pos, ch, sub, via, now, ret, maxlen, segs)\n"
     "  local jk = p .. 'job:' .. job\n"
     "  if job == '' or redis.call('TYPE', jk)['ok'] ~= 'hash' then return 0 end\n"
@@ -46,7 +47,7 @@ const char cr_confirm_lua[] =
     "    redis.call('EXPIRE', jk .. ':confirmed', ret); redis.call('EXPIRE', jk .. ':reached', ret)\n"
     "    if sub ~= '' then redis.call('EXPIRE', jk .. ':confirmed:segments', ret) end\n"
     "  end\n"
-    "  redis.call('XADD', p .. 'replies', 'MAXLEN', '~', maxlen, '*', 'type', 'confirm', 'channel', via,\n"
+    "  xadd_kept(p .. 'replies', maxlen, 'type', 'confirm', 'channel', via,\n"
     "    'job', job, 'sub', sub, 'pos', pos, 'message_channel', ch, 't_ms', now)\n"
     "  return 2\n"
     "end\n";

@@ -15,6 +15,7 @@
 
 #include "assets.h"
 #include "cr_buf.h"
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "fleet.h"
@@ -654,13 +655,13 @@ static void on_job_hash(struct cr_redis *r, redisReply *reply, void *ud)
 /* ---- the cancel ---- */
 
 /* As `crierctl cancel`: KEYS[1] job hash, KEYS[2] events; ARGV[1] id, ARGV[2] now. */
-static const char cancel_lua[] =
+static const char cancel_lua[] = CR_AUDIT_TRIM_LUA
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
     "if not st then return {0, ''} end\n"
     "if st == 'completed' or st == 'cancelled' or st == 'expired' then return {1, st} end\n"
     "if st == 'cancelling' then return {3, st} end\n"
     "redis.call('HSET', KEYS[1], 'state', 'cancelling')\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'job', ARGV[1],\n"
+    "xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1],\n"
     "  'event', 'cancel_requested', 't_ms', ARGV[2])\n"
     "return {2, st}\n";
 

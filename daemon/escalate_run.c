@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "daemon.h"
@@ -35,7 +36,7 @@ const char cr_escalate_lua[] =
     "    total = total + tonumber(redis.call('HGET', job, s) or '0')\n"
     "  end\n"
     "  redis.call('HSET', job, 'state', final, 'completed_ms', ARGV[1], 'messages', total)\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'event', final, 't_ms', ARGV[1], 'messages', total)\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', id, 'event', final, 't_ms', ARGV[1], 'messages', total)\n"
     "  redis.call('UNLINK', job .. ':aud')\n"
     "  if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', job, ARGV[4]) end\n"
     "end\n"
@@ -49,7 +50,7 @@ const char cr_escalate_lua[] =
     "     (h[5] == 'sending' or h[5] == 'cancelling' or h[5] == 'accepted') then\n"
     "    endjob(job, id, final)\n"
     "  end\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'event', 'escalation_stopped', 't_ms', ARGV[1], 'reason', final)\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', id, 'event', 'escalation_stopped', 't_ms', ARGV[1], 'reason', final)\n"
     "end\n"
     "local ran = 0\n"
     "for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])) do\n"
@@ -91,7 +92,7 @@ const char cr_escalate_lua[] =
     "          if e > 0 and e < d then d = e end\n"
     "          redis.call('ZADD', KEYS[1], d, id .. '|' .. (k + 1))\n"
     "        end\n"
-    "        redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'job', id, 'event', 'escalated', 't_ms', ARGV[1], 'step', k, 'batches', n)\n"
+    "        xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', id, 'event', 'escalated', 't_ms', ARGV[1], 'step', k, 'batches', n)\n"
     "        ran = ran + 1\n"
     "        if n == 0 then complete(job, KEYS[2], job .. ':ledger', id, ARGV[1], ARGV[4]) end\n"
     "      end\n"

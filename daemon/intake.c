@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "sigs.h"
 #include "cr_log.h"
@@ -121,6 +122,10 @@ static void on_dead_written(struct cr_redis *r, redisReply *reply, void *ud)
     cr_intake_release(it->in, it->entry);
 }
 
+/* The rejected event is added to crier:events and trimmed by the audit-aware
+ * policy (audit_trim.h), inside the MULTI. */
+static const char xadd_lua[] = CR_AUDIT_XADD_LUA;
+
 /* Rejects the entry: dead-letter stream, event, ack, in one transaction. */
 static void reject(struct item *it, const char *doc, size_t len, const struct cr_job_error *err)
 {
@@ -146,9 +151,10 @@ static void reject(struct item *it, const char *doc, size_t len, const struct cr
                           err->code, it->entry);
     if (rc == 0)
         rc = cr_redis_cmd(d->rc, NULL, NULL, 0,
-                          "XADD %s MAXLEN ~ 100000 * job %s event rejected t_ms %s code %s "
-                          "error %s entry %s",
-                          d->keys.events, it->id, now, err->code, err->message, it->entry);
+                          "EVAL %s 1 %s %s job %s event rejected t_ms %s code %s error %s "
+                          "entry %s",
+                          xadd_lua, d->keys.events, CR_EVENTS_MAXLEN, it->id, now, err->code,
+                          err->message, it->entry);
     if (rc == 0)
         rc = cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.jobs, d->cfg->group,
                           it->entry);
@@ -183,9 +189,10 @@ static void on_given_up(void *ud, enum cr_poison_outcome outcome, const char *re
                          "XADD %s * job %s error %s code step_failed entry %s", d->keys.dead, "",
                          g->reason, g->entry);
             cr_redis_cmd(d->rc, NULL, NULL, 0,
-                         "XADD %s MAXLEN ~ 100000 * job %s event rejected t_ms %s code "
-                         "step_failed error %s entry %s",
-                         d->keys.events, g->id, now, g->reason, g->entry);
+                         "EVAL %s 1 %s %s job %s event rejected t_ms %s code step_failed "
+                         "error %s entry %s",
+                         xadd_lua, d->keys.events, CR_EVENTS_MAXLEN, g->id, now, g->reason,
+                         g->entry);
             cr_redis_cmd(d->rc, NULL, NULL, 0, "XACK %s %s %s", d->keys.jobs, d->cfg->group,
                          g->entry);
             cr_redis_cmd(d->rc, NULL, NULL, 0, "EXEC");

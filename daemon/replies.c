@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "confirm.h"
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "job.h"
@@ -242,7 +243,7 @@ static const char lookup_lua[] =
  * survey), from, text, job, sub, option (0 = none), now_ms, replies maxlen,
  * retention_s, channel, nseg, segments... Returns {done, counted}: done 0
  * for a replay (nothing changed), counted 1 when a survey answer was tallied. */
-static const char reply_lua[] =
+static const char reply_lua[] = CR_AUDIT_TRIM_LUA
     "local p = ARGV[1]\n"
     "if ARGV[3] ~= '' and not redis.call('SET', ARGV[3], '1', 'NX', 'EX', ARGV[2]) then return {0, 0} end\n"
     "local kind, from, text, job, sub, opt = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])\n"
@@ -297,17 +298,17 @@ static const char reply_lua[] =
     "  table.insert(e, 'option'); table.insert(e, tostring(opt))\n"
     "  table.insert(e, 'counted'); table.insert(e, tostring(counted))\n"
     "end\n"
-    "redis.call('XADD', p .. 'replies', 'MAXLEN', '~', ARGV[11], '*', unpack(e))\n"
+    "xadd_kept(p .. 'replies', ARGV[11], unpack(e))\n"
     "return {1, counted}\n";
 
 /* ARGV: prefix, sub, channel, contact field, now_ms, replies maxlen. Returns 0
  * (no such subscriber or no address), 1 (already suppressed), 2 (suppressed now). */
-static const char unsubscribe_lua[] =
+static const char unsubscribe_lua[] = CR_AUDIT_TRIM_LUA
     "local p = ARGV[1]\n"
     "local a = redis.call('HGET', p .. 'sub:' .. ARGV[2], ARGV[4])\n"
     "if not a or a == '' then return 0 end\n"
     "if redis.call('SADD', p .. 'suppress:' .. ARGV[3], a) == 0 then return 1 end\n"
-    "redis.call('XADD', p .. 'replies', 'MAXLEN', '~', ARGV[6], '*', 'type', 'unsubscribe',\n"
+    "xadd_kept(p .. 'replies', ARGV[6], 'type', 'unsubscribe',\n"
     "  'channel', ARGV[3], 'sub', ARGV[2], 'address', a, 't_ms', ARGV[5])\n"
     "return 2\n";
 

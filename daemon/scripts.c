@@ -9,11 +9,10 @@
 #include <string.h>
 
 #include "cr_error.h"
+#include "audit_trim.h"
 #include "cr_types.h"
 #include "cr_log.h"
 #include "escalate.h"
-
-#define EVENTS_MAXLEN "100000"
 
 /* Shared head: type checks made before a script writes anything (Lua scripts
  * do not roll back, so a WRONGTYPE error half-way would leave half a write),
@@ -40,7 +39,7 @@ static const char guard_lua[] =
     "  end\n"
     "  redis.call('HSET', job, 'state', 'failed', 'error', reason, 'completed_ms', now, 'messages', total)\n"
     "  if not wrongtype(events, 'stream') then\n"
-    "    redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'failed', 't_ms', now, 'error', reason)\n"
+    "    xadd_kept(events, " CR_EVENTS_MAXLEN ", 'job', id, 'event', 'failed', 't_ms', now, 'error', reason)\n"
     "  end\n"
     "  if tonumber(ret) > 0 then redis.call('EXPIRE', job, ret) end\n"
     "  return 1\n"
@@ -65,7 +64,7 @@ static const char complete_lua[] =
     "  if h[4] == 'cancelling' then final = 'cancelled'\n"
     "  elseif tonumber(h[7] or '0') > 0 and tonumber(h[6] or '0') > 0 and tonumber(now) >= tonumber(h[6]) then final = 'expired' end\n"
     "  redis.call('HSET', job, 'state', final, 'completed_ms', now, 'messages', total)\n"
-    "  redis.call('XADD', events, 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', final, 't_ms', now, 'messages', total)\n"
+    "  xadd_kept(events, " CR_EVENTS_MAXLEN ", 'job', id, 'event', final, 't_ms', now, 'messages', total)\n"
     "  redis.call('UNLINK', job .. ':aud')\n"
     "  if tonumber(ret) > 0 then\n"
     "    redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret)\n"
@@ -79,7 +78,7 @@ static const char accept_lua[] =
     "if jt then\n"
     "  redis.call('XADD', KEYS[8], '*', 'job', string.sub(ARGV[5], 1, 65536), 'error', jt, 'code', 'bad_key', 'entry', ARGV[2])\n"
     "  if not wrongtype(KEYS[2], 'stream') then\n"
-    "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'rejected', 't_ms', ARGV[4], 'code', 'bad_key', 'error', jt, 'entry', ARGV[2])\n"
+    "    xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'rejected', 't_ms', ARGV[4], 'code', 'bad_key', 'error', jt, 'entry', ARGV[2])\n"
     "  end\n"
     "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
     "  return {5, jt}\n"
@@ -91,7 +90,7 @@ static const char accept_lua[] =
     "end\n"
     "if st then\n"
     "  if redis.call('HGET', KEYS[1], 'entry') == ARGV[2] then return {1, st} end\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'duplicate', 't_ms', ARGV[4], 'entry', ARGV[2])\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'duplicate', 't_ms', ARGV[4], 'entry', ARGV[2])\n"
     "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
     "  return {0, st}\n"
     "end\n"
@@ -114,7 +113,7 @@ static const char accept_lua[] =
     "    'completed_ms', ARGV[4], 'entry', ARGV[2], 'doc', ARGV[5], 'targeted', 0, 'messages', 0, 'expanded', 0,\n"
     "    'send_at_ms', ARGV[6], 'expires_at_ms', ARGV[7])\n"
     "  if not wrongtype(KEYS[2], 'stream') then\n"
-    "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'failed', 't_ms', ARGV[4], 'error', bad, 'entry', ARGV[2])\n"
+    "    xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'failed', 't_ms', ARGV[4], 'error', bad, 'entry', ARGV[2])\n"
     "  end\n"
     "  if not wrongtype(KEYS[4], 'zset') then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end\n"
     "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
@@ -129,7 +128,7 @@ static const char accept_lua[] =
     "  kf = {'key', ARGV[11]}\n"
     "  redis.call('HSET', KEYS[1], 'key', ARGV[11], 'max_audience', ARGV[12])\n"
     "end\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2], unpack(kf))\n"
+    "xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2], unpack(kf))\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
     /* escalation: the steps, and the first one's due time (escalate.c) */
     "if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'confirm', 1) end\n"
@@ -142,7 +141,7 @@ static const char accept_lua[] =
     "  redis.call('HSET', KEYS[1], 'state', 'scheduled')\n"
     "  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])\n"
     "  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'scheduled', 't_ms', ARGV[4], 'send_at_ms', ARGV[6])\n"
+    "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'scheduled', 't_ms', ARGV[4], 'send_at_ms', ARGV[6])\n"
     "  return {3, 'scheduled'}\n"
     "end\n"
     "if redis.call('ZCARD', KEYS[4]) > 10000 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -10001) end\n"
@@ -179,7 +178,7 @@ static const char expand_lua[] =
     "    if redis.call('HSETNX', KEYS[1], 'code', 'forbidden') == 1 then\n"
     "      local why = 'max_audience: key \\'' .. (h[6] or '?') .. '\\' may reach ' .. cap .. ' residents; the audience goes beyond it, the rest are not sent (scope max_audience)'\n"
     "      redis.call('HSET', KEYS[1], 'reason', why)\n"
-    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'forbidden', 't_ms', ARGV[7], 'code', 'forbidden', 'error', why)\n"
+    "      xadd_kept(KEYS[3], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'forbidden', 't_ms', ARGV[7], 'code', 'forbidden', 'error', why)\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -194,7 +193,7 @@ static const char expand_lua[] =
     "redis.call('HSET', KEYS[1], 'exp_src', ARGV[3], 'exp_cursor', ARGV[4], 'exp_step', step + 1)\n"
     "if h[3] == 'accepted' or h[3] == 'scheduled' then\n"
     "  redis.call('HSET', KEYS[1], 'state', 'sending', 'started_ms', ARGV[7])\n"
-    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'started', 't_ms', ARGV[7])\n"
+    "  xadd_kept(KEYS[3], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'started', 't_ms', ARGV[7])\n"
     "end\n"
     "if ARGV[6] == '1' then\n"
     "  redis.call('HSET', KEYS[1], 'expanded', 1)\n"
@@ -208,21 +207,9 @@ static const char expand_lua[] =
  * printf, which per outcome is a tenth of the script. */
 /* Before the record script writes anything: every key of the wrong type
  * fails the call as a whole (BADKEY), so nothing is half written. */
-/* crier:receipts is trimmed below what the audit groups still need (the
- * floor crierd publishes, see audit_trim.c), receipts.maxlen staying the hard
- * ceiling; what the ceiling cuts past the floor is counted. Without a floor,
- * MAXLEN ~ as always. */
-static const char trim_lua[] =
-    "local function trim_receipts(key, maxlen)\n"
-    "  local floor = redis.call('GET', key .. ':audit-floor')\n"
-    "  if not floor then redis.call('XTRIM', key, 'MAXLEN', '~', maxlen); return end\n"
-    "  redis.call('XTRIM', key, 'MINID', '~', floor)\n"
-    "  if redis.call('XLEN', key) > tonumber(maxlen) then\n"
-    "    redis.call('XTRIM', key, 'MINID', floor)\n"
-    "    local cut = redis.call('XTRIM', key, 'MAXLEN', '~', maxlen)\n"
-    "    if cut > 0 then redis.call('INCRBY', key .. ':audit-missed', cut) end\n"
-    "  end\n"
-    "end\n";
+/* Every script that writes crier:receipts or crier:events trims it by the
+ * audit-aware policy (audit_trim.h): trim_stream, xadd_kept. */
+static const char trim_lua[] = CR_AUDIT_TRIM_LUA;
 
 static const char record_check_lua[] =
     "local bad = checktypes({{KEYS[1], 'hash'}, {KEYS[2], 'string'}, {KEYS[3], 'stream'}, {KEYS[4], 'stream'},\n"
@@ -302,7 +289,7 @@ static const char record_new_lua[] =
     "    added = added + 1\n"
     "  end\n"
     "end\n"
-    "if added > 0 then trim_receipts(KEYS[3], ARGV[4]) end\n";
+    "if added > 0 then trim_stream(KEYS[3], ARGV[4]) end\n";
 
 /* The record script's second half: counters, the plan check, the ack. */
 static const char record_tail_lua[] =
@@ -330,7 +317,7 @@ static const char record_tail_lua[] =
     "  redis.call('XDEL', KEYS[5], ARGV[3])\n"
     "  if done % 20 == 0 then\n"
     "    local p = redis.call('HMGET', KEYS[1], 'batches', 'targeted', 'sent', 'delivered', 'failed')\n"
-    "    redis.call('XADD', KEYS[4], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', ARGV[1], 'event', 'progress', 't_ms', ARGV[5],\n"
+    "    xadd_kept(KEYS[4], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'progress', 't_ms', ARGV[5],\n"
     "      'batches_done', done, 'batches', p[1] or '0', 'targeted', p[2] or '0', 'sent', p[3] or '0',\n"
     "      'delivered', p[4] or '0', 'failed', p[5] or '0')\n"
     "  end\n"
@@ -355,11 +342,11 @@ static const char due_lua[] =
     "      -- gone, or not crier's: nothing to start (the job's own entry said why when it was posted)\n"
     "    elseif redis.call('HGET', job, 'state') == 'cancelling' then\n"
     "      redis.call('HSET', job, 'state', 'cancelled', 'completed_ms', ARGV[1], 'messages', 0)\n"
-    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'cancelled', 't_ms', ARGV[1], 'messages', 0)\n"
+    "      xadd_kept(KEYS[3], " CR_EVENTS_MAXLEN ", 'job', id, 'event', 'cancelled', 't_ms', ARGV[1], 'messages', 0)\n"
     "    else\n"
     "      local e = redis.call('XADD', KEYS[2], '*', 'resume', id)\n"
     "      redis.call('HSET', job, 'entry', e, 'state', 'accepted')\n"
-    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'due', 't_ms', ARGV[1])\n"
+    "      xadd_kept(KEYS[3], " CR_EVENTS_MAXLEN ", 'job', id, 'event', 'due', 't_ms', ARGV[1])\n"
     "      n = n + 1\n"
     "    end\n"
     "  end\n"
@@ -371,7 +358,7 @@ static const char due_lua[] =
     "  if redis.call('TYPE', job)['ok'] == 'hash' and redis.call('HGET', job, 'state') == 'cancelling' then\n"
     "    redis.call('ZREM', KEYS[1], id)\n"
     "    redis.call('HSET', job, 'state', 'cancelled', 'completed_ms', ARGV[1], 'messages', 0)\n"
-    "    redis.call('XADD', KEYS[3], 'MAXLEN', '~', " EVENTS_MAXLEN ", '*', 'job', id, 'event', 'cancelled', 't_ms', ARGV[1], 'messages', 0)\n"
+    "    xadd_kept(KEYS[3], " CR_EVENTS_MAXLEN ", 'job', id, 'event', 'cancelled', 't_ms', ARGV[1], 'messages', 0)\n"
     "  end\n"
     "end\n"
     "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
@@ -415,15 +402,15 @@ static const char tokens_lua[] =
 #define SCRIPT_MAX 16384
 #define SCRIPT_PARTS 7
 static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
-    {guard_lua, accept_lua, NULL, NULL, NULL, NULL, NULL},
-    {guard_lua, complete_lua, expand_lua, NULL, NULL, NULL, NULL},
-    {guard_lua, complete_lua, trim_lua, record_check_lua, record_lua, record_new_lua,
+    {trim_lua, guard_lua, accept_lua, NULL, NULL, NULL, NULL},
+    {trim_lua, guard_lua, complete_lua, expand_lua, NULL, NULL, NULL},
+    {trim_lua, guard_lua, complete_lua, record_check_lua, record_lua, record_new_lua,
      record_tail_lua},
     {claim_lua, NULL, NULL, NULL, NULL, NULL, NULL},
-    {due_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {trim_lua, due_lua, NULL, NULL, NULL, NULL, NULL},
     {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
-    {guard_lua, fail_lua, NULL, NULL, NULL, NULL, NULL},
-    {guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL, NULL}};
+    {trim_lua, guard_lua, fail_lua, NULL, NULL, NULL, NULL},
+    {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit_trim.h"
 #include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
@@ -26,7 +27,7 @@
  * mode ("" keep, "set", "del"), free text (an SMS: its body, whatever the
  * mode), from ("" for the page), npairs, then question id and step number
  * pairs. Returns {done, changed}: done 0 for a replay. */
-static const char answer_lua[] =
+static const char answer_lua[] = CR_AUDIT_TRIM_LUA
     "local p, S, W, sub = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "if ARGV[8] ~= '' and not redis.call('SET', ARGV[8], '1', 'NX', 'EX', ARGV[9]) then return {0, 0} end\n"
     "local b = p .. 'survey:' .. S .. ':' .. W\n"
@@ -56,7 +57,7 @@ static const char answer_lua[] =
     "  e[#e + 1] = 'from'; e[#e + 1] = ARGV[14]\n"
     "  if ARGV[13] ~= '' then e[#e + 1] = 'body'; e[#e + 1] = ARGV[13] end\n"
     "end\n"
-    "redis.call('XADD', p .. 'replies', 'MAXLEN', '~', ARGV[10], '*', unpack(e))\n"
+    "xadd_kept(p .. 'replies', ARGV[10], unpack(e))\n"
     "if ARGV[11] ~= '' then redis.call('XADD', p .. 'jobs', '*', 'job', ARGV[11]) end\n"
     "return {1, changed}\n";
 

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "confirm.h"
+#include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_types.h"
 #include "cr_secret.h"
@@ -383,7 +384,7 @@ int cr_hook_fresh(const char *ts, int64_t now_s, long window_s)
  * seen key ("" = no replay check), job, pos, channel index, channel, status
  * ("" = none), suppress channel, suppress address ("" = none), provider, code,
  * provider_id. Returns {applied, early, replayed, duplicate, unknown}. */
-static const char receipt_lua[] =
+static const char receipt_lua[] = CR_AUDIT_TRIM_LUA
     "local p, window, maxlen, now, ret = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])\n"
     "local res = {0, 0, 0, 0, 0}\n"
     "for i = 0, tonumber(ARGV[6]) - 1 do\n"
@@ -424,7 +425,7 @@ static const char receipt_lua[] =
     "          redis.call('SETBIT', jk .. ':reached', tonumber(pos), 1)\n"
     "          if ret > 0 then redis.call('EXPIRE', jk .. ':reached', ret) end\n"
     "        end\n"
-    "        redis.call('XADD', p .. 'receipts', 'MAXLEN', '~', maxlen, '*', 'job', job, 'pos', pos,\n"
+    "        redis.call('XADD', p .. 'receipts', '*', 'job', job, 'pos', pos,\n"
     "          'channel', chname, 'provider', ARGV[o+9], 'status', st, 'code', ARGV[o+10],\n"
     "          'provider_id', ARGV[o+11], 'source', 'webhook', 't_ms', now)\n"
     "        res[1] = res[1] + 1\n"
@@ -432,6 +433,7 @@ static const char receipt_lua[] =
     "    end\n"
     "  end\n"
     "end\n"
+    "if res[1] > 0 then trim_stream(p .. 'receipts', maxlen) end\n"
     "return res\n";
 
 /* ---- in the daemon -------------------------------------------------------- */

@@ -202,7 +202,8 @@ def audit_summary(r, db, job_id):
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = "state.json"          # ports, pids and paths of what `up` started
-STOP_ORDER = ("crierd", "crier-sim", "redis-server")  # crierd first: it writes to Redis
+# crierd first (it writes to Redis), crier-audit before Redis (it acknowledges)
+STOP_ORDER = ("crierd", "crier-audit", "crier-sim", "redis-server")
 STOP_WAIT_S = 30.0
 
 
@@ -304,6 +305,20 @@ def start_crierd(d, procs, redis_port, sim_port):
     return path, cfg["http"]["listen"], proc
 
 
+def start_audit(d, procs, redis_port):
+    """crier-audit storing the demo's receipts, replies and events in
+    d/audit.db (SQLite), as `make install` sets it up."""
+    (d / "audit.db").unlink(missing_ok=True)
+    cfg = harness.audit_config(redis_port, {"type": "sqlite", "path": str(d / "audit.db")})
+    path = d / "crier-audit.json"
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    log = d / "crier-audit.log"
+    proc = spawn([harness.binary("crier-audit"), "-c", str(path)], log)
+    procs["crier-audit"] = (proc, log)
+    wait_for(lambda: "audit: reading" in harness.tail(log, 50), 30, "crier-audit reading", procs)
+    return path
+
+
 def nice(path):
     """path relative to the working directory when it is under it."""
     rel = os.path.relpath(path)
@@ -322,6 +337,8 @@ The demo is running, and stays up until `make demo-down`:
   crier-sim     {state["sim_url"]}  (SendGrid, Twilio, FCM; log {d}/crier-sim.log)
   crierd        config {state["config"]}
                 log {d}/crierd.log, metrics http://{state["http"]}/metrics
+  crier-audit   config {state.get("audit_config", "-")}
+                (SQLite {d}/audit.db; log {d}/crier-audit.log)
   {state["subscribers"]} residents in area:LE1 .. area:LE4 (crier:sub:100000 ...)
 
 Try next (docs/crierctl.md, docs/job.md):
@@ -332,6 +349,7 @@ Try next (docs/crierctl.md, docs/job.md):
   {ctl} top                                          # live; Ctrl-C to leave
   {ctl} jobs
   {ctl} report appeal-demo-0001 > reach.csv
+  {ctl} audit --config {state.get("audit_config", "-")} --job appeal-demo-0001 --csv
   redis-cli -p {port} HGETALL crier:job:appeal-demo-0001
   tail -f {d}/crierd.log
 
@@ -355,6 +373,7 @@ def demo_up(args):
         harness.seed(r, subs, segs, suppress={"email": unsubscribed})
         sim_port, sim_proc = start_sim(d, procs, args.latency_ms)
         config, http, crierd_proc = start_crierd(d, procs, redis_port, sim_port)
+        audit_config = start_audit(d, procs, redis_port)
     except (harness.HarnessError, OSError) as e:
         print(f"demo-up: {e}", file=sys.stderr)
         for name in STOP_ORDER:
@@ -364,6 +383,7 @@ def demo_up(args):
         return 1
     state = {
         "dir": str(d), "build": str(harness.build_dir()), "config": str(config),
+        "audit_config": str(audit_config),
         "redis_port": redis_port, "sim_url": f"http://127.0.0.1:{sim_port}", "http": http,
         "subscribers": len(subs),
         "processes": {name: {"name": Path(procs[name][0].args[0]).name, "pid": procs[name][0].pid,

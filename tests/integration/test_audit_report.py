@@ -3,7 +3,8 @@ figures) built from the audit database crier-audit wrote (SQLite, and a real
 PostgreSQL server) as from Redis while the job was there. A three-channel job
 with Twilio status callbacks (webhook receipts), SMS replies and survey
 answers; then its keys are deleted, as their expiry would, and the receipts
-stream is emptied, as trimming would."""
+stream is emptied, as trimming would; at last Redis is emptied altogether
+(FLUSHALL: no segment set, no resident left) and the report is still the same."""
 
 import csv
 import io
@@ -69,6 +70,14 @@ def check_report_from_audit(env, rig, db_args):
     assert "warning" not in old.stderr, old.stderr
     assert rows_of(old.stdout) == rows
     assert old.stdout == live.stdout
+
+    # nothing of the job, its residents or its segments left in Redis: the
+    # segment membership comes from the audit database too
+    env.r.flushall()
+    bare = ctl(env, "report", *db_args, JOB)
+    assert bare.returncode == 0, bare.stderr
+    assert "warning" not in bare.stderr, bare.stderr
+    assert bare.stdout == live.stdout
 
     missing = ctl(env, "report", *db_args, "no-such-job")
     assert missing.returncode == 4 and "no job 'no-such-job'" in missing.stderr

@@ -35,7 +35,7 @@ def test_demo_up_stays_running_and_down_stops_it(tmp_path):
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((d / "state.json").read_text())
         pids = {name: p["pid"] for name, p in state["processes"].items()}
-        assert set(pids) == {"redis-server", "crier-sim", "crierd"}
+        assert set(pids) == {"redis-server", "crier-sim", "crierd", "crier-audit"}
         assert not any(gone(p) for p in pids.values()), "a process ended with demo-up"
         port = state["redis_port"]
         assert f"config {state['config']}" in up.stdout
@@ -49,6 +49,11 @@ def test_demo_up_stays_running_and_down_stops_it(tmp_path):
         status = subprocess.run(ctl + ["status", "--once", "appeal-demo-0001"],
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0 and "completed" in status.stdout, status.stdout
+        # crier-audit runs beside it: the job's messages reach the demo's SQLite file
+        audit = [str(build_dir() / "crierctl"), "audit", "--config", state["audit_config"],
+                 "--job", "appeal-demo-0001", "--csv"]
+        wait_until(lambda: subprocess.run(audit, capture_output=True, text=True, timeout=60)
+                   .stdout.count("\n") > 1, 30, 0.2, what="the job's rows in the audit database")
 
         again = demo("up", d)
         assert again.returncode == 0 and "already running" in again.stdout
