@@ -864,7 +864,8 @@ static void put_row(const char *name, const struct row *row, const struct survey
     put_engagement(sc, a, row->reached);
     if (responded >= 0)
         printf(",%lld", responded);
-    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed);
+    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed,
+                       strcmp(name, "total") == 0);
     putchar('\n');
 }
 
