@@ -644,12 +644,11 @@ int sim_callbacks_after_push(struct sim *sim, enum sim_endpoint ep, const char *
     char *body = NULL, *url = NULL;
     char event_id[48];
     struct cb_job *job;
-    int delivers;
+    int rc = 0;
 
     if (cbs == NULL || sim->opt.generic_webhook_url == NULL || ref == NULL)
         return -1;
-    delivers = sim_provider_delivers(sim, ep, token);
-    if (!delivers)
+    if (!sim_provider_delivers(sim, ep, token))
         return 0;
     snprintf(event_id, sizeof(event_id), "sim-%s-%llu", sim_endpoint_name(ep),
              (unsigned long long)cbs->next_seq);
@@ -665,15 +664,17 @@ int sim_callbacks_after_push(struct sim *sim, enum sim_endpoint ep, const char *
     job = job_new(cbs, CB_GENERIC, url, body, strlen(body));
     url = NULL; /* job_new owns them, even when it fails */
     body = NULL;
-    if (job != NULL)
+    if (job != NULL) {
         job_start(job, sim->opt.callback_delay_ms);
+        rc = 1;
+    }
 out:
-    /* the draw said delivered: a receipt lost to memory is a lost receipt,
-     * like a phone that never reported back */
+    /* a receipt that could not be queued (over the cap, logged; or out of
+     * memory) never comes: the log says "none", as it is */
     free(url);
     cJSON_free(body);
     cJSON_Delete(doc);
-    return 1;
+    return rc;
 }
 
 /* POST /_sim/inbound {"from","body","to"}: an inbound SMS sent to crierd; the

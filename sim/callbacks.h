@@ -34,8 +34,9 @@ void sim_callbacks_after_sendgrid(struct sim *sim, const struct sim_request *req
  * carrying crier_ref ref: when --generic-webhook-url is set, draws whether it
  * is delivered (sim_provider_delivers) and, if so, schedules the app's signed
  * acknowledgement {"ref","status":"delivered","event_id"} to that URL after
- * --callback-delay-ms. Returns 1 (delivered), 0 (no receipt will come) or -1
- * (no generic webhook configured, or no ref: nothing drawn). Strings are borrowed. */
+ * --callback-delay-ms. Returns 1 (an acknowledgement is on its way), 0 (no
+ * receipt will come: not delivered, or it could not be queued) or -1 (no
+ * generic webhook configured, or no ref: nothing drawn). Strings are borrowed. */
 int sim_callbacks_after_push(struct sim *sim, enum sim_endpoint ep, const char *token,
                              const char *ref);
 
