@@ -23,8 +23,9 @@ N = 300
 BOUNDS = ["1", "2", "5", "10", "30", "60", "120", "300", "600", "1800", "3600", "inf"]
 
 
-def run_job(env):
-    """Sends the appeal; returns (crierd, base URL, acked push count, SMS count)."""
+def run_job(env, before_job=None):
+    """Sends the appeal (before_job() is called just before); returns
+    (crierd, base URL, acked push count, SMS count)."""
     env.start_redis()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -40,6 +41,8 @@ def run_job(env):
     subs = {f"s{i:04d}": {"push_token": f"stok-{i}", "push_platform": "fcm",
                           "phone": f"+4477005{i * 10 + 1:05d}"} for i in range(N)}
     seed(env.r, subs, {"area:steps": list(subs)})
+    if before_job:
+        before_job()
     post_job(env.r, {"id": "steps-1", "priority": "urgent", "channels": ["push"], "confirm": True,
                      "audience": {"segments": ["area:steps"]},
                      "message": {"push": {"title": "Missing person", "body": "Seen her?"},
