@@ -46,7 +46,7 @@ const char *cr_audit_field(const struct cr_audit_entry *e, const char *name);
 void cr_audit_batch_clear(struct cr_audit_batch *b);
 
 /* The schema version this build creates and reads. */
-#define CR_AUDIT_SCHEMA_VERSION 2
+#define CR_AUDIT_SCHEMA_VERSION 3
 
 /* Creates the tables or migrates them to CR_AUDIT_SCHEMA_VERSION, in one
  * transaction. Returns 0, CR_EIO (database error, in cr_store_errmsg) or

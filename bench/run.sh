@@ -65,4 +65,9 @@ fi
 if [ "${BENCH_SURVEY:-1}" != 0 ]; then
     "$PYTHON" bench/survey_bench.py || echo "bench: the survey figures failed" >&2
 fi
+# escalation's cost to the first step and the step's own rate
+# (bench/escalate_bench.py, into escalate.json): BENCH_ESCALATE=0 skips them
+if [ "${BENCH_ESCALATE:-1}" != 0 ]; then
+    "$PYTHON" bench/escalate_bench.py || echo "bench: the escalation figures failed" >&2
+fi
 echo "bench: make bench took $(( $(date +%s) - T0 ))s in all"

@@ -217,6 +217,7 @@ static const char record_check_lua[] =
     "if bad then return redis.error_reply('BADKEY ' .. bad) end\n";
 
 static const char record_lua[] =
+    CR_TTD_LUA
     "local n = tonumber(ARGV[7])\n"
     "local supkey = {['0'] = KEYS[6], ['1'] = KEYS[7], ['2'] = KEYS[8], ['3'] = KEYS[12]}\n"
     "local added = 0\n"
@@ -265,7 +266,11 @@ static const char record_new_lua[] =
     "      local e = redis.call('HGET', KEYS[10], k)\n"
     "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"
     /* an early delivery reaches the resident as a late one does (webhooks.c) */
-    "      if e == 'delivered' then redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1) end\n"
+    "      if e == 'delivered' then\n"
+    "        redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1)\n"
+    "        local tm = redis.call('TIME')\n"
+    "        ttd(KEYS[1], tonumber(ch), tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))\n"
+    "      end\n"
     "    end\n"
     "    counts[st] = (counts[st] or 0) + 1\n"
     "    if chname ~= '' then counts[st .. ':' .. chname] = (counts[st .. ':' .. chname] or 0) + 1 end\n"

@@ -37,6 +37,16 @@ void sim_callbacks_after_meta(struct sim *sim, const char *wamid, const char *to
 void sim_callbacks_after_sendgrid(struct sim *sim, const struct sim_request *req,
                                   const struct sim_response *res);
 
+/* Called by the FCM and APNs handlers after they accepted a push for token
+ * carrying crier_ref ref: when --generic-webhook-url is set, draws whether it
+ * is delivered (sim_provider_delivers) and, if so, schedules the app's signed
+ * acknowledgement {"ref","status":"delivered","event_id"} to that URL after
+ * --callback-delay-ms. Returns 1 (an acknowledgement is on its way), 0 (no
+ * receipt will come: not delivered, or it could not be queued) or -1 (no
+ * generic webhook configured, or no ref: nothing drawn). Strings are borrowed. */
+int sim_callbacks_after_push(struct sim *sim, enum sim_endpoint ep, const char *token,
+                             const char *ref);
+
 /* Answers GET /_sim/callbacks and POST /_sim/inbound. Returns 1 when req was
  * one of those (res is filled or deferred), 0 to let the router go on. */
 int sim_callbacks_control(struct sim *sim, const struct sim_request *req,

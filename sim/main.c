@@ -72,6 +72,10 @@ enum {
     OPT_WA_OPEN_PREFIX,
     OPT_WA_UNKNOWN_PREFIX,
     OPT_WA_UNAPPROVED,
+    OPT_GENERIC_URL,
+    OPT_GENERIC_SECRET,
+    OPT_DELIVER_RATE,
+    OPT_NEVER_DELIVER,
     OPT_HELP,
 };
 
@@ -125,6 +129,10 @@ static const struct option long_options[] = {
     {"wa-open-prefix", required_argument, NULL, OPT_WA_OPEN_PREFIX},
     {"wa-unknown-prefix", required_argument, NULL, OPT_WA_UNKNOWN_PREFIX},
     {"wa-unapproved", required_argument, NULL, OPT_WA_UNAPPROVED},
+    {"generic-webhook-url", required_argument, NULL, OPT_GENERIC_URL},
+    {"generic-webhook-secret", required_argument, NULL, OPT_GENERIC_SECRET},
+    {"deliver-rate", required_argument, NULL, OPT_DELIVER_RATE},
+    {"never-deliver", required_argument, NULL, OPT_NEVER_DELIVER},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -146,7 +154,9 @@ static const char usage[] =
     "                 [--twilio-inbound-url URL]\n"
     "                 [--meta-token T] [--meta-phone-id ID] [--meta-mps N]\n"
     "                 [--meta-webhook-url URL --meta-app-secret S]\n"
-    "                 [--wa-open-prefix +E164] [--wa-unknown-prefix +E164] [--wa-unapproved LIST]\n";
+    "                 [--wa-open-prefix +E164] [--wa-unknown-prefix +E164] [--wa-unapproved LIST]\n"
+    "                 [--generic-webhook-url URL --generic-webhook-secret S]\n"
+    "                 [--deliver-rate F] [--never-deliver SUFFIX,...]\n";
 
 static uv_signal_t sig_term, sig_int;
 static struct sim *the_sim; /* for the signal callback only */
@@ -209,6 +219,8 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->behaviour.error_rate = 0;
     o->behaviour.rate_429 = 0;
     o->behaviour.retry_after = 1;
+    o->behaviour.deliver_rate = 1.0;
+    o->behaviour.never_deliver[0] = '\0';
     o->seed = 1;
     o->max_log = 2000000;
     o->max_log_bytes = (size_t)1 << 30;
@@ -333,6 +345,14 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         case OPT_WA_OPEN_PREFIX: o->wa_open_prefix = flag_text(name, optarg); break;
         case OPT_WA_UNKNOWN_PREFIX: o->wa_unknown_prefix = flag_text(name, optarg); break;
         case OPT_WA_UNAPPROVED: o->wa_unapproved = flag_text(name, optarg); break;
+        case OPT_GENERIC_URL: o->generic_webhook_url = flag_text(name, optarg); break;
+        case OPT_GENERIC_SECRET: o->generic_webhook_secret = flag_text(name, optarg); break;
+        case OPT_DELIVER_RATE: o->behaviour.deliver_rate = flag_fraction(name, optarg); break;
+        case OPT_NEVER_DELIVER:
+            if (strlen(optarg) >= SIM_NEVER_DELIVER_MAX)
+                bad_flag(name, "is longer than 127 bytes");
+            snprintf(o->behaviour.never_deliver, SIM_NEVER_DELIVER_MAX, "%s", optarg);
+            break;
         case OPT_HELP: fputs(usage, stdout); exit(0);
         case ':':
             fprintf(stderr, "crier-sim: %s needs a value\n%s", argv[optind - 1], usage);
@@ -361,6 +381,9 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     if ((o->sendgrid_webhook_url == NULL) != (o->sendgrid_webhook_key == NULL))
         bad_flag(o->sendgrid_webhook_url ? "sendgrid-webhook-key" : "sendgrid-webhook-url",
                  "is needed with the other SendGrid webhook flag");
+    if ((o->generic_webhook_url == NULL) != (o->generic_webhook_secret == NULL))
+        bad_flag(o->generic_webhook_url ? "generic-webhook-secret" : "generic-webhook-url",
+                 "is needed with the other generic webhook flag");
 }
 
 /* Writes the port to path via path.tmp and rename(), so readers never see a
