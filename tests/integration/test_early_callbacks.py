@@ -7,7 +7,16 @@ the 100,000-resident crash test under load: it then created a message's
 whose callbacks would not fit is refused with Twilio's 429 (code 20429),
 which crierd retries, and every message it accepts gets all its callbacks."""
 
-from harness import PREFIX, counter, free_port, post_job, seed, wait_job, wait_until
+import base64
+import datetime
+import hashlib
+import hmac
+import threading
+import urllib.parse
+import urllib.request
+
+from harness import (PREFIX, counter, free_port, post_job, seed, stream_fields, wait_job,
+                     wait_until)
 
 QUEUE = 12  # callbacks crier-sim holds at once: a few messages' worth
 N = 240     # SMS residents: twenty times what the queue holds
@@ -46,3 +55,104 @@ def test_every_status_callback_applied_when_the_sim_queue_fills(env):
     assert twilio["throttled"] > 0, twilio
     with open(env.sim.log_path, encoding="utf-8", errors="replace") as f:
         assert "dropped" not in f.read()
+
+
+def test_callbacks_that_arrive_before_the_send_is_recorded(env):
+    """Callbacks with no delay, big batches and Redis stalling now and then:
+    some "delivered" arrive before crierd has written the message's outcome
+    (kept in crier:job:<id>:early and applied by the record); every one is
+    counted once, and none leaves its message `sent`."""
+    n = 2000
+    subs = {f"e{i:04d}": {"phone": f"+4474007{i:04d}1", "name": f"Resident {i}"}
+            for i in range(n)}
+    env.start_redis()
+    seed(env.r, subs, {"area:Q": list(subs)})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env.start_sim("--callback-delay-ms", "0", "--latency-ms", "100")
+    d = env.crierd(http={"listen": f"127.0.0.1:{port}"}, webhooks={"public_url": base},
+                   providers={"twilio": {"status_callback": f"{base}/hooks/twilio",
+                                         "max_unrecorded": 100000}},
+                   fanout={"batch_size": 1000, "max_batches": 2})
+
+    # Redis stalls now and then (as under load): outcomes wait for the write
+    # in flight while the simulator's callbacks for them reach crierd
+    stop = threading.Event()
+    pauser = env.redis.client()
+
+    def stall():
+        while not stop.is_set():
+            pauser.execute_command("CLIENT", "PAUSE", "100", "WRITE")
+            stop.wait(0.12)
+
+    t = threading.Thread(target=stall, daemon=True)
+    post_job(env.r, job("early-cb-2"))
+    t.start()
+    try:
+        wait_job(env.r, "early-cb-2", [d], timeout=40)
+    finally:
+        stop.set()
+        t.join()
+    key = f"{PREFIX}job:early-cb-2"
+    wait_until(lambda: d.check_alive() or counter(env.r.hgetall(key), "delivered:sms") >= n,
+               40, 0.05, what="every SMS's delivered status callback applied")
+    h = env.r.hgetall(key)
+    assert counter(h, "delivered:sms") == n, h
+    assert counter(h, "sent:sms") == 0, h
+    receipts = [f for _i, f in stream_fields(env.r, f"{PREFIX}receipts")]
+    early = [f for f in receipts if f.get("source") != "webhook" and f["status"] == "delivered"]
+    late = [f for f in receipts if f.get("source") == "webhook" and f["status"] == "delivered"]
+    # each message's delivery is in the receipts stream exactly once
+    assert len(early) + len(late) == n, (len(early), len(late))
+    assert len({f["pos"] for f in early + late}) == n
+
+
+def _twilio_post(base, path, params, token="test-token"):
+    """POSTs a Twilio status callback signed as Twilio signs it; the status."""
+    data = base + path + "".join(k + v for k, v in sorted(params.items()))
+    sig = base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest())
+    req = urllib.request.Request(base + path, data=urllib.parse.urlencode(params).encode(),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded",
+                                          "X-Twilio-Signature": sig.decode()})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status
+
+
+def test_a_status_after_an_early_one_is_not_counted_again(env):
+    """A receipt applied early (by the record) marks the message as having its
+    receipt, as a late one does: a second final status for it (WhatsApp's
+    "read" after "delivered", or a message the provider sent twice) is a
+    duplicate, not a second outcome taken from another message's `sent`."""
+    subs = {"w0": {"phone": "+447400600001", "name": "Ann"},
+            "w1": {"phone": "+447400600011", "name": "Bob"}}
+    env.start_redis()
+    seed(env.r, subs)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env.start_sim()
+    d = env.crierd(http={"listen": f"127.0.0.1:{port}"}, webhooks={"public_url": base})
+    key = f"{PREFIX}job:early-cb-3"
+    send_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    post_job(env.r, {"id": "early-cb-3", "priority": "high",
+                     "audience": {"subscribers": list(subs)}, "channels": ["sms"],
+                     "send_at": send_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                     "message": {"sms": "Boil your water, {{name}}."}})
+    wait_until(lambda: d.check_alive() or env.r.hget(key, "state") == "scheduled", 10, 0.02,
+               what="the job scheduled")
+    # Ann's delivery is reported before crierd has sent (and recorded) it
+    path = "/hooks/twilio?ref=early-cb-3%2F0%2Fsms"
+    assert _twilio_post(base, path, {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered",
+                                     "To": subs["w0"]["phone"]}) == 200
+    assert env.r.hget(f"{key}:early", "0:1") == "delivered"
+    wait_job(env.r, "early-cb-3", [d], timeout=20)
+    h = env.r.hgetall(key)
+    assert (counter(h, "delivered:sms"), counter(h, "sent:sms")) == (1, 1), h
+    # a second final status for Ann's message changes nothing
+    assert _twilio_post(base, path, {"MessageSid": "SM" + "b" * 32, "MessageStatus": "undelivered",
+                                     "ErrorCode": "30003", "To": subs["w0"]["phone"]}) == 200
+    h = env.r.hgetall(key)
+    assert (counter(h, "delivered:sms"), counter(h, "sent:sms"), counter(h, "failed:sms")) \
+        == (1, 1, 0), h
+    hooked = [f for _i, f in stream_fields(env.r, f"{PREFIX}receipts")
+              if f.get("source") == "webhook"]
+    assert hooked == [], hooked
