@@ -264,7 +264,13 @@ static const char record_new_lua[] =
     "    if early and st == 'sent' and ch ~= '" CR_STRINGIFY(CR_LEDGER_SKIPPED) "' then\n"
     "      local k = pos .. ':' .. ch\n"
     "      local e = redis.call('HGET', KEYS[10], k)\n"
-    "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"
+    "      if e then\n"
+    "        st = e; redis.call('HDEL', KEYS[10], k)\n"
+    /* the message has its receipt, as a late one marks it (webhooks.c): a
+     * later status for it (WhatsApp's read) is a duplicate, not a second one */
+    "        redis.call('SETBIT', KEYS[1] .. ':receipts', ARGV[o + 17], 1)\n"
+    "        if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1] .. ':receipts', ARGV[6]) end\n"
+    "      end\n"
     /* an early delivery reaches the resident as a late one does (webhooks.c) */
     "      if e == 'delivered' then\n"
     "        redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1)\n"

@@ -24,7 +24,6 @@
 
 #define MAX_ATTEMPTS 4          /* first try + 3 retries */
 #define BACKOFF_MS 250          /* before retry n: BACKOFF_MS << (n - 1) */
-#define MAX_JOBS 100000         /* callbacks waiting or in flight; more are dropped */
 #define MAX_STAGED_EVENTS 200000 /* SendGrid events waiting for their batch */
 #define MAX_BATCH_EVENTS 1000   /* events per event-webhook POST */
 #define MAX_RECORDS 10000       /* /_sim/callbacks keeps the newest */
@@ -441,6 +440,14 @@ static void job_start(struct cb_job *job, uint64_t delay_ms)
     uv_timer_start(&job->timer, on_job_timer, delay_ms, 0);
 }
 
+/* Whether n more callbacks fit in the queue now. The loop runs one request at
+ * a time, so a caller that checks before accepting a message and queues its
+ * callbacks in the same turn always finds them room. */
+static int room(const struct sim_callbacks *cbs, size_t n)
+{
+    return !cbs->closing && cbs->njobs + n <= cbs->sim->opt.callback_queue;
+}
+
 /* Makes a job (not started) that owns url and body; NULL when over the cap or
  * out of memory (both are logged; url and body are freed). */
 static struct cb_job *job_new(struct sim_callbacks *cbs, enum cb_kind kind, char *url,
@@ -448,10 +455,11 @@ static struct cb_job *job_new(struct sim_callbacks *cbs, enum cb_kind kind, char
 {
     struct cb_job *job = NULL;
 
-    if (cbs->closing || cbs->njobs >= MAX_JOBS) {
+    if (cbs->closing || cbs->njobs >= cbs->sim->opt.callback_queue) {
         if (!cbs->warned_full) {
             cbs->warned_full = 1;
-            cr_warn("sim callbacks: %d waiting, further callbacks are dropped", MAX_JOBS);
+            cr_warn("sim callbacks: %u waiting, further callbacks are dropped",
+                    (unsigned)cbs->sim->opt.callback_queue);
         }
         goto fail;
     }
@@ -582,6 +590,30 @@ static int ends_with(const char *s, const char *suffix)
     size_t n = strlen(s), m = strlen(suffix);
 
     return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int sim_callbacks_twilio_room(struct sim *sim, const struct sim_request *req, int whatsapp)
+{
+    struct sim_callbacks *cbs = sim->callbacks;
+    struct cr_buf url;
+    int wants;
+
+    if (cbs == NULL || !sim_starts_with_ci(req->ctype, "application/x-www-form-urlencoded"))
+        return 1;
+    cr_buf_init(&url, 8192);
+    wants = sim_form_get(req->body, req->body_len, "StatusCallback", &url) == 1 && url.len > 0;
+    cr_buf_release(&url);
+    /* sent and the final status; WhatsApp adds read */
+    return !wants || room(cbs, whatsapp ? 3 : 2);
+}
+
+int sim_callbacks_meta_room(struct sim *sim)
+{
+    struct sim_callbacks *cbs = sim->callbacks;
+
+    if (cbs == NULL || sim->opt.meta_webhook_url == NULL || sim->opt.meta_app_secret == NULL)
+        return 1;
+    return room(cbs, 3); /* sent, delivered, read */
 }
 
 void sim_callbacks_after_twilio(struct sim *sim, const struct sim_request *req,

@@ -18,6 +18,18 @@ int sim_callbacks_init(struct sim *sim);
  * Does nothing when sim->callbacks is NULL. */
 void sim_callbacks_close(struct sim *sim);
 
+/* Whether crier-sim can queue every status callback of the Twilio message
+ * request req asks to send (none are made without StatusCallback; whatsapp:
+ * the message goes to a whatsapp: number, which also gets "read"). The
+ * handlers refuse a message that does not fit with Twilio's 429 (20429)
+ * rather than accept it and drop its callbacks, which would leave the
+ * customer's record of it wrong; the sender retries it. */
+int sim_callbacks_twilio_room(struct sim *sim, const struct sim_request *req, int whatsapp);
+
+/* The same for a Meta Cloud API message (sent, delivered and read), when the
+ * Meta webhook is configured. */
+int sim_callbacks_meta_room(struct sim *sim);
+
 /* Called by the router after the Twilio handler answered: a 201 for a request
  * with StatusCallback schedules the status callbacks ("sent", then "delivered"
  * or "undelivered"). req and res are only read. */

@@ -61,6 +61,7 @@ enum {
     OPT_FCM_SERVICE_ACCOUNT,
     OPT_FCM_TOKEN_TTL,
     OPT_CALLBACK_DELAY,
+    OPT_CALLBACK_QUEUE,
     OPT_SG_WEBHOOK_URL,
     OPT_SG_WEBHOOK_KEY,
     OPT_TW_INBOUND_URL,
@@ -118,6 +119,7 @@ static const struct option long_options[] = {
     {"fcm-service-account", required_argument, NULL, OPT_FCM_SERVICE_ACCOUNT},
     {"fcm-token-ttl", required_argument, NULL, OPT_FCM_TOKEN_TTL},
     {"callback-delay-ms", required_argument, NULL, OPT_CALLBACK_DELAY},
+    {"callback-queue", required_argument, NULL, OPT_CALLBACK_QUEUE},
     {"sendgrid-webhook-url", required_argument, NULL, OPT_SG_WEBHOOK_URL},
     {"sendgrid-webhook-key", required_argument, NULL, OPT_SG_WEBHOOK_KEY},
     {"twilio-inbound-url", required_argument, NULL, OPT_TW_INBOUND_URL},
@@ -150,6 +152,7 @@ static const char usage[] =
     "                 [--smtp-require-tls]\n"
     "                 [--gateway-auth-header NAME] [--gateway-auth-value VALUE]\n"
     "                 [--fcm-service-account FILE] [--fcm-token-ttl S] [--callback-delay-ms N]\n"
+    "                 [--callback-queue N]\n"
     "                 [--sendgrid-webhook-url URL --sendgrid-webhook-key FILE]\n"
     "                 [--twilio-inbound-url URL]\n"
     "                 [--meta-token T] [--meta-phone-id ID] [--meta-mps N]\n"
@@ -236,6 +239,7 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->fcm_service_account = NULL;
     o->fcm_token_ttl = 3600;
     o->callback_delay_ms = 50;
+    o->callback_queue = SIM_CALLBACK_QUEUE;
     o->sendgrid_webhook_url = NULL;
     o->sendgrid_webhook_key = NULL;
     o->twilio_inbound_url = NULL;
@@ -329,6 +333,11 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
             break;
         case OPT_CALLBACK_DELAY:
             o->callback_delay_ms = (uint32_t)flag_uint(name, optarg, SIM_MAX_LATENCY_MS);
+            break;
+        case OPT_CALLBACK_QUEUE:
+            o->callback_queue = (uint32_t)flag_uint(name, optarg, SIM_MAX_CALLBACK_QUEUE);
+            if (o->callback_queue < 3)
+                bad_flag(name, "must be at least 3 (one message's callbacks)");
             break;
         case OPT_SG_WEBHOOK_URL: o->sendgrid_webhook_url = flag_text(name, optarg); break;
         case OPT_SG_WEBHOOK_KEY: o->sendgrid_webhook_key = flag_text(name, optarg); break;

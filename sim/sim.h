@@ -39,6 +39,10 @@ struct sim_behaviour {
 /* Upper bounds accepted for the knobs, from flags and /_sim/config alike. */
 #define SIM_MAX_LATENCY_MS 600000u
 #define SIM_MAX_RETRY_AFTER 86400u
+/* Provider callbacks waiting or in flight at once: the default and the most a
+ * flag may ask for. A message whose callbacks would not fit is refused (429). */
+#define SIM_CALLBACK_QUEUE 100000u
+#define SIM_MAX_CALLBACK_QUEUE 10000000u
 
 /* Command line settings; strings point into argv and live as long as the process. */
 struct sim_options {
@@ -60,6 +64,7 @@ struct sim_options {
     const char *fcm_service_account; /* key file whose public key checks JWTs (oauth.c) */
     uint32_t fcm_token_ttl;          /* seconds an issued access token lives */
     uint32_t callback_delay_ms;      /* provider callbacks (callbacks.c) */
+    uint32_t callback_queue;         /* callbacks waiting or in flight at most */
     const char *sendgrid_webhook_url;
     const char *sendgrid_webhook_key; /* EC P-256 private key PEM file */
     const char *twilio_inbound_url;

@@ -173,6 +173,10 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
     default:
         break;
     }
+    if (!sim_callbacks_twilio_room(sim, req, 1)) {
+        tw_error(res, 429, 20429, "Too Many Requests");
+        goto out;
+    }
     if (prefixed(number, sim->opt.wa_unknown_prefix)) {
         tw_error(res, 400, 63003, "Channel could not find To address");
         goto out;
@@ -376,6 +380,10 @@ void sim_whatsapp_meta(struct sim *sim, const struct sim_request *req, struct si
         goto out;
     default:
         break;
+    }
+    if (!sim_callbacks_meta_room(sim)) {
+        meta_error(res, 429, 130429, "(#130429) Rate limit hit");
+        goto out;
     }
     if (!meta_throughput_ok(sim)) {
         meta_error(res, 429, 130429, "(#130429) Rate limit hit: Cloud API message throughput");

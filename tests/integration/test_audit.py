@@ -30,6 +30,7 @@ SANITIZED = os.environ.get("CRIER_BUILD", "build").rstrip("/").endswith("build-s
 BIG_N = int(os.environ.get("CRIER_AUDIT_BIG_N", "20000" if SANITIZED else "100000"))
 # the crash test's residents with a phone: one in SMS_SHARE keeps it, so that
 # the simulator's status callbacks (two per SMS) stay within what it queues
+# (--callback-queue; beyond it the sim refuses SMS with 429 and crierd retries)
 SMS_SHARE = 8
 STREAMS = ("receipts", "replies", "events")
 
