@@ -1,0 +1,104 @@
+"""The messaging tier: a WhatsApp number may start conversations (a template
+outside the 24-hour window) with only so many different residents in a moving
+24 hours. With the provider's tier_limit crier keeps that count in Redis for
+every crierd: exactly tier-many residents get the template, a resident with an
+open window is not counted, and the rest end failed (tier_limit) when the job
+expires before a place frees, or wait in the retry set until one does.
+crier-sim plays the tier too (--wa-tier) and never answers its tier error."""
+
+import json
+import time
+import urllib.parse
+
+from harness import PREFIX, counter, post_job, seed, wait_job, wait_until
+from test_whatsapp import META_PHONE_ID, OPEN, twilio_wa_provider
+
+OPTIN = "2026-01-01T00:00:00Z"
+
+
+def residents(prefix, n_template, n_open):
+    now_ms = int(time.time() * 1000)
+    subs = {}
+    for i in range(n_template):
+        subs[f"{prefix}t{i}"] = {"name": f"T {i}", "whatsapp": f"+447700800{i:05d}",
+                                 "whatsapp_optin": OPTIN}
+    for i in range(n_open):
+        subs[f"{prefix}o{i}"] = {"name": f"O {i}", "whatsapp": f"{OPEN}{i:05d}",
+                                 "whatsapp_optin": OPTIN,
+                                 "whatsapp_last_inbound": str(now_ms - 600 * 1000)}
+    return subs
+
+
+def job(job_id, segment, expires_in_s=None):
+    doc = {"id": job_id, "priority": "high", "audience": {"segments": [segment]},
+           "channels": ["whatsapp"],
+           "message": {"whatsapp": {"template": "police_appeal", "language": "en_GB",
+                                    "variables": {"1": "{{name}}"},
+                                    "text": "Hello {{name}}, thank you for your message."}}}
+    if expires_in_s:
+        doc["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                          time.gmtime(time.time() + expires_in_s))
+    return doc
+
+
+def test_meta_tier_across_two_crierd_fails_the_excess_when_the_job_ends_first(env):
+    tier = 5
+    subs = residents("m", 12, 3)
+    env.start_redis()
+    seed(env.r, subs, {"area:TIER": list(subs)})
+    env.start_sim("--wa-tier", str(tier))
+    sim_url = f"http://127.0.0.1:{env.sim.port}"
+    conf = dict(channels={"whatsapp": ["meta"]},
+                providers={"meta": {"type": "meta_whatsapp", "url": sim_url,
+                                    "phone_number_id": META_PHONE_ID,
+                                    "access_token": "meta-test-token",
+                                    "tier_limit": tier, "max_inflight": 2}},
+                fanout={"batch_size": 3})
+    a = env.crierd("crierd-a", **conf)
+    b = env.crierd("crierd-b", **conf)
+    post_job(env.r, job("tier-meta", "area:TIER", expires_in_s=3600))
+    h = wait_job(env.r, "tier-meta", [a, b], timeout=60)
+
+    assert counter(h, "sent:whatsapp") == tier + 3, h
+    assert counter(h, "failed") == 12 - tier, h
+    assert counter(h, "reason:failed:tier_limit") == 12 - tier, h
+    log = env.sim.log_all("meta")
+    assert all(e["status"] == 200 for e in log), [e for e in log if e["status"] != 200]
+    templates = {json.loads(e["body"])["to"] for e in log
+                 if json.loads(e["body"])["type"] == "template"}
+    assert len(templates) == tier
+    texts = [e for e in log if json.loads(e["body"])["type"] == "text"]
+    assert len(texts) == 3  # inside the window: not counted against the tier
+    tier_set = env.r.zrange(f"{PREFIX}tier:meta", 0, -1)
+    assert {"+" + t for t in templates} == set(tier_set)
+    assert "messaging tier of 5 residents a day used up" in a.log_text() + b.log_text()
+
+
+def test_twilio_tier_parks_the_excess_until_a_place_frees(env):
+    tier = 3
+    subs = residents("t", 7, 0)
+    env.start_redis()
+    seed(env.r, subs, {"area:TIER": list(subs)})
+    env.start_sim("--wa-tier", str(tier))
+    sim_url = f"http://127.0.0.1:{env.sim.port}"
+    prov = twilio_wa_provider(sim_url)
+    prov["tier_limit"] = tier
+    d = env.crierd(channels={"whatsapp": ["twilio_wa"]}, providers={"twilio_wa": prov})
+    post_job(env.r, job("tier-tw", "area:TIER"))
+    key = f"{PREFIX}job:tier-tw"
+
+    def parked():
+        return [m for m in env.r.zrange(f"{PREFIX}retry", 0, -1) if m.startswith("tier-tw|")]
+    wait_until(lambda: d.check_alive() or (counter(env.r.hgetall(key), "sent:whatsapp") == tier
+                                           and len(parked()) == 7 - tier),
+               30, 0.05, what="tier-many sent and the rest parked")
+    h = env.r.hgetall(key)
+    assert h.get("state") != "completed" and counter(h, "failed") == 0, h
+    now = time.time() * 1000
+    for m in parked():
+        due = env.r.zscore(f"{PREFIX}retry", m)
+        assert due > now + 23 * 3600 * 1000, (m, due - now)
+    log = [e for e in env.sim.log_all("twilio")
+           if urllib.parse.parse_qs(e["body"])["To"][0].startswith("whatsapp:")]
+    assert len(log) == tier and all(e["status"] == 201 for e in log), log
+    assert env.r.zcard(f"{PREFIX}tier:twilio_wa") == tier
