@@ -759,12 +759,13 @@ struct tier_ctx {
 
 /* Whether m starts a business-initiated conversation that p's messaging tier
  * must admit first: a whatsapp message outside the resident's service window
- * (a template) through a provider with a tier_limit, not admitted yet. */
+ * (a template) through a provider with a tier_limit that has not admitted it
+ * yet (a message moved to another provider asks that one's tier). */
 static int needs_tier(const struct prov *p, const struct cr_msg *m)
 {
     size_t i;
 
-    if (p->conf->tier_limit <= 0 || m->channel != CR_CH_WHATSAPP || m->tier_ok)
+    if (p->conf->tier_limit <= 0 || m->channel != CR_CH_WHATSAPP || m->tier_prov == p->ix + 1)
         return 0;
     for (i = 0; i + 1 < m->sub->nkv; i += 2) {
         if (strcmp(m->sub->kv[i], "whatsapp_last_inbound") == 0)
@@ -836,7 +837,7 @@ static void on_tier(struct cr_redis *r, redisReply *reply, void *ud)
         return;
     }
     if (cr_reply_int(reply->element[0]) == 1) {
-        m->tier_ok = 1;
+        m->tier_prov = (uint8_t)(p->ix + 1);
         m->state = CR_MSG_QUEUED;
         q_push_front(&p->q[m->batch->prio], m);
         p->queued++;

@@ -102,3 +102,46 @@ def test_twilio_tier_parks_the_excess_until_a_place_frees(env):
            if urllib.parse.parse_qs(e["body"])["To"][0].startswith("whatsapp:")]
     assert len(log) == tier and all(e["status"] == 201 for e in log), log
     assert env.r.zcard(f"{PREFIX}tier:twilio_wa") == tier
+
+
+def test_sim_tier_refuses_the_excess_with_each_providers_code(env):
+    """crier-sim's --wa-tier alone (crier without tier_limit): beyond the tier
+    Meta answers 131048 and Twilio 63018, a template to a resident already
+    reached in the 24 hours still goes, and crier, told to try once, fails the
+    excess with the provider's code."""
+    tier = 2
+    subs = residents("s", 4, 0)
+    env.start_redis()
+    seed(env.r, subs, {"area:SIM": list(subs)})
+    env.start_sim("--wa-tier", str(tier))
+    sim_url = f"http://127.0.0.1:{env.sim.port}"
+    d = env.crierd(channels={"whatsapp": ["meta"]},
+                   providers={"meta": {"type": "meta_whatsapp", "url": sim_url,
+                                       "phone_number_id": META_PHONE_ID,
+                                       "access_token": "meta-test-token", "max_inflight": 1},
+                              "twilio_wa": twilio_wa_provider(sim_url)},
+                   retry={"max_attempts": 1, "base_ms": 50, "max_ms": 100})
+    post_job(env.r, job("sim-tier-1", "area:SIM"))
+    h = wait_job(env.r, "sim-tier-1", [d], timeout=30)
+    assert counter(h, "sent:whatsapp") == tier and counter(h, "failed") == 4 - tier, h
+    assert counter(h, "reason:failed:131048") == 4 - tier, h
+    log = env.sim.log_all("meta")
+    assert sorted(e["status"] for e in log) == [200] * tier + [400] * (4 - tier)
+    reached = {json.loads(e["body"])["to"] for e in log if e["status"] == 200}
+
+    # the same residents again: those reached in the 24 hours still get it
+    post_job(env.r, job("sim-tier-2", "area:SIM"))
+    h = wait_job(env.r, "sim-tier-2", [d], timeout=30)
+    assert counter(h, "sent:whatsapp") == tier, h
+    again = {json.loads(e["body"])["to"] for e in env.sim.log_all("meta")[len(log):]
+             if e["status"] == 200}
+    assert again == reached
+
+    # Twilio's sender has a tier of its own: 63018 beyond it
+    d.term()
+    d2 = env.crierd("crierd-b", channels={"whatsapp": ["twilio_wa"]},
+                    providers={"twilio_wa": dict(twilio_wa_provider(sim_url), max_inflight=1)},
+                    retry={"max_attempts": 1, "base_ms": 50, "max_ms": 100})
+    post_job(env.r, job("sim-tier-3", "area:SIM"))
+    h = wait_job(env.r, "sim-tier-3", [d2], timeout=30)
+    assert counter(h, "sent:whatsapp") == tier and counter(h, "reason:failed:63018") == 4 - tier, h
