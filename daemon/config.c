@@ -1291,6 +1291,12 @@ static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
         return fail(c, sub, "must be at least max_inflight (%d), got %d", pc->max_inflight,
                     pc->max_unrecorded);
     }
+    if (pc->tier_limit > 0 && strcmp(type, "twilio_whatsapp") != 0 &&
+        strcmp(type, "meta_whatsapp") != 0) {
+        join(sub, sizeof sub, path, "tier_limit");
+        return fail(c, sub, "only a WhatsApp provider (twilio_whatsapp, meta_whatsapp) has a "
+                            "messaging tier; remove it from this \"%s\" provider", type);
+    }
     if (pc->connect_timeout_ms > pc->timeout_ms) {
         join(sub, sizeof sub, path, "connect_timeout_ms");
         return fail(c, sub, "must not exceed timeout_ms (%ld), got %ld", pc->timeout_ms,

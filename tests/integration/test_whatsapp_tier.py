@@ -10,7 +10,8 @@ import json
 import time
 import urllib.parse
 
-from harness import PREFIX, counter, post_job, seed, wait_job, wait_until
+from harness import (PREFIX, check_config_file, counter, crierd_config, deep_merge, post_job,
+                     seed, wait_job, wait_until)
 from test_whatsapp import META_PHONE_ID, OPEN, twilio_wa_provider
 
 OPTIN = "2026-01-01T00:00:00Z"
@@ -145,3 +146,24 @@ def test_sim_tier_refuses_the_excess_with_each_providers_code(env):
     post_job(env.r, job("sim-tier-3", "area:SIM"))
     h = wait_job(env.r, "sim-tier-3", [d2], timeout=30)
     assert counter(h, "sent:whatsapp") == tier and counter(h, "reason:failed:63018") == 4 - tier, h
+
+
+def test_tier_limit_config_mistakes(tmp_path):
+    good = crierd_config(6379, 8080)
+    for name, prov, want in (
+            ("on-sms", {"twilio": {"tier_limit": 1000}},
+             "providers.twilio.tier_limit: only a WhatsApp provider"),
+            ("negative", {"twilio_wa": dict(twilio_wa_provider("http://127.0.0.1:9"),
+                                            tier_limit=-1)},
+             "providers.twilio_wa.tier_limit: must be an integer from 0")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(deep_merge(good, {"providers": prov})))
+        rc, out = check_config_file(path)
+        assert rc == 1 and want in out, out
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(deep_merge(good, {
+        "providers": {"twilio_wa": dict(twilio_wa_provider("http://127.0.0.1:9"),
+                                        tier_limit=2000)},
+        "channels": {"whatsapp": ["twilio_wa"]}})))
+    rc, out = check_config_file(path)
+    assert rc == 0, out
