@@ -130,9 +130,10 @@ int main(int argc, char **argv)
     push = has_channel(channels, "push");
     apns = has_channel(channels, "apns");
     whatsapp = has_channel(channels, "whatsapp");
-    if (strlen(idp) > 20 || strlen(prefix) > 63 || (!email && !sms && !push && !apns && !whatsapp)) {
+    if (strlen(idp) > 20 || strlen(prefix) > 63 ||
+        (!email && !sms && !push && !apns && !whatsapp)) {
         fprintf(stderr, "crier-seed: ID_PREFIX (<= 20 bytes), KEY_PREFIX (<= 63 bytes) and "
-                        "CHANNELS (email,sms,push or apns) are required\n");
+                        "CHANNELS (some of email,sms,push,apns,whatsapp) are required\n");
         return 2;
     }
     snprintf(segkey, sizeof(segkey), "%sseg:%s", prefix, segment);

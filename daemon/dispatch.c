@@ -785,15 +785,18 @@ static void tier_full(struct prov *p, struct cr_msg *m, int64_t wait_ms)
     int64_t now = cr_now_ms();
     int64_t expires = m->batch->jc->job.expires_at_ms;
     int64_t spread = wait_ms / 20 < 60000 ? wait_ms / 20 : 60000;
-    int64_t delay = wait_ms + (spread > 0 ? (int64_t)(cr_rand_next(&dp->rnd) % (uint64_t)spread) : 0);
+    int64_t delay = wait_ms;
     char key[160];
 
+    if (spread > 0)
+        delay += (int64_t)(cr_rand_next(&dp->rnd) % (uint64_t)spread);
     memset(&res, 0, sizeof(res));
     cr_result_set(&res, CR_OUT_RETRY, "tier_limit",
                   "the number's messaging tier is used up for the moving 24 hours");
     if (expires > 0 && now + delay >= expires) {
         res.outcome = CR_OUT_FAILED;
-        cr_log_repeat(CR_LOG_WARN, event_key(key, sizeof key, "tier", p, m->batch->job_id, res.code),
+        cr_log_repeat(CR_LOG_WARN,
+                      event_key(key, sizeof key, "tier", p, m->batch->job_id, res.code),
                       "provider '%s' job %s: messaging tier of %ld residents a day used up, "
                       "no place frees before the job expires; failed (tier_limit)",
                       p->conf->name, m->batch->job_id, p->conf->tier_limit);
@@ -808,6 +811,9 @@ static void tier_full(struct prov *p, struct cr_msg *m, int64_t wait_ms)
     cr_fanout_msg_park(m, now + delay, p->conf->name, &res, 0);
 }
 
+/* The tier set's answer for one message: it goes (back to the head of its
+ * queue, admitted), waits or fails (tier_full), or asks again shortly when
+ * Redis did not answer. */
 static void on_tier(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct tier_ctx *tc = ud;
