@@ -4,8 +4,9 @@
 # crier-sim, measures crierd beside the baselines and writes bench/results/.
 #   BUILD=build sh bench/run.sh
 #   BUILD=build sh bench/run.sh sentinel   (only the Sentinel round)
+#   BUILD=build python3 bench/bench.py whatsapp   (only the WhatsApp scenarios)
 # BENCH_RUNS, BENCH_THROUGHPUT_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_ROUNDS,
-# BENCH_PEER_SUBSCRIBERS: see bench/bench.py. docs/benchmark.md explains the method.
+# BENCH_PEER_SUBSCRIBERS, BENCH_WA_SUBSCRIBERS, BENCH_WA_ROUNDS: see bench/bench.py. docs/benchmark.md explains the method.
 
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}

@@ -408,6 +408,22 @@ static const char tokens_lua[] =
     "if got == 0 then wait = math.ceil((1000 - milli) / rate) end\n"
     "return {got, wait}\n";
 
+/* The messaging tier: a sorted set of the addresses a number started
+ * conversations with, scored by the last time, trimmed to the moving window;
+ * it never holds more than the limit. */
+static const char tier_lua[] =
+    "local now, win, lim = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)\n"
+    "if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < lim then\n"
+    "  redis.call('ZADD', KEYS[1], now, ARGV[4])\n"
+    "  redis.call('PEXPIRE', KEYS[1], win)\n"
+    "  return {1, 0}\n"
+    "end\n"
+    "local o = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "local wait = tonumber(o[2]) + win - now\n"
+    "if wait < 1 then wait = 1 end\n"
+    "return {0, wait}\n";
+
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
@@ -421,7 +437,8 @@ static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
     {trim_lua, due_lua, NULL, NULL, NULL, NULL, NULL},
     {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
     {trim_lua, guard_lua, fail_lua, NULL, NULL, NULL, NULL},
-    {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL}};
+    {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL},
+    {tier_lua, NULL, NULL, NULL, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

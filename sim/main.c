@@ -70,6 +70,7 @@ enum {
     OPT_META_APP_SECRET,
     OPT_META_WEBHOOK_URL,
     OPT_META_MPS,
+    OPT_WA_TIER,
     OPT_WA_OPEN_PREFIX,
     OPT_WA_UNKNOWN_PREFIX,
     OPT_WA_UNAPPROVED,
@@ -128,6 +129,7 @@ static const struct option long_options[] = {
     {"meta-app-secret", required_argument, NULL, OPT_META_APP_SECRET},
     {"meta-webhook-url", required_argument, NULL, OPT_META_WEBHOOK_URL},
     {"meta-mps", required_argument, NULL, OPT_META_MPS},
+    {"wa-tier", required_argument, NULL, OPT_WA_TIER},
     {"wa-open-prefix", required_argument, NULL, OPT_WA_OPEN_PREFIX},
     {"wa-unknown-prefix", required_argument, NULL, OPT_WA_UNKNOWN_PREFIX},
     {"wa-unapproved", required_argument, NULL, OPT_WA_UNAPPROVED},
@@ -156,6 +158,7 @@ static const char usage[] =
     "                 [--sendgrid-webhook-url URL --sendgrid-webhook-key FILE]\n"
     "                 [--twilio-inbound-url URL]\n"
     "                 [--meta-token T] [--meta-phone-id ID] [--meta-mps N]\n"
+    "                 [--wa-tier N]\n"
     "                 [--meta-webhook-url URL --meta-app-secret S]\n"
     "                 [--wa-open-prefix +E164] [--wa-unknown-prefix +E164] [--wa-unapproved LIST]\n"
     "                 [--generic-webhook-url URL --generic-webhook-secret S]\n"
@@ -248,6 +251,7 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->meta_app_secret = NULL;
     o->meta_webhook_url = NULL;
     o->meta_mps = 0;
+    o->wa_tier = 0;
     o->wa_open_prefix = "+4477009111";
     o->wa_unknown_prefix = "+4477009999";
     o->wa_unapproved = "unapproved_template";
@@ -351,6 +355,7 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         case OPT_META_APP_SECRET: o->meta_app_secret = flag_text(name, optarg); break;
         case OPT_META_WEBHOOK_URL: o->meta_webhook_url = flag_text(name, optarg); break;
         case OPT_META_MPS: o->meta_mps = (uint32_t)flag_uint(name, optarg, 1000000); break;
+        case OPT_WA_TIER: o->wa_tier = (uint32_t)flag_uint(name, optarg, 1000000); break;
         case OPT_WA_OPEN_PREFIX: o->wa_open_prefix = flag_text(name, optarg); break;
         case OPT_WA_UNKNOWN_PREFIX: o->wa_unknown_prefix = flag_text(name, optarg); break;
         case OPT_WA_UNAPPROVED: o->wa_unapproved = flag_text(name, optarg); break;

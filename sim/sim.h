@@ -76,6 +76,8 @@ struct sim_options {
     const char *meta_app_secret;
     const char *meta_webhook_url;
     uint32_t meta_mps;
+    uint32_t wa_tier;          /* unique residents a number may start conversations with in
+                                  24 hours (a template outside the window); 0 = no limit */
     const char *wa_open_prefix;
     const char *wa_unknown_prefix;
     const char *wa_unapproved; /* comma-separated template names or content SIDs */
