@@ -16,6 +16,7 @@
 #include "keys.h"
 #include "links.h"
 #include "metrics.h"
+#include "page.h"
 #include "replies.h"
 #include "audit_trim.h"
 #include "webhooks.h"
@@ -158,22 +159,6 @@ struct link_ctx {
     const char *wl; /* the fixed words' language */
 };
 
-static int escaped(struct cr_buf *b, const char *s)
-{
-    int rc = 0;
-
-    for (; rc == 0 && *s != '\0'; s++) {
-        switch (*s) {
-        case '&': rc = cr_buf_appends(b, "&amp;"); break;
-        case '<': rc = cr_buf_appends(b, "&lt;"); break;
-        case '>': rc = cr_buf_appends(b, "&gt;"); break;
-        case '"': rc = cr_buf_appends(b, "&quot;"); break;
-        default: rc = cr_buf_append(b, s, 1); break;
-        }
-    }
-    return rc;
-}
-
 /* Answers with a page in language wl: word w in a paragraph, and with
  * button set the form that confirms. */
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, int status, const char *outcome,
@@ -187,28 +172,22 @@ static void page(struct cr_daemon *d, struct cr_httpd_req *req, int status, cons
         cr_log_repeat(CR_LOG_WARN, outcome, "link confirm %s: %s (%s); answered %d, nothing changed",
                       req->method, outcome, cr_word("en", w), status);
     cr_buf_init(&b, PAGE_MAX);
-    rc = cr_buf_appendf(&b,
-                        "<!doctype html><html lang=\"%s\"><head><meta charset=\"utf-8\">"
-                        "<meta name=\"viewport\" content=\"width=device-width, "
-                        "initial-scale=1\"><title>",
-                        wl);
+    rc = cr_page_head(&b, wl);
     if (rc == 0)
-        rc = escaped(&b, cr_word(wl, CR_WORD_TITLE));
+        rc = cr_buf_appends(&b, "<p>");
     if (rc == 0)
-        rc = cr_buf_appends(&b, "</title></head><body><main><p>");
-    if (rc == 0)
-        rc = escaped(&b, cr_word(wl, w));
+        rc = cr_page_escaped(&b, cr_word(wl, w));
     if (rc == 0)
         rc = cr_buf_appends(&b, "</p>");
     if (rc == 0 && button) {
         rc = cr_buf_appends(&b, "<form method=\"post\"><button type=\"submit\">");
         if (rc == 0)
-            rc = escaped(&b, cr_word(wl, CR_WORD_CONFIRM_BUTTON));
+            rc = cr_page_escaped(&b, cr_word(wl, CR_WORD_CONFIRM_BUTTON));
         if (rc == 0)
             rc = cr_buf_appends(&b, "</button></form>");
     }
     if (rc == 0)
-        rc = cr_buf_appends(&b, "</main></body></html>\n");
+        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
     cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
     cr_buf_release(&b);
 }

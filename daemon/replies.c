@@ -19,6 +19,7 @@
 #include "job.h"
 #include "links.h"
 #include "metrics.h"
+#include "page.h"
 #include "survey.h"
 #include "survey_page.h"
 #include "words.h"
@@ -535,41 +536,6 @@ void cr_replies_inbound(struct cr_daemon *d, const char *from, const char *text,
 
 /* ---- pages ---------------------------------------------------------------- */
 
-static int html_escaped(struct cr_buf *b, const char *s)
-{
-    int rc = 0;
-
-    for (; rc == 0 && *s != '\0'; s++) {
-        switch (*s) {
-        case '&': rc = cr_buf_appends(b, "&amp;"); break;
-        case '<': rc = cr_buf_appends(b, "&lt;"); break;
-        case '>': rc = cr_buf_appends(b, "&gt;"); break;
-        case '"': rc = cr_buf_appends(b, "&quot;"); break;
-        case '\'': rc = cr_buf_appends(b, "&#39;"); break;
-        default: rc = cr_buf_append(b, s, 1); break;
-        }
-    }
-    return rc;
-}
-
-static const char page_tail[] = "</main></body></html>\n";
-
-/* Starts a page in built-in language wl (words.h): <html lang>, its title. */
-static int page_head(struct cr_buf *b, const char *wl)
-{
-    int rc = cr_buf_appendf(b,
-                            "<!doctype html><html lang=\"%s\"><head><meta charset=\"utf-8\">"
-                            "<meta name=\"viewport\" content=\"width=device-width, "
-                            "initial-scale=1\"><title>",
-                            wl);
-
-    if (rc == 0)
-        rc = html_escaped(b, cr_word(wl, CR_WORD_TITLE));
-    if (rc == 0)
-        rc = cr_buf_appends(b, "</title></head><body><main>");
-    return rc;
-}
-
 /* Answers with a page whose body is the fixed word w in language wl, in a
  * paragraph (the log line gets the English words). */
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook, int status,
@@ -587,15 +553,15 @@ static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook
                       req->method, outcome, cr_word("en", w), status);
     }
     cr_buf_init(&b, PAGE_MAX);
-    rc = page_head(&b, wl);
+    rc = cr_page_head(&b, wl);
     if (rc == 0)
         rc = cr_buf_appends(&b, "<p>");
     if (rc == 0)
-        rc = html_escaped(&b, cr_word(wl, w));
+        rc = cr_page_escaped(&b, cr_word(wl, w));
     if (rc == 0)
         rc = cr_buf_appends(&b, "</p>");
     if (rc == 0)
-        rc = cr_buf_appends(&b, page_tail);
+        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
     cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
     cr_buf_release(&b);
 }
@@ -653,21 +619,21 @@ static void unsubscribe(struct link_ctx *lc)
 
         cr_metrics_webhook(d->metrics, lc->hook, "shown");
         cr_buf_init(&b, PAGE_MAX);
-        rc = page_head(&b, lc->wl);
+        rc = cr_page_head(&b, lc->wl);
         if (rc == 0)
             rc = cr_buf_appends(&b, "<p>");
         if (rc == 0)
-            rc = html_escaped(&b, cr_word(lc->wl, ask[ch]));
+            rc = cr_page_escaped(&b, cr_word(lc->wl, ask[ch]));
         if (rc == 0)
             rc = cr_buf_appends(&b, "</p><form method=\"post\"><input type=\"hidden\" "
                                     "name=\"List-Unsubscribe\" value=\"One-Click\">"
                                     "<button type=\"submit\">");
         if (rc == 0)
-            rc = html_escaped(&b, cr_word(lc->wl, CR_WORD_UNSUB_BUTTON));
+            rc = cr_page_escaped(&b, cr_word(lc->wl, CR_WORD_UNSUB_BUTTON));
         if (rc == 0)
             rc = cr_buf_appends(&b, "</button></form>");
         if (rc == 0)
-            rc = cr_buf_appends(&b, page_tail);
+            rc = cr_buf_appends(&b, CR_PAGE_TAIL);
         cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data,
                          rc == 0 ? b.len : 0);
         cr_buf_release(&b);
@@ -715,38 +681,38 @@ static void survey_form(struct link_ctx *lc, const struct cr_survey *sv)
 
     cr_metrics_webhook(lc->d->metrics, lc->hook, "shown");
     cr_buf_init(&b, PAGE_MAX);
-    rc = page_head(&b, lc->wl);
+    rc = cr_page_head(&b, lc->wl);
     if (rc == 0)
         rc = cr_buf_appends(&b, "<form method=\"post\"><fieldset");
     if (rc == 0 && sv->lang[0] != '\0' && strcasecmp(sv->lang, lc->wl) != 0) {
         rc = cr_buf_appends(&b, " lang=\"");
         if (rc == 0)
-            rc = html_escaped(&b, sv->lang);
+            rc = cr_page_escaped(&b, sv->lang);
         if (rc == 0)
             rc = cr_buf_appends(&b, "\"");
     }
     if (rc == 0)
         rc = cr_buf_appends(&b, "><legend>");
     if (rc == 0)
-        rc = html_escaped(&b, sv->question);
+        rc = cr_page_escaped(&b, sv->question);
     if (rc == 0)
         rc = cr_buf_appends(&b, "</legend>");
     for (i = 0; rc == 0 && i < sv->noptions; i++) {
         rc = cr_buf_appendf(&b, "<p><label><input type=\"radio\" name=\"option\" value=\"%zu\"%s> ",
                             i + 1, i == 0 ? " required" : "");
         if (rc == 0)
-            rc = html_escaped(&b, sv->options[i]);
+            rc = cr_page_escaped(&b, sv->options[i]);
         if (rc == 0)
             rc = cr_buf_appends(&b, "</label></p>");
     }
     if (rc == 0)
         rc = cr_buf_appends(&b, "</fieldset><button type=\"submit\">");
     if (rc == 0)
-        rc = html_escaped(&b, cr_word(lc->wl, CR_WORD_SEND));
+        rc = cr_page_escaped(&b, cr_word(lc->wl, CR_WORD_SEND));
     if (rc == 0)
         rc = cr_buf_appends(&b, "</button></form>");
     if (rc == 0)
-        rc = cr_buf_appends(&b, page_tail);
+        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
     cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
     cr_buf_release(&b);
 }
