@@ -16,6 +16,7 @@
 #include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 #include "job.h"
 #include "links.h"
 #include "metrics.h"
@@ -29,20 +30,6 @@
 
 /* ---- pure parts ------------------------------------------------------------ */
 
-/* text trimmed of ASCII white space: start and length. */
-static const char *trim(const char *s, size_t *len)
-{
-    size_t n;
-
-    while (*s != '\0' && isspace((unsigned char)*s))
-        s++;
-    n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    *len = n;
-    return s;
-}
-
 static int word_is(const char *s, size_t n, const char *word)
 {
     return strlen(word) == n && strncasecmp(s, word, n) == 0;
@@ -53,7 +40,7 @@ enum cr_reply_kind cr_reply_classify(const char *text)
     static const char *const out[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"};
     static const char *const in[] = {"START", "UNSTOP"};
     size_t n, i;
-    const char *s = trim(text ? text : "", &n);
+    const char *s = cr_str_trim(text ? text : "", &n);
 
     for (i = 0; i < sizeof(out) / sizeof(out[0]); i++) {
         if (word_is(s, n, out[i]))
@@ -69,7 +56,7 @@ enum cr_reply_kind cr_reply_classify(const char *text)
 int cr_survey_match(const char *const *options, size_t n, const char *text)
 {
     size_t len, i, k;
-    const char *s = trim(text ? text : "", &len);
+    const char *s = cr_str_trim(text ? text : "", &len);
     int all_digits = len > 0 && len <= 3;
 
     for (i = 0; i < len && all_digits; i++)
@@ -80,7 +67,7 @@ int cr_survey_match(const char *const *options, size_t n, const char *text)
         return (v >= 1 && (size_t)v <= n) ? (int)v : 0;
     }
     for (i = 0; i < n; i++) {
-        const char *o = trim(options[i], &k);
+        const char *o = cr_str_trim(options[i], &k);
 
         if (k > 0 && k == len && strncasecmp(o, s, len) == 0)
             return (int)i + 1;
