@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "daemon.h"
@@ -24,7 +23,6 @@
 
 #define DEFAULT_KEYWORDS "YES,Y,OK"
 #define SEGS_MAX 64
-#define PAGE_MAX (16 * 1024)
 #define DOC_MAX (16 * 1024 * 1024)
 
 const char cr_confirm_lua[] = CR_AUDIT_TRIM_LUA
@@ -164,32 +162,11 @@ struct link_ctx {
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, int status, const char *outcome,
                  const char *wl, enum cr_word w, int button)
 {
-    struct cr_buf b;
-    int rc;
-
     cr_metrics_webhook(d->metrics, "confirm", outcome);
     if (status >= 400)
         cr_log_repeat(CR_LOG_WARN, outcome, "link confirm %s: %s (%s); answered %d, nothing changed",
                       req->method, outcome, cr_word("en", w), status);
-    cr_buf_init(&b, PAGE_MAX);
-    rc = cr_page_head(&b, wl);
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "<p>");
-    if (rc == 0)
-        rc = cr_page_escaped(&b, cr_word(wl, w));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</p>");
-    if (rc == 0 && button) {
-        rc = cr_buf_appends(&b, "<form method=\"post\"><button type=\"submit\">");
-        if (rc == 0)
-            rc = cr_page_escaped(&b, cr_word(wl, CR_WORD_CONFIRM_BUTTON));
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "</button></form>");
-    }
-    if (rc == 0)
-        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
-    cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
-    cr_buf_release(&b);
+    cr_page_word(req, status, wl, w, button ? "" : NULL, CR_WORD_CONFIRM_BUTTON);
 }
 
 static void on_link_confirmed(void *ud, int result)

@@ -2,7 +2,10 @@
  * that the confirmation, survey and unsubscribe pages look and escape alike. */
 #include "page.h"
 
+#include "httpd.h"
 #include "words.h"
+
+#define PAGE_WORD_MAX (16 * 1024) /* a page of one or two fixed words */
 
 int cr_page_escaped(struct cr_buf *b, const char *s)
 {
@@ -34,4 +37,31 @@ int cr_page_head(struct cr_buf *b, const char *wl)
     if (rc == 0)
         rc = cr_buf_appends(b, "</title></head><body><main>");
     return rc;
+}
+
+void cr_page_word(struct cr_httpd_req *req, int status, const char *wl, enum cr_word w,
+                  const char *form, enum cr_word button)
+{
+    struct cr_buf b;
+    int rc;
+
+    cr_buf_init(&b, PAGE_WORD_MAX);
+    rc = cr_page_head(&b, wl);
+    if (rc == 0)
+        rc = cr_buf_appends(&b, "<p>");
+    if (rc == 0)
+        rc = cr_page_escaped(&b, cr_word(wl, w));
+    if (rc == 0)
+        rc = cr_buf_appends(&b, "</p>");
+    if (rc == 0 && form != NULL) {
+        rc = cr_buf_appendf(&b, "<form method=\"post\">%s<button type=\"submit\">", form);
+        if (rc == 0)
+            rc = cr_page_escaped(&b, cr_word(wl, button));
+        if (rc == 0)
+            rc = cr_buf_appends(&b, "</button></form>");
+    }
+    if (rc == 0)
+        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
+    cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
+    cr_buf_release(&b);
 }

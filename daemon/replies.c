@@ -528,9 +528,7 @@ void cr_replies_inbound(struct cr_daemon *d, const char *from, const char *text,
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook, int status,
                  const char *outcome, const char *wl, enum cr_word w)
 {
-    struct cr_buf b;
     char key[96];
-    int rc;
 
     cr_metrics_webhook(d->metrics, hook, outcome);
     if (status >= 400) {
@@ -539,18 +537,7 @@ static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook
         cr_log_repeat(CR_LOG_WARN, key, "link %s %s: %s (%s); answered %d, nothing changed", hook,
                       req->method, outcome, cr_word("en", w), status);
     }
-    cr_buf_init(&b, PAGE_MAX);
-    rc = cr_page_head(&b, wl);
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "<p>");
-    if (rc == 0)
-        rc = cr_page_escaped(&b, cr_word(wl, w));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</p>");
-    if (rc == 0)
-        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
-    cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
-    cr_buf_release(&b);
+    cr_page_word(req, status, wl, w, NULL, 0);
 }
 
 struct link_ctx {
@@ -601,29 +588,10 @@ static void unsubscribe(struct link_ctx *lc)
         return;
     }
     if (strcmp(lc->req->method, "POST") != 0) {
-        struct cr_buf b;
-        int rc;
-
         cr_metrics_webhook(d->metrics, lc->hook, "shown");
-        cr_buf_init(&b, PAGE_MAX);
-        rc = cr_page_head(&b, lc->wl);
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "<p>");
-        if (rc == 0)
-            rc = cr_page_escaped(&b, cr_word(lc->wl, ask[ch]));
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "</p><form method=\"post\"><input type=\"hidden\" "
-                                    "name=\"List-Unsubscribe\" value=\"One-Click\">"
-                                    "<button type=\"submit\">");
-        if (rc == 0)
-            rc = cr_page_escaped(&b, cr_word(lc->wl, CR_WORD_UNSUB_BUTTON));
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "</button></form>");
-        if (rc == 0)
-            rc = cr_buf_appends(&b, CR_PAGE_TAIL);
-        cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data,
-                         rc == 0 ? b.len : 0);
-        cr_buf_release(&b);
+        cr_page_word(lc->req, 200, lc->wl, ask[ch],
+                     "<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">",
+                     CR_WORD_UNSUB_BUTTON);
         free(lc);
         return;
     }

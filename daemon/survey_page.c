@@ -143,24 +143,12 @@ static void page_ctx_free(struct page_ctx *pc)
 /* A page with one fixed word in a paragraph. */
 static void word_page(struct page_ctx *pc, int status, const char *outcome, enum cr_word w)
 {
-    struct cr_buf b;
-    int rc;
-
     cr_metrics_webhook(pc->d->metrics, "survey", outcome);
     if (status >= 400)
         cr_log_repeat(CR_LOG_WARN, "link survey multi", "link survey %s job %s: %s (%s); "
                       "answered %d, nothing changed", pc->req->method, pc->job, outcome,
                       cr_word("en", w), status);
-    cr_buf_init(&b, PAGE_MAX);
-    rc = cr_page_head(&b, pc->wl);
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "<p>");
-    if (rc == 0)
-        rc = cr_page_escaped(&b, cr_word(pc->wl, w));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</p>" CR_PAGE_TAIL);
-    cr_httpd_respond(pc->req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
-    cr_buf_release(&b);
+    cr_page_word(pc->req, status, pc->wl, w, NULL, 0);
 }
 
 /* The form: one fieldset per question (its text the legend, each step a
