@@ -374,6 +374,31 @@ redisReply *cr_ctl_cmdv(struct ctl *ctl, int argc, const char **argv, const size
     return r;
 }
 
+int cr_ctl_scan(struct ctl *ctl, const char *pattern, const char *type, cr_ctl_key_fn fn,
+                void *ud)
+{
+    char cursor[32] = "0";
+    int code = 0;
+
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", type};
+        redisReply *r = cr_ctl_cmdv(ctl, 8, argv, NULL, &code);
+        size_t i;
+
+        if (r == NULL)
+            return code;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            return CTL_EXIT_FAIL;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (i = 0; code == 0 && i < r->element[1]->elements; i++)
+            code = fn(ud, r->element[1]->element[i]->str);
+        freeReplyObject(r);
+    } while (code == 0 && strcmp(cursor, "0") != 0);
+    return code;
+}
+
 int cr_ctl_pipe_append(struct ctl *ctl, int argc, const char **argv, const size_t *lens)
 {
     int code = CTL_EXIT_OK;

@@ -164,6 +164,17 @@ void cr_ctl_close(struct ctl *ctl);
 redisReply *cr_ctl_cmdv(struct ctl *ctl, int argc, const char **argv, const size_t *lens,
                         int *exit_code);
 
+/* Called by cr_ctl_scan with each key found; nonzero (a CTL_EXIT_ code)
+ * stops the scan, and cr_ctl_scan returns it. */
+typedef int (*cr_ctl_key_fn)(void *ud, const char *key);
+
+/* SCANs the keys of Redis type type ("set", "hash") matching pattern and
+ * calls fn(ud, key) for each (a key may come twice, as SCAN gives it; the
+ * key is only valid during the call). Returns 0, fn's nonzero code, the
+ * code of cr_ctl_cmdv, or CTL_EXIT_FAIL for a malformed SCAN reply. */
+int cr_ctl_scan(struct ctl *ctl, const char *pattern, const char *type, cr_ctl_key_fn fn,
+                void *ud);
+
 /* Appends a command to the pipeline (see cr_ctl_pipe_read). Returns 0, or
  * CTL_EXIT_UNREACH / CTL_EXIT_FAIL after printing why. */
 int cr_ctl_pipe_append(struct ctl *ctl, int argc, const char **argv, const size_t *lens);

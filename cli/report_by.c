@@ -15,46 +15,43 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Where the keys of one cr_ctl_report_by_segments call go. */
+struct seg_sink {
+    char **segs;
+    size_t max;
+    size_t *nsegs;
+    size_t plen; /* strlen("<prefix>seg:") */
+};
+
+static int take_seg(void *ud, const char *key)
+{
+    struct seg_sink *k = ud;
+
+    if (*k->nsegs == k->max) {
+        fprintf(stderr, "crierctl report: --by: more than %zu segments\n", k->max);
+        return CTL_EXIT_FAIL;
+    }
+    k->segs[*k->nsegs] = strdup(key + k->plen);
+    if (k->segs[*k->nsegs] == NULL)
+        return CTL_EXIT_FAIL;
+    (*k->nsegs)++;
+    return 0;
+}
+
 int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size_t n, char **segs,
                               size_t max, size_t *nsegs)
 {
     char pattern[CR_KEY_MAX];
-    size_t plen = strlen(ctl->prefix) + 4; /* "<prefix>seg:" */
+    struct seg_sink sink = {segs, max, nsegs, strlen(ctl->prefix) + 4};
     size_t i, first;
-    int code = 0;
+    int code;
 
     for (i = 0; i < n; i++) {
-        char cursor[32] = "0";
-
         snprintf(pattern, sizeof(pattern), "%sseg:%s", ctl->prefix, patterns[i]);
         first = *nsegs;
-        do {
-            const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "set"};
-            redisReply *r = cr_ctl_cmdv(ctl, 8, argv, NULL, &code);
-            size_t k;
-
-            if (r == NULL)
-                return code;
-            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-                freeReplyObject(r);
-                return CTL_EXIT_FAIL;
-            }
-            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-            for (k = 0; k < r->element[1]->elements; k++) {
-                if (*nsegs == max) {
-                    fprintf(stderr, "crierctl report: --by: more than %zu segments\n", max);
-                    freeReplyObject(r);
-                    return CTL_EXIT_FAIL;
-                }
-                segs[*nsegs] = strdup(r->element[1]->element[k]->str + plen);
-                if (segs[*nsegs] == NULL) {
-                    freeReplyObject(r);
-                    return CTL_EXIT_FAIL;
-                }
-                (*nsegs)++;
-            }
-            freeReplyObject(r);
-        } while (strcmp(cursor, "0") != 0);
+        code = cr_ctl_scan(ctl, pattern, "set", take_seg, &sink);
+        if (code != 0)
+            return code;
         qsort(segs + first, *nsegs - first, sizeof(*segs), name_cmp);
     }
     return 0;

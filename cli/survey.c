@@ -212,34 +212,9 @@ out:
     cJSON_Delete(root);
 }
 
-/* SCAN of keys of one type matching pattern; each key to fn. */
-static int scan_keys(struct ctl *ctl, const char *pattern, const char *type,
-                     int (*fn)(struct survey *, const char *), struct survey *sv)
+static int on_job_key(void *ud, const char *key)
 {
-    char cursor[32] = "0";
-    int code = 0;
-
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", type};
-        redisReply *r = cr_ctl_cmdv(ctl, 8, argv, NULL, &code);
-        size_t i;
-
-        if (r == NULL)
-            return code;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            freeReplyObject(r);
-            return CTL_EXIT_FAIL;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (i = 0; code == 0 && i < r->element[1]->elements; i++)
-            code = fn(sv, r->element[1]->element[i]->str);
-        freeReplyObject(r);
-    } while (code == 0 && strcmp(cursor, "0") != 0);
-    return code;
-}
-
-static int on_job_key(struct survey *sv, const char *key)
-{
+    struct survey *sv = ud;
     const char *argv[] = {"HGET", key, "doc"};
     int code = 0;
     redisReply *r = cr_ctl_cmdv(sv->ctl, 3, argv, NULL, &code);
@@ -253,8 +228,9 @@ static int on_job_key(struct survey *sv, const char *key)
     return 0;
 }
 
-static int on_seg_key(struct survey *sv, const char *key)
+static int on_seg_key(void *ud, const char *key)
 {
+    struct survey *sv = ud;
     const char *argv[] = {"SMEMBERS", key};
     struct cell *c;
     int code = 0;
@@ -564,7 +540,7 @@ static int load(struct survey *sv, const char **by, size_t nby)
     int code;
 
     snprintf(pattern, sizeof(pattern), "%sjob:*", sv->ctl->prefix);
-    code = scan_keys(sv->ctl, pattern, "hash", on_job_key, sv);
+    code = cr_ctl_scan(sv->ctl, pattern, "hash", on_job_key, sv);
     if (code != 0)
         return code;
     if (sv->nwaves == 0) {
@@ -578,7 +554,7 @@ static int load(struct survey *sv, const char **by, size_t nby)
         size_t first = sv->ncells;
 
         snprintf(pattern, sizeof(pattern), "%sseg:%s", sv->ctl->prefix, by[i]);
-        code = scan_keys(sv->ctl, pattern, "set", on_seg_key, sv);
+        code = cr_ctl_scan(sv->ctl, pattern, "set", on_seg_key, sv);
         if (code != 0)
             return code;
         qsort(&sv->cells[first], sv->ncells - first, sizeof(sv->cells[0]), cell_cmp);

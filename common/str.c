@@ -1,6 +1,7 @@
 /* String helpers (see cr_str.h). */
 #include "cr_str.h"
 
+#include <ctype.h>
 #include <string.h>
 
 size_t cr_strlcpy(char *dst, const char *src, size_t size)
@@ -113,4 +114,17 @@ int cr_chars_ok(const char *s, size_t n, int classes, const char *extra)
             return 0;
     }
     return 1;
+}
+
+const char *cr_str_trim(const char *s, size_t *len)
+{
+    size_t n;
+
+    while (*s != '\0' && isspace((unsigned char)*s))
+        s++;
+    n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    *len = n;
+    return s;
 }

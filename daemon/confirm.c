@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cr_buf.h"
 #include "cr_error.h"
 #include "cr_log.h"
 #include "daemon.h"
@@ -16,6 +15,7 @@
 #include "keys.h"
 #include "links.h"
 #include "metrics.h"
+#include "page.h"
 #include "replies.h"
 #include "audit_trim.h"
 #include "webhooks.h"
@@ -23,7 +23,6 @@
 
 #define DEFAULT_KEYWORDS "YES,Y,OK"
 #define SEGS_MAX 64
-#define PAGE_MAX (16 * 1024)
 #define DOC_MAX (16 * 1024 * 1024)
 
 const char cr_confirm_lua[] = CR_AUDIT_TRIM_LUA
@@ -158,59 +157,16 @@ struct link_ctx {
     const char *wl; /* the fixed words' language */
 };
 
-static int escaped(struct cr_buf *b, const char *s)
-{
-    int rc = 0;
-
-    for (; rc == 0 && *s != '\0'; s++) {
-        switch (*s) {
-        case '&': rc = cr_buf_appends(b, "&amp;"); break;
-        case '<': rc = cr_buf_appends(b, "&lt;"); break;
-        case '>': rc = cr_buf_appends(b, "&gt;"); break;
-        case '"': rc = cr_buf_appends(b, "&quot;"); break;
-        default: rc = cr_buf_append(b, s, 1); break;
-        }
-    }
-    return rc;
-}
-
 /* Answers with a page in language wl: word w in a paragraph, and with
  * button set the form that confirms. */
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, int status, const char *outcome,
                  const char *wl, enum cr_word w, int button)
 {
-    struct cr_buf b;
-    int rc;
-
     cr_metrics_webhook(d->metrics, "confirm", outcome);
     if (status >= 400)
         cr_log_repeat(CR_LOG_WARN, outcome, "link confirm %s: %s (%s); answered %d, nothing changed",
                       req->method, outcome, cr_word("en", w), status);
-    cr_buf_init(&b, PAGE_MAX);
-    rc = cr_buf_appendf(&b,
-                        "<!doctype html><html lang=\"%s\"><head><meta charset=\"utf-8\">"
-                        "<meta name=\"viewport\" content=\"width=device-width, "
-                        "initial-scale=1\"><title>",
-                        wl);
-    if (rc == 0)
-        rc = escaped(&b, cr_word(wl, CR_WORD_TITLE));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</title></head><body><main><p>");
-    if (rc == 0)
-        rc = escaped(&b, cr_word(wl, w));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</p>");
-    if (rc == 0 && button) {
-        rc = cr_buf_appends(&b, "<form method=\"post\"><button type=\"submit\">");
-        if (rc == 0)
-            rc = escaped(&b, cr_word(wl, CR_WORD_CONFIRM_BUTTON));
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "</button></form>");
-    }
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</main></body></html>\n");
-    cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
-    cr_buf_release(&b);
+    cr_page_word(req, status, wl, w, button ? "" : NULL, CR_WORD_CONFIRM_BUTTON);
 }
 
 static void on_link_confirmed(void *ud, int result)

@@ -16,9 +16,11 @@
 #include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 #include "job.h"
 #include "links.h"
 #include "metrics.h"
+#include "page.h"
 #include "survey.h"
 #include "survey_page.h"
 #include "words.h"
@@ -27,20 +29,6 @@
 #define DOC_MAX (16 * 1024 * 1024)
 
 /* ---- pure parts ------------------------------------------------------------ */
-
-/* text trimmed of ASCII white space: start and length. */
-static const char *trim(const char *s, size_t *len)
-{
-    size_t n;
-
-    while (*s != '\0' && isspace((unsigned char)*s))
-        s++;
-    n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    *len = n;
-    return s;
-}
 
 static int word_is(const char *s, size_t n, const char *word)
 {
@@ -52,7 +40,7 @@ enum cr_reply_kind cr_reply_classify(const char *text)
     static const char *const out[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"};
     static const char *const in[] = {"START", "UNSTOP"};
     size_t n, i;
-    const char *s = trim(text ? text : "", &n);
+    const char *s = cr_str_trim(text ? text : "", &n);
 
     for (i = 0; i < sizeof(out) / sizeof(out[0]); i++) {
         if (word_is(s, n, out[i]))
@@ -68,7 +56,7 @@ enum cr_reply_kind cr_reply_classify(const char *text)
 int cr_survey_match(const char *const *options, size_t n, const char *text)
 {
     size_t len, i, k;
-    const char *s = trim(text ? text : "", &len);
+    const char *s = cr_str_trim(text ? text : "", &len);
     int all_digits = len > 0 && len <= 3;
 
     for (i = 0; i < len && all_digits; i++)
@@ -79,7 +67,7 @@ int cr_survey_match(const char *const *options, size_t n, const char *text)
         return (v >= 1 && (size_t)v <= n) ? (int)v : 0;
     }
     for (i = 0; i < n; i++) {
-        const char *o = trim(options[i], &k);
+        const char *o = cr_str_trim(options[i], &k);
 
         if (k > 0 && k == len && strncasecmp(o, s, len) == 0)
             return (int)i + 1;
@@ -535,49 +523,12 @@ void cr_replies_inbound(struct cr_daemon *d, const char *from, const char *text,
 
 /* ---- pages ---------------------------------------------------------------- */
 
-static int html_escaped(struct cr_buf *b, const char *s)
-{
-    int rc = 0;
-
-    for (; rc == 0 && *s != '\0'; s++) {
-        switch (*s) {
-        case '&': rc = cr_buf_appends(b, "&amp;"); break;
-        case '<': rc = cr_buf_appends(b, "&lt;"); break;
-        case '>': rc = cr_buf_appends(b, "&gt;"); break;
-        case '"': rc = cr_buf_appends(b, "&quot;"); break;
-        case '\'': rc = cr_buf_appends(b, "&#39;"); break;
-        default: rc = cr_buf_append(b, s, 1); break;
-        }
-    }
-    return rc;
-}
-
-static const char page_tail[] = "</main></body></html>\n";
-
-/* Starts a page in built-in language wl (words.h): <html lang>, its title. */
-static int page_head(struct cr_buf *b, const char *wl)
-{
-    int rc = cr_buf_appendf(b,
-                            "<!doctype html><html lang=\"%s\"><head><meta charset=\"utf-8\">"
-                            "<meta name=\"viewport\" content=\"width=device-width, "
-                            "initial-scale=1\"><title>",
-                            wl);
-
-    if (rc == 0)
-        rc = html_escaped(b, cr_word(wl, CR_WORD_TITLE));
-    if (rc == 0)
-        rc = cr_buf_appends(b, "</title></head><body><main>");
-    return rc;
-}
-
 /* Answers with a page whose body is the fixed word w in language wl, in a
  * paragraph (the log line gets the English words). */
 static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook, int status,
                  const char *outcome, const char *wl, enum cr_word w)
 {
-    struct cr_buf b;
     char key[96];
-    int rc;
 
     cr_metrics_webhook(d->metrics, hook, outcome);
     if (status >= 400) {
@@ -586,18 +537,7 @@ static void page(struct cr_daemon *d, struct cr_httpd_req *req, const char *hook
         cr_log_repeat(CR_LOG_WARN, key, "link %s %s: %s (%s); answered %d, nothing changed", hook,
                       req->method, outcome, cr_word("en", w), status);
     }
-    cr_buf_init(&b, PAGE_MAX);
-    rc = page_head(&b, wl);
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "<p>");
-    if (rc == 0)
-        rc = html_escaped(&b, cr_word(wl, w));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</p>");
-    if (rc == 0)
-        rc = cr_buf_appends(&b, page_tail);
-    cr_httpd_respond(req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
-    cr_buf_release(&b);
+    cr_page_word(req, status, wl, w, NULL, 0);
 }
 
 struct link_ctx {
@@ -648,29 +588,10 @@ static void unsubscribe(struct link_ctx *lc)
         return;
     }
     if (strcmp(lc->req->method, "POST") != 0) {
-        struct cr_buf b;
-        int rc;
-
         cr_metrics_webhook(d->metrics, lc->hook, "shown");
-        cr_buf_init(&b, PAGE_MAX);
-        rc = page_head(&b, lc->wl);
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "<p>");
-        if (rc == 0)
-            rc = html_escaped(&b, cr_word(lc->wl, ask[ch]));
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "</p><form method=\"post\"><input type=\"hidden\" "
-                                    "name=\"List-Unsubscribe\" value=\"One-Click\">"
-                                    "<button type=\"submit\">");
-        if (rc == 0)
-            rc = html_escaped(&b, cr_word(lc->wl, CR_WORD_UNSUB_BUTTON));
-        if (rc == 0)
-            rc = cr_buf_appends(&b, "</button></form>");
-        if (rc == 0)
-            rc = cr_buf_appends(&b, page_tail);
-        cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data,
-                         rc == 0 ? b.len : 0);
-        cr_buf_release(&b);
+        cr_page_word(lc->req, 200, lc->wl, ask[ch],
+                     "<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">",
+                     CR_WORD_UNSUB_BUTTON);
         free(lc);
         return;
     }
@@ -715,38 +636,38 @@ static void survey_form(struct link_ctx *lc, const struct cr_survey *sv)
 
     cr_metrics_webhook(lc->d->metrics, lc->hook, "shown");
     cr_buf_init(&b, PAGE_MAX);
-    rc = page_head(&b, lc->wl);
+    rc = cr_page_head(&b, lc->wl);
     if (rc == 0)
         rc = cr_buf_appends(&b, "<form method=\"post\"><fieldset");
     if (rc == 0 && sv->lang[0] != '\0' && strcasecmp(sv->lang, lc->wl) != 0) {
         rc = cr_buf_appends(&b, " lang=\"");
         if (rc == 0)
-            rc = html_escaped(&b, sv->lang);
+            rc = cr_page_escaped(&b, sv->lang);
         if (rc == 0)
             rc = cr_buf_appends(&b, "\"");
     }
     if (rc == 0)
         rc = cr_buf_appends(&b, "><legend>");
     if (rc == 0)
-        rc = html_escaped(&b, sv->question);
+        rc = cr_page_escaped(&b, sv->question);
     if (rc == 0)
         rc = cr_buf_appends(&b, "</legend>");
     for (i = 0; rc == 0 && i < sv->noptions; i++) {
         rc = cr_buf_appendf(&b, "<p><label><input type=\"radio\" name=\"option\" value=\"%zu\"%s> ",
                             i + 1, i == 0 ? " required" : "");
         if (rc == 0)
-            rc = html_escaped(&b, sv->options[i]);
+            rc = cr_page_escaped(&b, sv->options[i]);
         if (rc == 0)
             rc = cr_buf_appends(&b, "</label></p>");
     }
     if (rc == 0)
         rc = cr_buf_appends(&b, "</fieldset><button type=\"submit\">");
     if (rc == 0)
-        rc = html_escaped(&b, cr_word(lc->wl, CR_WORD_SEND));
+        rc = cr_page_escaped(&b, cr_word(lc->wl, CR_WORD_SEND));
     if (rc == 0)
         rc = cr_buf_appends(&b, "</button></form>");
     if (rc == 0)
-        rc = cr_buf_appends(&b, page_tail);
+        rc = cr_buf_appends(&b, CR_PAGE_TAIL);
     cr_httpd_respond(lc->req, 200, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
     cr_buf_release(&b);
 }

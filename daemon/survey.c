@@ -499,19 +499,6 @@ void cr_msurvey_release(struct cr_msurvey *s)
     memset(s, 0, sizeof(*s));
 }
 
-static const char *trim(const char *s, size_t *len)
-{
-    size_t n;
-
-    while (*s != '\0' && isspace((unsigned char)*s))
-        s++;
-    n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    *len = n;
-    return s;
-}
-
 static int step_of(const cJSON *scale, const char *s, size_t len)
 {
     const cJSON *it;
@@ -520,7 +507,7 @@ static int step_of(const cJSON *scale, const char *s, size_t len)
     cJSON_ArrayForEach(it, scale)
     {
         size_t k;
-        const char *o = cJSON_IsString(it) ? trim(it->valuestring, &k) : "";
+        const char *o = cJSON_IsString(it) ? cr_str_trim(it->valuestring, &k) : "";
 
         if (cJSON_IsString(it) && k == len && len > 0 && strncasecmp(o, s, len) == 0)
             return i;
@@ -535,7 +522,7 @@ int cr_msurvey_match(const struct cr_msurvey *s, size_t qi, const char *text)
     const cJSON *trs = get(get(s->root, "message"), "translations");
     const cJSON *q, *t;
     size_t len, i;
-    const char *p = trim(text ? text : "", &len);
+    const char *p = cr_str_trim(text ? text : "", &len);
     int all_digits = len > 0 && len <= 2;
     int m;
 

@@ -17,6 +17,7 @@
 #include "cr_log.h"
 #include "cr_str.h"
 #include "metrics.h"
+#include "page.h"
 #include "survey.h"
 #include "words.h"
 
@@ -124,38 +125,6 @@ static int run_answer(struct cr_daemon *d, const struct cr_msurvey *s, const str
 
 /* ---- the page ------------------------------------------------------------- */
 
-static int esc(struct cr_buf *b, const char *s)
-{
-    int rc = 0;
-
-    for (; rc == 0 && *s != '\0'; s++) {
-        switch (*s) {
-        case '&': rc = cr_buf_appends(b, "&amp;"); break;
-        case '<': rc = cr_buf_appends(b, "&lt;"); break;
-        case '>': rc = cr_buf_appends(b, "&gt;"); break;
-        case '"': rc = cr_buf_appends(b, "&quot;"); break;
-        case '\'': rc = cr_buf_appends(b, "&#39;"); break;
-        default: rc = cr_buf_append(b, s, 1); break;
-        }
-    }
-    return rc;
-}
-
-static int head(struct cr_buf *b, const char *wl)
-{
-    int rc = cr_buf_appendf(b,
-                            "<!doctype html><html lang=\"%s\"><head><meta charset=\"utf-8\">"
-                            "<meta name=\"viewport\" content=\"width=device-width, "
-                            "initial-scale=1\"><title>",
-                            wl);
-
-    if (rc == 0)
-        rc = esc(b, cr_word(wl, CR_WORD_TITLE));
-    if (rc == 0)
-        rc = cr_buf_appends(b, "</title></head><body><main>");
-    return rc;
-}
-
 struct page_ctx {
     struct cr_daemon *d;
     struct cr_httpd_req *req;
@@ -174,24 +143,12 @@ static void page_ctx_free(struct page_ctx *pc)
 /* A page with one fixed word in a paragraph. */
 static void word_page(struct page_ctx *pc, int status, const char *outcome, enum cr_word w)
 {
-    struct cr_buf b;
-    int rc;
-
     cr_metrics_webhook(pc->d->metrics, "survey", outcome);
     if (status >= 400)
         cr_log_repeat(CR_LOG_WARN, "link survey multi", "link survey %s job %s: %s (%s); "
                       "answered %d, nothing changed", pc->req->method, pc->job, outcome,
                       cr_word("en", w), status);
-    cr_buf_init(&b, PAGE_MAX);
-    rc = head(&b, pc->wl);
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "<p>");
-    if (rc == 0)
-        rc = esc(&b, cr_word(pc->wl, w));
-    if (rc == 0)
-        rc = cr_buf_appends(&b, "</p></main></body></html>\n");
-    cr_httpd_respond(pc->req, status, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
-    cr_buf_release(&b);
+    cr_page_word(pc->req, status, pc->wl, w, NULL, 0);
 }
 
 /* The form: one fieldset per question (its text the legend, each step a
@@ -207,13 +164,13 @@ static void form_page(struct page_ctx *pc, const redisReply *cur)
 
     cr_metrics_webhook(pc->d->metrics, "survey", "shown");
     cr_buf_init(&b, PAGE_MAX);
-    rc = head(&b, pc->wl);
+    rc = cr_page_head(&b, pc->wl);
     if (rc == 0)
         rc = cr_buf_appends(&b, "<form method=\"post\">");
     if (rc == 0 && other_lang) {
         rc = cr_buf_appends(&b, "<div lang=\"");
         if (rc == 0)
-            rc = esc(&b, s->lang);
+            rc = cr_page_escaped(&b, s->lang);
         if (rc == 0)
             rc = cr_buf_appends(&b, "\">");
     }
@@ -225,7 +182,7 @@ static void form_page(struct page_ctx *pc, const redisReply *cur)
 
         rc = cr_buf_appends(&b, "<fieldset><legend>");
         if (rc == 0)
-            rc = esc(&b, q->text);
+            rc = cr_page_escaped(&b, q->text);
         if (rc == 0)
             rc = cr_buf_appends(&b, "</legend>");
         for (k = 0; rc == 0 && k < q->nscale; k++) {
@@ -235,7 +192,7 @@ static void form_page(struct page_ctx *pc, const redisReply *cur)
             rc = cr_buf_appendf(&b, "<p><label><input type=\"radio\" name=\"q.%s\" value=\"%s\"%s> ",
                                 q->id, v, strcmp(now, v) == 0 ? " checked" : "");
             if (rc == 0)
-                rc = esc(&b, q->scale[k] ? q->scale[k] : v);
+                rc = cr_page_escaped(&b, q->scale[k] ? q->scale[k] : v);
             if (rc == 0)
                 rc = cr_buf_appends(&b, "</label></p>");
         }
@@ -250,13 +207,13 @@ static void form_page(struct page_ctx *pc, const redisReply *cur)
 
         rc = cr_buf_appends(&b, "<p><label for=\"free-text\">");
         if (rc == 0)
-            rc = esc(&b, s->free_text);
+            rc = cr_page_escaped(&b, s->free_text);
         if (rc == 0)
             rc = cr_buf_appendf(&b, "</label><br><textarea id=\"free-text\" name=\"free\" "
                                     "rows=\"5\" cols=\"60\" maxlength=\"%d\">",
                                 CR_MSURVEY_ANSWER_MAX);
         if (rc == 0)
-            rc = esc(&b, now);
+            rc = cr_page_escaped(&b, now);
         if (rc == 0)
             rc = cr_buf_appends(&b, "</textarea></p>");
     }
@@ -265,9 +222,9 @@ static void form_page(struct page_ctx *pc, const redisReply *cur)
     if (rc == 0)
         rc = cr_buf_appends(&b, "<p><button type=\"submit\">");
     if (rc == 0)
-        rc = esc(&b, cr_word(pc->wl, CR_WORD_SEND));
+        rc = cr_page_escaped(&b, cr_word(pc->wl, CR_WORD_SEND));
     if (rc == 0)
-        rc = cr_buf_appends(&b, "</button></p></form></main></body></html>\n");
+        rc = cr_buf_appends(&b, "</button></p></form>" CR_PAGE_TAIL);
     cr_httpd_respond(pc->req, 200, "text/html; charset=utf-8", NULL, b.data, rc == 0 ? b.len : 0);
     cr_buf_release(&b);
 }

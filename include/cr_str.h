@@ -42,4 +42,8 @@ enum cr_chars {
  * NUL byte never is. n == 0 gives nonzero: callers check the length. */
 int cr_chars_ok(const char *s, size_t n, int classes, const char *extra);
 
+/* The C string s trimmed of white space (isspace) at both ends: returns
+ * where the rest starts, inside s, and sets *len to its length. */
+const char *cr_str_trim(const char *s, size_t *len);
+
 #endif

@@ -202,6 +202,10 @@ void sim_route_refused(struct sim *sim, const char *method, const char *path, in
 /* Provider handlers (sendgrid.c, twilio.c, fcm.c), called for their path. */
 void sim_sendgrid_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
+/* Fills res with Twilio's error answer (twilio.c): HTTP status, and a JSON
+ * body with code, message, more_info and status, as the SMS and the WhatsApp
+ * paths both answer. */
+void sim_twilio_error(struct sim_response *res, int status, int code, const char *message);
 void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 /* WhatsApp (whatsapp.c): Twilio's Messages API for a "whatsapp:" To (called
  * by sim_twilio_handle after its authentication), and Meta's Cloud API. */

@@ -31,7 +31,7 @@ static const struct magic magic_to[] = {
     {"+15005550009", 21614, "'To' number is not a valid mobile number"},
 };
 
-static void answer_error(struct sim_response *res, int status, int code, const char *message)
+void sim_twilio_error(struct sim_response *res, int status, int code, const char *message)
 {
     cJSON *doc = cJSON_CreateObject();
     char more[64];
@@ -178,7 +178,7 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
     cr_buf_init(&from, MAX_FIELD);
     cr_buf_init(&msid, MAX_FIELD);
     if (!authorised(sim, req->auth, path_sid, path_sid_len)) {
-        answer_error(res, 401, 20003, "Authenticate");
+        sim_twilio_error(res, 401, 20003, "Authenticate");
         goto out;
     }
     if (form && sim_form_get(req->body, req->body_len, "To", &to) == 1 &&
@@ -198,35 +198,35 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
     if (has_to)
         recipient = cr_buf_cstr(&to);
     if (!has_to) {
-        answer_error(res, 400, 21604, "A 'To' phone number is required.");
+        sim_twilio_error(res, 400, 21604, "A 'To' phone number is required.");
         goto out;
     }
     if (!has_from && !has_msid) {
-        answer_error(res, 400, 21603, "A 'From' phone number is required.");
+        sim_twilio_error(res, 400, 21603, "A 'From' phone number is required.");
         goto out;
     }
     if (!has_body) {
-        answer_error(res, 400, 21602, "Message body is required.");
+        sim_twilio_error(res, 400, 21602, "Message body is required.");
         goto out;
     }
     if (!sim_is_e164(to.data, to.len)) {
         snprintf(msg, sizeof(msg), "The 'To' number %.40s is not a valid phone number.",
                  to.data);
-        answer_error(res, 400, 21211, msg);
+        sim_twilio_error(res, 400, 21211, msg);
         goto out;
     }
     if (sim_utf8_count(body.data, body.len, &unicode) > MAX_BODY_CHARS) {
-        answer_error(res, 400, 21617,
+        sim_twilio_error(res, 400, 21617,
                      "The concatenated message body exceeds the 1600 character limit.");
         goto out;
     }
     switch (sim_provider_inject(sim, SIM_EP_TWILIO)) {
     case SIM_INJECT_429:
-        answer_error(res, 429, 20429, "Too Many Requests");
+        sim_twilio_error(res, 429, 20429, "Too Many Requests");
         sim_provider_retry_after(sim, SIM_EP_TWILIO, res);
         goto out;
     case SIM_INJECT_5XX:
-        answer_error(res, 500, 20500, "Internal Server Error");
+        sim_twilio_error(res, 500, 20500, "Internal Server Error");
         goto out;
     default:
         break;
@@ -237,7 +237,7 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
     }
     for (i = 0; i < sizeof(magic_to) / sizeof(magic_to[0]); i++) {
         if (strcmp(to.data, magic_to[i].number) == 0) {
-            answer_error(res, 400, magic_to[i].code, magic_to[i].message);
+            sim_twilio_error(res, 400, magic_to[i].code, magic_to[i].message);
             goto out;
         }
     }

@@ -112,21 +112,6 @@ static int hex_sid(const char *s, const char *prefix)
 
 /* ---- Twilio ---- */
 
-static void tw_error(struct sim_response *res, int status, int code, const char *message)
-{
-    cJSON *doc = cJSON_CreateObject();
-    char more[64];
-
-    snprintf(more, sizeof(more), "https://www.twilio.com/docs/errors/%d", code);
-    cJSON_AddNumberToObject(doc, "code", code);
-    cJSON_AddStringToObject(doc, "message", message);
-    cJSON_AddStringToObject(doc, "more_info", more);
-    cJSON_AddNumberToObject(doc, "status", status);
-    sim_res_cjson(res, status, doc);
-    res->ctype = SIM_JSON_UTF8;
-    cJSON_Delete(doc);
-}
-
 static int form(const struct sim_request *req, const char *key, struct cr_buf *out)
 {
     cr_buf_reset(out);
@@ -188,42 +173,42 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
     number = recipient + 9;
     if (!form(req, "From", &from) || strncmp(from.data, "whatsapp:", 9) != 0 ||
         !sim_is_e164(from.data + 9, from.len - 9)) {
-        tw_error(res, 400, 63007,
+        sim_twilio_error(res, 400, 63007,
                  "Twilio could not find a Channel with the specified From address");
         goto out;
     }
     if (!sim_is_e164(number, to.len - 9)) {
-        tw_error(res, 400, 21211, "The 'To' number is not a valid phone number.");
+        sim_twilio_error(res, 400, 21211, "The 'To' number is not a valid phone number.");
         goto out;
     }
     has_body = form(req, "Body", &body);
     has_sid = form(req, "ContentSid", &sid);
     if (has_body == has_sid) {
-        tw_error(res, 400, 21619,
+        sim_twilio_error(res, 400, 21619,
                  has_body ? "Remove Body when you send a content template (ContentSid)"
                           : "A text message body or ContentSid is required.");
         goto out;
     }
     if (has_sid && !hex_sid(sid.data, "HX")) {
-        tw_error(res, 400, 21655, "The ContentSid is invalid.");
+        sim_twilio_error(res, 400, 21655, "The ContentSid is invalid.");
         goto out;
     }
     if (has_sid && form(req, "ContentVariables", &vars) &&
         (why = vars_problem(vars.data, &code)) != NULL) {
-        tw_error(res, 400, code, why);
+        sim_twilio_error(res, 400, code, why);
         goto out;
     }
     if (has_body && sim_utf8_count(body.data, body.len, NULL) > WA_TEXT_MAX) {
-        tw_error(res, 400, 21617, "The message body exceeds the 4096 character limit.");
+        sim_twilio_error(res, 400, 21617, "The message body exceeds the 4096 character limit.");
         goto out;
     }
     switch (sim_provider_inject(sim, SIM_EP_TWILIO)) {
     case SIM_INJECT_429:
-        tw_error(res, 429, 20429, "Too Many Requests");
+        sim_twilio_error(res, 429, 20429, "Too Many Requests");
         sim_provider_retry_after(sim, SIM_EP_TWILIO, res);
         goto out;
     case SIM_INJECT_5XX:
-        tw_error(res, 500, 20500, "Internal Server Error");
+        sim_twilio_error(res, 500, 20500, "Internal Server Error");
         goto out;
     default:
         break;
@@ -233,17 +218,17 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
         goto out;
     }
     if (prefixed(number, sim->opt.wa_unknown_prefix)) {
-        tw_error(res, 400, 63003, "Channel could not find To address");
+        sim_twilio_error(res, 400, 63003, "Channel could not find To address");
         goto out;
     }
     if (has_body && !prefixed(number, sim->opt.wa_open_prefix)) {
-        tw_error(res, 400, 63016,
+        sim_twilio_error(res, 400, 63016,
                  "Failed to send freeform message because you are outside the allowed window. "
                  "Please use a Template.");
         goto out;
     }
     if (has_sid && !approved(sim, sid.data)) {
-        tw_error(res, 400, 63027, "Template does not exist for a language and locale");
+        sim_twilio_error(res, 400, 63027, "Template does not exist for a language and locale");
         goto out;
     }
     if (has_sid && !prefixed(number, sim->opt.wa_open_prefix)) {

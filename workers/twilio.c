@@ -2,19 +2,14 @@
  * the answer's sid/status or its numeric error code decides the outcome. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "twilio_common.h"
 
-#include <ctype.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TWILIO_URL_MAX 2048   /* the status callback URL with its ref */
-#define TWILIO_VALUE_MAX 65536 /* longest single form value we escape */
-
 struct twilio {
-    char *url;             /* base + /2010-04-01/Accounts/<sid>/Messages.json */
-    char *auth;            /* "Basic base64(<account_sid>:<auth_token>)" */
+    struct cr_twilio_account acct;
     char *from;            /* E.164 sender, or NULL when mg_sid is set */
     char *mg_sid;          /* messaging service sid, or NULL when from is set */
     char *sender;          /* "From=<escaped>" or "MessagingServiceSid=<escaped>" */
@@ -30,27 +25,12 @@ static void twilio_free(void *state)
 
     if (tw == NULL)
         return;
-    free(tw->url);
-    cr_free_secret(tw->auth); /* "Basic <sid:token in base64>" */
+    cr_twilio_account_release(&tw->acct);
     free(tw->from);
     free(tw->mg_sid);
     free(tw->sender);
     free(tw->status_callback);
     free(tw);
-}
-
-/* prefix followed by exactly 32 hex digits ("AC…", "MG…"). */
-static int sid_ok(const char *s, const char *prefix)
-{
-    size_t i;
-
-    if (strncmp(s, prefix, 2) != 0 || strlen(s) != 34)
-        return 0;
-    for (i = 2; i < 34; i++) {
-        if (!isxdigit((unsigned char)s[i]))
-            return 0;
-    }
-    return 1;
 }
 
 static int callback_ok(const char *s)
@@ -66,82 +46,21 @@ static int callback_ok(const char *s)
     return 1;
 }
 
-/* Appends "[&]name=" and then value as it is (already escaped). */
-static int form_put(struct cr_buf *body, const char *name, const char *escaped)
-{
-    int rc = 0;
-
-    if (body->len > 0)
-        rc = cr_buf_append(body, "&", 1);
-    if (rc == 0)
-        rc = cr_buf_appends(body, name);
-    if (rc == 0)
-        rc = cr_buf_append(body, "=", 1);
-    if (rc == 0)
-        rc = cr_buf_appends(body, escaped);
-    return rc;
-}
-
-/* Appends "[&]name=<escaped value>" to a form body. */
-static int form_add(struct cr_buf *body, const char *name, const char *value)
-{
-    char *esc;
-    int rc;
-
-    if (strlen(value) > TWILIO_VALUE_MAX)
-        return CR_ETOOBIG;
-    esc = curl_easy_escape(NULL, value, 0);
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = form_put(body, name, esc);
-    curl_free(esc);
-    return rc;
-}
-
-/* "Basic <base64 of the n bytes of userpwd>" (RFC 7617), malloc'd; NULL when
- * out of memory. */
-static char *basic_auth(const char *userpwd, size_t n)
-{
-    static const char scheme[] = "Basic ";
-    char *out = malloc(sizeof(scheme) + 4 * ((n + 2) / 3));
-
-    if (out == NULL)
-        return NULL;
-    memcpy(out, scheme, sizeof(scheme) - 1);
-    EVP_EncodeBlock((unsigned char *)out + sizeof(scheme) - 1, (const unsigned char *)userpwd,
-                    (int)n);
-    return out;
-}
-
 static int twilio_init(const cJSON *cfg, const char *base_url, const char *path, void **state,
                        char *err, size_t errlen)
 {
     struct twilio *tw;
-    char *base = NULL;
-    char *sid = NULL;
-    char *token = NULL;
     struct cr_buf b;
     int rc;
 
     *state = NULL;
-    cr_buf_init(&b, TWILIO_URL_MAX);
+    cr_buf_init(&b, CR_TWILIO_URL_MAX);
     if (!cJSON_IsObject(cfg))
         return cr_cfg_fail(err, errlen, path, NULL, "must be an object");
     tw = calloc(1, sizeof(*tw));
     if (tw == NULL)
         return CR_ENOMEM;
-    rc = cr_cfg_base_url(base_url, path, &base, err, errlen);
-    if (rc < 0)
-        goto out;
-    rc = cr_cfg_string(cfg, path, "account_sid", 1, &sid, err, errlen);
-    if (rc < 0)
-        goto out;
-    if (!sid_ok(sid, "AC")) {
-        rc = cr_cfg_fail(err, errlen, path, "account_sid",
-                         "must be \"AC\" followed by 32 hex digits");
-        goto out;
-    }
-    rc = cr_cfg_string(cfg, path, "auth_token", 1, &token, err, errlen);
+    rc = cr_twilio_account_init(&tw->acct, cfg, base_url, path, err, errlen);
     if (rc < 0)
         goto out;
     rc = cr_cfg_string(cfg, path, "from", 0, &tw->from, err, errlen);
@@ -168,7 +87,7 @@ static int twilio_init(const cJSON *cfg, const char *base_url, const char *path,
                          "must be an E.164 number like +447700900123");
         goto out;
     }
-    if (tw->mg_sid != NULL && !sid_ok(tw->mg_sid, "MG")) {
+    if (tw->mg_sid != NULL && !cr_twilio_sid_ok(tw->mg_sid, "MG")) {
         rc = cr_cfg_fail(err, errlen, path, "messaging_service_sid",
                          "must be \"MG\" followed by 32 hex digits");
         goto out;
@@ -179,27 +98,9 @@ static int twilio_init(const cJSON *cfg, const char *base_url, const char *path,
         goto out;
     }
 
-    rc = cr_buf_appendf(&b, "%s/2010-04-01/Accounts/%s/Messages.json", base, sid);
-    if (rc < 0) {
-        rc = rc == CR_ETOOBIG ? cr_cfg_fail(err, errlen, path, "url", "is too long") : rc;
-        goto out;
-    }
-    tw->url = cr_buf_steal(&b);
-    rc = cr_buf_appendf(&b, "%s:%s", sid, token);
-    if (rc < 0) {
-        rc = rc == CR_ETOOBIG ? cr_cfg_fail(err, errlen, path, "auth_token", "is too long") : rc;
-        goto out;
-    }
-    /* Encoded once here: curl would otherwise format and encode the
-     * credentials again for every message. */
-    tw->auth = basic_auth(cr_buf_cstr(&b), b.len);
-    cr_buf_reset(&b);
-    if (tw->auth == NULL) {
-        rc = CR_ENOMEM;
-        goto out;
-    }
     /* The sender is the same in every request: escaped once here. */
-    rc = form_add(&b, tw->from ? "From" : "MessagingServiceSid", tw->from ? tw->from : tw->mg_sid);
+    rc = cr_twilio_form_add(&b, tw->from ? "From" : "MessagingServiceSid",
+                            tw->from ? tw->from : tw->mg_sid);
     if (rc < 0)
         goto out;
     tw->sender = cr_buf_steal(&b);
@@ -208,28 +109,7 @@ static int twilio_init(const cJSON *cfg, const char *base_url, const char *path,
     rc = 0;
 out:
     cr_buf_release(&b);
-    free(base);
-    free(sid);
-    free(token);
     twilio_free(tw);
-    return rc;
-}
-
-/* The status callback URL with "?ref=<ref>" (or "&ref=") so a receipt names
- * its message. */
-static int callback_with_ref(const struct twilio *tw, const char *ref, struct cr_buf *out)
-{
-    char *esc;
-    int rc;
-
-    if (ref == NULL)
-        return cr_buf_appends(out, tw->status_callback);
-    esc = curl_easy_escape(NULL, ref, 0);
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = cr_buf_appendf(out, "%s%cref=%s", tw->status_callback,
-                        strchr(tw->status_callback, '?') ? '&' : '?', esc);
-    curl_free(esc);
     return rc;
 }
 
@@ -242,7 +122,7 @@ static int twilio_build(void *state, const struct cr_message *const *msgs, size_
     struct cr_buf cb;
     int rc = CR_EINVAL;
 
-    cr_buf_init(&cb, TWILIO_URL_MAX);
+    cr_buf_init(&cb, CR_TWILIO_URL_MAX);
     if (n != 1)
         goto out;
     m = msgs[0];
@@ -250,31 +130,31 @@ static int twilio_build(void *state, const struct cr_message *const *msgs, size_
         goto out;
 
     cr_buf_reset(&req->body);
-    rc = form_add(&req->body, "To", m->address);
+    rc = cr_twilio_form_add(&req->body, "To", m->address);
     if (rc == 0)
         rc = cr_buf_append(&req->body, "&", 1);
     if (rc == 0)
         rc = cr_buf_appends(&req->body, tw->sender);
     if (rc < 0)
         goto out;
-    rc = form_add(&req->body, "Body", m->sms);
+    rc = cr_twilio_form_add(&req->body, "Body", m->sms);
     if (rc < 0)
         goto out;
     if (tw->status_callback != NULL) {
-        rc = callback_with_ref(tw, m->ref, &cb);
+        rc = cr_twilio_callback_with_ref(tw->status_callback, m->ref, &cb);
         if (rc < 0)
             goto out;
-        rc = form_add(&req->body, "StatusCallback", cr_buf_cstr(&cb));
+        rc = cr_twilio_form_add(&req->body, "StatusCallback", cr_buf_cstr(&cb));
         if (rc < 0)
             goto out;
     }
     cr_buf_reset(&req->url);
-    rc = cr_buf_appends(&req->url, tw->url);
+    rc = cr_buf_appends(&req->url, tw->acct.url);
     if (rc < 0)
         goto out;
     rc = cr_req_add_header(req, "Content-Type", "application/x-www-form-urlencoded");
     if (rc == 0)
-        rc = cr_req_add_header(req, "Authorization", tw->auth);
+        rc = cr_req_add_header(req, "Authorization", tw->acct.auth);
     if (rc < 0)
         goto out;
     snprintf(req->method, sizeof(req->method), "POST");
@@ -282,24 +162,6 @@ static int twilio_build(void *state, const struct cr_message *const *msgs, size_
 out:
     cr_buf_release(&cb);
     return rc;
-}
-
-/* Twilio's numeric error "code" (a number, or digits in a string); -1 when
- * there is none. */
-static long error_code(const cJSON *doc)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "code");
-    char *end;
-    long v;
-
-    if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 1e9)
-        return (long)c->valuedouble;
-    if (cJSON_IsString(c) && c->valuestring[0] != '\0') {
-        v = strtol(c->valuestring, &end, 10);
-        if (*end == '\0' && v >= 0)
-            return v;
-    }
-    return -1;
 }
 
 static int code_in(long code, const long *list, size_t n)
@@ -322,19 +184,11 @@ static void classify_error(const struct cr_response *resp, const cJSON *doc,
                            struct cr_result *res)
 {
     long st = resp->status;
-    long tc = doc ? error_code(doc) : -1;
-    const char *msg = cr_json_string(doc, "message");
+    long tc;
+    const char *msg;
     char code[24];
 
-    if (doc == NULL)
-        msg = "body unreadable";
-    else if (msg == NULL)
-        msg = "no message in the body";
-    if (tc >= 0)
-        snprintf(code, sizeof(code), "%ld", tc);
-    else
-        snprintf(code, sizeof(code), "%ld", st);
-
+    cr_twilio_error_head(resp, doc, 1, &tc, &msg, code, sizeof(code));
     if (tc == 21610)
         cr_result_setf(res, CR_OUT_SUPPRESS, code, "recipient unsubscribed (STOP): %s", msg);
     else if (code_in(tc, permanent_codes, sizeof(permanent_codes) / sizeof(permanent_codes[0])))

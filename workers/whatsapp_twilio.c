@@ -3,20 +3,16 @@
  * (JSON) outside the resident's 24-hour service window, Body inside it. */
 #include "adapter.h"
 #include "cr_error.h"
+#include "twilio_common.h"
 
-#include <ctype.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WT_URL_MAX 2048     /* the status callback URL with its ref */
-#define WT_VALUE_MAX 65536  /* longest single form value we escape */
-#define WT_VARS_MAX 16384   /* ContentVariables JSON */
+#define WT_VARS_MAX 16384 /* ContentVariables JSON */
 
 struct wa_twilio {
-    char *url;             /* base + /2010-04-01/Accounts/<sid>/Messages.json */
-    char *auth;            /* "Basic base64(<account_sid>:<auth_token>)" */
+    struct cr_twilio_account acct;
     char *from;            /* "whatsapp:+E164" */
     char *status_callback; /* NULL = none */
     cJSON *content_sids;   /* template name (or "name:language") -> "HX..." */
@@ -31,43 +27,11 @@ static void wt_free(void *state)
 
     if (w == NULL)
         return;
-    free(w->url);
-    cr_free_secret(w->auth);
+    cr_twilio_account_release(&w->acct);
     free(w->from);
     free(w->status_callback);
     cJSON_Delete(w->content_sids);
     free(w);
-}
-
-/* prefix followed by exactly 32 hex digits ("AC…", "HX…"). */
-static int sid_ok(const char *s, const char *prefix)
-{
-    size_t i;
-
-    if (s == NULL || strncmp(s, prefix, 2) != 0 || strlen(s) != 34)
-        return 0;
-    for (i = 2; i < 34; i++) {
-        if (!isxdigit((unsigned char)s[i]))
-            return 0;
-    }
-    return 1;
-}
-
-static int form_add(struct cr_buf *body, const char *name, const char *value)
-{
-    char *esc;
-    int rc;
-
-    if (strlen(value) > WT_VALUE_MAX)
-        return CR_ETOOBIG;
-    esc = curl_easy_escape(NULL, value, 0);
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = body->len > 0 ? cr_buf_append(body, "&", 1) : 0;
-    if (rc == 0)
-        rc = cr_buf_appendf(body, "%s=%s", name, esc);
-    curl_free(esc);
-    return rc;
 }
 
 static int wt_init(const cJSON *cfg, const char *base_url, const char *path, void **state,
@@ -76,28 +40,18 @@ static int wt_init(const cJSON *cfg, const char *base_url, const char *path, voi
     struct wa_twilio *w;
     const cJSON *map;
     const cJSON *v;
-    char *base = NULL;
-    char *sid = NULL;
-    char *token = NULL;
     char *from = NULL;
     struct cr_buf b;
     int rc;
 
     *state = NULL;
-    cr_buf_init(&b, WT_URL_MAX);
+    cr_buf_init(&b, CR_TWILIO_URL_MAX);
     if (!cJSON_IsObject(cfg))
         return cr_cfg_fail(err, errlen, path, NULL, "must be an object");
     w = calloc(1, sizeof(*w));
     if (w == NULL)
         return CR_ENOMEM;
-    rc = cr_cfg_base_url(base_url, path, &base, err, errlen);
-    if (rc == 0)
-        rc = cr_cfg_string(cfg, path, "account_sid", 1, &sid, err, errlen);
-    if (rc == 0 && !sid_ok(sid, "AC"))
-        rc = cr_cfg_fail(err, errlen, path, "account_sid",
-                         "must be \"AC\" followed by 32 hex digits");
-    if (rc == 0)
-        rc = cr_cfg_string(cfg, path, "auth_token", 1, &token, err, errlen);
+    rc = cr_twilio_account_init(&w->acct, cfg, base_url, path, err, errlen);
     if (rc == 0)
         rc = cr_cfg_string(cfg, path, "from", 1, &from, err, errlen);
     if (rc == 0 && !cr_e164_ok(from))
@@ -118,7 +72,7 @@ static int wt_init(const cJSON *cfg, const char *base_url, const char *path, voi
             goto out;
         }
         for (v = map->child; v; v = v->next) {
-            if (!cJSON_IsString(v) || !sid_ok(v->valuestring, "HX")) {
+            if (!cJSON_IsString(v) || !cr_twilio_sid_ok(v->valuestring, "HX")) {
                 rc = cr_cfg_fail(err, errlen, path, "content_sids",
                                  "'%.60s' must map to \"HX\" followed by 32 hex digits",
                                  v->string);
@@ -131,35 +85,15 @@ static int wt_init(const cJSON *cfg, const char *base_url, const char *path, voi
             goto out;
         }
     }
-    rc = cr_buf_appendf(&b, "%s/2010-04-01/Accounts/%s/Messages.json", base, sid);
-    if (rc < 0)
-        goto out;
-    w->url = cr_buf_steal(&b);
     rc = cr_buf_appendf(&b, "whatsapp:%s", from);
     if (rc < 0)
         goto out;
     w->from = cr_buf_steal(&b);
-    rc = cr_buf_appendf(&b, "%s:%s", sid, token);
-    if (rc < 0)
-        goto out;
-    w->auth = malloc(sizeof("Basic ") + 4 * ((b.len + 2) / 3));
-    if (w->auth == NULL) {
-        rc = CR_ENOMEM;
-        goto out;
-    }
-    memcpy(w->auth, "Basic ", 6);
-    EVP_EncodeBlock((unsigned char *)w->auth + 6, (const unsigned char *)cr_buf_cstr(&b),
-                    (int)b.len);
     *state = w;
     w = NULL;
     rc = 0;
 out:
-    if (b.data != NULL)
-        explicit_bzero(b.data, b.len); /* may hold "<sid>:<token>" */
     cr_buf_release(&b);
-    free(base);
-    free(sid);
-    cr_free_secret(token);
     free(from);
     wt_free(w);
     return rc;
@@ -172,7 +106,7 @@ static const char *content_sid(const struct wa_twilio *w, const struct cr_messag
     char key[600];
     const char *v;
 
-    if (sid_ok(m->wa_template, "HX"))
+    if (cr_twilio_sid_ok(m->wa_template, "HX"))
         return m->wa_template;
     if (w->content_sids == NULL || m->wa_template == NULL)
         return NULL;
@@ -241,38 +175,33 @@ static int wt_build(void *state, const struct cr_message *const *msgs, size_t n,
     cr_buf_reset(&req->body);
     rc = cr_buf_appendf(&tmp, "whatsapp:%s", m->address);
     if (rc == 0)
-        rc = form_add(&req->body, "To", cr_buf_cstr(&tmp));
+        rc = cr_twilio_form_add(&req->body, "To", cr_buf_cstr(&tmp));
     if (rc == 0)
-        rc = form_add(&req->body, "From", w->from);
+        rc = cr_twilio_form_add(&req->body, "From", w->from);
     if (rc == 0 && sid == NULL)
-        rc = form_add(&req->body, "Body", m->wa_text);
+        rc = cr_twilio_form_add(&req->body, "Body", m->wa_text);
     if (rc == 0 && sid != NULL)
-        rc = form_add(&req->body, "ContentSid", sid);
+        rc = cr_twilio_form_add(&req->body, "ContentSid", sid);
     if (rc == 0 && sid != NULL && m->wa_vars != NULL) {
         cr_buf_reset(&tmp);
         rc = content_variables(m->wa_vars, &tmp);
         if (rc == 0)
-            rc = form_add(&req->body, "ContentVariables", cr_buf_cstr(&tmp));
+            rc = cr_twilio_form_add(&req->body, "ContentVariables", cr_buf_cstr(&tmp));
     }
     if (rc == 0 && w->status_callback != NULL) {
-        char *esc = curl_easy_escape(NULL, m->ref ? m->ref : "", 0);
-
         cr_buf_reset(&tmp);
-        rc = esc ? cr_buf_appendf(&tmp, "%s%cref=%s", w->status_callback,
-                                  strchr(w->status_callback, '?') ? '&' : '?', esc)
-                 : CR_ENOMEM;
-        curl_free(esc);
+        rc = cr_twilio_callback_with_ref(w->status_callback, m->ref ? m->ref : "", &tmp);
         if (rc == 0)
-            rc = form_add(&req->body, "StatusCallback", cr_buf_cstr(&tmp));
+            rc = cr_twilio_form_add(&req->body, "StatusCallback", cr_buf_cstr(&tmp));
     }
     if (rc < 0)
         goto out;
     cr_buf_reset(&req->url);
-    rc = cr_buf_appends(&req->url, w->url);
+    rc = cr_buf_appends(&req->url, w->acct.url);
     if (rc == 0)
         rc = cr_req_add_header(req, "Content-Type", "application/x-www-form-urlencoded");
     if (rc == 0)
-        rc = cr_req_add_header(req, "Authorization", w->auth);
+        rc = cr_req_add_header(req, "Authorization", w->acct.auth);
     if (rc == 0)
         snprintf(req->method, sizeof(req->method), "POST");
 out:
@@ -280,29 +209,17 @@ out:
     return rc;
 }
 
-static long error_code(const cJSON *doc)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "code");
-
-    if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 1e9)
-        return (long)c->valuedouble;
-    if (cJSON_IsString(c) && c->valuestring[0] >= '0' && c->valuestring[0] <= '9')
-        return strtol(c->valuestring, NULL, 10);
-    return -1;
-}
-
 /* Twilio's WhatsApp error codes (twilio.com/docs/api/errors/630xx). */
 static void classify_error(const struct cr_response *resp, const cJSON *doc,
                            struct cr_result *res)
 {
     long st = resp->status;
-    long tc = doc ? error_code(doc) : -1;
-    const char *msg = cr_json_string(doc, "message");
+    long tc;
+    const char *msg;
     char code[24];
 
-    if (msg == NULL)
-        msg = doc ? "no message in the body" : "body unreadable";
-    snprintf(code, sizeof(code), "%ld", tc >= 0 ? tc : st);
+    /* A string code counts by its leading digits here (whole = 0). */
+    cr_twilio_error_head(resp, doc, 0, &tc, &msg, code, sizeof(code));
     switch (tc) {
     case 63003: /* channel could not find the To address: not on WhatsApp */
     case 63024: /* invalid message recipient */

@@ -90,3 +90,17 @@ TEST(chars_ok_by_class_and_extra)
     ASSERT(cr_chars_ok("123", 3, CR_CHARS_DIGITS, NULL));
     ASSERT(cr_chars_ok("", 0, CR_CHARS_LETTERS, NULL));
 }
+
+TEST(str_trim_both_ends)
+{
+    size_t n = 99;
+    const char *s = cr_str_trim(" \t yes please \r\n", &n);
+
+    ASSERT_INT_EQ((int)n, 10);
+    ASSERT(strncmp(s, "yes please", n) == 0);
+    s = cr_str_trim(" \n ", &n);
+    ASSERT_INT_EQ((int)n, 0);
+    ASSERT_INT_EQ(*s, '\0');
+    s = cr_str_trim("", &n);
+    ASSERT_INT_EQ((int)n, 0);
+}
