@@ -32,9 +32,9 @@ const char *const cr_audit_schema_v3[] = {
 /* one row to upsert: the newest entry per key wins within a batch too,
  * since one statement may change a row only once */
 struct row {
-    const char *survey, *wave, *sub, *question, *job, *t;
+    const char *survey, *wave, *sub, *job, *t;
     char step[CR_NUM_MAX];
-    char question_buf[128];
+    char question_buf[128]; /* in the row: rows are sorted */
     char ems[CR_NUM_MAX], eseq[CR_NUM_MAX];
     const char *text; /* wave_texts: the answer, NULL withdrawn */
     size_t order;     /* the entry's place in the batch */
@@ -50,7 +50,7 @@ static int row_cmp(const void *pa, const void *pb)
     if (c == 0)
         c = strcmp(a->sub, b->sub);
     if (c == 0)
-        c = strcmp(a->question, b->question);
+        c = strcmp(a->question_buf, b->question_buf);
     if (c == 0)
         c = a->order < b->order ? 1 : a->order > b->order ? -1 : 0; /* newest first */
     return c;
@@ -80,7 +80,7 @@ static size_t newest(struct row *r, size_t n)
     for (i = 0; i < n; i++) {
         if (k > 0 && strcmp(r[k - 1].survey, r[i].survey) == 0 &&
             strcmp(r[k - 1].wave, r[i].wave) == 0 && strcmp(r[k - 1].sub, r[i].sub) == 0 &&
-            strcmp(r[k - 1].question, r[i].question) == 0)
+            strcmp(r[k - 1].question_buf, r[i].question_buf) == 0)
             continue;
         if (k != i)
             r[k] = r[i];
@@ -132,7 +132,7 @@ static int put_rows(struct cr_store *s, struct row *r, size_t n, int texts)
                 return CR_EIO;
             continue;
         }
-        p[3] = r[i].question;
+        p[3] = r[i].question_buf;
         p[4] = r[i].step;
         p[5] = r[i].job;
         p[6] = r[i].t;
@@ -198,7 +198,6 @@ int cr_audit_store_waves(struct cr_store *s, const struct cr_audit_batch *b)
                 r->survey = sv;
                 r->wave = wave;
                 r->sub = sub;
-                r->question = r->question_buf;
                 r->job = job;
                 r->t = t;
                 cr_strlcpy(r->ems, ems, sizeof(r->ems));
@@ -214,7 +213,6 @@ int cr_audit_store_waves(struct cr_store *s, const struct cr_audit_batch *b)
             r->survey = sv;
             r->wave = wave;
             r->sub = sub;
-            r->question = "";
             r->job = job;
             r->t = t;
             r->text = text; /* NULL: withdrawn */

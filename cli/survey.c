@@ -38,8 +38,14 @@ static const char help[] =
     "and wave as a table (--csv: CSV). answers prints the free-text answers of a\n"
     "wave (resident,answer), of one segment with --segment; they are never in\n"
     "scores or trend.\n"
-    "A cell with fewer respondents than --min-cell (default 10), or a question\n"
-    "answered by fewer, is suppressed: suppressed=1 and its numbers left empty.\n";
+    "A cell with fewer respondents than --min-cell (default: survey.min_cell of\n"
+    "crier-audit's config with --config, else 10), or a question answered by\n"
+    "fewer, is suppressed: suppressed=1 and its numbers left empty.\n"
+    "From the audit database (crier-audit's schema version 3), residents reached\n"
+    "are those with a stored message of a wave job whose status is sent or\n"
+    "delivered, the answers and free texts those crier-audit stored; the --by\n"
+    "cells are still Redis's segment sets (members now).\n"
+    CTL_DB_HELP;
 
 enum { OPT_WAVE = CTL_OPT__FIRST_FREE, OPT_BY, OPT_CSV, OPT_MIN_CELL, OPT_SEGMENT };
 
@@ -957,7 +963,7 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
             goto out;
     }
     if (sv->min_cell < 0)
-        sv->min_cell = 10;
+        sv->min_cell = cr_ctl_db_min_cell(&dbopt);
     if (sv->db && strcmp(sub, "answers") != 0 && nby > 0)
         fprintf(stderr, "crierctl survey: residents reached and answers from the audit "
                         "database; the --by cells are Redis's segment sets (members now)\n");
