@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from harness import PREFIX, Postgres, binary, free_port, post_job, seed, wait_job
+from harness import (AUDIT_GROUP, PREFIX, Postgres, binary, free_port, post_job, seed, wait_job,
+                     wait_until)
 from test_audit import Rig
 from test_surveys import LINK_SECRET, QUESTIONS, Site, survey_path, wave_job
 
@@ -81,9 +82,10 @@ def outputs(env, *db):
 
 def run_case(env, database, db_args, rows_of):
     port = free_port()
+    # small batches: a resident's answers and changes land in different transactions
     rig = Rig(env, database, crierd_overrides={
         "http": {"listen": f"127.0.0.1:{port}"},
-        "links": {"secret": LINK_SECRET, "ttl_days": 30}})
+        "links": {"secret": LINK_SECRET, "ttl_days": 30}}, audit_overrides={"batch": 25})
     subs, segs = population()
     seed(env.r, subs, segs)
     rig.subs = subs
@@ -100,6 +102,15 @@ def run_case(env, database, db_args, rows_of):
     got = rows_of("SELECT wave, sub, question, step FROM wave_answers")
     assert {(w, s, q): int(st) for w, s, q, st in got} == \
         {(w, s, q): st for w in WAVES for (s, q), st in last[w].items()}
+
+    # every reply read again from the start (as after a crash before the
+    # acknowledgement): the older answers do not overwrite the newer ones
+    env.r.xgroup_destroy(f"{PREFIX}replies", AUDIT_GROUP)
+    wait_until(lambda: "creating it again" in rig.audit.log_text(), 30, 0.05,
+               what="crier-audit to notice its group is gone")
+    rig.wait_stored()
+    assert outputs(env, *db_args) == stored
+    assert sorted(rows_of("SELECT wave, sub, question, step FROM wave_answers")) == sorted(got)
     texts = rows_of("SELECT count(*) FROM wave_texts WHERE answer IS NOT NULL")
     assert int(texts[0][0]) == sum(1 for w in WAVES for _ in
                               env.r.hkeys(f"{PREFIX}survey:your-views:{w}:text"))
