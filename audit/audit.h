@@ -53,6 +53,13 @@ void cr_audit_batch_clear(struct cr_audit_batch *b);
  * CR_EUNSUPPORTED (a database of a newer version than this build). */
 int cr_audit_migrate(struct cr_store *s);
 
+/* Inserts nrows rows of ncols values each (row-major, NULL = SQL NULL),
+ * as many per statement as the parameter limits allow: head is "INSERT INTO
+ * t (cols) VALUES ", tail the ON CONFLICT clause. A key may appear once in
+ * all the rows when tail updates. Returns 0 or CR_EIO. */
+int cr_audit_insert_rows(struct cr_store *s, const char *head, const char *tail, int ncols,
+                         const char **vals, size_t nrows);
+
 /* Version 3's statements (waves.c): the answers of multi-question survey
  * waves. */
 extern const char *const cr_audit_schema_v3[];

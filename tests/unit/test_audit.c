@@ -50,6 +50,7 @@ TEST(audit_config_defaults_comments_and_secrets)
     ASSERT_STR_EQ(cfg.group, "audit");
     ASSERT_STR_EQ(cfg.prefix, "crier:");
     ASSERT_INT_EQ(cfg.redis_port, 6379);
+    ASSERT_INT_EQ(cfg.survey_min_cell, 10);
     cr_audit_config_release(&cfg);
 }
 
@@ -72,6 +73,8 @@ TEST(audit_config_errors_name_the_key)
         {"{\"redis\": {\"port\": \"6379\"}}", "redis.port: must be a whole number"},
         {"{\"lookup_lang\": 1}", "lookup_lang: must be true or false"},
         {"{\"batch\": 5,}", "line 1: not valid JSON"},
+        {"{\"survey\": {\"min_cell\": 0}}", "survey.min_cell: must be a whole number from 1"},
+        {"{\"survey\": {\"min_cells\": 5}}", "survey.min_cells: unknown key"},
     };
     size_t i;
 
@@ -237,6 +240,10 @@ TEST(audit_store_wave_answers_last_wins)
         (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r2",
                               "survey", "yv", "wave", "2026-11", "answers", "safe=1", "changed",
                               "1", "t_ms", "1001", NULL});
+    add(&b, CR_AS_REPLIES, "1002-0", /* what is not question=step is left out */
+        (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r3",
+                              "survey", "yv", "wave", "2026-11", "answers",
+                              "safe=x,=2,informed,trust=5,good=12345", "t_ms", "1002", NULL});
     add(&old, CR_AS_REPLIES, "1000-9",
         (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r1",
                               "survey", "yv", "wave", "2026-11", "answers", "safe=2,trust=3",
@@ -244,7 +251,9 @@ TEST(audit_store_wave_answers_last_wins)
     ASSERT_INT_EQ(cr_audit_store(s, &b), 0);
     ASSERT_INT_EQ(cr_audit_store(s, &b), 0);   /* read again after a crash */
     ASSERT_INT_EQ(cr_audit_store(s, &old), 0); /* alone: older than what is kept */
-    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_answers", buf), "3");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_answers", buf), "4");
+    ASSERT_STR_EQ(one(s, "SELECT question || step FROM wave_answers WHERE sub = 'r3'", buf),
+                  "trust5");
     ASSERT_STR_EQ(one(s, "SELECT step FROM wave_answers WHERE sub = 'r1' AND question = 'safe'",
                       buf),
                   "4");
@@ -257,9 +266,9 @@ TEST(audit_store_wave_answers_last_wins)
     ASSERT_STR_EQ(one(s, "SELECT step FROM wave_answers WHERE sub = 'r2'", buf), "1");
     ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_texts", buf), "1");
     ASSERT_STR_EQ(one(s, "SELECT answer FROM wave_texts", buf), "NULL");
-    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_respondents", buf), "2");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_respondents", buf), "3");
     ASSERT_STR_EQ(one(s, "SELECT job FROM wave_respondents WHERE sub = 'r1'", buf), "w1");
-    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM replies", buf), "3");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM replies", buf), "4");
     ASSERT_STR_EQ(one(s, "SELECT count(*) FROM survey_answers", buf), "0");
     cr_audit_batch_clear(&b);
     cr_audit_batch_clear(&old);
