@@ -46,7 +46,7 @@ const char *cr_audit_field(const struct cr_audit_entry *e, const char *name);
 void cr_audit_batch_clear(struct cr_audit_batch *b);
 
 /* The schema version this build creates and reads. */
-#define CR_AUDIT_SCHEMA_VERSION 3
+#define CR_AUDIT_SCHEMA_VERSION 4
 
 /* Creates the tables or migrates them to CR_AUDIT_SCHEMA_VERSION, in one
  * transaction. Returns 0, CR_EIO (database error, in cr_store_errmsg) or
@@ -60,9 +60,9 @@ int cr_audit_migrate(struct cr_store *s);
 int cr_audit_insert_rows(struct cr_store *s, const char *head, const char *tail, int ncols,
                          const char **vals, size_t nrows);
 
-/* Version 3's statements (waves.c): the answers of multi-question survey
+/* Version 4's statements (waves.c): the answers of multi-question survey
  * waves. */
-extern const char *const cr_audit_schema_v3[];
+extern const char *const cr_audit_schema_v4[];
 
 /* Stores the batch's survey-wave answers (replies of type survey with a
  * wave) inside the caller's transaction: per resident and question the

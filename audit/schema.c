@@ -56,9 +56,15 @@ static const char *const schema_v2[] = {
     "sub TEXT NOT NULL, PRIMARY KEY (job, segment, sub))",
     NULL};
 
+/* Version 3, escalation: the step each message belongs to, and for a
+ * confirmation the message it confirms */
+static const char *const schema_v3[] = {
+    "ALTER TABLE messages ADD COLUMN step BIGINT", "ALTER TABLE replies ADD COLUMN pos BIGINT",
+    "ALTER TABLE replies ADD COLUMN message_channel TEXT", NULL};
+
 /* migrations[v - 1] takes a database from version v - 1 to v */
-static const char *const *const migrations[CR_AUDIT_SCHEMA_VERSION] = {schema_v1, schema_v2,
-                                                                          cr_audit_schema_v3};
+static const char *const *const migrations[CR_AUDIT_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, schema_v3, cr_audit_schema_v4};
 
 static int max_int_cb(void *ud, int ncols, const char *const *vals)
 {
@@ -226,11 +232,11 @@ static const char *or_empty(const char *s)
     return s ? s : "";
 }
 
-#define MSG_COLS 16
+#define MSG_COLS 17
 static const char msg_head[] =
     "INSERT INTO messages (job, pos, channel, sub, provider, status, attempts, code, "
-    "provider_id, latency_us, sms_segments, sent_ms, delivered_ms, updated_ms, lang, entry) "
-    "VALUES ";
+    "provider_id, latency_us, sms_segments, sent_ms, delivered_ms, updated_ms, lang, entry, "
+    "step) VALUES ";
 /* the outcome crierd recorded: the first row for the message */
 static const char msg_tail_record[] = " ON CONFLICT (job, pos, channel) DO NOTHING";
 /* a provider's receipt later: the message's final status */
@@ -296,6 +302,27 @@ static const char *lang_used(struct job_docs *d, const char *job, const char *ch
     if (j == NULL)
         return lang[0] ? lang : NULL;
     return cr_job_row_lang(j, cr_job_pick(j, lang, ch));
+}
+
+/* The escalation step a message of channel belongs to ("0": the job's own
+ * channels; no channel is in two steps), or NULL for a job without steps or
+ * whose document is gone. */
+static const char *step_used(struct job_docs *d, const char *job, const char *channel)
+{
+    static const char *const names[] = {"0", "1", "2", "3"};
+    const struct cr_job *j;
+    enum cr_channel ch;
+    size_t k;
+
+    if (cr_channel_parse(channel, &ch) != 0)
+        return NULL;
+    j = job_doc(d, job);
+    if (j == NULL || j->esc.n == 0)
+        return NULL;
+    for (k = 0; k < j->esc.n && k + 1 < sizeof(names) / sizeof(names[0]); k++)
+        if (j->esc.steps[k].channels & CR_CH_BIT(ch))
+            return names[k + 1];
+    return names[0];
 }
 
 static void job_docs_release(struct job_docs *d)
@@ -380,6 +407,7 @@ static int store_receipts(struct cr_store *s, const struct cr_audit_batch *b)
         r[13] = t;
         r[14] = lang_used(&docs, job, ch, e->lang);
         r[15] = e->id;
+        r[16] = step_used(&docs, job, ch);
     }
     /* crierd records an outcome before any receipt for it can follow */
     rc = insert_rows(s, msg_head, msg_tail_record, MSG_COLS, rec, nrec, (size_t)-1);
@@ -453,7 +481,7 @@ out:
 static int store_replies(struct cr_store *s, const struct cr_audit_batch *b)
 {
     size_t n = b->n[CR_AS_REPLIES];
-    const char **rep = calloc(n ? n * 10 : 1, sizeof(*rep));
+    const char **rep = calloc(n ? n * 12 : 1, sizeof(*rep));
     const char **ans = calloc(n ? n * 6 : 1, sizeof(*ans));
     char(*ms)[CR_NUM_MAX] = calloc(n ? n : 1, sizeof(*ms));
     size_t nans = 0;
@@ -466,7 +494,7 @@ static int store_replies(struct cr_store *s, const struct cr_audit_batch *b)
         const struct cr_audit_entry *e = &b->e[CR_AS_REPLIES][i];
         const char *t = cr_audit_field(e, "t_ms");
         const char *opt = cr_audit_field(e, "option");
-        const char **r = rep + i * 10;
+        const char **r = rep + i * 12;
 
         if (t == NULL)
             t = id_ms(e->id, ms[i], sizeof(ms[i]));
@@ -480,6 +508,8 @@ static int store_replies(struct cr_store *s, const struct cr_audit_batch *b)
         r[7] = cr_audit_field(e, "address");
         r[8] = opt;
         r[9] = t;
+        r[10] = cr_audit_field(e, "pos"); /* a confirmation: the message it confirms */
+        r[11] = cr_audit_field(e, "message_channel");
         if (opt) {
             const char **a = ans + nans++ * 6;
 
@@ -493,8 +523,8 @@ static int store_replies(struct cr_store *s, const struct cr_audit_batch *b)
     }
     rc = insert_rows(s,
                      "INSERT INTO replies (id, type, channel, job, sub, from_addr, body, "
-                     "address, option_no, t_ms) VALUES ",
-                     " ON CONFLICT (id) DO NOTHING", 10, rep, n, (size_t)-1);
+                     "address, option_no, t_ms, pos, message_channel) VALUES ",
+                     " ON CONFLICT (id) DO NOTHING", 12, rep, n, (size_t)-1);
     if (rc == 0)
         rc = insert_rows(s,
                          "INSERT INTO survey_answers (id, job, sub, option_no, counted, t_ms) "

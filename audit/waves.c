@@ -1,4 +1,4 @@
-/* The answers of multi-question survey waves (schema version 3): each
+/* The answers of multi-question survey waves (schema version 4): each
  * resident's last step per question, last free text, and the job its first
  * answer of the wave came by, taken from the crier:replies entries of type
  * survey that carry a wave. Replays change nothing; a later entry wins. */
@@ -11,7 +11,7 @@
 #include "cr_str.h"
 #include "cr_types.h"
 
-const char *const cr_audit_schema_v3[] = {
+const char *const cr_audit_schema_v4[] = {
     "CREATE TABLE wave_answers (survey TEXT NOT NULL, wave TEXT NOT NULL, sub TEXT NOT NULL, "
     "question TEXT NOT NULL, step BIGINT NOT NULL, job TEXT, t_ms BIGINT NOT NULL, "
     "entry_ms BIGINT NOT NULL, entry_seq BIGINT NOT NULL, "
@@ -191,8 +191,8 @@ static int is_step(const char *s, size_t len)
 }
 
 /* The row's common fields from entry i of the batch. */
-static void fill(struct row *r, const char *sv, const char *wave, const char *sub,
-                 const char *job, const char *t, const char *ems, const char *eseq, size_t i)
+static void fill(struct row *r, const char *sv, const char *wave, const char *sub, const char *job,
+                 const char *t, const char *ems, const char *eseq, size_t i)
 {
     r->survey = sv;
     r->wave = wave;

@@ -11,8 +11,12 @@ BENCH_PEER_ROUNDS (rounds with the BullMQ peer, 2), BENCH_TLS_ROUNDS (rounds
 with the TLS scenarios, 2),
 BENCH_SCALE (audience sizes multiplied by this, 1; a smaller value is a smoke
 test), BENCH_PEER (0 skips the BullMQ peer), BENCH_PEER_SUBSCRIBERS (100000, SMS only),
+BENCH_WA_SUBSCRIBERS (residents of each WhatsApp scenario, 20000),
+BENCH_WA_ROUNDS (rounds of the WhatsApp scenarios, 2),
 BENCH_OUT (results directory, bench/results). valgrind, when present, counts
-the instructions per message of crierd and redis-server."""
+the instructions per message of crierd and redis-server.
+`bench.py whatsapp` runs only the WhatsApp scenarios (whatsapp.json);
+`bench.py sentinel` only the Sentinel round."""
 
 import copy
 import datetime
@@ -71,6 +75,8 @@ N_SMS = scaled(100_000)
 N_APNS = scaled(100_000)
 N_PEER = scaled(int(os.environ.get("BENCH_PEER_SUBSCRIBERS", "100000")))
 N_COST = scaled(3_000)
+N_WA = scaled(int(os.environ.get("BENCH_WA_SUBSCRIBERS", "20000")))
+WA_ROUNDS = int(os.environ.get("BENCH_WA_ROUNDS", "2"))
 WRK_SECONDS = 10 if SCALE >= 1 else 3
 SAMPLE_WINDOWS = 100  # latency sample: this many evenly spaced windows of the sim log ...
 SAMPLE_PER_WINDOW = 100  # ... of this many entries each
@@ -82,6 +88,10 @@ MESSAGE = {
     "sms": "Road closure: A6 London Road closed from 8pm tonight. Use the signed diversion.",
     "push": {"title": "Road closure tonight", "body": "A6 London Road closed from 8pm."},
 }
+# WhatsApp: an approved template (the residents seeded have no open window)
+WA_MESSAGE = {"whatsapp": {"template": "police_appeal", "language": "en_GB",
+                           "variables": {"1": "{{name}}", "2": "A6 London Road"}}}
+WA_CONTENT_SID = "HX" + "0123456789abcdef" * 2
 
 
 def log(msg):
@@ -376,16 +386,37 @@ class Bench:
                                            f"{r.hgetall(key)}")
             time.sleep(poll_s)
 
-    def job(self, job_id, priority, segment, channels):
+    def job(self, job_id, priority, segment, channels, message=None):
         return {"id": job_id, "priority": priority, "audience": {"segments": [segment]},
-                "channels": channels, "message": MESSAGE}
+                "channels": channels, "message": message or MESSAGE}
+
+    def wa_config(self, kind):
+        """The benchmark's config with one WhatsApp provider ("twilio" or
+        "meta") on the simulator, as the only provider of channel whatsapp,
+        with the same max_inflight as the SMS provider: (config, its name)."""
+        cfg = copy.deepcopy(self.config)
+        conc = int(cfg["providers"].get("twilio", {}).get("max_inflight", 64))
+        if kind == "twilio":
+            name, prov = "twilio_wa", {"type": "twilio_whatsapp", "url": self.sim.url,
+                                       "account_sid": cfg["providers"]["twilio"]["account_sid"],
+                                       "auth_token": cfg["providers"]["twilio"]["auth_token"],
+                                       "from": "+447700900000",
+                                       "content_sids": {"police_appeal": WA_CONTENT_SID}}
+        else:
+            name, prov = "meta_wa", {"type": "meta_whatsapp", "url": self.sim.url,
+                                     "phone_number_id": "106540352242922",
+                                     "access_token": "meta-test-token"}
+        prov["max_inflight"] = conc
+        cfg["providers"][name] = prov
+        cfg["channels"] = dict(cfg["channels"], whatsapp=[name])
+        return cfg, name
 
     def config_with(self, workers):
         """The benchmark's crierd config with the given "workers" (1: as it is)."""
         return self.config if workers == 1 else dict(self.config, workers=workers)
 
     def crier_run(self, job_id, segment, channels, priority="normal", timeout=900, workers=1,
-                  config=None, r=None, sign=None, sse=False):
+                  config=None, r=None, sign=None, sse=False, message=None):
         """One job through a fresh crierd with the given "workers" (1: one
         process, one loop); returns its figures, CPU and peak RSS summed over the
         supervisor and its workers. config and r: another crierd config and the
@@ -407,7 +438,8 @@ class Bench:
         self.sim.reset()
         calls0, rcpu0 = command_calls(r), redis_cpu_s(r)
         cpu0 = sum(proc_cpu_s(pid) for pid in pids)
-        xadd_ms = self.post(self.job(job_id, priority, segment, channels), r=r, sign=sign)
+        xadd_ms = self.post(self.job(job_id, priority, segment, channels, message), r=r,
+                            sign=sign)
         h = self.wait_done(job_id, d, timeout, r=r)
         cpu1 = sum(proc_cpu_s(pid) for pid in pids)
         if client is not None:
@@ -571,20 +603,22 @@ class Bench:
         return spec
 
     # -- the replaying reference --
-    def record_replay(self, tag, base=None):
+    def record_replay(self, tag, base=None, names=None, config=None):
         """Writes every request the simulator (the bench's by default) logged
         since its last reset as http_bare's replay spec: per provider endpoint
         a file of URL<TAB>BODY lines in the order crier sent them, its
         max_inflight handles, its HTTP version and the headers that matter.
-        Returns (spec path, requests, messages carried)."""
+        names: endpoint -> provider name where it is not the endpoint's own
+        (a WhatsApp provider), config: the crierd config that ran (its
+        max_inflight). Returns (spec path, requests, messages carried)."""
         sim = self.sim
         base = base or sim.url
         spec = self.env.dir / f"replay-{tag}.spec"
         lines, n, msgs = [], 0, 0
         eps = {ep: st for ep, st in sim.stats()["endpoints"].items() if st.get("requests")}
         for ep, st in eps.items():
-            prov = {"sendgrid": "sendgrid", "twilio": "twilio", "fcm": "fcm",
-                    "apns": "apns"}.get(ep)
+            prov = dict({"sendgrid": "sendgrid", "twilio": "twilio", "fcm": "fcm",
+                         "apns": "apns"}, **(names or {})).get(ep)
             if prov is None:
                 continue
             pconf = self.replay_providers.get(prov, {})
@@ -617,7 +651,8 @@ class Bench:
                 hdrs += [f"{h}: {first['fields'][h]}" for h in
                          ("apns-topic", "apns-push-type", "apns-priority", "apns-expiration",
                           "apns-collapse-id") if (first.get("fields") or {}).get(h)]
-            conc = int(self.config["providers"].get(prov, {}).get("max_inflight", 64))
+            conc = int((config or self.config)["providers"].get(prov, {})
+                       .get("max_inflight", 64))
             lines.append("\t".join([str(path), str(conc), pconf.get("http", "1.1"), *hdrs]))
         spec.write_text("\n".join(lines) + "\n")
         return spec, n, msgs
@@ -641,13 +676,13 @@ class Bench:
             f"{out['rps']:,.0f} req/s")
         return out
 
-    def replayed(self, tag, run, cafile=None, base=None):
+    def replayed(self, tag, run, cafile=None, base=None, names=None, config=None):
         """crier's run (a crier_run result) and the reference's replay of its
         requests, side by side: adds the rates per request and per message."""
         if run is None:
             return None
         t0 = time.monotonic()
-        spec, n, msgs = self.record_replay(tag, base=base)
+        spec, n, msgs = self.record_replay(tag, base=base, names=names, config=config)
         log(f"{tag}: {n:,} requests read back from the simulator log in "
             f"{time.monotonic() - t0:.1f}s")
         ref = self.replay_run(spec, cafile=cafile)
@@ -979,7 +1014,26 @@ SCENARIOS = {
     "mix-auto": f"email + SMS + push, {N_THROUGHPUT:,} residents, workers auto",
     "tls-sms-1": f"SMS only, {N_SMS:,} residents, over HTTPS (keep-alive), workers 1",
     "tls-apns-1": f"push through APNs, {N_APNS:,} residents, HTTP/2 over TLS, workers 1",
+    "wa-twilio-1": f"WhatsApp template through Twilio's Messages API, {N_WA:,} residents "
+                   f"(one request per message), workers 1",
+    "wa-meta-1": f"WhatsApp template through Meta's Cloud API, {N_WA:,} residents "
+                 f"(one request per message), workers 1",
 }
+WA_KEYS = ("wa-twilio-1", "wa-meta-1")
+
+
+def wa_rounds(b, rounds):
+    """The WhatsApp scenarios: per provider one template job to the bench:wa
+    residents, then the reference replaying its requests; {key: [pairs]}."""
+    out = {k: [] for k in WA_KEYS}
+    for i in range(rounds):
+        for kind, ep in (("twilio", "twilio"), ("meta", "meta")):
+            key = f"wa-{kind}-1"
+            tag = f"{key}-{i + 1}"
+            cfg, name = b.wa_config(kind)
+            run = b.crier_run(tag, "bench:wa", ["whatsapp"], config=cfg, message=WA_MESSAGE)
+            out[key].append(b.replayed(tag, run, names={ep: name}, config=cfg))
+    return out
 
 
 def pair_figures(rows, key):
@@ -1266,6 +1320,12 @@ def summary(res):
         print(line)
 
 
+def wa_labels():
+    kw = f"{N_WA // 1000}k"
+    return (("wa-twilio-1", f"WhatsApp Twilio {kw}, workers 1"),
+            ("wa-meta-1", f"WhatsApp Meta {kw}, workers 1"))
+
+
 def compact_table(res):
     """The closing table: per scenario crier's rate, the replaying reference's,
     the ratio and its unit, the BullMQ peer and the ratio to it; the TLS cost
@@ -1290,7 +1350,8 @@ def compact_table(res):
                        ("tls-sms-1", f"SMS {ks} over TLS, workers 1"),
                        ("tls-apns-1", f"APNs {N_APNS // 1000}k, HTTP/2+TLS, w 1"),
                        ("mix-1", f"3 channels {kt}, workers 1"),
-                       ("mix-auto", f"3 channels {kt}, workers auto")):
+                       ("mix-auto", f"3 channels {kt}, workers auto"),
+                       *wa_labels()):
         x = rp.get(key, {})
         if not x.get("crier_req_per_s", {}).get("median"):
             continue
@@ -1379,6 +1440,7 @@ def main():
                              "throughput_subscribers": N_THROUGHPUT,
                              "small_subscribers": N_SMALL, "bulk_subscribers": N_BULK,
                              "urgent_subscribers": N_URGENT, "peer_subscribers": N_PEER,
+                             "whatsapp_subscribers": N_WA, "whatsapp_rounds": WA_ROUNDS,
                              "concurrency": b.concurrency, "wrk_seconds": WRK_SECONDS,
                              "crierd_config": {k: v for k, v in b.config.items()
                                                if k != "providers"},
@@ -1394,6 +1456,7 @@ def main():
         if PEER and N_PEER != N_SMS:
             b.seed("s", 0, N_PEER, "bench:peer", "sms")
         b.seed("u", 0, N_URGENT, "bench:urgent", "email")
+        b.seed("w", 0, N_WA, "bench:wa", "whatsapp")
         b.capture_requests()
         result["captured_requests"] = b.capture
 
@@ -1436,6 +1499,7 @@ def main():
             pairs["mix-auto"].append(b.replayed(f"mix-auto-{i + 1}", crier_w[-1]))
             if i == 0:
                 wrk.append(b.wrk_run())
+        pairs.update(wa_rounds(b, WA_ROUNDS))
         try:
             ha = b.sentinel_round(min(RUNS, 2))
         except (harness.HarnessError, OSError, subprocess.SubprocessError) as e:
@@ -1620,6 +1684,29 @@ def main():
     print(f"bench: finished in {result['wall_seconds']:.0f}s")
 
 
+def main_whatsapp():
+    """Only the WhatsApp scenarios (`bench.py whatsapp`): prints their rows of
+    the compact table and writes them to whatsapp.json in the results
+    directory."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    b.start()
+    try:
+        b.seed("w", 0, N_WA, "bench:wa", "whatsapp")
+        pairs = wa_rounds(b, WA_ROUNDS)
+    finally:
+        b.close()
+    res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(),
+           "figures": {"replay": {k: pair_figures(v, k) for k, v in pairs.items()},
+                       "tls": {"skipped": "not run (bench.py whatsapp)"}, "cost": {}}}
+    (OUT / "whatsapp.json").write_text(json.dumps(dict(res, runs=pairs), indent=2) + "\n")
+    print()
+    for line in compact_table(res)[:-2]:  # without the TLS and instruction lines
+        print(line)
+    print(f"results: {OUT / 'whatsapp.json'}")
+
+
 def main_sentinel():
     """Only the Sentinel round (`bench.py sentinel`): prints its figures and
     writes them to sentinel.json in the results directory."""
@@ -1645,5 +1732,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     if sys.argv[1:] == ["sentinel"]:
         main_sentinel()
+    elif sys.argv[1:] == ["whatsapp"]:
+        main_whatsapp()
     else:
         main()

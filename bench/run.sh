@@ -4,8 +4,9 @@
 # crier-sim, measures crierd beside the baselines and writes bench/results/.
 #   BUILD=build sh bench/run.sh
 #   BUILD=build sh bench/run.sh sentinel   (only the Sentinel round)
+#   BUILD=build python3 bench/bench.py whatsapp   (only the WhatsApp scenarios)
 # BENCH_RUNS, BENCH_THROUGHPUT_RUNS, BENCH_SCALE, BENCH_PEER, BENCH_PEER_ROUNDS,
-# BENCH_PEER_SUBSCRIBERS: see bench/bench.py. docs/benchmark.md explains the method.
+# BENCH_PEER_SUBSCRIBERS, BENCH_WA_SUBSCRIBERS, BENCH_WA_ROUNDS: see bench/bench.py. docs/benchmark.md explains the method.
 
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -64,5 +65,10 @@ fi
 # BENCH_SURVEY=0 skips them
 if [ "${BENCH_SURVEY:-1}" != 0 ]; then
     "$PYTHON" bench/survey_bench.py || echo "bench: the survey figures failed" >&2
+fi
+# escalation's cost to the first step and the step's own rate
+# (bench/escalate_bench.py, into escalate.json): BENCH_ESCALATE=0 skips them
+if [ "${BENCH_ESCALATE:-1}" != 0 ]; then
+    "$PYTHON" bench/escalate_bench.py || echo "bench: the escalation figures failed" >&2
 fi
 echo "bench: make bench took $(( $(date +%s) - T0 ))s in all"

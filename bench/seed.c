@@ -5,7 +5,8 @@
  *   e.g. crier-seed 127.0.0.1 6379 crier: b 0 100000 bench:all email,sms,push
  * Subscriber START+i gets id ID_PREFIX<START+i>, the contacts for CHANNELS
  * (email <id>@bench.crier.test, phone +447<9 digits>, an FCM push token; with
- * "apns" instead of "push", a 64-hex-digit APNs device token) and joins segment
+ * "apns" instead of "push", a 64-hex-digit APNs device token; with "whatsapp",
+ * a WhatsApp number +447<9 digits> with opt-in and no open window) and joins segment
  * KEY_PREFIX seg:SEGMENT. Prints {"subscribers":N,"seconds":S}. */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -104,7 +105,7 @@ int main(int argc, char **argv)
     struct seeder s = {NULL, 0};
     const char *prefix, *idp, *segment, *channels;
     long port, start, count, i;
-    int email, sms, push, apns;
+    int email, sms, push, apns, whatsapp;
     char segkey[256];
     char (*ids)[ID_MAX] = NULL;
     const char **sargv = NULL;
@@ -128,9 +129,11 @@ int main(int argc, char **argv)
     sms = has_channel(channels, "sms");
     push = has_channel(channels, "push");
     apns = has_channel(channels, "apns");
-    if (strlen(idp) > 20 || strlen(prefix) > 63 || (!email && !sms && !push && !apns)) {
+    whatsapp = has_channel(channels, "whatsapp");
+    if (strlen(idp) > 20 || strlen(prefix) > 63 ||
+        (!email && !sms && !push && !apns && !whatsapp)) {
         fprintf(stderr, "crier-seed: ID_PREFIX (<= 20 bytes), KEY_PREFIX (<= 63 bytes) and "
-                        "CHANNELS (email,sms,push or apns) are required\n");
+                        "CHANNELS (some of email,sms,push,apns,whatsapp) are required\n");
         return 2;
     }
     snprintf(segkey, sizeof(segkey), "%sseg:%s", prefix, segment);
@@ -150,9 +153,9 @@ int main(int argc, char **argv)
     t0 = now_s();
     rc = 1;
     for (i = start; i < start + count; i++) {
-        char key[128], id[ID_MAX], name[32], mail[128], phone[32], token[96];
-        const char *hv[16];
-        size_t hl[16];
+        char key[128], id[ID_MAX], name[32], mail[128], phone[32], token[96], wa[32];
+        const char *hv[24];
+        size_t hl[24];
         int n = 0;
         int k;
 
@@ -190,6 +193,13 @@ int main(int argc, char **argv)
             hv[n++] = token;
             hv[n++] = "push_platform";
             hv[n++] = "apns";
+        }
+        if (whatsapp) {
+            snprintf(wa, sizeof(wa), "+447%09ld", i % 1000000000L);
+            hv[n++] = "whatsapp";
+            hv[n++] = wa;
+            hv[n++] = "whatsapp_optin";
+            hv[n++] = "2026-01-01T00:00:00Z";
         }
         for (k = 0; k < n; k++)
             hl[k] = strlen(hv[k]);

@@ -604,6 +604,21 @@ static void job_fill(job_field_fn get, const void *src, struct ctl_job *job)
         snprintf(name, sizeof(name), "step:%d:ms", ch);
         job->step_ms[ch] = job_ll(get, src, name, 0);
     }
+    for (ch = 0; ch < 4; ch++) {
+        int b;
+
+        snprintf(name, sizeof(name), "step:%d:ttd_n", ch);
+        job->ttd_n[ch] = job_ll(get, src, name, 0);
+        snprintf(name, sizeof(name), "step:%d:ttd_ms", ch);
+        job->ttd_ms[ch] = job_ll(get, src, name, 0);
+        for (b = 0; b <= CTL_TTD_NBOUNDS; b++) {
+            if (b < CTL_TTD_NBOUNDS)
+                snprintf(name, sizeof(name), "step:%d:ttd_le:%d", ch, cr_ctl_ttd_bounds[b]);
+            else
+                snprintf(name, sizeof(name), "step:%d:ttd_le:inf", ch);
+            job->ttd_le[ch][b] = job_ll(get, src, name, 0);
+        }
+    }
     for (ch = 0; ch < CR_CH__COUNT; ch++) {
         snprintf(name, sizeof(name), "confirmed:%s", cr_channel_name((enum cr_channel)ch));
         job->confirmed_ch[ch] = job_ll(get, src, name, 0);

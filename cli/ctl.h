@@ -233,7 +233,22 @@ struct ctl_job {
     char esc[64];                              /* escalation steps as kept ("" none) */
     long long esc_step;                        /* the last step run */
     long long step_ms[4];                      /* when step n (1..3) ran, 0 not yet */
+    /* time to delivery per step (0 = the job's own channels): count, sum of
+     * ms, and a histogram over CTL_TTD_BOUNDS (the last bucket: beyond) */
+    long long ttd_n[4];
+    long long ttd_ms[4];
+    long long ttd_le[4][12];
 };
+
+/* The histogram bounds of time to delivery, in seconds, as crierd keeps them
+ * (escalate.h CR_TTD_LUA). */
+#define CTL_TTD_NBOUNDS 11
+extern const int cr_ctl_ttd_bounds[CTL_TTD_NBOUNDS];
+
+/* Step k's time to delivery: the mean in seconds (-1 when nothing was
+ * delivered) and the 50th and 95th percentiles as the upper bound of the
+ * histogram bucket that holds them (seconds; -1 none, 0 beyond the last bound). */
+void cr_ctl_ttd(const struct ctl_job *job, int k, double *mean_s, long *p50, long *p95);
 
 struct cr_buf;
 
@@ -260,10 +275,11 @@ void cr_ctl_steps_render(struct cr_buf *o, const struct ctl_job *job);
 
 /* The report's columns for confirmations and steps: the header cells, and a
  * row's cells from its per-channel counts ch and its confirmations (< 0:
- * unknown, an empty cell). Nothing for a job without either. */
+ * unknown, an empty cell); the time-to-delivery cells (per job) are filled in
+ * the total row only (total nonzero). Nothing for a job without either. */
 void cr_ctl_steps_header(const struct ctl_job *job);
 void cr_ctl_steps_cells(const struct ctl_job *job, const long long ch[][CR_ST__COUNT],
-                        long long confirmed);
+                        long long confirmed, int total);
 
 /* Residents of segment seg who confirmed job key's message (its
  * :confirmed:segments hash), or -1 when it cannot be read. */

@@ -857,10 +857,11 @@ static void put_engagement(const struct survey_cols *sc, const struct answers *a
         printf(",%lld", a->option[i]);
 }
 
-/* responded: the --by column, -1 when not asked for. */
+/* responded: the --by column, -1 when not asked for; total: the total row
+ * (the only one with the per-job time-to-delivery cells). */
 static void put_row(const char *name, const struct row *row, const struct survey_cols *sc,
                     const struct answers *a, long long responded, const struct ctl_job *job,
-                    long long confirmed)
+                    long long confirmed, int total)
 {
     size_t c;
 
@@ -870,7 +871,7 @@ static void put_row(const char *name, const struct row *row, const struct survey
     put_engagement(sc, a, row->reached);
     if (responded >= 0)
         printf(",%lld", responded);
-    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed);
+    cr_ctl_steps_cells(job, (const long long(*)[CR_ST__COUNT])row->ch, confirmed, total);
     putchar('\n');
 }
 
@@ -1406,9 +1407,9 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     putchar('\n');
     for (s = 0; s < rp.nsegs; s++)
         put_row(rp.segs[s], &rows[s], &sc, &ans[s], responded ? responded[s] : -1, &job,
-                db || !job.confirm ? -1 : cr_ctl_confirmed_in(ctl, key, rp.segs[s]));
+                db || !job.confirm ? -1 : cr_ctl_confirmed_in(ctl, key, rp.segs[s]), 0);
     put_row("total", &total, &sc, &ans[rp.nsegs], responded ? responded[rp.nsegs] : -1, &job,
-            job.confirmed);
+            job.confirmed, 1);
     code = CTL_EXIT_OK;
 out:
     free(rows);

@@ -168,8 +168,9 @@ int cr_ctl_report_responders_db(struct cr_store *db, const char *job, char ***id
                        "UNION SELECT sub FROM survey_answers WHERE job = $1 "
                        "UNION SELECT sub FROM wave_respondents WHERE job = $1",
                        1, p, db_take_row, &t) != 0) {
-        fprintf(stderr, "crierctl report: reading job %s's responders from the audit database "
-                        "failed: %s\n",
+        fprintf(stderr,
+                "crierctl report: reading job %s's responders from the audit database "
+                "failed: %s\n",
                 job, cr_store_errmsg(db));
         return CTL_EXIT_FAIL;
     }

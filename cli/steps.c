@@ -8,6 +8,71 @@
 #include "cr_buf.h"
 #include "ctl.h"
 
+const int cr_ctl_ttd_bounds[CTL_TTD_NBOUNDS] = {1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+
+/* The upper bound (s) of the bucket holding the q-th share of step k's
+ * deliveries: -1 none, 0 beyond the last bound. */
+static long ttd_quantile(const struct ctl_job *job, int k, double q)
+{
+    long long total = 0, seen = 0;
+    long long want;
+    int b;
+
+    for (b = 0; b <= CTL_TTD_NBOUNDS; b++)
+        total += job->ttd_le[k][b];
+    if (total <= 0)
+        return -1;
+    want = (long long)(q * (double)total + 0.999999);
+    if (want < 1)
+        want = 1;
+    for (b = 0; b < CTL_TTD_NBOUNDS; b++) {
+        seen += job->ttd_le[k][b];
+        if (seen >= want)
+            return cr_ctl_ttd_bounds[b];
+    }
+    return 0;
+}
+
+void cr_ctl_ttd(const struct ctl_job *job, int k, double *mean_s, long *p50, long *p95)
+{
+    *mean_s = -1;
+    *p50 = *p95 = -1;
+    if (k < 0 || k > 3 || job->ttd_n[k] <= 0)
+        return;
+    *mean_s = (double)job->ttd_ms[k] / (double)job->ttd_n[k] / 1000.0;
+    *p50 = ttd_quantile(job, k, 0.50);
+    *p95 = ttd_quantile(job, k, 0.95);
+}
+
+/* "<=5s", ">3600s" or "-" into out. */
+static void fmt_bound(char *out, size_t n, long b)
+{
+    if (b < 0)
+        snprintf(out, n, "-");
+    else if (b == 0)
+        snprintf(out, n, ">%ds", cr_ctl_ttd_bounds[CTL_TTD_NBOUNDS - 1]);
+    else
+        snprintf(out, n, "<=%lds", b);
+}
+
+/* "  to delivery mean 3.2s p50 <=5s p95 <=10s" (or nothing delivered). */
+static void render_ttd(struct cr_buf *o, const struct ctl_job *job, int k)
+{
+    double mean;
+    long p50, p95;
+    char a[32], b[32];
+
+    cr_ctl_ttd(job, k, &mean, &p50, &p95);
+    if (mean < 0) {
+        cr_buf_appends(o, "  to delivery -");
+        return;
+    }
+    fmt_bound(a, sizeof(a), p50);
+    fmt_bound(b, sizeof(b), p95);
+    cr_buf_appendf(o, "  to delivery mean %.1fs p50 %s p95 %s (%lld)", mean, a, b,
+                   job->ttd_n[k]);
+}
+
 int cr_ctl_steps(const struct ctl_job *job, struct ctl_step *steps, int max)
 {
     const char *p = job->esc;
@@ -84,6 +149,11 @@ void cr_ctl_steps_render(struct cr_buf *o, const struct ctl_job *job)
                            job->confirmed_ch[ch]);
         cr_buf_appends(o, "\n");
     }
+    if (n > 0) {
+        cr_buf_appends(o, "step 0  the job's channels");
+        render_ttd(o, job, 0);
+        cr_buf_appends(o, "\n");
+    }
     for (i = 0; i < n; i++) {
         long long st[CR_ST__COUNT];
         long long conf;
@@ -102,10 +172,12 @@ void cr_ctl_steps_render(struct cr_buf *o, const struct ctl_job *job)
             snprintf(when, sizeof(when), "%s", "not yet");
         cr_buf_appendf(o,
                        "step %d  after %lds to %s unless %s  ran %s  messages %lld  sent %lld  "
-                       "delivered %lld  failed %lld  confirmed %lld\n",
+                       "delivered %lld  failed %lld  confirmed %lld",
                        i + 1, steps[i].after_s, chans, steps[i].confirmed ? "confirmed" : "delivered",
                        when, msgs, st[CR_ST_SENT], st[CR_ST_DELIVERED],
                        st[CR_ST_FAILED] + st[CR_ST_BOUNCED], conf);
+        render_ttd(o, job, i + 1);
+        cr_buf_appends(o, "\n");
     }
 }
 
@@ -119,10 +191,35 @@ void cr_ctl_steps_header(const struct ctl_job *job)
         fputs(",confirmed", stdout);
     for (i = 1; i <= n; i++)
         printf(",step%d_messages,step%d_sent,step%d_delivered,step%d_failed", i, i, i, i);
+    for (i = 0; i <= n && n > 0; i++)
+        printf(",step%d_ttd_n,step%d_ttd_mean_s,step%d_ttd_p50_s,step%d_ttd_p95_s", i, i, i, i);
+}
+
+/* One step's time-to-delivery cells: count, mean, p50, p95 (bucket bounds;
+ * "inf" beyond the last), empty when nothing was delivered. */
+static void ttd_cells(const struct ctl_job *job, int k)
+{
+    double mean;
+    long p50, p95;
+
+    cr_ctl_ttd(job, k, &mean, &p50, &p95);
+    if (mean < 0) {
+        printf(",0,,,");
+        return;
+    }
+    printf(",%lld,%.3f", job->ttd_n[k], mean);
+    if (p50 == 0)
+        printf(",inf");
+    else
+        printf(",%ld", p50);
+    if (p95 == 0)
+        printf(",inf");
+    else
+        printf(",%ld", p95);
 }
 
 void cr_ctl_steps_cells(const struct ctl_job *job, const long long ch[][CR_ST__COUNT],
-                        long long confirmed)
+                        long long confirmed, int total)
 {
     struct ctl_step steps[CTL_STEPS_MAX];
     int n = cr_ctl_steps(job, steps, CTL_STEPS_MAX);
@@ -149,6 +246,12 @@ void cr_ctl_steps_cells(const struct ctl_job *job, const long long ch[][CR_ST__C
             failed += ch[c][CR_ST_FAILED] + ch[c][CR_ST_BOUNCED];
         }
         printf(",%lld,%lld,%lld,%lld", msgs, sent, delivered, failed);
+    }
+    for (i = 0; i <= n && n > 0; i++) {
+        if (total)
+            ttd_cells(job, i);
+        else
+            printf(",,,,");
     }
 }
 

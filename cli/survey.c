@@ -41,11 +41,10 @@ static const char help[] =
     "A cell with fewer respondents than --min-cell (default: survey.min_cell of\n"
     "crier-audit's config with --config, else 10), or a question answered by\n"
     "fewer, is suppressed: suppressed=1 and its numbers left empty.\n"
-    "From the audit database (crier-audit's schema version 3), residents reached\n"
+    "From the audit database (crier-audit's schema version 4), residents reached\n"
     "are those with a stored message of a wave job whose status is sent or\n"
     "delivered, the answers and free texts those crier-audit stored; the --by\n"
-    "cells are still Redis's segment sets (members now).\n"
-    CTL_DB_HELP;
+    "cells are still Redis's segment sets (members now).\n" CTL_DB_HELP;
 
 enum { OPT_WAVE = CTL_OPT__FIRST_FREE, OPT_BY, OPT_CSV, OPT_MIN_CELL, OPT_SEGMENT };
 

@@ -565,7 +565,7 @@ static const char *const channel_keys[] = {"email", "sms", "push", "whatsapp", N
 static const char *const provider_keys[] = {"type",       "url",
                                             "max_inflight", "max_unrecorded", "timeout_ms",
                                             "connect_timeout_ms", "ca_file",
-                                            "rate", "burst", "breaker_failures",
+                                            "rate", "burst", "tier_limit", "breaker_failures",
                                             "breaker_open_ms", NULL};
 
 static const struct num_field redis_nums[] = {
@@ -633,6 +633,7 @@ static const struct num_field provider_nums[] = {
     {"connect_timeout_ms", NUM_LONG, PRV(connect_timeout_ms), 1, 120000},
     {"rate", NUM_LONG, PRV(rate), 0, 1000000},
     {"burst", NUM_LONG, PRV(burst), 0, 1000000},
+    {"tier_limit", NUM_LONG, PRV(tier_limit), 0, 100000000},
     {"breaker_failures", NUM_INT, PRV(breaker_failures), 0, 100000},
     {"breaker_open_ms", NUM_LONG, PRV(breaker_open_ms), 100, 3600000},
 };
@@ -1289,6 +1290,12 @@ static int parse_provider(struct ctx *c, struct cr_config *cfg, const cJSON *p)
         join(sub, sizeof sub, path, "max_unrecorded");
         return fail(c, sub, "must be at least max_inflight (%d), got %d", pc->max_inflight,
                     pc->max_unrecorded);
+    }
+    if (pc->tier_limit > 0 && strcmp(type, "twilio_whatsapp") != 0 &&
+        strcmp(type, "meta_whatsapp") != 0) {
+        join(sub, sizeof sub, path, "tier_limit");
+        return fail(c, sub, "only a WhatsApp provider (twilio_whatsapp, meta_whatsapp) has a "
+                            "messaging tier; remove it from this \"%s\" provider", type);
     }
     if (pc->connect_timeout_ms > pc->timeout_ms) {
         join(sub, sizeof sub, path, "connect_timeout_ms");

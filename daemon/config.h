@@ -32,6 +32,9 @@ struct cr_provider_conf {
     long rate;                        /* messages per second for the whole account, shared by
                                          every crierd through Redis; 0 = no limit */
     long burst;                       /* bucket size; 0 = one second's worth of rate */
+    long tier_limit;                  /* whatsapp: residents the number may start conversations
+                                         with in a moving 24 h (its messaging tier), shared by
+                                         every crierd through Redis; 0 = no limit */
     int breaker_failures;             /* failures in a row that open the circuit, 0 = never */
     long breaker_open_ms;             /* first open period (doubles while it keeps failing) */
     void *state;                      /* from ops->init, freed by cr_config_release */

@@ -18,6 +18,7 @@
 #include "audit_trim.h"
 #include "cr_error.h"
 #include "cr_log.h"
+#include "escalate.h"
 #include "fleet.h"
 #include "job.h"
 #include "tokens.h"
@@ -552,6 +553,197 @@ static const char *field(const redisReply *f, const char *name)
     return NULL;
 }
 
+static const int ttd_bounds[] = {1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+#define NTTD_BOUNDS (sizeof(ttd_bounds) / sizeof(ttd_bounds[0]))
+
+static long long hash_ll(const redisReply *h, const char *name)
+{
+    return to_ll(field(h, name));
+}
+
+/* {"n","mean_ms","p50_s","p95_s"} of step k's time to delivery (escalate.h
+ * CR_TTD_LUA): percentiles as the upper bound of the histogram bucket that
+ * holds them, null beyond the last bound or when nothing was delivered. */
+static cJSON *step_ttd(const redisReply *h, int k)
+{
+    long long bucket[NTTD_BOUNDS + 1];
+    long long n, total = 0;
+    const double qs[2] = {0.50, 0.95};
+    const char *names[2] = {"p50_s", "p95_s"};
+    char f[48];
+    cJSON *o = cJSON_CreateObject();
+    size_t b;
+    int q;
+
+    if (o == NULL)
+        return NULL;
+    snprintf(f, sizeof f, "step:%d:ttd_n", k);
+    n = hash_ll(h, f);
+    cJSON_AddNumberToObject(o, "n", (double)n);
+    snprintf(f, sizeof f, "step:%d:ttd_ms", k);
+    if (n > 0)
+        cJSON_AddNumberToObject(o, "mean_ms", (double)hash_ll(h, f) / (double)n);
+    else
+        cJSON_AddNullToObject(o, "mean_ms");
+    for (b = 0; b <= NTTD_BOUNDS; b++) {
+        if (b < NTTD_BOUNDS)
+            snprintf(f, sizeof f, "step:%d:ttd_le:%d", k, ttd_bounds[b]);
+        else
+            snprintf(f, sizeof f, "step:%d:ttd_le:inf", k);
+        bucket[b] = hash_ll(h, f);
+        total += bucket[b];
+    }
+    for (q = 0; q < 2; q++) {
+        long long want = (long long)(qs[q] * (double)total + 0.999999);
+        long long seen = 0;
+        int bound = -1;
+
+        for (b = 0; total > 0 && b < NTTD_BOUNDS; b++) {
+            seen += bucket[b];
+            if (seen >= want) {
+                bound = ttd_bounds[b];
+                break;
+            }
+        }
+        if (bound > 0)
+            cJSON_AddNumberToObject(o, names[q], bound);
+        else
+            cJSON_AddNullToObject(o, names[q]);
+    }
+    return o;
+}
+
+static cJSON *channel_names(unsigned set)
+{
+    cJSON *a = cJSON_CreateArray();
+    int c;
+
+    for (c = 0; a != NULL && c < CR_CH__COUNT; c++)
+        if (set & CR_CH_BIT(c))
+            cJSON_AddItemToArray(a, cJSON_CreateString(cr_channel_name((enum cr_channel)c)));
+    return a;
+}
+
+/* Adds "steps" (the job's own channels as step 0, then each escalation step:
+ * when it ran, its messages by status over its channels, confirmations, time
+ * to delivery) and "confirmations" (total, by channel, by way) to job, from
+ * the job hash h. Nothing for a job with neither steps nor confirmations. */
+static void add_steps(cJSON *job, const redisReply *h)
+{
+    const char *esc = field(h, "esc");
+    unsigned masks[1 + CR_ESC_STEPS_MAX] = {0};
+    long after[1 + CR_ESC_STEPS_MAX] = {0};
+    char unless[1 + CR_ESC_STEPS_MAX] = {0};
+    unsigned later = 0;
+    cJSON *steps;
+    int n = 0;
+    int k, c;
+
+    if (hash_ll(h, "confirm") == 1) {
+        cJSON *conf = cJSON_AddObjectToObject(job, "confirmations");
+        cJSON *by = cJSON_AddObjectToObject(conf, "channels");
+        cJSON *via = cJSON_AddObjectToObject(conf, "via");
+        size_t i;
+
+        cJSON_AddNumberToObject(conf, "total", (double)hash_ll(h, "confirmed"));
+        for (c = 0; by != NULL && c < CR_CH__COUNT; c++) {
+            char f[48];
+
+            snprintf(f, sizeof f, "confirmed:%s", cr_channel_name((enum cr_channel)c));
+            cJSON_AddNumberToObject(by, cr_channel_name((enum cr_channel)c),
+                                    (double)hash_ll(h, f));
+        }
+        for (i = 0; via != NULL && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+            const char *f = h->element[i]->str;
+
+            if (f != NULL && strncmp(f, "confirmed_via:", 14) == 0)
+                cJSON_AddNumberToObject(via, f + 14, (double)to_ll(h->element[i + 1]->str));
+        }
+    }
+    while (esc != NULL && *esc != '\0' && n < CR_ESC_STEPS_MAX) {
+        char *end = NULL;
+        long a = strtol(esc, &end, 10);
+        unsigned long m;
+
+        if (end == esc || *end != ':')
+            break;
+        esc = end + 1;
+        m = strtoul(esc, &end, 10);
+        if (end == esc || *end != ':' || (end[1] != 'd' && end[1] != 'c'))
+            break;
+        n++;
+        after[n] = a;
+        masks[n] = (unsigned)m;
+        unless[n] = end[1];
+        later |= (unsigned)m;
+        esc = end + 2;
+        if (*esc == ',')
+            esc++;
+    }
+    if (n == 0)
+        return;
+    /* step 0: the channels with messages that no later step owns */
+    for (c = 0; c < CR_CH__COUNT; c++) {
+        int st;
+
+        if (later & CR_CH_BIT(c))
+            continue;
+        for (st = 0; st < CR_ST__COUNT; st++) {
+            char f[64];
+
+            snprintf(f, sizeof f, "%s:%s", cr_status_name((enum cr_status)st),
+                     cr_channel_name((enum cr_channel)c));
+            if (hash_ll(h, f) > 0)
+                masks[0] |= CR_CH_BIT(c);
+        }
+    }
+    steps = cJSON_AddArrayToObject(job, "steps");
+    for (k = 0; steps != NULL && k <= n; k++) {
+        cJSON *o = cJSON_CreateObject();
+        long long by[CR_ST__COUNT] = {0};
+        long long msgs = 0, conf = 0;
+        char f[64];
+        int st;
+
+        if (o == NULL)
+            break;
+        cJSON_AddItemToArray(steps, o);
+        cJSON_AddNumberToObject(o, "step", k);
+        cJSON_AddItemToObject(o, "channels", channel_names(masks[k]));
+        if (k > 0) {
+            long long ran;
+
+            cJSON_AddNumberToObject(o, "after_s", (double)after[k]);
+            cJSON_AddStringToObject(o, "unless", unless[k] == 'c' ? "confirmed" : "delivered");
+            snprintf(f, sizeof f, "step:%d:ms", k);
+            ran = hash_ll(h, f);
+            if (ran > 0)
+                cJSON_AddNumberToObject(o, "ran_ms", (double)ran);
+            else
+                cJSON_AddNullToObject(o, "ran_ms");
+        }
+        for (c = 0; c < CR_CH__COUNT; c++) {
+            if (!(masks[k] & CR_CH_BIT(c)))
+                continue;
+            for (st = 0; st < CR_ST__COUNT; st++) {
+                snprintf(f, sizeof f, "%s:%s", cr_status_name((enum cr_status)st),
+                         cr_channel_name((enum cr_channel)c));
+                by[st] += hash_ll(h, f);
+            }
+            snprintf(f, sizeof f, "confirmed:%s", cr_channel_name((enum cr_channel)c));
+            conf += hash_ll(h, f);
+        }
+        for (st = 0; st < CR_ST__COUNT; st++)
+            msgs += by[st];
+        cJSON_AddNumberToObject(o, "messages", (double)msgs);
+        cJSON_AddNumberToObject(o, "sent", (double)by[CR_ST_SENT]);
+        cJSON_AddNumberToObject(o, "delivered", (double)by[CR_ST_DELIVERED]);
+        cJSON_AddNumberToObject(o, "failed", (double)(by[CR_ST_FAILED] + by[CR_ST_BOUNCED]));
+        cJSON_AddNumberToObject(o, "confirmed", (double)conf);
+        cJSON_AddItemToObject(o, "to_delivery", step_ttd(h, k));
+    }
+}
+
 /* The job's lifecycle from crier:events, and the messages done over time
  * (started = 0, each progress event, completed = all) for the chart. */
 static void on_job_events(struct cr_redis *r, redisReply *reply, void *ud)
@@ -643,6 +835,7 @@ static void on_job_hash(struct cr_redis *r, redisReply *reply, void *ud)
         free(q);
         return;
     }
+    add_steps(job, reply);
     cJSON_AddItemToObject(q->doc, "job", job);
     cJSON_AddItemToObject(q->doc, "reasons", cJSON_DetachItemFromObject(job, "reasons"));
     created = cJSON_GetObjectItem(job, "created_ms");

@@ -19,6 +19,7 @@
 #include "cr_str.h"
 #include "render.h"
 #include "sms.h"
+#include "whatsapp_doc.h"
 
 #define RESPONSE_MAX (256 * 1024)
 #define BODY_MAX (1024 * 1024)
@@ -46,6 +47,7 @@ struct prov {
     struct cr_breaker breaker;
     int64_t paused_until;   /* unix ms: the provider asked us to wait (Retry-After) */
     char rl_key[CR_KEY_MAX];
+    char tier_key[CR_KEY_MAX]; /* whatsapp: the residents the number started conversations with */
     uv_timer_t wake;        /* pump again when a wait is over */
 };
 
@@ -125,6 +127,7 @@ int cr_dispatch_init(struct cr_daemon *d, struct cr_dispatch **out)
         cr_bucket_init(&p->bucket, p->conf->rate, p->conf->burst, cr_now_ms());
         cr_breaker_init(&p->breaker, p->conf->breaker_failures, p->conf->breaker_open_ms);
         cr_key_for(&d->keys, "ratelimit", p->conf->name, p->rl_key, sizeof(p->rl_key));
+        cr_key_for(&d->keys, "tier", p->conf->name, p->tier_key, sizeof(p->tier_key));
         uv_timer_init(d->loop, &p->wake);
         p->wake.data = p;
         p->target.connect_timeout_ms = p->conf->connect_timeout_ms;
@@ -745,6 +748,155 @@ static void take_shared(struct prov *p)
         wake_in(p, 100);
 }
 
+/* ---- the messaging tier, kept in Redis ---- */
+
+#define TIER_WINDOW_MS (24LL * 3600 * 1000)
+
+struct tier_ctx {
+    struct prov *p;
+    struct cr_msg *m;
+};
+
+/* Whether m starts a business-initiated conversation that p's messaging tier
+ * must admit first: a whatsapp message outside the resident's service window
+ * (a template) through a provider with a tier_limit that has not admitted it
+ * yet (a message moved to another provider asks that one's tier). */
+static int needs_tier(const struct prov *p, const struct cr_msg *m)
+{
+    size_t i;
+
+    if (p->conf->tier_limit <= 0 || m->channel != CR_CH_WHATSAPP || m->tier_prov == p->ix + 1)
+        return 0;
+    for (i = 0; i + 1 < m->sub->nkv; i += 2) {
+        if (strcmp(m->sub->kv[i], "whatsapp_last_inbound") == 0)
+            return !cr_wa_window_open(m->sub->kv[i + 1], cr_now_ms());
+    }
+    return 1;
+}
+
+/* The tier is full until wait_ms from now: m waits in the retry set until a
+ * place frees (spread over a little time so that the waiting messages do not
+ * all come back at once), or fails with "tier_limit" when the job would
+ * expire first. The wait is not an attempt. */
+static void tier_full(struct prov *p, struct cr_msg *m, int64_t wait_ms)
+{
+    struct cr_dispatch *dp = p->dp;
+    struct cr_result res;
+    int64_t now = cr_now_ms();
+    int64_t expires = m->batch->jc->job.expires_at_ms;
+    int64_t spread = wait_ms / 20 < 60000 ? wait_ms / 20 : 60000;
+    int64_t delay = wait_ms;
+    char key[160];
+
+    if (spread > 0)
+        delay += (int64_t)(cr_rand_next(&dp->rnd) % (uint64_t)spread);
+    memset(&res, 0, sizeof(res));
+    cr_result_set(&res, CR_OUT_RETRY, "tier_limit",
+                  "the number's messaging tier is used up for the moving 24 hours");
+    if (expires > 0 && now + delay >= expires) {
+        res.outcome = CR_OUT_FAILED;
+        cr_log_repeat(CR_LOG_WARN,
+                      event_key(key, sizeof key, "tier", p, m->batch->job_id, res.code),
+                      "provider '%s' job %s: messaging tier of %ld residents a day used up, "
+                      "no place frees before the job expires; failed (tier_limit)",
+                      p->conf->name, m->batch->job_id, p->conf->tier_limit);
+        finish(p, m, CR_ST_FAILED, &res, 0, 0);
+        return;
+    }
+    res.retry_after_ms = delay;
+    cr_log_repeat(CR_LOG_WARN, event_key(key, sizeof key, "tier", p, m->batch->job_id, res.code),
+                  "provider '%s' job %s: messaging tier of %ld residents a day used up; "
+                  "message parked for %lld s until a place frees",
+                  p->conf->name, m->batch->job_id, p->conf->tier_limit, (long long)(delay / 1000));
+    cr_fanout_msg_park(m, now + delay, p->conf->name, &res, 0);
+}
+
+/* The tier set's answer for one message: it goes (back to the head of its
+ * queue, admitted), waits or fails (tier_full), or asks again shortly when
+ * Redis did not answer. */
+static void on_tier(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct tier_ctx *tc = ud;
+    struct prov *p = tc->p;
+    struct cr_msg *m = tc->m;
+    struct cr_dispatch *dp = p->dp;
+
+    (void)r;
+    free(tc);
+    p->requests--;
+    dp->inflight--;
+    if (cr_bucket_limited(&p->bucket)) { /* the token is spent when the message goes */
+        cr_bucket_refund(&p->bucket);
+        p->shared_tokens++;
+    }
+    if (dp->stopped) {
+        cr_fanout_msg_returned(m);
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        q_push_front(&p->q[m->batch->prio], m); /* Redis unreachable: ask again shortly */
+        p->queued++;
+        m->state = CR_MSG_QUEUED;
+        if (p->paused_until < cr_now_ms() + 200)
+            p->paused_until = cr_now_ms() + 200;
+        wake_in(p, 200);
+        return;
+    }
+    if (cr_reply_int(reply->element[0]) == 1) {
+        m->tier_prov = (uint8_t)(p->ix + 1);
+        m->state = CR_MSG_QUEUED;
+        q_push_front(&p->q[m->batch->prio], m);
+        p->queued++;
+    } else {
+        tier_full(p, m, (int64_t)cr_reply_int(reply->element[1]));
+    }
+    if (!dp->closing)
+        pump(p);
+}
+
+/* Asks the tier set in Redis to admit m's resident; m waits out of the queue
+ * (holding a request slot) until the answer. */
+static void tier_check(struct prov *p, struct cr_msg *m)
+{
+    struct cr_dispatch *dp = p->dp;
+    struct tier_ctx *tc = malloc(sizeof(*tc));
+    char now[24];
+    char win[24];
+    char lim[24];
+    const char *argv[5];
+
+    if (tc == NULL) {
+        q_push_front(&p->q[m->batch->prio], m);
+        p->queued++;
+        wake_in(p, 100);
+        return;
+    }
+    tc->p = p;
+    tc->m = m;
+    snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+    snprintf(win, sizeof(win), "%lld", (long long)TIER_WINDOW_MS);
+    snprintf(lim, sizeof(lim), "%ld", p->conf->tier_limit);
+    argv[0] = p->tier_key;
+    argv[1] = now;
+    argv[2] = win;
+    argv[3] = lim;
+    argv[4] = m->address;
+    m->state = CR_MSG_INFLIGHT;
+    p->requests++;
+    dp->inflight++;
+    if (cr_script_call(dp->d->rc, CR_SCRIPT_TIER, 1, 5, argv, NULL, on_tier, tc) < 0) {
+        free(tc);
+        p->requests--;
+        dp->inflight--;
+        m->state = CR_MSG_QUEUED;
+        q_push_front(&p->q[m->batch->prio], m);
+        p->queued++;
+        if (p->paused_until < cr_now_ms() + 200)
+            p->paused_until = cr_now_ms() + 200;
+        wake_in(p, 200);
+    }
+}
+
 /* Renders, builds and submits one message; a message that cannot be built is
  * a permanent failure (its content or address can never be sent). */
 static void send_one(struct prov *p, struct cr_msg *m)
@@ -1127,7 +1279,9 @@ static void pump(struct prov *p)
             cr_fanout_msg_done(m, CR_ST_EXPIRED, p->conf->name, NULL, 0, 0);
             continue;
         }
-        if (p->conf->ops->max_batch > 1)
+        if (needs_tier(p, m))
+            tier_check(p, m);
+        else if (p->conf->ops->max_batch > 1)
             send_batch(p, m);
         else
             send_one(p, m);

@@ -80,6 +80,37 @@ int cr_escalate_copy_outcome(struct cr_batch *b, const redisReply *reply);
  * as loaded. */
 int cr_escalate_has_outcome(const struct cr_batch *b, uint32_t pos);
 
+/* Lua for the delivery-receipt scripts (webhooks.c, and scripts.c for a
+ * receipt that came before its message was recorded): ttd(job key, channel
+ * index, now ms) adds one delivery to the time-to-delivery figures of a job
+ * with escalation steps, per step (0 = the job's own channels; no channel is
+ * in two steps): step:<k>:ttd_n (count), step:<k>:ttd_ms (sum of the ms from
+ * the step's start to the receipt) and step:<k>:ttd_le:<s> (a histogram, the
+ * bucket of the first bound in s of 1 2 5 10 30 60 120 300 600 1800 3600 that
+ * holds it, else "inf"). A job without steps is left alone. */
+#define CR_TTD_LUA \
+    "local function ttd(jk, ch, t)\n" \
+    "  local h = redis.call('HMGET', jk, 'esc', 'started_ms', 'created_ms')\n" \
+    "  if not h[1] or h[1] == '' then return end\n" \
+    "  local k, n = 0, 0\n" \
+    "  for m in string.gmatch(h[1], '%d+:(%d+):%a') do\n" \
+    "    n = n + 1\n" \
+    "    if math.floor(tonumber(m) / 2 ^ ch) % 2 == 1 then k = n end\n" \
+    "  end\n" \
+    "  local t0 = tonumber(h[2] or h[3] or t)\n" \
+    "  if k > 0 then t0 = tonumber(redis.call('HGET', jk, 'step:' .. k .. ':ms') or t) end\n" \
+    "  local d = t - t0\n" \
+    "  if d < 0 then d = 0 end\n" \
+    "  local le = 'inf'\n" \
+    "  for _, b in ipairs({1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}) do\n" \
+    "    if d <= b * 1000 then le = tostring(b); break end\n" \
+    "  end\n" \
+    "  local f = 'step:' .. k .. ':ttd'\n" \
+    "  redis.call('HINCRBY', jk, f .. '_n', 1)\n" \
+    "  redis.call('HINCRBY', jk, f .. '_ms', d)\n" \
+    "  redis.call('HINCRBY', jk, f .. '_le:' .. le, 1)\n" \
+    "end\n"
+
 struct cr_escalate;
 
 /* Starts the poller that runs due escalation steps (sorted set

@@ -45,6 +45,8 @@ struct cr_msg {
     uint8_t slot_prov;
     uint8_t solo;          /* send in a request of its own (a batch request it was in
                               was refused as a whole) */
+    uint8_t tier_prov;     /* whatsapp: 1 + the provider whose messaging tier admitted the
+                              resident (0 none yet) */
     const char *member;    /* retry set member this message came from, or NULL */
     struct cr_msg *qnext;  /* send queue link */
 };

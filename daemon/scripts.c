@@ -217,6 +217,7 @@ static const char record_check_lua[] =
     "if bad then return redis.error_reply('BADKEY ' .. bad) end\n";
 
 static const char record_lua[] =
+    CR_TTD_LUA
     "local n = tonumber(ARGV[7])\n"
     "local supkey = {['0'] = KEYS[6], ['1'] = KEYS[7], ['2'] = KEYS[8], ['3'] = KEYS[12]}\n"
     "local added = 0\n"
@@ -263,9 +264,19 @@ static const char record_new_lua[] =
     "    if early and st == 'sent' and ch ~= '" CR_STRINGIFY(CR_LEDGER_SKIPPED) "' then\n"
     "      local k = pos .. ':' .. ch\n"
     "      local e = redis.call('HGET', KEYS[10], k)\n"
-    "      if e then st = e; redis.call('HDEL', KEYS[10], k) end\n"
+    "      if e then\n"
+    "        st = e; redis.call('HDEL', KEYS[10], k)\n"
+    /* the message has its receipt, as a late one marks it (webhooks.c): a
+     * later status for it (WhatsApp's read) is a duplicate, not a second one */
+    "        redis.call('SETBIT', KEYS[1] .. ':receipts', ARGV[o + 17], 1)\n"
+    "        if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1] .. ':receipts', ARGV[6]) end\n"
+    "      end\n"
     /* an early delivery reaches the resident as a late one does (webhooks.c) */
-    "      if e == 'delivered' then redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1) end\n"
+    "      if e == 'delivered' then\n"
+    "        redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1)\n"
+    "        local tm = redis.call('TIME')\n"
+    "        ttd(KEYS[1], tonumber(ch), tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))\n"
+    "      end\n"
     "    end\n"
     "    counts[st] = (counts[st] or 0) + 1\n"
     "    if chname ~= '' then counts[st .. ':' .. chname] = (counts[st .. ':' .. chname] or 0) + 1 end\n"
@@ -397,6 +408,22 @@ static const char tokens_lua[] =
     "if got == 0 then wait = math.ceil((1000 - milli) / rate) end\n"
     "return {got, wait}\n";
 
+/* The messaging tier: a sorted set of the addresses a number started
+ * conversations with, scored by the last time, trimmed to the moving window;
+ * it never holds more than the limit. */
+static const char tier_lua[] =
+    "local now, win, lim = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)\n"
+    "if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < lim then\n"
+    "  redis.call('ZADD', KEYS[1], now, ARGV[4])\n"
+    "  redis.call('PEXPIRE', KEYS[1], win)\n"
+    "  return {1, 0}\n"
+    "end\n"
+    "local o = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "local wait = tonumber(o[2]) + win - now\n"
+    "if wait < 1 then wait = 1 end\n"
+    "return {0, wait}\n";
+
 /* Each script is its parts joined, the shared completion function first where
  * it ends jobs (C compilers need only take string literals of 4095 bytes). */
 #define SCRIPT_MAX 16384
@@ -410,7 +437,8 @@ static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
     {trim_lua, due_lua, NULL, NULL, NULL, NULL, NULL},
     {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
     {trim_lua, guard_lua, fail_lua, NULL, NULL, NULL, NULL},
-    {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL}};
+    {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL},
+    {tier_lua, NULL, NULL, NULL, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

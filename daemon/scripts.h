@@ -77,6 +77,12 @@ enum cr_script {
      * Runs due escalation steps (escalate.c). Returns {steps run, next due
      * score or ""}. */
     CR_SCRIPT_ESCALATE,
+    /* KEYS the provider's tier set; ARGV now_ms, window_ms, limit, address.
+     * Admits a business-initiated conversation with address: the set holds
+     * the addresses contacted in the last window_ms (never more than limit).
+     * Returns {1, 0} admitted (already in the set, or a place was free), or
+     * {0, ms until the oldest place frees}. */
+    CR_SCRIPT_TIER,
     CR_SCRIPT__COUNT
 };
 

@@ -17,6 +17,7 @@
 #include "cr_types.h"
 #include "cr_secret.h"
 #include "cr_log.h"
+#include "escalate.h"
 #include "metrics.h"
 #include "replies.h"
 #include "sigs.h"
@@ -386,6 +387,7 @@ int cr_hook_fresh(const char *ts, int64_t now_s, long window_s)
  * provider_id. Returns {applied, early, replayed, duplicate, unknown}. */
 static const char receipt_lua[] = CR_AUDIT_TRIM_LUA
     "local p, window, maxlen, now, ret = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])\n"
+    CR_TTD_LUA
     "local res = {0, 0, 0, 0, 0}\n"
     "for i = 0, tonumber(ARGV[6]) - 1 do\n"
     "  local o = 6 + i * 11\n"
@@ -424,6 +426,7 @@ static const char receipt_lua[] = CR_AUDIT_TRIM_LUA
     "        if st == 'delivered' then\n"
     "          redis.call('SETBIT', jk .. ':reached', tonumber(pos), 1)\n"
     "          if ret > 0 then redis.call('EXPIRE', jk .. ':reached', ret) end\n"
+    "          ttd(jk, tonumber(ch), tonumber(now))\n"
     "        end\n"
     "        redis.call('XADD', p .. 'receipts', '*', 'job', job, 'pos', pos,\n"
     "          'channel', chname, 'provider', ARGV[o+9], 'status', st, 'code', ARGV[o+10],\n"

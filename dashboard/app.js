@@ -364,6 +364,45 @@ function chart(series) {
   return el("figure", {}, root, el("figcaption", {}, desc));
 }
 
+// The job's own channels (step 0) and its escalation steps: messages,
+// outcomes, confirmations and time from the step's start to delivery.
+function stepsSection(j) {
+  if (!j.steps && !j.confirmations) return [];
+  const out = [];
+  const ttd = (t) => {
+    if (!t || !t.n) return "–";
+    const b = (v) => (v === null ? "> 1 h" : `≤ ${fmtDur(v * 1000)}`);
+    const mean = t.mean_ms < 10000 ? `${(t.mean_ms / 1000).toFixed(1)} s` : fmtDur(t.mean_ms);
+    return `mean ${mean}, median ${b(t.p50_s)}, p95 ${b(t.p95_s)} (${fmtInt(t.n)})`;
+  };
+  if (j.steps) {
+    out.push(el("h3", {}, "Escalation steps"),
+      el("div", { class: "table-wrap" }, el("table", { id: "steps" },
+        el("caption", {}, "Each step's messages, outcomes and time to delivery"),
+        el("thead", {}, el("tr", {}, ["Step", "Channels", "When", "Messages", "Sent", "Delivered", "Failed", "Confirmed", "Time to delivery"]
+          .map((h, i) => el("th", { scope: "col", class: i >= 3 && i <= 7 ? "num" : null }, h)))),
+        el("tbody", {}, j.steps.map((st) => el("tr", { "data-step": String(st.step) },
+          el("th", { scope: "row" }, st.step === 0 ? "first" : String(st.step)),
+          el("td", {}, st.channels.join(", ")),
+          el("td", {}, st.step === 0 ? "at the start"
+            : `after ${fmtDur(st.after_s * 1000)} unless ${st.unless}${st.ran_ms ? `, ran ${fmtTime(st.ran_ms)}` : ", not yet"}`),
+          ...["messages", "sent", "delivered", "failed", "confirmed"].map((k) =>
+            el("td", { class: "num", "data-k": k }, fmtInt(st[k]))),
+          el("td", { "data-k": "to_delivery" }, ttd(st.to_delivery))))))));
+  }
+  if (j.confirmations) {
+    const c = j.confirmations;
+    out.push(el("h3", {}, "Confirmations"),
+      el("ul", { class: "cards", id: "confirmations" },
+        el("li", {}, el("span", { class: "k" }, "Confirmed"), el("span", { class: "v", "data-k": "total" }, fmtInt(c.total))),
+        ...Object.keys(c.channels).filter((k) => c.channels[k] > 0).map((k) =>
+          el("li", {}, el("span", { class: "k" }, `by ${k}`), el("span", { class: "v", "data-k": `channel-${k}` }, fmtInt(c.channels[k])))),
+        ...Object.keys(c.via).map((k) =>
+          el("li", {}, el("span", { class: "k" }, `via ${k}`), el("span", { class: "v", "data-k": `via-${k}` }, fmtInt(c.via[k]))))));
+  }
+  return out;
+}
+
 function renderJob(first) {
   const d = state.job;
   const j = d.job;
@@ -399,6 +438,7 @@ function renderJob(first) {
         statuses.map((s) => el("th", { scope: "col", class: "num" }, s)))),
       el("tbody", {}, channels.map((c) => el("tr", { "data-channel": c }, el("th", { scope: "row" }, c),
         statuses.map((s) => el("td", { class: "num", "data-status": s }, fmtInt(j.channels[c][s] || 0)))))))),
+    ...stepsSection(j),
     el("h3", {}, "Messages per second"),
     chart(series),
     el("h3", {}, "Outcomes and failure reasons"),

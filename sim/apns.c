@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "cr_error.h"
+#include "callbacks.h"
 #include "cr_log.h"
 #include "record.h"
 #include "server.h"
@@ -320,6 +321,7 @@ static void handle(struct astream *st)
     const char *reason = NULL;
     const char *ref = NULL;
     int status = 200;
+    int receipt = -1;
     long long iat = -1;
     struct cr_buf kid;
     cJSON *payload = NULL, *fields = NULL;
@@ -414,6 +416,8 @@ static void handle(struct astream *st)
         status = 410, reason = "Unregistered";
         goto answer;
     }
+    /* accepted: the app on the phone acknowledges the delivered share (callbacks.c) */
+    receipt = sim_callbacks_after_push(sim, SIM_EP_APNS, token, ref);
 answer:
     cr_buf_reset(&st->answer);
     if (status == 410)
@@ -453,6 +457,8 @@ answer:
         else
             cJSON_AddNullToObject(fields, "reason");
         cJSON_AddStringToObject(fields, "alpn", sim_tls_alpn_h2(&c->tls) ? "h2" : "none");
+        if (receipt >= 0)
+            cJSON_AddStringToObject(fields, "receipt", receipt ? "delivered" : "none");
         fields_text = cJSON_PrintUnformatted(fields);
     }
     memset(&in, 0, sizeof(in));

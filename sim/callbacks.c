@@ -20,10 +20,10 @@
 #include "cr_provider.h"
 #include "http.h"
 #include "server.h"
+#include "sigs.h"
 
 #define MAX_ATTEMPTS 4          /* first try + 3 retries */
 #define BACKOFF_MS 250          /* before retry n: BACKOFF_MS << (n - 1) */
-#define MAX_JOBS 100000         /* callbacks waiting or in flight; more are dropped */
 #define MAX_STAGED_EVENTS 200000 /* SendGrid events waiting for their batch */
 #define MAX_BATCH_EVENTS 1000   /* events per event-webhook POST */
 #define MAX_RECORDS 10000       /* /_sim/callbacks keeps the newest */
@@ -33,10 +33,10 @@
 #define API_VERSION "2010-04-01"
 #define BOUNCE_DOMAIN "bounce.sim"
 
-enum cb_kind { CB_TWILIO_STATUS, CB_TWILIO_INBOUND, CB_SENDGRID, CB_META };
+enum cb_kind { CB_TWILIO_STATUS, CB_TWILIO_INBOUND, CB_SENDGRID, CB_META, CB_GENERIC };
 
 static const char *const kind_names[] = {"twilio_status", "twilio_inbound", "sendgrid_events",
-                                         "meta_whatsapp"};
+                                         "meta_whatsapp", "generic_receipt"};
 
 /* What /_sim/callbacks shows of one callback; updated while it runs. */
 struct cb_record {
@@ -175,6 +175,10 @@ static cJSON *record_json(const struct cb_record *r)
     } else if (r->kind == CB_META) {
         cJSON_AddStringToObject(h, "Content-Type", "application/json");
         cJSON_AddStringToObject(h, "X-Hub-Signature-256", r->signature);
+    } else if (r->kind == CB_GENERIC) {
+        cJSON_AddStringToObject(h, "Content-Type", "application/json");
+        cJSON_AddStringToObject(h, "X-Crier-Signature", r->signature);
+        cJSON_AddStringToObject(h, "X-Crier-Timestamp", r->timestamp);
     } else {
         cJSON_AddStringToObject(h, "Content-Type", "application/x-www-form-urlencoded");
         cJSON_AddStringToObject(h, "X-Twilio-Signature", r->signature);
@@ -371,6 +375,25 @@ static void job_send(struct cb_job *job)
         rc = cr_buf_appendf(&line, "X-Hub-Signature-256: %s", job->signature);
         req.headers = curl_slist_append(req.headers, "Content-Type: application/json");
         req.headers = curl_slist_append(req.headers, "User-Agent: facebookexternalua");
+    } else if (job->kind == CB_GENERIC) {
+        /* what crierd's /hooks/generic checks: HMAC-SHA256 over "<ts>.<body>" */
+        unsigned char mac[CR_HMAC_SHA256_LEN];
+
+        snprintf(ts, sizeof(ts), "%llu", (unsigned long long)(sim_now_ms(cbs->sim) / 1000));
+        rc = cr_hmac_ts_body(cbs->sim->opt.generic_webhook_secret,
+                             strlen(cbs->sim->opt.generic_webhook_secret), ts, job->body,
+                             job->body_len, mac);
+        if (rc < 0)
+            goto out;
+        memcpy(sig, "sha256=", 7);
+        cr_hex(mac, sizeof(mac), sig + 7);
+        if (r != NULL) {
+            snprintf(r->signature, sizeof(r->signature), "%s", sig);
+            snprintf(r->timestamp, sizeof(r->timestamp), "%s", ts);
+        }
+        rc = cr_buf_appendf(&line, "X-Crier-Signature: %s", sig);
+        req.headers = curl_slist_append(req.headers, "Content-Type: application/json");
+        req.headers = curl_slist_append(req.headers, "User-Agent: crier-sim-app");
     } else {
         rc = cr_buf_appendf(&line, "X-Twilio-Signature: %s", job->signature);
         req.headers = curl_slist_append(req.headers,
@@ -379,9 +402,12 @@ static void job_send(struct cb_job *job)
     }
     if (rc == 0 && req.headers != NULL)
         req.headers = curl_slist_append(req.headers, cr_buf_cstr(&line));
-    if (rc == 0 && req.headers != NULL && job->kind == CB_SENDGRID) {
+    if (rc == 0 && req.headers != NULL && (job->kind == CB_SENDGRID || job->kind == CB_GENERIC)) {
         cr_buf_reset(&line);
-        rc = cr_buf_appendf(&line, "X-Twilio-Email-Event-Webhook-Timestamp: %s", ts);
+        rc = cr_buf_appendf(&line, "%s: %s",
+                            job->kind == CB_GENERIC ? "X-Crier-Timestamp"
+                                                    : "X-Twilio-Email-Event-Webhook-Timestamp",
+                            ts);
         if (rc == 0)
             req.headers = curl_slist_append(req.headers, cr_buf_cstr(&line));
     }
@@ -414,6 +440,14 @@ static void job_start(struct cb_job *job, uint64_t delay_ms)
     uv_timer_start(&job->timer, on_job_timer, delay_ms, 0);
 }
 
+/* Whether n more callbacks fit in the queue now. The loop runs one request at
+ * a time, so a caller that checks before accepting a message and queues its
+ * callbacks in the same turn always finds them room. */
+static int room(const struct sim_callbacks *cbs, size_t n)
+{
+    return !cbs->closing && cbs->njobs + n <= cbs->sim->opt.callback_queue;
+}
+
 /* Makes a job (not started) that owns url and body; NULL when over the cap or
  * out of memory (both are logged; url and body are freed). */
 static struct cb_job *job_new(struct sim_callbacks *cbs, enum cb_kind kind, char *url,
@@ -421,10 +455,11 @@ static struct cb_job *job_new(struct sim_callbacks *cbs, enum cb_kind kind, char
 {
     struct cb_job *job = NULL;
 
-    if (cbs->closing || cbs->njobs >= MAX_JOBS) {
+    if (cbs->closing || cbs->njobs >= cbs->sim->opt.callback_queue) {
         if (!cbs->warned_full) {
             cbs->warned_full = 1;
-            cr_warn("sim callbacks: %d waiting, further callbacks are dropped", MAX_JOBS);
+            cr_warn("sim callbacks: %u waiting, further callbacks are dropped",
+                    (unsigned)cbs->sim->opt.callback_queue);
         }
         goto fail;
     }
@@ -557,6 +592,30 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+int sim_callbacks_twilio_room(struct sim *sim, const struct sim_request *req, int whatsapp)
+{
+    struct sim_callbacks *cbs = sim->callbacks;
+    struct cr_buf url;
+    int wants;
+
+    if (cbs == NULL || !sim_starts_with_ci(req->ctype, "application/x-www-form-urlencoded"))
+        return 1;
+    cr_buf_init(&url, 8192);
+    wants = sim_form_get(req->body, req->body_len, "StatusCallback", &url) == 1 && url.len > 0;
+    cr_buf_release(&url);
+    /* sent and the final status; WhatsApp adds read */
+    return !wants || room(cbs, whatsapp ? 3 : 2);
+}
+
+int sim_callbacks_meta_room(struct sim *sim)
+{
+    struct sim_callbacks *cbs = sim->callbacks;
+
+    if (cbs == NULL || sim->opt.meta_webhook_url == NULL || sim->opt.meta_app_secret == NULL)
+        return 1;
+    return room(cbs, 3); /* sent, delivered, read */
+}
+
 void sim_callbacks_after_twilio(struct sim *sim, const struct sim_request *req,
                                 const struct sim_response *res)
 {
@@ -597,14 +656,15 @@ void sim_callbacks_after_twilio(struct sim *sim, const struct sim_request *req,
         goto out;
     /* the final status; p was sorted by name, so find the members again */
     {
-        const char *final_status = ends_with(to, "99") ? "undelivered" : "delivered";
+        int lost = ends_with(to, "99") || !sim_provider_delivers(sim, SIM_EP_TWILIO, to);
+        const char *final_status = lost ? "undelivered" : "delivered";
         size_t i;
 
         for (i = 0; i < n; i++) {
             if (strcmp(p[i].name, "MessageStatus") == 0 || strcmp(p[i].name, "SmsStatus") == 0)
                 p[i].value = final_status;
         }
-        if (ends_with(to, "99"))
+        if (lost)
             p[n++] = (struct param){"ErrorCode", "30003"};
     }
     final = twilio_job(cbs, CB_TWILIO_STATUS, cr_buf_cstr(&url), p, n);
@@ -704,6 +764,47 @@ void sim_callbacks_after_meta(struct sim *sim, const char *wamid, const char *to
     if (delivered != NULL)
         delivered->then = read;
     job_start(sent, sim->opt.callback_delay_ms);
+}
+
+int sim_callbacks_after_push(struct sim *sim, enum sim_endpoint ep, const char *token,
+                             const char *ref)
+{
+    struct sim_callbacks *cbs = sim->callbacks;
+    cJSON *doc = NULL;
+    char *body = NULL, *url = NULL;
+    char event_id[48];
+    struct cb_job *job;
+    int rc = 0;
+
+    if (cbs == NULL || sim->opt.generic_webhook_url == NULL || ref == NULL)
+        return -1;
+    if (!sim_provider_delivers(sim, ep, token))
+        return 0;
+    snprintf(event_id, sizeof(event_id), "sim-%s-%llu", sim_endpoint_name(ep),
+             (unsigned long long)cbs->next_seq);
+    doc = cJSON_CreateObject();
+    if (doc == NULL || cJSON_AddStringToObject(doc, "ref", ref) == NULL ||
+        cJSON_AddStringToObject(doc, "status", "delivered") == NULL ||
+        cJSON_AddStringToObject(doc, "event_id", event_id) == NULL)
+        goto out;
+    body = cJSON_PrintUnformatted(doc);
+    url = strdup(sim->opt.generic_webhook_url);
+    if (body == NULL || url == NULL)
+        goto out;
+    job = job_new(cbs, CB_GENERIC, url, body, strlen(body));
+    url = NULL; /* job_new owns them, even when it fails */
+    body = NULL;
+    if (job != NULL) {
+        job_start(job, sim->opt.callback_delay_ms);
+        rc = 1;
+    }
+out:
+    /* a receipt that could not be queued (over the cap, logged; or out of
+     * memory) never comes: the log says "none", as it is */
+    free(url);
+    cJSON_free(body);
+    cJSON_Delete(doc);
+    return rc;
 }
 
 /* POST /_sim/inbound {"from","body","to"}: an inbound SMS sent to crierd; the
@@ -923,10 +1024,13 @@ void sim_callbacks_after_sendgrid(struct sim *sim, const struct sim_request *req
             snprintf(smtp_id, sizeof(smtp_id), "<%s@ismtpd0001p1lon1.sendgrid.net>", msgid);
             cJSON_AddItemToArray(cbs->stage_a, make_event(sim, email, "processed", now_ms / 1000,
                                                           sgid, smtp_id, args));
-            cJSON_AddItemToArray(cbs->stage_a_final,
-                                 make_event(sim, email, bounce ? "bounce" : "delivered",
-                                            later_ms / 1000, sgid, smtp_id, args));
-            cbs->staged += 2;
+            if (bounce || sim_provider_delivers(sim, SIM_EP_SENDGRID, email)) {
+                cJSON_AddItemToArray(cbs->stage_a_final,
+                                     make_event(sim, email, bounce ? "bounce" : "delivered",
+                                                later_ms / 1000, sgid, smtp_id, args));
+                cbs->staged++;
+            }
+            cbs->staged++;
             ti++;
         }
         pi++;

@@ -168,6 +168,8 @@ static void put_behaviour(cJSON *obj, const struct sim_behaviour *b)
     cJSON_AddNumberToObject(obj, "rate_429", b->rate_429);
     cJSON_AddNumberToObject(obj, "retry_after", b->retry_after);
     cJSON_AddBoolToObject(obj, "retry_after_date", b->retry_after_date);
+    cJSON_AddNumberToObject(obj, "deliver_rate", b->deliver_rate);
+    cJSON_AddStringToObject(obj, "never_deliver", b->never_deliver);
 }
 
 static void answer_settings(struct sim *sim, struct sim_response *res)
@@ -213,11 +215,12 @@ static void answer_config(struct sim *sim, const struct sim_request *req,
         {"rate_429", 1.0, "rate_429 must be 0..1"},
         {"retry_after", SIM_MAX_RETRY_AFTER, "retry_after must be 0..86400"},
         {"retry_after_date", 1.0, "retry_after_date must be 0 or 1"},
+        {"deliver_rate", 1.0, "deliver_rate must be 0..1"},
     };
-    double val[6] = {0};
-    int present[6] = {0};
+    double val[7] = {0};
+    int present[7] = {0};
     cJSON *doc = cJSON_ParseWithLength(req->body, req->body_len);
-    const cJSON *epv;
+    const cJSON *epv, *never;
     enum sim_endpoint ep = SIM_EP_COUNT;
     size_t k;
     int i;
@@ -240,11 +243,22 @@ static void answer_config(struct sim *sim, const struct sim_request *req,
             goto out;
         }
     }
+    never = cJSON_GetObjectItemCaseSensitive(doc, "never_deliver");
+    if (never != NULL &&
+        (!cJSON_IsString(never) || strlen(never->valuestring) >= SIM_NEVER_DELIVER_MAX)) {
+        bad_request(res, "never_deliver must be a string of comma-separated suffixes, "
+                         "at most 127 bytes");
+        goto out;
+    }
     for (i = 0; i < SIM_EP_COUNT; i++) {
         struct sim_behaviour *b = &sim->behaviour[i];
 
         if (ep != SIM_EP_COUNT && (int)ep != i)
             continue;
+        if (present[6])
+            b->deliver_rate = val[6];
+        if (never != NULL)
+            snprintf(b->never_deliver, sizeof(b->never_deliver), "%s", never->valuestring);
         if (present[0])
             b->latency_ms = (uint32_t)val[0];
         if (present[1])

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "callbacks.h"
 #include "sim.h"
 
 #define PREFIX "/v1/projects/"
@@ -110,6 +111,7 @@ void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_r
     const char *recipient = NULL;
     const char *refv = NULL;
     const char *bad;
+    const char *fields = NULL;
     char text[200];
 
     if (!authorised(sim, req->auth)) {
@@ -180,8 +182,14 @@ void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_r
              (unsigned long long)(sim_rng_next(&sim->rng) % 10000000000000000ull));
     sim_res_literal(res, 200, text);
     res->ctype = SIM_JSON_UTF8;
+    /* the app on the phone acknowledges the delivered share (callbacks.c) */
+    switch (sim_callbacks_after_push(sim, SIM_EP_FCM, recipient, refv)) {
+    case 1: fields = "{\"receipt\":\"delivered\"}"; break;
+    case 0: fields = "{\"receipt\":\"none\"}"; break;
+    default: break;
+    }
 out:
-    sim_provider_done(sim, SIM_EP_FCM, req, res, recipient ? &recipient : NULL,
-                      recipient ? 1 : 0, refv ? &refv : NULL, refv ? 1 : 0);
+    sim_provider_done_fields(sim, SIM_EP_FCM, req, res, recipient ? &recipient : NULL,
+                             recipient ? 1 : 0, refv ? &refv : NULL, refv ? 1 : 0, fields);
     cJSON_Delete(doc);
 }

@@ -61,6 +61,7 @@ enum {
     OPT_FCM_SERVICE_ACCOUNT,
     OPT_FCM_TOKEN_TTL,
     OPT_CALLBACK_DELAY,
+    OPT_CALLBACK_QUEUE,
     OPT_SG_WEBHOOK_URL,
     OPT_SG_WEBHOOK_KEY,
     OPT_TW_INBOUND_URL,
@@ -69,9 +70,14 @@ enum {
     OPT_META_APP_SECRET,
     OPT_META_WEBHOOK_URL,
     OPT_META_MPS,
+    OPT_WA_TIER,
     OPT_WA_OPEN_PREFIX,
     OPT_WA_UNKNOWN_PREFIX,
     OPT_WA_UNAPPROVED,
+    OPT_GENERIC_URL,
+    OPT_GENERIC_SECRET,
+    OPT_DELIVER_RATE,
+    OPT_NEVER_DELIVER,
     OPT_HELP,
 };
 
@@ -114,6 +120,7 @@ static const struct option long_options[] = {
     {"fcm-service-account", required_argument, NULL, OPT_FCM_SERVICE_ACCOUNT},
     {"fcm-token-ttl", required_argument, NULL, OPT_FCM_TOKEN_TTL},
     {"callback-delay-ms", required_argument, NULL, OPT_CALLBACK_DELAY},
+    {"callback-queue", required_argument, NULL, OPT_CALLBACK_QUEUE},
     {"sendgrid-webhook-url", required_argument, NULL, OPT_SG_WEBHOOK_URL},
     {"sendgrid-webhook-key", required_argument, NULL, OPT_SG_WEBHOOK_KEY},
     {"twilio-inbound-url", required_argument, NULL, OPT_TW_INBOUND_URL},
@@ -122,9 +129,14 @@ static const struct option long_options[] = {
     {"meta-app-secret", required_argument, NULL, OPT_META_APP_SECRET},
     {"meta-webhook-url", required_argument, NULL, OPT_META_WEBHOOK_URL},
     {"meta-mps", required_argument, NULL, OPT_META_MPS},
+    {"wa-tier", required_argument, NULL, OPT_WA_TIER},
     {"wa-open-prefix", required_argument, NULL, OPT_WA_OPEN_PREFIX},
     {"wa-unknown-prefix", required_argument, NULL, OPT_WA_UNKNOWN_PREFIX},
     {"wa-unapproved", required_argument, NULL, OPT_WA_UNAPPROVED},
+    {"generic-webhook-url", required_argument, NULL, OPT_GENERIC_URL},
+    {"generic-webhook-secret", required_argument, NULL, OPT_GENERIC_SECRET},
+    {"deliver-rate", required_argument, NULL, OPT_DELIVER_RATE},
+    {"never-deliver", required_argument, NULL, OPT_NEVER_DELIVER},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -142,11 +154,15 @@ static const char usage[] =
     "                 [--smtp-require-tls]\n"
     "                 [--gateway-auth-header NAME] [--gateway-auth-value VALUE]\n"
     "                 [--fcm-service-account FILE] [--fcm-token-ttl S] [--callback-delay-ms N]\n"
+    "                 [--callback-queue N]\n"
     "                 [--sendgrid-webhook-url URL --sendgrid-webhook-key FILE]\n"
     "                 [--twilio-inbound-url URL]\n"
     "                 [--meta-token T] [--meta-phone-id ID] [--meta-mps N]\n"
+    "                 [--wa-tier N]\n"
     "                 [--meta-webhook-url URL --meta-app-secret S]\n"
-    "                 [--wa-open-prefix +E164] [--wa-unknown-prefix +E164] [--wa-unapproved LIST]\n";
+    "                 [--wa-open-prefix +E164] [--wa-unknown-prefix +E164] [--wa-unapproved LIST]\n"
+    "                 [--generic-webhook-url URL --generic-webhook-secret S]\n"
+    "                 [--deliver-rate F] [--never-deliver SUFFIX,...]\n";
 
 static uv_signal_t sig_term, sig_int;
 static struct sim *the_sim; /* for the signal callback only */
@@ -209,6 +225,8 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->behaviour.error_rate = 0;
     o->behaviour.rate_429 = 0;
     o->behaviour.retry_after = 1;
+    o->behaviour.deliver_rate = 1.0;
+    o->behaviour.never_deliver[0] = '\0';
     o->seed = 1;
     o->max_log = 2000000;
     o->max_log_bytes = (size_t)1 << 30;
@@ -224,6 +242,7 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->fcm_service_account = NULL;
     o->fcm_token_ttl = 3600;
     o->callback_delay_ms = 50;
+    o->callback_queue = SIM_CALLBACK_QUEUE;
     o->sendgrid_webhook_url = NULL;
     o->sendgrid_webhook_key = NULL;
     o->twilio_inbound_url = NULL;
@@ -232,6 +251,7 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     o->meta_app_secret = NULL;
     o->meta_webhook_url = NULL;
     o->meta_mps = 0;
+    o->wa_tier = 0;
     o->wa_open_prefix = "+4477009111";
     o->wa_unknown_prefix = "+4477009999";
     o->wa_unapproved = "unapproved_template";
@@ -318,6 +338,11 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         case OPT_CALLBACK_DELAY:
             o->callback_delay_ms = (uint32_t)flag_uint(name, optarg, SIM_MAX_LATENCY_MS);
             break;
+        case OPT_CALLBACK_QUEUE:
+            o->callback_queue = (uint32_t)flag_uint(name, optarg, SIM_MAX_CALLBACK_QUEUE);
+            if (o->callback_queue < 3)
+                bad_flag(name, "must be at least 3 (one message's callbacks)");
+            break;
         case OPT_SG_WEBHOOK_URL: o->sendgrid_webhook_url = flag_text(name, optarg); break;
         case OPT_SG_WEBHOOK_KEY: o->sendgrid_webhook_key = flag_text(name, optarg); break;
         case OPT_TW_INBOUND_URL: o->twilio_inbound_url = flag_text(name, optarg); break;
@@ -330,9 +355,18 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
         case OPT_META_APP_SECRET: o->meta_app_secret = flag_text(name, optarg); break;
         case OPT_META_WEBHOOK_URL: o->meta_webhook_url = flag_text(name, optarg); break;
         case OPT_META_MPS: o->meta_mps = (uint32_t)flag_uint(name, optarg, 1000000); break;
+        case OPT_WA_TIER: o->wa_tier = (uint32_t)flag_uint(name, optarg, 1000000); break;
         case OPT_WA_OPEN_PREFIX: o->wa_open_prefix = flag_text(name, optarg); break;
         case OPT_WA_UNKNOWN_PREFIX: o->wa_unknown_prefix = flag_text(name, optarg); break;
         case OPT_WA_UNAPPROVED: o->wa_unapproved = flag_text(name, optarg); break;
+        case OPT_GENERIC_URL: o->generic_webhook_url = flag_text(name, optarg); break;
+        case OPT_GENERIC_SECRET: o->generic_webhook_secret = flag_text(name, optarg); break;
+        case OPT_DELIVER_RATE: o->behaviour.deliver_rate = flag_fraction(name, optarg); break;
+        case OPT_NEVER_DELIVER:
+            if (strlen(optarg) >= SIM_NEVER_DELIVER_MAX)
+                bad_flag(name, "is longer than 127 bytes");
+            snprintf(o->behaviour.never_deliver, SIM_NEVER_DELIVER_MAX, "%s", optarg);
+            break;
         case OPT_HELP: fputs(usage, stdout); exit(0);
         case ':':
             fprintf(stderr, "crier-sim: %s needs a value\n%s", argv[optind - 1], usage);
@@ -361,6 +395,9 @@ static void parse_flags(int argc, char **argv, struct sim_options *o)
     if ((o->sendgrid_webhook_url == NULL) != (o->sendgrid_webhook_key == NULL))
         bad_flag(o->sendgrid_webhook_url ? "sendgrid-webhook-key" : "sendgrid-webhook-url",
                  "is needed with the other SendGrid webhook flag");
+    if ((o->generic_webhook_url == NULL) != (o->generic_webhook_secret == NULL))
+        bad_flag(o->generic_webhook_url ? "generic-webhook-secret" : "generic-webhook-url",
+                 "is needed with the other generic webhook flag");
 }
 
 /* Writes the port to path via path.tmp and rename(), so readers never see a

@@ -137,9 +137,38 @@ void sim_provider_retry_after(struct sim *sim, enum sim_endpoint ep, struct sim_
     sim_res_header(res, "Retry-After", v);
 }
 
+int sim_provider_delivers(struct sim *sim, enum sim_endpoint ep, const char *recipient)
+{
+    const struct sim_behaviour *b = &sim->behaviour[ep];
+    size_t rlen = recipient ? strlen(recipient) : 0;
+    const char *p = b->never_deliver;
+
+    while (*p != '\0') {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (n > 0 && n <= rlen && memcmp(recipient + rlen - n, p, n) == 0)
+            return 0;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (b->deliver_rate >= 1.0)
+        return 1;
+    return sim_rng_double(&sim->rng) < b->deliver_rate;
+}
+
 void sim_provider_done(struct sim *sim, enum sim_endpoint ep, const struct sim_request *req,
                        struct sim_response *res, const char *const *recipients,
                        size_t nrecipients, const char *const *refs, size_t nrefs)
+{
+    sim_provider_done_fields(sim, ep, req, res, recipients, nrecipients, refs, nrefs, NULL);
+}
+
+void sim_provider_done_fields(struct sim *sim, enum sim_endpoint ep, const struct sim_request *req,
+                              struct sim_response *res, const char *const *recipients,
+                              size_t nrecipients, const char *const *refs, size_t nrefs,
+                              const char *fields)
 {
     const struct sim_behaviour *b = &sim->behaviour[ep];
     struct sim_log_input in;
@@ -158,7 +187,7 @@ void sim_provider_done(struct sim *sim, enum sim_endpoint ep, const struct sim_r
     in.nrefs = nrefs;
     in.body = req->body;
     in.body_len = req->body_len;
-    in.fields = NULL;
+    in.fields = fields;
     in.count_status = 0;
     sim_record_add(sim->rec, &in);
     if (b->jitter_ms > 0) {

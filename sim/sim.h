@@ -20,6 +20,9 @@ const char *sim_endpoint_name(enum sim_endpoint ep);
 /* Parses an endpoint name of n bytes. Returns 0 and *out, or CR_EINVAL. */
 int sim_endpoint_parse(const char *s, size_t n, enum sim_endpoint *out);
 
+/* Bytes of the never_deliver suffix list, its NUL included. */
+#define SIM_NEVER_DELIVER_MAX 128
+
 /* How one endpoint answers valid requests; changed at run time by /_sim/config. */
 struct sim_behaviour {
     uint32_t latency_ms;  /* added to every response of the endpoint */
@@ -28,11 +31,18 @@ struct sim_behaviour {
     double rate_429;      /* fraction of valid requests answered with the 429 */
     uint32_t retry_after; /* seconds, sent in Retry-After with the 429 */
     int retry_after_date; /* nonzero: send Retry-After as an HTTP-date that far ahead */
+    double deliver_rate;  /* fraction of accepted messages whose delivery receipt comes back */
+    char never_deliver[SIM_NEVER_DELIVER_MAX]; /* comma-separated recipient suffixes that
+                                                * never get a delivery receipt; "" = none */
 };
 
 /* Upper bounds accepted for the knobs, from flags and /_sim/config alike. */
 #define SIM_MAX_LATENCY_MS 600000u
 #define SIM_MAX_RETRY_AFTER 86400u
+/* Provider callbacks waiting or in flight at once: the default and the most a
+ * flag may ask for. A message whose callbacks would not fit is refused (429). */
+#define SIM_CALLBACK_QUEUE 100000u
+#define SIM_MAX_CALLBACK_QUEUE 10000000u
 
 /* Command line settings; strings point into argv and live as long as the process. */
 struct sim_options {
@@ -54,6 +64,7 @@ struct sim_options {
     const char *fcm_service_account; /* key file whose public key checks JWTs (oauth.c) */
     uint32_t fcm_token_ttl;          /* seconds an issued access token lives */
     uint32_t callback_delay_ms;      /* provider callbacks (callbacks.c) */
+    uint32_t callback_queue;         /* callbacks waiting or in flight at most */
     const char *sendgrid_webhook_url;
     const char *sendgrid_webhook_key; /* EC P-256 private key PEM file */
     const char *twilio_inbound_url;
@@ -65,9 +76,13 @@ struct sim_options {
     const char *meta_app_secret;
     const char *meta_webhook_url;
     uint32_t meta_mps;
+    uint32_t wa_tier;          /* unique residents a number may start conversations with in
+                                  24 hours (a template outside the window); 0 = no limit */
     const char *wa_open_prefix;
     const char *wa_unknown_prefix;
     const char *wa_unapproved; /* comma-separated template names or content SIDs */
+    const char *generic_webhook_url;    /* push receipts as the app's acknowledgement */
+    const char *generic_webhook_secret; /* HMAC key crierd's webhooks.generic_secret */
     int quiet;
     /* TLS, APNs and SMTP (tls.c, apns.c, smtp.c); ports -1 = not started */
     const char *tls_cert;
@@ -216,6 +231,18 @@ enum sim_inject sim_provider_inject(struct sim *sim, enum sim_endpoint ep);
 /* Adds "Retry-After: <retry_after>" (seconds, or an HTTP-date that many seconds
  * ahead when retry_after_date is set) for the endpoint to res. */
 void sim_provider_retry_after(struct sim *sim, enum sim_endpoint ep, struct sim_response *res);
+
+/* Whether the message accepted for recipient on ep gets a delivery receipt:
+ * never when recipient ends with one of the endpoint's never_deliver suffixes,
+ * otherwise with probability deliver_rate (one draw of sim->rng). */
+int sim_provider_delivers(struct sim *sim, enum sim_endpoint ep, const char *recipient);
+
+/* As sim_provider_done, with extra facts (a JSON object text, or NULL) logged
+ * as the entry's "fields". */
+void sim_provider_done_fields(struct sim *sim, enum sim_endpoint ep, const struct sim_request *req,
+                              struct sim_response *res, const char *const *recipients,
+                              size_t nrecipients, const char *const *refs, size_t nrefs,
+                              const char *fields);
 
 /* Finishes a provider answer already written into res: counts it, logs it with
  * the given recipients and idempotency refs (borrowed strings), and sets the

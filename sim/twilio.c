@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "callbacks.h"
 #include "sim.h"
 
 #define PREFIX "/2010-04-01/Accounts/"
@@ -229,6 +230,10 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
         goto out;
     default:
         break;
+    }
+    if (!sim_callbacks_twilio_room(sim, req, 0)) {
+        answer_error(res, 429, 20429, "Too Many Requests");
+        goto out;
     }
     for (i = 0; i < sizeof(magic_to) / sizeof(magic_to[0]); i++) {
         if (strcmp(to.data, magic_to[i].number) == 0) {

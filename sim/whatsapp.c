@@ -3,7 +3,9 @@
  * (POST /<version>/<phone-number-id>/messages). Both apply the 24-hour
  * customer service window (free text to a resident whose window is closed
  * gets the provider's window error), template approval, numbers that are not
- * on WhatsApp, and for Meta a per-phone-number throughput limit. Which
+ * on WhatsApp, the messaging tier (--wa-tier: unique residents a number may
+ * start conversations with in a moving 24 hours), and for Meta a
+ * per-phone-number throughput limit. Which
  * residents have an open window and which numbers are not WhatsApp users is
  * set by number prefix (--wa-open-prefix, --wa-unknown-prefix). */
 #include <cjson/cJSON.h>
@@ -18,6 +20,59 @@
 #define WA_FIELD_MAX (1024 * 1024)
 #define WA_VARS_MAX 10
 #define WA_TEXT_MAX 4096
+
+/* The residents a number started conversations with (a template outside the
+ * window) in the last 24 hours: at most --wa-tier of them. */
+struct wa_tier {
+    char (*number)[20];
+    uint64_t *at_ms;
+    uint32_t n;
+};
+
+#define WA_TIER_WINDOW_MS (24ULL * 3600 * 1000)
+
+/* Whether number may get one more business-initiated message: it is among
+ * the residents of the last 24 hours, or the tier has a place (taken now). */
+static int tier_admits(struct sim *sim, struct wa_tier *t, const char *number)
+{
+    uint64_t now = sim_now_ms(sim);
+    uint32_t i, k;
+
+    if (sim->opt.wa_tier == 0)
+        return 1;
+    if (t->number == NULL) {
+        t->number = calloc(sim->opt.wa_tier, sizeof(*t->number));
+        t->at_ms = calloc(sim->opt.wa_tier, sizeof(*t->at_ms));
+        if (t->number == NULL || t->at_ms == NULL) {
+            free(t->number);
+            free(t->at_ms);
+            t->number = NULL;
+            t->at_ms = NULL;
+            return 1; /* out of memory: the sim does not limit */
+        }
+    }
+    for (i = 0, k = 0; i < t->n; i++) { /* forget residents older than the window */
+        if (t->at_ms[i] + WA_TIER_WINDOW_MS <= now)
+            continue;
+        if (k != i) {
+            memcpy(t->number[k], t->number[i], sizeof(t->number[k]));
+            t->at_ms[k] = t->at_ms[i];
+        }
+        k++;
+    }
+    t->n = k;
+    for (i = 0; i < t->n; i++) {
+        if (strcmp(t->number[i], number) == 0) {
+            t->at_ms[i] = now;
+            return 1;
+        }
+    }
+    if (t->n >= sim->opt.wa_tier)
+        return 0;
+    snprintf(t->number[t->n], sizeof(t->number[t->n]), "%s", number);
+    t->at_ms[t->n++] = now;
+    return 1;
+}
 
 static int prefixed(const char *number, const char *prefix)
 {
@@ -173,6 +228,10 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
     default:
         break;
     }
+    if (!sim_callbacks_twilio_room(sim, req, 1)) {
+        tw_error(res, 429, 20429, "Too Many Requests");
+        goto out;
+    }
     if (prefixed(number, sim->opt.wa_unknown_prefix)) {
         tw_error(res, 400, 63003, "Channel could not find To address");
         goto out;
@@ -186,6 +245,16 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
     if (has_sid && !approved(sim, sid.data)) {
         tw_error(res, 400, 63027, "Template does not exist for a language and locale");
         goto out;
+    }
+    if (has_sid && !prefixed(number, sim->opt.wa_open_prefix)) {
+        static struct wa_tier tier;
+
+        if (!tier_admits(sim, &tier, number)) {
+            tw_error(res, 400, 63018,
+                     "Rate limit exceeded for Channel: the WhatsApp sender's messaging limit "
+                     "of unique users in 24 hours is reached");
+            goto out;
+        }
     }
     msid[0] = 'S';
     msid[1] = 'M';
@@ -377,6 +446,10 @@ void sim_whatsapp_meta(struct sim *sim, const struct sim_request *req, struct si
     default:
         break;
     }
+    if (!sim_callbacks_meta_room(sim)) {
+        meta_error(res, 429, 130429, "(#130429) Rate limit hit");
+        goto out;
+    }
     if (!meta_throughput_ok(sim)) {
         meta_error(res, 429, 130429, "(#130429) Rate limit hit: Cloud API message throughput");
         sim_res_header(res, "Retry-After", "1");
@@ -391,6 +464,16 @@ void sim_whatsapp_meta(struct sim *sim, const struct sim_request *req, struct si
                    "(#131047) Re-engagement message: more than 24 hours have passed since the "
                    "recipient last replied");
         goto out;
+    }
+    if (strcmp(type, "template") == 0 && !prefixed(number, sim->opt.wa_open_prefix)) {
+        static struct wa_tier tier;
+
+        if (!tier_admits(sim, &tier, number)) {
+            meta_error(res, 400, 131048,
+                       "(#131048) Spam rate limit hit: the messaging limit of unique users "
+                       "in 24 hours is reached");
+            goto out;
+        }
     }
     memcpy(wamid, "wamid.", 6);
     for (i = 6; i < 38; i++)
