@@ -46,12 +46,29 @@ const char *cr_audit_field(const struct cr_audit_entry *e, const char *name);
 void cr_audit_batch_clear(struct cr_audit_batch *b);
 
 /* The schema version this build creates and reads. */
-#define CR_AUDIT_SCHEMA_VERSION 3
+#define CR_AUDIT_SCHEMA_VERSION 4
 
 /* Creates the tables or migrates them to CR_AUDIT_SCHEMA_VERSION, in one
  * transaction. Returns 0, CR_EIO (database error, in cr_store_errmsg) or
  * CR_EUNSUPPORTED (a database of a newer version than this build). */
 int cr_audit_migrate(struct cr_store *s);
+
+/* Inserts nrows rows of ncols values each (row-major, NULL = SQL NULL),
+ * as many per statement as the parameter limits allow: head is "INSERT INTO
+ * t (cols) VALUES ", tail the ON CONFLICT clause. A key may appear once in
+ * all the rows when tail updates. Returns 0 or CR_EIO. */
+int cr_audit_insert_rows(struct cr_store *s, const char *head, const char *tail, int ncols,
+                         const char **vals, size_t nrows);
+
+/* Version 4's statements (waves.c): the answers of multi-question survey
+ * waves. */
+extern const char *const cr_audit_schema_v4[];
+
+/* Stores the batch's survey-wave answers (replies of type survey with a
+ * wave) inside the caller's transaction: per resident and question the
+ * newest entry's step, the newest free text (NULL once withdrawn) and the
+ * job of the first answer of the wave. Returns 0 or CR_EIO/CR_ENOMEM. */
+int cr_audit_store_waves(struct cr_store *s, const struct cr_audit_batch *b);
 
 /* Reads the schema version into *out (0 when there is no schema). */
 int cr_audit_schema_version(struct cr_store *s, int *out);

@@ -159,9 +159,11 @@ static const char *const top_keys[] = {"redis",           "prefix",
                                        "block_ms",        "retention_days",
                                        "retention_chunk", "retention_interval_s",
                                        "retry_max_ms",    "lookup_lang",
-                                       "log_level",       NULL};
+                                       "log_level",       "survey",
+                                       NULL};
 static const char *const redis_keys[] = {"host", "port", "password", NULL};
 static const char *const db_keys[] = {"type", "path", "conninfo", NULL};
+static const char *const survey_keys[] = {"min_cell", NULL};
 
 static int set_default(char **dst, const char *v)
 {
@@ -176,6 +178,7 @@ static int parse(struct ctx *c, const cJSON *root, struct cr_audit_config *cfg)
     const cJSON *redis = cJSON_GetObjectItemCaseSensitive(root, "redis");
     const cJSON *db = cJSON_GetObjectItemCaseSensitive(root, "database");
     const cJSON *ll = cJSON_GetObjectItemCaseSensitive(root, "lookup_lang");
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(root, "survey");
     char *type = NULL;
     int rc;
 
@@ -186,11 +189,16 @@ static int parse(struct ctx *c, const cJSON *root, struct cr_audit_config *cfg)
     cfg->retention_interval_s = 3600;
     cfg->retry_max_ms = 5000;
     cfg->lookup_lang = 1;
+    cfg->survey_min_cell = 10;
     rc = check_keys(c, root, "", top_keys);
     if (rc == 0 && redis)
         rc = check_keys(c, redis, "redis", redis_keys);
     if (rc == 0 && db)
         rc = check_keys(c, db, "database", db_keys);
+    if (rc == 0 && sv)
+        rc = check_keys(c, sv, "survey", survey_keys);
+    if (rc == 0)
+        rc = get_num(c, sv, "survey", "min_cell", 1, 1000000, &cfg->survey_min_cell);
     if (rc == 0)
         rc = get_str(c, redis, "redis", "host", &cfg->redis_host);
     if (rc == 0)

@@ -22,6 +22,8 @@ struct cr_audit_config {
     long retry_max_ms;          /* longest wait between attempts at a failed write, 5000 */
     int lookup_lang;            /* read each resident's lang: messages.lang, default 1 */
     char *log_level;            /* default "info" */
+    long survey_min_cell;       /* survey.min_cell: the small-cell threshold of
+                                 * crierctl survey reading this database, 10 */
 };
 
 /* Reads and checks the file at path into cfg (zeroed by the caller). Returns 0,

@@ -63,8 +63,8 @@ static const char *const schema_v3[] = {
     "ALTER TABLE replies ADD COLUMN message_channel TEXT", NULL};
 
 /* migrations[v - 1] takes a database from version v - 1 to v */
-static const char *const *const migrations[CR_AUDIT_SCHEMA_VERSION] = {schema_v1, schema_v2,
-                                                                       schema_v3};
+static const char *const *const migrations[CR_AUDIT_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, schema_v3, cr_audit_schema_v4};
 
 static int max_int_cb(void *ud, int ncols, const char *const *vals)
 {
@@ -206,6 +206,12 @@ static int insert_rows(struct cr_store *s, const char *head, const char *tail, i
     }
     cr_buf_release(&sql);
     return rc == 0 ? 0 : CR_EIO;
+}
+
+int cr_audit_insert_rows(struct cr_store *s, const char *head, const char *tail, int ncols,
+                         const char **vals, size_t nrows)
+{
+    return insert_rows(s, head, tail, ncols, vals, nrows, (size_t)-1);
 }
 
 /* The ms part of a stream id ("1700000000000-3"), into out. */
@@ -706,7 +712,7 @@ int cr_audit_store(struct cr_store *s, const struct cr_audit_batch *b)
     if (cr_store_exec(s, "BEGIN", 0, NULL) != 0)
         return CR_EIO;
     if (store_jobs(s, b, now) != 0 || store_receipts(s, b) != 0 || store_members(s, b) != 0 ||
-        store_replies(s, b) != 0 || store_events(s, b) != 0)
+        store_replies(s, b) != 0 || cr_audit_store_waves(s, b) != 0 || store_events(s, b) != 0)
         goto out;
     rc = cr_store_exec(s, "COMMIT", 0, NULL) == 0 ? 0 : CR_EIO;
 out:
@@ -723,6 +729,9 @@ int cr_audit_retain(struct cr_store *s, long long cutoff_ms, long chunk, long *d
                                             {"replies", "t_ms"},
                                             {"survey_answers", "t_ms"},
                                             {"job_events", "t_ms"},
+                                            {"wave_answers", "t_ms"},
+                                            {"wave_texts", "t_ms"},
+                                            {"wave_respondents", "t_ms"},
                                             {"jobs", "COALESCE(created_ms, updated_ms)"}};
     char cut[CR_NUM_MAX];
     char lim[CR_NUM_MAX];

@@ -73,3 +73,16 @@ out:
     cr_audit_config_release(&cfg);
     return code;
 }
+
+long cr_ctl_db_min_cell(const struct ctl_db *db)
+{
+    struct cr_audit_config cfg;
+    char err[600];
+    long v = 10;
+
+    memset(&cfg, 0, sizeof(cfg));
+    if (db->config && cr_audit_config_load(db->config, &cfg, err, sizeof(err)) == 0)
+        v = cfg.survey_min_cell;
+    cr_audit_config_release(&cfg);
+    return v;
+}

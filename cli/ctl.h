@@ -119,6 +119,10 @@ int cr_ctl_db_given(const struct ctl_db *db);
  * file) or CTL_EXIT_FAIL (cannot open, no schema). */
 int cr_ctl_db_open(struct ctl *ctl, const struct ctl_db *db, struct cr_store **out);
 
+/* The small-cell threshold of survey results: survey.min_cell of the
+ * crier-audit config db names (--config), else 10. */
+long cr_ctl_db_min_cell(const struct ctl_db *db);
+
 /* Set by SIGINT/SIGTERM once cr_ctl_catch_signals ran; loops check it and stop. */
 extern volatile sig_atomic_t cr_ctl_stop;
 

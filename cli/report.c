@@ -877,8 +877,8 @@ static void put_row(const char *name, const struct row *row, const struct survey
 
 /* --by: the residents who responded to the job, per segment row (membership
  * as read_membership found it) and in total, into *out (nsegs + 1 counts). */
-static int count_responded(struct ctl *ctl, struct report *rp, const char *id, const char *doc,
-                           long long **out)
+static int count_responded(struct ctl *ctl, struct cr_store *db, struct report *rp,
+                           const char *id, const char *doc, long long **out)
 {
     unsigned char *seen = calloc(rp->nsubs + 1, 1);
     long long *cnt = calloc(rp->nsegs + 1, sizeof(*cnt));
@@ -888,7 +888,8 @@ static int count_responded(struct ctl *ctl, struct report *rp, const char *id, c
 
     if (seen == NULL || cnt == NULL)
         goto out;
-    code = cr_ctl_report_responders(ctl, id, doc, &ids, &n);
+    code = db ? cr_ctl_report_responders_db(db, id, &ids, &n)
+              : cr_ctl_report_responders(ctl, id, doc, &ids, &n);
     for (i = 0; code == 0 && i < n; i++) {
         struct sub *sb = known_sub(rp, ids[i]);
         size_t at = sb ? (size_t)(sb - rp->subs) : 0;
@@ -1342,8 +1343,16 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     if (code == 0 && db) {
         long long found = 0;
 
-        code = sql_read_membership(db, &rp, id, &found);
-        if (code == 0 && found == 0 && rp.nsegs > 0 && rp.nsubs > 0) {
+        if (nby > 0) {
+            /* the audit database keeps membership of the job's own segments only */
+            fprintf(stderr, "crierctl report: --by: segment membership from Redis's segment "
+                            "sets (members now); messages and responses from the audit "
+                            "database\n");
+            code = read_membership(ctl, &rp);
+        } else {
+            code = sql_read_membership(db, &rp, id, &found);
+        }
+        if (code == 0 && nby == 0 && found == 0 && rp.nsegs > 0 && rp.nsubs > 0) {
             fprintf(stderr, "crierctl report: warning: the audit database has no segment "
                             "membership for job %s (stored by an older crier-audit); using "
                             "Redis's segment sets (members now)\n",
@@ -1358,7 +1367,7 @@ int cr_ctl_report(struct ctl *ctl, int argc, char **argv)
     if (code == 0 && !db)
         code = read_answers(ctl, &rp, &sc, key, h, ans);
     if (code == 0 && nby > 0)
-        code = count_responded(ctl, &rp, id, doc, &responded);
+        code = count_responded(ctl, db, &rp, id, doc, &responded);
     if (code != 0)
         goto out;
     memset(&total, 0, sizeof(total));

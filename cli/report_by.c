@@ -9,6 +9,7 @@
 
 #include "ctl.h"
 #include "report_by.h"
+#include "store.h"
 
 static int name_cmp(const void *a, const void *b)
 {
@@ -119,4 +120,56 @@ int cr_ctl_report_responders(struct ctl *ctl, const char *job, const char *doc, 
     }
     cJSON_Delete(root);
     return code;
+}
+
+struct db_take {
+    char ***ids;
+    size_t *n, cap;
+    int fail;
+};
+
+static int db_take_row(void *ud, int ncols, const char *const *vals)
+{
+    struct db_take *t = ud;
+
+    if (ncols < 1 || vals[0] == NULL || vals[0][0] == '\0')
+        return 0;
+    if (*t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 1024;
+        char **nv = realloc(*t->ids, ncap * sizeof(*nv));
+
+        if (nv == NULL)
+            goto fail;
+        *t->ids = nv;
+        t->cap = ncap;
+    }
+    (*t->ids)[*t->n] = strdup(vals[0]);
+    if ((*t->ids)[*t->n] == NULL)
+        goto fail;
+    (*t->n)++;
+    return 0;
+fail:
+    t->fail = 1;
+    return 1;
+}
+
+int cr_ctl_report_responders_db(struct cr_store *db, const char *job, char ***ids, size_t *n)
+{
+    struct db_take t = {ids, n, 0, 0};
+    const char *p[1] = {job};
+
+    *ids = NULL;
+    *n = 0;
+    if (cr_store_query(db,
+                       "SELECT sub FROM replies WHERE job = $1 AND type = 'reply' "
+                       "UNION SELECT sub FROM survey_answers WHERE job = $1 "
+                       "UNION SELECT sub FROM wave_respondents WHERE job = $1",
+                       1, p, db_take_row, &t) != 0) {
+        fprintf(stderr,
+                "crierctl report: reading job %s's responders from the audit database "
+                "failed: %s\n",
+                job, cr_store_errmsg(db));
+        return CTL_EXIT_FAIL;
+    }
+    return t.fail ? CTL_EXIT_FAIL : 0;
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 struct ctl;
+struct cr_store;
 
 /* Appends to segs[*nsegs..max) the names of the segment sets matching each
  * pattern (a glob of segment names: "demo:age:*"), sorted per pattern; the
@@ -18,5 +19,11 @@ int cr_ctl_report_by_segments(struct ctl *ctl, const char *const *patterns, size
  * *ids (and each id) are the caller's to free. Returns 0 or a CTL_EXIT_ code. */
 int cr_ctl_report_responders(struct ctl *ctl, const char *job, const char *doc, char ***ids,
                              size_t *n);
+
+/* The same from the audit database (schema version 3): replies of type
+ * reply and single-question answers stored for job, and the residents whose
+ * first answer of a wave came through job. Returns 0 or a CTL_EXIT_ code
+ * (printed). */
+int cr_ctl_report_responders_db(struct cr_store *db, const char *job, char ***ids, size_t *n);
 
 #endif

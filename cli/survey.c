@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "store.h"
 
 #define MAX_WAVES 64
 #define MAX_JOBS 256 /* wave jobs of one survey */
@@ -24,6 +25,8 @@ static const char help[] =
     "Usage: crierctl survey scores SURVEY [--wave W] --by PATTERN [--by PATTERN]...\n"
     "       crierctl survey trend SURVEY --by PATTERN [--csv]\n"
     "       crierctl survey answers SURVEY --wave W [--segment SEG]\n"
+    "       (each also from the audit database: --config FILE, --sqlite PATH or\n"
+    "       --postgresql CONNINFO)\n"
     "Scores of a multi-question survey per wave and per segment of the families\n"
     "given with --by (a pattern of segment names: area:*, demo:age:*), plus a row\n"
     "`all`. scores prints CSV, one row per (wave, segment): residents_reached\n"
@@ -35,8 +38,13 @@ static const char help[] =
     "and wave as a table (--csv: CSV). answers prints the free-text answers of a\n"
     "wave (resident,answer), of one segment with --segment; they are never in\n"
     "scores or trend.\n"
-    "A cell with fewer respondents than --min-cell (default 10), or a question\n"
-    "answered by fewer, is suppressed: suppressed=1 and its numbers left empty.\n";
+    "A cell with fewer respondents than --min-cell (default: survey.min_cell of\n"
+    "crier-audit's config with --config, else 10), or a question answered by\n"
+    "fewer, is suppressed: suppressed=1 and its numbers left empty.\n"
+    "From the audit database (crier-audit's schema version 4), residents reached\n"
+    "are those with a stored message of a wave job whose status is sent or\n"
+    "delivered, the answers and free texts those crier-audit stored; the --by\n"
+    "cells are still Redis's segment sets (members now).\n" CTL_DB_HELP;
 
 enum { OPT_WAVE = CTL_OPT__FIRST_FREE, OPT_BY, OPT_CSV, OPT_MIN_CELL, OPT_SEGMENT };
 
@@ -154,6 +162,7 @@ struct survey {
     struct cell cells[MAX_CELLS];
     size_t ncells;
     long min_cell;
+    struct cr_store *db; /* the audit database, or NULL: Redis */
 };
 
 static int wave_cmp(const void *a, const void *b)
@@ -404,6 +413,153 @@ static int load_answers(struct survey *sv, const struct wave *w, struct wave_dat
     return wave_data_fit(wd, sv->subs.n) == 0 ? 0 : CTL_EXIT_FAIL;
 }
 
+static void put_cell(const char *s)
+{
+    if (strpbrk(s, ",\"\r\n") != NULL)
+        csv_fwrite(stdout, s, strlen(s));
+    else
+        fputs(s, stdout);
+}
+
+/* ---- the same from the audit database --------------------------------------- */
+
+struct db_ctx {
+    struct survey *sv;
+    const struct wave *w;
+    struct wave_data *wd;
+    int what; /* 0 reached, 1 answers, 2 texts */
+    int fail;
+};
+
+static int db_job_row(void *ud, int ncols, const char *const *vals)
+{
+    struct db_ctx *c = ud;
+
+    if (ncols >= 2 && vals[0] && vals[1])
+        take_doc(c->sv, vals[0], vals[1]);
+    return 0;
+}
+
+static int db_sub_row(void *ud, int ncols, const char *const *vals)
+{
+    struct db_ctx *c = ud;
+    long at;
+    size_t q;
+    long long step = 0;
+
+    if (ncols < 1 || vals[0] == NULL || vals[0][0] == '\0')
+        return 0;
+    at = ids_add(&c->sv->subs, vals[0]);
+    if (at < 0 || wave_data_fit(c->wd, c->sv->subs.n) != 0) {
+        c->fail = 1;
+        return 1;
+    }
+    if (c->what == 0) {
+        c->wd->reached[at] = 1;
+    } else if (c->what == 2) {
+        c->wd->text[at] = 1;
+    } else if (ncols >= 3 && vals[1] && vals[2]) {
+        for (q = 0; q < c->w->nq; q++) {
+            if (strcmp(c->w->q[q].id, vals[1]) == 0 &&
+                cr_ctl_parse_ll(vals[2], 1, c->w->q[q].nsteps, &step) == 0)
+                c->wd->ans[q][at] = (unsigned char)step;
+        }
+    }
+    return 0;
+}
+
+static int db_query(struct survey *sv, struct db_ctx *c, const char *sql, int n,
+                    const char *const *p, cr_store_row_cb cb)
+{
+    if (cr_store_query(sv->db, sql, n, p, cb, c) != 0) {
+        fprintf(stderr, "crierctl survey: reading the audit database failed: %s\n",
+                cr_store_errmsg(sv->db));
+        return CTL_EXIT_FAIL;
+    }
+    return c->fail ? CTL_EXIT_FAIL : 0;
+}
+
+/* The wave jobs of the survey, as the audit database kept their documents. */
+static int db_load_jobs(struct survey *sv)
+{
+    struct db_ctx c = {sv, NULL, NULL, 0, 0};
+
+    return db_query(sv, &c, "SELECT id, doc FROM jobs WHERE doc LIKE '%\"questions\"%'", 0, NULL,
+                    db_job_row);
+}
+
+/* Residents reached: a stored message of a wave job whose status is sent or
+ * delivered; the last answer per question and the free texts kept. */
+static int db_load_wave(struct survey *sv, const struct wave *w, struct wave_data *wd)
+{
+    struct db_ctx c = {sv, w, wd, 0, 0};
+    const char *p[2];
+    size_t j;
+    int code = 0;
+
+    for (j = 0; code == 0 && j < w->njobs; j++) {
+        p[0] = w->jobs[j];
+        code = db_query(sv, &c,
+                        "SELECT sub FROM messages WHERE job = $1 AND status IN ('sent', "
+                        "'delivered')",
+                        1, p, db_sub_row);
+    }
+    p[0] = sv->id;
+    p[1] = w->name;
+    c.what = 1;
+    if (code == 0)
+        code = db_query(sv, &c,
+                        "SELECT sub, question, step FROM wave_answers WHERE survey = $1 AND "
+                        "wave = $2",
+                        2, p, db_sub_row);
+    c.what = 2;
+    if (code == 0)
+        code = db_query(sv, &c,
+                        "SELECT sub FROM wave_texts WHERE survey = $1 AND wave = $2 AND "
+                        "answer IS NOT NULL",
+                        2, p, db_sub_row);
+    if (code == 0 && wave_data_fit(wd, sv->subs.n) != 0)
+        code = CTL_EXIT_FAIL;
+    return code;
+}
+
+struct db_text {
+    struct survey *sv;
+    const char *segment;
+    int code;
+};
+
+static int db_text_row(void *ud, int ncols, const char *const *vals)
+{
+    struct db_text *t = ud;
+
+    if (ncols < 2 || vals[0] == NULL || vals[1] == NULL)
+        return 0;
+    if (t->segment != NULL) {
+        char skey[CR_KEY_MAX];
+        const char *sargv[3];
+        redisReply *m;
+
+        snprintf(skey, sizeof(skey), "%sseg:%s", t->sv->ctl->prefix, t->segment);
+        sargv[0] = "SISMEMBER";
+        sargv[1] = skey;
+        sargv[2] = vals[0];
+        m = cr_ctl_cmdv(t->sv->ctl, 3, sargv, NULL, &t->code);
+        if (m == NULL)
+            return 1;
+        if (m->type != REDIS_REPLY_INTEGER || m->integer != 1) {
+            freeReplyObject(m);
+            return 0;
+        }
+        freeReplyObject(m);
+    }
+    put_cell(vals[0]);
+    putchar(',');
+    csv_fwrite(stdout, vals[1], strlen(vals[1]));
+    putchar('\n');
+    return 0;
+}
+
 /* ---- scores ----------------------------------------------------------------- */
 
 struct score {
@@ -465,14 +621,6 @@ static void score_cell(const struct survey *sv, const struct wave *w, const stru
     sc->has_confidence = nmeans > 0;
     sc->confidence = nmeans > 0 ? sum / nmeans : 0;
     sc->suppressed = sc->respondents < sv->min_cell;
-}
-
-static void put_cell(const char *s)
-{
-    if (strpbrk(s, ",\"\r\n") != NULL)
-        csv_fwrite(stdout, s, strlen(s));
-    else
-        fputs(s, stdout);
 }
 
 static void print_header(const struct wave *w)
@@ -540,11 +688,15 @@ static int load(struct survey *sv, const char **by, size_t nby)
     int code;
 
     snprintf(pattern, sizeof(pattern), "%sjob:*", sv->ctl->prefix);
-    code = cr_ctl_scan(sv->ctl, pattern, "hash", on_job_key, sv);
+    if (sv->db)
+        code = db_load_jobs(sv);
+    else
+        code = cr_ctl_scan(sv->ctl, pattern, "hash", on_job_key, sv);
     if (code != 0)
         return code;
     if (sv->nwaves == 0) {
-        fprintf(stderr, "crierctl survey: no job in Redis carries survey '%s'\n", sv->id);
+        fprintf(stderr, "crierctl survey: no job in %s carries survey '%s'\n",
+                sv->db ? "the audit database" : "Redis", sv->id);
         return CTL_EXIT_NOTFOUND;
     }
     qsort(sv->waves, sv->nwaves, sizeof(sv->waves[0]), wave_cmp);
@@ -586,9 +738,13 @@ static int score_all(struct survey *sv, struct score **out)
         return CTL_EXIT_FAIL;
     memset(&wd, 0, sizeof(wd));
     for (w = 0; code == 0 && w < sv->nwaves; w++) {
-        code = load_reached(sv, &sv->waves[w], &wd);
-        if (code == 0)
-            code = load_answers(sv, &sv->waves[w], &wd);
+        if (sv->db) {
+            code = db_load_wave(sv, &sv->waves[w], &wd);
+        } else {
+            code = load_reached(sv, &sv->waves[w], &wd);
+            if (code == 0)
+                code = load_answers(sv, &sv->waves[w], &wd);
+        }
         for (c = 0; code == 0 && c < sv->ncells; c++)
             score_cell(sv, &sv->waves[w], &wd, &sv->cells[c], &scores[w * sv->ncells + c]);
         wave_data_free(&wd);
@@ -609,6 +765,21 @@ static int cmd_answers(struct survey *sv, const char *wave, const char *segment)
     size_t i;
     int code = 0;
 
+    if (sv->db) {
+        struct db_text t = {sv, segment, 0};
+        const char *p[2] = {sv->id, wave};
+
+        printf("resident,answer\n");
+        if (cr_store_query(sv->db,
+                           "SELECT sub, answer FROM wave_texts WHERE survey = $1 AND wave = $2 "
+                           "AND answer IS NOT NULL ORDER BY sub",
+                           2, p, db_text_row, &t) != 0) {
+            fprintf(stderr, "crierctl survey: reading the audit database failed: %s\n",
+                    cr_store_errmsg(sv->db));
+            return CTL_EXIT_FAIL;
+        }
+        return t.code;
+    }
     snprintf(key, sizeof(key), "%ssurvey:%s:%s:text", sv->ctl->prefix, sv->id, wave);
     r = cr_ctl_cmdv(sv->ctl, 2, argv, NULL, &code);
     if (r == NULL)
@@ -701,6 +872,7 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
 {
     static const struct option opts[] = {
         CTL_COMMON_LONGOPTS,
+        CTL_DB_LONGOPTS,
         {"wave", required_argument, NULL, OPT_WAVE},
         {"by", required_argument, NULL, OPT_BY},
         {"csv", no_argument, NULL, OPT_CSV},
@@ -710,6 +882,7 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
     };
     struct survey *sv = calloc(1, sizeof(*sv));
     struct score *scores = NULL;
+    struct ctl_db dbopt;
     const char *by[MAX_BY];
     const char *wave = NULL, *segment = NULL, *sub;
     size_t nby = 0, w, c;
@@ -721,7 +894,8 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
     if (sv == NULL)
         return CTL_EXIT_FAIL;
     sv->ctl = ctl;
-    sv->min_cell = 10;
+    sv->min_cell = -1;
+    memset(&dbopt, 0, sizeof(dbopt));
     for (;;) {
         opt = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, opts, NULL);
         if (opt == -1)
@@ -732,6 +906,8 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
             by[nby++] = optarg;
         } else if (opt == OPT_CSV) {
             csv = 1;
+        } else if (cr_ctl_db_opt(&dbopt, opt, optarg)) {
+            continue;
         } else if (opt == OPT_SEGMENT) {
             segment = optarg;
         } else if (opt == OPT_MIN_CELL) {
@@ -749,13 +925,23 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
         }
     }
     sub = optind < argc ? argv[optind] : "";
-    ok = optind == argc - 2 &&
+    ok = optind == argc - 2 && !(dbopt.config && dbopt.target) &&
          ((strcmp(sub, "scores") == 0) || (strcmp(sub, "trend") == 0 && wave == NULL) ||
           (strcmp(sub, "answers") == 0 && wave != NULL && nby == 0));
     code = cr_ctl_begin(ctl, ok, help);
     if (code != 0)
         goto out;
     sv->id = argv[optind + 1];
+    if (cr_ctl_db_given(&dbopt)) {
+        code = cr_ctl_db_open(ctl, &dbopt, &sv->db);
+        if (code != 0)
+            goto out;
+    }
+    if (sv->min_cell < 0)
+        sv->min_cell = cr_ctl_db_min_cell(&dbopt);
+    if (sv->db && strcmp(sub, "answers") != 0 && nby > 0)
+        fprintf(stderr, "crierctl survey: residents reached and answers from the audit "
+                        "database; the --by cells are Redis's segment sets (members now)\n");
     if (strcmp(sub, "answers") == 0) {
         code = cmd_answers(sv, wave, segment);
         goto out;
@@ -784,6 +970,7 @@ int cr_ctl_survey(struct ctl *ctl, int argc, char **argv)
         fprintf(stderr, "crierctl survey: survey '%s' has no wave '%s'\n", sv->id, wave);
 out:
     free(scores);
+    cr_store_close(sv->db);
     survey_free(sv);
     free(sv);
     return code;

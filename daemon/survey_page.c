@@ -54,6 +54,8 @@ static const char answer_lua[] = CR_AUDIT_TRIM_LUA
     "redis.call('HSETNX', b .. ':resp', sub, ARGV[5])\n"
     "local e = {'type', 'survey', 'channel', ARGV[6], 'job', ARGV[5], 'sub', sub, 'survey', S,\n"
     "  'wave', W, 'answers', table.concat(given, ','), 'changed', tostring(changed), 't_ms', ARGV[7]}\n"
+    "if ARGV[12] == 'set' then e[#e + 1] = 'text'; e[#e + 1] = ARGV[13]\n"
+    "elseif ARGV[12] == 'del' then e[#e + 1] = 'text_cleared'; e[#e + 1] = '1' end\n"
     "if ARGV[14] ~= '' then\n"
     "  e[#e + 1] = 'from'; e[#e + 1] = ARGV[14]\n"
     "  if ARGV[13] ~= '' then e[#e + 1] = 'body'; e[#e + 1] = ARGV[13] end\n"

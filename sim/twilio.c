@@ -25,8 +25,9 @@ struct magic {
 static const struct magic magic_to[] = {
     {"+15005550001", 21211, "The 'To' number +15005550001 is not a valid phone number."},
     {"+15005550002", 21612, "The 'To' phone number is not currently reachable via SMS."},
-    {"+15005550003", 21408, "Permission to send an SMS has not been enabled for the region "
-                            "indicated by the 'To' number: +15005550003."},
+    {"+15005550003", 21408,
+     "Permission to send an SMS has not been enabled for the region "
+     "indicated by the 'To' number: +15005550003."},
     {"+15005550004", 21610, "Attempt to send to unsubscribed recipient"},
     {"+15005550009", 21614, "'To' number is not a valid mobile number"},
 };
@@ -90,8 +91,7 @@ static size_t segments(size_t chars, int unicode)
 }
 
 static void answer_created(struct sim *sim, struct sim_response *res, const char *to,
-                           const char *from, const char *msid, const char *body,
-                           size_t body_len)
+                           const char *from, const char *msid, const char *body, size_t body_len)
 {
     static const char hex[] = "0123456789abcdef";
     char sid[35];
@@ -109,8 +109,7 @@ static void answer_created(struct sim *sim, struct sim_response *res, const char
         sid[i] = hex[sim_rng_next(&sim->rng) & 15];
     sid[34] = '\0';
     snprintf(uri, sizeof(uri), PREFIX "%s/Messages/%s.json", sim->opt.twilio_sid, sid);
-    snprintf(media, sizeof(media), PREFIX "%s/Messages/%s/Media.json", sim->opt.twilio_sid,
-             sid);
+    snprintf(media, sizeof(media), PREFIX "%s/Messages/%s/Media.json", sim->opt.twilio_sid, sid);
     sim_rfc2822(date, sizeof(date), sim_now_ms(sim) / 1000);
     chars = sim_utf8_count(body, body_len, &unicode);
     snprintf(nseg, sizeof(nseg), "%zu", segments(chars, unicode));
@@ -210,14 +209,13 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
         goto out;
     }
     if (!sim_is_e164(to.data, to.len)) {
-        snprintf(msg, sizeof(msg), "The 'To' number %.40s is not a valid phone number.",
-                 to.data);
+        snprintf(msg, sizeof(msg), "The 'To' number %.40s is not a valid phone number.", to.data);
         sim_twilio_error(res, 400, 21211, msg);
         goto out;
     }
     if (sim_utf8_count(body.data, body.len, &unicode) > MAX_BODY_CHARS) {
         sim_twilio_error(res, 400, 21617,
-                     "The concatenated message body exceeds the 1600 character limit.");
+                         "The concatenated message body exceeds the 1600 character limit.");
         goto out;
     }
     switch (sim_provider_inject(sim, SIM_EP_TWILIO)) {
@@ -232,7 +230,7 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
         break;
     }
     if (!sim_callbacks_twilio_room(sim, req, 0)) {
-        answer_error(res, 429, 20429, "Too Many Requests");
+        sim_twilio_error(res, 429, 20429, "Too Many Requests");
         goto out;
     }
     for (i = 0; i < sizeof(magic_to) / sizeof(magic_to[0]); i++) {

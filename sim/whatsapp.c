@@ -174,7 +174,7 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
     if (!form(req, "From", &from) || strncmp(from.data, "whatsapp:", 9) != 0 ||
         !sim_is_e164(from.data + 9, from.len - 9)) {
         sim_twilio_error(res, 400, 63007,
-                 "Twilio could not find a Channel with the specified From address");
+                         "Twilio could not find a Channel with the specified From address");
         goto out;
     }
     if (!sim_is_e164(number, to.len - 9)) {
@@ -185,8 +185,8 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
     has_sid = form(req, "ContentSid", &sid);
     if (has_body == has_sid) {
         sim_twilio_error(res, 400, 21619,
-                 has_body ? "Remove Body when you send a content template (ContentSid)"
-                          : "A text message body or ContentSid is required.");
+                         has_body ? "Remove Body when you send a content template (ContentSid)"
+                                  : "A text message body or ContentSid is required.");
         goto out;
     }
     if (has_sid && !hex_sid(sid.data, "HX")) {
@@ -214,7 +214,7 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
         break;
     }
     if (!sim_callbacks_twilio_room(sim, req, 1)) {
-        tw_error(res, 429, 20429, "Too Many Requests");
+        sim_twilio_error(res, 429, 20429, "Too Many Requests");
         goto out;
     }
     if (prefixed(number, sim->opt.wa_unknown_prefix)) {
@@ -222,9 +222,10 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
         goto out;
     }
     if (has_body && !prefixed(number, sim->opt.wa_open_prefix)) {
-        sim_twilio_error(res, 400, 63016,
-                 "Failed to send freeform message because you are outside the allowed window. "
-                 "Please use a Template.");
+        sim_twilio_error(
+            res, 400, 63016,
+            "Failed to send freeform message because you are outside the allowed window. "
+            "Please use a Template.");
         goto out;
     }
     if (has_sid && !approved(sim, sid.data)) {
@@ -235,9 +236,10 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
         static struct wa_tier tier;
 
         if (!tier_admits(sim, &tier, number)) {
-            tw_error(res, 400, 63018,
-                     "Rate limit exceeded for Channel: the WhatsApp sender's messaging limit "
-                     "of unique users in 24 hours is reached");
+            sim_twilio_error(
+                res, 400, 63018,
+                "Rate limit exceeded for Channel: the WhatsApp sender's messaging limit "
+                "of unique users in 24 hours is reached");
             goto out;
         }
     }
@@ -314,8 +316,7 @@ static int meta_throughput_ok(struct sim *sim)
 }
 
 /* The template's problem (NULL when good): name, language, body parameters. */
-static const char *template_problem(const struct sim *sim, const cJSON *tpl, int *status,
-                                    int *code)
+static const char *template_problem(const struct sim *sim, const cJSON *tpl, int *status, int *code)
 {
     const char *name = jstr(tpl, "name");
     const cJSON *lang = cJSON_GetObjectItemCaseSensitive(tpl, "language");
@@ -342,8 +343,8 @@ static const char *template_problem(const struct sim *sim, const cJSON *tpl, int
         {
             const char *t = jstr(p, "text");
 
-            if (++n > WA_VARS_MAX || jstr(p, "type") == NULL || strcmp(jstr(p, "type"), "text") != 0 ||
-                t == NULL || t[0] == '\0') {
+            if (++n > WA_VARS_MAX || jstr(p, "type") == NULL ||
+                strcmp(jstr(p, "type"), "text") != 0 || t == NULL || t[0] == '\0') {
                 *code = 132000;
                 return "(#132000) Number of parameters does not match the expected number of "
                        "params";
@@ -480,13 +481,12 @@ void sim_whatsapp_meta(struct sim *sim, const struct sim_request *req, struct si
     cJSON_Delete(out);
     ref = jstr(doc, "biz_opaque_callback_data");
     sim_callbacks_after_meta(sim, wamid, to, ref);
-out:
-    {
-        const char *rcpt = to;
-        const char *r = doc ? jstr(doc, "biz_opaque_callback_data") : NULL;
+out : {
+    const char *rcpt = to;
+    const char *r = doc ? jstr(doc, "biz_opaque_callback_data") : NULL;
 
-        sim_provider_done(sim, SIM_EP_META, req, res, rcpt ? &rcpt : NULL, rcpt ? 1 : 0,
-                          r ? &r : NULL, r ? 1 : 0);
-    }
+    sim_provider_done(sim, SIM_EP_META, req, res, rcpt ? &rcpt : NULL, rcpt ? 1 : 0, r ? &r : NULL,
+                      r ? 1 : 0);
+}
     cJSON_Delete(doc);
 }

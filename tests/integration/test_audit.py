@@ -204,7 +204,7 @@ def test_sqlite_one_row_per_message(env):
     assert rows >= N
     # a clean stop; started again it finds the schema and reads on
     assert rig.audit.term() == 0
-    assert sqlite_query(path)("SELECT version FROM crier_schema") == [["3"]]
+    assert sqlite_query(path)("SELECT version FROM crier_schema") == [["4"]]
     rig.audit.start()
     # a group removed under it is made again (from the start: nothing doubles)
     env.r.xgroup_destroy(f"{PREFIX}receipts", AUDIT_GROUP)

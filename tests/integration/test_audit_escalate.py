@@ -21,7 +21,7 @@ def test_audit_keeps_steps_and_confirmations(env):
     d, _base, acked, n_sms = run_job(env, before_job=lambda: start_audit(env, path))
     wait_until(lambda: caught_up(env.r), 60, 0.1, what="crier-audit to store every entry")
     q = sqlite_query(path)
-    assert q("SELECT version FROM crier_schema ORDER BY version DESC LIMIT 1") == [["3"]]
+    assert q("SELECT version FROM crier_schema ORDER BY version DESC LIMIT 1") == [["4"]]
     by_step = dict((s, int(c)) for s, c in q(
         "SELECT step, count(*) FROM messages WHERE job = 'steps-1' GROUP BY step"))
     assert by_step == {"0": N, "1": n_sms}, by_step

@@ -50,6 +50,7 @@ TEST(audit_config_defaults_comments_and_secrets)
     ASSERT_STR_EQ(cfg.group, "audit");
     ASSERT_STR_EQ(cfg.prefix, "crier:");
     ASSERT_INT_EQ(cfg.redis_port, 6379);
+    ASSERT_INT_EQ(cfg.survey_min_cell, 10);
     cr_audit_config_release(&cfg);
 }
 
@@ -72,6 +73,8 @@ TEST(audit_config_errors_name_the_key)
         {"{\"redis\": {\"port\": \"6379\"}}", "redis.port: must be a whole number"},
         {"{\"lookup_lang\": 1}", "lookup_lang: must be true or false"},
         {"{\"batch\": 5,}", "line 1: not valid JSON"},
+        {"{\"survey\": {\"min_cell\": 0}}", "survey.min_cell: must be a whole number from 1"},
+        {"{\"survey\": {\"min_cells\": 5}}", "survey.min_cells: unknown key"},
     };
     size_t i;
 
@@ -207,6 +210,68 @@ TEST(audit_store_parameters_out_of_order)
     ASSERT_STR_EQ(one(s, "SELECT x || y FROM t", buf), "ba");
     ASSERT_INT_EQ(cr_store_exec(s, "INSERT INTO t (x, y) VALUES ($1, $1)", 2, p), 0);
     ASSERT_STR_EQ(one(s, "SELECT count(*) FROM t WHERE x = 'a' AND y = 'a'", buf), "1");
+    cr_store_close(s);
+}
+
+/* Multi-question survey answers: the last answer per resident and question
+ * wins, within a batch and across batches (an older entry read again
+ * changes nothing; sequence numbers compare as numbers), a free text taken
+ * back is NULL, and the job of the first answer of the wave is kept. */
+TEST(audit_store_wave_answers_last_wins)
+{
+    struct cr_store *s = NULL;
+    struct cr_audit_batch b, old;
+    char err[256];
+    char buf[64];
+
+    memset(&b, 0, sizeof(b));
+    memset(&old, 0, sizeof(old));
+    ASSERT_INT_EQ(cr_store_open(CR_STORE_SQLITE, ":memory:", &s, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(cr_audit_migrate(s), 0);
+    add(&b, CR_AS_REPLIES, "1000-9",
+        (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r1",
+                              "survey", "yv", "wave", "2026-11", "answers", "safe=2,trust=3",
+                              "changed", "2", "text", "Parking", "t_ms", "1000", NULL});
+    add(&b, CR_AS_REPLIES, "1000-10",
+        (const char *const[]){"type", "survey", "channel", "sms", "job", "w2", "sub", "r1",
+                              "survey", "yv", "wave", "2026-11", "answers", "safe=4", "changed",
+                              "1", "text_cleared", "1", "t_ms", "1000", NULL});
+    add(&b, CR_AS_REPLIES, "1001-0",
+        (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r2",
+                              "survey", "yv", "wave", "2026-11", "answers", "safe=1", "changed",
+                              "1", "t_ms", "1001", NULL});
+    add(&b, CR_AS_REPLIES, "1002-0", /* what is not question=step is left out */
+        (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r3",
+                              "survey", "yv", "wave", "2026-11", "answers",
+                              "safe=x,=2,informed,trust=5,good=12345", "t_ms", "1002", NULL});
+    add(&old, CR_AS_REPLIES, "1000-9",
+        (const char *const[]){"type", "survey", "channel", "link", "job", "w1", "sub", "r1",
+                              "survey", "yv", "wave", "2026-11", "answers", "safe=2,trust=3",
+                              "changed", "2", "text", "Parking", "t_ms", "1000", NULL});
+    ASSERT_INT_EQ(cr_audit_store(s, &b), 0);
+    ASSERT_INT_EQ(cr_audit_store(s, &b), 0);   /* read again after a crash */
+    ASSERT_INT_EQ(cr_audit_store(s, &old), 0); /* alone: older than what is kept */
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_answers", buf), "4");
+    ASSERT_STR_EQ(one(s, "SELECT question || step FROM wave_answers WHERE sub = 'r3'", buf),
+                  "trust5");
+    ASSERT_STR_EQ(one(s, "SELECT step FROM wave_answers WHERE sub = 'r1' AND question = 'safe'",
+                      buf),
+                  "4");
+    ASSERT_STR_EQ(one(s, "SELECT job FROM wave_answers WHERE sub = 'r1' AND question = 'safe'",
+                      buf),
+                  "w2");
+    ASSERT_STR_EQ(one(s, "SELECT step FROM wave_answers WHERE sub = 'r1' AND question = 'trust'",
+                      buf),
+                  "3");
+    ASSERT_STR_EQ(one(s, "SELECT step FROM wave_answers WHERE sub = 'r2'", buf), "1");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_texts", buf), "1");
+    ASSERT_STR_EQ(one(s, "SELECT answer FROM wave_texts", buf), "NULL");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM wave_respondents", buf), "3");
+    ASSERT_STR_EQ(one(s, "SELECT job FROM wave_respondents WHERE sub = 'r1'", buf), "w1");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM replies", buf), "4");
+    ASSERT_STR_EQ(one(s, "SELECT count(*) FROM survey_answers", buf), "0");
+    cr_audit_batch_clear(&b);
+    cr_audit_batch_clear(&old);
     cr_store_close(s);
 }
 
