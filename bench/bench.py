@@ -16,7 +16,8 @@ BENCH_WA_ROUNDS (rounds of the WhatsApp scenarios, 2),
 BENCH_OUT (results directory, bench/results). valgrind, when present, counts
 the instructions per message of crierd and redis-server.
 `bench.py whatsapp` runs only the WhatsApp scenarios (whatsapp.json);
-`bench.py sentinel` only the Sentinel round."""
+`bench.py sentinel` only the Sentinel round; `bench.py cost` only the
+instructions per message (cost.json), to compare two builds."""
 
 import copy
 import datetime
@@ -1728,10 +1729,31 @@ def main_sentinel():
     print(f"results: {OUT / 'sentinel.json'}")
 
 
+def main_cost():
+    """Only the instructions per message (`bench.py cost`): callgrind counts of
+    crierd and redis-server over the three-channel and the SMS-only job, for
+    comparing two builds (BUILD=...) without the rest of the benchmark; they
+    hardly move with the machine's load. Prints them and writes cost.json."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    b.start()
+    try:
+        res = {"mix": b.instructions_run(N_COST), "sms": b.instructions_run(N_COST, ("sms",))}
+    finally:
+        b.close()
+    (OUT / "cost.json").write_text(json.dumps(res, indent=2) + "\n")
+    for k, v in res.items():
+        if v:
+            print(f"{k}: crierd {v['crierd_instructions_per_msg']:,.0f}, "
+                  f"redis-server {v['redis_instructions_per_msg']:,.0f} instructions per message")
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     if sys.argv[1:] == ["sentinel"]:
         main_sentinel()
+    elif sys.argv[1:] == ["cost"]:
+        main_cost()
     elif sys.argv[1:] == ["whatsapp"]:
         main_whatsapp()
     else:
