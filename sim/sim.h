@@ -206,6 +206,12 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
  * body with code, message, more_info and status, as the SMS and the WhatsApp
  * paths both answer. */
 void sim_twilio_error(struct sim_response *res, int status, int code, const char *message);
+/* The answers both Twilio paths give before accepting a message (twilio.c):
+ * an injected 429 or 5xx, or 429 when the message's status callbacks (three
+ * when whatsapp) would not fit the callback queue. Returns 1 when res was
+ * filled with the refusal, 0 when the message may be accepted. */
+int sim_twilio_refused(struct sim *sim, const struct sim_request *req, int whatsapp,
+                       struct sim_response *res);
 void sim_fcm_handle(struct sim *sim, const struct sim_request *req, struct sim_response *res);
 /* WhatsApp (whatsapp.c): Twilio's Messages API for a "whatsapp:" To (called
  * by sim_twilio_handle after its authentication), and Meta's Cloud API. */

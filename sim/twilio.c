@@ -47,6 +47,27 @@ void sim_twilio_error(struct sim_response *res, int status, int code, const char
     cJSON_Delete(doc);
 }
 
+int sim_twilio_refused(struct sim *sim, const struct sim_request *req, int whatsapp,
+                       struct sim_response *res)
+{
+    switch (sim_provider_inject(sim, SIM_EP_TWILIO)) {
+    case SIM_INJECT_429:
+        sim_twilio_error(res, 429, 20429, "Too Many Requests");
+        sim_provider_retry_after(sim, SIM_EP_TWILIO, res);
+        return 1;
+    case SIM_INJECT_5XX:
+        sim_twilio_error(res, 500, 20500, "Internal Server Error");
+        return 1;
+    default:
+        break;
+    }
+    if (!sim_callbacks_twilio_room(sim, req, whatsapp)) {
+        sim_twilio_error(res, 429, 20429, "Too Many Requests");
+        return 1;
+    }
+    return 0;
+}
+
 /* Checks "Basic base64(sid:token)" against the flags and the SID in the path. */
 static int authorised(const struct sim *sim, const char *auth, const char *path_sid,
                       size_t path_sid_len)
@@ -218,21 +239,8 @@ void sim_twilio_handle(struct sim *sim, const struct sim_request *req, struct si
                          "The concatenated message body exceeds the 1600 character limit.");
         goto out;
     }
-    switch (sim_provider_inject(sim, SIM_EP_TWILIO)) {
-    case SIM_INJECT_429:
-        sim_twilio_error(res, 429, 20429, "Too Many Requests");
-        sim_provider_retry_after(sim, SIM_EP_TWILIO, res);
+    if (sim_twilio_refused(sim, req, 0, res))
         goto out;
-    case SIM_INJECT_5XX:
-        sim_twilio_error(res, 500, 20500, "Internal Server Error");
-        goto out;
-    default:
-        break;
-    }
-    if (!sim_callbacks_twilio_room(sim, req, 0)) {
-        sim_twilio_error(res, 429, 20429, "Too Many Requests");
-        goto out;
-    }
     for (i = 0; i < sizeof(magic_to) / sizeof(magic_to[0]); i++) {
         if (strcmp(to.data, magic_to[i].number) == 0) {
             sim_twilio_error(res, 400, magic_to[i].code, magic_to[i].message);

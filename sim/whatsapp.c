@@ -202,21 +202,8 @@ void sim_whatsapp_twilio(struct sim *sim, const struct sim_request *req, struct 
         sim_twilio_error(res, 400, 21617, "The message body exceeds the 4096 character limit.");
         goto out;
     }
-    switch (sim_provider_inject(sim, SIM_EP_TWILIO)) {
-    case SIM_INJECT_429:
-        sim_twilio_error(res, 429, 20429, "Too Many Requests");
-        sim_provider_retry_after(sim, SIM_EP_TWILIO, res);
+    if (sim_twilio_refused(sim, req, 1, res))
         goto out;
-    case SIM_INJECT_5XX:
-        sim_twilio_error(res, 500, 20500, "Internal Server Error");
-        goto out;
-    default:
-        break;
-    }
-    if (!sim_callbacks_twilio_room(sim, req, 1)) {
-        sim_twilio_error(res, 429, 20429, "Too Many Requests");
-        goto out;
-    }
     if (prefixed(number, sim->opt.wa_unknown_prefix)) {
         sim_twilio_error(res, 400, 63003, "Channel could not find To address");
         goto out;
