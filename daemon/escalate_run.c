@@ -38,7 +38,11 @@ const char cr_escalate_lua[] =
     "  redis.call('HSET', job, 'state', final, 'completed_ms', ARGV[1], 'messages', total)\n"
     "  xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', id, 'event', final, 't_ms', ARGV[1], 'messages', total)\n"
     "  redis.call('UNLINK', job .. ':aud')\n"
-    "  if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', job, ARGV[4]) end\n"
+    "  if tonumber(ARGV[4]) > 0 then\n"
+    "    for _, k in ipairs({'', ':ledger', ':early', ':receipts', ':reached', ':confirmed', ':confirmed:segments'}) do\n"
+    "      redis.call('EXPIRE', job .. k, ARGV[4])\n"
+    "    end\n"
+    "  end\n"
     "end\n"
     /* no further step runs: the job ends now when nothing of it is under way,
      * else when its last batch is recorded */

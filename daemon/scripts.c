@@ -68,7 +68,9 @@ static const char complete_lua[] =
     "  redis.call('UNLINK', job .. ':aud')\n"
     "  if tonumber(ret) > 0 then\n"
     "    redis.call('EXPIRE', job, ret); redis.call('EXPIRE', ledger, ret)\n"
-    "    redis.call('EXPIRE', job .. ':early', ret); redis.call('EXPIRE', job .. ':receipts', ret)\n"
+    "    for _, k in ipairs({':early', ':receipts', ':reached', ':confirmed', ':confirmed:segments'}) do\n"
+    "      redis.call('EXPIRE', job .. k, ret)\n"
+    "    end\n"
     "  end\n"
     "  return 1\n"
     "end\n";

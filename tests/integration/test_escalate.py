@@ -234,6 +234,9 @@ def test_cancel_and_expiry_before_the_step(env):
     env.r.hset(f"{PREFIX}job:esc-cancel", "state", "cancelling")
     h = wait_job(env.r, "esc-cancel", [d], state="cancelled", timeout=10)
     assert h["esc_left"] == "0"
+    # a job ended by the step runner keeps its keys only for the retention
+    for k in ("", ":ledger"):
+        assert env.r.ttl(f"{PREFIX}job:esc-cancel{k}") > 0, k
 
     post_job(env.r, appeal("esc-expire", 30, "area:c", expires_at=iso(time.time() + 3)))
     h = wait_job(env.r, "esc-expire", [d], state="expired", timeout=20)
@@ -241,6 +244,8 @@ def test_cancel_and_expiry_before_the_step(env):
     assert int(h["sent:push"]) == 50
     assert sms_counts(env.sim) == {}
     assert env.r.zcard(f"{PREFIX}escalate") == 0
+    for k in ("", ":ledger"):
+        assert env.r.ttl(f"{PREFIX}job:esc-expire{k}") > 0, k
 
 
 LINK_SECRET = "link-secret-for-tests-0123"
