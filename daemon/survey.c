@@ -426,11 +426,12 @@ int cr_msurvey_from_doc(const char *doc, size_t len, const char *lang, struct cr
         goto out;
     cJSON_ArrayForEach(q, qs)
     {
-        struct cr_msq *m = &out->q[out->nq];
+        struct cr_msq *m;
         const cJSON *sc = get(q, "score");
 
         if (out->nq >= CR_MSURVEY_QUESTIONS_MAX)
             goto out;
+        m = &out->q[out->nq];
         v = get(q, "id");
         m->id = cJSON_IsString(v) ? v->valuestring : NULL;
         v = get(q, "text");
