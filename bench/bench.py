@@ -176,7 +176,8 @@ def redis_cpu_s(r):
 
 def callgrind_argv(prefix):
     """valgrind running a program under callgrind; its counts go to prefix.PID.N."""
-    return ["valgrind", "--tool=callgrind", "--quiet", f"--callgrind-out-file={prefix}.%p"]
+    return ["valgrind", "--tool=callgrind", "--quiet", "--compress-strings=no",
+            f"--callgrind-out-file={prefix}.%p"]
 
 
 def callgrind_control(what, pid):
@@ -190,6 +191,10 @@ def callgrind_summary(prefix, pid):
     dumps = [p for p in dumps if p.exists()]
     if not dumps:
         raise harness.HarnessError(f"no callgrind dump of pid {pid} under {prefix}")
+    keep = os.environ.get("BENCH_KEEP_PROFILES")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(dumps[-1], Path(keep) / f"{Path(prefix).name}-{Path(prefix).parent.parent.name}-{Path(prefix).parent.name}.out")
     with open(dumps[-1]) as f:
         for line in f:
             if line.startswith("summary:"):
