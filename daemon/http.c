@@ -12,6 +12,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "h1.h"
 
 #define POOL_MAX 1024            /* idle easy handles kept for reuse */
 #define HEADERS_MAX (16 * 1024)  /* response header lines kept per transfer */
@@ -87,6 +88,7 @@ struct sock {
 
 struct cr_http {
     uv_loop_t *loop;
+    struct cr_h1 *h1; /* plain HTTP/1.1 and HTTPS/1.1 requests */
     CURLM *multi;
     uv_timer_t timer;
 
@@ -808,6 +810,9 @@ int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_htt
     if (h == NULL)
         goto out;
     h->loop = loop;
+    if (cr_h1_init(loop, opts && opts->max_idle_connections > 0 ?
+                             (size_t)opts->max_idle_connections : 0, &h->h1) < 0)
+        goto out;
     h->multi = curl_multi_init();
     if (h->multi == NULL) {
         rc = CR_EHTTP;
@@ -836,7 +841,7 @@ int cr_http_init(uv_loop_t *loop, const struct cr_http_opts *opts, struct cr_htt
     }
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
-    h->open_handles = 1;
+    h->open_handles = 2; /* the timer and the HTTP/1.1 client */
     *out = h;
     h = NULL;
     rc = 0;
@@ -844,6 +849,8 @@ out:
     if (h) {
         if (h->multi)
             curl_multi_cleanup(h->multi);
+        if (h->h1)
+            cr_h1_close(h->h1, NULL, NULL);
         free(h);
     }
     return rc;
@@ -864,6 +871,8 @@ int cr_http_submit(struct cr_http *h, struct cr_request *req, const struct cr_ht
     }
     if (cb == NULL || req->url.len == 0)
         goto out;
+    if (cr_h1_accepts(req, t))
+        return cr_h1_submit(h->h1, req, t, cb, ud);
     if (h->idle[smtp]) {
         x = h->idle[smtp];
         h->idle[smtp] = x->next;
@@ -928,7 +937,15 @@ out:
 
 size_t cr_http_inflight(const struct cr_http *h)
 {
-    return h->inflight;
+    return h->inflight + cr_h1_inflight(h->h1);
+}
+
+static void on_h1_closed(void *ud)
+{
+    struct cr_http *h = ud;
+
+    h->open_handles--;
+    http_free_if_done(h);
 }
 
 void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud)
@@ -941,6 +958,7 @@ void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud)
     h->closing = 1;
     h->closed_cb = closed;
     h->closed_ud = ud;
+    cr_h1_close(h->h1, on_h1_closed, h);
 
     while (h->active) {
         long latency_us;
