@@ -1713,6 +1713,35 @@ def main_whatsapp():
     print(f"results: {OUT / 'whatsapp.json'}")
 
 
+def main_sms():
+    """Only the SMS-only scenarios (`bench.py sms`): per round the 100,000 SMS
+    job with workers 1 and auto, each followed by the replay of its requests;
+    prints their rows of the compact table and writes sms.json."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    b.start()
+    pairs = {"sms-1": [], "sms-auto": []}
+    try:
+        b.seed("s", 0, N_SMS, "bench:sms", "sms")
+        for i in range(THROUGHPUT_RUNS):
+            log(f"round {i + 1}/{THROUGHPUT_RUNS}")
+            for w in (1, "auto"):
+                tag = f"sms-{w}"
+                pairs[tag].append(b.replayed(f"{tag}-{i + 1}", b.crier_run(
+                    f"{tag}-{i + 1}", "bench:sms", ["sms"], workers=w)))
+    finally:
+        b.close()
+    res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(),
+           "figures": {"replay": {k: pair_figures(v, k) for k, v in pairs.items()},
+                       "tls": {"skipped": "not run (bench.py sms)"}, "cost": {}}}
+    (OUT / "sms.json").write_text(json.dumps(dict(res, runs=pairs), indent=2) + "\n")
+    print()
+    for line in compact_table(res)[:-2]:
+        print(line)
+    print(f"results: {OUT / 'sms.json'}")
+
+
 def main_sentinel():
     """Only the Sentinel round (`bench.py sentinel`): prints its figures and
     writes them to sentinel.json in the results directory."""
@@ -1761,5 +1790,7 @@ if __name__ == "__main__":
         main_cost()
     elif sys.argv[1:] == ["whatsapp"]:
         main_whatsapp()
+    elif sys.argv[1:] == ["sms"]:
+        main_sms()
     else:
         main()
