@@ -73,9 +73,9 @@ enum cr_script {
      * {0,type} the suspect key holds the wanted type after all (nothing
      * written), {-1,reason} no job hash to write it in. */
     CR_SCRIPT_FAIL,
-    /* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s.
-     * Runs due escalation steps (escalate.c). Returns {steps run, next due
-     * score or ""}. */
+    /* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s,
+     * sweep rank ("" none). Runs due escalation steps (escalate_run.c).
+     * Returns {steps run, next due score or "", next sweep rank or ""}. */
     CR_SCRIPT_ESCALATE,
     /* KEYS the provider's tier set; ARGV now_ms, window_ms, limit, address.
      * Admits a business-initiated conversation with address: the set holds
