@@ -51,10 +51,10 @@ static const char guard_lua[] =
  * "cancelled"; one whose expiry passed with messages expired ends "expired". */
 static const char complete_lua[] =
     "local function complete(job, events, ledger, id, now, ret)\n"
-    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n"
+    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired', 'esc_left')\n"
     "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n"
     /* escalation steps still to run keep the job open (escalate.c ends it) */
-    "  if h[4] ~= 'cancelling' and tonumber(redis.call('HGET', job, 'esc_left') or '0') > 0 then return 0 end\n"
+    "  if h[4] ~= 'cancelling' and tonumber(h[8] or '0') > 0 then return 0 end\n"
     "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' or h[4] == 'failed' then return 0 end\n"
     "  local total = 0\n"
     "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n"
