@@ -276,8 +276,7 @@ static const char record_new_lua[] =
     /* an early delivery reaches the resident as a late one does (webhooks.c) */
     "      if e == 'delivered' then\n"
     "        redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1)\n"
-    "        local tm = redis.call('TIME')\n"
-    "        ttd(KEYS[1], tonumber(ch), tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))\n"
+    "        ttd(KEYS[1], tonumber(ch), tonumber(ARGV[5]))\n"
     "      end\n"
     "    end\n"
     "    counts[st] = (counts[st] or 0) + 1\n"
