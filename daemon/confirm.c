@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "page.h"
 #include "replies.h"
+#include "scripts.h"
 #include "audit_trim.h"
 #include "webhooks.h"
 #include "words.h"
@@ -52,7 +53,7 @@ const char cr_confirm_lua[] = CR_AUDIT_TRIM_LUA
     "end\n";
 
 /* ARGV: prefix, job, pos, channel, sub, via, now, retention_s, maxlen, segments... */
-static const char record_lua[] =
+const char cr_confirm_call_lua[] =
     "local segs = {}\n"
     "for i = 10, #ARGV do segs[#segs + 1] = ARGV[i] end\n"
     "return confirm(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], segs)\n";
@@ -87,16 +88,53 @@ int cr_confirm_keyword(const char *keywords, const char *text)
     return 0;
 }
 
+#define REC_ARGS (9 + SEGS_MAX)
+
+/* A confirmation on its way: its arguments are kept (in buf) for the one
+ * EVAL that follows a NOSCRIPT answer. */
 struct rec_ctx {
+    struct cr_daemon *d;
     cr_confirm_done_cb cb;
     void *ud;
+    int evaled;
+    size_t argc;
+    const char *argv[REC_ARGS];
+    char buf[];
 };
+
+static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud);
+
+/* A server without the script (restarted, SCRIPT FLUSH) answers NOSCRIPT:
+ * cr_script_call has sent the scripts again; this confirmation goes now with
+ * the script's text rather than fail (an SMS confirmation is not sent again). */
+static int eval_text(struct rec_ctx *rc)
+{
+    static char script[sizeof(cr_confirm_lua) + sizeof(cr_confirm_call_lua)];
+    const char *av[3 + REC_ARGS];
+    size_t i;
+
+    if (script[0] == '\0') {
+        memcpy(script, cr_confirm_lua, sizeof(cr_confirm_lua) - 1);
+        memcpy(script + sizeof(cr_confirm_lua) - 1, cr_confirm_call_lua,
+               sizeof(cr_confirm_call_lua));
+    }
+    av[0] = "EVAL";
+    av[1] = script;
+    av[2] = "0";
+    for (i = 0; i < rc->argc; i++)
+        av[3 + i] = rc->argv[i];
+    rc->evaled = 1;
+    return cr_redis_argv(rc->d->rc, on_recorded, rc, 0, (int)(3 + rc->argc), av, NULL);
+}
 
 static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct rec_ctx *rc = ud;
 
     (void)r;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && !rc->evaled && eval_text(rc) == 0)
+        return;
     rc->cb(rc->ud, reply && reply->type == REDIS_REPLY_INTEGER ? (int)reply->integer : -1);
     free(rc);
 }
@@ -105,43 +143,49 @@ int cr_confirm_record(struct cr_daemon *d, const char *job, unsigned long pos,
                       const char *channel, const char *sub, const char *via,
                       const char *const *segs, size_t n, cr_confirm_done_cb cb, void *ud)
 {
-    static char script[sizeof(cr_confirm_lua) + sizeof(record_lua)];
-    const char *argv[3 + 9 + SEGS_MAX];
+    const char *args[REC_ARGS];
     char num[4][24];
     struct rec_ctx *rc;
-    size_t i, argc = 0;
+    size_t i, argc = 0, total = 0;
+    char *p;
     int err;
 
-    if (script[0] == '\0') {
-        memcpy(script, cr_confirm_lua, sizeof(cr_confirm_lua) - 1);
-        memcpy(script + sizeof(cr_confirm_lua) - 1, record_lua, sizeof(record_lua));
-    }
     if (n > SEGS_MAX)
         n = SEGS_MAX;
-    rc = malloc(sizeof(*rc));
-    if (rc == NULL)
-        return CR_ENOMEM;
-    rc->cb = cb;
-    rc->ud = ud;
     snprintf(num[0], sizeof(num[0]), "%lu", pos);
     snprintf(num[1], sizeof(num[1]), "%lld", (long long)cr_now_ms());
     snprintf(num[2], sizeof(num[2]), "%ld", d->cfg->retention_s);
     snprintf(num[3], sizeof(num[3]), "%ld", d->cfg->receipts_maxlen);
-    argv[argc++] = "EVAL";
-    argv[argc++] = script;
-    argv[argc++] = "0";
-    argv[argc++] = d->keys.prefix;
-    argv[argc++] = job;
-    argv[argc++] = num[0];
-    argv[argc++] = channel;
-    argv[argc++] = sub ? sub : "";
-    argv[argc++] = via;
-    argv[argc++] = num[1];
-    argv[argc++] = num[2];
-    argv[argc++] = num[3];
+    args[argc++] = d->keys.prefix;
+    args[argc++] = job;
+    args[argc++] = num[0];
+    args[argc++] = channel;
+    args[argc++] = sub ? sub : "";
+    args[argc++] = via;
+    args[argc++] = num[1];
+    args[argc++] = num[2];
+    args[argc++] = num[3];
     for (i = 0; i < n; i++)
-        argv[argc++] = segs[i];
-    err = cr_redis_argv(d->rc, on_recorded, rc, 0, (int)argc, argv, NULL);
+        args[argc++] = segs[i];
+    for (i = 0; i < argc; i++)
+        total += strlen(args[i]) + 1;
+    rc = malloc(sizeof(*rc) + total);
+    if (rc == NULL)
+        return CR_ENOMEM;
+    rc->d = d;
+    rc->cb = cb;
+    rc->ud = ud;
+    rc->evaled = 0;
+    rc->argc = argc;
+    p = rc->buf;
+    for (i = 0; i < argc; i++) {
+        size_t len = strlen(args[i]) + 1;
+
+        memcpy(p, args[i], len);
+        rc->argv[i] = p;
+        p += len;
+    }
+    err = cr_script_call(d->rc, CR_SCRIPT_CONFIRM, 0, (int)argc, rc->argv, NULL, on_recorded, rc);
     if (err != 0)
         free(rc);
     return err;

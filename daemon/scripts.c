@@ -12,6 +12,7 @@
 #include "audit_trim.h"
 #include "cr_types.h"
 #include "cr_log.h"
+#include "confirm.h"
 #include "escalate.h"
 
 /* Shared head: type checks made before a script writes anything (Lua scripts
@@ -439,7 +440,8 @@ static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
     {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
     {trim_lua, guard_lua, fail_lua, NULL, NULL, NULL, NULL},
     {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL},
-    {tier_lua, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {tier_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {cr_confirm_lua, cr_confirm_call_lua, NULL, NULL, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

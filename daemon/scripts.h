@@ -83,6 +83,11 @@ enum cr_script {
      * Returns {1, 0} admitted (already in the set, or a place was free), or
      * {0, ms until the oldest place frees}. */
     CR_SCRIPT_TIER,
+    /* No KEYS; ARGV prefix, job, pos, channel, sub, via, now_ms,
+     * retention_s, receipts maxlen, segments... Counts a confirmation once
+     * per (job, resident) (confirm.c). Returns 0 no such job or it asks for
+     * none, 1 confirmed before, 2 counted now. */
+    CR_SCRIPT_CONFIRM,
     CR_SCRIPT__COUNT
 };
 
