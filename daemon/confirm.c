@@ -227,7 +227,8 @@ static void on_link_confirmed(void *ud, int result)
     free(lc);
 }
 
-/* The job's document is in: its audience segments go with the count. */
+/* The job's document is in (a job accepted before confirm_segments was
+ * kept): its audience segments go with the count. */
 static void on_doc(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct link_ctx *lc = ud;
@@ -248,6 +249,65 @@ static void on_doc(struct cr_redis *r, redisReply *reply, void *ud)
                            lc->link.sub, "link", (const char *const *)sv.segments, sv.nsegments,
                            on_link_confirmed, lc);
     cr_survey_release(&sv);
+    if (rc != 0) {
+        page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+        free(lc);
+    }
+}
+
+/* The job's confirm and confirm_segments fields are in: the segments (space
+ * separated) go with the count; without them the document says. */
+static void on_fields(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct link_ctx *lc = ud;
+    char *buf = NULL;
+    char key[CR_KEY_MAX];
+    const char *segs[SEGS_MAX];
+    const redisReply *names;
+    size_t n = 0;
+    char *p, *next;
+    int rc;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+        free(lc);
+        return;
+    }
+    names = reply->element[1];
+    if (reply->element[0]->type == REDIS_REPLY_STRING && names->type != REDIS_REPLY_STRING) {
+        /* a job that asks for confirmations, accepted before they were kept */
+        if (cr_key_for(&lc->d->keys, "job", lc->ref.job, key, sizeof(key)) != 0 ||
+            cr_redis_cmd(lc->d->rc, on_doc, lc, 0, "HGET %s doc", key) != 0) {
+            page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+            free(lc);
+        }
+        return;
+    }
+    if (names->type == REDIS_REPLY_STRING && names->len < DOC_MAX) {
+        buf = malloc(names->len + 1);
+        if (buf == NULL) {
+            page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+            free(lc);
+            return;
+        }
+    }
+    if (buf != NULL) {
+        memcpy(buf, names->str, names->len);
+        buf[names->len] = '\0';
+        for (p = buf; *p != '\0' && n < SEGS_MAX; p = next) {
+            next = strchr(p, ' ');
+            if (next != NULL)
+                *next++ = '\0';
+            else
+                next = p + strlen(p);
+            if (*p != '\0')
+                segs[n++] = p;
+        }
+    }
+    rc = cr_confirm_record(lc->d, lc->ref.job, lc->ref.pos, cr_channel_name(lc->ref.ch),
+                           lc->link.sub, "link", segs, n, on_link_confirmed, lc);
+    free(buf); /* the call copied the segments */
     if (rc != 0) {
         page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
         free(lc);
@@ -294,7 +354,7 @@ void cr_confirm_link(struct cr_daemon *d, struct cr_httpd_req *req)
         return;
     }
     if (cr_key_for(&d->keys, "job", lc->ref.job, key, sizeof(key)) != 0 ||
-        cr_redis_cmd(d->rc, on_doc, lc, 0, "HGET %s doc", key) != 0) {
+        cr_redis_cmd(d->rc, on_fields, lc, 0, "HMGET %s confirm confirm_segments", key) != 0) {
         page(d, req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
         free(lc);
     }

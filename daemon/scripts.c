@@ -134,7 +134,7 @@ static const char accept_lua[] =
     "xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2], unpack(kf))\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
     /* escalation: the steps, and the first one's due time (escalate.c) */
-    "if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'confirm', 1) end\n"
+    "if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'confirm', 1, 'confirm_segments', ARGV[18]) end\n"
     "if ARGV[13] and ARGV[13] ~= '' then\n"
     "  local n = select(2, string.gsub(ARGV[13], ':%a', ''))\n"
     "  redis.call('HSET', KEYS[1], 'esc', ARGV[13], 'esc_left', n, 'esc_step', 0, 'esc_base', ARGV[15])\n"

@@ -15,7 +15,8 @@ enum cr_script {
      * expires_at_ms, group, number of segments, number of require sets, key
      * id of a signed job ("" none), its max_audience ("0" none), escalation
      * spec ("" none, escalate.c), the escalate set, the steps' start ms, the
-     * first step's due ms, "1" when the job asks for confirmations.
+     * first step's due ms, "1" when the job asks for confirmations, then
+     * its audience segments (space separated, kept as confirm_segments).
      * Checks the type of every key before writing. Returns {2,"accepted"}
      * new, {3,"scheduled"} new and due later (entry acked), {1,state} the
      * same intake entry again (resume), {0,state} a duplicate id (entry

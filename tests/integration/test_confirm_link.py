@@ -74,3 +74,38 @@ def test_link_confirmations_by_evalsha_and_after_a_script_flush(env):
     assert tap(links[subs["k10"]["phone"]]) == 200
     assert counter(job_hash(env.r, "cl-1"), "confirmed") == 6
     assert d.alive()
+
+
+def test_link_confirmations_take_the_segments_from_the_job_hash(env):
+    """The job hash keeps the audience segments of a job that asks for
+    confirmations (confirm_segments): a tap reads them there, not from the
+    document (here replaced by one without an audience, which a tap that
+    parsed it would count in no segment). A job accepted before the field was
+    kept still has its segments read from the document."""
+    d, subs = start(env)
+    post_job(env.r, {"id": "cl-2", "priority": "urgent", "channels": ["sms"], "confirm": True,
+                     "audience": {"segments": ["area:north", "area:south"]},
+                     "message": {"sms": "Police appeal. Seen it? Tap {{confirm_url}}"}})
+    wait_job(env.r, "cl-2", [d], timeout=30)
+    key = f"{PREFIX}job:cl-2"
+    assert env.r.hget(key, "confirm_segments") == "area:north area:south"
+    links = links_by_phone(env.sim)
+    doc = env.r.hget(key, "doc")
+    env.r.hset(key, "doc", '{"id": "cl-2"}')
+    for sid in ("k00", "k04"):
+        assert tap(links[subs[sid]["phone"]]) == 200, sid
+    assert env.r.hgetall(f"{key}:confirmed:segments") == {"area:north": "2", "area:south": "1"}
+
+    # as a job accepted by an older crierd: no confirm_segments, the document says
+    env.r.hset(key, "doc", doc)
+    env.r.hdel(key, "confirm_segments")
+    assert tap(links[subs["k09"]["phone"]]) == 200
+    assert env.r.hgetall(f"{key}:confirmed:segments") == {"area:north": "2", "area:south": "2"}
+    assert counter(job_hash(env.r, "cl-2"), "confirmed") == 3
+
+    # a job without confirm keeps no segments, and a tap on its link counts nothing
+    post_job(env.r, {"id": "cl-3", "priority": "urgent", "channels": ["sms"],
+                     "audience": {"segments": ["area:north"]},
+                     "message": {"sms": "Police appeal: {{confirm_url}}"}})
+    wait_job(env.r, "cl-3", [d], timeout=30)
+    assert "confirm_segments" not in job_hash(env.r, "cl-3")
