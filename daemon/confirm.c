@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "page.h"
 #include "replies.h"
+#include "scripts.h"
 #include "audit_trim.h"
 #include "webhooks.h"
 #include "words.h"
@@ -52,7 +53,7 @@ const char cr_confirm_lua[] = CR_AUDIT_TRIM_LUA
     "end\n";
 
 /* ARGV: prefix, job, pos, channel, sub, via, now, retention_s, maxlen, segments... */
-static const char record_lua[] =
+const char cr_confirm_call_lua[] =
     "local segs = {}\n"
     "for i = 10, #ARGV do segs[#segs + 1] = ARGV[i] end\n"
     "return confirm(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], segs)\n";
@@ -87,16 +88,53 @@ int cr_confirm_keyword(const char *keywords, const char *text)
     return 0;
 }
 
+#define REC_ARGS (9 + SEGS_MAX)
+
+/* A confirmation on its way: its arguments are kept (in buf) for the one
+ * EVAL that follows a NOSCRIPT answer. */
 struct rec_ctx {
+    struct cr_daemon *d;
     cr_confirm_done_cb cb;
     void *ud;
+    int evaled;
+    size_t argc;
+    const char *argv[REC_ARGS];
+    char buf[];
 };
+
+static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud);
+
+/* A server without the script (restarted, SCRIPT FLUSH) answers NOSCRIPT:
+ * cr_script_call has sent the scripts again; this confirmation goes now with
+ * the script's text rather than fail (an SMS confirmation is not sent again). */
+static int eval_text(struct rec_ctx *rc)
+{
+    static char script[sizeof(cr_confirm_lua) + sizeof(cr_confirm_call_lua)];
+    const char *av[3 + REC_ARGS];
+    size_t i;
+
+    if (script[0] == '\0') {
+        memcpy(script, cr_confirm_lua, sizeof(cr_confirm_lua) - 1);
+        memcpy(script + sizeof(cr_confirm_lua) - 1, cr_confirm_call_lua,
+               sizeof(cr_confirm_call_lua));
+    }
+    av[0] = "EVAL";
+    av[1] = script;
+    av[2] = "0";
+    for (i = 0; i < rc->argc; i++)
+        av[3 + i] = rc->argv[i];
+    rc->evaled = 1;
+    return cr_redis_argv(rc->d->rc, on_recorded, rc, 0, (int)(3 + rc->argc), av, NULL);
+}
 
 static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct rec_ctx *rc = ud;
 
     (void)r;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && !rc->evaled && eval_text(rc) == 0)
+        return;
     rc->cb(rc->ud, reply && reply->type == REDIS_REPLY_INTEGER ? (int)reply->integer : -1);
     free(rc);
 }
@@ -105,43 +143,49 @@ int cr_confirm_record(struct cr_daemon *d, const char *job, unsigned long pos,
                       const char *channel, const char *sub, const char *via,
                       const char *const *segs, size_t n, cr_confirm_done_cb cb, void *ud)
 {
-    static char script[sizeof(cr_confirm_lua) + sizeof(record_lua)];
-    const char *argv[3 + 9 + SEGS_MAX];
+    const char *args[REC_ARGS];
     char num[4][24];
     struct rec_ctx *rc;
-    size_t i, argc = 0;
+    size_t i, argc = 0, total = 0;
+    char *p;
     int err;
 
-    if (script[0] == '\0') {
-        memcpy(script, cr_confirm_lua, sizeof(cr_confirm_lua) - 1);
-        memcpy(script + sizeof(cr_confirm_lua) - 1, record_lua, sizeof(record_lua));
-    }
     if (n > SEGS_MAX)
         n = SEGS_MAX;
-    rc = malloc(sizeof(*rc));
-    if (rc == NULL)
-        return CR_ENOMEM;
-    rc->cb = cb;
-    rc->ud = ud;
     snprintf(num[0], sizeof(num[0]), "%lu", pos);
     snprintf(num[1], sizeof(num[1]), "%lld", (long long)cr_now_ms());
     snprintf(num[2], sizeof(num[2]), "%ld", d->cfg->retention_s);
     snprintf(num[3], sizeof(num[3]), "%ld", d->cfg->receipts_maxlen);
-    argv[argc++] = "EVAL";
-    argv[argc++] = script;
-    argv[argc++] = "0";
-    argv[argc++] = d->keys.prefix;
-    argv[argc++] = job;
-    argv[argc++] = num[0];
-    argv[argc++] = channel;
-    argv[argc++] = sub ? sub : "";
-    argv[argc++] = via;
-    argv[argc++] = num[1];
-    argv[argc++] = num[2];
-    argv[argc++] = num[3];
+    args[argc++] = d->keys.prefix;
+    args[argc++] = job;
+    args[argc++] = num[0];
+    args[argc++] = channel;
+    args[argc++] = sub ? sub : "";
+    args[argc++] = via;
+    args[argc++] = num[1];
+    args[argc++] = num[2];
+    args[argc++] = num[3];
     for (i = 0; i < n; i++)
-        argv[argc++] = segs[i];
-    err = cr_redis_argv(d->rc, on_recorded, rc, 0, (int)argc, argv, NULL);
+        args[argc++] = segs[i];
+    for (i = 0; i < argc; i++)
+        total += strlen(args[i]) + 1;
+    rc = malloc(sizeof(*rc) + total);
+    if (rc == NULL)
+        return CR_ENOMEM;
+    rc->d = d;
+    rc->cb = cb;
+    rc->ud = ud;
+    rc->evaled = 0;
+    rc->argc = argc;
+    p = rc->buf;
+    for (i = 0; i < argc; i++) {
+        size_t len = strlen(args[i]) + 1;
+
+        memcpy(p, args[i], len);
+        rc->argv[i] = p;
+        p += len;
+    }
+    err = cr_script_call(d->rc, CR_SCRIPT_CONFIRM, 0, (int)argc, rc->argv, NULL, on_recorded, rc);
     if (err != 0)
         free(rc);
     return err;
@@ -183,7 +227,8 @@ static void on_link_confirmed(void *ud, int result)
     free(lc);
 }
 
-/* The job's document is in: its audience segments go with the count. */
+/* The job's document is in (a job accepted before confirm_segments was
+ * kept): its audience segments go with the count. */
 static void on_doc(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct link_ctx *lc = ud;
@@ -204,6 +249,65 @@ static void on_doc(struct cr_redis *r, redisReply *reply, void *ud)
                            lc->link.sub, "link", (const char *const *)sv.segments, sv.nsegments,
                            on_link_confirmed, lc);
     cr_survey_release(&sv);
+    if (rc != 0) {
+        page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+        free(lc);
+    }
+}
+
+/* The job's confirm and confirm_segments fields are in: the segments (space
+ * separated) go with the count; without them the document says. */
+static void on_fields(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct link_ctx *lc = ud;
+    char *buf = NULL;
+    char key[CR_KEY_MAX];
+    const char *segs[SEGS_MAX];
+    const redisReply *names;
+    size_t n = 0;
+    char *p, *next;
+    int rc;
+
+    (void)r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+        free(lc);
+        return;
+    }
+    names = reply->element[1];
+    if (reply->element[0]->type == REDIS_REPLY_STRING && names->type != REDIS_REPLY_STRING) {
+        /* a job that asks for confirmations, accepted before they were kept */
+        if (cr_key_for(&lc->d->keys, "job", lc->ref.job, key, sizeof(key)) != 0 ||
+            cr_redis_cmd(lc->d->rc, on_doc, lc, 0, "HGET %s doc", key) != 0) {
+            page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+            free(lc);
+        }
+        return;
+    }
+    if (names->type == REDIS_REPLY_STRING && names->len < DOC_MAX) {
+        buf = malloc(names->len + 1);
+        if (buf == NULL) {
+            page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
+            free(lc);
+            return;
+        }
+    }
+    if (buf != NULL) {
+        memcpy(buf, names->str, names->len);
+        buf[names->len] = '\0';
+        for (p = buf; *p != '\0' && n < SEGS_MAX; p = next) {
+            next = strchr(p, ' ');
+            if (next != NULL)
+                *next++ = '\0';
+            else
+                next = p + strlen(p);
+            if (*p != '\0')
+                segs[n++] = p;
+        }
+    }
+    rc = cr_confirm_record(lc->d, lc->ref.job, lc->ref.pos, cr_channel_name(lc->ref.ch),
+                           lc->link.sub, "link", segs, n, on_link_confirmed, lc);
+    free(buf); /* the call copied the segments */
     if (rc != 0) {
         page(lc->d, lc->req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
         free(lc);
@@ -250,7 +354,7 @@ void cr_confirm_link(struct cr_daemon *d, struct cr_httpd_req *req)
         return;
     }
     if (cr_key_for(&d->keys, "job", lc->ref.job, key, sizeof(key)) != 0 ||
-        cr_redis_cmd(d->rc, on_doc, lc, 0, "HGET %s doc", key) != 0) {
+        cr_redis_cmd(d->rc, on_fields, lc, 0, "HMGET %s confirm confirm_segments", key) != 0) {
         page(d, req, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN, 0);
         free(lc);
     }

@@ -20,6 +20,12 @@ struct cr_daemon;
  * crier:replies entry of type "confirm"). */
 extern const char cr_confirm_lua[];
 
+/* The body of CR_SCRIPT_CONFIRM after cr_confirm_lua (scripts.c joins
+ * them): KEYS none; ARGV prefix, job, pos, channel, sub, via, now_ms,
+ * retention_s, receipts maxlen, then the job's audience segments. Returns
+ * what confirm() returns. */
+extern const char cr_confirm_call_lua[];
+
 /* Whether text (trimmed, any case) is one of the configured confirmation
  * keywords (keywords: comma separated; NULL = "YES,Y,OK"). */
 int cr_confirm_keyword(const char *keywords, const char *text);

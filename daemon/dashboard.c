@@ -847,8 +847,10 @@ static void on_job_hash(struct cr_redis *r, redisReply *reply, void *ud)
 
 /* ---- the cancel ---- */
 
-/* As `crierctl cancel`: KEYS[1] job hash, KEYS[2] events; ARGV[1] id, ARGV[2] now. */
-static const char cancel_lua[] = CR_AUDIT_TRIM_LUA
+/* As `crierctl cancel`: KEYS[1] job hash, KEYS[2] events, KEYS[3] escalate
+ * set; ARGV[1] id, ARGV[2] now. The job's next escalation step is made due
+ * now, so that the step runner ends the job at once. */
+static const char cancel_lua[] = CR_AUDIT_TRIM_LUA CR_ESC_DUE_NOW_LUA
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
     "if not st then return {0, ''} end\n"
     "if st == 'completed' or st == 'cancelled' or st == 'expired' then return {1, st} end\n"
@@ -856,6 +858,7 @@ static const char cancel_lua[] = CR_AUDIT_TRIM_LUA
     "redis.call('HSET', KEYS[1], 'state', 'cancelling')\n"
     "xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1],\n"
     "  'event', 'cancel_requested', 't_ms', ARGV[2])\n"
+    "esc_due_now(KEYS[3], KEYS[1], ARGV[1], ARGV[2])\n"
     "return {2, st}\n";
 
 struct cancel_q {
@@ -1342,6 +1345,7 @@ static void cancel(struct cr_dash *a, struct cr_httpd_req *req, const char *id, 
 {
     struct cancel_q *q = calloc(1, sizeof(*q));
     char key[CR_KEY_MAX];
+    char esc[CR_KEY_MAX];
     char now[24];
 
     if (q == NULL) {
@@ -1353,8 +1357,9 @@ static void cancel(struct cr_dash *a, struct cr_httpd_req *req, const char *id, 
     snprintf(q->who, sizeof q->who, "%s", who ? who : "?");
     snprintf(now, sizeof now, "%lld", (long long)cr_now_ms());
     if (cr_key_for(&a->d->keys, "job", id, key, sizeof key) != 0 ||
-        cr_redis_cmd(a->d->rc, on_cancel, q, 0, "EVAL %s 2 %s %s %s %s", cancel_lua, key,
-                     a->d->keys.events, id, now) != 0) {
+        cr_key_for(&a->d->keys, "escalate", NULL, esc, sizeof esc) != 0 ||
+        cr_redis_cmd(a->d->rc, on_cancel, q, 0, "EVAL %s 3 %s %s %s %s %s", cancel_lua, key,
+                     a->d->keys.events, esc, id, now) != 0) {
         free(q);
         json_error(req, 503, NULL, "redis unavailable");
     }

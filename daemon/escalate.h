@@ -111,6 +111,19 @@ int cr_escalate_has_outcome(const struct cr_batch *b, uint32_t pos);
     "  redis.call('HINCRBY', jk, f .. '_le:' .. le, 1)\n" \
     "end\n"
 
+/* Lua for the scripts that set a job cancelling (crierctl cancel, the
+ * dashboard's cancel): esc_due_now(set, job key, id, now ms) makes the job's
+ * pending step in the escalate set due now, so that the step runner ends the
+ * job at its next run instead of when the step was due. A job without steps
+ * (no esc_step field) or a set of another type is left alone. */
+#define CR_ESC_DUE_NOW_LUA \
+    "local function esc_due_now(set, jk, id, now)\n" \
+    "  local k = tonumber(redis.call('HGET', jk, 'esc_step') or '')\n" \
+    "  if k and redis.call('TYPE', set)['ok'] == 'zset' then\n" \
+    "    redis.call('ZADD', set, 'XX', now, id .. '|' .. (k + 1))\n" \
+    "  end\n" \
+    "end\n"
+
 struct cr_escalate;
 
 /* Starts the poller that runs due escalation steps (sorted set

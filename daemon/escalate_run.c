@@ -22,12 +22,17 @@
 
 #define POLL_MS 250
 #define DUE_PER_CALL "16"
+/* How often a run also sweeps pending steps for jobs set to cancelling by
+ * hand (crierctl and the dashboard make the step due instead). */
+#define SWEEP_MS 5000
 
-/* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s.
+/* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s,
+ * sweep rank ("" none).
  * A due member "<job>|<step>" runs its step once the job's earlier messages
  * all have their outcome (else it is looked at again in half a second); a
  * job cancelled or expired runs no step and ends once nothing of it is under
- * way. Returns {steps run, next due score or ""}. */
+ * way. Returns {steps run, next due score or "", the rank the next sweep
+ * starts from (0: from the start again) or "" when none was made}. */
 const char cr_escalate_lua[] =
     "local now = tonumber(ARGV[1])\n"
     "local function endjob(job, id, final)\n"
@@ -103,18 +108,31 @@ const char cr_escalate_lua[] =
     "    end\n"
     "  end\n"
     "end\n"
-    /* a job cancelled while it waits for a step ends now, not at the step */
-    "for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, 255)) do\n"
-    "  local id = string.match(m, '^(.+)|%d+$')\n"
-    "  if id then\n"
-    "    local job = ARGV[2] .. 'job:' .. id\n"
-    "    if redis.call('TYPE', job)['ok'] == 'hash' and redis.call('HGET', job, 'state') == 'cancelling' then\n"
-    "      stop(job, id, m, 'cancelled')\n"
+    /* Cancelling a job makes its step due now (CR_ESC_DUE_NOW_LUA) and expiry
+     * is in the step's score, so the loop above ends them. A job set to
+     * cancelling by hand is found by a sweep of 256 pending steps from rank
+     * ARGV[5] ("" = no sweep this run), which the caller makes every few
+     * seconds, moving on through the set. */
+    "local sweep = ''\n"
+    "if ARGV[5] ~= '' then\n"
+    "  local off = tonumber(ARGV[5])\n"
+    "  local ms = redis.call('ZRANGE', KEYS[1], off, off + 255)\n"
+    "  local gone = 0\n"
+    "  for _, m in ipairs(ms) do\n"
+    "    local id = string.match(m, '^(.+)|%d+$')\n"
+    "    if id then\n"
+    "      local job = ARGV[2] .. 'job:' .. id\n"
+    "      if redis.call('TYPE', job)['ok'] == 'hash' and redis.call('HGET', job, 'state') == 'cancelling' then\n"
+    "        stop(job, id, m, 'cancelled')\n"
+    "        gone = gone + 1\n"
+    "      end\n"
     "    end\n"
     "  end\n"
+    "  sweep = 0\n"
+    "  if #ms == 256 then sweep = off + 256 - gone end\n"
     "end\n"
     "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
-    "return {ran, nxt[2] or ''}\n";
+    "return {ran, nxt[2] or '', sweep}\n";
 
 unsigned cr_escalate_step_channels(const struct cr_batch *b)
 {
@@ -161,6 +179,8 @@ struct cr_escalate {
     struct cr_daemon *d;
     struct cr_due *due;
     char key[CR_KEY_MAX];
+    int64_t sweep_at_ms; /* the next run at or after this sweeps */
+    long long sweep_rank; /* where that sweep starts in the set */
 };
 
 static void on_ran(struct cr_redis *rc, redisReply *reply, void *ud)
@@ -169,8 +189,11 @@ static void on_ran(struct cr_redis *rc, redisReply *reply, void *ud)
     int64_t next = -1;
 
     (void)rc;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
         long long n = cr_reply_int(reply->element[0]);
+
+        if (reply->element[2]->type == REDIS_REPLY_INTEGER)
+            e->sweep_rank = reply->element[2]->integer;
 
         if (n > 0)
             cr_info("escalation: %lld steps were due; their batches are queued", n);
@@ -187,14 +210,20 @@ static int run_due(struct cr_due *p, void *ud)
 {
     struct cr_escalate *e = ud;
     struct cr_daemon *d = e->d;
+    int64_t t = cr_now_ms();
     char now[24];
     char ret[24];
-    const char *argv[6];
+    char sweep[24] = "";
+    const char *argv[7];
 
     (void)p;
     if (!cr_redis_ready(d->rc))
         return 1;
-    snprintf(now, sizeof(now), "%lld", (long long)cr_now_ms());
+    snprintf(now, sizeof(now), "%lld", (long long)t);
+    if (t >= e->sweep_at_ms) {
+        snprintf(sweep, sizeof(sweep), "%lld", e->sweep_rank);
+        e->sweep_at_ms = t + SWEEP_MS;
+    }
     snprintf(ret, sizeof(ret), "%ld", (long)d->cfg->retention_s);
     argv[0] = e->key;
     argv[1] = d->keys.events;
@@ -202,7 +231,8 @@ static int run_due(struct cr_due *p, void *ud)
     argv[3] = d->keys.prefix;
     argv[4] = DUE_PER_CALL;
     argv[5] = ret;
-    return cr_script_call(d->rc, CR_SCRIPT_ESCALATE, 2, 6, argv, NULL, on_ran, e) < 0;
+    argv[6] = sweep;
+    return cr_script_call(d->rc, CR_SCRIPT_ESCALATE, 2, 7, argv, NULL, on_ran, e) < 0;
 }
 
 int cr_escalate_init(struct cr_daemon *d, struct cr_escalate **out)

@@ -21,7 +21,7 @@
 
 #define DEAD_DOC_MAX (64 * 1024)
 #define ACCEPT_KEYS 8 /* job, events, jobs, recent, scheduled, ledger, seen, dead */
-#define ACCEPT_ARGS 17
+#define ACCEPT_ARGS 18
 #define STRIKE_BASE_MS 250 /* first wait after a failed step; doubled per failure */
 
 struct item {
@@ -329,6 +329,31 @@ static void on_accepted(struct cr_redis *r, redisReply *reply, void *ud)
     cr_expander_start(in->d->expander, it->entry, it->id, &it->job, verdict == 2, pf);
 }
 
+/* The first n names of l, space separated (segment names hold no space), in
+ * a string the caller frees; NULL when out of memory. */
+static char *join_names(const struct cr_strlist *l, size_t n)
+{
+    size_t i, len = 1;
+    char *out, *p;
+
+    for (i = 0; i < n; i++)
+        len += strlen(l->v[i]) + 1;
+    out = malloc(len);
+    if (out == NULL)
+        return NULL;
+    p = out;
+    for (i = 0; i < n; i++) {
+        size_t k = strlen(l->v[i]);
+
+        if (i > 0)
+            *p++ = ' ';
+        memcpy(p, l->v[i], k);
+        p += k;
+    }
+    *p = '\0';
+    return out;
+}
+
 /* Stores the job with the accept script. first: a job read for the first time
  * (not one resumed when due), whose first page is read ahead of the script. */
 static void accept_job(struct item *it, const char *doc, size_t len, int first)
@@ -354,6 +379,7 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     const char **argv = calloc(argc, sizeof(*argv));
     size_t *lens = calloc(argc, sizeof(*lens));
     char *sets = calloc(nsets + 1, CR_KEY_MAX);
+    char *named = NULL;
     const char **a;
     size_t i;
     int rc = CR_ENOMEM;
@@ -427,6 +453,15 @@ static void accept_job(struct item *it, const char *doc, size_t len, int first)
     a[14] = esc_base;
     a[15] = esc_due;
     a[16] = job->confirm ? "1" : "0";
+    /* a job asking for confirmations keeps its audience segments, which each
+     * confirmation is counted in (confirm.c), so as not to read the document */
+    a[17] = "";
+    if (job->confirm) {
+        named = join_names(&job->segments, job->segments_named);
+        if (named == NULL)
+            goto out;
+        a[17] = named;
+    }
     for (i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     lens[nkeys + 4] = len;
@@ -438,6 +473,7 @@ out:
     free(argv);
     free(lens);
     free(sets);
+    free(named);
     if (rc < 0)
         cr_intake_release(it->in, it->entry);
 }

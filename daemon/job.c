@@ -413,6 +413,7 @@ static int parse_audience(struct ctx *c, const cJSON *root, struct cr_job *job)
     rc = check_keys(c, aud, "audience", keys, 5);
     if (rc == 0)
         rc = parse_names(c, aud, "segments", NAME_SEGMENT, c->lim->segments, &job->segments);
+    job->segments_named = job->segments.n;
     if (rc == 0 && get(aud, "answered") != NULL)
         rc = parse_answered(c, get(aud, "answered"), &job->segments);
     if (rc == 0)

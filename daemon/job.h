@@ -51,6 +51,7 @@ struct cr_job {
     char id[CR_JOB_ID_MAX + 1];  /* "" when the document gave none */
     enum cr_priority priority;   /* default normal */
     struct cr_strlist segments;
+    size_t segments_named;       /* segments.v[0..this): audience.segments; then answered */
     struct cr_strlist require;
     struct cr_strlist exclude;
     struct cr_strlist subscribers;

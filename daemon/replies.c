@@ -119,10 +119,9 @@ int cr_survey_from_doc(const char *doc, size_t len, struct cr_survey *out)
     return cr_survey_from_doc_lang(doc, len, NULL, out);
 }
 
-int cr_survey_from_doc_lang(const char *doc, size_t len, const char *lang,
-                            struct cr_survey *out)
+/* cr_survey_from_doc_lang of a parsed document (kept by the caller). */
+static int survey_from_root(const cJSON *root, const char *lang, struct cr_survey *out)
 {
-    cJSON *root = cJSON_ParseWithLength(doc, len);
     const cJSON *sv, *q, *opts, *aud, *segs, *it, *msg_lang;
     int rc = CR_EPARSE;
 
@@ -175,6 +174,15 @@ int cr_survey_from_doc_lang(const char *doc, size_t len, const char *lang,
 out:
     if (rc != 0)
         cr_survey_release(out);
+    return rc;
+}
+
+int cr_survey_from_doc_lang(const char *doc, size_t len, const char *lang,
+                            struct cr_survey *out)
+{
+    cJSON *root = cJSON_ParseWithLength(doc, len);
+    int rc = survey_from_root(root, lang, out);
+
     cJSON_Delete(root);
     return rc;
 }
@@ -195,9 +203,9 @@ static int match_survey(const cJSON *sv, const char *text)
     return n > 0 ? cr_survey_match(o, n, text) : 0;
 }
 
-int cr_survey_match_doc(const char *doc, size_t len, const char *text)
+/* cr_survey_match_doc of a parsed document (kept by the caller). */
+static int match_root(const cJSON *root, const char *text)
 {
-    cJSON *root = cJSON_ParseWithLength(doc, len);
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
     const cJSON *trs = cJSON_GetObjectItemCaseSensitive(msg, "translations");
     const cJSON *t;
@@ -213,6 +221,14 @@ int cr_survey_match_doc(const char *doc, size_t len, const char *text)
                 break;
         }
     }
+    return match;
+}
+
+int cr_survey_match_doc(const char *doc, size_t len, const char *text)
+{
+    cJSON *root = cJSON_ParseWithLength(doc, len);
+    int match = match_root(root, text);
+
     cJSON_Delete(root);
     return match;
 }
@@ -435,6 +451,7 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
     char job[CR_LINK_ID_MAX + 1] = "";
     const char *sub = "";
     const char *last, *doc;
+    cJSON *root = NULL;
     int rc;
 
     (void)r;
@@ -457,19 +474,21 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
             sub = s2 + 1;
         }
     }
-    if (in->kind == CR_REPLY_TEXT && doc[0] != '\0' && reply->element[1]->len < DOC_MAX) {
+    /* the job's document, parsed once for all that follows */
+    if (doc[0] != '\0' && reply->element[1]->len < DOC_MAX)
+        root = cJSON_ParseWithLength(doc, reply->element[1]->len);
+    if (in->kind == CR_REPLY_TEXT && root != NULL) {
         /* a multi-question survey's answer (survey_page.h); else a reply */
-        rc = cr_survey_sms(in->d, doc, reply->element[1]->len, job, sub, in->from, in->text,
-                           in->seen, on_survey_sms_done, in);
-        if (rc == 1)
-            return;
-        if (rc < 0) {
-            inbound_done(in, 503, "unavailable");
+        rc = cr_survey_sms(in->d, root, job, sub, in->from, in->text, in->seen,
+                           on_survey_sms_done, in);
+        if (rc != 0) {
+            cJSON_Delete(root);
+            if (rc < 0)
+                inbound_done(in, 503, "unavailable");
             return;
         }
     }
-    if (doc[0] != '\0' && reply->element[1]->len < DOC_MAX &&
-        cr_survey_from_doc(doc, reply->element[1]->len, &sv) != 0)
+    if (root != NULL && survey_from_root(root, NULL, &sv) != 0)
         memset(&sv, 0, sizeof(sv));
     memset(&t, 0, sizeof(t));
     t.seen = in->seen;
@@ -481,12 +500,13 @@ static void on_looked_up(struct cr_redis *r, redisReply *reply, void *ud)
     t.channel = "sms";
     t.sv = &sv;
     if (in->kind == CR_REPLY_TEXT && sv.question != NULL)
-        t.option = cr_survey_match_doc(doc, reply->element[1]->len, in->text);
+        t.option = match_root(root, in->text);
     if (in->kind == CR_REPLY_TEXT && job[0] != '\0' &&
         cr_confirm_keyword(in->d->cfg->confirm_keywords, in->text))
         sms_confirm(in->d, job, last, sub, &sv);
     rc = run_reply(in->d, &t, on_reply_written, in);
     cr_survey_release(&sv);
+    cJSON_Delete(root);
     if (rc != 0)
         inbound_done(in, 503, "unavailable");
 }
@@ -677,6 +697,8 @@ static void on_survey_doc(struct cr_redis *r, redisReply *reply, void *ud)
     struct link_ctx *lc = ud;
     struct cr_survey sv;
     struct tally t;
+    cJSON *root = NULL;
+    int rc;
 
     (void)r;
     memset(&sv, 0, sizeof(sv));
@@ -684,14 +706,16 @@ static void on_survey_doc(struct cr_redis *r, redisReply *reply, void *ud)
         page(lc->d, lc->req, lc->hook, 503, "unavailable", lc->wl, CR_WORD_TRY_AGAIN_SURVEY);
         goto done;
     }
-    if (reply->type == REDIS_REPLY_STRING && reply->len < DOC_MAX &&
-        cr_msurvey_doc_is_multi(reply->str, reply->len)) {
-        cr_survey_page(lc->d, lc->req, &lc->link, reply->str, reply->len);
+    /* one parse: the multi-question page takes the document, else the one question */
+    if (reply->type == REDIS_REPLY_STRING && reply->len < DOC_MAX)
+        root = cJSON_ParseWithLength(reply->str, reply->len);
+    if (cr_msurvey_is_multi(cJSON_GetObjectItemCaseSensitive(root, "survey"))) {
+        cr_survey_page(lc->d, lc->req, &lc->link, root);
         goto done;
     }
-    if (reply->type != REDIS_REPLY_STRING || reply->len >= DOC_MAX ||
-        cr_survey_from_doc_lang(reply->str, reply->len, lc->link.lang, &sv) != 0 ||
-        sv.question == NULL) {
+    rc = root != NULL ? survey_from_root(root, lc->link.lang, &sv) : CR_EPARSE;
+    cJSON_Delete(root);
+    if (rc != 0 || sv.question == NULL) {
         page(lc->d, lc->req, lc->hook, 404, "no_survey", lc->wl, CR_WORD_CLOSED);
         goto done;
     }

@@ -12,6 +12,7 @@
 #include "audit_trim.h"
 #include "cr_types.h"
 #include "cr_log.h"
+#include "confirm.h"
 #include "escalate.h"
 
 /* Shared head: type checks made before a script writes anything (Lua scripts
@@ -51,10 +52,10 @@ static const char guard_lua[] =
  * "cancelled"; one whose expiry passed with messages expired ends "expired". */
 static const char complete_lua[] =
     "local function complete(job, events, ledger, id, now, ret)\n"
-    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired')\n"
+    "  local h = redis.call('HMGET', job, 'expanded', 'batches', 'batches_done', 'state', 'parked', 'expires_at_ms', 'expired', 'esc_left')\n"
     "  if h[1] ~= '1' or h[2] ~= h[3] or tonumber(h[5] or '0') > 0 then return 0 end\n"
     /* escalation steps still to run keep the job open (escalate.c ends it) */
-    "  if h[4] ~= 'cancelling' and tonumber(redis.call('HGET', job, 'esc_left') or '0') > 0 then return 0 end\n"
+    "  if h[4] ~= 'cancelling' and tonumber(h[8] or '0') > 0 then return 0 end\n"
     "  if h[4] == 'completed' or h[4] == 'cancelled' or h[4] == 'expired' or h[4] == 'failed' then return 0 end\n"
     "  local total = 0\n"
     "  for _, s in ipairs({'delivered','sent','failed','bounced','suppressed','expired','cancelled','skipped'}) do\n"
@@ -133,7 +134,7 @@ static const char accept_lua[] =
     "xadd_kept(KEYS[2], " CR_EVENTS_MAXLEN ", 'job', ARGV[1], 'event', 'accepted', 't_ms', ARGV[4], 'priority', ARGV[3], 'entry', ARGV[2], unpack(kf))\n"
     "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])\n"
     /* escalation: the steps, and the first one's due time (escalate.c) */
-    "if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'confirm', 1) end\n"
+    "if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'confirm', 1, 'confirm_segments', ARGV[18]) end\n"
     "if ARGV[13] and ARGV[13] ~= '' then\n"
     "  local n = select(2, string.gsub(ARGV[13], ':%a', ''))\n"
     "  redis.call('HSET', KEYS[1], 'esc', ARGV[13], 'esc_left', n, 'esc_step', 0, 'esc_base', ARGV[15])\n"
@@ -276,8 +277,7 @@ static const char record_new_lua[] =
     /* an early delivery reaches the resident as a late one does (webhooks.c) */
     "      if e == 'delivered' then\n"
     "        redis.call('SETBIT', KEYS[1] .. ':reached', tonumber(pos), 1)\n"
-    "        local tm = redis.call('TIME')\n"
-    "        ttd(KEYS[1], tonumber(ch), tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))\n"
+    "        ttd(KEYS[1], tonumber(ch), tonumber(ARGV[5]))\n"
     "      end\n"
     "    end\n"
     "    counts[st] = (counts[st] or 0) + 1\n"
@@ -440,7 +440,8 @@ static const char *const script_parts[CR_SCRIPT__COUNT][SCRIPT_PARTS] = {
     {tokens_lua, NULL, NULL, NULL, NULL, NULL, NULL},
     {trim_lua, guard_lua, fail_lua, NULL, NULL, NULL, NULL},
     {trim_lua, guard_lua, complete_lua, cr_escalate_lua, NULL, NULL, NULL},
-    {tier_lua, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {tier_lua, NULL, NULL, NULL, NULL, NULL, NULL},
+    {cr_confirm_lua, cr_confirm_call_lua, NULL, NULL, NULL, NULL, NULL}};
 static char script_text[CR_SCRIPT__COUNT][SCRIPT_MAX];
 static char script_sha[CR_SCRIPT__COUNT][41];
 

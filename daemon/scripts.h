@@ -15,7 +15,8 @@ enum cr_script {
      * expires_at_ms, group, number of segments, number of require sets, key
      * id of a signed job ("" none), its max_audience ("0" none), escalation
      * spec ("" none, escalate.c), the escalate set, the steps' start ms, the
-     * first step's due ms, "1" when the job asks for confirmations.
+     * first step's due ms, "1" when the job asks for confirmations, then
+     * its audience segments (space separated, kept as confirm_segments).
      * Checks the type of every key before writing. Returns {2,"accepted"}
      * new, {3,"scheduled"} new and due later (entry acked), {1,state} the
      * same intake entry again (resume), {0,state} a duplicate id (entry
@@ -73,9 +74,9 @@ enum cr_script {
      * {0,type} the suspect key holds the wanted type after all (nothing
      * written), {-1,reason} no job hash to write it in. */
     CR_SCRIPT_FAIL,
-    /* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s.
-     * Runs due escalation steps (escalate.c). Returns {steps run, next due
-     * score or ""}. */
+    /* KEYS escalate set, events; ARGV now_ms, prefix, count, retention_s,
+     * sweep rank ("" none). Runs due escalation steps (escalate_run.c).
+     * Returns {steps run, next due score or "", next sweep rank or ""}. */
     CR_SCRIPT_ESCALATE,
     /* KEYS the provider's tier set; ARGV now_ms, window_ms, limit, address.
      * Admits a business-initiated conversation with address: the set holds
@@ -83,6 +84,11 @@ enum cr_script {
      * Returns {1, 0} admitted (already in the set, or a place was free), or
      * {0, ms until the oldest place frees}. */
     CR_SCRIPT_TIER,
+    /* No KEYS; ARGV prefix, job, pos, channel, sub, via, now_ms,
+     * retention_s, receipts maxlen, segments... Counts a confirmation once
+     * per (job, resident) (confirm.c). Returns 0 no such job or it asks for
+     * none, 1 confirmed before, 2 counted now. */
+    CR_SCRIPT_CONFIRM,
     CR_SCRIPT__COUNT
 };
 

@@ -223,15 +223,6 @@ int cr_msurvey_is_multi(const cJSON *sv)
     return cJSON_IsObject(sv) && get(sv, "questions") != NULL;
 }
 
-int cr_msurvey_doc_is_multi(const char *doc, size_t len)
-{
-    cJSON *root = cJSON_ParseWithLength(doc, len);
-    int multi = cr_msurvey_is_multi(get(root, "survey"));
-
-    cJSON_Delete(root);
-    return multi;
-}
-
 int cr_msurvey_check(const cJSON *sv, const cJSON *trs, char *code, size_t codelen, char *msg,
                      size_t msglen)
 {
@@ -400,13 +391,31 @@ static void fill_scale(struct cr_msq *q, const cJSON *scale)
 
 int cr_msurvey_from_doc(const char *doc, size_t len, const char *lang, struct cr_msurvey *out)
 {
+    cJSON *root = cJSON_ParseWithLength(doc, len);
+    int rc;
+
+    if (root == NULL) {
+        memset(out, 0, sizeof(*out));
+        return CR_EPARSE;
+    }
+    rc = cr_msurvey_from_json(root, lang, out);
+    if (rc != 0) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    out->owned = root;
+    return 0;
+}
+
+int cr_msurvey_from_json(const cJSON *root, const char *lang, struct cr_msurvey *out)
+{
     const cJSON *sv, *qs, *q, *it, *msg, *trs, *tsv, *ft, *v;
     const char *tag = NULL;
     size_t i;
     int rc = CR_EPARSE;
 
     memset(out, 0, sizeof(*out));
-    out->root = cJSON_ParseWithLength(doc, len);
+    out->root = root;
     if (out->root == NULL)
         goto out;
     sv = get(out->root, "survey");
@@ -496,7 +505,7 @@ out:
 
 void cr_msurvey_release(struct cr_msurvey *s)
 {
-    cJSON_Delete(s->root);
+    cJSON_Delete(s->owned);
     memset(s, 0, sizeof(*s));
 }
 

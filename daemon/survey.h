@@ -27,9 +27,10 @@ struct cr_msq {
 };
 
 /* A multi-question survey read from a stored job document. Every string
- * points into root, which the struct owns. */
+ * points into root (owned by the struct when it parsed the document). */
 struct cr_msurvey {
-    cJSON *root;
+    const cJSON *root;
+    cJSON *owned; /* root when cr_msurvey_from_doc parsed it, else NULL */
     const char *id;
     const char *wave;
     int64_t closes_ms; /* 0: open while the job exists */
@@ -44,9 +45,6 @@ struct cr_msurvey {
 
 /* Whether survey object sv is the multi-question form (has "questions"). */
 int cr_msurvey_is_multi(const cJSON *sv);
-
-/* Whether the job document doc (len bytes) has a multi-question survey. */
-int cr_msurvey_doc_is_multi(const char *doc, size_t len);
 
 /* Checks the multi-question survey sv of a job document and the translations
  * object trs (message.translations, may be NULL): every limit above, ids of
@@ -72,6 +70,10 @@ int cr_msurvey_answered(const cJSON *ans, char names[][CR_MSURVEY_ID_MAX * 3 + 1
  * CR_ENOTFOUND when the document has no multi-question survey, CR_EPARSE or
  * CR_ENOMEM. */
 int cr_msurvey_from_doc(const char *doc, size_t len, const char *lang, struct cr_msurvey *out);
+
+/* As cr_msurvey_from_doc for a document already parsed: root stays the
+ * caller's and must outlive out (cr_msurvey_release does not free it). */
+int cr_msurvey_from_json(const cJSON *root, const char *lang, struct cr_msurvey *out);
 void cr_msurvey_release(struct cr_msurvey *s);
 
 /* The 1-based step of question qi that an SMS text answers: a number, or a

@@ -131,6 +131,7 @@ struct page_ctx {
     struct cr_daemon *d;
     struct cr_httpd_req *req;
     struct cr_msurvey s;
+    cJSON *root; /* the job document s points into */
     char sub[CR_LINK_ID_MAX + 1];
     char job[CR_LINK_ID_MAX + 1];
     const char *wl;
@@ -139,6 +140,7 @@ struct page_ctx {
 static void page_ctx_free(struct page_ctx *pc)
 {
     cr_msurvey_release(&pc->s);
+    cJSON_Delete(pc->root);
     free(pc);
 }
 
@@ -300,7 +302,7 @@ static int read_form(struct page_ctx *pc, struct cr_form *f, struct answer *a)
 }
 
 void cr_survey_page(struct cr_daemon *d, struct cr_httpd_req *req, const struct cr_link *link,
-                    const char *doc, size_t len)
+                    cJSON *root)
 {
     struct page_ctx *pc = calloc(1, sizeof(*pc));
     struct cr_form f;
@@ -308,15 +310,17 @@ void cr_survey_page(struct cr_daemon *d, struct cr_httpd_req *req, const struct 
     int n;
 
     if (pc == NULL) {
+        cJSON_Delete(root);
         cr_httpd_respond(req, 503, "text/plain; charset=utf-8", NULL, "unavailable\n", 12);
         return;
     }
     pc->d = d;
     pc->req = req;
+    pc->root = root;
     pc->wl = cr_words_lang(link->lang);
     snprintf(pc->sub, sizeof(pc->sub), "%s", link->sub);
     snprintf(pc->job, sizeof(pc->job), "%s", link->arg);
-    if (cr_msurvey_from_doc(doc, len, link->lang, &pc->s) != 0) {
+    if (cr_msurvey_from_json(root, link->lang, &pc->s) != 0) {
         word_page(pc, 404, "no_survey", CR_WORD_CLOSED);
         page_ctx_free(pc);
         return;
@@ -389,9 +393,9 @@ static void on_sms_answer(struct cr_redis *r, redisReply *reply, void *ud)
     free(sc);
 }
 
-int cr_survey_sms(struct cr_daemon *d, const char *doc, size_t len, const char *job,
-                  const char *sub, const char *from, const char *text, const char *seen,
-                  cr_replies_done_cb cb, void *ud)
+int cr_survey_sms(struct cr_daemon *d, const cJSON *root, const char *job, const char *sub,
+                  const char *from, const char *text, const char *seen, cr_replies_done_cb cb,
+                  void *ud)
 {
     struct cr_msurvey s;
     struct answer a;
@@ -402,7 +406,7 @@ int cr_survey_sms(struct cr_daemon *d, const char *doc, size_t len, const char *
     int step = 0;
     int rc = 0;
 
-    if (sub[0] == '\0' || cr_msurvey_from_doc(doc, len, NULL, &s) != 0)
+    if (sub[0] == '\0' || cr_msurvey_from_json(root, NULL, &s) != 0)
         return 0;
     if (s.closes_ms > 0 && cr_now_ms() >= s.closes_ms)
         goto out; /* a reply to a closed wave is an ordinary reply */
