@@ -52,9 +52,10 @@ class Server:
     answer(server, req, sock) writes whatever it likes for each request and
     returns KEEP (read the next request) or CLOSE. tls: an SSLContext to serve
     HTTPS. idle_close: seconds a kept connection may wait for its next request
-    before the server closes it (without having said so)."""
+    before the server closes it (without having said so). bind: (address
+    family, loopback address) to listen on."""
 
-    def __init__(self, answer, tls=None, idle_close=None):
+    def __init__(self, answer, tls=None, idle_close=None, bind=(socket.AF_INET, "127.0.0.1")):
         self.answer = answer
         self.tls = tls
         self.idle_close = idle_close
@@ -67,13 +68,14 @@ class Server:
         self.counts = {}
         self.stopping = threading.Event()
         self.socks = set()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(bind[0], socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((bind[1], 0))
         self.sock.listen(128)
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
-        self.hostport = f"127.0.0.1:{self.port}"
+        self.hostport = f"{bind[1]}:{self.port}" if bind[0] == socket.AF_INET \
+            else f"[{bind[1]}]:{self.port}"
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -640,3 +642,32 @@ def test_garbage_answer_is_an_error_naming_the_host(env, servers):
     log = d.log_text()
     assert re.search(r"job h1-garbage: EHTTP bad answer from " + re.escape(srv.hostport)
                      + r": [^\n]+, retry in", log), log[-3000:]
+
+
+# ---- a host name with several addresses -------------------------------------------------
+
+def localhost_addresses():
+    """The addresses 'localhost' resolves to, in getaddrinfo's order."""
+    out = []
+    for fam, _t, _p, _c, sa in socket.getaddrinfo("localhost", None, 0, socket.SOCK_STREAM):
+        if (fam, sa[0]) not in out:
+            out.append((fam, sa[0]))
+    return out
+
+
+def test_host_name_with_several_addresses_reaches_the_one_listening(env, servers):
+    """'localhost' resolves to ::1 and then 127.0.0.1 on most systems. A
+    gateway at http://localhost:PORT listening only on the last of them is
+    reached: a refused connect moves on to the name's next address (as
+    libcurl did) instead of failing every message."""
+    addrs = localhost_addresses()
+    if len(addrs) < 2:
+        pytest.skip(f"localhost resolves to one address here ({addrs})")
+    srv = servers(answer_ok, bind=addrs[-1])
+    d = start_crierd(env, f"http://localhost:{srv.port}", breaker_failures=0,
+                     retry={"max_attempts": 2, "base_ms": 20, "max_ms": 100})
+    subs = phones("lh", 4)
+    h = run_job(env, d, "h1-localhost", subs)
+    assert_all_sent(env, h, "h1-localhost", subs, srv)
+    for req in srv.requests:
+        assert req.values("Host") == [f"localhost:{srv.port}"], req.headers
