@@ -582,7 +582,7 @@ static void on_timer(uv_timer_t *t)
         fail(k, CR_ETIMEOUT, "connect to %s timed out after %ld ms", k->o->hostport,
              (long)((uv_hrtime() - q->start_ns) / 1000000));
     else
-        fail(k, CR_ETIMEOUT, "no answer from %s within %ld ms", k->o->hostport,
+        fail(k, CR_ETIMEOUT, "no answer from %s: timed out after %ld ms", k->o->hostport,
              (long)((uv_hrtime() - q->start_ns) / 1000000));
     settle(k);
 }
