@@ -444,6 +444,11 @@ static void tls_read(struct conn *k, size_t n)
             tls_fail(k, "read");
         break;
     }
+    /* TLS bytes after the answer (a second answer, an alert) would be read
+     * as the answer to the connection's next request: as feed() does for
+     * plain TCP, the connection is not reused. */
+    if (k->msg_done && k->keep && (SSL_pending(k->ssl) > 0 || BIO_ctrl_pending(k->rbio) > 0))
+        k->keep = 0;
     if (!k->fin && k->st != C_CLOSING)
         tls_pump(k);
 }
