@@ -399,6 +399,36 @@ def test_keep_alive_reuses_connections(env, servers):
         assert_request_format(req, srv, "h1-keepalive")
 
 
+# ---- a stray second answer -----------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_stray_second_answer_is_not_taken_for_the_next(env, servers, scheme):
+    """After each real answer the server sends, in the same TCP segment, a
+    second answer nobody asked for (a 400 the gateway adapter would take as a
+    permanent refusal). crierd does not reuse such a connection, so the
+    stray answer is never read as the answer to the next message: all are
+    sent. Over HTTPS the stray bytes wait in the TLS buffer, not the socket."""
+    def answer(server, req, s):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)  # one segment for both
+        s.sendall(accepted(req))
+        s.sendall(json_answer(400, "Bad Request", {"error": "stray", "message": "not yours"}))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        return KEEP
+
+    ctx, ca = tls_context(env) if scheme == "https" else (None, None)
+    srv = servers(answer, tls=ctx)
+    prov = {"max_inflight": 1}
+    if ca:
+        prov["ca_file"] = str(ca)
+    d = start_crierd(env, srv.url, **prov)
+    subs = phones("stray" + scheme, 6)
+    job_id = f"h1-stray-{scheme}"
+    h = run_job(env, d, job_id, subs)
+    assert_all_sent(env, h, job_id, subs, srv)
+    assert srv.to_counts() == {s["phone"]: 1 for s in subs.values()}
+    assert srv.connections == 6
+
+
 # ---- 5. servers that close idle keep-alive connections -----------------------------
 
 def closer(delay):
