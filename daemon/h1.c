@@ -22,7 +22,8 @@
 #define RBUF_SIZE (16 * 1024)
 #define HEAD_MAX (64 * 1024)       /* request line and headers */
 #define HDRS_MAX (16 * 1024)       /* response header lines kept */
-#define TLS_OUT_MAX (4 * 1024 * 1024)
+#define TLS_OUT_MAX (4 * 1024 * 1024) /* TLS output besides the request's own bytes */
+#define TLS_OUT_KEEP (64 * 1024)     /* TLS output memory a connection keeps between writes */
 #define DEFAULT_MAX_RESPONSE (1024 * 1024)
 #define DEFAULT_CONNECT_MS 300000L /* libcurl's, for providers that set none */
 #define DNS_TTL_MS 60000           /* a resolved address is reused this long */
@@ -373,7 +374,7 @@ static void tls_pump(struct conn *k)
 
     while ((n = BIO_read(k->wbio, tmp, sizeof(tmp))) > 0) {
         if (cr_buf_append(&k->wpend, tmp, (size_t)n) < 0) {
-            fail(k, CR_ENOMEM, "TLS output to %s over %d bytes", k->o->hostport, TLS_OUT_MAX);
+            fail(k, CR_ENOMEM, "TLS output to %s over %zu bytes", k->o->hostport, k->wpend.max);
             return;
         }
     }
@@ -620,7 +621,11 @@ static void on_write(uv_write_t *w, int status)
     k->writing = 0;
     if (k->st == C_CLOSING)
         return;
-    cr_buf_reset(&k->wout);
+    /* A large request's copy is not kept for the life of the connection. */
+    if (k->wout.cap > TLS_OUT_KEEP)
+        cr_buf_release(&k->wout);
+    else
+        cr_buf_reset(&k->wout);
     if (status < 0) {
         if (k->req == NULL) {
             conn_close(k);
@@ -650,6 +655,9 @@ static void send_request(struct conn *k)
     k->keep = 0;
     arm(k);
     if (k->ssl) {
+        /* The whole request goes through the TLS output, whatever its size
+         * (a SendGrid body may be 16 MiB), plus the records' overhead. */
+        k->wout.max = k->wpend.max = TLS_OUT_MAX + q->head.len + q->body.len;
         ERR_clear_error();
         if (SSL_write(k->ssl, q->head.data, (int)q->head.len) <= 0 ||
             (q->body.len > 0 && SSL_write(k->ssl, q->body.data, (int)q->body.len) <= 0)) {
