@@ -651,6 +651,41 @@ def test_https_certificate_refused_sends_nothing(env, servers, problem):
                      rf"\({re.escape(srv.hostport)}\)", log), log[-3000:]
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_request_body_of_several_mib(env, servers, scheme):
+    """A SendGrid request with a 5 MiB HTML body (limits raised to allow it)
+    reaches the server whole, over HTTP and over HTTPS, where the whole
+    request passes through the TLS output at once."""
+    def answer(server, req, s):
+        s.sendall(b"HTTP/1.1 202 Accepted\r\nX-Message-Id: big-1\r\nContent-Length: 0\r\n\r\n")
+        return KEEP
+
+    ctx, ca = tls_context(env) if scheme == "https" else (None, None)
+    srv = servers(answer, tls=ctx)
+    env.start_redis()
+    sg = {"type": "sendgrid", "url": srv.url, "api_key": "SG.h1-test", "from_email": "a@crier.test"}
+    if ca:
+        sg["ca_file"] = str(ca)
+    d = env.crierd(channels={"email": ["sendgrid"]}, providers={"sendgrid": sg},
+                   limits={"doc_bytes": 16 * 1024 * 1024, "html": 16 * 1024 * 1024},
+                   retry={"max_attempts": 2, "base_ms": 20, "max_ms": 100})
+    subs = {f"big{i}": {"email": f"r{i}@mail.crier.test"} for i in range(3)}
+    seed(env.r, subs, {"seg:big": list(subs)})
+    html = "<p>" + "x" * (5 * 1024 * 1024) + "</p>"
+    post_job(env.r, {"id": "h1-big-body", "priority": "high", "audience": {"segments": ["seg:big"]},
+                     "channels": ["email"],
+                     "message": {"subject": "Water main", "text": "Boil water.", "html": html}})
+    h = wait_job(env.r, "h1-big-body", [d], timeout=60)
+    assert counter(h, "sent") == 3 and counter(h, "failed") == 0, (h, d.log_text()[-2000:])
+    assert len(srv.requests) == 1, len(srv.requests)
+    req = srv.requests[0]
+    assert req.values("Content-Length") == [str(len(req.body))]
+    content = {c["type"]: c["value"] for c in req.doc["content"]}
+    assert content["text/html"] == html
+    assert sorted(p["to"][0]["email"] for p in req.doc["personalizations"]) == \
+        sorted(x["email"] for x in subs.values())
+
+
 # ---- 10. an answer that is not HTTP -------------------------------------------------------
 
 def test_garbage_answer_is_an_error_naming_the_host(env, servers):
