@@ -455,7 +455,7 @@ def test_server_closing_idle_connections_loses_nothing(env, servers, scheme, mod
     """The server keeps no connection long: it closes each one right after the
     answer (which did not say so) or 50 ms later (whatever crierd sent on it
     meanwhile unread), or once it has been idle for 200 ms while crierd sends
-    every ~200 ms (rate 5/s, one request at a time). A request that meets a
+    every 250 ms (rate 4/s, one request at a time). A request that meets a
     connection the server closed goes again on a new one: every message is
     sent once, none failed, none answered twice."""
     tls, ca = (tls_context(env) if scheme == "https" else (None, None))
@@ -464,7 +464,7 @@ def test_server_closing_idle_connections_loses_nothing(env, servers, scheme, mod
         prov["ca_file"] = str(ca)
     if mode == "idle-200ms":
         srv = servers(answer_ok, tls=tls, idle_close=0.2)
-        prov.update(rate=5, burst=1)
+        prov.update(rate=4, burst=1)
         n = 10
     else:
         srv = servers(closer(0.05 if mode.startswith("close-50ms") else 0), tls=tls)
