@@ -22,8 +22,9 @@
 #define RBUF_SIZE (16 * 1024)
 #define HEAD_MAX (64 * 1024)       /* request line and headers */
 #define HDRS_MAX (16 * 1024)       /* response header lines kept */
-#define TLS_OUT_MAX (4 * 1024 * 1024) /* TLS output besides the request's own bytes */
-#define TLS_OUT_KEEP (64 * 1024)     /* TLS output memory a connection keeps between writes */
+/* TLS output beyond the request's own bytes (handshakes, record overhead). */
+#define TLS_OUT_MAX (4 * 1024 * 1024)
+#define TLS_OUT_KEEP (64 * 1024)   /* TLS output memory kept between writes */
 #define DEFAULT_MAX_RESPONSE (1024 * 1024)
 #define DEFAULT_CONNECT_MS 300000L /* libcurl's, for providers that set none */
 #define DNS_TTL_MS 60000           /* a resolved address is reused this long */
