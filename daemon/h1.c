@@ -22,10 +22,13 @@
 #define RBUF_SIZE (16 * 1024)
 #define HEAD_MAX (64 * 1024)       /* request line and headers */
 #define HDRS_MAX (16 * 1024)       /* response header lines kept */
+/* TLS output beyond the request's own bytes (handshakes, record overhead). */
 #define TLS_OUT_MAX (4 * 1024 * 1024)
+#define TLS_OUT_KEEP (64 * 1024)   /* TLS output memory kept between writes */
 #define DEFAULT_MAX_RESPONSE (1024 * 1024)
 #define DEFAULT_CONNECT_MS 300000L /* libcurl's, for providers that set none */
 #define DNS_TTL_MS 60000           /* a resolved address is reused this long */
+#define ADDRS_MAX 8                /* addresses of a name kept, tried in turn */
 #define HOSTPORT_MAX 300
 #define DETAIL_MAX 320
 #define RETRY_AFTER_MAX 64
@@ -44,8 +47,9 @@ struct origin {
     char hostport[HOSTPORT_MAX]; /* for Host: and messages */
     SSL_CTX *ctx;      /* TLS: made on first use */
     struct conn *idle; /* most recently used first */
-    struct sockaddr_storage addr;
-    int addr_ok;
+    struct sockaddr_storage addrs[ADDRS_MAX]; /* in the resolver's order */
+    int naddrs;          /* 0 = not resolved yet */
+    int addr_first;      /* tried first: the one that last took a connection */
     uint64_t addr_until; /* loop ms */
 };
 
@@ -92,6 +96,9 @@ struct conn {
     int resolving;
     int writing;
     int used;      /* carried a request to its end before */
+    int first;     /* the origin address its request's connects began with */
+    int tried;     /* addresses tried before this connection's */
+    int ai;        /* the origin address it connects to */
     struct req *req;
     http_parser parser;
     int msg_done;
@@ -126,7 +133,9 @@ static http_parser_settings parser_settings;
 
 static void conn_close(struct conn *k);
 static void settle(struct conn *k);
-static int conn_start(struct cr_h1 *c, struct origin *o, struct req *q);
+static int conn_start(struct cr_h1 *c, struct origin *o, struct req *q,
+                      const struct conn *prev);
+static int next_address(struct conn *k);
 static void send_request(struct conn *k);
 
 /* ---- requests ---- */
@@ -366,7 +375,7 @@ static void tls_pump(struct conn *k)
 
     while ((n = BIO_read(k->wbio, tmp, sizeof(tmp))) > 0) {
         if (cr_buf_append(&k->wpend, tmp, (size_t)n) < 0) {
-            fail(k, CR_ENOMEM, "TLS output to %s over %d bytes", k->o->hostport, TLS_OUT_MAX);
+            fail(k, CR_ENOMEM, "TLS output to %s over %zu bytes", k->o->hostport, k->wpend.max);
             return;
         }
     }
@@ -437,6 +446,11 @@ static void tls_read(struct conn *k, size_t n)
             tls_fail(k, "read");
         break;
     }
+    /* TLS bytes after the answer (a second answer, an alert) would be read
+     * as the answer to the connection's next request: as feed() does for
+     * plain TCP, the connection is not reused. */
+    if (k->msg_done && k->keep && (SSL_pending(k->ssl) > 0 || BIO_ctrl_pending(k->rbio) > 0))
+        k->keep = 0;
     if (!k->fin && k->st != C_CLOSING)
         tls_pump(k);
 }
@@ -575,7 +589,7 @@ static void on_timer(uv_timer_t *t)
         fail(k, CR_ETIMEOUT, "connect to %s timed out after %ld ms", k->o->hostport,
              (long)((uv_hrtime() - q->start_ns) / 1000000));
     else
-        fail(k, CR_ETIMEOUT, "no answer from %s within %ld ms", k->o->hostport,
+        fail(k, CR_ETIMEOUT, "no answer from %s: timed out after %ld ms", k->o->hostport,
              (long)((uv_hrtime() - q->start_ns) / 1000000));
     settle(k);
 }
@@ -608,7 +622,11 @@ static void on_write(uv_write_t *w, int status)
     k->writing = 0;
     if (k->st == C_CLOSING)
         return;
-    cr_buf_reset(&k->wout);
+    /* A large request's copy is not kept for the life of the connection. */
+    if (k->wout.cap > TLS_OUT_KEEP)
+        cr_buf_release(&k->wout);
+    else
+        cr_buf_reset(&k->wout);
     if (status < 0) {
         if (k->req == NULL) {
             conn_close(k);
@@ -638,6 +656,9 @@ static void send_request(struct conn *k)
     k->keep = 0;
     arm(k);
     if (k->ssl) {
+        /* The whole request goes through the TLS output, whatever its size
+         * (a SendGrid body may be 16 MiB), plus the records' overhead. */
+        k->wout.max = k->wpend.max = TLS_OUT_MAX + q->head.len + q->body.len;
         ERR_clear_error();
         if (SSL_write(k->ssl, q->head.data, (int)q->head.len) <= 0 ||
             (q->body.len > 0 && SSL_write(k->ssl, q->body.data, (int)q->body.len) <= 0)) {
@@ -703,10 +724,13 @@ static void on_connect(uv_connect_t *cr, int status)
     if (k->st == C_CLOSING)
         return;
     if (status < 0) {
+        if (next_address(k))
+            return;
         fail(k, CR_ECLOSED, "connect to %s failed: %s", k->o->hostport, uv_strerror(status));
         settle(k);
         return;
     }
+    k->o->addr_first = k->ai;
     rc = uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read);
     if (rc < 0)
         fail(k, CR_ECLOSED, "reading from %s failed: %s", k->o->hostport, uv_strerror(rc));
@@ -720,11 +744,16 @@ static void on_connect(uv_connect_t *cr, int status)
 
 static void do_connect(struct conn *k)
 {
+    struct origin *o = k->o;
     int rc;
 
     k->st = C_CONNECTING;
-    rc = uv_tcp_connect(&k->connect, &k->tcp, (const struct sockaddr *)&k->o->addr, on_connect);
+    k->ai = (k->first + k->tried) % o->naddrs;
+    rc = uv_tcp_connect(&k->connect, &k->tcp, (const struct sockaddr *)&o->addrs[k->ai],
+                        on_connect);
     if (rc < 0) {
+        if (next_address(k))
+            return;
         /* Delivered from the timer, never from inside submit. */
         fail(k, CR_ECLOSED, "connect to %s failed: %s", k->o->hostport, uv_strerror(rc));
         uv_timer_start(&k->timer, on_timer, 0, 0);
@@ -734,6 +763,9 @@ static void do_connect(struct conn *k)
 static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
 {
     struct conn *k = g->data;
+    struct origin *o = k->o;
+    const struct addrinfo *ai;
+    int n = 0;
 
     k->resolving = 0;
     if (k->st == C_CLOSING) {
@@ -741,23 +773,48 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
         conn_maybe_free(k);
         return;
     }
-    if (status < 0 || res == NULL || res->ai_addrlen > sizeof(k->o->addr)) {
-        fail(k, CR_EHTTP, "could not resolve host %s: %s", k->o->host,
+    for (ai = status < 0 ? NULL : res; ai && n < ADDRS_MAX; ai = ai->ai_next) {
+        if (ai->ai_addrlen <= sizeof(o->addrs[0]))
+            memcpy(&o->addrs[n++], ai->ai_addr, ai->ai_addrlen);
+    }
+    uv_freeaddrinfo(res);
+    if (n == 0) {
+        fail(k, CR_EHTTP, "could not resolve host %s: %s", o->host,
              status < 0 ? uv_strerror(status) : "no address");
-        uv_freeaddrinfo(res);
         settle(k);
         return;
     }
-    memcpy(&k->o->addr, res->ai_addr, res->ai_addrlen);
-    k->o->addr_ok = 1;
-    k->o->addr_until = uv_now(k->c->loop) + DNS_TTL_MS;
-    uv_freeaddrinfo(res);
+    o->naddrs = n;
+    o->addr_first = 0;
+    o->addr_until = uv_now(k->c->loop) + DNS_TTL_MS;
+    k->first = 0;
     do_connect(k);
 }
 
-/* A new connection to o carrying q. Returns 0, or a negative code with q
- * untouched. */
-static int conn_start(struct cr_h1 *c, struct origin *o, struct req *q)
+/* k's connect failed: its request moves to a new connection to the origin's
+ * next address, as a name may resolve to several (localhost to ::1 and
+ * 127.0.0.1) and a server listen on only one. Returns 1 when moved (k is
+ * closing), 0 when every address was tried (k keeps the request). */
+static int next_address(struct conn *k)
+{
+    struct req *q = k->req;
+
+    if (q == NULL || k->c->closing || k->tried + 1 >= k->o->naddrs)
+        return 0;
+    k->req = NULL;
+    if (conn_start(k->c, k->o, q, k) < 0) {
+        k->req = q;
+        return 0;
+    }
+    conn_close(k);
+    return 1;
+}
+
+/* A new connection to o carrying q; prev, when not NULL, is the connection
+ * whose connect to the address before failed. Returns 0, or a negative code
+ * with q untouched. */
+static int conn_start(struct cr_h1 *c, struct origin *o, struct req *q,
+                      const struct conn *prev)
 {
     struct conn *k = calloc(1, sizeof(*k));
     struct addrinfo hints;
@@ -787,7 +844,9 @@ static int conn_start(struct cr_h1 *c, struct origin *o, struct req *q)
         c->conns->prev = k;
     c->conns = k;
     k->req = q;
-    if (o->addr_ok && (o->is_ip || uv_now(c->loop) < o->addr_until)) {
+    k->first = prev ? prev->first : o->addr_first;
+    k->tried = prev ? prev->tried + 1 : 0;
+    if (prev || (o->naddrs > 0 && (o->is_ip || uv_now(c->loop) < o->addr_until))) {
         k->st = C_CONNECTING;
         arm(k);
         do_connect(k);
@@ -816,7 +875,7 @@ static int place(struct cr_h1 *c, struct req *q)
     struct conn *k = o->idle;
 
     if (k == NULL)
-        return conn_start(c, o, q);
+        return conn_start(c, o, q, NULL);
     o->idle = k->next_idle;
     k->next_idle = NULL;
     c->nidle--;
@@ -859,7 +918,7 @@ static void settle(struct conn *k)
             cr_buf_reset(&q->rbody);
             cr_buf_reset(&q->hdrs);
             q->hdr_state = 0;
-            if (conn_start(c, q->o, q) == 0)
+            if (conn_start(c, q->o, q, NULL) == 0)
                 return;
         }
     }
@@ -943,10 +1002,10 @@ static int origin_new(struct cr_h1 *c, const char *url, const struct http_parser
         snprintf(o->hostport, sizeof(o->hostport), v6 ? "[%s]:%d" : "%s:%d", o->host, port);
     else
         snprintf(o->hostport, sizeof(o->hostport), "%s", o->host);
-    if (v6 ? uv_ip6_addr(o->host, port, (struct sockaddr_in6 *)&o->addr) == 0
-           : uv_ip4_addr(o->host, port, (struct sockaddr_in *)&o->addr) == 0) {
+    if (v6 ? uv_ip6_addr(o->host, port, (struct sockaddr_in6 *)&o->addrs[0]) == 0
+           : uv_ip4_addr(o->host, port, (struct sockaddr_in *)&o->addrs[0]) == 0) {
         o->is_ip = 1;
-        o->addr_ok = 1;
+        o->naddrs = 1;
     } else if (v6) {
         snprintf(err, errlen, "bad IPv6 address '%s'", o->host);
         rc = CR_EINVAL;

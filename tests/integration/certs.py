@@ -29,15 +29,16 @@ def make_ca(directory, name="crier test CA"):
     return cert, key
 
 
-def make_server_cert(directory, ca_cert, ca_key, name="server"):
-    """Makes NAME.key and NAME.pem (CN and SAN 127.0.0.1 and localhost, signed
+def make_server_cert(directory, ca_cert, ca_key, name="server",
+                     san="IP:127.0.0.1,DNS:localhost"):
+    """Makes NAME.key and NAME.pem (CN 127.0.0.1, subjectAltName san, signed
     by the CA) in directory; returns (cert, key) paths."""
     d = Path(directory)
     key, csr, cert = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
     ext = d / f"{name}.ext"
     _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    ext.write_text(f"subjectAltName={san}\n"
                    "basicConstraints=CA:FALSE\n"
                    "keyUsage=critical,digitalSignature\n"
                    "extendedKeyUsage=serverAuth\n")
