@@ -28,6 +28,9 @@
 #define DEFAULT_MAX_RESPONSE (1024 * 1024)
 #define DEFAULT_CONNECT_MS 300000L /* libcurl's, for providers that set none */
 #define DNS_TTL_MS 60000           /* a resolved address is reused this long */
+#define KEEPALIVE_S 30             /* TCP keepalive probes after this idle time */
+#define IDLE_MAX_MS 118000         /* an idle connection older than this is not reused:
+                                      a NAT or a load balancer may have dropped it */
 #define ADDRS_MAX 8                /* addresses of a name kept, tried in turn */
 #define HOSTPORT_MAX 300
 #define DETAIL_MAX 320
@@ -96,6 +99,7 @@ struct conn {
     int resolving;
     int writing;
     int used;      /* carried a request to its end before */
+    uint64_t idle_since; /* loop ms it last went idle */
     int first;     /* the origin address its request's connects began with */
     int tried;     /* addresses tried before this connection's */
     int ai;        /* the origin address it connects to */
@@ -839,6 +843,7 @@ static int conn_start(struct cr_h1 *c, struct origin *o, struct req *q,
     cr_buf_init(&k->wout, TLS_OUT_MAX);
     cr_buf_init(&k->wpend, TLS_OUT_MAX);
     (void)uv_tcp_nodelay(&k->tcp, 1);
+    (void)uv_tcp_keepalive(&k->tcp, 1, KEEPALIVE_S);
     k->next = c->conns;
     if (c->conns)
         c->conns->prev = k;
@@ -873,7 +878,15 @@ static int place(struct cr_h1 *c, struct req *q)
 {
     struct origin *o = q->o;
     struct conn *k = o->idle;
+    uint64_t now = uv_now(c->loop);
 
+    /* The stack is most recent first: from the first one idle too long on,
+     * every connection below it is older still. */
+    if (k && now - k->idle_since > IDLE_MAX_MS) {
+        while (o->idle)
+            conn_close(o->idle);
+        k = NULL;
+    }
     if (k == NULL)
         return conn_start(c, o, q, NULL);
     o->idle = k->next_idle;
@@ -905,6 +918,7 @@ static void settle(struct conn *k)
     if (err == 0 && k->keep && !k->writing && k->st == C_BUSY && !c->closing &&
         (c->max_idle == 0 || c->nidle < c->max_idle)) {
         k->st = C_IDLE;
+        k->idle_since = uv_now(c->loop);
         k->used = 1;
         k->next_idle = k->o->idle;
         k->o->idle = k;
