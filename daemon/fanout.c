@@ -328,11 +328,52 @@ static void cache_put(struct cr_fanout *f, struct cr_jobctx *jc)
 
 /* ---- outcomes ---- */
 
+/* The most outcomes a batch can hold: one per (resident, channel) and one
+ * skip per resident. */
+static size_t outs_max(const struct cr_batch *b)
+{
+    return b->nsubs * (CR_CH__COUNT + 1) + 1;
+}
+
+/* Room for one more outcome: the array starts at one per resident (most
+ * jobs send each resident one message) and doubles when a batch has more.
+ * Returns 0, or CR_ENOMEM with the batch unchanged. */
+static int outs_room(struct cr_batch *b)
+{
+    size_t cap;
+    struct cr_record *n;
+
+    if (b->nouts < b->outs_cap)
+        return 0;
+    cap = b->outs_cap * 2;
+    if (cap > outs_max(b))
+        cap = outs_max(b);
+    if (cap <= b->nouts)
+        return CR_ENOMEM;
+    n = realloc(b->outs, cap * sizeof(*n));
+    if (n == NULL)
+        return CR_ENOMEM;
+    b->outs = n;
+    b->outs_cap = cap;
+    return 0;
+}
+
+/* A new outcome of b, or NULL when there is no memory for it: the batch is
+ * then dead (not acknowledged, so taken again later), as when it could not
+ * be planned. The pointer is valid until the next add_record. */
 static struct cr_record *add_record(struct cr_batch *b, struct cr_sub *sub, enum cr_channel ch,
                                     enum cr_status st, const char *code)
 {
-    struct cr_record *o = &b->outs[b->nouts++];
+    struct cr_record *o;
 
+    if (outs_room(b) < 0) {
+        if (!b->dead)
+            cr_error("job %s batch %s: out of memory for its outcomes; the batch is given up "
+                     "and taken again later", b->job_id, b->entry);
+        b->dead = 1;
+        return NULL;
+    }
+    o = &b->outs[b->nouts++];
     memset(o, 0, sizeof(*o));
     o->sub = sub;
     o->channel = ch;
@@ -403,6 +444,17 @@ void cr_fanout_msg_returned(struct cr_msg *m)
         drain_if_idle(m->batch);
 }
 
+/* An outcome that found no room (add_record gave NULL; b is dead): the
+ * message's in-flight slot goes back now, as no write will free it. */
+static void unrecorded(struct cr_batch *b, struct cr_msg *m)
+{
+    if (m->slot_held) {
+        m->slot_held = 0;
+        cr_dispatch_release(b->d->dispatch, m->slot_prov);
+    }
+    after_outcome(b);
+}
+
 void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provider,
                         const struct cr_result *res, long latency_us, int suppress)
 {
@@ -413,6 +465,10 @@ void cr_fanout_msg_done(struct cr_msg *m, enum cr_status st, const char *provide
     o = add_record(b, m->sub, m->channel, st, res ? res->code : "");
     cr_metrics_message(b->d->metrics, m->channel,
                        cr_metrics_provider_index(b->d->cfg, provider), st);
+    if (o == NULL) {
+        unrecorded(b, m);
+        return;
+    }
     o->attempt = m->attempt;
     o->provider = provider;
     o->latency_us = latency_us;
@@ -467,6 +523,10 @@ static void park(struct cr_batch *b, struct cr_msg *m, int64_t due_ms, const cha
         due_ms = b->jc->job.expires_at_ms;
     m->sub->plan &= (uint8_t)~CR_CH_BIT(m->channel); /* the retry set answers for it now */
     o = add_record(b, m->sub, m->channel, CR_ST_FAILED, code);
+    if (o == NULL) {
+        unrecorded(b, m);
+        return;
+    }
     o->park_member = make_member(b, m);
     if (o->park_member == NULL) {
         /* cannot happen with valid ids; fail rather than lose track of it */
@@ -1086,7 +1146,8 @@ static void plan(struct cr_batch *b)
     b->planning = 1;
     if (b->msgs == NULL)
         b->msgs = calloc(b->nsubs * CR_CH__COUNT + 1, sizeof(*b->msgs));
-    b->outs = calloc(b->nsubs * (CR_CH__COUNT + 1) + 1, sizeof(*b->outs));
+    b->outs_cap = b->nsubs + 1;
+    b->outs = calloc(b->outs_cap, sizeof(*b->outs));
     if (b->msgs == NULL || b->outs == NULL) {
         b->dead = 1;
         b->planning = 0;
@@ -1660,7 +1721,7 @@ static long replan_missing(struct cr_batch *b, const unsigned char *held,
                            const unsigned char *have, size_t len, size_t *again)
 {
     size_t msgs_cap = b->nsubs * CR_CH__COUNT + 1;
-    size_t outs_cap = b->nsubs * (CR_CH__COUNT + 1) + 1;
+    size_t outs_cap = outs_max(b);
     int64_t now = cr_now_ms();
     long added = 0;
     size_t i;

@@ -79,7 +79,8 @@ struct cr_batch {
     size_t nmsgs;
     size_t nfinal;          /* outcomes known (recorded or not) */
     size_t expected;        /* outcomes this batch will produce */
-    struct cr_record *outs;
+    struct cr_record *outs;  /* grown as outcomes arrive, up to nsubs * (CR_CH__COUNT + 1) + 1 */
+    size_t outs_cap;
     size_t nouts;
     size_t nflushed;
     size_t flushing;        /* outcomes in the flush under way */

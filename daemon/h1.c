@@ -117,7 +117,6 @@ struct conn {
     struct cr_buf wout;   /* TLS bytes being written */
     struct cr_buf wpend;  /* TLS bytes waiting for the write under way */
     char rbuf[RBUF_SIZE];
-    char pbuf[RBUF_SIZE]; /* TLS: plaintext */
 };
 
 struct cr_h1 {
@@ -438,9 +437,10 @@ static void tls_read(struct conn *k, size_t n)
         int err;
 
         ERR_clear_error();
-        r = SSL_read(k->ssl, k->pbuf, sizeof(k->pbuf));
+        /* rbuf's ciphertext is in rbio by now: it takes the plaintext */
+        r = SSL_read(k->ssl, k->rbuf, sizeof(k->rbuf));
         if (r > 0) {
-            feed(k, k->pbuf, (size_t)r);
+            feed(k, k->rbuf, (size_t)r);
             continue;
         }
         err = SSL_get_error(k->ssl, r);
