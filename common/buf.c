@@ -54,6 +54,35 @@ int cr_buf_appends(struct cr_buf *b, const char *s)
     return cr_buf_append(b, s, strlen(s));
 }
 
+static int unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int cr_buf_append_pct(struct cr_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+    int rc = 0;
+
+    while (rc == 0 && *p) {
+        const unsigned char *run = p;
+
+        while (*p && unreserved(*p))
+            p++;
+        if (p > run)
+            rc = cr_buf_append(b, run, (size_t)(p - run));
+        if (rc == 0 && *p) {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+
+            rc = cr_buf_append(b, e, 3);
+            p++;
+        }
+    }
+    return rc;
+}
+
 int cr_buf_vappendf(struct cr_buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;

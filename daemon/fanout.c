@@ -1278,8 +1278,11 @@ static void load(struct cr_batch *b)
         lc->sub = i < b->nsubs ? &b->subs[i] : NULL;
         lc->outcome = 0;
         if (lc->sub) {
+            const char *argv[2] = {"HGETALL", key};
+
             cr_key_for(&d->keys, "sub", lc->sub->id, key, sizeof(key));
-            rc = cr_redis_cmd(r, on_loaded, lc, 0, "HGETALL %s", key);
+            /* by vector: no format string parsed per resident */
+            rc = cr_redis_argv(r, on_loaded, lc, 0, 2, argv, NULL);
         } else {
             rc = cr_redis_cmd(r, on_loaded, lc, 0, "GETRANGE %s %llu %llu", b->ledger_key,
                               (unsigned long long)first, (unsigned long long)last);

@@ -23,6 +23,11 @@ int cr_buf_append(struct cr_buf *b, const void *p, size_t n);
 /* Appends a NUL-terminated string; as cr_buf_append. */
 int cr_buf_appends(struct cr_buf *b, const char *s);
 
+/* Appends s percent-encoded for a URL query or a form body: every byte but
+ * RFC 3986's unreserved ones (ALPHA DIGIT - . _ ~) as %XX, as
+ * curl_easy_escape does. As cr_buf_append; on an error b may hold part of it. */
+int cr_buf_append_pct(struct cr_buf *b, const char *s);
+
 /* Appends printf-style output; as cr_buf_append. fmt must be a literal. */
 int cr_buf_appendf(struct cr_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -535,16 +535,19 @@ out:
     return out;
 }
 
-/* Appends name=value to a form body, value escaped with curl. */
+/* Appends name=value to a form body, value percent-encoded. */
 static int form_add(struct cr_buf *body, const char *name, const char *value)
 {
-    char *esc = curl_easy_escape(NULL, value, 0);
-    int rc;
+    int rc = 0;
 
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = cr_buf_appendf(body, "%s%s=%s", body->len > 0 ? "&" : "", name, esc);
-    curl_free(esc);
+    if (body->len > 0)
+        rc = cr_buf_append(body, "&", 1);
+    if (rc == 0)
+        rc = cr_buf_appends(body, name);
+    if (rc == 0)
+        rc = cr_buf_append(body, "=", 1);
+    if (rc == 0)
+        rc = cr_buf_append_pct(body, value);
     return rc;
 }
 

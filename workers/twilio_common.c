@@ -41,31 +41,32 @@ int cr_twilio_form_put(struct cr_buf *body, const char *name, const char *escape
 
 int cr_twilio_form_add(struct cr_buf *body, const char *name, const char *value)
 {
-    char *esc;
+    size_t len = body->len;
     int rc;
 
     if (strlen(value) > CR_TWILIO_VALUE_MAX)
         return CR_ETOOBIG;
-    esc = curl_easy_escape(NULL, value, 0);
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = cr_twilio_form_put(body, name, esc);
-    curl_free(esc);
+    rc = cr_twilio_form_put(body, name, "");
+    if (rc == 0)
+        rc = cr_buf_append_pct(body, value);
+    if (rc < 0 && body->data) {
+        body->len = len; /* nothing of the field is left behind */
+        body->data[len] = '\0';
+    }
     return rc;
 }
 
 int cr_twilio_callback_with_ref(const char *callback, const char *ref, struct cr_buf *out)
 {
-    char *esc;
     int rc;
 
     if (ref == NULL)
         return cr_buf_appends(out, callback);
-    esc = curl_easy_escape(NULL, ref, 0);
-    if (esc == NULL)
-        return CR_ENOMEM;
-    rc = cr_buf_appendf(out, "%s%cref=%s", callback, strchr(callback, '?') ? '&' : '?', esc);
-    curl_free(esc);
+    rc = cr_buf_appends(out, callback);
+    if (rc == 0)
+        rc = cr_buf_appends(out, strchr(callback, '?') ? "&ref=" : "?ref=");
+    if (rc == 0)
+        rc = cr_buf_append_pct(out, ref);
     return rc;
 }
 
