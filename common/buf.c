@@ -33,6 +33,13 @@ static int grow(struct cr_buf *b, size_t need)
     return 0;
 }
 
+int cr_buf_reserve(struct cr_buf *b, size_t n)
+{
+    if (n > b->max - b->len)
+        return CR_ETOOBIG;
+    return grow(b, b->len + n);
+}
+
 int cr_buf_append(struct cr_buf *b, const void *p, size_t n)
 {
     int rc;

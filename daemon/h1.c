@@ -18,6 +18,7 @@
 
 #include "cr_error.h"
 #include "cr_log.h"
+#include "cr_str.h"
 
 #define RBUF_SIZE (16 * 1024)
 #define HEAD_MAX (64 * 1024)       /* request line and headers */
@@ -1093,9 +1094,14 @@ static int build_head(struct req *q, const struct cr_request *req, const char *p
     struct cr_buf *b = &q->head;
     const struct curl_slist *h;
     size_t plen = strcspn(path, "#");
+    size_t need = plen + strlen(q->o->hostport) + 256;
     int rc;
 
-    rc = cr_buf_appends(b, req->method);
+    for (h = req->headers; h; h = h->next)
+        need += strlen(h->data) + 2;
+    rc = cr_buf_reserve(b, need < b->max ? need : b->max);
+    if (rc == 0)
+        rc = cr_buf_appends(b, req->method);
     if (rc == 0)
         rc = cr_buf_append(b, " ", 1);
     if (rc == 0 && (plen == 0 || path[0] == '?'))
@@ -1116,13 +1122,16 @@ static int build_head(struct req *q, const struct cr_request *req, const char *p
             rc = cr_buf_append(b, "\r\n", 2);
     }
     if (rc == 0 && q->has_body) {
-        char len[48];
+        char len[CR_NUM_MAX];
 
         if (!header_given(req->headers, "Content-Type:", 13))
             rc = cr_buf_appends(b, "Content-Type: application/x-www-form-urlencoded\r\n");
-        snprintf(len, sizeof(len), "Content-Length: %zu\r\n", q->body.len);
         if (rc == 0)
-            rc = cr_buf_appends(b, len);
+            rc = cr_buf_appends(b, "Content-Length: ");
+        if (rc == 0)
+            rc = cr_buf_appends(b, cr_fmt_i64(len, (int64_t)q->body.len));
+        if (rc == 0)
+            rc = cr_buf_append(b, "\r\n", 2);
     }
     if (rc == 0)
         rc = cr_buf_append(b, "\r\n", 2);

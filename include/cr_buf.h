@@ -20,6 +20,11 @@ void cr_buf_init(struct cr_buf *b, size_t max);
 /* Appends n bytes. Returns 0, CR_ETOOBIG (past max; b unchanged) or CR_ENOMEM. */
 int cr_buf_append(struct cr_buf *b, const void *p, size_t n);
 
+/* Makes room for n more bytes without changing the contents, so that the
+ * appends that follow need no allocation. Returns 0, CR_ETOOBIG (past max;
+ * nothing reserved) or CR_ENOMEM. */
+int cr_buf_reserve(struct cr_buf *b, size_t n);
+
 /* Appends a NUL-terminated string; as cr_buf_append. */
 int cr_buf_appends(struct cr_buf *b, const char *s);
 

@@ -130,6 +130,8 @@ static int twilio_build(void *state, const struct cr_message *const *msgs, size_
         goto out;
 
     cr_buf_reset(&req->body);
+    /* room for the form at once: the body escaped at worst, and the rest */
+    (void)cr_buf_reserve(&req->body, 3 * strlen(m->sms) + strlen(tw->sender) + 512);
     rc = cr_twilio_form_add(&req->body, "To", m->address);
     if (rc == 0)
         rc = cr_buf_append(&req->body, "&", 1);
