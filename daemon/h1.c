@@ -192,35 +192,15 @@ static void fail(struct conn *k, int err, const char *fmt, ...)
 
 /* ---- answers (http-parser callbacks; parser.data is the connection) ---- */
 
-static void keep_retry_after(struct req *q, const char *line, size_t len)
-{
-    static const char name[] = "Retry-After:";
-    const size_t nlen = sizeof(name) - 1;
-    const char *v;
-    const char *end = line + len;
-
-    if (len < nlen || strncasecmp(line, name, nlen) != 0)
-        return;
-    v = line + nlen;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    len = (size_t)(end - v);
-    if (len >= sizeof(q->retry_after))
-        len = sizeof(q->retry_after) - 1;
-    memcpy(q->retry_after, v, len);
-    q->retry_after[len] = '\0';
-    q->has_retry_after = 1;
-}
-
 /* Ends the header line being read: checked for Retry-After, then "\r\n". */
 static void end_header_line(struct req *q)
 {
     if (q->hdr_state != 2)
         return;
     if (q->hdrs.len >= q->line_start)
-        keep_retry_after(q, q->hdrs.data + q->line_start, q->hdrs.len - q->line_start);
+        if (cr_http_retry_after(q->hdrs.data + q->line_start, q->hdrs.len - q->line_start,
+                                q->retry_after, sizeof(q->retry_after)))
+            q->has_retry_after = 1;
     (void)cr_buf_append(&q->hdrs, "\r\n", 2);
     q->hdr_state = 0;
 }

@@ -172,26 +172,26 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static void keep_retry_after(struct xfer *x, const char *line, size_t len)
+int cr_http_retry_after(const char *line, size_t len, char *out, size_t cap)
 {
     static const char name[] = "Retry-After:";
     const size_t nlen = sizeof(name) - 1;
     const char *v;
     const char *end = line + len;
 
-    if (len < nlen || strncasecmp(line, name, nlen) != 0)
-        return;
+    if (cap == 0 || len < nlen || strncasecmp(line, name, nlen) != 0)
+        return 0;
     v = line + nlen;
     while (v < end && (*v == ' ' || *v == '\t'))
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
         end--;
     len = (size_t)(end - v);
-    if (len >= sizeof(x->retry_after))
-        len = sizeof(x->retry_after) - 1;
-    memcpy(x->retry_after, v, len);
-    x->retry_after[len] = '\0';
-    x->has_retry_after = 1;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return 1;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -208,7 +208,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     }
     if (len == 0 || (len <= 2 && (p[0] == '\r' || p[0] == '\n')))
         return len;
-    keep_retry_after(x, p, len);
+    if (cr_http_retry_after(p, len, x->retry_after, sizeof(x->retry_after)))
+        x->has_retry_after = 1;
     /* Over the cap the remaining lines are dropped, not the answer. */
     (void)cr_buf_append(&x->hdrs, p, len);
     return len;

@@ -61,6 +61,11 @@ size_t cr_http_inflight(const struct cr_http *h);
  * closed(ud) if given. h must not be used after this call. */
 void cr_http_close(struct cr_http *h, void (*closed)(void *ud), void *ud);
 
+/* When line (one response header line, with or without its CRLF) is a
+ * Retry-After header, copies its value without surrounding blanks into out
+ * (cut to cap - 1 bytes, NUL-terminated) and returns 1; else returns 0. */
+int cr_http_retry_after(const char *line, size_t len, char *out, size_t cap);
+
 /* Initialises req for an adapter's build(): method "POST", empty capped url
  * and body buffers (body cap body_max), no headers. */
 void cr_request_init(struct cr_request *req, size_t body_max);

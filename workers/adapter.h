@@ -64,6 +64,12 @@ int cr_header_safe(const char *s);
  * angle brackets. */
 int cr_unsubscribe_url_ok(const char *u);
 
+/* Appends name=value to an application/x-www-form-urlencoded body, after an
+ * '&' unless body is empty, the value percent-encoded (cr_buf_append_pct).
+ * Returns 0, CR_ETOOBIG past body's cap or CR_ENOMEM; on an error nothing of
+ * the field is left in body. */
+int cr_form_add(struct cr_buf *body, const char *name, const char *value);
+
 /* Appends the header line "name: value" to req->headers. Returns 0, CR_EINVAL
  * when value contains CR or LF, CR_ETOOBIG past 8 KiB, or CR_ENOMEM. */
 int cr_req_add_header(struct cr_request *req, const char *name, const char *value);

@@ -535,22 +535,6 @@ out:
     return out;
 }
 
-/* Appends name=value to a form body, value percent-encoded. */
-static int form_add(struct cr_buf *body, const char *name, const char *value)
-{
-    int rc = 0;
-
-    if (body->len > 0)
-        rc = cr_buf_append(body, "&", 1);
-    if (rc == 0)
-        rc = cr_buf_appends(body, name);
-    if (rc == 0)
-        rc = cr_buf_append(body, "=", 1);
-    if (rc == 0)
-        rc = cr_buf_append_pct(body, value);
-    return rc;
-}
-
 /* 0 while the token is good for more than REFRESH_BEFORE_MS; CR_EAGAIN with
  * the token request in req otherwise; CR_EBUSY while one is out; CR_EHTTP
  * within FETCH_RETRY_MS of a failed fetch when the old token (if any) has
@@ -576,9 +560,9 @@ static int fcm_auth_request(void *state, int64_t now_ms, struct cr_request *req)
     if (assertion == NULL)
         goto out;
     cr_buf_reset(&req->body);
-    rc = form_add(&req->body, "grant_type", JWT_BEARER_GRANT);
+    rc = cr_form_add(&req->body, "grant_type", JWT_BEARER_GRANT);
     if (rc == 0)
-        rc = form_add(&req->body, "assertion", assertion);
+        rc = cr_form_add(&req->body, "assertion", assertion);
     if (rc < 0)
         goto out;
     cr_buf_reset(&req->url);

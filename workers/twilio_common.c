@@ -2,6 +2,7 @@
  * both speak: account URL and basic auth, SIDs, form bodies, the status
  * callback's ref and the code and message of an error answer. */
 #include "twilio_common.h"
+#include "adapter.h"
 
 #include "cr_error.h"
 
@@ -24,36 +25,11 @@ int cr_twilio_sid_ok(const char *s, const char *prefix)
     return 1;
 }
 
-int cr_twilio_form_put(struct cr_buf *body, const char *name, const char *escaped)
-{
-    int rc = 0;
-
-    if (body->len > 0)
-        rc = cr_buf_append(body, "&", 1);
-    if (rc == 0)
-        rc = cr_buf_appends(body, name);
-    if (rc == 0)
-        rc = cr_buf_append(body, "=", 1);
-    if (rc == 0)
-        rc = cr_buf_appends(body, escaped);
-    return rc;
-}
-
 int cr_twilio_form_add(struct cr_buf *body, const char *name, const char *value)
 {
-    size_t len = body->len;
-    int rc;
-
     if (strlen(value) > CR_TWILIO_VALUE_MAX)
         return CR_ETOOBIG;
-    rc = cr_twilio_form_put(body, name, "");
-    if (rc == 0)
-        rc = cr_buf_append_pct(body, value);
-    if (rc < 0 && body->data) {
-        body->len = len; /* nothing of the field is left behind */
-        body->data[len] = '\0';
-    }
-    return rc;
+    return cr_form_add(body, name, value);
 }
 
 int cr_twilio_callback_with_ref(const char *callback, const char *ref, struct cr_buf *out)

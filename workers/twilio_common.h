@@ -34,11 +34,6 @@ void cr_twilio_account_release(struct cr_twilio_account *a);
  * exactly 32 hex digits. NULL is not. */
 int cr_twilio_sid_ok(const char *s, const char *prefix);
 
-/* Appends "[&]name=" and then escaped as it is (already URL-escaped) to a
- * form body. Returns 0 or the cr_buf error (CR_ETOOBIG past its cap,
- * CR_ENOMEM). */
-int cr_twilio_form_put(struct cr_buf *body, const char *name, const char *escaped);
-
 /* Appends "[&]name=<URL-escaped value>" to a form body. Returns 0,
  * CR_ETOOBIG for a value longer than CR_TWILIO_VALUE_MAX or past the body's
  * cap, or CR_ENOMEM. */

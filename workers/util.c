@@ -313,6 +313,26 @@ int cr_unsubscribe_url_ok(const char *u)
     return 1;
 }
 
+int cr_form_add(struct cr_buf *body, const char *name, const char *value)
+{
+    size_t len = body->len;
+    int rc = 0;
+
+    if (body->len > 0)
+        rc = cr_buf_append(body, "&", 1);
+    if (rc == 0)
+        rc = cr_buf_appends(body, name);
+    if (rc == 0)
+        rc = cr_buf_append(body, "=", 1);
+    if (rc == 0)
+        rc = cr_buf_append_pct(body, value);
+    if (rc < 0 && body->data) {
+        body->len = len;
+        body->data[len] = '\0';
+    }
+    return rc;
+}
+
 int cr_req_add_header(struct cr_request *req, const char *name, const char *value)
 {
     char line[HEADER_LINE_MAX];
