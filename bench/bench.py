@@ -1690,6 +1690,20 @@ def main():
     print(f"bench: finished in {result['wall_seconds']:.0f}s")
 
 
+def pairs_report(mode, pairs):
+    """A partial run's crier/replay pairs: written to <mode>.json in the
+    results directory, their rows of the compact table printed."""
+    res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(),
+           "figures": {"replay": {k: pair_figures(v, k) for k, v in pairs.items()},
+                       "tls": {"skipped": f"not run (bench.py {mode})"}, "cost": {}}}
+    (OUT / f"{mode}.json").write_text(json.dumps(dict(res, runs=pairs), indent=2) + "\n")
+    print()
+    for line in compact_table(res)[:-2]:  # without the TLS and instruction lines
+        print(line)
+    print(f"results: {OUT / f'{mode}.json'}")
+
+
 def main_whatsapp():
     """Only the WhatsApp scenarios (`bench.py whatsapp`): prints their rows of
     the compact table and writes them to whatsapp.json in the results
@@ -1702,15 +1716,7 @@ def main_whatsapp():
         pairs = wa_rounds(b, WA_ROUNDS)
     finally:
         b.close()
-    res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(),
-           "figures": {"replay": {k: pair_figures(v, k) for k, v in pairs.items()},
-                       "tls": {"skipped": "not run (bench.py whatsapp)"}, "cost": {}}}
-    (OUT / "whatsapp.json").write_text(json.dumps(dict(res, runs=pairs), indent=2) + "\n")
-    print()
-    for line in compact_table(res)[:-2]:  # without the TLS and instruction lines
-        print(line)
-    print(f"results: {OUT / 'whatsapp.json'}")
+    pairs_report("whatsapp", pairs)
 
 
 def main_sms():
@@ -1731,15 +1737,7 @@ def main_sms():
                     f"{tag}-{i + 1}", "bench:sms", ["sms"], workers=w)))
     finally:
         b.close()
-    res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(),
-           "figures": {"replay": {k: pair_figures(v, k) for k, v in pairs.items()},
-                       "tls": {"skipped": "not run (bench.py sms)"}, "cost": {}}}
-    (OUT / "sms.json").write_text(json.dumps(dict(res, runs=pairs), indent=2) + "\n")
-    print()
-    for line in compact_table(res)[:-2]:
-        print(line)
-    print(f"results: {OUT / 'sms.json'}")
+    pairs_report("sms", pairs)
 
 
 def main_sentinel():
