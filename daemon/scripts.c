@@ -166,9 +166,25 @@ static const char expand_lua[] =
     "if h[3] == 'failed' then redis.call('XACK', KEYS[4], ARGV[8], ARGV[9]); return -3 end\n"
     "local step = tonumber(h[1] or '0')\n"
     "if step ~= tonumber(ARGV[2]) then return -2 end\n"
-    "local kept = {}\n"
-    "for id in string.gmatch(ARGV[5], '[^,]+') do\n"
-    "  if redis.call('SADD', KEYS[6], id) == 1 then kept[#kept + 1] = id end\n"
+    /* one SMISMEMBER and one SADD per thousand ids, not a SADD per id (each
+     * of which Redis also feeds to the AOF on its own); an id twice in the
+     * page is kept at its first place, as SADD one by one would keep it */
+    "local ids, kept = {}, {}\n"
+    "for id in string.gmatch(ARGV[5], '[^,]+') do ids[#ids + 1] = id end\n"
+    "for i = 1, #ids, 1000 do\n"
+    "  local j = math.min(i + 999, #ids)\n"
+    "  local was, new = redis.call('SMISMEMBER', KEYS[6], unpack(ids, i, j)), {}\n"
+    "  for k = 1, #was do\n"
+    "    if was[k] == 0 then new[#new + 1] = ids[i + k - 1] end\n"
+    "  end\n"
+    "  if #new > 0 and redis.call('SADD', KEYS[6], unpack(new)) < #new then\n"
+    "    local once = {}\n"
+    "    for _, id in ipairs(new) do\n"
+    "      if not once[id] then once[id] = true; kept[#kept + 1] = id end\n"
+    "    end\n"
+    "  else\n"
+    "    for _, id in ipairs(new) do kept[#kept + 1] = id end\n"
+    "  end\n"
     "end\n"
     /* a signed job's key caps its audience: residents past the cap get no
      * batch, only a count, and the job says why */
