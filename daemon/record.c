@@ -15,11 +15,41 @@
 /* outcomes per script call, within what cr_script_call takes */
 #define CHUNK 230
 #define NKEYS 12
-#define NHEAD 7
-#define NUMS 6 /* numbers formatted per outcome: pos, attempt, latency, due, segments, bit */
+#define NHEAD 9
+#define NUMS 5 /* numbers formatted per outcome: pos, attempt, latency, due, segments */
+#define ARGS_MAX 8 /* arguments per outcome: sub, pos, latency, provider id, address,
+                    * retry member resolved, park due, park member */
 #define NPLAN 2 /* with the acknowledgement: the plan's first ledger byte, the plan */
-_Static_assert(3 + NKEYS + NHEAD + CHUNK * CR_RECORD_FIELDS + NPLAN <= CR_SCRIPT_MAX_ARGS,
+#define DICT_MAX 255 /* distinct strings one call may name by a byte */
+_Static_assert(3 + NKEYS + NHEAD + DICT_MAX + CHUNK * ARGS_MAX + NPLAN <= CR_SCRIPT_MAX_ARGS,
                "a full record chunk must fit in one script call");
+/* string.byte hands the script every byte of the outcomes at once: Lua's C
+ * stack takes 8000 values */
+_Static_assert(CHUNK * CR_RECORD_BYTES <= 8000, "a chunk's outcome bytes must fit Lua's stack");
+/* the script reads the ledger a byte per position, a bit per slot */
+_Static_assert(CR_LEDGER_BITS == 8, "the record script reads one ledger byte per position");
+
+/* The strings a chunk's outcomes share (providers, statuses, codes, ...),
+ * each sent once and named by its 1-based index in one byte. */
+struct dict {
+    const char *s[DICT_MAX];
+    size_t n;
+};
+
+/* The index of s in d, added if new; 0 when d is full. */
+static unsigned dict_index(struct dict *d, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < d->n; i++) {
+        if (d->s[i] == s || strcmp(d->s[i], s) == 0)
+            return (unsigned)i + 1;
+    }
+    if (d->n == DICT_MAX)
+        return 0;
+    d->s[d->n++] = s;
+    return (unsigned)d->n;
+}
 
 struct flush_ctx {
     struct cr_batch *b;
@@ -66,12 +96,23 @@ static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
     cr_fanout_flushed(b, ok, ok && ack, from, b->nflushed);
 }
 
+/* Whether the script needs o's address: for its suppression, or to note the
+ * resident's last SMS or WhatsApp sender. */
+static int wants_address(const struct cr_record *o, unsigned slot)
+{
+    if (o->address == NULL || o->address[0] == '\0')
+        return 0;
+    return o->suppress || slot == CR_CH_SMS || slot == CR_CH_WHATSAPP;
+}
+
 void cr_record_flush(struct cr_batch *b, int ack)
 {
     struct cr_daemon *d = b->d;
     size_t n = b->nouts - b->nflushed;
     size_t argc;
+    size_t nargs = 0;
     size_t i;
+    size_t a;
     const char **argv = NULL;
     size_t *lens = NULL;
     unsigned char *plan = NULL;
@@ -79,20 +120,73 @@ void cr_record_flush(struct cr_batch *b, int ack)
     uint64_t plan_first = 0;
     char plan_at[24];
     char *nums = NULL;
-    char head[6][24];
+    unsigned char *bytes = NULL;
+    struct dict *dict = NULL;
+    char head[5][24];
     struct flush_ctx *fc = NULL;
-    int rc = CR_ENOMEM;
 
     if (b->flush_busy)
         return;
     if (n > CHUNK)
         n = CHUNK;
+    dict = malloc(sizeof(*dict));
+    nums = malloc(n * NUMS * CR_NUM_MAX + 1);
+    bytes = malloc(n * CR_RECORD_BYTES + 1);
+    if (dict == NULL || nums == NULL || bytes == NULL)
+        goto out;
+    dict->n = 0;
+    /* Each outcome as CR_RECORD_BYTES bytes (scripts.h); a chunk ends early
+     * where its shared strings would no longer fit the dictionary. */
+    for (i = 0; i < n; i++) {
+        const struct cr_record *o = &b->outs[b->nflushed + i];
+        char *num = nums + i * NUMS * CR_NUM_MAX;
+        unsigned char *r = bytes + i * CR_RECORD_BYTES;
+        unsigned slot = cr_ledger_slot((int)o->channel);
+        uint32_t pos = o->sub->pos;
+        unsigned ix[6];
+        unsigned fl = 0;
+        int k;
+
+        cr_fmt_i64(num, o->sub->pos);
+        cr_fmt_i64(num + CR_NUM_MAX, o->attempt);
+        cr_fmt_i64(num + 2 * CR_NUM_MAX, o->latency_us);
+        cr_fmt_i64(num + 3 * CR_NUM_MAX, o->park_due_ms);
+        cr_fmt_i64(num + 4 * CR_NUM_MAX, o->segments);
+        ix[0] = dict_index(dict, o->provider ? o->provider : "");
+        ix[1] = dict_index(dict, o->park_member ? "park" : cr_status_name(o->status));
+        ix[2] = dict_index(dict, num + CR_NUM_MAX);
+        ix[3] = dict_index(dict, o->code);
+        ix[4] = dict_index(dict, num + 4 * CR_NUM_MAX);
+        ix[5] = dict_index(dict, slot != CR_LEDGER_SKIPPED ? cr_channel_name(o->channel) : "");
+        if (!ix[0] || !ix[1] || !ix[2] || !ix[3] || !ix[4] || !ix[5]) {
+            n = i; /* i > 0: the first outcome always fits */
+            break;
+        }
+        if (o->suppress)
+            fl |= CR_RECORD_SUPPRESS;
+        if (wants_address(o, slot))
+            fl |= CR_RECORD_ADDRESS;
+        if (o->unpark != NULL && o->unpark[0] != '\0')
+            fl |= CR_RECORD_UNPARK;
+        if (o->park_member != NULL)
+            fl |= CR_RECORD_PARK;
+        r[0] = (unsigned char)slot;
+        r[1] = (unsigned char)fl;
+        r[2] = (unsigned char)(pos >> 24);
+        r[3] = (unsigned char)(pos >> 16);
+        r[4] = (unsigned char)(pos >> 8);
+        r[5] = (unsigned char)pos;
+        for (k = 0; k < 6; k++)
+            r[6 + k] = (unsigned char)ix[k];
+        nargs += 4 + ((fl & CR_RECORD_ADDRESS) != 0) + ((fl & CR_RECORD_UNPARK) != 0) +
+                 ((fl & CR_RECORD_PARK) ? 2 : 0);
+    }
     /* Only the chunk that writes the batch's last outcome may acknowledge it. */
     if (b->nflushed + n < b->nouts || b->nouts < b->expected)
         ack = 0;
     if (n == 0 && !ack)
-        return;
-    argc = NKEYS + NHEAD + n * CR_RECORD_FIELDS;
+        goto out;
+    argc = NKEYS + NHEAD + dict->n + nargs;
     if (ack) {
         size_t cap = b->nsubs * CR_LEDGER_BITS / 8 + 2;
 
@@ -102,17 +196,13 @@ void cr_record_flush(struct cr_batch *b, int ack)
         plan_len = cr_fanout_plan(b, plan, cap, &plan_first);
         if (plan_len > cap)
             goto out; /* cannot happen: cap covers every position of the batch */
-        if (plan_len > 0) {
+        if (plan_len > 0)
             argc += NPLAN;
-            lens = malloc(argc * sizeof(*lens));
-            if (lens == NULL)
-                goto out;
-        }
     }
     argv = malloc(argc * sizeof(*argv));
-    nums = malloc(n * NUMS * CR_NUM_MAX + 1);
+    lens = malloc(argc * sizeof(*lens));
     fc = malloc(sizeof(*fc));
-    if (argv == NULL || nums == NULL || fc == NULL)
+    if (argv == NULL || lens == NULL || fc == NULL)
         goto out;
     argv[0] = b->key;
     argv[1] = b->ledger_key;
@@ -130,6 +220,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
     snprintf(head[1], sizeof(head[1]), "%lld", (long long)cr_now_ms());
     snprintf(head[2], sizeof(head[2]), "%ld", d->cfg->retention_s);
     snprintf(head[3], sizeof(head[3]), "%zu", n);
+    snprintf(head[4], sizeof(head[4]), "%zu", dict->n);
     argv[NKEYS + 0] = b->job_id;
     argv[NKEYS + 1] = d->cfg->group;
     argv[NKEYS + 2] = ack ? b->entry : "";
@@ -137,57 +228,48 @@ void cr_record_flush(struct cr_batch *b, int ack)
     argv[NKEYS + 4] = head[1];
     argv[NKEYS + 5] = head[2];
     argv[NKEYS + 6] = head[3];
+    argv[NKEYS + 7] = head[4];
+    argv[NKEYS + 8] = (const char *)bytes;
+    a = NKEYS + NHEAD;
+    for (i = 0; i < dict->n; i++)
+        argv[a++] = dict->s[i];
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
-        const char **a = argv + NKEYS + NHEAD + i * CR_RECORD_FIELDS;
-        char *pos = nums + i * NUMS * CR_NUM_MAX;
-        char *att = pos + CR_NUM_MAX;
-        char *lat = att + CR_NUM_MAX;
-        char *due = lat + CR_NUM_MAX;
-        char *seg = due + CR_NUM_MAX;
-        char *bit = seg + CR_NUM_MAX;
-        static const char *const chix[] = {"0", "1", "2", "3", "4"};
-        int ch = (int)cr_ledger_slot((int)o->channel);
+        char *num = nums + i * NUMS * CR_NUM_MAX;
+        unsigned fl = bytes[i * CR_RECORD_BYTES + 1];
 
-        cr_fmt_i64(pos, o->sub->pos);
-        cr_fmt_i64(att, o->attempt);
-        cr_fmt_i64(lat, o->latency_us);
-        cr_fmt_i64(due, o->park_due_ms);
-        cr_fmt_i64(seg, o->segments);
-        cr_fmt_i64(bit, (int64_t)o->sub->pos * CR_LEDGER_BITS + ch);
-        a[0] = o->sub->id;
-        a[1] = pos;
-        a[2] = chix[ch];
-        a[3] = ch != CR_LEDGER_SKIPPED ? cr_channel_name(o->channel) : "";
-        a[4] = o->provider ? o->provider : "";
-        a[5] = o->park_member ? "park" : cr_status_name(o->status);
-        a[6] = att;
-        a[7] = o->code;
-        a[8] = lat;
-        a[9] = o->provider_id;
-        a[10] = o->address ? o->address : "";
-        a[11] = o->suppress ? "1" : "0";
-        a[12] = o->unpark ? o->unpark : "";
-        a[13] = due;
-        a[14] = o->park_member ? o->park_member : "";
-        a[15] = seg;
-        a[16] = bit;
+        argv[a++] = o->sub->id;
+        argv[a++] = num;
+        argv[a++] = num + 2 * CR_NUM_MAX;
+        argv[a++] = o->provider_id;
+        if (fl & CR_RECORD_ADDRESS)
+            argv[a++] = o->address;
+        if (fl & CR_RECORD_UNPARK)
+            argv[a++] = o->unpark;
+        if (fl & CR_RECORD_PARK) {
+            argv[a++] = num + 3 * CR_NUM_MAX;
+            argv[a++] = o->park_member;
+        }
     }
-    if (lens != NULL) {
+    if (plan_len > 0) {
         snprintf(plan_at, sizeof(plan_at), "%llu", (unsigned long long)plan_first);
-        argv[argc - 2] = plan_at;
-        argv[argc - 1] = (const char *)plan;
-        for (i = 0; i < argc - 1; i++)
+        argv[a++] = plan_at;
+        argv[a++] = (const char *)plan;
+    }
+    for (i = 0; i < argc; i++) {
+        if (i == NKEYS + 8)
+            lens[i] = n * CR_RECORD_BYTES; /* binary */
+        else if (plan_len > 0 && i == argc - 1)
+            lens[i] = plan_len; /* binary */
+        else
             lens[i] = strlen(argv[i]);
-        lens[argc - 1] = plan_len;
     }
     fc->b = b;
     fc->ack = ack;
     b->flushing = n;
     b->flush_busy = 1;
-    rc = cr_script_call(d->rc, CR_SCRIPT_RECORD, NKEYS, (int)argc, argv, lens,
-                        on_recorded, fc);
-    if (rc == 0)
+    if (cr_script_call(d->rc, CR_SCRIPT_RECORD, NKEYS, (int)argc, argv, lens, on_recorded, fc) ==
+        0)
         fc = NULL;
     else
         b->flushing = b->flush_busy = 0;
@@ -197,4 +279,6 @@ out:
     free(lens);
     free(plan);
     free(nums);
+    free(bytes);
+    free(dict);
 }

@@ -36,23 +36,27 @@ enum cr_script {
     CR_SCRIPT_EXPAND,
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
      * push, retry set, early receipts hash, sms last-sender hash (WhatsApp
-     * numbers as "whatsapp:+E164"), suppress whatsapp; ARGV id,
-     * group, entry ("" = no ack), receipts maxlen, now_ms, retention_s, n, then
-     * n x CR_RECORD_FIELDS: sub, pos, ledger slot (CR_LEDGER_SKIPPED = none), channel,
-     * provider, status (or "park"), attempt, code, latency_us, provider_id,
-     * address, suppress (0/1), retry member this outcome resolves (""),
-     * park due ms, park member, SMS segments, ledger bit (pos x CR_LEDGER_BITS +
-     * slot); with an entry, then the plan: the ledger's first byte of the
-     * batch and, from it, the bits that must be set (binary, the ledger's
-     * layout). Counts each (pos, channel) once (ledger bit), writes its
-     * receipt, parks or unparks retry members (a park already in the set or
-     * already recorded counts nothing), and with an entry acks the batch only
-     * when every bit of the plan is set, then finishes the job when nothing is
-     * left. Returns the number newly recorded, or when the plan has bits
-     * missing (the batch is not acked) {newly recorded, bits missing, the
-     * ledger's bytes over the plan}; or the error "BADKEY <key> is a <type>,
-     * not a <type>" before writing anything when one of its keys holds the
-     * wrong type (a suppression set of the wrong type is only left unwritten). */
+     * numbers as "whatsapp:+E164"), suppress whatsapp; ARGV id, group, entry
+     * ("" = no ack), receipts maxlen, now_ms, retention_s, n, nd, the n
+     * outcomes' bytes (CR_RECORD_BYTES each, binary: ledger slot
+     * (CR_LEDGER_SKIPPED = none), CR_RECORD_* flags, position (4 bytes, most
+     * significant first), then the 1-based dictionary index of its provider,
+     * status (or "park"), attempt, code, SMS segments and channel name ("" when
+     * skipped)), the nd dictionary strings, then per outcome its sub, pos,
+     * latency_us and provider_id, its address with CR_RECORD_ADDRESS, the
+     * retry member it resolves with CR_RECORD_UNPARK, park due ms and park
+     * member with CR_RECORD_PARK; with an entry, then the plan: the ledger's
+     * first byte of the batch and, from it, the bits that must be set
+     * (binary, the ledger's layout). Counts each (pos, channel) once (ledger
+     * bit), writes its receipt, parks or unparks retry members (a park
+     * already in the set or already recorded counts nothing), and with an
+     * entry acks the batch only when every bit of the plan is set, then
+     * finishes the job when nothing is left. Returns the number newly
+     * recorded, or when the plan has bits missing (the batch is not acked)
+     * {newly recorded, bits missing, the ledger's bytes over the plan}; or the
+     * error "BADKEY <key> is a <type>, not a <type>" before writing anything
+     * when one of the keys the call would write holds the wrong type (a
+     * suppression set of the wrong type is only left unwritten). */
     CR_SCRIPT_RECORD,
     /* KEYS retry set; ARGV now_ms, lease_until_ms, count. Claims up to count
      * due members (their score moves to the lease end). Returns {members,
@@ -92,7 +96,14 @@ enum cr_script {
     CR_SCRIPT__COUNT
 };
 
-#define CR_RECORD_FIELDS 17
+/* The record script's outcomes travel as bytes, the strings they share
+ * (provider, status, code, ...) once per call: each argument costs Redis more
+ * than the script's work on it. */
+#define CR_RECORD_BYTES 12
+#define CR_RECORD_SUPPRESS 1 /* add the address to the channel's suppression set */
+#define CR_RECORD_ADDRESS 2  /* the address follows */
+#define CR_RECORD_UNPARK 4   /* the retry member it resolves follows */
+#define CR_RECORD_PARK 8     /* park: due ms and member follow */
 
 /* The most arguments one cr_script_call sends, EVALSHA, sha and key count
  * included. */
