@@ -20,8 +20,9 @@
 #define ARGS_MAX 8 /* arguments per outcome: sub, pos, latency, provider id, address,
                     * retry member resolved, park due, park member */
 #define NPLAN 2 /* with the acknowledgement: the plan's first ledger byte, the plan */
-#define DICT_MAX 255 /* distinct strings one call may name by a byte */
-_Static_assert(3 + NKEYS + NHEAD + DICT_MAX + CHUNK * ARGS_MAX + NPLAN <= CR_SCRIPT_MAX_ARGS,
+#define KINDS_MAX 255 /* distinct kinds of outcome one call may name by a byte */
+_Static_assert(3 + NKEYS + NHEAD + KINDS_MAX * CR_RECORD_KIND_STRINGS + CHUNK * ARGS_MAX + NPLAN <=
+                   CR_SCRIPT_MAX_ARGS,
                "a full record chunk must fit in one script call");
 /* string.byte hands the script every byte of the outcomes at once: Lua's C
  * stack takes 8000 values */
@@ -29,26 +30,32 @@ _Static_assert(CHUNK * CR_RECORD_BYTES <= 8000, "a chunk's outcome bytes must fi
 /* the script reads the ledger a byte per position, a bit per slot */
 _Static_assert(CR_LEDGER_BITS == 8, "the record script reads one ledger byte per position");
 
-/* The strings a chunk's outcomes share (providers, statuses, codes, ...),
- * each sent once and named by its 1-based index in one byte. */
-struct dict {
-    const char *s[DICT_MAX];
+/* The kinds of outcome in a chunk: what most of its outcomes share (provider,
+ * status, attempt, code, segments, channel), each kind sent once and named by
+ * its 1-based index in one byte. */
+struct kinds {
+    const char *s[KINDS_MAX][CR_RECORD_KIND_STRINGS];
     size_t n;
 };
 
-/* The index of s in d, added if new; 0 when d is full. */
-static unsigned dict_index(struct dict *d, const char *s)
+/* The index of kind k in ks, added if new; 0 when ks is full. */
+static unsigned kind_index(struct kinds *ks, const char *const k[CR_RECORD_KIND_STRINGS])
 {
     size_t i;
+    int j;
 
-    for (i = 0; i < d->n; i++) {
-        if (d->s[i] == s || strcmp(d->s[i], s) == 0)
+    for (i = 0; i < ks->n; i++) {
+        for (j = 0; j < CR_RECORD_KIND_STRINGS; j++) {
+            if (ks->s[i][j] != k[j] && strcmp(ks->s[i][j], k[j]) != 0)
+                break;
+        }
+        if (j == CR_RECORD_KIND_STRINGS)
             return (unsigned)i + 1;
     }
-    if (d->n == DICT_MAX)
+    if (ks->n == KINDS_MAX)
         return 0;
-    d->s[d->n++] = s;
-    return (unsigned)d->n;
+    memcpy(ks->s[ks->n], k, sizeof(ks->s[0]));
+    return (unsigned)++ks->n;
 }
 
 struct flush_ctx {
@@ -121,7 +128,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
     char plan_at[24];
     char *nums = NULL;
     unsigned char *bytes = NULL;
-    struct dict *dict = NULL;
+    struct kinds *ks = NULL;
     char head[5][24];
     struct flush_ctx *fc = NULL;
 
@@ -129,36 +136,39 @@ void cr_record_flush(struct cr_batch *b, int ack)
         return;
     if (n > CHUNK)
         n = CHUNK;
-    dict = malloc(sizeof(*dict));
+    ks = malloc(sizeof(*ks));
     nums = malloc(n * NUMS * CR_NUM_MAX + 1);
     bytes = malloc(n * CR_RECORD_BYTES + 1);
-    if (dict == NULL || nums == NULL || bytes == NULL)
+    if (ks == NULL || nums == NULL || bytes == NULL)
         goto out;
-    dict->n = 0;
+    ks->n = 0;
     /* Each outcome as CR_RECORD_BYTES bytes (scripts.h); a chunk ends early
-     * where its shared strings would no longer fit the dictionary. */
+     * where its kinds would no longer fit. */
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         char *num = nums + i * NUMS * CR_NUM_MAX;
         unsigned char *r = bytes + i * CR_RECORD_BYTES;
         unsigned slot = cr_ledger_slot((int)o->channel);
         uint32_t pos = o->sub->pos;
-        unsigned ix[6];
+        static const char *const slots[] = {"0", "1", "2", "3", "4"};
+        const char *kind[CR_RECORD_KIND_STRINGS];
+        unsigned k;
         unsigned fl = 0;
-        int k;
 
         cr_fmt_i64(num, o->sub->pos);
         cr_fmt_i64(num + CR_NUM_MAX, o->attempt);
         cr_fmt_i64(num + 2 * CR_NUM_MAX, o->latency_us);
         cr_fmt_i64(num + 3 * CR_NUM_MAX, o->park_due_ms);
         cr_fmt_i64(num + 4 * CR_NUM_MAX, o->segments);
-        ix[0] = dict_index(dict, o->provider ? o->provider : "");
-        ix[1] = dict_index(dict, o->park_member ? "park" : cr_status_name(o->status));
-        ix[2] = dict_index(dict, num + CR_NUM_MAX);
-        ix[3] = dict_index(dict, o->code);
-        ix[4] = dict_index(dict, num + 4 * CR_NUM_MAX);
-        ix[5] = dict_index(dict, slot != CR_LEDGER_SKIPPED ? cr_channel_name(o->channel) : "");
-        if (!ix[0] || !ix[1] || !ix[2] || !ix[3] || !ix[4] || !ix[5]) {
+        kind[0] = o->provider ? o->provider : "";
+        kind[1] = o->park_member ? "park" : cr_status_name(o->status);
+        kind[2] = num + CR_NUM_MAX;
+        kind[3] = o->code;
+        kind[4] = num + 4 * CR_NUM_MAX;
+        kind[5] = slot != CR_LEDGER_SKIPPED ? cr_channel_name(o->channel) : "";
+        kind[6] = slots[slot];
+        k = kind_index(ks, kind);
+        if (k == 0) {
             n = i; /* i > 0: the first outcome always fits */
             break;
         }
@@ -170,14 +180,12 @@ void cr_record_flush(struct cr_batch *b, int ack)
             fl |= CR_RECORD_UNPARK;
         if (o->park_member != NULL)
             fl |= CR_RECORD_PARK;
-        r[0] = (unsigned char)slot;
-        r[1] = (unsigned char)fl;
-        r[2] = (unsigned char)(pos >> 24);
-        r[3] = (unsigned char)(pos >> 16);
-        r[4] = (unsigned char)(pos >> 8);
-        r[5] = (unsigned char)pos;
-        for (k = 0; k < 6; k++)
-            r[6 + k] = (unsigned char)ix[k];
+        r[0] = (unsigned char)fl;
+        r[1] = (unsigned char)(pos >> 24);
+        r[2] = (unsigned char)(pos >> 16);
+        r[3] = (unsigned char)(pos >> 8);
+        r[4] = (unsigned char)pos;
+        r[5] = (unsigned char)k;
         nargs += 4 + ((fl & CR_RECORD_ADDRESS) != 0) + ((fl & CR_RECORD_UNPARK) != 0) +
                  ((fl & CR_RECORD_PARK) ? 2 : 0);
     }
@@ -186,7 +194,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
         ack = 0;
     if (n == 0 && !ack)
         goto out;
-    argc = NKEYS + NHEAD + dict->n + nargs;
+    argc = NKEYS + NHEAD + ks->n * CR_RECORD_KIND_STRINGS + nargs;
     if (ack) {
         size_t cap = b->nsubs * CR_LEDGER_BITS / 8 + 2;
 
@@ -220,7 +228,7 @@ void cr_record_flush(struct cr_batch *b, int ack)
     snprintf(head[1], sizeof(head[1]), "%lld", (long long)cr_now_ms());
     snprintf(head[2], sizeof(head[2]), "%ld", d->cfg->retention_s);
     snprintf(head[3], sizeof(head[3]), "%zu", n);
-    snprintf(head[4], sizeof(head[4]), "%zu", dict->n);
+    snprintf(head[4], sizeof(head[4]), "%zu", ks->n);
     argv[NKEYS + 0] = b->job_id;
     argv[NKEYS + 1] = d->cfg->group;
     argv[NKEYS + 2] = ack ? b->entry : "";
@@ -231,12 +239,16 @@ void cr_record_flush(struct cr_batch *b, int ack)
     argv[NKEYS + 7] = head[4];
     argv[NKEYS + 8] = (const char *)bytes;
     a = NKEYS + NHEAD;
-    for (i = 0; i < dict->n; i++)
-        argv[a++] = dict->s[i];
+    for (i = 0; i < ks->n; i++) {
+        int j;
+
+        for (j = 0; j < CR_RECORD_KIND_STRINGS; j++)
+            argv[a++] = ks->s[i][j];
+    }
     for (i = 0; i < n; i++) {
         const struct cr_record *o = &b->outs[b->nflushed + i];
         char *num = nums + i * NUMS * CR_NUM_MAX;
-        unsigned fl = bytes[i * CR_RECORD_BYTES + 1];
+        unsigned fl = bytes[i * CR_RECORD_BYTES];
 
         argv[a++] = o->sub->id;
         argv[a++] = num;
@@ -280,5 +292,5 @@ out:
     free(plan);
     free(nums);
     free(bytes);
-    free(dict);
+    free(ks);
 }

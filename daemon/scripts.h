@@ -37,12 +37,12 @@ enum cr_script {
     /* KEYS job, ledger, receipts, events, batch stream, suppress email, sms,
      * push, retry set, early receipts hash, sms last-sender hash (WhatsApp
      * numbers as "whatsapp:+E164"), suppress whatsapp; ARGV id, group, entry
-     * ("" = no ack), receipts maxlen, now_ms, retention_s, n, nd, the n
-     * outcomes' bytes (CR_RECORD_BYTES each, binary: ledger slot
-     * (CR_LEDGER_SKIPPED = none), CR_RECORD_* flags, position (4 bytes, most
-     * significant first), then the 1-based dictionary index of its provider,
-     * status (or "park"), attempt, code, SMS segments and channel name ("" when
-     * skipped)), the nd dictionary strings, then per outcome its sub, pos,
+     * ("" = no ack), receipts maxlen, now_ms, retention_s, n, nk, the n
+     * outcomes' bytes (CR_RECORD_BYTES each, binary: CR_RECORD_* flags,
+     * position (4 bytes, most significant first), 1-based index of its kind),
+     * the nk kinds (CR_RECORD_KIND_STRINGS each: provider, status (or
+     * "park"), attempt, code, SMS segments, channel name ("" when skipped),
+     * ledger slot (CR_LEDGER_SKIPPED = none)), then per outcome its sub, pos,
      * latency_us and provider_id, its address with CR_RECORD_ADDRESS, the
      * retry member it resolves with CR_RECORD_UNPARK, park due ms and park
      * member with CR_RECORD_PARK; with an entry, then the plan: the ledger's
@@ -97,9 +97,10 @@ enum cr_script {
 };
 
 /* The record script's outcomes travel as bytes, the strings they share
- * (provider, status, code, ...) once per call: each argument costs Redis more
- * than the script's work on it. */
-#define CR_RECORD_BYTES 12
+ * (provider, status, code, ...) once per call as kinds: each argument costs
+ * Redis more than the script's work on it. */
+#define CR_RECORD_BYTES 6
+#define CR_RECORD_KIND_STRINGS 7
 #define CR_RECORD_SUPPRESS 1 /* add the address to the channel's suppression set */
 #define CR_RECORD_ADDRESS 2  /* the address follows */
 #define CR_RECORD_UNPARK 4   /* the retry member it resolves follows */
