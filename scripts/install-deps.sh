@@ -16,6 +16,7 @@ redis-server redis-sentinel redis-tools curl openssl tzdata python3 python3-redi
 
 # The unit and integration tests, and fuzzing them (make test).
 TEST_PKGS="python3-pytest python3-jsonschema python3-aiosmtpd prometheus clang libclang-rt-14-dev
+nghttp2-server
 postgresql chromium chromium-driver python3-selenium"
 
 # The benchmark's load generator and charts (make bench).
