@@ -1377,6 +1377,12 @@ def compact_table(res):
     for row in rows:
         out.append("  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w)
                              for i, (v, w) in enumerate(zip(row, widths))))
+    cpu = rp.get("sms-1", {})
+    if cpu.get("crierd_cpu_us_per_req", {}).get("median") is not None:
+        out.append(f"CPU per request (SMS, workers 1): crierd "
+                   f"{cpu['crierd_cpu_us_per_req']['median']:.1f} us (all its work), reference "
+                   f"{(cpu.get('reference_cpu_us_per_req') or {}).get('median') or 0:.1f} us "
+                   f"(HTTP only)")
     tl = f.get("tls", {})
     if "crierd_cpu_us_per_req" in tl:
         def us(d):
@@ -1699,7 +1705,7 @@ def pairs_report(mode, pairs):
                        "tls": {"skipped": f"not run (bench.py {mode})"}, "cost": {}}}
     (OUT / f"{mode}.json").write_text(json.dumps(dict(res, runs=pairs), indent=2) + "\n")
     print()
-    for line in compact_table(res)[:-2]:  # without the TLS and instruction lines
+    for line in compact_table(res)[:-2]:  # without the TLS and instruction lines (and CPU)
         print(line)
     print(f"results: {OUT / f'{mode}.json'}")
 
