@@ -90,51 +90,17 @@ int cr_confirm_keyword(const char *keywords, const char *text)
 
 #define REC_ARGS (9 + SEGS_MAX)
 
-/* A confirmation on its way: its arguments are kept (in buf) for the one
- * EVAL that follows a NOSCRIPT answer. */
+/* A confirmation on its way. */
 struct rec_ctx {
-    struct cr_daemon *d;
     cr_confirm_done_cb cb;
     void *ud;
-    int evaled;
-    size_t argc;
-    const char *argv[REC_ARGS];
-    char buf[];
 };
-
-static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud);
-
-/* A server without the script (restarted, SCRIPT FLUSH) answers NOSCRIPT:
- * cr_script_call has sent the scripts again; this confirmation goes now with
- * the script's text rather than fail (an SMS confirmation is not sent again). */
-static int eval_text(struct rec_ctx *rc)
-{
-    static char script[sizeof(cr_confirm_lua) + sizeof(cr_confirm_call_lua)];
-    const char *av[3 + REC_ARGS];
-    size_t i;
-
-    if (script[0] == '\0') {
-        memcpy(script, cr_confirm_lua, sizeof(cr_confirm_lua) - 1);
-        memcpy(script + sizeof(cr_confirm_lua) - 1, cr_confirm_call_lua,
-               sizeof(cr_confirm_call_lua));
-    }
-    av[0] = "EVAL";
-    av[1] = script;
-    av[2] = "0";
-    for (i = 0; i < rc->argc; i++)
-        av[3 + i] = rc->argv[i];
-    rc->evaled = 1;
-    return cr_redis_argv(rc->d->rc, on_recorded, rc, 0, (int)(3 + rc->argc), av, NULL);
-}
 
 static void on_recorded(struct cr_redis *r, redisReply *reply, void *ud)
 {
     struct rec_ctx *rc = ud;
 
     (void)r;
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0 && !rc->evaled && eval_text(rc) == 0)
-        return;
     rc->cb(rc->ud, reply && reply->type == REDIS_REPLY_INTEGER ? (int)reply->integer : -1);
     free(rc);
 }
@@ -146,8 +112,7 @@ int cr_confirm_record(struct cr_daemon *d, const char *job, unsigned long pos,
     const char *args[REC_ARGS];
     char num[4][24];
     struct rec_ctx *rc;
-    size_t i, argc = 0, total = 0;
-    char *p;
+    size_t i, argc = 0;
     int err;
 
     if (n > SEGS_MAX)
@@ -167,25 +132,14 @@ int cr_confirm_record(struct cr_daemon *d, const char *job, unsigned long pos,
     args[argc++] = num[3];
     for (i = 0; i < n; i++)
         args[argc++] = segs[i];
-    for (i = 0; i < argc; i++)
-        total += strlen(args[i]) + 1;
-    rc = malloc(sizeof(*rc) + total);
+    rc = malloc(sizeof(*rc));
     if (rc == NULL)
         return CR_ENOMEM;
-    rc->d = d;
     rc->cb = cb;
     rc->ud = ud;
-    rc->evaled = 0;
-    rc->argc = argc;
-    p = rc->buf;
-    for (i = 0; i < argc; i++) {
-        size_t len = strlen(args[i]) + 1;
-
-        memcpy(p, args[i], len);
-        rc->argv[i] = p;
-        p += len;
-    }
-    err = cr_script_call(d->rc, CR_SCRIPT_CONFIRM, 0, (int)argc, rc->argv, NULL, on_recorded, rc);
+    /* once: an SMS confirmation is not sent again, so a server that lost the
+     * scripts gets this one with the script's text */
+    err = cr_script_call_once(d->rc, CR_SCRIPT_CONFIRM, 0, (int)argc, args, on_recorded, rc);
     if (err != 0)
         free(rc);
     return err;

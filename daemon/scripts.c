@@ -695,3 +695,75 @@ int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, co
         free(cc);
     return rc;
 }
+
+/* A cr_script_call_once under way: its arguments, kept for the EVAL. */
+struct once_ctx {
+    cr_redis_cb cb;
+    void *ud;
+    enum cr_script s;
+    int nkeys;
+    int argc;
+    int evaled;
+    const char *argv[]; /* argc pointers, then the strings they point to */
+};
+
+/* on_called has already sent the scripts again after a NOSCRIPT. */
+static void on_once(struct cr_redis *r, redisReply *reply, void *ud)
+{
+    struct once_ctx *oc = ud;
+
+    if (!oc->evaled && reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        const char *av[CR_SCRIPT_MAX_ARGS];
+        char nk[16];
+        int i;
+
+        snprintf(nk, sizeof(nk), "%d", oc->nkeys);
+        av[0] = "EVAL";
+        av[1] = script_text[oc->s];
+        av[2] = nk;
+        for (i = 0; i < oc->argc; i++)
+            av[3 + i] = oc->argv[i];
+        oc->evaled = 1;
+        if (cr_redis_argv(r, on_once, oc, 0, oc->argc + 3, av, NULL) == 0)
+            return;
+    }
+    oc->cb(r, reply, oc->ud);
+    free(oc);
+}
+
+int cr_script_call_once(struct cr_redis *r, enum cr_script s, int nkeys, int argc,
+                        const char **argv, cr_redis_cb cb, void *ud)
+{
+    struct once_ctx *oc;
+    size_t total = 0;
+    char *p;
+    int rc;
+    int i;
+
+    if (argc + 3 > CR_SCRIPT_MAX_ARGS)
+        return CR_ETOOBIG;
+    for (i = 0; i < argc; i++)
+        total += strlen(argv[i]) + 1;
+    oc = malloc(sizeof(*oc) + (size_t)argc * sizeof(oc->argv[0]) + total);
+    if (oc == NULL)
+        return CR_ENOMEM;
+    oc->cb = cb;
+    oc->ud = ud;
+    oc->s = s;
+    oc->nkeys = nkeys;
+    oc->argc = argc;
+    oc->evaled = 0;
+    p = (char *)&oc->argv[argc];
+    for (i = 0; i < argc; i++) {
+        size_t len = strlen(argv[i]) + 1;
+
+        memcpy(p, argv[i], len);
+        oc->argv[i] = p;
+        p += len;
+    }
+    rc = cr_script_call(r, s, nkeys, argc, oc->argv, NULL, on_once, oc);
+    if (rc != 0)
+        free(oc);
+    return rc;
+}

@@ -122,4 +122,12 @@ void cr_scripts_load(struct cr_redis *r);
 int cr_script_call(struct cr_redis *r, enum cr_script s, int nkeys, int argc, const char **argv,
                    const size_t *lens, cr_redis_cb cb, void *ud);
 
+/* As cr_script_call (C-string arguments, cb required), for a write nobody
+ * will retry (a resident's confirmation): on a NOSCRIPT answer the call is
+ * sent once more at once with EVAL and the script's text, so it is not lost
+ * while the scripts load again. The arguments are copied; cb fires once,
+ * with the answer of the last attempt. */
+int cr_script_call_once(struct cr_redis *r, enum cr_script s, int nkeys, int argc,
+                        const char **argv, cr_redis_cb cb, void *ud);
+
 #endif
