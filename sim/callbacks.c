@@ -1,6 +1,6 @@
 /* Provider callbacks made by crier-sim (see callbacks.h): each callback is a
  * job with its own timer (delay, then backoff between attempts) that sends one
- * signed HTTP request through crier's libcurl-on-libuv client, and a record in
+ * signed HTTP request through crier's own HTTP client, and a record in
  * a capped ring that /_sim/callbacks reports. Nothing here blocks the loop. */
 #include "callbacks.h"
 
@@ -518,18 +518,17 @@ static int twilio_form(const char *token, const char *url, struct param *p, size
     cr_buf_init(&form, MAX_CALLBACK_BODY);
     rc = cr_buf_appends(&data, url);
     for (i = 0; rc == 0 && i < n; i++) {
-        char *k = curl_easy_escape(NULL, p[i].name, 0);
-        char *v = curl_easy_escape(NULL, p[i].value, 0);
-
         rc = cr_buf_appends(&data, p[i].name);
         if (rc == 0)
             rc = cr_buf_appends(&data, p[i].value);
-        if (rc == 0 && (k == NULL || v == NULL))
-            rc = CR_ENOMEM;
+        if (rc == 0 && i > 0)
+            rc = cr_buf_append(&form, "&", 1);
         if (rc == 0)
-            rc = cr_buf_appendf(&form, "%s%s=%s", i ? "&" : "", k, v);
-        curl_free(k);
-        curl_free(v);
+            rc = cr_buf_append_pct(&form, p[i].name);
+        if (rc == 0)
+            rc = cr_buf_append(&form, "=", 1);
+        if (rc == 0)
+            rc = cr_buf_append_pct(&form, p[i].value);
     }
     if (rc == 0 && HMAC(EVP_sha1(), token, (int)strlen(token), (unsigned char *)data.data,
                         data.len, mac, &maclen) == NULL)
